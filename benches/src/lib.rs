@@ -1,0 +1,1 @@
+//! Benchmarks of otsensor live in `benches/`.

@@ -1,0 +1,89 @@
+//! Packet sources: the one interface behind which live capture (AF_XDP) and capture
+//! files (pcap, pcapng) feed the same pipeline.
+//!
+//! A source yields [`Packet`]s that borrow from the source's buffer until the next call,
+//! so reading a file costs no allocation per packet.
+
+pub mod pcap;
+
+use std::path::PathBuf;
+
+/// The link-layer framing of a packet, from the capture's link type (DLT / LINKTYPE_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113): 16-byte Linux cooked header.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): 20-byte Linux cooked header v2.
+    LinuxSll2,
+    /// LINKTYPE_NULL (0): 4-byte address family in the capturing host's byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): like NULL but the family is in network byte order.
+    Loop,
+    /// LINKTYPE_RAW (101), DLT_RAW (12/14), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229).
+    RawIp,
+}
+
+impl LinkType {
+    /// Maps a pcap LINKTYPE number to a supported link type.
+    pub fn from_linktype(value: i32) -> Option<LinkType> {
+        Some(match value {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            _ => return None,
+        })
+    }
+}
+
+/// One captured frame. `data` borrows from the source until its next call.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    /// Capture time, nanoseconds since the Unix epoch. All pipeline time is packet time.
+    pub ts_ns: u64,
+    /// How to read the first bytes of `data`.
+    pub link: LinkType,
+    /// The captured bytes (possibly shorter than `wire_len` when the capture was snapped).
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub wire_len: u32,
+}
+
+/// Why a source could not deliver packets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the file is empty")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a pcap or pcapng capture (unrecognised header)")]
+    NotACapture { path: PathBuf },
+    #[error("{path}: unsupported link type {linktype} (supported: Ethernet 1, Linux SLL 113, SLL2 276, BSD loopback 0/108, raw IP 101/228/229)")]
+    UnsupportedLinkType { path: PathBuf, linktype: i32 },
+    #[error("{path}: packet for interface {interface} that the file never described")]
+    UnknownInterface { path: PathBuf, interface: u32 },
+    #[error("{path}: corrupt capture at byte {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("{path}: read error: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A supplier of packets in capture order.
+pub trait PacketSource {
+    /// The next packet, or `None` at the end of the source.
+    fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Error>;
+}

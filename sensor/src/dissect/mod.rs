@@ -1,0 +1,68 @@
+//! Industrial protocol dissectors: typed zero-copy views over PDUs, one file per
+//! protocol, and the per-flow dispatch that recognises a flow's protocol.
+
+use serde::Serialize;
+
+/// The application protocols the sensor names in counts and events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Modbus,
+    Dnp3,
+    Bacnet,
+    Enip,
+    S7comm,
+    S7commPlus,
+    Iec104,
+    OpcUa,
+    Mqtt,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 9] = [
+        Protocol::Modbus,
+        Protocol::Dnp3,
+        Protocol::Bacnet,
+        Protocol::Enip,
+        Protocol::S7comm,
+        Protocol::S7commPlus,
+        Protocol::Iec104,
+        Protocol::OpcUa,
+        Protocol::Mqtt,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The name used in summaries, EVE `app_proto` and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Modbus => "modbus",
+            Protocol::Dnp3 => "dnp3",
+            Protocol::Bacnet => "bacnet",
+            Protocol::Enip => "enip",
+            Protocol::S7comm => "s7comm",
+            Protocol::S7commPlus => "s7commplus",
+            Protocol::Iec104 => "iec104",
+            Protocol::OpcUa => "opcua",
+            Protocol::Mqtt => "mqtt",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The first guess from a well-known port (payload recognition refines it).
+    pub fn by_port(ip_protocol: u8, port: u16) -> Option<Protocol> {
+        match (ip_protocol, port) {
+            (6, 502) => Some(Protocol::Modbus),
+            (6 | 17, 20000) => Some(Protocol::Dnp3),
+            (17, 47808..=47823) => Some(Protocol::Bacnet),
+            (6 | 17, 44818) | (17, 2222) => Some(Protocol::Enip),
+            (6, 102) => Some(Protocol::S7comm),
+            (6, 2404) => Some(Protocol::Iec104),
+            (6, 4840) => Some(Protocol::OpcUa),
+            (6, 1883 | 8883) => Some(Protocol::Mqtt),
+            _ => None,
+        }
+    }
+}

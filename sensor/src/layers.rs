@@ -1,0 +1,335 @@
+//! L2–L4 slicing: one frame of any supported link type into the addresses, ports and
+//! payload the pipeline needs. Built on etherparse's lax slicer so that truncated or
+//! odd frames still yield what is readable; nothing here allocates or panics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+
+use crate::capture::{LinkType, Packet};
+
+/// A MAC address.
+pub type Mac = [u8; 6];
+
+/// The transport layer of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// No transport header (non-IP, fragment, or unparsable).
+    None,
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: TcpFlags,
+        seq: u32,
+        ack: u32,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    /// Another IP protocol (ICMP, SCTP, ...), by number.
+    Other {
+        protocol: u8,
+    },
+}
+
+/// TCP flags in wire order (FIN is bit 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+}
+
+/// ARP sender and target, for inventory (IP-to-MAC bindings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arp {
+    pub operation: u16,
+    pub sender_mac: Option<Mac>,
+    pub sender_ip: Option<Ipv4Addr>,
+    pub target_ip: Option<Ipv4Addr>,
+}
+
+/// What went wrong while slicing, for counters; the frame is still passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anomaly {
+    /// A header was cut short (snap length or a lying length field).
+    Truncated,
+    /// A header was invalid (bad version, bad length).
+    Malformed,
+}
+
+/// One frame, sliced. Borrowed from the packet; cheap to build.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub ts_ns: u64,
+    pub wire_len: u32,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
+    /// Outer and inner 802.1Q VLAN ids (QinQ), 0 when absent.
+    pub vlan: [u16; 2],
+    /// The innermost ethertype.
+    pub ether_type: u16,
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
+    /// The IP packet is a fragment (first or later); it is passed on unreassembled.
+    pub fragment: bool,
+    pub arp: Option<Arp>,
+    pub transport: Transport,
+    /// The transport payload (TCP/UDP data), or the L3 payload for other protocols.
+    pub payload: &'a [u8],
+    pub anomaly: Option<Anomaly>,
+}
+
+impl<'a> Frame<'a> {
+    fn empty(packet: &Packet<'a>) -> Frame<'a> {
+        Frame {
+            ts_ns: packet.ts_ns,
+            wire_len: packet.wire_len,
+            src_mac: None,
+            dst_mac: None,
+            vlan: [0; 2],
+            ether_type: 0,
+            src_ip: None,
+            dst_ip: None,
+            fragment: false,
+            arp: None,
+            transport: Transport::None,
+            payload: &[],
+            anomaly: None,
+        }
+    }
+
+    /// Source and destination ports for TCP and UDP.
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        match self.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp { src_port, dst_port } => Some((src_port, dst_port)),
+            _ => None,
+        }
+    }
+
+    /// IP protocol number of the transport (6 TCP, 17 UDP, ...), 0 when not IP.
+    pub fn ip_protocol(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { .. } => 6,
+            Transport::Udp { .. } => 17,
+            Transport::Other { protocol } => protocol,
+            Transport::None => 0,
+        }
+    }
+}
+
+/// Slices one captured packet. Never fails: what cannot be read is left empty and
+/// flagged in `anomaly`.
+pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
+    let mut frame = Frame::empty(packet);
+    let data = packet.data;
+    let sliced = match packet.link {
+        LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
+            Ok(sliced) => sliced,
+            Err(_) => {
+                frame.anomaly = Some(Anomaly::Truncated);
+                return frame;
+            }
+        },
+        LinkType::LinuxSll => {
+            // 16-byte header; protocol type (an ethertype for IP) at offset 14.
+            let (Some(proto), Some(rest)) = (data.get(14..16), data.get(16..)) else {
+                frame.anomaly = Some(Anomaly::Truncated);
+                return frame;
+            };
+            frame.src_mac = sll_address(data.get(4..6), data.get(6..14));
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+                rest,
+            )
+        }
+        LinkType::LinuxSll2 => {
+            // 20-byte header; protocol type at offset 0, address length at 11, address at 12.
+            let (Some(proto), Some(rest)) = (data.get(0..2), data.get(20..)) else {
+                frame.anomaly = Some(Anomaly::Truncated);
+                return frame;
+            };
+            frame.src_mac = sll_address(data.get(10..12).map(|l| &l[1..]), data.get(12..20));
+            LaxSlicedPacket::from_ether_type(
+                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+                rest,
+            )
+        }
+        LinkType::Null | LinkType::Loop => {
+            let (Some(family), Some(rest)) = (data.get(0..4), data.get(4..)) else {
+                frame.anomaly = Some(Anomaly::Truncated);
+                return frame;
+            };
+            let family = [family[0], family[1], family[2], family[3]];
+            // DLT_NULL stores the family in the capturing host's byte order; accept both.
+            let value = if packet.link == LinkType::Loop {
+                u32::from_be_bytes(family)
+            } else {
+                let le = u32::from_le_bytes(family);
+                if le < 0x1_0000 {
+                    le
+                } else {
+                    u32::from_be_bytes(family)
+                }
+            };
+            let ether_type = match value {
+                2 => EtherType::IPV4,
+                // AF_INET6 differs per BSD: 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS), 10 (Linux).
+                10 | 24 | 28 | 30 => EtherType::IPV6,
+                _ => {
+                    frame.anomaly = Some(Anomaly::Malformed);
+                    return frame;
+                }
+            };
+            LaxSlicedPacket::from_ether_type(ether_type, rest)
+        }
+        LinkType::RawIp => match LaxSlicedPacket::from_ip(data) {
+            Ok(sliced) => sliced,
+            Err(_) => {
+                frame.anomaly = Some(Anomaly::Malformed);
+                return frame;
+            }
+        },
+    };
+    fill(&mut frame, &sliced);
+    frame
+}
+
+fn sll_address(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<Mac> {
+    let len = *len?.last()?;
+    let addr = addr?;
+    if len != 6 {
+        return None;
+    }
+    let mut mac = [0; 6];
+    mac.copy_from_slice(addr.get(..6)?);
+    Some(mac)
+}
+
+fn fill<'a>(frame: &mut Frame<'a>, sliced: &LaxSlicedPacket<'a>) {
+    if let Some(LinkSlice::Ethernet2(eth)) = &sliced.link {
+        frame.src_mac = Some(eth.source());
+        frame.dst_mac = Some(eth.destination());
+        frame.ether_type = eth.ether_type().0;
+    }
+    let mut vlans = 0;
+    for ext in &sliced.link_exts {
+        if let etherparse::LaxLinkExtSlice::Vlan(vlan) = ext {
+            if vlans < 2 {
+                frame.vlan[vlans] = vlan.vlan_identifier().value();
+                vlans += 1;
+            }
+            frame.ether_type = vlan.ether_type().0;
+        }
+    }
+    if let Some((err, _layer)) = &sliced.stop_err {
+        frame.anomaly = Some(match err {
+            etherparse::err::packet::SliceError::Len(_) => Anomaly::Truncated,
+            _ => Anomaly::Malformed,
+        });
+    }
+    match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ipv4)) => {
+            let header = ipv4.header();
+            frame.ether_type = EtherType::IPV4.0;
+            frame.src_ip = Some(IpAddr::V4(header.source_addr()));
+            frame.dst_ip = Some(IpAddr::V4(header.destination_addr()));
+            let payload = ipv4.payload();
+            frame.fragment = payload.fragmented;
+            frame.payload = payload.payload;
+            if frame.anomaly.is_none() && payload.incomplete {
+                frame.anomaly = Some(Anomaly::Truncated);
+            }
+            frame.transport = Transport::Other {
+                protocol: payload.ip_number.0,
+            };
+        }
+        Some(LaxNetSlice::Ipv6(ipv6)) => {
+            let header = ipv6.header();
+            frame.ether_type = EtherType::IPV6.0;
+            frame.src_ip = Some(IpAddr::V6(Ipv6Addr::from(header.source())));
+            frame.dst_ip = Some(IpAddr::V6(Ipv6Addr::from(header.destination())));
+            let payload = ipv6.payload();
+            frame.fragment = payload.fragmented;
+            frame.payload = payload.payload;
+            if frame.anomaly.is_none() && payload.incomplete {
+                frame.anomaly = Some(Anomaly::Truncated);
+            }
+            frame.transport = Transport::Other {
+                protocol: payload.ip_number.0,
+            };
+        }
+        Some(LaxNetSlice::Arp(arp)) => {
+            frame.ether_type = EtherType::ARP.0;
+            let ipv4 = |bytes: &[u8]| -> Option<Ipv4Addr> {
+                let octets: [u8; 4] = bytes.try_into().ok()?;
+                Some(Ipv4Addr::from(octets))
+            };
+            let mac = |bytes: &[u8]| -> Option<Mac> { bytes.try_into().ok() };
+            frame.arp = Some(Arp {
+                operation: arp.operation().0,
+                sender_mac: mac(arp.sender_hw_addr()),
+                sender_ip: ipv4(arp.sender_protocol_addr()),
+                target_ip: ipv4(arp.target_protocol_addr()),
+            });
+        }
+        None => {}
+    }
+    match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let mut flags = 0;
+            for (set, bit) in [
+                (tcp.fin(), TcpFlags::FIN),
+                (tcp.syn(), TcpFlags::SYN),
+                (tcp.rst(), TcpFlags::RST),
+                (tcp.psh(), TcpFlags::PSH),
+                (tcp.ack(), TcpFlags::ACK),
+            ] {
+                if set {
+                    flags |= bit;
+                }
+            }
+            frame.transport = Transport::Tcp {
+                src_port: tcp.source_port(),
+                dst_port: tcp.destination_port(),
+                flags: TcpFlags(flags),
+                seq: tcp.sequence_number(),
+                ack: tcp.acknowledgment_number(),
+            };
+            frame.payload = tcp.payload();
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            frame.transport = Transport::Udp {
+                src_port: udp.source_port(),
+                dst_port: udp.destination_port(),
+            };
+            frame.payload = udp.payload();
+        }
+        _ => {}
+    }
+}
+
+/// True for addresses that name one host (not multicast, broadcast or unspecified).
+pub fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
+}
+
+/// True for a MAC address that names one interface (group bit clear, not all zero).
+pub fn is_unicast_mac(mac: &Mac) -> bool {
+    mac[0] & 1 == 0 && *mac != [0; 6]
+}

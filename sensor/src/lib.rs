@@ -1,0 +1,27 @@
+//! otsensor: a passive security sensor for industrial (OT) and IoT networks.
+//!
+//! Packets come from a [`capture`] source, are sliced by [`layers`], owned per flow by
+//! one [`worker`] (symmetric [`flow`] hash), dissected by [`dissect`], and turned into
+//! [`observe::Observation`]s that the single [`analyze`] thread folds into inventory and
+//! alerts. [`pipeline`] wires the threads; [`output`] writes events.
+
+/// The analyzer thread: inventory, counts and (later) detections.
+pub mod analyze;
+/// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.
+pub mod capture;
+/// The YAML configuration, validated into an immutable `Policy`.
+pub mod config;
+/// Industrial protocol dissectors: typed zero-copy views over PDUs.
+pub mod dissect;
+/// Symmetric 5-tuple keys and hashing, and the bounded per-worker flow table.
+pub mod flow;
+/// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
+pub mod layers;
+/// `Observation`: the only message from workers to the analyzer.
+pub mod observe;
+/// Event writers: EVE JSON lines.
+pub mod output;
+/// Threads and channels: reader, workers, analyzer; clean draining shutdown.
+pub mod pipeline;
+/// The per-queue worker loop: owns its flows, de-dup cache and counters.
+pub mod worker;

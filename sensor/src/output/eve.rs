@@ -1,0 +1,165 @@
+//! EVE JSON lines: one JSON object per line, Suricata's field names.
+
+use std::io::{BufWriter, Write};
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::observe::FlowRecord;
+
+/// RFC 3339 UTC time with microseconds, from packet-time nanoseconds.
+pub fn rfc3339_micros(ts_ns: u64) -> String {
+    let secs = (ts_ns / 1_000_000_000) as i64;
+    let micros = (ts_ns % 1_000_000_000) / 1_000;
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let base = time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00".to_owned());
+    format!("{base}.{micros:06}+00:00")
+}
+
+/// The transport name as Suricata writes it.
+pub fn proto_name(protocol: u8) -> String {
+    match protocol {
+        6 => "TCP".to_owned(),
+        17 => "UDP".to_owned(),
+        1 => "ICMP".to_owned(),
+        58 => "IPv6-ICMP".to_owned(),
+        132 => "SCTP".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct FlowCounters {
+    pkts_toserver: u64,
+    pkts_toclient: u64,
+    bytes_toserver: u64,
+    bytes_toclient: u64,
+    start: String,
+    end: String,
+    age: u64,
+    state: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct FlowEvent<'a> {
+    timestamp: String,
+    flow_id: u64,
+    event_type: &'static str,
+    src_ip: IpAddr,
+    src_port: u16,
+    dest_ip: IpAddr,
+    dest_port: u16,
+    proto: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<[u16; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_proto: Option<&'a str>,
+    flow: FlowCounters,
+}
+
+/// Writes EVE events to a file or standard output.
+pub struct EveWriter {
+    out: BufWriter<Box<dyn Write + Send>>,
+    pub events: u64,
+}
+
+impl std::fmt::Debug for EveWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EveWriter")
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl EveWriter {
+    /// `-` writes to standard output; anything else is a file, appended to.
+    pub fn open(target: &Path) -> std::io::Result<EveWriter> {
+        let out: Box<dyn Write + Send> = if target == Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)?,
+            )
+        };
+        Ok(Self::from_writer(out))
+    }
+
+    pub fn from_writer(out: Box<dyn Write + Send>) -> EveWriter {
+        EveWriter {
+            out: BufWriter::with_capacity(1 << 16, out),
+            events: 0,
+        }
+    }
+
+    fn write_event<T: Serialize>(&mut self, event: &T) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, event)?;
+        self.out.write_all(b"\n")?;
+        self.events += 1;
+        Ok(())
+    }
+
+    /// A `flow` event for a finished flow.
+    pub fn flow(&mut self, record: &FlowRecord) -> std::io::Result<()> {
+        let state = if record.protocol != 6 {
+            "established"
+        } else if record.tcp_flags_to_server & 0x04 != 0 || record.tcp_flags_to_client & 0x04 != 0 {
+            "closed"
+        } else if record.tcp_flags_to_server & 0x01 != 0 && record.tcp_flags_to_client & 0x01 != 0 {
+            "closed"
+        } else if record.tcp_flags_to_client & 0x12 == 0x12 {
+            "established"
+        } else {
+            "new"
+        };
+        let event = FlowEvent {
+            timestamp: rfc3339_micros(record.last_ns),
+            flow_id: record.flow_id,
+            event_type: "flow",
+            src_ip: record.src_ip,
+            src_port: record.src_port,
+            dest_ip: record.dest_ip,
+            dest_port: record.dest_port,
+            proto: proto_name(record.protocol),
+            vlan: (record.vlan != 0).then_some([record.vlan]),
+            app_proto: record.app_proto.map(|p| p.name()),
+            flow: FlowCounters {
+                pkts_toserver: record.to_server.packets,
+                pkts_toclient: record.to_client.packets,
+                bytes_toserver: record.to_server.bytes,
+                bytes_toclient: record.to_client.bytes,
+                start: rfc3339_micros(record.first_ns),
+                end: rfc3339_micros(record.last_ns),
+                age: (record.last_ns - record.first_ns) / 1_000_000_000,
+                state,
+                reason: record.reason.as_str(),
+            },
+        };
+        self.write_event(&event)
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_with_microseconds() {
+        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(
+            rfc3339_micros(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456+00:00"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The threads of one run and how they are joined: a reader that plays the NIC (it
+//! spreads packets over workers by the symmetric flow hash, as symmetric RSS would),
+//! N workers, and one analyzer. Every channel is bounded; shutdown closes them in order
+//! so that every packet read is processed and every observation analysed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::Serialize;
+
+use crate::analyze::{Analyzer, AnalyzerReport};
+use crate::capture::{self, LinkType, Packet, PacketSource};
+use crate::config::Policy;
+use crate::dissect::Protocol;
+use crate::flow;
+use crate::layers;
+use crate::observe::Observation;
+use crate::output::eve::EveWriter;
+use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters};
+
+/// Where one packet of a batch lies.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    ts_ns: u64,
+    start: u32,
+    len: u32,
+    wire_len: u32,
+    link: LinkType,
+}
+
+/// Packets copied out of the source, handed to a worker as one message. Batches are
+/// allocated once and recycled, so the steady state allocates nothing.
+#[derive(Debug)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+    max_packets: usize,
+}
+
+const BATCH_BYTES: usize = 1 << 20;
+
+impl Batch {
+    fn new(max_packets: usize) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(BATCH_BYTES),
+            entries: Vec::with_capacity(max_packets),
+            max_packets,
+        }
+    }
+
+    fn is_full_for(&self, len: usize) -> bool {
+        self.entries.len() >= self.max_packets || self.bytes.len() + len > self.bytes.capacity()
+    }
+
+    fn push(&mut self, packet: &Packet<'_>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(packet.data);
+        self.entries.push(Entry {
+            ts_ns: packet.ts_ns,
+            start: start as u32,
+            len: packet.data.len() as u32,
+            wire_len: packet.wire_len,
+            link: packet.link,
+        });
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+    }
+
+    /// The packets of this batch, in order.
+    pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> {
+        self.entries.iter().map(|e| Packet {
+            ts_ns: e.ts_ns,
+            link: e.link,
+            data: &self.bytes[e.start as usize..(e.start + e.len) as usize],
+            wire_len: e.wire_len,
+        })
+    }
+}
+
+/// Options of one replay.
+#[derive(Debug, Default)]
+pub struct ReplayOptions {
+    /// Pace packets by their timestamps instead of as fast as possible.
+    pub realtime: bool,
+    /// Where EVE events go.
+    pub eve: Option<EveWriter>,
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Capture(#[from] capture::Error),
+    #[error("a pipeline thread failed: {0}")]
+    Thread(&'static str),
+}
+
+/// The summary of a run: the numbers `otsensor replay` prints and writes as JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub devices: u64,
+    pub alerts: u64,
+    /// PDUs per application protocol.
+    pub protocols: BTreeMap<String, u64>,
+    pub workers: usize,
+    pub elapsed_seconds: f64,
+    pub packets_per_second: f64,
+    pub counters: WorkerCounters,
+    pub analyzer: AnalyzerReport,
+}
+
+/// Runs the whole pipeline over a packet source until it ends.
+pub fn replay(
+    source: &mut dyn PacketSource,
+    policy: Arc<Policy>,
+    options: ReplayOptions,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let workers = policy.workers.max(1);
+    let (obs_tx, obs_rx) = bounded::<Observation>(policy.observation_queue);
+
+    let analyzer_policy = Arc::clone(&policy);
+    let eve = options.eve;
+    let analyzer = thread::Builder::new()
+        .name("otsensor-analyzer".into())
+        .spawn(move || {
+            let mut analyzer = Analyzer::new(analyzer_policy, eve);
+            for observation in obs_rx {
+                analyzer.handle(observation);
+            }
+            analyzer.finish()
+        })
+        .map_err(|_| Error::Thread("spawn analyzer"))?;
+
+    // Per worker: a channel of full batches in, and a channel of empty batches back.
+    const IN_FLIGHT: usize = 4;
+    let mut to_workers: Vec<Sender<Batch>> = Vec::with_capacity(workers);
+    let mut free_batches: Vec<Receiver<Batch>> = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
+    let mut filling: Vec<Batch> = Vec::with_capacity(workers);
+    for id in 0..workers {
+        let (full_tx, full_rx) = bounded::<Batch>(IN_FLIGHT);
+        let (free_tx, free_rx) = bounded::<Batch>(IN_FLIGHT + 1);
+        for _ in 0..IN_FLIGHT {
+            let _ = free_tx.send(Batch::new(policy.batch_packets));
+        }
+        filling.push(Batch::new(policy.batch_packets));
+        let sink = ObservationSink::new(obs_tx.clone(), Delivery::Block);
+        let mut worker = Worker::new(id, Arc::clone(&policy), sink);
+        let handle = thread::Builder::new()
+            .name(format!("otsensor-worker-{id}"))
+            .spawn(move || {
+                for mut batch in full_rx {
+                    for packet in batch.packets() {
+                        worker.process(&packet);
+                    }
+                    batch.clear();
+                    // The reader may be gone at shutdown; the batch is then simply dropped.
+                    let _ = free_tx.send(batch);
+                }
+                worker.finish()
+            })
+            .map_err(|_| Error::Thread("spawn worker"))?;
+        to_workers.push(full_tx);
+        free_batches.push(free_rx);
+        handles.push(handle);
+    }
+    drop(obs_tx);
+
+    let mut pacer = options.realtime.then(Pacer::default);
+    let read_result = (|| -> Result<(), Error> {
+        while let Some(packet) = source.next_packet()? {
+            if let Some(pacer) = pacer.as_mut() {
+                pacer.wait_for(packet.ts_ns);
+            }
+            let owner = if workers == 1 {
+                0
+            } else {
+                flow::frame_owner(&layers::slice(&packet), workers)
+            };
+            let batch = &mut filling[owner];
+            if batch.is_full_for(packet.data.len()) || pacer.is_some() && !batch.entries.is_empty()
+            {
+                let next = free_batches[owner]
+                    .recv()
+                    .map_err(|_| Error::Thread("worker stopped"))?;
+                let full = std::mem::replace(batch, next);
+                to_workers[owner]
+                    .send(full)
+                    .map_err(|_| Error::Thread("worker stopped"))?;
+            }
+            filling[owner].push(&packet);
+        }
+        Ok(())
+    })();
+
+    // Drain: send what is left, close the inputs, let every worker end its flows.
+    for (owner, batch) in filling.into_iter().enumerate() {
+        if !batch.entries.is_empty() {
+            let _ = to_workers[owner].send(batch);
+        }
+    }
+    drop(to_workers);
+    let mut counters = WorkerCounters::default();
+    for handle in handles {
+        let worker_counters = handle
+            .join()
+            .map_err(|_| Error::Thread("worker panicked"))?;
+        counters.merge(&worker_counters);
+    }
+    let report = analyzer
+        .join()
+        .map_err(|_| Error::Thread("analyzer panicked"))?;
+    read_result?;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let protocols = Protocol::ALL
+        .iter()
+        .filter(|p| counters.protocol_pdus[p.index()] > 0)
+        .map(|p| (p.name().to_owned(), counters.protocol_pdus[p.index()]))
+        .collect();
+    Ok(Summary {
+        packets: counters.packets,
+        bytes: counters.bytes,
+        flows: counters.flows_created,
+        devices: report.devices,
+        alerts: report.alerts,
+        protocols,
+        workers,
+        elapsed_seconds: elapsed,
+        packets_per_second: if elapsed > 0.0 {
+            counters.packets as f64 / elapsed
+        } else {
+            0.0
+        },
+        counters,
+        analyzer: report,
+    })
+}
+
+/// Sleeps so that packets leave at the pace of their timestamps.
+#[derive(Debug, Default)]
+struct Pacer {
+    origin: Option<(u64, Instant)>,
+}
+
+impl Pacer {
+    fn wait_for(&mut self, ts_ns: u64) {
+        let (first_ts, first_instant) = *self.origin.get_or_insert((ts_ns, Instant::now()));
+        let due = first_instant + Duration::from_nanos(ts_ns.saturating_sub(first_ts));
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! `cargo xtask …`: project automation (capture generation, benchmarks).
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("no task yet")
+}
