@@ -66,3 +66,23 @@ impl Protocol {
         }
     }
 }
+
+/// The answer of a stream framer looking at the bytes buffered for one direction of a
+/// TCP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Not enough bytes yet: at least this many in total are needed.
+    Need(usize),
+    /// A whole PDU of this many bytes starts at the beginning of the buffer.
+    Frame(usize),
+    /// The buffer does not start with a PDU: skip this many bytes and try again.
+    Resync(usize),
+}
+
+/// Whether a PDU travels from client to server or back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Request,
+    Response,
+}
