@@ -99,13 +99,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(&path, json + "\n")
                     .with_context(|| format!("--summary-json {}", path.display()))?;
             }
-            for path in source.truncated_files() {
+            let truncated = source.truncated_files();
+            for path in truncated {
                 eprintln!(
-                    "otsensor: warning: {}: file ends mid-record; processed what was readable",
+                    "otsensor: warning: {}: truncated capture (file ends mid-record); \
+                     processed the packets before the cut",
                     path.display()
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if truncated.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::CheckConfig { file } => {
             Config::load(&file)?.validate()?;
