@@ -92,7 +92,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let mut source = PcapFiles::open(&files)?;
-            let summary = pipeline::replay(&mut source, policy, ReplayOptions { realtime, eve })?;
+            let summary = pipeline::replay(
+                &mut source,
+                policy,
+                ReplayOptions {
+                    realtime,
+                    eve,
+                    ..Default::default()
+                },
+            )?;
             print_summary(&summary);
             if let Some(path) = summary_json {
                 let json = serde_json::to_string_pretty(&summary)?;

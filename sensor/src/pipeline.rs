@@ -4,6 +4,7 @@
 //! so that every packet read is processed and every observation analysed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
 use crate::dissect::Protocol;
 use crate::flow;
+use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::layers;
 use crate::observe::Observation;
 use crate::output::eve::EveWriter;
@@ -90,6 +92,19 @@ pub struct ReplayOptions {
     pub realtime: bool,
     /// Where EVE events go.
     pub eve: Option<EveWriter>,
+    /// How packets are spread over workers.
+    pub spread: Spread,
+}
+
+/// How the reader spreads packets over workers (as a NIC spreads them over queues).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// By the symmetric flow hash, as symmetric RSS does: no hand-off is needed.
+    #[default]
+    FlowHash,
+    /// Batch by batch in turn, as a NIC without flow steering might: workers hand
+    /// frames to their flows' owners (exercises the hand-off path).
+    RoundRobin,
 }
 
 /// Why a replay failed.
@@ -147,6 +162,8 @@ pub fn replay(
     let mut free_batches: Vec<Receiver<Batch>> = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     let mut filling: Vec<Batch> = Vec::with_capacity(workers);
+    let rings = HandoffRings::new(workers, policy.handoff_queue);
+    let finished = Arc::new(AtomicUsize::new(0));
     for id in 0..workers {
         let (full_tx, full_rx) = bounded::<Batch>(IN_FLIGHT);
         let (free_tx, free_rx) = bounded::<Batch>(IN_FLIGHT + 1);
@@ -155,20 +172,13 @@ pub fn replay(
         }
         filling.push(Batch::new(policy.batch_packets));
         let sink = ObservationSink::new(obs_tx.clone(), Delivery::Block);
-        let mut worker = Worker::new(id, Arc::clone(&policy), sink);
+        let worker = Worker::new(id, Arc::clone(&policy), sink);
+        let rings = rings.clone();
+        let check_owner = options.spread != Spread::FlowHash;
+        let finished = Arc::clone(&finished);
         let handle = thread::Builder::new()
             .name(format!("otsensor-worker-{id}"))
-            .spawn(move || {
-                for mut batch in full_rx {
-                    for packet in batch.packets() {
-                        worker.process(&packet);
-                    }
-                    batch.clear();
-                    // The reader may be gone at shutdown; the batch is then simply dropped.
-                    let _ = free_tx.send(batch);
-                }
-                worker.finish()
-            })
+            .spawn(move || run_worker(worker, full_rx, free_tx, rings, finished, check_owner))
             .map_err(|_| Error::Thread("spawn worker"))?;
         to_workers.push(full_tx);
         free_batches.push(free_rx);
@@ -177,15 +187,21 @@ pub fn replay(
     drop(obs_tx);
 
     let mut pacer = options.realtime.then(Pacer::default);
+    let mut next_queue = 0;
     let read_result = (|| -> Result<(), Error> {
         while let Some(packet) = source.next_packet()? {
             if let Some(pacer) = pacer.as_mut() {
                 pacer.wait_for(packet.ts_ns);
             }
-            let owner = if workers == 1 {
-                0
-            } else {
-                flow::frame_owner(&layers::slice(&packet), workers)
+            let owner = match options.spread {
+                _ if workers == 1 => 0,
+                Spread::FlowHash => flow::frame_owner(&layers::slice(&packet), workers),
+                Spread::RoundRobin => {
+                    if filling[next_queue].is_full_for(packet.data.len()) {
+                        next_queue = (next_queue + 1) % workers;
+                    }
+                    next_queue
+                }
             };
             let batch = &mut filling[owner];
             if batch.is_full_for(packet.data.len()) || pacer.is_some() && !batch.entries.is_empty()
@@ -245,6 +261,92 @@ pub fn replay(
         counters,
         analyzer: report,
     })
+}
+
+/// One worker thread: processes its queue's batches, hands frames it does not own to
+/// their owners, and processes what others hand it, until every queue is drained.
+fn run_worker(
+    mut worker: Worker,
+    batches: Receiver<Batch>,
+    free: Sender<Batch>,
+    rings: HandoffRings,
+    finished: Arc<AtomicUsize>,
+    check_owner: bool,
+) -> WorkerCounters {
+    let me = worker.id;
+    let workers = rings.workers();
+    let mut input_open = true;
+    loop {
+        if input_open {
+            match batches.recv_timeout(Duration::from_millis(1)) {
+                Ok(mut batch) => {
+                    for packet in batch.packets() {
+                        let frame = layers::slice(&packet);
+                        // Under flow-hash spreading the reader already chose the owner.
+                        let owner = if check_owner {
+                            flow::frame_owner(&frame, workers)
+                        } else {
+                            me
+                        };
+                        if owner == me {
+                            worker.process_frame(&frame);
+                        } else {
+                            hand_off(&mut worker, &rings, owner, &packet);
+                        }
+                    }
+                    batch.clear();
+                    // The reader may be gone at shutdown; the batch is then simply dropped.
+                    let _ = free.send(batch);
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    input_open = false;
+                    finished.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }
+        let received = drain_inbox(&mut worker, &rings);
+        if !input_open && received == 0 {
+            // Everyone's input is drained and pushed: one last look at the inbox.
+            if finished.load(Ordering::Acquire) == workers {
+                drain_inbox(&mut worker, &rings);
+                break;
+            }
+            thread::yield_now();
+        }
+    }
+    worker.finish()
+}
+
+/// Processes every frame other workers handed to this one; returns how many.
+fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
+    let mut received = 0;
+    for from in 0..rings.workers() {
+        while let Some(frame) = rings.ring(from, worker.id).pop() {
+            worker.process(&frame.packet());
+            received += 1;
+        }
+    }
+    worker.note_handoffs_received(received as u64);
+    received
+}
+
+/// Offline replay never drops: while the owner's ring is full, this worker drains its
+/// own inbox so that two workers waiting on each other cannot deadlock.
+fn hand_off(worker: &mut Worker, rings: &HandoffRings, owner: usize, packet: &Packet<'_>) {
+    let (mut frame, cut) = HandoffFrame::copy_of(packet);
+    worker.note_handoff_sent(cut);
+    loop {
+        match rings.ring(worker.id, owner).push(frame) {
+            Ok(()) => return,
+            Err(back) => {
+                frame = back;
+                if drain_inbox(worker, rings) == 0 {
+                    thread::yield_now();
+                }
+            }
+        }
+    }
 }
 
 /// Sleeps so that packets leave at the pace of their timestamps.

@@ -71,6 +71,14 @@ pub struct WorkerCounters {
     pub flows_evicted: u64,
     pub observations_sent: u64,
     pub observations_dropped: u64,
+    /// Frames this worker received but another owns, copied to the owner.
+    pub handoffs_sent: u64,
+    /// Hand-offs cut to the hand-off frame size.
+    pub handoffs_truncated: u64,
+    /// Frames other workers handed to this one.
+    pub handoffs_received: u64,
+    /// Hand-offs dropped because the owner's ring was full (live capture only).
+    pub handoffs_dropped: u64,
     #[serde(skip)]
     pub protocol_pdus: [u64; Protocol::COUNT],
 }
@@ -89,6 +97,10 @@ impl WorkerCounters {
         self.flows_evicted += other.flows_evicted;
         self.observations_sent += other.observations_sent;
         self.observations_dropped += other.observations_dropped;
+        self.handoffs_sent += other.handoffs_sent;
+        self.handoffs_truncated += other.handoffs_truncated;
+        self.handoffs_received += other.handoffs_received;
+        self.handoffs_dropped += other.handoffs_dropped;
         for (mine, theirs) in self
             .protocol_pdus
             .iter_mut()
@@ -219,14 +231,33 @@ impl Worker {
             }
         }
         if is_new {
-            flow.app_proto = first_guess(&key, side);
+            if let Transport::Tcp { flags, .. } = frame.transport {
+                // Joined after the SYN: the SYN-ACK's sender is the server.
+                if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
+                    flow.initiator = if side == Side::Lo { Side::Hi } else { Side::Lo };
+                }
+            }
+            flow.app_proto = first_guess(&key, flow.initiator);
         }
+    }
+
+    pub fn note_handoff_sent(&mut self, truncated: bool) {
+        self.counters.handoffs_sent += 1;
+        self.counters.handoffs_truncated += u64::from(truncated);
+    }
+
+    pub fn note_handoffs_received(&mut self, frames: u64) {
+        self.counters.handoffs_received += frames;
     }
 
     /// Moves packet time forward and sweeps idle flows once per interval.
     pub fn advance_clock(&mut self, ts_ns: u64) {
-        if ts_ns > self.now_ns {
-            self.now_ns = ts_ns;
+        // Packet time follows the packets, backwards too: several capture files replayed
+        // in a row need not be in time order, and a flow is only ever compared with its
+        // own packets' times (expiry saturates), so a jump back ends nothing early.
+        self.now_ns = ts_ns;
+        if self.next_sweep_ns.saturating_sub(self.now_ns) > SWEEP_INTERVAL_NS {
+            self.next_sweep_ns = self.now_ns;
         }
         if self.now_ns >= self.next_sweep_ns {
             let sink = &mut self.sink;

@@ -4,6 +4,7 @@
 //! A source yields [`Packet`]s that borrow from the source's buffer until the next call,
 //! so reading a file costs no allocation per packet.
 
+pub mod memory;
 pub mod pcap;
 
 use std::path::PathBuf;

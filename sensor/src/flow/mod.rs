@@ -1,6 +1,8 @@
 //! Flows: symmetric 5-tuple keys, the hash that picks a flow's owning worker, and the
 //! bounded per-worker [`table::FlowTable`].
 
+pub mod handoff;
+pub mod stream;
 pub mod table;
 
 use std::hash::BuildHasher;

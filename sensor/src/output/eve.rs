@@ -108,17 +108,17 @@ impl EveWriter {
 
     /// A `flow` event for a finished flow.
     pub fn flow(&mut self, record: &FlowRecord) -> std::io::Result<()> {
-        let state = if record.protocol != 6 {
+        let (to_server, to_client) = (record.tcp_flags_to_server, record.tcp_flags_to_client);
+        let reset = (to_server | to_client) & 0x04 != 0;
+        let both_fin = to_server & to_client & 0x01 != 0;
+        let state = if record.protocol != 6 || to_client & 0x12 == 0x12 {
             "established"
-        } else if record.tcp_flags_to_server & 0x04 != 0 || record.tcp_flags_to_client & 0x04 != 0 {
+        } else if reset || both_fin {
             "closed"
-        } else if record.tcp_flags_to_server & 0x01 != 0 && record.tcp_flags_to_client & 0x01 != 0 {
-            "closed"
-        } else if record.tcp_flags_to_client & 0x12 == 0x12 {
-            "established"
         } else {
             "new"
         };
+        let state = if record.protocol == 6 && (reset || both_fin) { "closed" } else { state };
         let event = FlowEvent {
             timestamp: rfc3339_micros(record.last_ns),
             flow_id: record.flow_id,

@@ -1,0 +1,83 @@
+//! Hand-off of frames that arrive on a worker that does not own their flow.
+//!
+//! With symmetric RSS both directions of a flow land on one queue and this path is idle.
+//! When they do not (a NIC without symmetric hashing, or queues assigned some other
+//! way), the receiving worker copies the frame into a bounded single-producer ring owned
+//! by the (receiver, owner) pair. A full ring is a counted drop in live capture; offline
+//! replay waits instead (see `pipeline`).
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::capture::{LinkType, Packet};
+
+/// The largest frame handed off whole; longer frames are cut to this and counted.
+pub const HANDOFF_FRAME_BYTES: usize = 2048;
+
+/// A copied frame in a hand-off ring.
+#[derive(Clone)]
+pub struct HandoffFrame {
+    ts_ns: u64,
+    wire_len: u32,
+    link: LinkType,
+    len: u16,
+    data: [u8; HANDOFF_FRAME_BYTES],
+}
+
+impl std::fmt::Debug for HandoffFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffFrame")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl HandoffFrame {
+    /// Copies a packet; returns whether it had to be cut.
+    pub fn copy_of(packet: &Packet<'_>) -> (HandoffFrame, bool) {
+        let len = packet.data.len().min(HANDOFF_FRAME_BYTES);
+        let mut frame = HandoffFrame {
+            ts_ns: packet.ts_ns,
+            wire_len: packet.wire_len,
+            link: packet.link,
+            len: len as u16,
+            data: [0; HANDOFF_FRAME_BYTES],
+        };
+        frame.data[..len].copy_from_slice(&packet.data[..len]);
+        (frame, len < packet.data.len())
+    }
+
+    pub fn packet(&self) -> Packet<'_> {
+        Packet {
+            ts_ns: self.ts_ns,
+            link: self.link,
+            data: &self.data[..self.len as usize],
+            wire_len: self.wire_len,
+        }
+    }
+}
+
+/// The rings between every ordered pair of workers: `ring(from, to)`.
+#[derive(Debug, Clone)]
+pub struct HandoffRings {
+    workers: usize,
+    rings: Vec<Arc<ArrayQueue<HandoffFrame>>>,
+}
+
+impl HandoffRings {
+    pub fn new(workers: usize, capacity: usize) -> HandoffRings {
+        let rings = (0..workers * workers)
+            .map(|_| Arc::new(ArrayQueue::new(capacity.max(1))))
+            .collect();
+        HandoffRings { workers, rings }
+    }
+
+    pub fn ring(&self, from: usize, to: usize) -> &ArrayQueue<HandoffFrame> {
+        &self.rings[from * self.workers + to]
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
