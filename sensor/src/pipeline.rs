@@ -162,7 +162,10 @@ pub fn replay(
     let mut free_batches: Vec<Receiver<Batch>> = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     let mut filling: Vec<Batch> = Vec::with_capacity(workers);
-    let rings = HandoffRings::new(workers, policy.handoff_queue);
+    let rings = match options.spread {
+        Spread::FlowHash => HandoffRings::none(workers),
+        Spread::RoundRobin => HandoffRings::new(workers, policy.handoff_queue),
+    };
     let finished = Arc::new(AtomicUsize::new(0));
     for id in 0..workers {
         let (full_tx, full_rx) = bounded::<Batch>(IN_FLIGHT);
@@ -322,7 +325,8 @@ fn run_worker(
 fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
     let mut received = 0;
     for from in 0..rings.workers() {
-        while let Some(frame) = rings.ring(from, worker.id).pop() {
+        let Some(ring) = rings.ring(from, worker.id) else { continue };
+        while let Some(frame) = ring.pop() {
             worker.process(&frame.packet());
             received += 1;
         }
@@ -334,10 +338,15 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
 /// Offline replay never drops: while the owner's ring is full, this worker drains its
 /// own inbox so that two workers waiting on each other cannot deadlock.
 fn hand_off(worker: &mut Worker, rings: &HandoffRings, owner: usize, packet: &Packet<'_>) {
+    let Some(ring) = rings.ring(worker.id, owner) else {
+        // Hand-off disabled yet a foreign frame arrived: process it here rather than lose it.
+        worker.process(packet);
+        return;
+    };
     let (mut frame, cut) = HandoffFrame::copy_of(packet);
     worker.note_handoff_sent(cut);
     loop {
-        match rings.ring(worker.id, owner).push(frame) {
+        match ring.push(frame) {
             Ok(()) => return,
             Err(back) => {
                 frame = back;

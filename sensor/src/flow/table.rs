@@ -126,8 +126,10 @@ impl FlowTable {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         FlowTable {
             index: HashTable::with_capacity(capacity),
-            slots: Vec::new(),
-            free: Vec::new(),
+            // Reserved, not touched: the OS commits pages as flows first fill them, and
+            // no packet ever reallocates the slab.
+            slots: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
             head: NIL,
             tail: NIL,
             capacity,
