@@ -583,6 +583,9 @@ impl Policy {
     }
 }
 
+const MAX_ALIASES: usize = 100;
+const MAX_DEPTH: usize = 16;
+
 /// Parser limits for a configuration file: generous for any real config (a few
 /// hundred nodes, depth 4), tight enough that alias bombs and deep nesting stop at once.
 fn parse_options() -> serde_saphyr::Options {
@@ -590,9 +593,9 @@ fn parse_options() -> serde_saphyr::Options {
         budget: serde_saphyr::budget! {
             max_events: 100_000,
             max_nodes: 50_000,
-            max_aliases: 100,
+            max_aliases: MAX_ALIASES,
             max_anchors: 100,
-            max_depth: 16,
+            max_depth: MAX_DEPTH,
             flow_nesting_limit: 16,
             max_documents: 1,
             max_total_scalar_bytes: MAX_CONFIG_BYTES,
@@ -913,15 +916,40 @@ fn describe(error: &serde_saphyr::Error, path: &FieldPath) -> Error {
         } => Error::Value {
             field,
             message: format!(
-                "{:?} is not valid{}",
+                "{:?} is not valid: expected one of {}{}",
                 sanitize(variant),
+                expected.join(", "),
                 Hint {
                     suggestion: closest(variant, expected),
                     expected: &[],
                 }
-            ) + &format!(": expected one of {}", expected.join(", ")),
+            ),
             position,
         },
+        serde_saphyr::Error::Budget { breach, .. } => {
+            use serde_saphyr::budget::BudgetBreach;
+            let message = match breach {
+                BudgetBreach::Aliases { aliases } => format!(
+                    "too many aliases ({aliases}; a configuration may use at most {MAX_ALIASES})"
+                ),
+                BudgetBreach::Depth { depth } => {
+                    format!("nested too deeply ({depth} levels; at most {MAX_DEPTH})")
+                }
+                BudgetBreach::Documents { .. } => {
+                    "more than one YAML document (`---`); put everything in one".to_string()
+                }
+                other => format!("exceeds the parser's safety limits: {other:?}"),
+            };
+            if field.is_empty() {
+                Error::Syntax { message, position }
+            } else {
+                Error::Value {
+                    field,
+                    message,
+                    position,
+                }
+            }
+        }
         other => {
             let message = sanitize(&serde_saphyr::UserMessageFormatter.format_message(other));
             if field.is_empty() {

@@ -234,15 +234,11 @@ fn unknown_fields_are_refused_with_the_closest_name() {
 #[test]
 fn unknown_enum_values_are_refused_with_the_closest_value() {
     let error = refusal("capture:\n  xdp_mode: drivr\n").to_string();
-    assert!(
-        error.starts_with("capture.xdp_mode: \"drivr\" is not valid; did you mean `driver`?"),
-        "{error}"
+    assert_eq!(
+        error,
+        "capture.xdp_mode: \"drivr\" is not valid: expected one of auto, driver, generic; \
+         did you mean `driver`? (line 2, column 13)"
     );
-    assert!(
-        error.contains("expected one of auto, driver, generic"),
-        "{error}"
-    );
-    assert!(error.contains("line 2"), "{error}");
 }
 
 #[test]
@@ -442,7 +438,10 @@ fn alias_bombs_and_deep_nesting_are_refused_without_exhausting_memory() {
     let flood = format!("networks:\n  external_allowlist: [&net 192.0.2.0/24, {aliases}]\n");
     let error = refusal(&flood).to_string();
     assert!(error.starts_with("networks.external_allowlist"), "{error}");
-    assert!(error.contains("alias"), "{error}");
+    assert!(
+        error.contains("too many aliases (101; a configuration may use at most 100)"),
+        "{error}"
+    );
 
     let deep_flow = format!(
         "networks:\n  internal: {}{}\n",
