@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use otsensor::capture::pcap::PcapFiles;
-use otsensor::config::Config;
+use otsensor::config::{Config, Error as ConfigError};
 use otsensor::output::eve::EveWriter;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
 
@@ -122,12 +122,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::CheckConfig { file } => {
-            Config::load(&file)?.validate()?;
-            println!("{}: ok", file.display());
-            Ok(ExitCode::SUCCESS)
+            // Exit 1 for a refused file, apart from 2 for usage and other errors.
+            let validated = Config::load(&file).and_then(|config| {
+                config.validate().map_err(|error| ConfigError::File {
+                    path: file.display().to_string(),
+                    error: Box::new(error),
+                })
+            });
+            match validated {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("otsensor: {error}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::DefaultConfig => {
-            print!("{}", serde_saphyr::to_string(&Config::default())?);
+            print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);
             Ok(ExitCode::SUCCESS)
         }
     }
