@@ -1,0 +1,185 @@
+//! `cargo xtask replay FILE`: the pipeline benchmark. The capture is loaded into memory
+//! first, so file I/O is not measured; every figure comes with a baseline measured in
+//! the same run on the same packets (the null pipeline: read and slice only).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use otsensor::analyze::Analyzer;
+use otsensor::capture::memory::MemoryCapture;
+use otsensor::capture::pcap::PcapFiles;
+use otsensor::config::Config;
+use otsensor::layers;
+use otsensor::pipeline::{self, ReplayOptions};
+use otsensor::worker::{Delivery, ObservationSink, Worker};
+
+/// Counts allocations made by threads that opted in, to prove the hot path allocates
+/// nothing. Other threads (the analyzer) are not counted.
+pub struct CountingAllocator;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates every call to the system allocator unchanged; the counter is a
+// thread-local Cell touched without allocating.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    let result = f();
+    COUNTING.with(|c| c.set(false));
+    (result, ALLOCATIONS.with(Cell::get))
+}
+
+/// Options of the replay benchmark.
+#[derive(Debug)]
+pub struct ReplayBench<'a> {
+    pub file: &'a Path,
+    pub workers: Vec<usize>,
+    pub repeat: usize,
+}
+
+fn rate(packets: u64, seconds: f64) -> f64 {
+    packets as f64 / seconds.max(1e-9)
+}
+
+/// Runs the benchmark and prints its report.
+pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
+    let mut source = PcapFiles::open(&[bench.file.to_owned()])?;
+    let capture = MemoryCapture::load(&mut source).context("loading the capture")?;
+    let packets = capture.len() as u64;
+    let wire_bits = capture.wire_bytes() * 8;
+    anyhow::ensure!(packets > 0, "{}: no packets", bench.file.display());
+    println!("capture      {} ({packets} packets, {:.1} MB on the wire)", bench.file.display(), wire_bits as f64 / 8e6);
+    println!("machine      {} CPUs", std::thread::available_parallelism().map_or(1, |n| n.get()));
+
+    // Baseline: read from memory and slice L2-L4, nothing else.
+    let mut null_best = f64::MAX;
+    for _ in 0..bench.repeat {
+        let started = Instant::now();
+        let mut sum = 0u64;
+        for packet in capture.iter() {
+            let frame = layers::slice(&packet);
+            sum = sum.wrapping_add(frame.payload.len() as u64);
+        }
+        black_box(sum);
+        null_best = null_best.min(started.elapsed().as_secs_f64());
+    }
+    let null_pps = rate(packets, null_best);
+    println!("null         {:>8.2} Mpps  {:>7.2} Gbit/s  (read + slice only)", null_pps / 1e6, wire_bits as f64 / null_best / 1e9);
+
+    // One worker in this thread, the analyzer on another: the per-packet cost of the
+    // worker, with allocations counted and per-packet latency recorded in a second pass.
+    let policy = Arc::new(Config::default().validate()?);
+    let mut worker_best = f64::MAX;
+    let mut allocations = 0;
+    for _ in 0..bench.repeat {
+        let (seconds, allocs) = with_worker(&policy, |worker| {
+            count_allocations(|| {
+                let started = Instant::now();
+                for packet in capture.iter() {
+                    worker.process(&packet);
+                }
+                started.elapsed().as_secs_f64()
+            })
+        })?;
+        worker_best = worker_best.min(seconds);
+        allocations = allocations.max(allocs);
+    }
+    let worker_pps = rate(packets, worker_best);
+    println!(
+        "worker       {:>8.2} Mpps  {:>7.2} Gbit/s  {:>6.0} ns/packet  ratio to null {:.2}",
+        worker_pps / 1e6,
+        wire_bits as f64 / worker_best / 1e9,
+        1e9 / worker_pps,
+        worker_pps / null_pps
+    );
+    println!("allocations  {allocations} in {packets} packets on the worker thread ({:.6} per packet)", allocations as f64 / packets as f64);
+
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    with_worker(&policy, |worker| {
+        for packet in capture.iter() {
+            let started = Instant::now();
+            worker.process(&packet);
+            let _ = histogram.record(started.elapsed().as_nanos() as u64);
+        }
+    })?;
+    println!(
+        "latency      p50 {} ns  p99 {} ns  p99.9 {} ns  max {} ns  (per packet, worker only, timer included)",
+        histogram.value_at_quantile(0.5),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.max()
+    );
+
+    // The whole threaded pipeline from memory: reader, N workers, analyzer.
+    for &workers in &bench.workers {
+        let mut config = Config::default();
+        config.pipeline.workers = workers;
+        let policy = Arc::new(config.validate()?);
+        let mut best = f64::MAX;
+        for _ in 0..bench.repeat {
+            let started = Instant::now();
+            let summary = pipeline::replay(&mut capture.source(), Arc::clone(&policy), ReplayOptions::default())?;
+            best = best.min(started.elapsed().as_secs_f64());
+            anyhow::ensure!(summary.packets == packets, "pipeline lost packets");
+        }
+        let pps = rate(packets, best);
+        println!(
+            "pipeline {workers:>2}  {:>8.2} Mpps  {:>7.2} Gbit/s  ratio to null {:.2}",
+            pps / 1e6,
+            wire_bits as f64 / best / 1e9,
+            pps / null_pps
+        );
+    }
+    Ok(())
+}
+
+/// Runs `f` with a fresh worker whose observations an analyzer thread consumes.
+fn with_worker<T>(policy: &Arc<otsensor::config::Policy>, f: impl FnOnce(&mut Worker) -> T) -> anyhow::Result<T> {
+    let (tx, rx) = crossbeam_channel::bounded(policy.observation_queue);
+    let analyzer_policy = Arc::clone(policy);
+    let analyzer = std::thread::spawn(move || {
+        let mut analyzer = Analyzer::new(analyzer_policy, None);
+        for observation in rx {
+            analyzer.handle(observation);
+        }
+        analyzer.finish()
+    });
+    let mut worker = Worker::new(0, Arc::clone(policy), ObservationSink::new(tx, Delivery::Block));
+    let result = f(&mut worker);
+    drop(worker.finish());
+    analyzer.join().map_err(|_| anyhow::anyhow!("analyzer panicked"))?;
+    Ok(result)
+}
