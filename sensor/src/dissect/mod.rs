@@ -1,6 +1,13 @@
 //! Industrial protocol dissectors: typed zero-copy views over PDUs, one file per
 //! protocol, and the per-flow dispatch that recognises a flow's protocol.
 
+/// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
+pub mod dnp3;
+/// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
+pub mod modbus;
+#[cfg(test)]
+mod test_capture;
+
 use serde::Serialize;
 
 /// The application protocols the sensor names in counts and events.

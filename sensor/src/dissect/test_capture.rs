@@ -1,0 +1,105 @@
+//! Test support: the PDUs of a capture's TCP streams, framed by a dissector's framer,
+//! so that dissector tests can compare themselves with the tshark expectations in
+//! `../shared/pcaps/expected`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::capture::pcap::PcapFile;
+use crate::capture::PacketSource;
+use crate::dissect::{Direction, Framing};
+use crate::layers::{self, Transport};
+
+/// The shared capture directory.
+pub fn pcap_path(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps")).join(name)
+}
+
+/// One TCP direction's reassembly state: in-order bytes not yet framed.
+#[derive(Default)]
+struct Stream {
+    next_seq: Option<u32>,
+    pending: Vec<u8>,
+}
+
+/// Every PDU of the TCP streams to or from `server_port`, in capture order, as framed
+/// by `framer`. Segments that start before the next expected sequence number
+/// (retransmissions, which tshark does not dissect) are dropped; a gap is not filled.
+/// `Resync` skips are counted in the second value.
+pub fn framed_pdus(
+    name: &str,
+    server_port: u16,
+    framer: fn(&[u8]) -> Framing,
+) -> (Vec<(Direction, Vec<u8>)>, usize) {
+    let mut source = PcapFile::open(&pcap_path(name)).expect("capture opens");
+    let mut streams: HashMap<(IpAddr, u16, IpAddr, u16), Stream> = HashMap::new();
+    let mut pdus = Vec::new();
+    let mut skipped = 0;
+    while let Some(packet) = source.next_packet().expect("capture reads") {
+        let frame = layers::slice(&packet);
+        let Transport::Tcp {
+            src_port,
+            dst_port,
+            seq,
+            ..
+        } = frame.transport
+        else {
+            continue;
+        };
+        let (Some(src), Some(dst)) = (frame.src_ip, frame.dst_ip) else {
+            continue;
+        };
+        if frame.payload.is_empty() || (src_port != server_port && dst_port != server_port) {
+            continue;
+        }
+        let direction = if dst_port == server_port {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
+        let stream = streams.entry((src, src_port, dst, dst_port)).or_default();
+        if let Some(next) = stream.next_seq {
+            // Sequence comparison modulo 2^32: a segment starting before `next` is old.
+            if (seq.wrapping_sub(next) as i32) < 0 {
+                continue;
+            }
+        }
+        stream.next_seq = Some(seq.wrapping_add(frame.payload.len() as u32));
+        stream.pending.extend_from_slice(frame.payload);
+        loop {
+            match framer(&stream.pending) {
+                Framing::Frame(len) => {
+                    pdus.push((direction, stream.pending[..len].to_vec()));
+                    stream.pending.drain(..len);
+                }
+                Framing::Resync(skip) => {
+                    skipped += skip;
+                    stream.pending.drain(..skip.min(stream.pending.len()));
+                }
+                Framing::Need(_) => break,
+            }
+            if stream.pending.is_empty() {
+                break;
+            }
+        }
+    }
+    (pdus, skipped)
+}
+
+/// The `<proto>.<histogram>` object of an expected summary, as decimal-key counts.
+pub fn expected_histogram(name: &str, proto: &str, histogram: &str) -> HashMap<String, u64> {
+    let stem = name.trim_end_matches(".pcapng").trim_end_matches(".pcap");
+    let path = pcap_path("expected").join(format!("{stem}.summary.json"));
+    let text = std::fs::read_to_string(&path).expect("expected summary exists");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("summary is JSON");
+    doc.get(proto)
+        .and_then(|p| p.get(histogram))
+        .and_then(|h| h.as_object())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
