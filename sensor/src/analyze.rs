@@ -15,9 +15,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::Policy;
+use crate::dissect::inspect::EventSink;
 use crate::layers::Mac;
 use crate::observe::Observation;
-use crate::output::eve::EveWriter;
+use crate::output::eve::EveRecord;
 
 /// What the inventory knows about one device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +35,9 @@ pub struct DeviceRecord {
 pub struct AnalyzerCounters {
     pub observations: u64,
     pub flow_events: u64,
-    pub eve_write_errors: u64,
+    pub commands: u64,
+    pub identities: u64,
+    pub protocol_errors: u64,
     /// Device sightings not recorded because the inventory was at `inventory.max_devices`.
     pub devices_over_capacity: u64,
 }
@@ -46,7 +49,7 @@ pub struct Analyzer {
     by_mac: HashMap<Mac, DeviceRecord>,
     /// MACs seen carrying an internal IP: not devices of their own.
     macs_with_ip: HashSet<Mac>,
-    eve: Option<EveWriter>,
+    eve: Option<EventSink>,
     pub counters: AnalyzerCounters,
 }
 
@@ -67,7 +70,7 @@ pub struct AnalyzerReport {
 }
 
 impl Analyzer {
-    pub fn new(policy: Arc<Policy>, eve: Option<EveWriter>) -> Analyzer {
+    pub fn new(policy: Arc<Policy>, eve: Option<EventSink>) -> Analyzer {
         Analyzer {
             policy,
             by_ip: HashMap::new(),
@@ -104,11 +107,13 @@ impl Analyzer {
             Observation::FlowEnded(record) => {
                 self.counters.flow_events += 1;
                 if let Some(eve) = self.eve.as_mut() {
-                    if eve.flow(&record).is_err() {
-                        self.counters.eve_write_errors += 1;
-                    }
+                    eve.send(EveRecord::Flow(record));
                 }
             }
+            // Consumed by the detections (inventory identity, baseline, alerts).
+            Observation::Command { .. } => self.counters.commands += 1,
+            Observation::Identity { .. } => self.counters.identities += 1,
+            Observation::ProtocolError { .. } => self.counters.protocol_errors += 1,
         }
     }
 
@@ -148,12 +153,7 @@ impl Analyzer {
         }
     }
 
-    pub fn finish(mut self) -> AnalyzerReport {
-        if let Some(eve) = self.eve.as_mut() {
-            if eve.flush().is_err() {
-                self.counters.eve_write_errors += 1;
-            }
-        }
+    pub fn finish(self) -> AnalyzerReport {
         AnalyzerReport {
             devices: self.device_count(),
             alerts: 0,

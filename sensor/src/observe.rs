@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use crate::dissect::Protocol;
 use crate::flow::table::{DirectionCounts, EndReason};
 use crate::layers::Mac;
@@ -28,6 +30,126 @@ pub struct FlowRecord {
     pub tcp_flags_to_client: u8,
 }
 
+/// What a command does, across protocols (the baseline keys on the protocol's own
+/// code; the kind drives policy detections).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    Read,
+    Write,
+    /// Program download/upload/delete, online edits.
+    Program,
+    /// Controller stop (PLC STOP, stop application).
+    Stop,
+    /// Controller start or run.
+    Start,
+    /// Restart or reset (cold/warm restart, reinitialize device).
+    Restart,
+    /// Disabling communication or unsolicited reporting, force listen-only.
+    DisableCommunication,
+    /// Firmware update.
+    Firmware,
+    Diagnostic,
+    FileTransfer,
+    /// Discovery broadcasts (Who-Is, ListIdentity).
+    Discovery,
+    /// Control of outputs (operate, direct operate).
+    Operate,
+    TimeSync,
+    Other,
+}
+
+/// Which identity attribute a device reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityField {
+    Vendor,
+    Product,
+    Model,
+    Firmware,
+    Hardware,
+    Serial,
+    Name,
+    ProductCode,
+    OrderNumber,
+}
+
+/// A protocol-level failure or anomaly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolErrorKind {
+    /// A PDU that failed validation.
+    Malformed,
+    /// An exception/error reply (Modbus exception, CIP status, BACnet Error, S7 error).
+    ErrorReply,
+    /// A rejected or aborted request (BACnet Reject/Abort).
+    Rejected,
+    /// A function code the protocol does not define.
+    UnknownFunction,
+    /// Internal indications of failure (DNP3 IIN2 bits).
+    DeviceIndication,
+    /// Authentication or password failure.
+    AuthFailure,
+}
+
+/// A short text carried inline (identity values): at most 64 bytes, cut on a UTF-8
+/// boundary, control characters replaced.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortText {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl ShortText {
+    pub fn from_bytes(raw: &[u8]) -> ShortText {
+        let mut text = ShortText {
+            len: 0,
+            bytes: [0; 64],
+        };
+        let trimmed = raw.trim_ascii();
+        let valid = match std::str::from_utf8(trimmed) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&trimmed[..e.valid_up_to()]).unwrap_or(""),
+        };
+        for ch in valid.chars() {
+            let ch = if ch.is_control() { ' ' } else { ch };
+            let mut buf = [0u8; 4];
+            let encoded = ch.encode_utf8(&mut buf).as_bytes();
+            let end = text.len as usize + encoded.len();
+            if end > text.bytes.len() {
+                break;
+            }
+            text.bytes[text.len as usize..end].copy_from_slice(encoded);
+            text.len = end as u8;
+        }
+        text
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for ShortText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for ShortText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// What a worker tells the analyzer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Observation {
@@ -41,6 +163,36 @@ pub enum Observation {
     },
     /// A flow ended (timeout, eviction or shutdown).
     FlowEnded(FlowRecord),
+    /// A client sent a command of this kind and protocol code to a server.
+    Command {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        kind: CommandKind,
+        /// The protocol's own command key (Modbus function, CIP class<<8|service, ...).
+        code: u32,
+    },
+    /// A device reported an identity attribute about itself.
+    Identity {
+        ts_ns: u64,
+        device: IpAddr,
+        protocol: Protocol,
+        field: IdentityField,
+        value: ShortText,
+    },
+    /// A protocol failure or anomaly on a flow.
+    ProtocolError {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        sender_is_server: bool,
+        protocol: Protocol,
+        kind: ProtocolErrorKind,
+        code: u32,
+    },
 }
 
 // Keep the message small: it is copied through a bounded, preallocated channel, and

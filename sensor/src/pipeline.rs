@@ -15,13 +15,15 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
+use crate::dissect::inspect::EventSink;
 use crate::dissect::Protocol;
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
+use crate::flow::stream::StreamCounters;
 use crate::layers;
 use crate::observe::Observation;
-use crate::output::eve::EveWriter;
-use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters};
+use crate::output::eve::{EveRecord, EveWriter};
+use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
 /// Where one packet of a batch lies.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +45,8 @@ pub struct Batch {
 }
 
 const BATCH_BYTES: usize = 1 << 20;
+/// Capacity of the channel into the EVE writer thread, in records.
+const EVE_QUEUE: usize = 16_384;
 
 impl Batch {
     fn new(max_packets: usize) -> Batch {
@@ -102,9 +106,10 @@ pub enum Spread {
     /// By the symmetric flow hash, as symmetric RSS does: no hand-off is needed.
     #[default]
     FlowHash,
-    /// Batch by batch in turn, as a NIC without flow steering might: workers hand
-    /// frames to their flows' owners (exercises the hand-off path).
-    RoundRobin,
+    /// By a direction-dependent hash, as a NIC without symmetric RSS does: the two
+    /// directions of a flow land on different workers, which hand frames to the
+    /// flow's owner (exercises the hand-off path).
+    Asymmetric,
 }
 
 /// Why a replay failed.
@@ -129,8 +134,17 @@ pub struct Summary {
     pub workers: usize,
     pub elapsed_seconds: f64,
     pub packets_per_second: f64,
+    /// Per-protocol histograms (function codes, statuses, ...), shaped like the
+    /// tshark-derived summaries.
+    pub protocol_details: BTreeMap<&'static str, serde_json::Value>,
+    /// PDUs that failed validation, per protocol.
+    pub malformed_pdus: BTreeMap<String, u64>,
     pub counters: WorkerCounters,
+    pub stream: StreamCounters,
     pub analyzer: AnalyzerReport,
+    /// EVE records written, and write failures.
+    pub eve_events: u64,
+    pub eve_write_errors: u64,
 }
 
 /// Runs the whole pipeline over a packet source until it ends.
@@ -143,12 +157,35 @@ pub fn replay(
     let workers = policy.workers.max(1);
     let (obs_tx, obs_rx) = bounded::<Observation>(policy.observation_queue);
 
+    // The EVE writer thread: the one owner of the output file.
+    let (eve_tx, eve_thread) = match options.eve {
+        Some(mut writer) => {
+            let (tx, rx) = bounded::<EveRecord>(EVE_QUEUE);
+            let handle = thread::Builder::new()
+                .name("otsensor-eve".into())
+                .spawn(move || {
+                    let mut failures = 0u64;
+                    for record in rx {
+                        failures += u64::from(writer.record(&record).is_err());
+                    }
+                    failures += u64::from(writer.flush().is_err());
+                    (writer.events, failures)
+                })
+                .map_err(|_| Error::Thread("spawn EVE writer"))?;
+            (Some(tx), Some(handle))
+        }
+        None => (None, None),
+    };
+    let protocol_events = policy.eve_protocol_events;
+    let event_sink =
+        |tx: &Option<Sender<EveRecord>>| tx.clone().map(|tx| EventSink::new(tx, Delivery::Block));
+
     let analyzer_policy = Arc::clone(&policy);
-    let eve = options.eve;
+    let analyzer_eve = event_sink(&eve_tx);
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
-            let mut analyzer = Analyzer::new(analyzer_policy, eve);
+            let mut analyzer = Analyzer::new(analyzer_policy, analyzer_eve);
             for observation in obs_rx {
                 analyzer.handle(observation);
             }
@@ -164,7 +201,7 @@ pub fn replay(
     let mut filling: Vec<Batch> = Vec::with_capacity(workers);
     let rings = match options.spread {
         Spread::FlowHash => HandoffRings::none(workers),
-        Spread::RoundRobin => HandoffRings::new(workers, policy.handoff_queue),
+        Spread::Asymmetric => HandoffRings::new(workers, policy.handoff_queue),
     };
     let finished = Arc::new(AtomicUsize::new(0));
     for id in 0..workers {
@@ -175,7 +212,12 @@ pub fn replay(
         }
         filling.push(Batch::new(policy.batch_packets));
         let sink = ObservationSink::new(obs_tx.clone(), Delivery::Block);
-        let worker = Worker::new(id, Arc::clone(&policy), sink);
+        let events = if protocol_events {
+            event_sink(&eve_tx)
+        } else {
+            None
+        };
+        let worker = Worker::new(id, Arc::clone(&policy), sink, events);
         let rings = rings.clone();
         let check_owner = options.spread != Spread::FlowHash;
         let finished = Arc::clone(&finished);
@@ -190,7 +232,6 @@ pub fn replay(
     drop(obs_tx);
 
     let mut pacer = options.realtime.then(Pacer::default);
-    let mut next_queue = 0;
     let read_result = (|| -> Result<(), Error> {
         while let Some(packet) = source.next_packet()? {
             if let Some(pacer) = pacer.as_mut() {
@@ -199,12 +240,7 @@ pub fn replay(
             let owner = match options.spread {
                 _ if workers == 1 => 0,
                 Spread::FlowHash => flow::frame_owner(&layers::slice(&packet), workers),
-                Spread::RoundRobin => {
-                    if filling[next_queue].is_full_for(packet.data.len()) {
-                        next_queue = (next_queue + 1) % workers;
-                    }
-                    next_queue
-                }
+                Spread::Asymmetric => flow::asymmetric_queue(&layers::slice(&packet), workers),
             };
             let batch = &mut filling[owner];
             if batch.is_full_for(packet.data.len()) || pacer.is_some() && !batch.entries.is_empty()
@@ -229,23 +265,35 @@ pub fn replay(
         }
     }
     drop(to_workers);
-    let mut counters = WorkerCounters::default();
+    let mut merged = WorkerReport::default();
     for handle in handles {
-        let worker_counters = handle
+        let report = handle
             .join()
             .map_err(|_| Error::Thread("worker panicked"))?;
-        counters.merge(&worker_counters);
+        merged.merge(&report);
     }
+    let WorkerReport {
+        counters,
+        protocols: protocol_stats,
+        stream,
+    } = merged;
     let report = analyzer
         .join()
         .map_err(|_| Error::Thread("analyzer panicked"))?;
+    drop(eve_tx);
+    let (eve_events, eve_write_errors) = match eve_thread {
+        Some(handle) => handle
+            .join()
+            .map_err(|_| Error::Thread("EVE writer panicked"))?,
+        None => (0, 0),
+    };
     read_result?;
 
     let elapsed = started.elapsed().as_secs_f64();
     let protocols = Protocol::ALL
         .iter()
-        .filter(|p| counters.protocol_pdus[p.index()] > 0)
-        .map(|p| (p.name().to_owned(), counters.protocol_pdus[p.index()]))
+        .filter(|p| protocol_stats.pdus[p.index()] > 0)
+        .map(|p| (p.name().to_owned(), protocol_stats.pdus[p.index()]))
         .collect();
     Ok(Summary {
         packets: counters.packets,
@@ -261,8 +309,17 @@ pub fn replay(
         } else {
             0.0
         },
+        protocol_details: protocol_stats.details(),
+        malformed_pdus: Protocol::ALL
+            .iter()
+            .filter(|p| protocol_stats.malformed[p.index()] > 0)
+            .map(|p| (p.name().to_owned(), protocol_stats.malformed[p.index()]))
+            .collect(),
         counters,
+        stream,
         analyzer: report,
+        eve_events,
+        eve_write_errors,
     })
 }
 
@@ -275,7 +332,7 @@ fn run_worker(
     rings: HandoffRings,
     finished: Arc<AtomicUsize>,
     check_owner: bool,
-) -> WorkerCounters {
+) -> WorkerReport {
     let me = worker.id;
     let workers = rings.workers();
     let mut input_open = true;
@@ -325,7 +382,9 @@ fn run_worker(
 fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
     let mut received = 0;
     for from in 0..rings.workers() {
-        let Some(ring) = rings.ring(from, worker.id) else { continue };
+        let Some(ring) = rings.ring(from, worker.id) else {
+            continue;
+        };
         while let Some(frame) = ring.pop() {
             worker.process(&frame.packet());
             received += 1;

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::capture::Packet;
 use crate::config::Policy;
-use crate::dissect::Protocol;
+use crate::dissect::inspect::{EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::dissect::{self, Direction, Protocol};
+use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
 use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
@@ -57,6 +59,22 @@ impl ObservationSink {
     }
 }
 
+/// Everything a worker reports when it ends.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerReport {
+    pub counters: WorkerCounters,
+    pub protocols: ProtocolStats,
+    pub stream: StreamCounters,
+}
+
+impl WorkerReport {
+    pub fn merge(&mut self, other: &WorkerReport) {
+        self.counters.merge(&other.counters);
+        self.protocols.merge(&other.protocols);
+        self.stream.merge(&other.stream);
+    }
+}
+
 /// Per-worker counters.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct WorkerCounters {
@@ -79,8 +97,6 @@ pub struct WorkerCounters {
     pub handoffs_received: u64,
     /// Hand-offs dropped because the owner's ring was full (live capture only).
     pub handoffs_dropped: u64,
-    #[serde(skip)]
-    pub protocol_pdus: [u64; Protocol::COUNT],
 }
 
 impl WorkerCounters {
@@ -101,13 +117,6 @@ impl WorkerCounters {
         self.handoffs_truncated += other.handoffs_truncated;
         self.handoffs_received += other.handoffs_received;
         self.handoffs_dropped += other.handoffs_dropped;
-        for (mine, theirs) in self
-            .protocol_pdus
-            .iter_mut()
-            .zip(other.protocol_pdus.iter())
-        {
-            *mine += theirs;
-        }
     }
 }
 
@@ -139,6 +148,15 @@ impl DeviceDedup {
     }
 }
 
+/// Reassembly buffers per worker and their size: half holds a partial PDU, half one
+/// out-of-order segment.
+const STREAM_BUFFERS: usize = 8192;
+const STREAM_BUFFER_BYTES: usize = 8192;
+/// Slots of the cache that rate-limits command/identity/error observations.
+const RECENT_SLOTS: usize = 16_384;
+/// A repeated command, identity or error is re-reported at most this often.
+const OBSERVATION_REFRESH_NS: u64 = 60 * 1_000_000_000;
+
 /// How often idle flows are swept, in packet time.
 const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -148,7 +166,12 @@ pub struct Worker {
     policy: Arc<Policy>,
     flows: FlowTable,
     sink: ObservationSink,
+    events: Option<EventSink>,
     devices: DeviceDedup,
+    stream_pool: StreamPool,
+    stream_counters: StreamCounters,
+    stats: ProtocolStats,
+    recent: RecentCache,
     counters: WorkerCounters,
     now_ns: u64,
     next_sweep_ns: u64,
@@ -165,7 +188,12 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// A worker with its share of the flow-table budget.
-    pub fn new(id: usize, policy: Arc<Policy>, sink: ObservationSink) -> Worker {
+    pub fn new(
+        id: usize,
+        policy: Arc<Policy>,
+        sink: ObservationSink,
+        events: Option<EventSink>,
+    ) -> Worker {
         let per_worker = policy.max_flows.div_ceil(policy.workers.max(1));
         let timeouts = Timeouts {
             idle_ns: policy.flow_idle_timeout_ns,
@@ -176,7 +204,12 @@ impl Worker {
             flows: FlowTable::new(per_worker, timeouts),
             policy,
             sink,
+            events,
             devices: DeviceDedup::new(),
+            stream_pool: StreamPool::new(STREAM_BUFFERS, STREAM_BUFFER_BYTES),
+            stream_counters: StreamCounters::default(),
+            stats: ProtocolStats::default(),
+            recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
             counters: WorkerCounters::default(),
             now_ns: 0,
             next_sweep_ns: 0,
@@ -213,9 +246,9 @@ impl Worker {
         let Some((key, side)) = FlowKey::of(frame) else {
             return;
         };
-        let sink = &mut self.sink;
+        let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
         let (slot, is_new) = self.flows.lookup(&key, side, frame.ts_ns, |flow, reason| {
-            sink.send(flow_ended(flow, reason))
+            end_flow(flow, reason, sink, pool)
         });
         let flow = self.flows.get_mut(slot);
         let index = side_index(side);
@@ -239,6 +272,95 @@ impl Worker {
             }
             flow.app_proto = first_guess(&key, flow.initiator);
         }
+        self.dissect(slot, side, frame);
+    }
+
+    /// Feeds a packet's payload to its flow's protocol: recognition by signature for
+    /// flows on unexpected ports, TCP stream framing, then per-PDU inspection.
+    fn dissect(&mut self, slot: u32, side: Side, frame: &Frame<'_>) {
+        let flow = self.flows.get_mut(slot);
+        let index = side_index(side);
+        if let Transport::Tcp { flags, seq, .. } = frame.transport {
+            if flags.has(TcpFlags::SYN) {
+                flow.stream[index].on_syn(seq);
+            }
+        }
+        if frame.payload.is_empty() {
+            return;
+        }
+        if flow.app_proto.is_none() {
+            if flow.recognition_left == 0 {
+                return;
+            }
+            flow.recognition_left -= 1;
+            flow.app_proto = dissect::recognise(flow.key.protocol, frame.payload);
+        }
+        let Some(protocol) = flow.app_proto else {
+            return;
+        };
+        let direction = if side == flow.initiator {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
+        let (client_mac, server_mac) = match direction {
+            Direction::Request => (frame.src_mac, frame.dst_mac),
+            Direction::Response => (frame.dst_mac, frame.src_mac),
+        };
+        let info = FlowInfo {
+            flow_id: flow.id,
+            client: flow_endpoint(&flow.key, flow.initiator),
+            server: flow_endpoint(&flow.key, other(flow.initiator)),
+            client_mac,
+            server_mac,
+            ip_protocol: flow.key.protocol,
+            vlan: flow.key.vlan,
+        };
+        let Flow { stream, app, .. } = flow;
+        let (stats, sink, recent, events) = (
+            &mut self.stats,
+            &mut self.sink,
+            &mut self.recent,
+            &mut self.events,
+        );
+        let ts_ns = frame.ts_ns;
+        let mut on_pdu = |pdu: &[u8]| {
+            let mut ctx = PduCtx {
+                ts_ns,
+                direction,
+                flow: &info,
+                state: &mut *app,
+                stats: &mut *stats,
+                out: Outputs {
+                    observations: &mut *sink,
+                    recent: &mut *recent,
+                    events: events.as_mut(),
+                },
+            };
+            dissect::inspect(protocol, pdu, &mut ctx);
+        };
+        match (frame.transport, dissect::framer(protocol)) {
+            (Transport::Tcp { seq, .. }, Some(frame_fn)) => {
+                let mut framer = Framer {
+                    pool: &mut self.stream_pool,
+                    counters: &mut self.stream_counters,
+                    frame: frame_fn,
+                    on_pdu,
+                };
+                stream[index].on_segment(seq, frame.payload, &mut framer);
+            }
+            (Transport::Tcp { .. }, None) => {}
+            (_, Some(frame_fn)) => {
+                // A datagram may carry several PDUs (DNP3 link frames).
+                frame_all(
+                    frame.payload,
+                    frame_fn,
+                    &mut self.stream_counters,
+                    &mut on_pdu,
+                );
+            }
+            (_, None) => on_pdu(frame.payload),
+        }
     }
 
     pub fn note_handoff_sent(&mut self, truncated: bool) {
@@ -260,9 +382,9 @@ impl Worker {
             self.next_sweep_ns = self.now_ns;
         }
         if self.now_ns >= self.next_sweep_ns {
-            let sink = &mut self.sink;
+            let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
             self.flows.expire(self.now_ns, |flow, reason| {
-                sink.send(flow_ended(flow, reason))
+                end_flow(flow, reason, sink, pool)
             });
             self.next_sweep_ns = self.now_ns + SWEEP_INTERVAL_NS;
         }
@@ -298,11 +420,15 @@ impl Worker {
     }
 
     /// Ends every flow and returns the counters (end of capture or shutdown).
-    pub fn finish(mut self) -> WorkerCounters {
-        let sink = &mut self.sink;
+    pub fn finish(mut self) -> WorkerReport {
+        let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
         self.flows
-            .drain(|flow, reason| sink.send(flow_ended(flow, reason)));
-        self.counters()
+            .drain(|flow, reason| end_flow(flow, reason, sink, pool));
+        WorkerReport {
+            counters: self.counters(),
+            protocols: self.stats,
+            stream: self.stream_counters,
+        }
     }
 
     /// A snapshot of the counters, including the flow table's and the sink's.
@@ -323,6 +449,20 @@ impl Worker {
     }
 }
 
+fn other(side: Side) -> Side {
+    match side {
+        Side::Lo => Side::Hi,
+        Side::Hi => Side::Lo,
+    }
+}
+
+fn flow_endpoint(key: &FlowKey, side: Side) -> (std::net::IpAddr, u16) {
+    match side {
+        Side::Lo => (key.lo_ip, key.lo_port),
+        Side::Hi => (key.hi_ip, key.hi_port),
+    }
+}
+
 /// The port-based first guess of a new flow's protocol: the responder's port first.
 fn first_guess(key: &FlowKey, initiator: Side) -> Option<Protocol> {
     let (server_port, client_port) = if initiator == Side::Lo {
@@ -332,6 +472,14 @@ fn first_guess(key: &FlowKey, initiator: Side) -> Option<Protocol> {
     };
     Protocol::by_port(key.protocol, server_port)
         .or_else(|| Protocol::by_port(key.protocol, client_port))
+}
+
+/// Returns a flow's buffers and reports its end.
+fn end_flow(flow: &Flow, reason: EndReason, sink: &mut ObservationSink, pool: &mut StreamPool) {
+    for dir in &flow.stream {
+        dir.release(pool);
+    }
+    sink.send(flow_ended(flow, reason));
 }
 
 fn flow_ended(flow: &Flow, reason: EndReason) -> Observation {

@@ -1,5 +1,5 @@
 //! The pipeline's results do not depend on the number of workers or on how packets are
-//! spread over them (flow-hash like symmetric RSS, or round-robin with hand-offs).
+//! spread over them (flow-hash like symmetric RSS, or asymmetric with hand-offs).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,16 +73,16 @@ fn same_counts_for_any_worker_count_and_spreading() {
         let summary = run(&capture, workers, spread, None);
         compare(&reference, &summary, workers, spread);
     }
-    // Hand-offs reorder packets by a batch or so; within one capture's timeline that is
-    // far below any timeout, so results match file by file (files from different years
-    // concatenated would not be a meaningful round-robin case).
+    // Hand-offs delay one direction by a batch or so; within one capture's timeline that
+    // is far below any timeout, so results match file by file (files from different
+    // years concatenated are not a meaningful live case).
     for file in &files {
         let one =
             MemoryCapture::load(&mut PcapFiles::open(std::slice::from_ref(file)).expect("open"))
                 .expect("load");
         let reference = run(&one, 1, Spread::FlowHash, None);
-        let summary = run(&one, 3, Spread::RoundRobin, None);
-        compare(&reference, &summary, 3, Spread::RoundRobin);
+        let summary = run(&one, 3, Spread::Asymmetric, None);
+        compare(&reference, &summary, 3, Spread::Asymmetric);
     }
 }
 
@@ -94,10 +94,10 @@ fn compare(reference: &Summary, summary: &Summary, workers: usize, spread: Sprea
         assert_eq!(summary.flows, reference.flows, "{what}");
         assert_eq!(summary.devices, reference.devices, "{what}");
         assert_eq!(summary.protocols, reference.protocols, "{what}");
-        if spread == Spread::RoundRobin {
+        if spread == Spread::Asymmetric {
             assert!(
                 summary.counters.handoffs_sent > 0 || summary.flows < 2,
-                "round-robin must hand off"
+                "asymmetric must hand off"
             );
             assert_eq!(
                 summary.counters.handoffs_sent,

@@ -81,8 +81,15 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
     let packets = capture.len() as u64;
     let wire_bits = capture.wire_bytes() * 8;
     anyhow::ensure!(packets > 0, "{}: no packets", bench.file.display());
-    println!("capture      {} ({packets} packets, {:.1} MB on the wire)", bench.file.display(), wire_bits as f64 / 8e6);
-    println!("machine      {} CPUs", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "capture      {} ({packets} packets, {:.1} MB on the wire)",
+        bench.file.display(),
+        wire_bits as f64 / 8e6
+    );
+    println!(
+        "machine      {} CPUs",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     // Baseline: read from memory and slice L2-L4, nothing else.
     let mut null_best = f64::MAX;
@@ -97,7 +104,11 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
         null_best = null_best.min(started.elapsed().as_secs_f64());
     }
     let null_pps = rate(packets, null_best);
-    println!("null         {:>8.2} Mpps  {:>7.2} Gbit/s  (read + slice only)", null_pps / 1e6, wire_bits as f64 / null_best / 1e9);
+    println!(
+        "null         {:>8.2} Mpps  {:>7.2} Gbit/s  (read + slice only)",
+        null_pps / 1e6,
+        wire_bits as f64 / null_best / 1e9
+    );
 
     // One worker in this thread, the analyzer on another: the per-packet cost of the
     // worker, with allocations counted and per-packet latency recorded in a second pass.
@@ -125,7 +136,10 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
         1e9 / worker_pps,
         worker_pps / null_pps
     );
-    println!("allocations  {allocations} in {packets} packets on the worker thread ({:.6} per packet)", allocations as f64 / packets as f64);
+    println!(
+        "allocations  {allocations} in {packets} packets on the worker thread ({:.6} per packet)",
+        allocations as f64 / packets as f64
+    );
 
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     with_worker(&policy, |worker| {
@@ -151,7 +165,11 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
         let mut best = f64::MAX;
         for _ in 0..bench.repeat {
             let started = Instant::now();
-            let summary = pipeline::replay(&mut capture.source(), Arc::clone(&policy), ReplayOptions::default())?;
+            let summary = pipeline::replay(
+                &mut capture.source(),
+                Arc::clone(&policy),
+                ReplayOptions::default(),
+            )?;
             best = best.min(started.elapsed().as_secs_f64());
             anyhow::ensure!(summary.packets == packets, "pipeline lost packets");
         }
@@ -167,7 +185,10 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
 }
 
 /// Runs `f` with a fresh worker whose observations an analyzer thread consumes.
-fn with_worker<T>(policy: &Arc<otsensor::config::Policy>, f: impl FnOnce(&mut Worker) -> T) -> anyhow::Result<T> {
+fn with_worker<T>(
+    policy: &Arc<otsensor::config::Policy>,
+    f: impl FnOnce(&mut Worker) -> T,
+) -> anyhow::Result<T> {
     let (tx, rx) = crossbeam_channel::bounded(policy.observation_queue);
     let analyzer_policy = Arc::clone(policy);
     let analyzer = std::thread::spawn(move || {
@@ -177,9 +198,16 @@ fn with_worker<T>(policy: &Arc<otsensor::config::Policy>, f: impl FnOnce(&mut Wo
         }
         analyzer.finish()
     });
-    let mut worker = Worker::new(0, Arc::clone(policy), ObservationSink::new(tx, Delivery::Block));
+    let mut worker = Worker::new(
+        0,
+        Arc::clone(policy),
+        ObservationSink::new(tx, Delivery::Block),
+        None,
+    );
     let result = f(&mut worker);
     drop(worker.finish());
-    analyzer.join().map_err(|_| anyhow::anyhow!("analyzer panicked"))?;
+    analyzer
+        .join()
+        .map_err(|_| anyhow::anyhow!("analyzer panicked"))?;
     Ok(result)
 }

@@ -32,8 +32,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Replay { file, workers, repeat } => {
-            bench::replay(&bench::ReplayBench { file: &file, workers, repeat: repeat.max(1) })
-        }
+        Command::Replay {
+            file,
+            workers,
+            repeat,
+        } => bench::replay(&bench::ReplayBench {
+            file: &file,
+            workers,
+            repeat: repeat.max(1),
+        }),
     }
 }

@@ -3,6 +3,10 @@
 
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
+/// Fixed-capacity histograms for per-protocol statistics.
+pub mod histogram;
+/// Per-PDU inspection: statistics, EVE protocol events, observations.
+pub mod inspect;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
 #[cfg(test)]
@@ -92,4 +96,30 @@ pub enum Framing {
 pub enum Direction {
     Request,
     Response,
+}
+
+/// The stream framer of a protocol carried over TCP (also used on datagrams that may
+/// hold several PDUs), `None` where the sensor has no dissector yet.
+pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
+    match protocol {
+        Protocol::Modbus => Some(modbus::frame),
+        _ => None,
+    }
+}
+
+/// Inspects one whole PDU of `protocol`.
+pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
+    match protocol {
+        Protocol::Modbus => modbus::inspect(pdu, ctx),
+        _ => ctx.count(protocol),
+    }
+}
+
+/// Recognises a protocol by its payload signature (a flow on an unexpected port).
+pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
+    match ip_protocol {
+        6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
+        6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
+        _ => None,
+    }
 }

@@ -68,14 +68,19 @@ pub struct HandoffRings {
 impl HandoffRings {
     /// Rings for every ordered pair of distinct workers.
     pub fn new(workers: usize, capacity: usize) -> HandoffRings {
-        let rings = (0..workers * workers).map(|_| Arc::new(ArrayQueue::new(capacity.max(1)))).collect();
+        let rings = (0..workers * workers)
+            .map(|_| Arc::new(ArrayQueue::new(capacity.max(1))))
+            .collect();
         HandoffRings { workers, rings }
     }
 
     /// No rings: every frame already reaches its owner (symmetric RSS, or one worker).
     /// Saves the rings' memory, which is allocated up front.
     pub fn none(workers: usize) -> HandoffRings {
-        HandoffRings { workers, rings: Vec::new() }
+        HandoffRings {
+            workers,
+            rings: Vec::new(),
+        }
     }
 
     /// The ring from one worker to another, if hand-off is enabled.

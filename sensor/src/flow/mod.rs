@@ -98,3 +98,16 @@ pub fn frame_owner(frame: &Frame<'_>, workers: usize) -> usize {
         None => 0,
     }
 }
+
+/// The queue a NIC without symmetric RSS would pick: a hash of the packet's ordered
+/// addresses and ports, so the two directions of a flow usually land apart (each
+/// direction keeps its order). Used to exercise hand-offs.
+pub fn asymmetric_queue(frame: &Frame<'_>, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let ports = frame.ports().unwrap_or((0, 0));
+    let hash = foldhash::fast::FixedState::with_seed(SEED ^ 0xA5A5)
+        .hash_one((frame.src_ip, frame.dst_ip, ports, frame.src_mac));
+    owner(hash, workers)
+}

@@ -73,6 +73,17 @@ pub struct StreamCounters {
     pub pool_exhausted: u64,
 }
 
+impl StreamCounters {
+    pub fn merge(&mut self, other: &StreamCounters) {
+        self.retransmitted_segments += other.retransmitted_segments;
+        self.out_of_order_segments += other.out_of_order_segments;
+        self.gaps += other.gaps;
+        self.resync_bytes += other.resync_bytes;
+        self.oversize_pdus += other.oversize_pdus;
+        self.pool_exhausted += other.pool_exhausted;
+    }
+}
+
 /// The framing state of one direction of one TCP flow: small and inline in the flow.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamDir {
@@ -120,11 +131,10 @@ impl StreamDir {
     }
 
     /// Returns this direction's buffer to the pool (the flow ended).
-    pub fn release(&mut self, pool: &mut StreamPool) {
+    pub fn release(&self, pool: &mut StreamPool) {
         if self.buffer != NIL {
             pool.release(self.buffer);
         }
-        *self = StreamDir::default();
     }
 
     /// Takes one segment's payload at sequence number `seq`.

@@ -10,6 +10,9 @@ use hashbrown::HashTable;
 use super::{FlowHasher, FlowKey, Side};
 
 const NIL: u32 = u32::MAX;
+/// Payload packets of a flow on an unknown port that are checked against the
+/// protocols' signatures before the flow is left unrecognised.
+const RECOGNITION_PACKETS: u8 = 4;
 
 /// Why a flow record ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +61,12 @@ pub struct Flow {
     pub closed: bool,
     /// The application protocol, once recognised.
     pub app_proto: Option<crate::dissect::Protocol>,
+    /// Payload packets left in which to recognise the protocol by its signature.
+    pub recognition_left: u8,
+    /// TCP framing state per side (indexed like `sent`).
+    pub stream: [crate::flow::stream::StreamDir; 2],
+    /// The protocol's per-flow state (request matching, ...).
+    pub app: crate::dissect::inspect::AppState,
     prev: u32,
     next: u32,
 }
@@ -219,6 +228,9 @@ impl FlowTable {
             tcp_flags: [0; 2],
             closed: false,
             app_proto: None,
+            recognition_left: RECOGNITION_PACKETS,
+            stream: Default::default(),
+            app: Default::default(),
             prev: NIL,
             next: NIL,
         };

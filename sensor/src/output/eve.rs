@@ -6,7 +6,16 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::dissect::inspect::{EventBody, ProtocolEvent};
 use crate::observe::FlowRecord;
+
+/// What the EVE writer thread receives: from the analyzer (flows, later alerts) and,
+/// when protocol events are on, from the workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EveRecord {
+    Flow(FlowRecord),
+    Protocol(ProtocolEvent),
+}
 
 /// RFC 3339 UTC time with microseconds, from packet-time nanoseconds.
 pub fn rfc3339_micros(ts_ns: u64) -> String {
@@ -60,6 +69,22 @@ struct FlowEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     app_proto: Option<&'a str>,
     flow: FlowCounters,
+}
+
+#[derive(Serialize)]
+struct ProtocolEventOut<'a> {
+    timestamp: String,
+    flow_id: u64,
+    event_type: &'static str,
+    src_ip: IpAddr,
+    src_port: u16,
+    dest_ip: IpAddr,
+    dest_port: u16,
+    proto: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<[u16; 1]>,
+    #[serde(flatten)]
+    body: &'a EventBody,
 }
 
 /// Writes EVE events to a file or standard output.
@@ -118,7 +143,11 @@ impl EveWriter {
         } else {
             "new"
         };
-        let state = if record.protocol == 6 && (reset || both_fin) { "closed" } else { state };
+        let state = if record.protocol == 6 && (reset || both_fin) {
+            "closed"
+        } else {
+            state
+        };
         let event = FlowEvent {
             timestamp: rfc3339_micros(record.last_ns),
             flow_id: record.flow_id,
@@ -143,6 +172,31 @@ impl EveWriter {
             },
         };
         self.write_event(&event)
+    }
+
+    /// A protocol event (`event_type` is the protocol's name, and so is its object's key).
+    pub fn protocol(&mut self, event: &ProtocolEvent) -> std::io::Result<()> {
+        let out = ProtocolEventOut {
+            timestamp: rfc3339_micros(event.ts_ns),
+            flow_id: event.flow_id,
+            event_type: event.body.protocol().name(),
+            src_ip: event.src.0,
+            src_port: event.src.1,
+            dest_ip: event.dest.0,
+            dest_port: event.dest.1,
+            proto: proto_name(event.ip_protocol),
+            vlan: (event.vlan != 0).then_some([event.vlan]),
+            body: &event.body,
+        };
+        self.write_event(&out)
+    }
+
+    /// Writes any record.
+    pub fn record(&mut self, record: &EveRecord) -> std::io::Result<()> {
+        match record {
+            EveRecord::Flow(flow) => self.flow(flow),
+            EveRecord::Protocol(event) => self.protocol(event),
+        }
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {

@@ -1,0 +1,350 @@
+//! Per-PDU inspection: what one PDU means to the rest of the sensor. The dispatcher
+//! hands a whole PDU and its flow's state to the protocol's `inspect` function, which
+//! counts it in the worker's [`ProtocolStats`], optionally emits an EVE protocol event,
+//! and reports commands, identities and protocol errors as de-duplicated observations.
+//! Nothing here allocates per PDU.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use crossbeam_channel::Sender;
+use serde::Serialize;
+
+use super::{Direction, Protocol};
+use crate::layers::Mac;
+use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind, ShortText};
+use crate::output::eve::EveRecord;
+use crate::worker::{Delivery, ObservationSink};
+
+/// The flow a PDU belongs to, oriented client (initiator) to server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowInfo {
+    pub flow_id: u64,
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    pub client_mac: Option<Mac>,
+    pub server_mac: Option<Mac>,
+    /// IP protocol number.
+    pub ip_protocol: u8,
+    pub vlan: u16,
+}
+
+/// An outstanding request, for matching its response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pending {
+    id: u32,
+    code: u32,
+    ts_ns: u64,
+    used: bool,
+}
+
+const PENDING: usize = 4;
+
+/// Per-flow protocol state, kept inline in the flow (small and `Copy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppState {
+    pending: [Pending; PENDING],
+    /// Requests whose response never came before the slot was reused.
+    pub unanswered: u32,
+    /// Protocol-specific small state (e.g. COTP connection seen).
+    pub flags: u32,
+}
+
+impl AppState {
+    /// Remembers a request by its id (transaction id, invoke id, PDU reference, ...).
+    pub fn request(&mut self, id: u32, code: u32, ts_ns: u64) {
+        let slot = match self.pending.iter().position(|p| !p.used || p.id == id) {
+            Some(slot) => slot,
+            None => {
+                // All slots busy: reuse the oldest; its request stays unanswered.
+                self.unanswered += 1;
+                let mut oldest = 0;
+                for (i, p) in self.pending.iter().enumerate() {
+                    if p.ts_ns < self.pending[oldest].ts_ns {
+                        oldest = i;
+                    }
+                }
+                oldest
+            }
+        };
+        self.pending[slot] = Pending {
+            id,
+            code,
+            ts_ns,
+            used: true,
+        };
+    }
+
+    /// Matches a response to its request: the request's code and the response time.
+    pub fn response(&mut self, id: u32, ts_ns: u64) -> Option<(u32, u64)> {
+        let slot = self.pending.iter_mut().find(|p| p.used && p.id == id)?;
+        slot.used = false;
+        Some((slot.code, ts_ns.saturating_sub(slot.ts_ns)))
+    }
+}
+
+/// Statistics every protocol keeps, plus each protocol's own histograms.
+#[derive(Clone, Debug, Default)]
+pub struct ProtocolStats {
+    /// PDUs per protocol (the summary's `protocols`).
+    pub pdus: [u64; Protocol::COUNT],
+    /// PDUs that failed validation (counted, not dissected further).
+    pub malformed: [u64; Protocol::COUNT],
+    /// Responses matched to a request, and the sum of their response times.
+    pub matched_responses: [u64; Protocol::COUNT],
+    pub response_time_ns_sum: [u64; Protocol::COUNT],
+    pub modbus: super::modbus::Stats,
+}
+
+impl ProtocolStats {
+    pub fn merge(&mut self, other: &ProtocolStats) {
+        for i in 0..Protocol::COUNT {
+            self.pdus[i] += other.pdus[i];
+            self.malformed[i] += other.malformed[i];
+            self.matched_responses[i] += other.matched_responses[i];
+            self.response_time_ns_sum[i] += other.response_time_ns_sum[i];
+        }
+        self.modbus.merge(&other.modbus);
+    }
+
+    /// Per-protocol histograms in the shape of the tshark-derived summaries
+    /// (`../shared/tools/ORACLE.md`), for comparison and for the summary JSON.
+    pub fn details(&self) -> BTreeMap<&'static str, serde_json::Value> {
+        let mut details = BTreeMap::new();
+        if self.pdus[Protocol::Modbus.index()] > 0 {
+            details.insert("modbus", self.modbus.summary());
+        }
+        details
+    }
+}
+
+/// Bounded channel of EVE records from workers, counted like observations.
+#[derive(Debug)]
+pub struct EventSink {
+    tx: Sender<EveRecord>,
+    delivery: Delivery,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl EventSink {
+    pub fn new(tx: Sender<EveRecord>, delivery: Delivery) -> EventSink {
+        EventSink {
+            tx,
+            delivery,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn send(&mut self, record: EveRecord) {
+        let delivered = match self.delivery {
+            Delivery::Block => self.tx.send(record).is_ok(),
+            Delivery::DropWhenFull => self.tx.try_send(record).is_ok(),
+        };
+        if delivered {
+            self.sent += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Remembers recently reported keys so a repeated fact costs one observation per
+/// refresh interval. Direct-mapped: a collision only causes a harmless repeat.
+#[derive(Debug)]
+pub struct RecentCache {
+    slots: Box<[(u64, u64)]>,
+    refresh_ns: u64,
+}
+
+impl RecentCache {
+    pub fn new(slots: usize, refresh_ns: u64) -> RecentCache {
+        RecentCache {
+            slots: vec![(u64::MAX, 0); slots.max(1)].into_boxed_slice(),
+            refresh_ns,
+        }
+    }
+
+    /// True when `key` was not reported within the refresh interval (and records it).
+    pub fn should_report(&mut self, key: u64, now_ns: u64) -> bool {
+        let len = self.slots.len();
+        let slot = &mut self.slots[(key as usize) % len];
+        if slot.0 == key && now_ns.saturating_sub(slot.1) < self.refresh_ns {
+            return false;
+        }
+        *slot = (key, now_ns);
+        true
+    }
+}
+
+fn key_of<T: std::hash::Hash>(value: T) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x5EED).hash_one(value)
+}
+
+/// Where inspection writes: the worker's sinks and caches.
+#[derive(Debug)]
+pub struct Outputs<'a> {
+    pub observations: &'a mut ObservationSink,
+    pub recent: &'a mut RecentCache,
+    /// Present when `outputs.eve.protocol_events` is on.
+    pub events: Option<&'a mut EventSink>,
+}
+
+/// Everything a protocol's `inspect` sees besides the PDU bytes.
+#[derive(Debug)]
+pub struct PduCtx<'a> {
+    pub ts_ns: u64,
+    pub direction: Direction,
+    pub flow: &'a FlowInfo,
+    pub state: &'a mut AppState,
+    pub stats: &'a mut ProtocolStats,
+    pub out: Outputs<'a>,
+}
+
+impl PduCtx<'_> {
+    /// The endpoint that sent this PDU and the one it went to.
+    pub fn sender(&self) -> (IpAddr, u16) {
+        match self.direction {
+            Direction::Request => self.flow.client,
+            Direction::Response => self.flow.server,
+        }
+    }
+
+    pub fn receiver(&self) -> (IpAddr, u16) {
+        match self.direction {
+            Direction::Request => self.flow.server,
+            Direction::Response => self.flow.client,
+        }
+    }
+
+    /// Counts one PDU of `protocol`.
+    pub fn count(&mut self, protocol: Protocol) {
+        self.stats.pdus[protocol.index()] += 1;
+    }
+
+    /// Counts a PDU that failed validation, and reports it (rate-limited).
+    pub fn malformed(&mut self, protocol: Protocol) {
+        self.stats.malformed[protocol.index()] += 1;
+        self.protocol_error(protocol, ProtocolErrorKind::Malformed, 0);
+    }
+
+    /// Records a response time for a matched request.
+    pub fn response_time(&mut self, protocol: Protocol, latency_ns: u64) {
+        self.stats.matched_responses[protocol.index()] += 1;
+        self.stats.response_time_ns_sum[protocol.index()] += latency_ns;
+    }
+
+    /// Whether protocol events are wanted (build them only then).
+    pub fn events_enabled(&self) -> bool {
+        self.out.events.is_some()
+    }
+
+    /// Emits an EVE protocol event for this PDU.
+    pub fn event(&mut self, body: EventBody) {
+        let event = ProtocolEvent {
+            ts_ns: self.ts_ns,
+            flow_id: self.flow.flow_id,
+            src: self.sender(),
+            dest: self.receiver(),
+            ip_protocol: self.flow.ip_protocol,
+            vlan: self.flow.vlan,
+            direction: self.direction,
+            body,
+        };
+        if let Some(events) = self.out.events.as_deref_mut() {
+            events.send(EveRecord::Protocol(event));
+        }
+    }
+
+    /// Reports a command a client sent (once per flow, kind and code per interval).
+    pub fn command(&mut self, protocol: Protocol, kind: CommandKind, code: u32) {
+        let key = key_of((1u8, self.flow.flow_id, protocol, kind, code));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::Command {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                protocol,
+                kind,
+                code,
+            });
+        }
+    }
+
+    /// Reports an identity attribute the sender of this PDU claims about itself.
+    pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
+        let (device, _) = self.sender();
+        let text = ShortText::from_bytes(value);
+        if text.is_empty() {
+            return;
+        }
+        let key = key_of((2u8, device, protocol, field, text.as_bytes()));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::Identity {
+                ts_ns: self.ts_ns,
+                device,
+                protocol,
+                field,
+                value: text,
+            });
+        }
+    }
+
+    /// Reports a protocol error or anomaly (failure replies, illegal operations).
+    pub fn protocol_error(&mut self, protocol: Protocol, kind: ProtocolErrorKind, code: u32) {
+        let key = key_of((3u8, self.flow.flow_id, protocol, kind, code));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::ProtocolError {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                sender_is_server: self.direction == Direction::Response,
+                protocol,
+                kind,
+                code,
+            });
+        }
+    }
+}
+
+/// One EVE protocol event (`event_type` = the protocol's name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolEvent {
+    pub ts_ns: u64,
+    pub flow_id: u64,
+    pub src: (IpAddr, u16),
+    pub dest: (IpAddr, u16),
+    pub ip_protocol: u8,
+    pub vlan: u16,
+    pub direction: Direction,
+    pub body: EventBody,
+}
+
+/// The protocol object of an EVE protocol event. Numbers are JSON numbers; fields that
+/// do not apply are null.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventBody {
+    Modbus(ModbusEvent),
+}
+
+impl EventBody {
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            EventBody::Modbus(_) => Protocol::Modbus,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ModbusEvent {
+    pub transaction_id: u16,
+    pub unit_id: u8,
+    pub function: u8,
+    pub exception: Option<u8>,
+    pub direction: Direction,
+}
