@@ -1,0 +1,39 @@
+//! Builders of valid industrial PDUs, one file per protocol. Each builder appends the
+//! PDU's bytes to a buffer and returns the function key the ground truth counts it under
+//! (see `crate::gen::truth` for the key formats).
+
+pub mod bacnet;
+pub mod dnp3;
+pub mod enip;
+pub mod modbus;
+pub mod s7comm;
+
+/// The protocols whose PDUs the ground truth counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Modbus,
+    Dnp3,
+    Bacnet,
+    Enip,
+    S7comm,
+}
+
+impl Proto {
+    /// The name used by the sensor's summary (`otsensor::dissect::Protocol::name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Modbus => "modbus",
+            Proto::Dnp3 => "dnp3",
+            Proto::Bacnet => "bacnet",
+            Proto::Enip => "enip",
+            Proto::S7comm => "s7comm",
+        }
+    }
+}
+
+/// One PDU as counted by the ground truth: its protocol and function key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pdu {
+    pub proto: Proto,
+    pub function: &'static str,
+}

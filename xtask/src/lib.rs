@@ -1,0 +1,5 @@
+//! Project automation behind `cargo xtask`, as a library so that integration tests can
+//! call the generators directly.
+
+/// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
+pub mod gen;
