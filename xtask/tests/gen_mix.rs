@@ -81,6 +81,59 @@ struct Stream {
 #[derive(Default)]
 struct Counts {
     functions: BTreeMap<String, BTreeMap<String, u64>>,
+    frames: u64,
+    vlan_tagged: u64,
+    ipv6: u64,
+    /// TLS-like bulk segments (TCP 443).
+    bulk: u64,
+}
+
+/// IPv4 header, TCP and UDP checksums as a receiver would verify them.
+fn checksums_valid(sliced: &SlicedPacket<'_>) -> bool {
+    let transport =
+        |tcp: &dyn Fn() -> Option<u16>, udp: &dyn Fn() -> Option<u16>| match &sliced.transport {
+            Some(TransportSlice::Tcp(t)) => tcp() == Some(t.checksum()),
+            Some(TransportSlice::Udp(u)) => udp() == Some(u.checksum()),
+            _ => true,
+        };
+    match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let header = ip.header().to_header();
+            header.calc_header_checksum() == header.header_checksum
+                && transport(
+                    &|| match &sliced.transport {
+                        Some(TransportSlice::Tcp(t)) => {
+                            t.to_header().calc_checksum_ipv4(&header, t.payload()).ok()
+                        }
+                        _ => None,
+                    },
+                    &|| match &sliced.transport {
+                        Some(TransportSlice::Udp(u)) => {
+                            u.to_header().calc_checksum_ipv4(&header, u.payload()).ok()
+                        }
+                        _ => None,
+                    },
+                )
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let header = ip.header().to_header();
+            transport(
+                &|| match &sliced.transport {
+                    Some(TransportSlice::Tcp(t)) => {
+                        t.to_header().calc_checksum_ipv6(&header, t.payload()).ok()
+                    }
+                    _ => None,
+                },
+                &|| match &sliced.transport {
+                    Some(TransportSlice::Udp(u)) => {
+                        u.to_header().calc_checksum_ipv6(&header, u.payload()).ok()
+                    }
+                    _ => None,
+                },
+            )
+        }
+        _ => true,
+    }
 }
 
 impl Counts {
@@ -102,16 +155,24 @@ impl Counts {
 }
 
 fn u16_be(bytes: &[u8], at: usize) -> Option<usize> {
-    Some(usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
+    Some(usize::from(u16::from_be_bytes([
+        *bytes.get(at)?,
+        *bytes.get(at + 1)?,
+    ])))
 }
 
 fn u16_le(bytes: &[u8], at: usize) -> Option<usize> {
-    Some(usize::from(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
+    Some(usize::from(u16::from_le_bytes([
+        *bytes.get(at)?,
+        *bytes.get(at + 1)?,
+    ])))
 }
 
 /// Counts an EtherNet/IP encapsulation message and the CIP messages of SendRRData.
 fn enip_message(counts: &mut Counts, message: &[u8]) {
-    let Some(command) = u16_le(message, 0) else { return };
+    let Some(command) = u16_le(message, 0) else {
+        return;
+    };
     counts.add("enip", format!("command/0x{command:04x}"));
     if command != 0x6f {
         return;
@@ -136,7 +197,11 @@ fn framed_len(port: u16, buffer: &[u8]) -> Option<usize> {
             if buffer.len() < 3 {
                 return None;
             }
-            assert_eq!(buffer.get(..2), Some(&[0x05, 0x64][..]), "DNP3 stream out of sync");
+            assert_eq!(
+                buffer.get(..2),
+                Some(&[0x05, 0x64][..]),
+                "DNP3 stream out of sync"
+            );
             let user = usize::from(buffer.get(2)?.saturating_sub(5));
             10 + user + 2 * user.div_ceil(16)
         }
@@ -184,22 +249,30 @@ fn count_pdus(capture: &Path) -> Counts {
     let mut streams: HashMap<(IpAddr, u16, IpAddr, u16), Stream> = HashMap::new();
     let source = PcapFiles::open(&[capture.to_path_buf()]);
     assert!(source.is_ok());
-    let Ok(mut source) = source else { return counts };
+    let Ok(mut source) = source else {
+        return counts;
+    };
     while let Ok(Some(packet)) = source.next_packet() {
         let sliced = SlicedPacket::from_ethernet(packet.data);
         assert!(sliced.is_ok(), "frame does not slice");
         let Ok(sliced) = sliced else { continue };
+        counts.frames += 1;
+        counts.vlan_tagged += u64::from(!sliced.link_exts.is_empty());
         let (src, dst) = match &sliced.net {
             Some(NetSlice::Ipv4(ip)) => (
                 IpAddr::V4(ip.header().source_addr()),
                 IpAddr::V4(ip.header().destination_addr()),
             ),
-            Some(NetSlice::Ipv6(ip)) => (
-                IpAddr::V6(ip.header().source_addr()),
-                IpAddr::V6(ip.header().destination_addr()),
-            ),
+            Some(NetSlice::Ipv6(ip)) => {
+                counts.ipv6 += 1;
+                (
+                    IpAddr::V6(ip.header().source_addr()),
+                    IpAddr::V6(ip.header().destination_addr()),
+                )
+            }
             _ => continue,
         };
+        assert!(checksums_valid(&sliced), "bad checksum {src} -> {dst}");
         match &sliced.transport {
             Some(TransportSlice::Tcp(tcp)) => {
                 let (sport, dport) = (tcp.source_port(), tcp.destination_port());
@@ -218,8 +291,10 @@ fn count_pdus(capture: &Path) -> Counts {
                 }
                 assert_eq!(stream.next_seq, Some(seq), "sequence gap {sport}->{dport}");
                 let payload = tcp.payload();
-                stream.next_seq = Some(seq.wrapping_add(payload.len() as u32 + u32::from(tcp.fin())));
+                stream.next_seq =
+                    Some(seq.wrapping_add(payload.len() as u32 + u32::from(tcp.fin())));
                 if port == 443 {
+                    counts.bulk += 1;
                     continue;
                 }
                 stream.buffer.extend_from_slice(payload);
@@ -249,6 +324,24 @@ fn independent_pdu_count_matches_truth() {
     let counts = count_pdus(&capture);
     assert_eq!(counts.protocols(), truth.protocols);
     assert_eq!(counts.functions, truth.functions);
+    // The shape of the mix: some 802.1Q, some IPv6, background near 40 %.
+    let share = |n: u64| n as f64 / counts.frames as f64;
+    assert_eq!(counts.frames, truth.packets);
+    assert!(
+        share(counts.vlan_tagged) > 0.05,
+        "vlan share {}",
+        share(counts.vlan_tagged)
+    );
+    assert!(
+        share(counts.ipv6) > 0.005,
+        "ipv6 share {}",
+        share(counts.ipv6)
+    );
+    assert!(
+        (0.25..0.5).contains(&share(counts.bulk)),
+        "bulk share {}",
+        share(counts.bulk)
+    );
     for proto in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {
         assert!(
             truth.protocols.get(proto).is_some_and(|n| *n > 10),

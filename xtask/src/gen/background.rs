@@ -343,8 +343,12 @@ impl Actor for TlsActor {
     }
 }
 
-/// Starts bulk transfers while background traffic is below its share.
-pub struct Spawner;
+/// Starts bulk transfers while background traffic is below its share; every fourth
+/// goes over IPv6 from a dual-stack desktop.
+#[derive(Default)]
+pub struct Spawner {
+    started: u64,
+}
 
 impl Actor for Spawner {
     fn plan(&mut self, cx: &mut Cx<'_>, script: &mut Script) {
@@ -356,11 +360,23 @@ impl Actor for Spawner {
         {
             let plant = &*cx.plant;
             let rng = &mut *cx.rng;
-            let client = plant.it_clients[rng.random_range(0..plant.it_clients.len())];
-            let server = if plant.hosts[client].ipv6.is_some() && rng.random_bool(0.25) {
-                IpAddr::V6(plant.external_v6[rng.random_range(0..plant.external_v6.len())])
+            let dual_stack: Vec<usize> = plant
+                .it_clients
+                .iter()
+                .copied()
+                .filter(|&c| plant.hosts[c].ipv6.is_some())
+                .collect();
+            let ipv6 =
+                self.started % 4 == 3 && !dual_stack.is_empty() && !plant.external_v6.is_empty();
+            self.started += 1;
+            let (client, server) = if ipv6 {
+                let client = dual_stack[rng.random_range(0..dual_stack.len())];
+                let server = plant.external_v6[rng.random_range(0..plant.external_v6.len())];
+                (client, IpAddr::V6(server))
             } else {
-                IpAddr::V4(plant.external_v4[rng.random_range(0..plant.external_v4.len())])
+                let client = plant.it_clients[rng.random_range(0..plant.it_clients.len())];
+                let server = plant.external_v4[rng.random_range(0..plant.external_v4.len())];
+                (client, IpAddr::V4(server))
             };
             let records = rng.random_range(1..120);
             let last = rng.random_range(100..TLS_RECORD);

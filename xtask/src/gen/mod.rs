@@ -153,7 +153,7 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
     for &client in &plant.it_clients {
         initial.push(Box::new(background::DnsActor::new(client)));
     }
-    initial.push(Box::new(background::Spawner));
+    initial.push(Box::new(background::Spawner::default()));
     for actor in initial {
         let background = actor.is_background();
         slots.push(Some(Slot {
@@ -248,7 +248,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-gen-unit-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("xtask-gen-unit-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         assert!(std::fs::create_dir_all(&dir).is_ok());
         dir

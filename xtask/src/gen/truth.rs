@@ -10,7 +10,7 @@
 //!   fe80::/10) seen as an IP source or as an ARP sender, plus unicast source MACs
 //!   that never carried such an address (`otsensor::analyze` module doc).
 //! - **protocols / functions**: PDUs counted when the segment completing them is
-//!   written (see [`FunctionKeys`](self#function-keys)).
+//!   written (keys below).
 //!
 //! # Function keys
 //!
