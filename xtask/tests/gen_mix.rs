@@ -80,6 +80,8 @@ struct Stream {
 
 #[derive(Default)]
 struct Counts {
+    /// Framed PDUs per protocol (an EtherNet/IP encapsulation with its CIP is one).
+    protocols: BTreeMap<String, u64>,
     functions: BTreeMap<String, BTreeMap<String, u64>>,
     frames: u64,
     vlan_tagged: u64,
@@ -146,11 +148,8 @@ impl Counts {
             .or_default() += 1;
     }
 
-    fn protocols(&self) -> BTreeMap<String, u64> {
-        self.functions
-            .iter()
-            .map(|(proto, keys)| (proto.clone(), keys.values().sum()))
-            .collect()
+    fn pdu(&mut self, proto: &str) {
+        *self.protocols.entry(proto.to_owned()).or_default() += 1;
     }
 }
 
@@ -173,6 +172,7 @@ fn enip_message(counts: &mut Counts, message: &[u8]) {
     let Some(command) = u16_le(message, 0) else {
         return;
     };
+    counts.pdu("enip");
     counts.add("enip", format!("command/0x{command:04x}"));
     if command != 0x6f {
         return;
@@ -215,12 +215,19 @@ fn framed_len(port: u16, buffer: &[u8]) -> Option<usize> {
 fn count_tcp_pdu(counts: &mut Counts, port: u16, pdu: &[u8]) {
     let byte = |at: usize| pdu.get(at).copied().unwrap_or(0);
     match port {
-        502 => counts.add("modbus", (byte(7) & 0x7f).to_string()),
-        20_000 => counts.add("dnp3", byte(12).to_string()),
+        502 => {
+            counts.pdu("modbus");
+            counts.add("modbus", (byte(7) & 0x7f).to_string());
+        }
+        20_000 => {
+            counts.pdu("dnp3");
+            counts.add("dnp3", byte(12).to_string());
+        }
         44_818 => enip_message(counts, pdu),
         102 if byte(5) == 0xf0 && byte(7) == 0x32 => {
             let rosctr = byte(8);
             let header = if rosctr == 2 || rosctr == 3 { 12 } else { 10 };
+            counts.pdu("s7comm");
             counts.add("s7comm", format!("{rosctr}/{}", byte(7 + header)));
         }
         _ => {}
@@ -240,6 +247,7 @@ fn count_bacnet(counts: &mut Counts, message: &[u8]) {
         5 => format!("error/{}", at(2)),
         other => format!("apdu{other}"),
     };
+    counts.pdu("bacnet");
     counts.add("bacnet", key);
 }
 
@@ -322,8 +330,17 @@ fn independent_pdu_count_matches_truth() {
     let dir = scratch("pdus");
     let (capture, truth) = generate(&dir, 11);
     let counts = count_pdus(&capture);
-    assert_eq!(counts.protocols(), truth.protocols);
+    assert_eq!(counts.protocols, truth.protocols);
     assert_eq!(counts.functions, truth.functions);
+    // CIP messages are functions inside encapsulation PDUs, not PDUs of their own.
+    let enip = truth.functions.get("enip").cloned().unwrap_or_default();
+    let commands: u64 = enip
+        .iter()
+        .filter(|(k, _)| k.starts_with("command/"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(truth.protocols.get("enip"), Some(&commands));
+    assert!(enip.get("cip/0x0e").is_some_and(|n| *n > 0));
     // The shape of the mix: some 802.1Q, some IPv6, background near 40 %.
     let share = |n: u64| n as f64 / counts.frames as f64;
     assert_eq!(counts.frames, truth.packets);

@@ -1,11 +1,11 @@
 //! `cargo xtask gen mix`: a deterministic synthetic capture of an industrial plant and
 //! its ground truth.
 //!
-//! The plant ([`plant`]) is a set of hosts; *actors* ([`ot`], [`background`]) plan the
-//! frames of their conversations ([`script`]) one step at a time, and a discrete-event
+//! The plant (`plant`) is a set of hosts; *actors* (`ot`, `background`) plan the
+//! frames of their conversations (`script`) one step at a time, and a discrete-event
 //! loop writes the earliest planned frame next, so timestamps never go backwards while
-//! thousands of conversations interleave. Each frame is encoded ([`wire`]), streamed to
-//! the pcap file ([`pcap`]) and accounted by the ground truth ([`truth`]) from its bytes.
+//! thousands of conversations interleave. Each frame is encoded (`wire`), streamed to
+//! the pcap file (`pcap`) and accounted by the ground truth (`truth`) from its bytes.
 //! Everything random comes from one ChaCha8 stream seeded by `--seed`, so the same seed
 //! and packet count give a byte-identical capture.
 

@@ -276,10 +276,12 @@ impl Tracker {
         }
     }
 
-    /// Accounts one PDU completed by the frame just written.
+    /// Accounts one PDU (or nested message) completed by the frame just written.
     pub fn pdu(&mut self, pdu: Pdu) {
         let name = pdu.proto.name();
-        *self.protocols.entry(name).or_default() += 1;
+        if pdu.counts_as_pdu {
+            *self.protocols.entry(name).or_default() += 1;
+        }
         *self
             .functions
             .entry(name)

@@ -44,6 +44,7 @@ pub fn who_is(out: &mut Vec<u8>) -> Pdu {
     Pdu {
         proto: Proto::Bacnet,
         function: "unconfirmed/8",
+        counts_as_pdu: true,
     }
 }
 
@@ -57,6 +58,7 @@ pub fn i_am(out: &mut Vec<u8>, instance: u32, vendor: u8) -> Pdu {
     Pdu {
         proto: Proto::Bacnet,
         function: "unconfirmed/0",
+        counts_as_pdu: true,
     }
 }
 
@@ -76,6 +78,7 @@ pub fn read_property(
     Pdu {
         proto: Proto::Bacnet,
         function: "confirmed/12",
+        counts_as_pdu: true,
     }
 }
 
@@ -98,6 +101,7 @@ pub fn read_property_ack(
     Pdu {
         proto: Proto::Bacnet,
         function: "complex_ack/12",
+        counts_as_pdu: true,
     }
 }
 
@@ -116,6 +120,7 @@ pub fn read_property_error(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
     Pdu {
         proto: Proto::Bacnet,
         function: "error/12",
+        counts_as_pdu: true,
     }
 }
 

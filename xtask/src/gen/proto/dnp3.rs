@@ -133,6 +133,7 @@ pub fn request(
     Pdu {
         proto: Proto::Dnp3,
         function: key(request.function()),
+        counts_as_pdu: true,
     }
 }
 
@@ -194,6 +195,7 @@ pub fn response<R: Rng>(
     Pdu {
         proto: Proto::Dnp3,
         function: key(129),
+        counts_as_pdu: true,
     }
 }
 

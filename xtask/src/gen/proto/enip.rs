@@ -36,6 +36,7 @@ fn encapsulation(out: &mut Vec<u8>, command: u16, session: u32, context: u64, da
     Pdu {
         proto: Proto::Enip,
         function: command_key(command),
+        counts_as_pdu: true,
     }
 }
 
@@ -111,6 +112,7 @@ pub fn get_attribute_request(
         Pdu {
             proto: Proto::Enip,
             function: "cip/0x0e",
+            counts_as_pdu: false,
         },
     ]
 }
@@ -144,6 +146,7 @@ pub fn get_attribute_reply(
         Pdu {
             proto: Proto::Enip,
             function: "cip/0x8e",
+            counts_as_pdu: false,
         },
     ]
 }

@@ -31,9 +31,12 @@ impl Proto {
     }
 }
 
-/// One PDU as counted by the ground truth: its protocol and function key.
+/// One entry of the ground truth: its protocol and function key, and whether it is a
+/// PDU of its own or a message nested in one (CIP inside an EtherNet/IP encapsulation
+/// counts under `functions` but not under `protocols`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pdu {
     pub proto: Proto,
     pub function: &'static str,
+    pub counts_as_pdu: bool,
 }

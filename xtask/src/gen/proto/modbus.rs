@@ -74,6 +74,7 @@ fn adu(out: &mut Vec<u8>, transaction: u16, unit: u8, pdu: &[u8]) -> Pdu {
     Pdu {
         proto: Proto::Modbus,
         function: key(pdu.first().copied().unwrap_or(0)),
+        counts_as_pdu: true,
     }
 }
 

@@ -68,6 +68,7 @@ fn s7_pdu(out: &mut Vec<u8>, rosctr: u8, pdu_ref: u16, parameters: &[u8], data: 
     Pdu {
         proto: Proto::S7comm,
         function: key(rosctr, parameters.first().copied().unwrap_or(0)),
+        counts_as_pdu: true,
     }
 }
 
