@@ -5,7 +5,8 @@
 //!   VLAN id) over non-fragment IP packets. The tracker also applies the flow table's
 //!   default timeouts (idle 600 s, 30 s after FIN both ways or RST) and counts a key
 //!   that comes back after its flow ended as a *split*; the generator refuses to finish
-//!   with splits, so every flow counts exactly once in any replay.
+//!   with splits, or with any flow idle for more than 300 s between two packets, so
+//!   every flow counts exactly once with any idle timeout of 300 s or more.
 //! - **devices**: internal unicast IP addresses (RFC 1918, 169.254/16, fc00::/7,
 //!   fe80::/10) seen as an IP source or as an ARP sender, plus unicast source MACs
 //!   that never carried such an address (`otsensor::analyze` module doc).
@@ -51,6 +52,9 @@ pub struct Truth {
 /// `flows.closed_timeout_seconds`).
 const IDLE_TIMEOUT_NS: u64 = 600 * 1_000_000_000;
 const CLOSED_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
+/// No flow idles longer than this between two packets, so that any idle timeout from
+/// here up counts it once (the generator refuses to finish otherwise).
+pub const MAX_FLOW_GAP_NS: u64 = 300 * 1_000_000_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -76,6 +80,7 @@ pub struct Tracker {
     flows: HashMap<FlowKey, FlowState>,
     flow_count: u64,
     flow_splits: u64,
+    max_flow_gap_ns: u64,
     device_ips: HashSet<IpAddr>,
     source_macs: HashSet<Mac>,
     macs_with_ip: HashSet<Mac>,
@@ -237,6 +242,9 @@ impl Tracker {
         let side = usize::from(!from_lo);
         match self.flows.get_mut(&key) {
             Some(state) => {
+                self.max_flow_gap_ns = self
+                    .max_flow_gap_ns
+                    .max(ts_ns.saturating_sub(state.last_ns));
                 let timeout = if state.closed {
                     CLOSED_TIMEOUT_NS
                 } else {
@@ -300,6 +308,12 @@ impl Tracker {
             bail!(
                 "generator bug: {} flows idle past a flow-table timeout and reused",
                 self.flow_splits
+            );
+        }
+        if self.max_flow_gap_ns > MAX_FLOW_GAP_NS {
+            bail!(
+                "generator bug: a flow idled {} s between two packets",
+                self.max_flow_gap_ns / 1_000_000_000
             );
         }
         let mac_only = self
