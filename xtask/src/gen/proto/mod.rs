@@ -1,0 +1,42 @@
+//! Builders of valid industrial PDUs, one file per protocol. Each builder appends the
+//! PDU's bytes to a buffer and returns the function key the ground truth counts it under
+//! (see `crate::gen::truth` for the key formats).
+
+pub mod bacnet;
+pub mod dnp3;
+pub mod enip;
+pub mod modbus;
+pub mod s7comm;
+
+/// The protocols whose PDUs the ground truth counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Modbus,
+    Dnp3,
+    Bacnet,
+    Enip,
+    S7comm,
+}
+
+impl Proto {
+    /// The name used by the sensor's summary (`otsensor::dissect::Protocol::name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Modbus => "modbus",
+            Proto::Dnp3 => "dnp3",
+            Proto::Bacnet => "bacnet",
+            Proto::Enip => "enip",
+            Proto::S7comm => "s7comm",
+        }
+    }
+}
+
+/// One entry of the ground truth: its protocol and function key, and whether it is a
+/// PDU of its own or a message nested in one (CIP inside an EtherNet/IP encapsulation
+/// counts under `functions` but not under `protocols`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pdu {
+    pub proto: Proto,
+    pub function: &'static str,
+    pub counts_as_pdu: bool,
+}

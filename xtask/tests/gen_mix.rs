@@ -1,0 +1,370 @@
+//! The generated mix, replayed through the real otsensor pipeline, must give exactly the
+//! packets, bytes, flows and devices of its ground truth with any worker count; and an
+//! independent PDU counter over the written capture (TCP streams reassembled by sequence
+//! number) must agree with the truth's per-protocol and per-function counts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use otsensor::capture::pcap::PcapFiles;
+use otsensor::capture::PacketSource;
+use otsensor::config::Config;
+use otsensor::pipeline::{replay, ReplayOptions};
+use xtask::gen::{self, MixOptions, Resolution, Truth};
+
+const PACKETS: u64 = 20_000;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-gen-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(std::fs::create_dir_all(&dir).is_ok());
+    dir
+}
+
+fn generate(dir: &Path, seed: u64) -> (PathBuf, Truth) {
+    let out = dir.join("mix.pcap");
+    let options = MixOptions {
+        packets: PACKETS,
+        seed,
+        resolution: Resolution::Micro,
+    };
+    let truth = gen::mix(&options, &out);
+    assert!(truth.is_ok(), "generation failed: {truth:?}");
+    let Ok(truth) = truth else { unreachable!() };
+    // The sidecar on disk says the same as the returned truth.
+    let sidecar = std::fs::read_to_string(gen::truth_path(&out)).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&sidecar).unwrap_or_default();
+    assert_eq!(json["packets"], truth.packets);
+    assert_eq!(json["flows"], truth.flows);
+    assert_eq!(json["devices"], truth.devices);
+    assert_eq!(json["seed"], seed);
+    (out, truth)
+}
+
+#[test]
+fn replay_matches_truth_with_1_2_and_4_workers() {
+    let dir = scratch("replay");
+    let (capture, truth) = generate(&dir, 7);
+    assert_eq!(truth.packets, PACKETS);
+    assert!(truth.devices >= 50, "too few devices: {}", truth.devices);
+    assert!(truth.flows >= 100, "too few flows: {}", truth.flows);
+    for workers in [1, 2, 4] {
+        let policy = Config::default().validate();
+        assert!(policy.is_ok());
+        let Ok(mut policy) = policy else { return };
+        policy.workers = workers;
+        let source = PcapFiles::open(std::slice::from_ref(&capture));
+        assert!(source.is_ok(), "cannot open capture: {:?}", source.err());
+        let Ok(mut source) = source else { return };
+        let summary = replay(&mut source, Arc::new(policy), ReplayOptions::default());
+        assert!(summary.is_ok(), "replay failed: {:?}", summary.err());
+        let Ok(summary) = summary else { return };
+        assert_eq!(summary.packets, truth.packets, "packets, {workers} workers");
+        assert_eq!(summary.bytes, truth.bytes, "bytes, {workers} workers");
+        assert_eq!(summary.flows, truth.flows, "flows, {workers} workers");
+        assert_eq!(summary.devices, truth.devices, "devices, {workers} workers");
+        assert_eq!(summary.counters.flows_evicted, 0);
+        assert_eq!(summary.counters.truncated + summary.counters.malformed, 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[derive(Default)]
+struct Stream {
+    next_seq: Option<u32>,
+    buffer: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// Framed PDUs per protocol (an EtherNet/IP encapsulation with its CIP is one).
+    protocols: BTreeMap<String, u64>,
+    functions: BTreeMap<String, BTreeMap<String, u64>>,
+    frames: u64,
+    vlan_tagged: u64,
+    ipv6: u64,
+    /// TLS-like bulk segments (TCP 443).
+    bulk: u64,
+}
+
+/// IPv4 header, TCP and UDP checksums as a receiver would verify them.
+fn checksums_valid(sliced: &SlicedPacket<'_>) -> bool {
+    let transport =
+        |tcp: &dyn Fn() -> Option<u16>, udp: &dyn Fn() -> Option<u16>| match &sliced.transport {
+            Some(TransportSlice::Tcp(t)) => tcp() == Some(t.checksum()),
+            Some(TransportSlice::Udp(u)) => udp() == Some(u.checksum()),
+            _ => true,
+        };
+    match &sliced.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let header = ip.header().to_header();
+            header.calc_header_checksum() == header.header_checksum
+                && transport(
+                    &|| match &sliced.transport {
+                        Some(TransportSlice::Tcp(t)) => {
+                            t.to_header().calc_checksum_ipv4(&header, t.payload()).ok()
+                        }
+                        _ => None,
+                    },
+                    &|| match &sliced.transport {
+                        Some(TransportSlice::Udp(u)) => {
+                            u.to_header().calc_checksum_ipv4(&header, u.payload()).ok()
+                        }
+                        _ => None,
+                    },
+                )
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let header = ip.header().to_header();
+            transport(
+                &|| match &sliced.transport {
+                    Some(TransportSlice::Tcp(t)) => {
+                        t.to_header().calc_checksum_ipv6(&header, t.payload()).ok()
+                    }
+                    _ => None,
+                },
+                &|| match &sliced.transport {
+                    Some(TransportSlice::Udp(u)) => {
+                        u.to_header().calc_checksum_ipv6(&header, u.payload()).ok()
+                    }
+                    _ => None,
+                },
+            )
+        }
+        _ => true,
+    }
+}
+
+impl Counts {
+    fn add(&mut self, proto: &str, function: String) {
+        *self
+            .functions
+            .entry(proto.to_owned())
+            .or_default()
+            .entry(function)
+            .or_default() += 1;
+    }
+
+    fn pdu(&mut self, proto: &str) {
+        *self.protocols.entry(proto.to_owned()).or_default() += 1;
+    }
+}
+
+fn u16_be(bytes: &[u8], at: usize) -> Option<usize> {
+    Some(usize::from(u16::from_be_bytes([
+        *bytes.get(at)?,
+        *bytes.get(at + 1)?,
+    ])))
+}
+
+fn u16_le(bytes: &[u8], at: usize) -> Option<usize> {
+    Some(usize::from(u16::from_le_bytes([
+        *bytes.get(at)?,
+        *bytes.get(at + 1)?,
+    ])))
+}
+
+/// Counts an EtherNet/IP encapsulation message and the CIP messages of SendRRData.
+fn enip_message(counts: &mut Counts, message: &[u8]) {
+    let Some(command) = u16_le(message, 0) else {
+        return;
+    };
+    counts.pdu("enip");
+    counts.add("enip", format!("command/0x{command:04x}"));
+    if command != 0x6f {
+        return;
+    }
+    // Interface handle 4, timeout 2, item count 2, then CPF items.
+    let mut at = 24 + 8;
+    while let (Some(kind), Some(len)) = (u16_le(message, at), u16_le(message, at + 2)) {
+        if kind == 0xb2 {
+            if let Some(service) = message.get(at + 4) {
+                counts.add("enip", format!("cip/0x{service:02x}"));
+            }
+        }
+        at += 4 + len;
+    }
+}
+
+/// How many bytes the PDU at the start of `buffer` takes, if it is complete.
+fn framed_len(port: u16, buffer: &[u8]) -> Option<usize> {
+    let need = match port {
+        502 => 6 + u16_be(buffer, 4)?,
+        20_000 => {
+            if buffer.len() < 3 {
+                return None;
+            }
+            assert_eq!(
+                buffer.get(..2),
+                Some(&[0x05, 0x64][..]),
+                "DNP3 stream out of sync"
+            );
+            let user = usize::from(buffer.get(2)?.saturating_sub(5));
+            10 + user + 2 * user.div_ceil(16)
+        }
+        44_818 => 24 + u16_le(buffer, 2)?,
+        102 => u16_be(buffer, 2)?,
+        _ => return None,
+    };
+    (buffer.len() >= need).then_some(need)
+}
+
+fn count_tcp_pdu(counts: &mut Counts, port: u16, pdu: &[u8]) {
+    let byte = |at: usize| pdu.get(at).copied().unwrap_or(0);
+    match port {
+        502 => {
+            counts.pdu("modbus");
+            counts.add("modbus", (byte(7) & 0x7f).to_string());
+        }
+        20_000 => {
+            counts.pdu("dnp3");
+            counts.add("dnp3", byte(12).to_string());
+        }
+        44_818 => enip_message(counts, pdu),
+        102 if byte(5) == 0xf0 && byte(7) == 0x32 => {
+            let rosctr = byte(8);
+            let header = if rosctr == 2 || rosctr == 3 { 12 } else { 10 };
+            counts.pdu("s7comm");
+            counts.add("s7comm", format!("{rosctr}/{}", byte(7 + header)));
+        }
+        _ => {}
+    }
+}
+
+fn count_bacnet(counts: &mut Counts, message: &[u8]) {
+    assert_eq!(message.first(), Some(&0x81), "not a BVLC message");
+    let control = message.get(5).copied().unwrap_or(0);
+    assert_eq!(control & 0xa8, 0, "generator writes NPDUs without routing");
+    let apdu = message.get(6..).unwrap_or_default();
+    let at = |i: usize| apdu.get(i).copied().unwrap_or(0xff);
+    let key = match at(0) >> 4 {
+        0 => format!("confirmed/{}", at(3)),
+        1 => format!("unconfirmed/{}", at(1)),
+        3 => format!("complex_ack/{}", at(2)),
+        5 => format!("error/{}", at(2)),
+        other => format!("apdu{other}"),
+    };
+    counts.pdu("bacnet");
+    counts.add("bacnet", key);
+}
+
+/// Counts PDUs in the capture without the generator's bookkeeping.
+fn count_pdus(capture: &Path) -> Counts {
+    let mut counts = Counts::default();
+    let mut streams: HashMap<(IpAddr, u16, IpAddr, u16), Stream> = HashMap::new();
+    let source = PcapFiles::open(&[capture.to_path_buf()]);
+    assert!(source.is_ok());
+    let Ok(mut source) = source else {
+        return counts;
+    };
+    while let Ok(Some(packet)) = source.next_packet() {
+        let sliced = SlicedPacket::from_ethernet(packet.data);
+        assert!(sliced.is_ok(), "frame does not slice");
+        let Ok(sliced) = sliced else { continue };
+        counts.frames += 1;
+        counts.vlan_tagged += u64::from(!sliced.link_exts.is_empty());
+        let (src, dst) = match &sliced.net {
+            Some(NetSlice::Ipv4(ip)) => (
+                IpAddr::V4(ip.header().source_addr()),
+                IpAddr::V4(ip.header().destination_addr()),
+            ),
+            Some(NetSlice::Ipv6(ip)) => {
+                counts.ipv6 += 1;
+                (
+                    IpAddr::V6(ip.header().source_addr()),
+                    IpAddr::V6(ip.header().destination_addr()),
+                )
+            }
+            _ => continue,
+        };
+        assert!(checksums_valid(&sliced), "bad checksum {src} -> {dst}");
+        match &sliced.transport {
+            Some(TransportSlice::Tcp(tcp)) => {
+                let (sport, dport) = (tcp.source_port(), tcp.destination_port());
+                let Some(port) = [502, 20_000, 44_818, 102, 443]
+                    .into_iter()
+                    .find(|p| *p == sport || *p == dport)
+                else {
+                    panic!("TCP flow on unexpected ports {sport}->{dport}");
+                };
+                let stream = streams.entry((src, sport, dst, dport)).or_default();
+                let seq = tcp.sequence_number();
+                if tcp.syn() {
+                    assert!(stream.next_seq.is_none(), "second SYN on a used 4-tuple");
+                    stream.next_seq = Some(seq.wrapping_add(1));
+                    continue;
+                }
+                assert_eq!(stream.next_seq, Some(seq), "sequence gap {sport}->{dport}");
+                let payload = tcp.payload();
+                stream.next_seq =
+                    Some(seq.wrapping_add(payload.len() as u32 + u32::from(tcp.fin())));
+                if port == 443 {
+                    counts.bulk += 1;
+                    continue;
+                }
+                stream.buffer.extend_from_slice(payload);
+                while let Some(len) = framed_len(port, &stream.buffer) {
+                    let pdu: Vec<u8> = stream.buffer.drain(..len).collect();
+                    count_tcp_pdu(&mut counts, port, &pdu);
+                }
+            }
+            Some(TransportSlice::Udp(udp)) => {
+                let ports = (udp.source_port(), udp.destination_port());
+                if ports.0 == 47_808 || ports.1 == 47_808 {
+                    count_bacnet(&mut counts, udp.payload());
+                } else if ports.0 == 44_818 || ports.1 == 44_818 {
+                    enip_message(&mut counts, udp.payload());
+                }
+            }
+            _ => {}
+        }
+    }
+    counts
+}
+
+#[test]
+fn independent_pdu_count_matches_truth() {
+    let dir = scratch("pdus");
+    let (capture, truth) = generate(&dir, 11);
+    let counts = count_pdus(&capture);
+    assert_eq!(counts.protocols, truth.protocols);
+    assert_eq!(counts.functions, truth.functions);
+    // CIP messages are functions inside encapsulation PDUs, not PDUs of their own.
+    let enip = truth.functions.get("enip").cloned().unwrap_or_default();
+    let commands: u64 = enip
+        .iter()
+        .filter(|(k, _)| k.starts_with("command/"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(truth.protocols.get("enip"), Some(&commands));
+    assert!(enip.get("cip/0x0e").is_some_and(|n| *n > 0));
+    // The shape of the mix: some 802.1Q, some IPv6, background near 40 %.
+    let share = |n: u64| n as f64 / counts.frames as f64;
+    assert_eq!(counts.frames, truth.packets);
+    assert!(
+        share(counts.vlan_tagged) > 0.05,
+        "vlan share {}",
+        share(counts.vlan_tagged)
+    );
+    assert!(
+        share(counts.ipv6) > 0.005,
+        "ipv6 share {}",
+        share(counts.ipv6)
+    );
+    assert!(
+        (0.25..0.5).contains(&share(counts.bulk)),
+        "bulk share {}",
+        share(counts.bulk)
+    );
+    for proto in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {
+        assert!(
+            truth.protocols.get(proto).is_some_and(|n| *n > 10),
+            "{proto} barely present: {:?}",
+            truth.protocols
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
