@@ -160,18 +160,25 @@ const OBSERVATION_REFRESH_NS: u64 = 60 * 1_000_000_000;
 /// How often idle flows are swept, in packet time.
 const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 
+/// What the worker owns besides its flow table: the sinks, the stream buffers, the
+/// statistics and the rate-limit cache. Split from the table so that ending a flow
+/// inside a table operation can still flush its streams through the dissectors.
+struct Engine {
+    sink: ObservationSink,
+    events: Option<EventSink>,
+    stream_pool: StreamPool,
+    stream_counters: StreamCounters,
+    stats: ProtocolStats,
+    recent: RecentCache,
+}
+
 /// One worker's state.
 pub struct Worker {
     pub id: usize,
     policy: Arc<Policy>,
     flows: FlowTable,
-    sink: ObservationSink,
-    events: Option<EventSink>,
+    engine: Engine,
     devices: DeviceDedup,
-    stream_pool: StreamPool,
-    stream_counters: StreamCounters,
-    stats: ProtocolStats,
-    recent: RecentCache,
     counters: WorkerCounters,
     now_ns: u64,
     next_sweep_ns: u64,
@@ -203,13 +210,15 @@ impl Worker {
             id,
             flows: FlowTable::new(per_worker, timeouts),
             policy,
-            sink,
-            events,
+            engine: Engine {
+                sink,
+                events,
+                stream_pool: StreamPool::new(STREAM_BUFFERS, STREAM_BUFFER_BYTES),
+                stream_counters: StreamCounters::default(),
+                stats: ProtocolStats::default(),
+                recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
+            },
             devices: DeviceDedup::new(),
-            stream_pool: StreamPool::new(STREAM_BUFFERS, STREAM_BUFFER_BYTES),
-            stream_counters: StreamCounters::default(),
-            stats: ProtocolStats::default(),
-            recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
             counters: WorkerCounters::default(),
             now_ns: 0,
             next_sweep_ns: 0,
@@ -246,120 +255,37 @@ impl Worker {
         let Some((key, side)) = FlowKey::of(frame) else {
             return;
         };
-        let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
+        let engine = &mut self.engine;
         let (slot, is_new) = self.flows.lookup(&key, side, frame.ts_ns, |flow, reason| {
-            end_flow(flow, reason, sink, pool)
+            engine.end_flow(flow, reason)
         });
         let flow = self.flows.get_mut(slot);
         let index = side_index(side);
         flow.sent[index].packets += 1;
         flow.sent[index].bytes += u64::from(frame.wire_len);
+        if is_new {
+            if let Transport::Tcp { flags, .. } = frame.transport {
+                // Joined after the SYN: the SYN-ACK's sender is the server.
+                if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
+                    flow.initiator = other(side);
+                }
+            }
+            flow.app_proto = first_guess(&key, flow.initiator);
+        }
+        self.engine.dissect(flow, side, frame);
         if let Transport::Tcp { flags, .. } = frame.transport {
             flow.tcp_flags[index] |= flags.0;
+            if flags.has(TcpFlags::FIN) || flags.has(TcpFlags::RST) {
+                // The sender's stream is complete: data held behind a gap will not be
+                // completed, so dissect it now.
+                self.engine.flush(flow, side);
+            }
             if flags.has(TcpFlags::RST)
                 || (flow.tcp_flags[0] & TcpFlags::FIN != 0
                     && flow.tcp_flags[1] & TcpFlags::FIN != 0)
             {
                 flow.closed = true;
             }
-        }
-        if is_new {
-            if let Transport::Tcp { flags, .. } = frame.transport {
-                // Joined after the SYN: the SYN-ACK's sender is the server.
-                if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
-                    flow.initiator = if side == Side::Lo { Side::Hi } else { Side::Lo };
-                }
-            }
-            flow.app_proto = first_guess(&key, flow.initiator);
-        }
-        self.dissect(slot, side, frame);
-    }
-
-    /// Feeds a packet's payload to its flow's protocol: recognition by signature for
-    /// flows on unexpected ports, TCP stream framing, then per-PDU inspection.
-    fn dissect(&mut self, slot: u32, side: Side, frame: &Frame<'_>) {
-        let flow = self.flows.get_mut(slot);
-        let index = side_index(side);
-        if let Transport::Tcp { flags, seq, .. } = frame.transport {
-            if flags.has(TcpFlags::SYN) {
-                flow.stream[index].on_syn(seq);
-            }
-        }
-        if frame.payload.is_empty() {
-            return;
-        }
-        if flow.app_proto.is_none() {
-            if flow.recognition_left == 0 {
-                return;
-            }
-            flow.recognition_left -= 1;
-            flow.app_proto = dissect::recognise(flow.key.protocol, frame.payload);
-        }
-        let Some(protocol) = flow.app_proto else {
-            return;
-        };
-        let direction = if side == flow.initiator {
-            Direction::Request
-        } else {
-            Direction::Response
-        };
-        let (client_mac, server_mac) = match direction {
-            Direction::Request => (frame.src_mac, frame.dst_mac),
-            Direction::Response => (frame.dst_mac, frame.src_mac),
-        };
-        let info = FlowInfo {
-            flow_id: flow.id,
-            client: flow_endpoint(&flow.key, flow.initiator),
-            server: flow_endpoint(&flow.key, other(flow.initiator)),
-            client_mac,
-            server_mac,
-            ip_protocol: flow.key.protocol,
-            vlan: flow.key.vlan,
-        };
-        let Flow { stream, app, .. } = flow;
-        let (stats, sink, recent, events) = (
-            &mut self.stats,
-            &mut self.sink,
-            &mut self.recent,
-            &mut self.events,
-        );
-        let ts_ns = frame.ts_ns;
-        let mut on_pdu = |pdu: &[u8]| {
-            let mut ctx = PduCtx {
-                ts_ns,
-                direction,
-                flow: &info,
-                state: &mut *app,
-                stats: &mut *stats,
-                out: Outputs {
-                    observations: &mut *sink,
-                    recent: &mut *recent,
-                    events: events.as_mut(),
-                },
-            };
-            dissect::inspect(protocol, pdu, &mut ctx);
-        };
-        match (frame.transport, dissect::framer(protocol)) {
-            (Transport::Tcp { seq, .. }, Some(frame_fn)) => {
-                let mut framer = Framer {
-                    pool: &mut self.stream_pool,
-                    counters: &mut self.stream_counters,
-                    frame: frame_fn,
-                    on_pdu,
-                };
-                stream[index].on_segment(seq, frame.payload, &mut framer);
-            }
-            (Transport::Tcp { .. }, None) => {}
-            (_, Some(frame_fn)) => {
-                // A datagram may carry several PDUs (DNP3 link frames).
-                frame_all(
-                    frame.payload,
-                    frame_fn,
-                    &mut self.stream_counters,
-                    &mut on_pdu,
-                );
-            }
-            (_, None) => on_pdu(frame.payload),
         }
     }
 
@@ -382,10 +308,9 @@ impl Worker {
             self.next_sweep_ns = self.now_ns;
         }
         if self.now_ns >= self.next_sweep_ns {
-            let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
-            self.flows.expire(self.now_ns, |flow, reason| {
-                end_flow(flow, reason, sink, pool)
-            });
+            let engine = &mut self.engine;
+            self.flows
+                .expire(self.now_ns, |flow, reason| engine.end_flow(flow, reason));
             self.next_sweep_ns = self.now_ns + SWEEP_INTERVAL_NS;
         }
     }
@@ -410,7 +335,7 @@ impl Worker {
         }
         let key = foldhash::fast::FixedState::with_seed(7).hash_one((ip, mac, frame.vlan[0]));
         if self.devices.should_report(key, frame.ts_ns) {
-            self.sink.send(Observation::DeviceSeen {
+            self.engine.sink.send(Observation::DeviceSeen {
                 ts_ns: frame.ts_ns,
                 mac,
                 ip,
@@ -419,15 +344,16 @@ impl Worker {
         }
     }
 
-    /// Ends every flow and returns the counters (end of capture or shutdown).
+    /// Ends every flow and returns the report (end of capture or shutdown).
     pub fn finish(mut self) -> WorkerReport {
-        let (sink, pool) = (&mut self.sink, &mut self.stream_pool);
+        let engine = &mut self.engine;
         self.flows
-            .drain(|flow, reason| end_flow(flow, reason, sink, pool));
+            .drain(|flow, reason| engine.end_flow(flow, reason));
+        let counters = self.counters();
         WorkerReport {
-            counters: self.counters(),
-            protocols: self.stats,
-            stream: self.stream_counters,
+            counters,
+            protocols: self.engine.stats,
+            stream: self.engine.stream_counters,
         }
     }
 
@@ -442,10 +368,212 @@ impl Worker {
             flows_created: created,
             flows_expired: expired,
             flows_evicted: evicted,
-            observations_sent: self.sink.sent,
-            observations_dropped: self.sink.dropped,
+            observations_sent: self.engine.sink.sent,
+            observations_dropped: self.engine.sink.dropped,
             ..self.counters.clone()
         }
+    }
+}
+
+impl Engine {
+    /// Feeds a packet's payload to its flow's protocol: recognition by signature for
+    /// flows on unexpected ports, TCP stream framing, then per-PDU inspection.
+    fn dissect(&mut self, flow: &mut Flow, side: Side, frame: &Frame<'_>) {
+        let index = side_index(side);
+        let Transport::Tcp { flags, seq, .. } = frame.transport else {
+            if !frame.payload.is_empty() {
+                self.dissect_datagram(flow, side, frame);
+            }
+            return;
+        };
+        if flags.has(TcpFlags::SYN) {
+            flow.stream[index].on_syn(seq);
+        }
+        if frame.payload.is_empty() || !recognised(flow, frame.payload) {
+            return;
+        }
+        let Some(protocol) = flow.app_proto else {
+            return;
+        };
+        // No TCP dissector for this protocol yet: the flow is still named and counted.
+        let Some(frame_fn) = dissect::framer(protocol) else {
+            return;
+        };
+        let info = flow_info(flow, side, frame);
+        let direction = direction_of(flow, side);
+        let Flow { stream, app, .. } = flow;
+        let Engine {
+            sink,
+            events,
+            stream_pool,
+            stream_counters,
+            stats,
+            recent,
+        } = self;
+        let mut framer = Framer {
+            pool: stream_pool,
+            counters: stream_counters,
+            frame: frame_fn,
+            on_pdu: |pdu: &[u8]| {
+                let out = Outputs {
+                    observations: &mut *sink,
+                    recent: &mut *recent,
+                    events: events.as_mut(),
+                };
+                let mut ctx = PduCtx {
+                    ts_ns: frame.ts_ns,
+                    direction,
+                    flow: &info,
+                    state: &mut *app,
+                    stats: &mut *stats,
+                    out,
+                };
+                dissect::inspect(protocol, pdu, &mut ctx);
+            },
+        };
+        stream[index].on_segment(seq, frame.payload, &mut framer);
+    }
+
+    /// A UDP (or other non-TCP) payload: one PDU, or several for protocols with a framer.
+    fn dissect_datagram(&mut self, flow: &mut Flow, side: Side, frame: &Frame<'_>) {
+        if !recognised(flow, frame.payload) {
+            return;
+        }
+        let Some(protocol) = flow.app_proto else {
+            return;
+        };
+        let info = flow_info(flow, side, frame);
+        let direction = direction_of(flow, side);
+        let Engine {
+            sink,
+            events,
+            stream_counters,
+            stats,
+            recent,
+            ..
+        } = self;
+        let mut on_pdu = |pdu: &[u8]| {
+            let out = Outputs {
+                observations: &mut *sink,
+                recent: &mut *recent,
+                events: events.as_mut(),
+            };
+            let mut ctx = PduCtx {
+                ts_ns: frame.ts_ns,
+                direction,
+                flow: &info,
+                state: &mut flow.app,
+                stats: &mut *stats,
+                out,
+            };
+            dissect::inspect(protocol, pdu, &mut ctx);
+        };
+        match dissect::framer(protocol) {
+            Some(frame_fn) => {
+                frame_all(frame.payload, frame_fn, stream_counters, &mut on_pdu);
+            }
+            None => on_pdu(frame.payload),
+        }
+    }
+
+    /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).
+    fn flush(&mut self, flow: &mut Flow, side: Side) {
+        let index = side_index(side);
+        if !flow.stream[index].holds_data() {
+            return;
+        }
+        let Some(protocol) = flow.app_proto else {
+            return;
+        };
+        let Some(frame_fn) = dissect::framer(protocol) else {
+            return;
+        };
+        let info = FlowInfo {
+            flow_id: flow.id,
+            client: flow_endpoint(&flow.key, flow.initiator),
+            server: flow_endpoint(&flow.key, other(flow.initiator)),
+            client_mac: None,
+            server_mac: None,
+            ip_protocol: flow.key.protocol,
+            vlan: flow.key.vlan,
+        };
+        let direction = direction_of(flow, side);
+        let ts_ns = flow.last_ns;
+        let Flow { stream, app, .. } = flow;
+        let Engine {
+            sink,
+            events,
+            stream_pool,
+            stream_counters,
+            stats,
+            recent,
+        } = self;
+        let mut framer = Framer {
+            pool: stream_pool,
+            counters: stream_counters,
+            frame: frame_fn,
+            on_pdu: |pdu: &[u8]| {
+                let out = Outputs {
+                    observations: &mut *sink,
+                    recent: &mut *recent,
+                    events: events.as_mut(),
+                };
+                let mut ctx = PduCtx {
+                    ts_ns,
+                    direction,
+                    flow: &info,
+                    state: &mut *app,
+                    stats: &mut *stats,
+                    out,
+                };
+                dissect::inspect(protocol, pdu, &mut ctx);
+            },
+        };
+        stream[index].flush(&mut framer);
+    }
+
+    /// Flushes held stream data, returns the flow's buffers and reports its end.
+    fn end_flow(&mut self, flow: &mut Flow, reason: EndReason) {
+        self.flush(flow, Side::Lo);
+        self.flush(flow, Side::Hi);
+        for dir in &flow.stream {
+            dir.release(&mut self.stream_pool);
+        }
+        self.sink.send(flow_ended(flow, reason));
+    }
+}
+
+/// Recognises the flow's protocol by signature while it is still unknown, within the
+/// first few payload packets. True when the flow has a protocol to dissect.
+fn recognised(flow: &mut Flow, payload: &[u8]) -> bool {
+    if flow.app_proto.is_none() && flow.recognition_left > 0 {
+        flow.recognition_left -= 1;
+        flow.app_proto = dissect::recognise(flow.key.protocol, payload);
+    }
+    flow.app_proto.is_some()
+}
+
+fn direction_of(flow: &Flow, side: Side) -> Direction {
+    if side == flow.initiator {
+        Direction::Request
+    } else {
+        Direction::Response
+    }
+}
+
+fn flow_info(flow: &Flow, side: Side, frame: &Frame<'_>) -> FlowInfo {
+    let (client_mac, server_mac) = match direction_of(flow, side) {
+        Direction::Request => (frame.src_mac, frame.dst_mac),
+        Direction::Response => (frame.dst_mac, frame.src_mac),
+    };
+    FlowInfo {
+        flow_id: flow.id,
+        client: flow_endpoint(&flow.key, flow.initiator),
+        server: flow_endpoint(&flow.key, other(flow.initiator)),
+        client_mac,
+        server_mac,
+        ip_protocol: flow.key.protocol,
+        vlan: flow.key.vlan,
     }
 }
 
@@ -474,20 +602,12 @@ fn first_guess(key: &FlowKey, initiator: Side) -> Option<Protocol> {
         .or_else(|| Protocol::by_port(key.protocol, client_port))
 }
 
-/// Returns a flow's buffers and reports its end.
-fn end_flow(flow: &Flow, reason: EndReason, sink: &mut ObservationSink, pool: &mut StreamPool) {
-    for dir in &flow.stream {
-        dir.release(pool);
-    }
-    sink.send(flow_ended(flow, reason));
-}
-
 fn flow_ended(flow: &Flow, reason: EndReason) -> Observation {
     let key = &flow.key;
-    let ((src_ip, src_port), (dest_ip, dest_port)) = match flow.initiator {
-        Side::Lo => ((key.lo_ip, key.lo_port), (key.hi_ip, key.hi_port)),
-        Side::Hi => ((key.hi_ip, key.hi_port), (key.lo_ip, key.lo_port)),
-    };
+    let ((src_ip, src_port), (dest_ip, dest_port)) = (
+        flow_endpoint(key, flow.initiator),
+        flow_endpoint(key, other(flow.initiator)),
+    );
     let client = side_index(flow.initiator);
     Observation::FlowEnded(FlowRecord {
         flow_id: flow.id,

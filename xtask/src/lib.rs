@@ -1,7 +1,7 @@
 //! Project automation behind `cargo xtask`, as a library so that integration tests can
 //! call the generators directly.
 
-/// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
-pub mod gen;
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
+/// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
+pub mod gen;

@@ -90,8 +90,16 @@ fn main() -> Result<()> {
                 gen::truth_path(&out).display(),
             );
         }
-        Task::Replay { file, workers, repeat } => {
-            bench::replay(&bench::ReplayBench { file: &file, workers, repeat: repeat.max(1) })?;
+        Task::Replay {
+            file,
+            workers,
+            repeat,
+        } => {
+            bench::replay(&bench::ReplayBench {
+                file: &file,
+                workers,
+                repeat: repeat.max(1),
+            })?;
         }
     }
     Ok(())

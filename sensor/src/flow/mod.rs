@@ -107,7 +107,11 @@ pub fn asymmetric_queue(frame: &Frame<'_>, workers: usize) -> usize {
         return 0;
     }
     let ports = frame.ports().unwrap_or((0, 0));
-    let hash = foldhash::fast::FixedState::with_seed(SEED ^ 0xA5A5)
-        .hash_one((frame.src_ip, frame.dst_ip, ports, frame.src_mac));
+    let hash = foldhash::fast::FixedState::with_seed(SEED ^ 0xA5A5).hash_one((
+        frame.src_ip,
+        frame.dst_ip,
+        ports,
+        frame.src_mac,
+    ));
     owner(hash, workers)
 }

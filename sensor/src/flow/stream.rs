@@ -137,6 +137,17 @@ impl StreamDir {
         }
     }
 
+    /// True while an out-of-order segment waits for its gap.
+    pub fn holds_data(&self) -> bool {
+        self.held_len > 0
+    }
+
+    /// The stream will not continue (FIN, RST, flow end): give up the gap before any
+    /// held segment and dissect it.
+    pub fn flush<F: FnMut(&[u8])>(&mut self, framer: &mut Framer<'_, F>) {
+        self.give_up_gap(framer);
+    }
+
     /// Takes one segment's payload at sequence number `seq`.
     pub fn on_segment<F: FnMut(&[u8])>(
         &mut self,

@@ -184,7 +184,7 @@ impl FlowTable {
     /// had already timed out is ended first (so the split does not depend on when the
     /// sweep last ran), and a full table evicts its least recent flow; `on_end` sees each
     /// ended flow. Returns the slot and whether the flow is new.
-    pub fn lookup<F: FnMut(&Flow, EndReason)>(
+    pub fn lookup<F: FnMut(&mut Flow, EndReason)>(
         &mut self,
         key: &FlowKey,
         side: Side,
@@ -200,7 +200,7 @@ impl FlowTable {
                 return (slot, false);
             }
             self.counters.expired += 1;
-            on_end(&self.slots[slot as usize], EndReason::Timeout);
+            on_end(&mut self.slots[slot as usize], EndReason::Timeout);
             self.remove(slot);
         }
         if self.index.len() >= self.capacity {
@@ -213,7 +213,7 @@ impl FlowTable {
                     self.counters.evicted += 1;
                     EndReason::Evicted
                 };
-                on_end(&self.slots[victim as usize], reason);
+                on_end(&mut self.slots[victim as usize], reason);
                 self.remove(victim);
             }
         }
@@ -253,7 +253,7 @@ impl FlowTable {
     }
 
     /// Ends every flow idle past its timeout at `now_ns` (least recent first).
-    pub fn expire<F: FnMut(&Flow, EndReason)>(&mut self, now_ns: u64, mut on_end: F) {
+    pub fn expire<F: FnMut(&mut Flow, EndReason)>(&mut self, now_ns: u64, mut on_end: F) {
         while self.tail != NIL {
             let slot = self.tail;
             if !self.expired(&self.slots[slot as usize], now_ns) {
@@ -262,16 +262,16 @@ impl FlowTable {
                 break;
             }
             self.counters.expired += 1;
-            on_end(&self.slots[slot as usize], EndReason::Timeout);
+            on_end(&mut self.slots[slot as usize], EndReason::Timeout);
             self.remove(slot);
         }
     }
 
     /// Ends every flow (shutdown).
-    pub fn drain<F: FnMut(&Flow, EndReason)>(&mut self, mut on_end: F) {
+    pub fn drain<F: FnMut(&mut Flow, EndReason)>(&mut self, mut on_end: F) {
         while self.tail != NIL {
             let slot = self.tail;
-            on_end(&self.slots[slot as usize], EndReason::Shutdown);
+            on_end(&mut self.slots[slot as usize], EndReason::Shutdown);
             self.remove(slot);
         }
     }
