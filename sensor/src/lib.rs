@@ -9,6 +9,9 @@
 pub mod analyze;
 /// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.
 pub mod capture;
+/// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).
+#[cfg(target_os = "linux")]
+pub mod ebpf;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
 /// Industrial protocol dissectors: typed zero-copy views over PDUs.
