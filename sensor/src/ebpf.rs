@@ -17,13 +17,14 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::programs::xdp::XdpLinkId;
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 /// The compiled program, embedded so the binary needs no file beside it. eBPF objects
 /// are ELF64 with 8-byte aligned headers, hence the aligned include.
-static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+static PROGRAM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
 
 /// Name of the pre-filter program in the object (`SEC("xdp") int otsensor_xdp`).
 pub const PROGRAM_NAME: &str = "otsensor_xdp";
@@ -249,7 +250,10 @@ pub struct KernelCounters {
 
 impl KernelCounters {
     pub fn get(&self, counter: Counter) -> abi::CounterValue {
-        self.values.get(counter as usize).copied().unwrap_or_default()
+        self.values
+            .get(counter as usize)
+            .copied()
+            .unwrap_or_default()
     }
     pub fn packets(&self, counter: Counter) -> u64 {
         self.get(counter).packets
@@ -259,7 +263,9 @@ impl KernelCounters {
     }
     /// Every counter with its label, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (Counter, abi::CounterValue)> + '_ {
-        Counter::ALL.iter().map(|&counter| (counter, self.get(counter)))
+        Counter::ALL
+            .iter()
+            .map(|&counter| (counter, self.get(counter)))
     }
 }
 
@@ -697,10 +703,7 @@ impl XdpFilter {
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(Error::MissingMap { name })?;
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap { name })?;
         T::try_from(map).map_err(map_error(name))
     }
 
@@ -842,9 +845,7 @@ impl XdpFilter {
         let array: PerCpuArray<&MapData, abi::QueueCounters> = self.map("queue_counters")?;
         (0..queues.min(abi::MAX_QUEUES))
             .map(|queue| {
-                let per_cpu = array
-                    .get(&queue, 0)
-                    .map_err(map_error("queue_counters"))?;
+                let per_cpu = array.get(&queue, 0).map_err(map_error("queue_counters"))?;
                 Ok(per_cpu
                     .iter()
                     .fold(abi::QueueCounters::default(), |acc, v| abi::QueueCounters {
@@ -859,11 +860,9 @@ impl XdpFilter {
     pub fn flows(&self) -> Result<Vec<(FlowKey, abi::FlowState)>, Error> {
         let map: HashMap<&MapData, abi::FlowKey, abi::FlowState> = self.map("flows")?;
         let mut out = Vec::new();
-        for entry in map.iter() {
-            // An entry evicted between the key walk and its lookup is simply gone.
-            if let Ok((key, state)) = entry {
-                out.push((FlowKey(key), state));
-            }
+        // An entry evicted between the key walk and its lookup is simply gone.
+        for (key, state) in map.iter().flatten() {
+            out.push((FlowKey(key), state));
         }
         Ok(out)
     }
@@ -916,7 +915,9 @@ impl XdpFilter {
         let mut options = TestRunOptions::new();
         options.data_in = Some(frame);
         options.repeat = repeat.max(1);
-        let result = program.test_run(options).map_err(program_error(PROGRAM_NAME))?;
+        let result = program
+            .test_run(options)
+            .map_err(program_error(PROGRAM_NAME))?;
         Ok((result.duration, result.return_value))
     }
 }
@@ -1321,6 +1322,9 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), Counter::COUNT);
-        assert_eq!(Counter::REASONS.len() + Counter::VERDICTS.len(), Counter::COUNT);
+        assert_eq!(
+            Counter::REASONS.len() + Counter::VERDICTS.len(),
+            Counter::COUNT
+        );
     }
 }

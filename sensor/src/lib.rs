@@ -9,13 +9,13 @@
 pub mod analyze;
 /// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.
 pub mod capture;
-/// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).
-#[cfg(target_os = "linux")]
-pub mod ebpf;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
 /// Industrial protocol dissectors: typed zero-copy views over PDUs.
 pub mod dissect;
+/// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).
+#[cfg(target_os = "linux")]
+pub mod ebpf;
 /// Symmetric 5-tuple keys and hashing, and the bounded per-worker flow table.
 pub mod flow;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
