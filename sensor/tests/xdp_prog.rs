@@ -418,3 +418,35 @@ fn ipv6_extension_headers_reach_the_transport_header() {
         FlowKey::new(IpAddr::V6(a), 1000, IpAddr::V6(b), 2000, IPPROTO_UDP)
     );
 }
+
+/// BPF_PROG_TEST_RUN cost per packet against the empty program, same run. Ignored by
+/// default (timing, not correctness): `cargo test -p otsensor --release --test xdp_prog
+/// -- --ignored --nocapture prog_test_run_cost`.
+#[test]
+#[ignore]
+fn prog_test_run_cost() {
+    if !kernel_tests_allowed("prog_test_run_cost") {
+        return;
+    }
+    let v6a: Ipv6Addr = "2001:db8::1".parse().expect("addr");
+    let v6b: Ipv6Addr = "2001:db8::2".parse().expect("addr");
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        ("industrial (Modbus/TCP 502, 66 B)", tcp4(HMI, 40000, PLC, 502, TCP_ACK | TCP_PSH, &payload(12))),
+        ("bulk (TCP 445 established, 1514 B)", tcp4(HMI, 40000, BACKUP, 445, TCP_ACK, &payload(1460))),
+        ("bulk min-size (UDP 9000, 60 B)", udp4(HMI, 40002, BACKUP, 9000, &payload(18))),
+        (
+            "VLAN IPv6 bulk (UDP, 82 B)",
+            ethernet(&[(ETH_VLAN, 10)], ETH_IPV6, &ipv6(v6a, v6b, IPPROTO_UDP, &udp(50000, 9000, &payload(16)))),
+        ),
+    ];
+    for (name, frame) in &frames {
+        let result = otsensor::ebpf::bench_pair(frame, 1_000_000, 5).expect("bench");
+        let program = result.program.as_nanos();
+        let empty = result.empty.as_nanos();
+        println!(
+            "{name}: program {program} ns, empty {empty} ns, difference {} ns (action {})",
+            program.saturating_sub(empty),
+            result.action
+        );
+    }
+}
