@@ -431,12 +431,25 @@ fn prog_test_run_cost() {
     let v6a: Ipv6Addr = "2001:db8::1".parse().expect("addr");
     let v6b: Ipv6Addr = "2001:db8::2".parse().expect("addr");
     let frames: Vec<(&str, Vec<u8>)> = vec![
-        ("industrial (Modbus/TCP 502, 66 B)", tcp4(HMI, 40000, PLC, 502, TCP_ACK | TCP_PSH, &payload(12))),
-        ("bulk (TCP 445 established, 1514 B)", tcp4(HMI, 40000, BACKUP, 445, TCP_ACK, &payload(1460))),
-        ("bulk min-size (UDP 9000, 60 B)", udp4(HMI, 40002, BACKUP, 9000, &payload(18))),
+        (
+            "industrial (Modbus/TCP 502, 66 B)",
+            tcp4(HMI, 40000, PLC, 502, TCP_ACK | TCP_PSH, &payload(12)),
+        ),
+        (
+            "bulk (TCP 445 established, 1514 B)",
+            tcp4(HMI, 40000, BACKUP, 445, TCP_ACK, &payload(1460)),
+        ),
+        (
+            "bulk min-size (UDP 9000, 60 B)",
+            udp4(HMI, 40002, BACKUP, 9000, &payload(18)),
+        ),
         (
             "VLAN IPv6 bulk (UDP, 82 B)",
-            ethernet(&[(ETH_VLAN, 10)], ETH_IPV6, &ipv6(v6a, v6b, IPPROTO_UDP, &udp(50000, 9000, &payload(16)))),
+            ethernet(
+                &[(ETH_VLAN, 10)],
+                ETH_IPV6,
+                &ipv6(v6a, v6b, IPPROTO_UDP, &udp(50000, 9000, &payload(16))),
+            ),
         ),
     ];
     for (name, frame) in &frames {

@@ -4,6 +4,9 @@
 //! A source yields [`Packet`]s that borrow from the source's buffer until the next call,
 //! so reading a file costs no allocation per packet.
 
+/// Live capture: one AF_XDP socket per NIC RX queue (Linux).
+#[cfg(target_os = "linux")]
+pub mod afxdp;
 pub mod pcap;
 
 use std::path::PathBuf;
