@@ -289,13 +289,7 @@ impl QueueSocket {
         builder.frame_headroom = settings.frame_headroom;
         let umem = builder.build().map_err(setup_error("UMEM mmap"))?;
         fd.attach_umem(&umem).map_err(setup_error("XDP_UMEM_REG"))?;
-        // Ring sizes must be set before the offsets can be read.
-        syscall::set_fill_ring_size(&fd, settings.fill_ring_size)
-            .map_err(setup_error("XDP_UMEM_FILL_RING"))?;
-        syscall::set_completion_ring_size(&fd, settings.completion_ring_size)
-            .map_err(setup_error("XDP_UMEM_COMPLETION_RING"))?;
-        syscall::set_rx_ring_size(&fd, settings.rx_ring_size)
-            .map_err(setup_error("XDP_RX_RING"))?;
+        // Each ring constructor sets its size (setsockopt) and then maps it.
         let offsets = syscall::offsets(&fd).map_err(setup_error("XDP_MMAP_OFFSETS"))?;
         let mut fill = Fill::new(fd.clone(), &offsets, settings.fill_ring_size)
             .map_err(setup_error("fill ring mmap"))?;
