@@ -218,7 +218,7 @@ static __always_inline int decide_flow(struct xdp_md *ctx, const struct ots_conf
 		reason = OTS_REASON_BULK;
 	int shedding = reason == OTS_REASON_BULK || reason == OTS_REASON_FLOW_SHED;
 
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	if (state) {
 		if (state->packets_seen != 0xffffffff)
 			state->packets_seen += 1;

@@ -491,7 +491,8 @@ pub struct ConversationTotals {
     pub bytes_to_client: u64,
     /// Flows (client ports) folded into this conversation.
     pub flows: u32,
-    /// Last packet, nanoseconds of CLOCK_MONOTONIC (see [`monotonic_to_realtime_ns`]).
+    /// Last packet, nanoseconds of CLOCK_MONOTONIC_COARSE (within a scheduler tick of
+    /// CLOCK_MONOTONIC; see [`monotonic_to_realtime_ns`]).
     pub last_seen_monotonic_ns: u64,
 }
 
@@ -554,7 +555,8 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// Converts a kernel timestamp (`bpf_ktime_get_ns`, CLOCK_MONOTONIC) to nanoseconds
+/// Converts a kernel timestamp (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC_COARSE, at
+/// most a tick behind CLOCK_MONOTONIC) to nanoseconds
 /// since the Unix epoch, using the two clocks' current offset.
 pub fn monotonic_to_realtime_ns(monotonic_ns: u64) -> u64 {
     let real = clock_ns(libc::CLOCK_REALTIME);

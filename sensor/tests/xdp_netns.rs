@@ -459,7 +459,7 @@ fn replay_and_check(lab: &mut Lab, mode: &str, frames: &[(Vec<u8>, Expect)]) -> 
     assert_eq!(
         received.len(),
         expected.len(),
-        "frames received by user space"
+        "{mode}: frames received by user space"
     );
     assert!(
         received == expected,

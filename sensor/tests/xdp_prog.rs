@@ -444,6 +444,19 @@ fn prog_test_run_cost() {
             udp4(HMI, 40002, BACKUP, 9000, &payload(18)),
         ),
         (
+            "VLAN IPv6 industrial (OPC UA TCP 4840, 94 B)",
+            ethernet(
+                &[(ETH_VLAN, 10)],
+                ETH_IPV6,
+                &ipv6(
+                    v6a,
+                    v6b,
+                    IPPROTO_TCP,
+                    &tcp(50000, 4840, TCP_ACK, &payload(16)),
+                ),
+            ),
+        ),
+        (
             "VLAN IPv6 bulk (UDP, 82 B)",
             ethernet(
                 &[(ETH_VLAN, 10)],
