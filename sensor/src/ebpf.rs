@@ -13,7 +13,7 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
@@ -596,7 +596,15 @@ struct Attachment {
     ifindex: u32,
     mode: AttachedMode,
     fell_back: bool,
-    link: XdpLinkId,
+    link: AttachmentKind,
+}
+
+#[derive(Debug)]
+enum AttachmentKind {
+    /// A bpf_link: detached when its fd closes, so also when the process dies.
+    Link(XdpLinkId),
+    /// A netlink attachment: outlives the process unless detached.
+    Netlink { flags: u32 },
 }
 
 /// The outcome of [`XdpFilter::attach`].
@@ -766,7 +774,7 @@ impl XdpFilter {
             ifindex,
             mode,
             fell_back,
-            link,
+            link: AttachmentKind::Link(link),
         });
         Ok(AttachReport {
             mode,
@@ -797,12 +805,41 @@ impl XdpFilter {
 
     /// Detaches the program from the interface. Call before closing the AF_XDP sockets.
     pub fn detach(&mut self) -> Result<(), Error> {
-        if let Some(attachment) = self.attachment.take() {
-            let program = self.program_mut(PROGRAM_NAME)?;
-            program
-                .detach(attachment.link)
-                .map_err(program_error(PROGRAM_NAME))?;
+        match self.attachment.take().map(|a| (a.ifindex, a.link)) {
+            Some((_, AttachmentKind::Link(link))) => {
+                let program = self.program_mut(PROGRAM_NAME)?;
+                program.detach(link).map_err(program_error(PROGRAM_NAME))?;
+            }
+            Some((ifindex, AttachmentKind::Netlink { flags })) => {
+                netlink_set_xdp(ifindex, -1, flags)?;
+            }
+            None => {}
         }
+        Ok(())
+    }
+
+    /// Attaches in generic mode through netlink instead of a bpf_link: the way kernels
+    /// before 5.9 (and tools such as `ip link set ... xdp`) attach, where the program
+    /// stays attached after its process dies. Used to reproduce a crashed run's stale
+    /// attachment in tests; [`XdpFilter::attach`] is the normal path.
+    pub fn attach_legacy_netlink(&mut self, ifname: &str) -> Result<(), Error> {
+        let ifindex = if_index(ifname)?;
+        let program = self.program_mut(PROGRAM_NAME)?;
+        let fd = program
+            .fd()
+            .map_err(program_error(PROGRAM_NAME))?
+            .as_fd()
+            .as_raw_fd();
+        netlink_set_xdp(ifindex, fd, rtnl::XDP_FLAGS_SKB_MODE)?;
+        self.attachment = Some(Attachment {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode: AttachedMode::Generic,
+            fell_back: false,
+            link: AttachmentKind::Netlink {
+                flags: rtnl::XDP_FLAGS_SKB_MODE,
+            },
+        });
         Ok(())
     }
 
@@ -1061,6 +1098,11 @@ fn netlink_detach(ifindex: u32, attached: u8) -> Result<(), Error> {
         rtnl::XDP_ATTACHED_HW => rtnl::XDP_FLAGS_HW_MODE,
         _ => 0,
     };
+    netlink_set_xdp(ifindex, -1, flags)
+}
+
+/// RTM_SETLINK with IFLA_XDP { FD = `prog_fd` (-1 detaches), FLAGS = `flags` }.
+fn netlink_set_xdp(ifindex: u32, prog_fd: i32, flags: u32) -> Result<(), Error> {
     let socket = NetlinkSocket::open()?;
     let mut request = netlink_header(
         libc::RTM_SETLINK,
@@ -1068,7 +1110,7 @@ fn netlink_detach(ifindex: u32, attached: u8) -> Result<(), Error> {
     );
     push_ifinfo(&mut request, ifindex);
     let mut nested = Vec::new();
-    push_attr(&mut nested, rtnl::IFLA_XDP_FD, &(-1i32).to_ne_bytes());
+    push_attr(&mut nested, rtnl::IFLA_XDP_FD, &prog_fd.to_ne_bytes());
     push_attr(&mut nested, rtnl::IFLA_XDP_FLAGS, &flags.to_ne_bytes());
     push_attr(&mut request, rtnl::IFLA_XDP | rtnl::NLA_F_NESTED, &nested);
     finish(&mut request);

@@ -54,6 +54,21 @@ fn receiver_process() {
         ..XdpSettings::default()
     };
     let mut filter = XdpFilter::load(&settings).expect("load");
+    if std::env::var("OTS_XDP_LEGACY").is_ok() {
+        // Simulates a crashed run of the old kind: attached through netlink, then killed.
+        filter
+            .attach_legacy_netlink(&ifname)
+            .expect("legacy attach");
+        let ifindex = filter.attached_ifindex().expect("attached");
+        let prog_id = otsensor::ebpf::xdp_attachment(ifindex)
+            .expect("query")
+            .map(|a| a.prog_id)
+            .unwrap_or(0);
+        println!("READY {}", json!({"prog_id": prog_id}));
+        std::io::stdout().flush().expect("flush");
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
     let report = filter.attach(&ifname).expect("attach");
     let ifindex = filter.attached_ifindex().expect("attached");
     let prog_id = otsensor::ebpf::xdp_attachment(ifindex)
@@ -72,6 +87,7 @@ fn receiver_process() {
     println!(
         "READY {}",
         json!({"mode": format!("{:?}", report.mode), "fell_back": report.fell_back_to_generic,
+               "replaced": report.replaced_stale_program,
                "prog_id": prog_id, "socket_modes": modes})
     );
     std::io::stdout().flush().expect("flush");
@@ -237,7 +253,11 @@ impl Lab {
     /// Starts the receiver in the receiving namespace and waits for its READY line.
     fn start_receiver(&mut self, mode: &str) -> (ChildStdin, mpsc::Receiver<String>, Value) {
         let exe = std::env::current_exe().expect("test binary path");
-        let mut child = Command::new("nsenter")
+        let mut command = Command::new("nsenter");
+        if mode == "legacy" {
+            command.env("OTS_XDP_LEGACY", "1");
+        }
+        let mut child = command
             .arg(format!("--net=/run/netns/{}", self.rx_ns))
             .arg(exe)
             .args([
@@ -411,15 +431,40 @@ fn counter(result: &Value, counter: Counter) -> (u64, u64) {
 /// One replay of the capture against a receiver in `mode`; returns the ids of the XDP
 /// programs it loaded (the killed one and the one that ran).
 fn replay_and_check(lab: &mut Lab, mode: &str, frames: &[(Vec<u8>, Expect)]) -> [u32; 2] {
-    // A receiver killed with SIGKILL leaves nothing that stops the next one.
-    let (_stdin, _lines, first) = lab.start_receiver("driver");
+    // A receiver killed with SIGKILL leaves nothing that stops the next one. In driver
+    // mode it held a bpf_link, which died with it; the generic run first kills a
+    // receiver that attached through netlink (as old kernels and `ip link` do), whose
+    // program stays attached and must be found and replaced.
+    let first_mode = if mode == "generic" { "legacy" } else { mode };
+    let (_stdin, _lines, first) = lab.start_receiver(first_mode);
     lab.kill_receivers();
-    let (mut stdin, lines, ready) = lab.start_receiver("driver");
-    assert_eq!(ready["mode"], "Driver", "{ready}");
+    let still_attached =
+        run("ip", &["-n", &lab.rx_ns, "-d", "link", "show", &lab.rx_if]).expect("ip link show");
+    assert_eq!(
+        still_attached.contains("prog/xdp"),
+        first_mode == "legacy",
+        "{first_mode}: XDP attachment after SIGKILL: {still_attached}"
+    );
+    let (mut stdin, lines, ready) = lab.start_receiver(mode);
+    let expected_mode = if mode == "generic" {
+        "Generic"
+    } else {
+        "Driver"
+    };
+    assert_eq!(ready["mode"], expected_mode, "{ready}");
     assert_eq!(ready["fell_back"], false);
     assert_ne!(
         ready["prog_id"], first["prog_id"],
         "a fresh program after the restart"
+    );
+    let expected_replaced = if first_mode == "legacy" {
+        first["prog_id"].clone()
+    } else {
+        Value::Null
+    };
+    assert_eq!(
+        ready["replaced"], expected_replaced,
+        "stale attachment replaced"
     );
 
     let pcap = lab.pcap.to_string_lossy().into_owned();
@@ -502,6 +547,7 @@ fn replay_and_check(lab: &mut Lab, mode: &str, frames: &[(Vec<u8>, Expect)]) -> 
         assert_eq!(result["counters"][label][0], 0, "{label}: no stray frames");
     }
 
+    eprintln!("xdp_netns {mode}: ready {ready}; queues {}", result["queues"]);
     // Per queue: redirected = received + socket drops.
     let mut redirected_total = 0;
     for queue in result["queues"].as_array().expect("queues") {
