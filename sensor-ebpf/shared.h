@@ -127,4 +127,13 @@ struct ots_queue_counters {
 	__u64 no_socket;
 };
 
+/* Sizes user space asserts too (sensor/src/ebpf.rs, mod abi): both sides pin them. */
+_Static_assert(sizeof(struct ots_config) == 16, "ots_config layout");
+_Static_assert(sizeof(struct ots_flow_key) == 40, "ots_flow_key layout");
+_Static_assert(sizeof(struct ots_flow_state) == 56, "ots_flow_state layout");
+_Static_assert(sizeof(struct ots_verdict) == 8, "ots_verdict layout");
+_Static_assert(sizeof(struct ots_counter_value) == 16, "ots_counter_value layout");
+_Static_assert(sizeof(struct ots_queue_counters) == 16, "ots_queue_counters layout");
+_Static_assert(OTS_COUNTER_COUNT == 17, "counter count");
+
 #endif /* OTSENSOR_SHARED_H */

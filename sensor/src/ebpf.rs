@@ -748,6 +748,7 @@ impl XdpFilter {
         let (link, mode, fell_back) = match program.attach_to_if_index(ifindex, xdp_mode(first)) {
             Ok(link) => (link, first, false),
             Err(error) if requested == AttachMode::DriverOrGeneric => {
+                let error = error_chain(&error);
                 eprintln!(
                     "otsensor: warning: interface {ifname}: driver-mode XDP failed ({error}); \
                      falling back to generic mode (slower: the kernel builds an skb for every frame)"
@@ -966,6 +967,18 @@ impl Drop for XdpFilter {
         // Dropping `ebpf` would detach too; doing it first keeps the order explicit.
         let _ = self.detach();
     }
+}
+
+/// An error with its sources, `a: b: c` (aya's messages leave the OS error to `source`).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn xdp_mode(mode: AttachedMode) -> XdpMode {
@@ -1358,6 +1371,70 @@ mod tests {
         );
         assert_eq!(find_attr(&attrs, 9), None);
         assert_eq!(find_attr(&[5, 0, 1], 1), None);
+    }
+
+    /// The C header is the contract: its counter enum and constants must match `abi`.
+    #[test]
+    fn shared_h_matches_the_rust_mirror() {
+        let header = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sensor-ebpf/shared.h"
+        ));
+        let body = header
+            .split("enum ots_counter {")
+            .nth(1)
+            .and_then(|rest| rest.split("};").next())
+            .expect("enum ots_counter in shared.h");
+        let names: Vec<String> = body
+            .lines()
+            .map(|line| line.split("/*").next().unwrap_or("").trim())
+            .filter(|line| line.starts_with("OTS_") && !line.starts_with("OTS_COUNTER_COUNT"))
+            .map(|line| {
+                let name = line.split([',', ' ', '=']).next().unwrap_or("");
+                name.trim_start_matches("OTS_REASON_")
+                    .trim_start_matches("OTS_VERDICT_")
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let labels: Vec<&str> = Counter::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(names, labels);
+
+        let define = |name: &str| -> u64 {
+            let line = header
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("#define {name}"));
+            let value = line[format!("#define {name} ").len()..]
+                .split("/*")
+                .next()
+                .unwrap_or("")
+                .trim();
+            let value = value.trim_start_matches('(').trim_end_matches(')');
+            if let Some(shift) = value.strip_prefix("1u << ") {
+                1 << shift.parse::<u64>().expect("shift")
+            } else {
+                value.parse().expect("number")
+            }
+        };
+        assert_eq!(define("OTS_MAX_QUEUES"), u64::from(abi::MAX_QUEUES));
+        assert_eq!(
+            define("OTS_PORT_TABLE_SIZE"),
+            u64::from(abi::PORT_TABLE_SIZE)
+        );
+        assert_eq!(define("OTS_MAX_ETHERTYPES"), u64::from(abi::MAX_ETHERTYPES));
+        assert_eq!(define("OTS_PORT_TCP"), u64::from(abi::PORT_TCP));
+        assert_eq!(define("OTS_PORT_UDP"), u64::from(abi::PORT_UDP));
+        assert_eq!(define("OTS_ACTION_DROP"), u64::from(abi::ACTION_DROP));
+        assert_eq!(define("OTS_ACTION_PASS"), u64::from(abi::ACTION_PASS));
+        assert_eq!(
+            define("OTS_CONFIG_VERDICTS_IN_USE"),
+            u64::from(abi::CONFIG_VERDICTS_IN_USE)
+        );
+        assert_eq!(define("OTS_SERVER_LO"), u64::from(abi::SERVER_LO));
+        assert_eq!(define("OTS_SERVER_HI"), u64::from(abi::SERVER_HI));
+        assert_eq!(define("OTS_DIR_HI_TO_LO"), abi::DIR_HI_TO_LO as u64);
+        assert_eq!(define("OTS_VERDICT_KEEP"), u64::from(abi::VERDICT_KEEP));
+        assert_eq!(define("OTS_VERDICT_SHED"), u64::from(abi::VERDICT_SHED));
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn receiver_process() {
     };
     let mode = match std::env::var("OTS_XDP_MODE").as_deref() {
         Ok("generic") => AttachMode::Generic,
+        Ok("auto") => AttachMode::DriverOrGeneric,
         _ => AttachMode::Driver,
     };
     let settings = XdpSettings {
@@ -75,7 +76,9 @@ fn receiver_process() {
         .expect("query")
         .map(|a| a.prog_id)
         .unwrap_or(0);
-    let mut sockets: Vec<QueueSocket> = (0..QUEUES)
+    let queues = otsensor::capture::afxdp::rx_queue_count(&ifname).expect("queue count");
+    assert_eq!(queues, QUEUES, "RX queues reported for the veth");
+    let mut sockets: Vec<QueueSocket> = (0..queues)
         .map(|q| QueueSocket::open(&ifname, q, &SocketSettings::default()).expect("socket"))
         .collect();
     for socket in &sockets {
@@ -547,7 +550,10 @@ fn replay_and_check(lab: &mut Lab, mode: &str, frames: &[(Vec<u8>, Expect)]) -> 
         assert_eq!(result["counters"][label][0], 0, "{label}: no stray frames");
     }
 
-    eprintln!("xdp_netns {mode}: ready {ready}; queues {}", result["queues"]);
+    eprintln!(
+        "xdp_netns {mode}: ready {ready}; queues {}",
+        result["queues"]
+    );
     // Per queue: redirected = received + socket drops.
     let mut redirected_total = 0;
     for queue in result["queues"].as_array().expect("queues") {
@@ -622,6 +628,19 @@ fn xdp_netns_end_to_end() {
     for mode in ["driver", "generic"] {
         programs.extend(replay_and_check(&mut lab, mode, &frames));
     }
+
+    // A veth whose peer has MTU 9000 refuses driver mode (drivers/net/veth.c checks the
+    // peer's MTU against one page): the fallback is taken, and reported.
+    for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
+        run("ip", &["-n", ns, "link", "set", ifname, "mtu", "9000"]).expect("mtu");
+    }
+    let (mut stdin, lines, ready) = lab.start_receiver("auto");
+    assert_eq!(ready["mode"], "Generic", "{ready}");
+    assert_eq!(ready["fell_back"], true, "{ready}");
+    programs.push(ready["prog_id"].as_u64().unwrap_or(0) as u32);
+    writeln!(stdin, "stop").expect("stop receiver");
+    wait_for(&lines, "RESULT ", Duration::from_secs(30));
+    kill_check_finished(&mut lab);
     drop(lab);
 
     // Nothing left behind: namespaces, links, processes (waited above or in drop),
