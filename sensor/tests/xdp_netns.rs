@@ -21,7 +21,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use otsensor::capture::afxdp::{QueueSocket, SocketSettings};
-use otsensor::capture::Packet;
+use otsensor::capture::live::LiveCapture;
+use otsensor::capture::{LinkType, Packet, PacketSource};
 use otsensor::ebpf::{AttachMode, Counter, XdpFilter, XdpSettings};
 use serde_json::{json, Value};
 use xdp_frames::*;
@@ -68,6 +69,11 @@ fn receiver_process() {
         println!("READY {}", json!({"prog_id": prog_id}));
         std::io::stdout().flush().expect("flush");
         std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    if std::env::var("OTS_XDP_SOURCE").as_deref() == Ok("live") {
+        drop(filter);
+        live_receiver(&ifname, &settings);
         return;
     }
     let report = filter.attach(&ifname).expect("attach");
@@ -121,6 +127,57 @@ fn receiver_process() {
         }
     }
 
+    let result = findings(&filter, &sockets, frames);
+    // The program goes before the sockets it redirects to.
+    filter.detach().expect("detach");
+    drop(filter);
+    drop(sockets);
+    println!("RESULT {result}");
+    std::io::stdout().flush().expect("flush");
+}
+
+/// The receiver through `LiveCapture`, the `PacketSource` `otsensor run` uses.
+fn live_receiver(ifname: &str, settings: &XdpSettings) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut live = LiveCapture::start(
+        ifname,
+        settings,
+        &SocketSettings::default(),
+        Arc::clone(&stop),
+    )
+    .expect("start live capture");
+    let attach = live.attach_report();
+    let ifindex = live.filter().attached_ifindex().expect("attached");
+    let prog_id = otsensor::ebpf::xdp_attachment(ifindex)
+        .expect("query")
+        .map(|a| a.prog_id)
+        .unwrap_or(0);
+    println!(
+        "READY {}",
+        json!({"mode": format!("{:?}", attach.mode), "fell_back": attach.fell_back_to_generic,
+               "replaced": attach.replaced_stale_program, "prog_id": prog_id})
+    );
+    std::io::stdout().flush().expect("flush");
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        stop.store(true, Ordering::SeqCst);
+    });
+    let mut frames = Vec::new();
+    while let Some(packet) = live.next_packet().expect("next packet") {
+        assert_eq!(packet.link, LinkType::Ethernet);
+        assert_eq!(packet.wire_len as usize, packet.data.len());
+        frames.push((u32::MAX, hex(packet.data)));
+    }
+    let result = findings(live.filter(), live.sockets(), frames);
+    drop(live);
+    println!("RESULT {result}");
+    std::io::stdout().flush().expect("flush");
+}
+
+/// The receiver's findings: frames received, kernel counters, per-queue accounting,
+/// conversations.
+fn findings(filter: &XdpFilter, sockets: &[QueueSocket], frames: Vec<(u32, String)>) -> Value {
     let counters = filter.counters().expect("counters");
     let counters: BTreeMap<&str, [u64; 2]> = counters
         .iter()
@@ -150,16 +207,8 @@ fn receiver_process() {
                    "flows": t.flows})
         })
         .collect();
-    // The program goes before the sockets it redirects to.
-    filter.detach().expect("detach");
-    drop(filter);
-    drop(sockets);
-    println!(
-        "RESULT {}",
-        json!({"frames": frames, "counters": counters, "queues": queues,
-               "conversations": conversations})
-    );
-    std::io::stdout().flush().expect("flush");
+    json!({"frames": frames, "counters": counters, "queues": queues,
+           "conversations": conversations})
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -259,6 +308,9 @@ impl Lab {
         let mut command = Command::new("nsenter");
         if mode == "legacy" {
             command.env("OTS_XDP_LEGACY", "1");
+        }
+        if mode == "live" {
+            command.env("OTS_XDP_SOURCE", "live");
         }
         let mut child = command
             .arg(format!("--net=/run/netns/{}", self.rx_ns))
@@ -625,7 +677,7 @@ fn xdp_netns_end_to_end() {
     );
 
     let mut programs = Vec::new();
-    for mode in ["driver", "generic"] {
+    for mode in ["driver", "generic", "live"] {
         programs.extend(replay_and_check(&mut lab, mode, &frames));
     }
 

@@ -186,6 +186,11 @@ pub struct QueueSocket {
     batch_size: u32,
     busy_poll: bool,
     stats: SocketStats,
+    /// One-at-a-time reading ([`QueueSocket::next_frame`]): RX entries acquired and not
+    /// yet released, whether the first of them is lent out, and the batch's timestamp.
+    acquired: u32,
+    lent: bool,
+    batch_ts_ns: u64,
 }
 
 impl std::fmt::Debug for QueueSocket {
@@ -339,6 +344,9 @@ impl QueueSocket {
             batch_size: settings.batch_size,
             busy_poll: settings.busy_poll.is_some(),
             stats: SocketStats::default(),
+            acquired: 0,
+            lent: false,
+            batch_ts_ns: 0,
         })
     }
 
@@ -361,6 +369,9 @@ impl QueueSocket {
     /// [`QueueSocket::wait`] before trying again). All frames of a batch carry the
     /// same timestamp (CLOCK_REALTIME when the batch was taken).
     pub fn recv_batch(&mut self, out: &mut impl FnMut(Packet<'_>)) -> usize {
+        self.release_lent();
+        // The cursor keeps anything acquired by `next_frame`; start from it afresh.
+        self.acquired = 0;
         self.refill_spares();
         let available = self.rx.acquire(self.batch_size);
         if available == 0 {
@@ -421,6 +432,110 @@ impl QueueSocket {
         fill.release(refilled);
         self.wake_if_needed();
         delivered
+    }
+
+    /// The next received frame, lent until the next call of `next_frame`,
+    /// `recv_batch` or `release_lent` on this socket; `None` when nothing is waiting.
+    /// One frame at a time suits a pull-style [`super::PacketSource`]; `recv_batch` is
+    /// cheaper (one ring synchronisation per batch, not per frame).
+    pub fn next_frame(&mut self) -> Option<Packet<'_>> {
+        if !self.advance() {
+            return None;
+        }
+        let QueueSocket {
+            rx,
+            umem,
+            stats,
+            lent,
+            batch_ts_ns,
+            ..
+        } = self;
+        let umem_len = umem.len() as u64;
+        let frame_size = u64::from(umem.frame_size());
+        let (head, tail) = rx.data();
+        let descriptor = *head.first().or(tail.first())?;
+        let data = frame_bytes(umem, umem_len, frame_size, descriptor)?;
+        *lent = true;
+        stats.received_packets += 1;
+        stats.received_bytes += u64::from(descriptor.len);
+        Some(Packet {
+            ts_ns: *batch_ts_ns,
+            link: LinkType::Ethernet,
+            data,
+            wire_len: descriptor.len,
+        })
+    }
+
+    /// Whether a frame is waiting (acquiring a new batch from the RX ring if needed,
+    /// and releasing the frame lent by the previous `next_frame`). Descriptors that do
+    /// not fit the UMEM are counted and skipped here, so `next_frame` never fails after
+    /// this returned true.
+    pub fn has_frame(&mut self) -> bool {
+        self.advance()
+    }
+
+    fn advance(&mut self) -> bool {
+        self.release_lent();
+        loop {
+            if self.acquired == 0 {
+                self.refill_spares();
+                self.acquired = self.rx.acquire(self.batch_size);
+                if self.acquired == 0 {
+                    self.wake_if_needed();
+                    return false;
+                }
+                self.batch_ts_ns = realtime_ns();
+            }
+            let umem_len = self.umem.len() as u64;
+            let frame_size = u64::from(self.umem.frame_size());
+            let (head, tail) = self.rx.data();
+            let Some(descriptor) = head.first().or(tail.first()).copied() else {
+                self.acquired = 0;
+                return false;
+            };
+            if descriptor
+                .address
+                .checked_add(u64::from(descriptor.len))
+                .is_some_and(|end| end <= umem_len)
+                && u64::from(descriptor.len) <= frame_size
+            {
+                return true;
+            }
+            self.stats.bad_descriptors += 1;
+            self.consume_one(descriptor.address);
+        }
+    }
+
+    /// Gives the frame lent by `next_frame` back to the kernel.
+    pub fn release_lent(&mut self) {
+        if !self.lent {
+            return;
+        }
+        self.lent = false;
+        let (head, tail) = self.rx.data();
+        if let Some(descriptor) = head.first().or(tail.first()).copied() {
+            self.consume_one(descriptor.address);
+        }
+    }
+
+    /// Releases the first acquired RX entry and returns its chunk to the fill ring.
+    fn consume_one(&mut self, address: u64) {
+        self.rx.release(1);
+        self.acquired = self.acquired.saturating_sub(1);
+        let chunk = address & self.frame_mask;
+        if chunk >= self.umem.len() as u64 {
+            return;
+        }
+        if self.fill.acquire(1) > 0 {
+            let (head, tail) = self.fill.data();
+            if let Some(slot) = head.first_mut().or(tail.first_mut()) {
+                *slot = UmemDescriptor { address: chunk };
+                self.fill.release(1);
+                return;
+            }
+        }
+        // Never reallocates: the spare list was sized for every frame at open.
+        self.spare_frames.push(chunk);
     }
 
     /// Moves spare frames into the fill ring when it has room.
@@ -486,6 +601,31 @@ impl QueueSocket {
             ..self.stats
         })
     }
+}
+
+/// Waits up to `timeout` until any of `sockets` has frames; `Ok(true)` when one has.
+/// Allocates a small poll list: meant for the idle path, not per packet.
+pub fn wait_any(sockets: &[QueueSocket], timeout: Duration) -> io::Result<bool> {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|socket| libc::pollfd {
+            fd: socket.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `fds` is a valid array of initialised pollfds whose length is passed
+    // alongside, alive for the whole call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(error);
+    }
+    Ok(rc > 0)
 }
 
 impl AsRawFd for QueueSocket {

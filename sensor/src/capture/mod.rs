@@ -7,6 +7,9 @@
 /// Live capture: one AF_XDP socket per NIC RX queue (Linux).
 #[cfg(target_os = "linux")]
 pub mod afxdp;
+/// Live capture as a `PacketSource`: pre-filter plus a socket per queue (Linux).
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod pcap;
 
 use std::path::PathBuf;
@@ -77,6 +80,11 @@ pub enum Error {
         path: PathBuf,
         offset: u64,
         reason: String,
+    },
+    #[error("live capture on {interface}: {source}")]
+    Live {
+        interface: String,
+        source: std::io::Error,
     },
     #[error("{path}: read error: {source}")]
     Read {
