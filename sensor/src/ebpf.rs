@@ -1265,12 +1265,12 @@ fn finish(message: &mut [u8]) {
 }
 
 fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
-    let b = bytes.get(offset..offset + 2)?;
-    Some(u16::from_ne_bytes([b[0], b[1]]))
+    let b: [u8; 2] = bytes.get(offset..offset.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_ne_bytes(b))
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
-    let b: [u8; 4] = bytes.get(offset..offset + 4)?.try_into().ok()?;
+    let b: [u8; 4] = bytes.get(offset..offset.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_ne_bytes(b))
 }
 

@@ -419,6 +419,43 @@ fn ipv6_extension_headers_reach_the_transport_header() {
     );
 }
 
+#[test]
+fn reloaded_settings_replace_the_tables() {
+    if !kernel_tests_allowed("reloaded_settings_replace_the_tables") {
+        return;
+    }
+    let mut filter = load(&XdpSettings {
+        first_packets: 0,
+        ..XdpSettings::default()
+    });
+    let modbus = tcp4(HMI, 40000, PLC, 502, TCP_ACK, &payload(12));
+    let odd_modbus = tcp4(HMI, 40000, PLC, 5020, TCP_ACK, &payload(12));
+    let profinet = ethernet(&[], ETH_PROFINET, &payload(46));
+    assert_eq!(run(&mut filter, &modbus), XDP_PASS);
+    assert_eq!(run(&mut filter, &odd_modbus), XDP_DROP);
+    assert_eq!(run(&mut filter, &profinet), XDP_PASS);
+
+    let mut settings = XdpSettings {
+        first_packets: 0,
+        ..XdpSettings::default()
+    };
+    settings.tcp_ports.retain(|&p| p != 502);
+    settings.tcp_ports.push(5020);
+    settings.ethertypes.retain(|&e| e != ETH_PROFINET);
+    filter.apply_settings(&settings).expect("apply");
+    assert_eq!(run(&mut filter, &modbus), XDP_DROP);
+    assert_eq!(run(&mut filter, &odd_modbus), XDP_PASS);
+    let before = filter.counters().expect("counters");
+    assert_eq!(run(&mut filter, &profinet), XDP_PASS);
+    let after = filter.counters().expect("counters");
+    // No longer industrial, but still never shed: unknown ethertypes go up.
+    assert_eq!(
+        after.packets(Counter::Unparsed) - before.packets(Counter::Unparsed),
+        1
+    );
+    assert_eq!(after.packets(Counter::IndustrialPort), 2);
+}
+
 /// BPF_PROG_TEST_RUN cost per packet against the empty program, same run. Ignored by
 /// default (timing, not correctness): `cargo test -p otsensor --release --test xdp_prog
 /// -- --ignored --nocapture prog_test_run_cost`.

@@ -193,6 +193,12 @@ pub struct QueueSocket {
     batch_ts_ns: u64,
 }
 
+// A socket moves to the worker thread that owns its queue.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<QueueSocket>();
+};
+
 impl std::fmt::Debug for QueueSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueSocket")
