@@ -4,10 +4,10 @@
 //! registers AF_XDP sockets, reads its per-CPU counters and per-flow accounting, writes
 //! flow verdicts, and measures it with `BPF_PROG_TEST_RUN`.
 //!
-//! [`abi`] mirrors `sensor-ebpf/shared.h`, the only contract with the program; every
+//! [`abi`](crate::ebpf::abi) mirrors `sensor-ebpf/shared.h`, the only contract with the program; every
 //! type there has its size asserted at compile time.
 //!
-//! Dropping an [`XdpFilter`] detaches the program. Detach it *before* closing the AF_XDP
+//! Dropping an [`XdpFilter`](crate::ebpf::XdpFilter) detaches the program. Detach it *before* closing the AF_XDP
 //! sockets so no frame is redirected to a socket that is going away.
 #![allow(unsafe_code)]
 

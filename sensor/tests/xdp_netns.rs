@@ -170,6 +170,10 @@ fn live_receiver(ifname: &str, settings: &XdpSettings) {
         frames.push((u32::MAX, hex(packet.data)));
     }
     let result = findings(live.filter(), live.sockets(), frames);
+    for books in live.queue_accounting().expect("queue accounting") {
+        assert_eq!(books.unaccounted, 0, "{books:?}");
+        assert_eq!(books.redirected, books.received, "{books:?}");
+    }
     drop(live);
     println!("RESULT {result}");
     std::io::stdout().flush().expect("flush");

@@ -1,9 +1,10 @@
 //! Live capture from one NIC RX queue through an AF_XDP socket (s2n-quic-xdp's rings
 //! and UMEM, wrapped in a small safe API).
 //!
-//! One [`QueueSocket`] per RX queue: the XDP pre-filter ([`crate::ebpf`]) redirects the
+//! One [`QueueSocket`](crate::capture::afxdp::QueueSocket) per RX queue: the XDP pre-filter ([`crate::ebpf`]) redirects the
 //! frames user space must see to the socket registered at key = queue id in its XSKMAP;
-//! [`QueueSocket::recv_batch`] hands them to the caller as [`Packet`]s borrowed from the
+//! [`recv_batch`](crate::capture::afxdp::QueueSocket::recv_batch) hands them to the caller as
+//! [`Packet`](crate::capture::Packet)s borrowed from the
 //! UMEM and gives each frame back to the kernel (fill ring) right after the callback.
 //!
 //! Invariants kept here:

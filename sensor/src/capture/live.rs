@@ -1,9 +1,9 @@
-//! Live capture from one interface as a [`PacketSource`]: the XDP pre-filter attached,
+//! Live capture from one interface as a [`PacketSource`](crate::capture::PacketSource): the XDP pre-filter attached,
 //! one AF_XDP socket per RX queue registered under its queue id, frames handed out one
 //! at a time in round-robin over the queues, until a stop flag is raised.
 //!
 //! This lets `otsensor run` feed the same pipeline as replay. Dropping a
-//! [`LiveCapture`] detaches the program before the sockets close.
+//! [`LiveCapture`](crate::capture::live::LiveCapture) detaches the program before the sockets close.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +23,22 @@ pub enum StartError {
     Filter(#[from] crate::ebpf::Error),
     #[error(transparent)]
     Socket(#[from] afxdp::Error),
+}
+
+/// One queue's books: redirected = received + kernel drops, or something is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueAccounting {
+    pub queue: u32,
+    /// Frames the program redirected to this queue's socket.
+    pub redirected: u64,
+    /// Frames meant for user space that found no socket on this queue.
+    pub no_socket: u64,
+    /// Frames user space took from the socket.
+    pub received: u64,
+    /// XDP_STATISTICS drops (ring full, no fill buffer, invalid descriptor).
+    pub kernel_drops: u64,
+    /// redirected - received - kernel_drops.
+    pub unaccounted: i128,
 }
 
 /// The pre-filter and the sockets of one interface.
@@ -101,6 +117,28 @@ impl LiveCapture {
     /// Per-queue socket statistics, in queue order.
     pub fn socket_stats(&self) -> Result<Vec<SocketStats>, afxdp::Error> {
         self.sockets.iter().map(QueueSocket::stats).collect()
+    }
+
+    /// Per queue: what the program redirected and what the socket received or the
+    /// kernel dropped. Once the rings are drained, any non-zero `unaccounted` means
+    /// frames went astray (export it as a metric and log it).
+    pub fn queue_accounting(&self) -> Result<Vec<QueueAccounting>, StartError> {
+        let kernel = self.filter.queue_counters(self.sockets.len() as u32)?;
+        self.sockets
+            .iter()
+            .zip(kernel)
+            .map(|(socket, counters)| {
+                let stats = socket.stats()?;
+                Ok(QueueAccounting {
+                    queue: socket.queue(),
+                    redirected: counters.redirected,
+                    no_socket: counters.no_socket,
+                    received: stats.received_packets,
+                    kernel_drops: stats.kernel_drops(),
+                    unaccounted: stats.unaccounted(counters.redirected),
+                })
+            })
+            .collect()
     }
 
     /// Detaches the program (frames then take the host path); the sockets stay open so
