@@ -13,6 +13,9 @@ pub mod capture;
 pub mod config;
 /// Industrial protocol dissectors: typed zero-copy views over PDUs.
 pub mod dissect;
+/// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).
+#[cfg(target_os = "linux")]
+pub mod ebpf;
 /// Symmetric 5-tuple keys and hashing, and the bounded per-worker flow table.
 pub mod flow;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.

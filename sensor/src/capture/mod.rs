@@ -4,7 +4,15 @@
 //! A source yields [`Packet`]s that borrow from the source's buffer until the next call,
 //! so reading a file costs no allocation per packet.
 
+/// Live capture: one AF_XDP socket per NIC RX queue (Linux).
+#[cfg(target_os = "linux")]
+pub mod afxdp;
+/// Live capture as a `PacketSource`: pre-filter plus a socket per queue (Linux).
+#[cfg(target_os = "linux")]
+pub mod live;
+/// A capture held in memory (benchmarks, tests).
 pub mod memory;
+/// pcap and pcapng files.
 pub mod pcap;
 
 use std::path::PathBuf;
@@ -75,6 +83,11 @@ pub enum Error {
         path: PathBuf,
         offset: u64,
         reason: String,
+    },
+    #[error("live capture on {interface}: {source}")]
+    Live {
+        interface: String,
+        source: std::io::Error,
     },
     #[error("{path}: read error: {source}")]
     Read {

@@ -1,0 +1,1451 @@
+//! The kernel fast path's user-space half: loads the XDP pre-filter embedded in the
+//! binary (`sensor-ebpf/sensor.bpf.c`, built by `build.rs`), fills its tables from the
+//! settings, attaches it (driver mode, generic as a logged and flagged fallback),
+//! registers AF_XDP sockets, reads its per-CPU counters and per-flow accounting, writes
+//! flow verdicts, and measures it with `BPF_PROG_TEST_RUN`.
+//!
+//! [`abi`](crate::ebpf::abi) mirrors `sensor-ebpf/shared.h`, the only contract with the program; every
+//! type there has its size asserted at compile time.
+//!
+//! Dropping an [`XdpFilter`](crate::ebpf::XdpFilter) detaches the program. Detach it *before* closing the AF_XDP
+//! sockets so no frame is redirected to a socket that is going away.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap as StdHashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::xdp::XdpLinkId;
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+
+/// The compiled program, embedded so the binary needs no file beside it. eBPF objects
+/// are ELF64 with 8-byte aligned headers, hence the aligned include.
+static PROGRAM_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor.bpf.o"));
+
+/// Name of the pre-filter program in the object (`SEC("xdp") int otsensor_xdp`).
+pub const PROGRAM_NAME: &str = "otsensor_xdp";
+/// Name of the empty program compiled beside it: the floor for benchmarks.
+pub const EMPTY_PROGRAM_NAME: &str = "otsensor_empty";
+
+/// Mirrors of `sensor-ebpf/shared.h`. Change both files together.
+pub mod abi {
+    /// `OTS_MAX_QUEUES`: XSKMAP and per-queue counter size.
+    pub const MAX_QUEUES: u32 = 256;
+    /// `OTS_PORT_TABLE_SIZE`.
+    pub const PORT_TABLE_SIZE: u32 = 65_536;
+    /// `OTS_MAX_ETHERTYPES`.
+    pub const MAX_ETHERTYPES: u32 = 64;
+    /// `OTS_PORT_TCP`, `OTS_PORT_UDP`.
+    pub const PORT_TCP: u32 = 1 << 0;
+    pub const PORT_UDP: u32 = 1 << 1;
+    /// `OTS_ACTION_DROP` (XDP_DROP), `OTS_ACTION_PASS` (XDP_PASS).
+    pub const ACTION_DROP: u32 = 1;
+    pub const ACTION_PASS: u32 = 2;
+    /// `OTS_CONFIG_VERDICTS_IN_USE`.
+    pub const CONFIG_VERDICTS_IN_USE: u32 = 1 << 0;
+    /// `OTS_SERVER_*`.
+    pub const SERVER_UNKNOWN: u8 = 0;
+    pub const SERVER_LO: u8 = 1;
+    pub const SERVER_HI: u8 = 2;
+    /// `OTS_DIR_*`: index into `FlowState` arrays.
+    pub const DIR_LO_TO_HI: usize = 0;
+    pub const DIR_HI_TO_LO: usize = 1;
+    /// `OTS_VERDICT_*` (the verdict map's values).
+    pub const VERDICT_KEEP: u32 = 1;
+    pub const VERDICT_SHED: u32 = 2;
+
+    /// `struct ots_config`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Config {
+        pub bulk_action: u32,
+        pub no_socket_action: u32,
+        pub first_packets: u32,
+        pub flags: u32,
+    }
+
+    /// `struct ots_flow_key`: both directions of a flow share one key (see
+    /// [`super::FlowKey::new`] for the ordering rule).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub struct FlowKey {
+        pub addr_lo: [u8; 16],
+        pub addr_hi: [u8; 16],
+        pub port_lo: u16,
+        pub port_hi: u16,
+        pub protocol: u8,
+        pub pad: [u8; 3],
+    }
+
+    /// `struct ots_flow_state`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct FlowState {
+        pub first_seen_ns: u64,
+        pub last_seen_ns: u64,
+        pub shed_packets: [u64; 2],
+        pub shed_bytes: [u64; 2],
+        pub packets_seen: u32,
+        pub server_side: u8,
+        pub pad: [u8; 3],
+    }
+
+    /// `struct ots_verdict`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Verdict {
+        pub verdict: u32,
+        pub pad: u32,
+    }
+
+    /// `struct ots_counter_value`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct CounterValue {
+        pub packets: u64,
+        pub bytes: u64,
+    }
+
+    /// `struct ots_queue_counters`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct QueueCounters {
+        pub redirected: u64,
+        pub no_socket: u64,
+    }
+
+    // Sizes as clang lays the C structs out for the bpf target (see shared.h).
+    const _: () = assert!(core::mem::size_of::<Config>() == 16);
+    const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+    const _: () = assert!(core::mem::size_of::<FlowState>() == 56);
+    const _: () = assert!(core::mem::size_of::<Verdict>() == 8);
+    const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);
+    const _: () = assert!(core::mem::size_of::<QueueCounters>() == 16);
+    const _: () = assert!(core::mem::align_of::<FlowKey>() == 2);
+    const _: () = assert!(core::mem::align_of::<FlowState>() == 8);
+
+    // SAFETY (all six): plain #[repr(C)] integer structs with no padding the compiler
+    // could leave uninitialised (the explicit `pad` fields fill every gap, asserted by
+    // the sizes above), so every bit pattern is valid and they can be copied to and
+    // from kernel maps byte for byte.
+    unsafe impl aya::Pod for Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Verdict {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CounterValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for QueueCounters {}
+}
+
+/// `enum ots_counter`: why a packet got its verdict, and the verdict. Every packet is
+/// counted once among the reasons and once among the verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Counter {
+    IndustrialPort = 0,
+    IndustrialEthertype,
+    TcpControl,
+    FlowFirstPackets,
+    FlowKeep,
+    Arp,
+    Dhcp,
+    Icmp,
+    Fragment,
+    Malformed,
+    Unparsed,
+    Bulk,
+    FlowShed,
+    Redirected,
+    NoSocket,
+    Dropped,
+    Passed,
+}
+
+impl Counter {
+    /// `OTS_COUNTER_COUNT`.
+    pub const COUNT: usize = 17;
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Counter::COUNT] = [
+        Counter::IndustrialPort,
+        Counter::IndustrialEthertype,
+        Counter::TcpControl,
+        Counter::FlowFirstPackets,
+        Counter::FlowKeep,
+        Counter::Arp,
+        Counter::Dhcp,
+        Counter::Icmp,
+        Counter::Fragment,
+        Counter::Malformed,
+        Counter::Unparsed,
+        Counter::Bulk,
+        Counter::FlowShed,
+        Counter::Redirected,
+        Counter::NoSocket,
+        Counter::Dropped,
+        Counter::Passed,
+    ];
+    /// The reasons (the first group); the rest are verdicts.
+    pub const REASONS: &'static [Counter] = &[
+        Counter::IndustrialPort,
+        Counter::IndustrialEthertype,
+        Counter::TcpControl,
+        Counter::FlowFirstPackets,
+        Counter::FlowKeep,
+        Counter::Arp,
+        Counter::Dhcp,
+        Counter::Icmp,
+        Counter::Fragment,
+        Counter::Malformed,
+        Counter::Unparsed,
+        Counter::Bulk,
+        Counter::FlowShed,
+    ];
+    /// The verdicts.
+    pub const VERDICTS: &'static [Counter] = &[
+        Counter::Redirected,
+        Counter::NoSocket,
+        Counter::Dropped,
+        Counter::Passed,
+    ];
+
+    /// A stable snake_case label for metrics and summaries.
+    pub fn label(self) -> &'static str {
+        match self {
+            Counter::IndustrialPort => "industrial_port",
+            Counter::IndustrialEthertype => "industrial_ethertype",
+            Counter::TcpControl => "tcp_control",
+            Counter::FlowFirstPackets => "flow_first_packets",
+            Counter::FlowKeep => "flow_keep",
+            Counter::Arp => "arp",
+            Counter::Dhcp => "dhcp",
+            Counter::Icmp => "icmp",
+            Counter::Fragment => "fragment",
+            Counter::Malformed => "malformed",
+            Counter::Unparsed => "unparsed",
+            Counter::Bulk => "bulk",
+            Counter::FlowShed => "flow_shed",
+            Counter::Redirected => "redirected",
+            Counter::NoSocket => "no_socket",
+            Counter::Dropped => "dropped",
+            Counter::Passed => "passed",
+        }
+    }
+}
+
+const _: () = assert!(Counter::Passed as usize + 1 == Counter::COUNT);
+
+/// The kernel counters summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    values: [abi::CounterValue; Counter::COUNT],
+}
+
+impl KernelCounters {
+    pub fn get(&self, counter: Counter) -> abi::CounterValue {
+        self.values
+            .get(counter as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+    pub fn packets(&self, counter: Counter) -> u64 {
+        self.get(counter).packets
+    }
+    pub fn bytes(&self, counter: Counter) -> u64 {
+        self.get(counter).bytes
+    }
+    /// Every counter with its label, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, abi::CounterValue)> + '_ {
+        Counter::ALL
+            .iter()
+            .map(|&counter| (counter, self.get(counter)))
+    }
+}
+
+/// What the program does with bulk (and with packets for a queue without a socket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShedAction {
+    /// Drop in the kernel: the right choice on a SPAN port, where nobody else wants it.
+    Drop,
+    /// Hand to the host's network stack (the sensor shares a real interface).
+    Pass,
+}
+
+impl ShedAction {
+    fn abi(self) -> u32 {
+        match self {
+            ShedAction::Drop => abi::ACTION_DROP,
+            ShedAction::Pass => abi::ACTION_PASS,
+        }
+    }
+}
+
+/// How to attach the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver (native) mode, falling back to generic mode with a warning and a flag.
+    DriverOrGeneric,
+    /// Driver mode only: fail if the driver has no XDP support.
+    Driver,
+    /// Generic (skb) mode: works on any interface, after the kernel built an skb.
+    Generic,
+}
+
+/// The mode the program actually runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    Driver,
+    Generic,
+}
+
+/// What the program needs from the configuration. The lead maps `Policy` onto this.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// TCP ports of industrial protocols: always sent to user space.
+    pub tcp_ports: Vec<u16>,
+    /// UDP ports of industrial protocols.
+    pub udp_ports: Vec<u16>,
+    /// Ethertypes of industrial protocols (host order).
+    pub ethertypes: Vec<u16>,
+    /// What happens to bulk.
+    pub bulk_action: ShedAction,
+    /// What happens to a packet for user space on a queue with no socket.
+    pub no_socket_action: ShedAction,
+    /// K: the first packets of each new flow sent to user space.
+    pub first_packets: u32,
+    /// Driver, generic, or driver with generic fallback.
+    pub mode: AttachMode,
+}
+
+impl Default for XdpSettings {
+    fn default() -> Self {
+        XdpSettings {
+            // Modbus/TCP 502, S7comm (ISO-TSAP) 102, IEC 60870-5-104 2404, OPC UA 4840,
+            // MQTT 1883 and 8883, DNP3 20000, EtherNet/IP explicit messaging 44818.
+            tcp_ports: vec![102, 502, 1883, 2404, 4840, 8883, 20000, 44818],
+            // EtherNet/IP implicit I/O 2222 and list-identity 44818, DNP3 20000,
+            // BACnet/IP 47808 (0xBAC0).
+            udp_ports: vec![2222, 20000, 44818, 47808],
+            // PROFINET 0x8892, IEC 61850 GOOSE 0x88B8, LLDP 0x88CC.
+            ethertypes: vec![0x8892, 0x88B8, 0x88CC],
+            bulk_action: ShedAction::Drop,
+            no_socket_action: ShedAction::Pass,
+            first_packets: 8,
+            mode: AttachMode::DriverOrGeneric,
+        }
+    }
+}
+
+/// Why the fast path could not be set up or read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot load the XDP program into the kernel (are you root or do you hold CAP_BPF and CAP_NET_ADMIN?): {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("the embedded object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("the embedded object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("interface {ifname}: no such interface")]
+    NoSuchInterface { ifname: String },
+    #[error("interface {ifname}: cannot attach in {mode:?} mode: {source}")]
+    Attach {
+        ifname: String,
+        mode: AttachedMode,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("interface {ifname}: XDP program {prog_id} ({name}) is already attached and is not a stale otsensor program; remove it first (`ip link set dev {ifname} xdp off`)")]
+    Occupied {
+        ifname: String,
+        prog_id: u32,
+        name: String,
+    },
+    #[error("interface {ifname}: XDP program {prog_id} is attached through a bpf_link held by a running process (another otsensor?)")]
+    HeldByLink { ifname: String, prog_id: u32 },
+    #[error("queue {queue} is out of range (the program supports queues 0..{max})")]
+    QueueOutOfRange { queue: u32, max: u32 },
+    #[error("netlink: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error("frame of {len} bytes is too large to test (at most {max})")]
+    FrameTooLarge { len: usize, max: usize },
+}
+
+fn map_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Error {
+    move |source| Error::Map {
+        name,
+        source: Box::new(source),
+    }
+}
+
+fn program_error(name: &'static str) -> impl FnOnce(ProgramError) -> Error {
+    move |source| Error::Program {
+        name,
+        source: Box::new(source),
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK to infinity: kernels before 5.11 charge BPF maps and AF_XDP
+/// UMEMs against it, and its default (8 MiB or less) is too small for either.
+pub fn raise_memlock_rlimit() -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: `limit` is a valid, initialised rlimit that outlives the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A flow as the kernel keys it: the 5-tuple with the lower endpoint first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey(pub abi::FlowKey);
+
+impl FlowKey {
+    /// Builds the key the program computes for a packet from `src:sport` to
+    /// `dst:dport`: IPv4 as IPv4-mapped IPv6, and the endpoint whose (address bytes,
+    /// port) compares lower first, so both directions give the same key.
+    pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, protocol: u8) -> FlowKey {
+        let src_bytes = mapped(src);
+        let dst_bytes = mapped(dst);
+        let src_is_lo = (src_bytes, sport) <= (dst_bytes, dport);
+        let (addr_lo, port_lo, addr_hi, port_hi) = if src_is_lo {
+            (src_bytes, sport, dst_bytes, dport)
+        } else {
+            (dst_bytes, dport, src_bytes, sport)
+        };
+        FlowKey(abi::FlowKey {
+            addr_lo,
+            addr_hi,
+            port_lo,
+            port_hi,
+            protocol,
+            pad: [0; 3],
+        })
+    }
+
+    pub fn addr_lo(&self) -> IpAddr {
+        unmapped(self.0.addr_lo)
+    }
+    pub fn addr_hi(&self) -> IpAddr {
+        unmapped(self.0.addr_hi)
+    }
+}
+
+fn mapped(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn unmapped(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// A conversation as the issue defines bulk accounting: client, server, protocol and
+/// server port (client ports folded together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey {
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub protocol: u8,
+    pub server_port: u16,
+}
+
+/// What the kernel shed of one conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConversationTotals {
+    /// Packets and bytes shed (dropped or passed) in the kernel, both directions.
+    pub packets: u64,
+    pub bytes: u64,
+    pub packets_to_server: u64,
+    pub bytes_to_server: u64,
+    pub packets_to_client: u64,
+    pub bytes_to_client: u64,
+    /// Flows (client ports) folded into this conversation.
+    pub flows: u32,
+    /// Last packet, nanoseconds of CLOCK_MONOTONIC_COARSE (within a scheduler tick of
+    /// CLOCK_MONOTONIC; see [`monotonic_to_realtime_ns`]).
+    pub last_seen_monotonic_ns: u64,
+}
+
+/// Folds per-flow kernel state into per-conversation totals.
+pub fn conversations(
+    flows: &[(FlowKey, abi::FlowState)],
+) -> StdHashMap<ConversationKey, ConversationTotals> {
+    let mut out: StdHashMap<ConversationKey, ConversationTotals> = StdHashMap::new();
+    for (key, state) in flows {
+        let k = &key.0;
+        let lo_serves = match state.server_side {
+            abi::SERVER_LO => true,
+            abi::SERVER_HI => false,
+            // Unknown: the lower port serves (ephemeral ports are high).
+            _ => k.port_lo <= k.port_hi,
+        };
+        let (client, server, server_port, to_server) = if lo_serves {
+            (key.addr_hi(), key.addr_lo(), k.port_lo, abi::DIR_HI_TO_LO)
+        } else {
+            (key.addr_lo(), key.addr_hi(), k.port_hi, abi::DIR_LO_TO_HI)
+        };
+        let to_client = 1 - to_server;
+        let entry = out
+            .entry(ConversationKey {
+                client,
+                server,
+                protocol: k.protocol,
+                server_port,
+            })
+            .or_default();
+        let packets_to_server = state.shed_packets.get(to_server).copied().unwrap_or(0);
+        let packets_to_client = state.shed_packets.get(to_client).copied().unwrap_or(0);
+        let bytes_to_server = state.shed_bytes.get(to_server).copied().unwrap_or(0);
+        let bytes_to_client = state.shed_bytes.get(to_client).copied().unwrap_or(0);
+        entry.packets_to_server += packets_to_server;
+        entry.packets_to_client += packets_to_client;
+        entry.bytes_to_server += bytes_to_server;
+        entry.bytes_to_client += bytes_to_client;
+        entry.packets += packets_to_server + packets_to_client;
+        entry.bytes += bytes_to_server + bytes_to_client;
+        entry.flows += 1;
+        entry.last_seen_monotonic_ns = entry.last_seen_monotonic_ns.max(state.last_seen_ns);
+    }
+    out
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec the call writes into; the clock ids used here
+    // (REALTIME, MONOTONIC) always exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Converts a kernel timestamp (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC_COARSE, at
+/// most a tick behind CLOCK_MONOTONIC) to nanoseconds
+/// since the Unix epoch, using the two clocks' current offset.
+pub fn monotonic_to_realtime_ns(monotonic_ns: u64) -> u64 {
+    let real = clock_ns(libc::CLOCK_REALTIME);
+    let mono = clock_ns(libc::CLOCK_MONOTONIC);
+    real.saturating_sub(mono.saturating_sub(monotonic_ns))
+}
+
+/// The user-space verdict for the rest of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowVerdict {
+    /// Send every packet to user space (an industrial protocol on an unexpected port).
+    Keep,
+    /// Shed the rest of the flow in the kernel.
+    Shed,
+}
+
+/// The loaded pre-filter: owns the program, its maps and (once attached) its link.
+pub struct XdpFilter {
+    ebpf: Ebpf,
+    settings: XdpSettings,
+    attachment: Option<Attachment>,
+    verdicts_in_use: bool,
+}
+
+impl std::fmt::Debug for XdpFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpFilter")
+            .field("settings", &self.settings)
+            .field("attachment", &self.attachment)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Attachment {
+    ifname: String,
+    ifindex: u32,
+    mode: AttachedMode,
+    fell_back: bool,
+    link: AttachmentKind,
+}
+
+#[derive(Debug)]
+enum AttachmentKind {
+    /// A bpf_link: detached when its fd closes, so also when the process dies.
+    Link(XdpLinkId),
+    /// A netlink attachment: outlives the process unless detached.
+    Netlink { flags: u32 },
+}
+
+/// The outcome of [`XdpFilter::attach`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttachReport {
+    pub mode: AttachedMode,
+    /// Driver mode was asked for (or preferred) but failed, so generic mode is in use.
+    pub fell_back_to_generic: bool,
+    /// A stale otsensor program (from a crashed run) was found and removed first.
+    pub replaced_stale_program: Option<u32>,
+}
+
+impl XdpFilter {
+    /// Loads the embedded object, verifies both programs, and fills the tables.
+    pub fn load(settings: &XdpSettings) -> Result<XdpFilter, Error> {
+        // Best effort: on 5.11+ kernels memory is charged to the cgroup instead.
+        let _ = raise_memlock_rlimit();
+        let mut ebpf = EbpfLoader::new()
+            .load(PROGRAM_OBJECT)
+            .map_err(|e| Error::Load(Box::new(e)))?;
+        for name in [PROGRAM_NAME, EMPTY_PROGRAM_NAME] {
+            let program: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(Error::MissingProgram { name })?
+                .try_into()
+                .map_err(program_error(name))?;
+            program.load().map_err(program_error(name))?;
+        }
+        let mut filter = XdpFilter {
+            ebpf,
+            settings: settings.clone(),
+            attachment: None,
+            verdicts_in_use: false,
+        };
+        filter.apply_settings(settings)?;
+        Ok(filter)
+    }
+
+    /// Rewrites the port and ethertype tables and the config entry.
+    pub fn apply_settings(&mut self, settings: &XdpSettings) -> Result<(), Error> {
+        // Only the ports named in the old or new settings can be non-zero: rewrite those
+        // (a full 64K-entry sweep would cost 64K syscalls).
+        let bits_for = |port: u16, s: &XdpSettings| {
+            let mut bits = 0;
+            if s.tcp_ports.contains(&port) {
+                bits |= abi::PORT_TCP;
+            }
+            if s.udp_ports.contains(&port) {
+                bits |= abi::PORT_UDP;
+            }
+            bits
+        };
+        let mut touched: Vec<u16> = self
+            .settings
+            .tcp_ports
+            .iter()
+            .chain(&self.settings.udp_ports)
+            .chain(&settings.tcp_ports)
+            .chain(&settings.udp_ports)
+            .copied()
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        {
+            let mut table: Array<&mut MapData, u32> = self.map_mut("port_table")?;
+            for port in touched {
+                table
+                    .set(u32::from(port), bits_for(port, settings), 0)
+                    .map_err(map_error("port_table"))?;
+            }
+        }
+        {
+            let mut table: HashMap<&mut MapData, u16, u32> = self.map_mut("ethertypes")?;
+            let existing: Vec<u16> = table.keys().filter_map(Result::ok).collect();
+            for ethertype in existing {
+                if !settings.ethertypes.contains(&ethertype) {
+                    table.remove(&ethertype).map_err(map_error("ethertypes"))?;
+                }
+            }
+            for &ethertype in &settings.ethertypes {
+                table
+                    .insert(ethertype, 1, 0)
+                    .map_err(map_error("ethertypes"))?;
+            }
+        }
+        self.settings = settings.clone();
+        self.write_config()
+    }
+
+    fn write_config(&mut self) -> Result<(), Error> {
+        let config = abi::Config {
+            bulk_action: self.settings.bulk_action.abi(),
+            no_socket_action: self.settings.no_socket_action.abi(),
+            first_packets: self.settings.first_packets,
+            flags: if self.verdicts_in_use {
+                abi::CONFIG_VERDICTS_IN_USE
+            } else {
+                0
+            },
+        };
+        let mut array: Array<&mut MapData, abi::Config> = self.map_mut("config")?;
+        array.set(0, config, 0).map_err(map_error("config"))
+    }
+
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, Error>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(Error::MissingMap { name })?;
+        T::try_from(map).map_err(map_error(name))
+    }
+
+    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, Error>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(Error::MissingMap { name })?;
+        T::try_from(map).map_err(map_error(name))
+    }
+
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or(Error::MissingProgram { name })?
+            .try_into()
+            .map_err(program_error(name))
+    }
+
+    /// Attaches the pre-filter to `ifname`. A stale otsensor program left attached by a
+    /// crashed run (a netlink attachment outlives its process) is detached first; any
+    /// other program on the interface is an error, never silently replaced.
+    pub fn attach(&mut self, ifname: &str) -> Result<AttachReport, Error> {
+        let ifindex = if_index(ifname)?;
+        let replaced = remove_stale_attachment(ifname, ifindex)?;
+        let requested = self.settings.mode;
+        let first = match requested {
+            AttachMode::Generic => AttachedMode::Generic,
+            AttachMode::Driver | AttachMode::DriverOrGeneric => AttachedMode::Driver,
+        };
+        let program = self.program_mut(PROGRAM_NAME)?;
+        let (link, mode, fell_back) = match program.attach_to_if_index(ifindex, xdp_mode(first)) {
+            Ok(link) => (link, first, false),
+            Err(error) if requested == AttachMode::DriverOrGeneric => {
+                let error = error_chain(&error);
+                eprintln!(
+                    "otsensor: warning: interface {ifname}: driver-mode XDP failed ({error}); \
+                     falling back to generic mode (slower: the kernel builds an skb for every frame)"
+                );
+                let link = program
+                    .attach_to_if_index(ifindex, XdpMode::Skb)
+                    .map_err(|source| Error::Attach {
+                        ifname: ifname.to_string(),
+                        mode: AttachedMode::Generic,
+                        source: Box::new(source),
+                    })?;
+                (link, AttachedMode::Generic, true)
+            }
+            Err(source) => {
+                return Err(Error::Attach {
+                    ifname: ifname.to_string(),
+                    mode: first,
+                    source: Box::new(source),
+                })
+            }
+        };
+        self.attachment = Some(Attachment {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode,
+            fell_back,
+            link: AttachmentKind::Link(link),
+        });
+        Ok(AttachReport {
+            mode,
+            fell_back_to_generic: fell_back,
+            replaced_stale_program: replaced,
+        })
+    }
+
+    /// The attached mode, if attached.
+    pub fn attached_mode(&self) -> Option<AttachedMode> {
+        self.attachment.as_ref().map(|a| a.mode)
+    }
+
+    /// Whether driver mode failed and generic mode is in use (export as a metric).
+    pub fn fell_back_to_generic(&self) -> bool {
+        self.attachment.as_ref().is_some_and(|a| a.fell_back)
+    }
+
+    /// The interface the program is attached to.
+    pub fn attached_interface(&self) -> Option<&str> {
+        self.attachment.as_ref().map(|a| a.ifname.as_str())
+    }
+
+    /// The interface index the program is attached to.
+    pub fn attached_ifindex(&self) -> Option<u32> {
+        self.attachment.as_ref().map(|a| a.ifindex)
+    }
+
+    /// Detaches the program from the interface. Call before closing the AF_XDP sockets.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        match self.attachment.take().map(|a| (a.ifindex, a.link)) {
+            Some((_, AttachmentKind::Link(link))) => {
+                let program = self.program_mut(PROGRAM_NAME)?;
+                program.detach(link).map_err(program_error(PROGRAM_NAME))?;
+            }
+            Some((ifindex, AttachmentKind::Netlink { flags })) => {
+                netlink_set_xdp(ifindex, -1, flags)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Attaches in generic mode through netlink instead of a bpf_link: the way kernels
+    /// before 5.9 (and tools such as `ip link set ... xdp`) attach, where the program
+    /// stays attached after its process dies. Used to reproduce a crashed run's stale
+    /// attachment in tests; [`XdpFilter::attach`] is the normal path.
+    pub fn attach_legacy_netlink(&mut self, ifname: &str) -> Result<(), Error> {
+        let ifindex = if_index(ifname)?;
+        let program = self.program_mut(PROGRAM_NAME)?;
+        let fd = program
+            .fd()
+            .map_err(program_error(PROGRAM_NAME))?
+            .as_fd()
+            .as_raw_fd();
+        netlink_set_xdp(ifindex, fd, rtnl::XDP_FLAGS_SKB_MODE)?;
+        self.attachment = Some(Attachment {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode: AttachedMode::Generic,
+            fell_back: false,
+            link: AttachmentKind::Netlink {
+                flags: rtnl::XDP_FLAGS_SKB_MODE,
+            },
+        });
+        Ok(())
+    }
+
+    /// Registers the AF_XDP socket bound to `queue`: the program redirects frames that
+    /// arrive on RX queue `queue` to the socket at key `queue` (XSKMAP).
+    pub fn register_socket(&mut self, queue: u32, socket: &impl AsRawFd) -> Result<(), Error> {
+        if queue >= abi::MAX_QUEUES {
+            return Err(Error::QueueOutOfRange {
+                queue,
+                max: abi::MAX_QUEUES,
+            });
+        }
+        let mut map: XskMap<&mut MapData> = self.map_mut("xsks")?;
+        map.set(queue, socket.as_raw_fd(), 0)
+            .map_err(map_error("xsks"))
+    }
+
+    /// Removes the socket registered for `queue` (its frames then count as "no socket").
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), Error> {
+        let mut map: XskMap<&mut MapData> = self.map_mut("xsks")?;
+        map.unset(queue).map_err(map_error("xsks"))
+    }
+
+    /// The per-CPU reason and verdict counters, summed.
+    pub fn counters(&self) -> Result<KernelCounters, Error> {
+        let array: PerCpuArray<&MapData, abi::CounterValue> = self.map("counters")?;
+        let mut out = KernelCounters::default();
+        for (index, slot) in out.values.iter_mut().enumerate() {
+            let per_cpu = array
+                .get(&(index as u32), 0)
+                .map_err(map_error("counters"))?;
+            for value in per_cpu.iter() {
+                slot.packets = slot.packets.wrapping_add(value.packets);
+                slot.bytes = slot.bytes.wrapping_add(value.bytes);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-RX-queue counters summed over CPUs, for queues `0..queues`.
+    pub fn queue_counters(&self, queues: u32) -> Result<Vec<abi::QueueCounters>, Error> {
+        let array: PerCpuArray<&MapData, abi::QueueCounters> = self.map("queue_counters")?;
+        (0..queues.min(abi::MAX_QUEUES))
+            .map(|queue| {
+                let per_cpu = array.get(&queue, 0).map_err(map_error("queue_counters"))?;
+                Ok(per_cpu
+                    .iter()
+                    .fold(abi::QueueCounters::default(), |acc, v| abi::QueueCounters {
+                        redirected: acc.redirected.wrapping_add(v.redirected),
+                        no_socket: acc.no_socket.wrapping_add(v.no_socket),
+                    }))
+            })
+            .collect()
+    }
+
+    /// Every flow the program tracks, with its shed accounting.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, abi::FlowState)>, Error> {
+        let map: HashMap<&MapData, abi::FlowKey, abi::FlowState> = self.map("flows")?;
+        let mut out = Vec::new();
+        // An entry evicted between the key walk and its lookup is simply gone.
+        for (key, state) in map.iter().flatten() {
+            out.push((FlowKey(key), state));
+        }
+        Ok(out)
+    }
+
+    /// The flows folded into conversations (client, server, protocol, server port).
+    pub fn conversations(&self) -> Result<StdHashMap<ConversationKey, ConversationTotals>, Error> {
+        Ok(conversations(&self.flows()?))
+    }
+
+    /// Tells the program what to do with the rest of a flow.
+    pub fn set_verdict(&mut self, key: &FlowKey, verdict: FlowVerdict) -> Result<(), Error> {
+        let value = abi::Verdict {
+            verdict: match verdict {
+                FlowVerdict::Keep => abi::VERDICT_KEEP,
+                FlowVerdict::Shed => abi::VERDICT_SHED,
+            },
+            pad: 0,
+        };
+        {
+            let mut map: HashMap<&mut MapData, abi::FlowKey, abi::Verdict> =
+                self.map_mut("verdicts")?;
+            map.insert(key.0, value, 0).map_err(map_error("verdicts"))?;
+        }
+        if !self.verdicts_in_use {
+            self.verdicts_in_use = true;
+            self.write_config()?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the verdict for a flow (it falls back to the first-K rule).
+    pub fn clear_verdict(&mut self, key: &FlowKey) -> Result<(), Error> {
+        let mut map: HashMap<&mut MapData, abi::FlowKey, abi::Verdict> =
+            self.map_mut("verdicts")?;
+        match map.remove(&key.0) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_error("verdicts")(e)),
+        }
+    }
+
+    /// Runs `program` over `frame` `repeat` times with BPF_PROG_TEST_RUN and returns the
+    /// kernel's mean time per run and the program's return value.
+    pub fn test_run(
+        &mut self,
+        program: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(Duration, u32), Error> {
+        let program = self.program_mut(program)?;
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.repeat = repeat.max(1);
+        let result = program
+            .test_run(options)
+            .map_err(program_error(PROGRAM_NAME))?;
+        Ok((result.duration, result.return_value))
+    }
+}
+
+impl Drop for XdpFilter {
+    fn drop(&mut self) {
+        // Dropping `ebpf` would detach too; doing it first keeps the order explicit.
+        let _ = self.detach();
+    }
+}
+
+/// An error with its sources, `a: b: c` (aya's messages leave the OS error to `source`).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn xdp_mode(mode: AttachedMode) -> XdpMode {
+    match mode {
+        AttachedMode::Driver => XdpMode::Driver,
+        AttachedMode::Generic => XdpMode::Skb,
+    }
+}
+
+/// The interface index of `ifname`.
+pub fn if_index(ifname: &str) -> Result<u32, Error> {
+    let missing = || Error::NoSuchInterface {
+        ifname: ifname.to_string(),
+    };
+    let name = std::ffi::CString::new(ifname).map_err(|_| missing())?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        Err(missing())
+    } else {
+        Ok(index)
+    }
+}
+
+/// Result of [`bench_pair`]: mean ns per packet of the pre-filter and of the empty
+/// program, measured alternately in the same run.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchResult {
+    pub program: Duration,
+    pub empty: Duration,
+    /// The pre-filter's XDP action for the frame (1 drop, 2 pass, 4 redirect).
+    pub action: u32,
+}
+
+/// Mean time per packet of the pre-filter on `frame`, measured with BPF_PROG_TEST_RUN
+/// (`repeat` runs in the kernel), with default settings and no socket registered.
+pub fn bench_prog_test_run(frame: &[u8], repeat: u32) -> Result<Duration, Error> {
+    let mut filter = XdpFilter::load(&XdpSettings::default())?;
+    Ok(filter.test_run(PROGRAM_NAME, frame, repeat)?.0)
+}
+
+/// The pre-filter and the empty program on `frame`, `rounds` alternating rounds of
+/// `repeat` runs each; returns the minimum mean of each (the least disturbed round).
+pub fn bench_pair(frame: &[u8], repeat: u32, rounds: u32) -> Result<BenchResult, Error> {
+    let mut filter = XdpFilter::load(&XdpSettings::default())?;
+    let mut program = Duration::MAX;
+    let mut empty = Duration::MAX;
+    let mut action = 0;
+    for _ in 0..rounds.max(1) {
+        let (d, a) = filter.test_run(PROGRAM_NAME, frame, repeat)?;
+        program = program.min(d);
+        action = a;
+        empty = empty.min(filter.test_run(EMPTY_PROGRAM_NAME, frame, repeat)?.0);
+    }
+    Ok(BenchResult {
+        program,
+        empty,
+        action,
+    })
+}
+
+// ---- rtnetlink: find and remove a stale XDP attachment ---------------------------
+
+/// uapi/linux/if_link.h and rtnetlink.h constants used below.
+mod rtnl {
+    pub const IFLA_XDP: u16 = 43;
+    pub const IFLA_XDP_FD: u16 = 1;
+    pub const IFLA_XDP_ATTACHED: u16 = 2;
+    pub const IFLA_XDP_FLAGS: u16 = 3;
+    pub const IFLA_XDP_PROG_ID: u16 = 4;
+    pub const NLA_F_NESTED: u16 = 1 << 15;
+    pub const XDP_ATTACHED_NONE: u8 = 0;
+    pub const XDP_ATTACHED_DRV: u8 = 1;
+    pub const XDP_ATTACHED_SKB: u8 = 2;
+    pub const XDP_ATTACHED_HW: u8 = 3;
+    pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+    pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+    pub const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+    /// sizeof(struct nlmsghdr), sizeof(struct ifinfomsg).
+    pub const NLMSG_HDR_LEN: usize = 16;
+    pub const IFINFO_LEN: usize = 16;
+}
+
+/// An XDP program attached to an interface, as rtnetlink reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpAttachmentInfo {
+    pub prog_id: u32,
+    /// IFLA_XDP_ATTACHED: 1 driver, 2 generic, 3 hardware, 4 several.
+    pub attached: u8,
+}
+
+/// Which XDP program (if any) `ifindex` has, from RTM_GETLINK's IFLA_XDP.
+pub fn xdp_attachment(ifindex: u32) -> Result<Option<XdpAttachmentInfo>, Error> {
+    let socket = NetlinkSocket::open()?;
+    let mut request = netlink_header(libc::RTM_GETLINK, libc::NLM_F_REQUEST as u16);
+    push_ifinfo(&mut request, ifindex);
+    finish(&mut request);
+    socket.send(&request)?;
+    let mut buffer = vec![0u8; 65_536];
+    let len = socket.recv(&mut buffer)?;
+    let reply = buffer.get(..len).unwrap_or(&[]);
+    let msg_type = u16_at(reply, 4);
+    if msg_type == Some(libc::NLMSG_ERROR as u16) {
+        let errno = i32_at(reply, rtnl::NLMSG_HDR_LEN).unwrap_or(0);
+        return Err(Error::Netlink(std::io::Error::from_raw_os_error(-errno)));
+    }
+    let attrs = reply
+        .get(rtnl::NLMSG_HDR_LEN + rtnl::IFINFO_LEN..)
+        .unwrap_or(&[]);
+    let Some(xdp) = find_attr(attrs, rtnl::IFLA_XDP) else {
+        return Ok(None);
+    };
+    let attached = find_attr(xdp, rtnl::IFLA_XDP_ATTACHED)
+        .and_then(|v| v.first().copied())
+        .unwrap_or(rtnl::XDP_ATTACHED_NONE);
+    if attached == rtnl::XDP_ATTACHED_NONE {
+        return Ok(None);
+    }
+    let prog_id = find_attr(xdp, rtnl::IFLA_XDP_PROG_ID)
+        .and_then(|v| u32_at(v, 0))
+        .unwrap_or(0);
+    Ok(Some(XdpAttachmentInfo { prog_id, attached }))
+}
+
+/// Detaches whatever XDP program `ifindex` has in `attached` mode (netlink, fd -1).
+fn netlink_detach(ifindex: u32, attached: u8) -> Result<(), Error> {
+    let flags = match attached {
+        rtnl::XDP_ATTACHED_DRV => rtnl::XDP_FLAGS_DRV_MODE,
+        rtnl::XDP_ATTACHED_SKB => rtnl::XDP_FLAGS_SKB_MODE,
+        rtnl::XDP_ATTACHED_HW => rtnl::XDP_FLAGS_HW_MODE,
+        _ => 0,
+    };
+    netlink_set_xdp(ifindex, -1, flags)
+}
+
+/// RTM_SETLINK with IFLA_XDP { FD = `prog_fd` (-1 detaches), FLAGS = `flags` }.
+fn netlink_set_xdp(ifindex: u32, prog_fd: i32, flags: u32) -> Result<(), Error> {
+    let socket = NetlinkSocket::open()?;
+    let mut request = netlink_header(
+        libc::RTM_SETLINK,
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+    );
+    push_ifinfo(&mut request, ifindex);
+    let mut nested = Vec::new();
+    push_attr(&mut nested, rtnl::IFLA_XDP_FD, &prog_fd.to_ne_bytes());
+    push_attr(&mut nested, rtnl::IFLA_XDP_FLAGS, &flags.to_ne_bytes());
+    push_attr(&mut request, rtnl::IFLA_XDP | rtnl::NLA_F_NESTED, &nested);
+    finish(&mut request);
+    socket.send(&request)?;
+    let mut buffer = vec![0u8; 4096];
+    let len = socket.recv(&mut buffer)?;
+    let reply = buffer.get(..len).unwrap_or(&[]);
+    match i32_at(reply, rtnl::NLMSG_HDR_LEN) {
+        Some(0) => Ok(()),
+        Some(errno) => Err(Error::Netlink(std::io::Error::from_raw_os_error(-errno))),
+        None => Err(Error::Netlink(std::io::Error::other("short netlink reply"))),
+    }
+}
+
+/// If `ifindex` carries an otsensor program that no running process holds (a netlink
+/// attachment left by a crash), detaches it and returns its id. A bpf_link dies with its
+/// process, so a program still held by a link belongs to a live run: that is an error.
+fn remove_stale_attachment(ifname: &str, ifindex: u32) -> Result<Option<u32>, Error> {
+    let Some(info) = xdp_attachment(ifindex)? else {
+        return Ok(None);
+    };
+    let name = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == info.prog_id)
+        .and_then(|p| p.name_as_str().map(str::to_string))
+        .unwrap_or_default();
+    if name != PROGRAM_NAME {
+        return Err(Error::Occupied {
+            ifname: ifname.to_string(),
+            prog_id: info.prog_id,
+            name,
+        });
+    }
+    let held_by_link = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .any(|link| link.program_id() == info.prog_id);
+    if held_by_link {
+        return Err(Error::HeldByLink {
+            ifname: ifname.to_string(),
+            prog_id: info.prog_id,
+        });
+    }
+    eprintln!(
+        "otsensor: warning: interface {ifname}: removing stale otsensor XDP program {} left by an earlier run",
+        info.prog_id
+    );
+    netlink_detach(ifindex, info.attached)?;
+    Ok(Some(info.prog_id))
+}
+
+struct NetlinkSocket(std::os::fd::OwnedFd);
+
+impl NetlinkSocket {
+    fn open() -> Result<NetlinkSocket, Error> {
+        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::Netlink(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned by socket(2), is valid and owned by nobody else.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(NetlinkSocket(owned))
+    }
+
+    fn send(&self, message: &[u8]) -> Result<(), Error> {
+        // SAFETY: `message` is a valid buffer of the given length for the whole call;
+        // the kernel (pid 0) is the default destination of an unbound netlink socket.
+        let sent = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(Error::Netlink(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn recv(&self, buffer: &mut [u8]) -> Result<usize, Error> {
+        // SAFETY: `buffer` is valid for writes of its length for the whole call.
+        let received = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+            )
+        };
+        if received < 0 {
+            return Err(Error::Netlink(std::io::Error::last_os_error()));
+        }
+        Ok(received as usize)
+    }
+}
+
+fn netlink_header(msg_type: u16, flags: u16) -> Vec<u8> {
+    let mut message = Vec::with_capacity(64);
+    message.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set by finish()
+    message.extend_from_slice(&msg_type.to_ne_bytes());
+    message.extend_from_slice(&flags.to_ne_bytes());
+    message.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    message.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel assigns
+    message
+}
+
+fn push_ifinfo(message: &mut Vec<u8>, ifindex: u32) {
+    message.push(libc::AF_UNSPEC as u8); // ifi_family
+    message.push(0); // padding
+    message.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    message.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+    message.extend_from_slice(&0u32.to_ne_bytes()); // ifi_flags
+    message.extend_from_slice(&0u32.to_ne_bytes()); // ifi_change
+}
+
+fn push_attr(message: &mut Vec<u8>, attr_type: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    message.extend_from_slice(&(len as u16).to_ne_bytes());
+    message.extend_from_slice(&attr_type.to_ne_bytes());
+    message.extend_from_slice(payload);
+    while message.len() % 4 != 0 {
+        message.push(0);
+    }
+}
+
+fn finish(message: &mut [u8]) {
+    let len = (message.len() as u32).to_ne_bytes();
+    if let Some(slot) = message.get_mut(..4) {
+        slot.copy_from_slice(&len);
+    }
+}
+
+fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
+    let b: [u8; 2] = bytes.get(offset..offset.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_ne_bytes(b))
+}
+
+fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(offset..offset.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_ne_bytes(b))
+}
+
+fn i32_at(bytes: &[u8], offset: usize) -> Option<i32> {
+    u32_at(bytes, offset).map(|v| v as i32)
+}
+
+/// Walks a run of netlink attributes and returns the payload of the first `wanted`.
+fn find_attr(mut attrs: &[u8], wanted: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = usize::from(u16_at(attrs, 0)?);
+        let attr_type = u16_at(attrs, 2)? & !rtnl::NLA_F_NESTED;
+        if len < 4 {
+            return None;
+        }
+        let payload = attrs.get(4..len)?;
+        if attr_type == wanted {
+            return Some(payload);
+        }
+        let advance = (len + 3) & !3;
+        attrs = attrs.get(advance..).unwrap_or(&[]);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn flow_key_is_the_same_in_both_directions() {
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let forward = FlowKey::new(a, 40000, b, 80, 6);
+        let reverse = FlowKey::new(b, 80, a, 40000, 6);
+        assert_eq!(forward, reverse);
+        assert_eq!(forward.addr_lo(), b);
+        assert_eq!(forward.0.port_lo, 80);
+        assert_eq!(forward.0.port_hi, 40000);
+        assert_eq!(
+            &forward.0.addr_lo[..12],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+        );
+    }
+
+    #[test]
+    fn same_address_orders_by_port() {
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let key = FlowKey::new(a, 5000, a, 4000, 17);
+        assert_eq!(key.0.port_lo, 4000);
+        assert_eq!(key.0.port_hi, 5000);
+    }
+
+    #[test]
+    fn conversations_fold_client_ports_and_orient_by_server() {
+        let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+        let server = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut flows = Vec::new();
+        for (i, sport) in [40000u16, 40001].iter().enumerate() {
+            let key = FlowKey::new(client, *sport, server, 445, 6);
+            // server 10.0.0.1 < client 10.0.0.9: the server is `lo`.
+            let mut state = abi::FlowState {
+                server_side: abi::SERVER_LO,
+                last_seen_ns: 100 + i as u64,
+                ..Default::default()
+            };
+            state.shed_packets[abi::DIR_HI_TO_LO] = 3;
+            state.shed_bytes[abi::DIR_HI_TO_LO] = 300;
+            state.shed_packets[abi::DIR_LO_TO_HI] = 2;
+            state.shed_bytes[abi::DIR_LO_TO_HI] = 2000;
+            flows.push((key, state));
+        }
+        let conversations = conversations(&flows);
+        assert_eq!(conversations.len(), 1);
+        let (key, totals) = conversations.iter().next().expect("one conversation");
+        assert_eq!(key.client, client);
+        assert_eq!(key.server, server);
+        assert_eq!(key.server_port, 445);
+        assert_eq!(totals.packets_to_server, 6);
+        assert_eq!(totals.bytes_to_server, 600);
+        assert_eq!(totals.packets_to_client, 4);
+        assert_eq!(totals.bytes_to_client, 4000);
+        assert_eq!(totals.packets, 10);
+        assert_eq!(totals.flows, 2);
+        assert_eq!(totals.last_seen_monotonic_ns, 101);
+    }
+
+    #[test]
+    fn find_attr_walks_padded_attributes() {
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, 7, &[1, 2, 3]);
+        push_attr(&mut attrs, rtnl::IFLA_XDP_PROG_ID, &42u32.to_ne_bytes());
+        assert_eq!(find_attr(&attrs, 7), Some(&[1u8, 2, 3][..]));
+        assert_eq!(
+            find_attr(&attrs, rtnl::IFLA_XDP_PROG_ID).and_then(|v| u32_at(v, 0)),
+            Some(42)
+        );
+        assert_eq!(find_attr(&attrs, 9), None);
+        assert_eq!(find_attr(&[5, 0, 1], 1), None);
+    }
+
+    /// The C header is the contract: its counter enum and constants must match `abi`.
+    #[test]
+    fn shared_h_matches_the_rust_mirror() {
+        let header = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sensor-ebpf/shared.h"
+        ));
+        let body = header
+            .split("enum ots_counter {")
+            .nth(1)
+            .and_then(|rest| rest.split("};").next())
+            .expect("enum ots_counter in shared.h");
+        let names: Vec<String> = body
+            .lines()
+            .map(|line| line.split("/*").next().unwrap_or("").trim())
+            .filter(|line| line.starts_with("OTS_") && !line.starts_with("OTS_COUNTER_COUNT"))
+            .map(|line| {
+                let name = line.split([',', ' ', '=']).next().unwrap_or("");
+                name.trim_start_matches("OTS_REASON_")
+                    .trim_start_matches("OTS_VERDICT_")
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let labels: Vec<&str> = Counter::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(names, labels);
+
+        let define = |name: &str| -> u64 {
+            let line = header
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("#define {name}"));
+            let value = line[format!("#define {name} ").len()..]
+                .split("/*")
+                .next()
+                .unwrap_or("")
+                .trim();
+            let value = value.trim_start_matches('(').trim_end_matches(')');
+            if let Some(shift) = value.strip_prefix("1u << ") {
+                1 << shift.parse::<u64>().expect("shift")
+            } else {
+                value.parse().expect("number")
+            }
+        };
+        assert_eq!(define("OTS_MAX_QUEUES"), u64::from(abi::MAX_QUEUES));
+        assert_eq!(
+            define("OTS_PORT_TABLE_SIZE"),
+            u64::from(abi::PORT_TABLE_SIZE)
+        );
+        assert_eq!(define("OTS_MAX_ETHERTYPES"), u64::from(abi::MAX_ETHERTYPES));
+        assert_eq!(define("OTS_PORT_TCP"), u64::from(abi::PORT_TCP));
+        assert_eq!(define("OTS_PORT_UDP"), u64::from(abi::PORT_UDP));
+        assert_eq!(define("OTS_ACTION_DROP"), u64::from(abi::ACTION_DROP));
+        assert_eq!(define("OTS_ACTION_PASS"), u64::from(abi::ACTION_PASS));
+        assert_eq!(
+            define("OTS_CONFIG_VERDICTS_IN_USE"),
+            u64::from(abi::CONFIG_VERDICTS_IN_USE)
+        );
+        assert_eq!(define("OTS_SERVER_LO"), u64::from(abi::SERVER_LO));
+        assert_eq!(define("OTS_SERVER_HI"), u64::from(abi::SERVER_HI));
+        assert_eq!(define("OTS_DIR_HI_TO_LO"), abi::DIR_HI_TO_LO as u64);
+        assert_eq!(define("OTS_VERDICT_KEEP"), u64::from(abi::VERDICT_KEEP));
+        assert_eq!(define("OTS_VERDICT_SHED"), u64::from(abi::VERDICT_SHED));
+    }
+
+    #[test]
+    fn counter_labels_are_unique() {
+        let mut labels: Vec<_> = Counter::ALL.iter().map(|c| c.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Counter::COUNT);
+        assert_eq!(
+            Counter::REASONS.len() + Counter::VERDICTS.len(),
+            Counter::COUNT
+        );
+    }
+}
