@@ -12,6 +12,7 @@ needs=(
   "iproute2:ip"
   "ethtool:ethtool"
   "tcpdump:tcpdump"
+  "tcpreplay:tcpreplay"
 )
 missing=()
 for entry in "${needs[@]}"; do
