@@ -166,12 +166,13 @@ pub enum CipKind {
 pub fn classify(class: Option<u32>, service_code: u8) -> CipKind {
     use service::*;
     match service_code & !REPLY_BIT {
-        GET_ATTRIBUTES_ALL | GET_ATTRIBUTE_LIST | GET_ATTRIBUTE_SINGLE
-        | FIND_NEXT_OBJECT_INSTANCE | GET_MEMBER => CipKind::Read,
+        GET_ATTRIBUTES_ALL
+        | GET_ATTRIBUTE_LIST
+        | GET_ATTRIBUTE_SINGLE
+        | FIND_NEXT_OBJECT_INSTANCE
+        | GET_MEMBER => CipKind::Read,
         SET_ATTRIBUTES_ALL | SET_ATTRIBUTE_LIST | SET_ATTRIBUTE_SINGLE | CREATE | DELETE
-        | APPLY_ATTRIBUTES | RESTORE | SET_MEMBER | INSERT_MEMBER | REMOVE_MEMBER => {
-            CipKind::Write
-        }
+        | APPLY_ATTRIBUTES | RESTORE | SET_MEMBER | INSERT_MEMBER | REMOVE_MEMBER => CipKind::Write,
         RESET => CipKind::Reset,
         START => CipKind::Start,
         STOP => CipKind::Stop,
@@ -221,7 +222,9 @@ pub enum Message<'a> {
 impl<'a> Message<'a> {
     pub fn new_checked(buf: &'a [u8]) -> Result<Message<'a>, Error> {
         match buf.first() {
-            Some(code) if code & REPLY_BIT != 0 => Response::new_checked(buf).map(Message::Response),
+            Some(code) if code & REPLY_BIT != 0 => {
+                Response::new_checked(buf).map(Message::Response)
+            }
             Some(_) => Request::new_checked(buf).map(Message::Request),
             None => Err(Error::Truncated { need: 1, have: 0 }),
         }
@@ -299,9 +302,7 @@ impl<'a> Request<'a> {
 
     /// Request data after the path.
     pub fn data(&self) -> &'a [u8] {
-        self.buf
-            .get(field::PATH + self.path_len()..)
-            .unwrap_or(&[])
+        self.buf.get(field::PATH + self.path_len()..).unwrap_or(&[])
     }
 
     pub fn kind(&self) -> CipKind {
@@ -376,9 +377,12 @@ impl<'a> Response<'a> {
             .buf
             .get(field::ADDITIONAL..field::ADDITIONAL + self.additional_len())
             .unwrap_or(&[]);
-        words
-            .chunks_exact(2)
-            .map(|pair| u16::from_le_bytes([pair.first().copied().unwrap_or(0), pair.get(1).copied().unwrap_or(0)]))
+        words.chunks_exact(2).map(|pair| {
+            u16::from_le_bytes([
+                pair.first().copied().unwrap_or(0),
+                pair.get(1).copied().unwrap_or(0),
+            ])
+        })
     }
 
     /// Reply data after the additional status.
@@ -697,6 +701,8 @@ impl Target {
 }
 
 #[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
 
@@ -742,7 +748,9 @@ pub(crate) mod tests {
             .map(|item| Request::new_checked(item).unwrap())
             .collect();
         assert_eq!(services.len(), 11);
-        assert!(services.iter().all(|s| s.service() == service::GET_ATTRIBUTE_LIST));
+        assert!(services
+            .iter()
+            .all(|s| s.service() == service::GET_ATTRIBUTE_LIST));
         assert_eq!(services[0].target().class, Some(1));
         assert_eq!(services[1].target().class, Some(0x69));
         // Item 5 uses a 16-bit instance (0x25 segment).
@@ -796,12 +804,18 @@ pub(crate) mod tests {
         assert_eq!(response.general_status(), status::PATH_DESTINATION_UNKNOWN);
         assert_eq!(response.additional_status().collect::<Vec<_>>(), [0]);
         assert!(response.data().is_empty());
-        assert!(matches!(Message::new_checked(&bytes), Ok(Message::Response(_))));
+        assert!(matches!(
+            Message::new_checked(&bytes),
+            Ok(Message::Response(_))
+        ));
         assert_eq!(
             Response::new_checked(&bytes[..5]).unwrap_err(),
             Error::Truncated { need: 6, have: 5 }
         );
-        assert_eq!(Request::new_checked(&bytes).unwrap_err(), Error::WrongDirection);
+        assert_eq!(
+            Request::new_checked(&bytes).unwrap_err(),
+            Error::WrongDirection
+        );
     }
 
     #[test]
@@ -821,7 +835,10 @@ pub(crate) mod tests {
         assert_eq!(classify(Some(class::SYMBOL), 0x4D), CipKind::Write);
         assert_eq!(classify(Some(class::FILE), 0x4C), CipKind::Program);
         assert_eq!(classify(Some(class::FILE), 0x4B), CipKind::Read);
-        assert_eq!(classify(Some(class::CONNECTION_MANAGER), 0x52), CipKind::Other);
+        assert_eq!(
+            classify(Some(class::CONNECTION_MANAGER), 0x52),
+            CipKind::Other
+        );
         assert_eq!(classify(None, 0x52), CipKind::Read);
         assert_eq!(classify(Some(0x8E), 0x4C), CipKind::Other);
         assert_eq!(classify(Some(1), 0x10), CipKind::Write);
@@ -832,8 +849,8 @@ pub(crate) mod tests {
         // 32-bit class, 16-bit instance, 8-bit attribute, ANSI symbol "ab" (pad-free),
         // simple data word.
         let path = [
-            0x22, 0, 0x78, 0x56, 0x34, 0x12, 0x25, 0, 0x02, 0x01, 0x30, 0x07, 0x91, 2, b'a',
-            b'b', 0x80, 1, 0xAA, 0xBB,
+            0x22, 0, 0x78, 0x56, 0x34, 0x12, 0x25, 0, 0x02, 0x01, 0x30, 0x07, 0x91, 2, b'a', b'b',
+            0x80, 1, 0xAA, 0xBB,
         ];
         let target = Target::from_path(&path);
         assert_eq!(target.class, Some(0x1234_5678));
@@ -844,7 +861,10 @@ pub(crate) mod tests {
         // Odd-length symbol is padded; then an unsizeable segment flags malformed.
         let path = [0x91, 3, b'a', b'b', b'c', 0, 0xE0, 0];
         let segments: Vec<_> = Segments::new(&path).collect();
-        assert_eq!(segments, [Segment::Symbolic(b"abc"), Segment::Unknown(0xE0)]);
+        assert_eq!(
+            segments,
+            [Segment::Symbolic(b"abc"), Segment::Unknown(0xE0)]
+        );
         assert!(Target::from_path(&path).malformed);
         // A truncated 16-bit segment.
         assert_eq!(

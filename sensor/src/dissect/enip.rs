@@ -276,9 +276,7 @@ impl<'a> Encapsulation<'a> {
     pub fn cpf(&self) -> Option<CpfItems<'a>> {
         let cpf = match self.command() {
             Command::SendRRData | Command::SendUnitData => self.data().get(field::RR_CPF..)?,
-            Command::ListIdentity | Command::ListServices | Command::ListInterfaces => {
-                self.data()
-            }
+            Command::ListIdentity | Command::ListServices | Command::ListInterfaces => self.data(),
             _ => return None,
         };
         CpfItems::new_checked(cpf).ok()
@@ -390,10 +388,12 @@ impl<'a> Iterator for CpfItems<'a> {
         if self.left == 0 || self.malformed {
             return None;
         }
-        let parsed = le16(self.rest, 0).zip(le16(self.rest, 2)).and_then(|(type_id, len)| {
-            let end = 4 + usize::from(len);
-            Some((type_id, self.rest.get(4..end)?, end))
-        });
+        let parsed = le16(self.rest, 0)
+            .zip(le16(self.rest, 2))
+            .and_then(|(type_id, len)| {
+                let end = 4 + usize::from(len);
+                Some((type_id, self.rest.get(4..end)?, end))
+            });
         match parsed {
             Some((type_id, data, end)) => {
                 self.rest = self.rest.get(end..).unwrap_or(&[]);
@@ -520,8 +520,14 @@ impl<'a> IdentityItem<'a> {
     /// `enip.lir.revision`: (major, minor).
     pub fn revision(&self) -> (u8, u8) {
         (
-            self.buf.get(identity_field::REVISION_MAJOR).copied().unwrap_or(0),
-            self.buf.get(identity_field::REVISION_MINOR).copied().unwrap_or(0),
+            self.buf
+                .get(identity_field::REVISION_MAJOR)
+                .copied()
+                .unwrap_or(0),
+            self.buf
+                .get(identity_field::REVISION_MINOR)
+                .copied()
+                .unwrap_or(0),
         )
     }
 
@@ -551,6 +557,8 @@ impl<'a> IdentityItem<'a> {
 }
 
 #[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::dissect::cip::tests::hex;

@@ -110,11 +110,12 @@ pub fn frame(buf: &[u8]) -> Framing {
 /// of a PDU: the TPKT length may exceed the bytes seen so far.
 pub fn looks_like(payload: &[u8]) -> bool {
     let length = usize::from(be16(payload, field::TPKT_LENGTH));
-    if payload.first() != Some(&3) || payload.get(1) != Some(&0) || length < TPKT_HEADER_LEN + 2
-    {
+    if payload.first() != Some(&3) || payload.get(1) != Some(&0) || length < TPKT_HEADER_LEN + 2 {
         return false;
     }
-    let seen = payload.get(TPKT_HEADER_LEN..length.min(payload.len())).unwrap_or(&[]);
+    let seen = payload
+        .get(TPKT_HEADER_LEN..length.min(payload.len()))
+        .unwrap_or(&[]);
     let Ok(cotp) = Cotp::new_checked(seen) else {
         return false;
     };
@@ -126,9 +127,7 @@ pub fn looks_like(payload: &[u8]) -> bool {
             cotp.payload().first(),
             Some(&PROTOCOL_ID) | Some(&PROTOCOL_ID_PLUS)
         ),
-        CotpType::ConnectionRequest | CotpType::ConnectionConfirm => {
-            cotp.length_indicator() >= 6
-        }
+        CotpType::ConnectionRequest | CotpType::ConnectionConfirm => cotp.length_indicator() >= 6,
         _ => false,
     }
 }
@@ -285,7 +284,10 @@ impl<'a> Cotp<'a> {
     /// DT end-of-TSDU flag (`cotp.eot`): the last TPDU of a segmented S7 PDU.
     pub fn eot(&self) -> Option<bool> {
         match self.pdu_type() {
-            CotpType::Data => self.header().get(field::COTP_DT_NR).map(|nr| nr & 0x80 != 0),
+            CotpType::Data => self
+                .header()
+                .get(field::COTP_DT_NR)
+                .map(|nr| nr & 0x80 != 0),
             _ => None,
         }
     }
@@ -555,9 +557,8 @@ impl<'a> S7comm<'a> {
             return Err(Error::BadProtocolId(id));
         }
         let pdu = S7comm { buf };
-        let need = pdu.header_len()
-            + usize::from(pdu.parameter_length())
-            + usize::from(pdu.data_length());
+        let need =
+            pdu.header_len() + usize::from(pdu.parameter_length()) + usize::from(pdu.data_length());
         if have < need {
             return Err(Error::Truncated { need, have });
         }
@@ -613,7 +614,10 @@ impl<'a> S7comm<'a> {
 
     /// Error class and code as one value (class in the high byte), 0 = no error.
     pub fn header_error(&self) -> Option<u16> {
-        Some(u16::from_be_bytes([self.error_class()?, self.error_code()?]))
+        Some(u16::from_be_bytes([
+            self.error_class()?,
+            self.error_code()?,
+        ]))
     }
 
     /// The parameter part.
@@ -798,10 +802,7 @@ impl<'a> Userdata<'a> {
     /// The payload after return code, transport size and length, cut to that length.
     pub fn payload(&self) -> &'a [u8] {
         let declared = usize::from(be16(self.data, userdata_field::DATA_LENGTH));
-        let rest = self
-            .data
-            .get(userdata_field::DATA_PAYLOAD..)
-            .unwrap_or(&[]);
+        let rest = self.data.get(userdata_field::DATA_PAYLOAD..).unwrap_or(&[]);
         rest.get(..declared).unwrap_or(rest)
     }
 
@@ -892,9 +893,7 @@ impl<'a> SzlResponse<'a> {
     }
 
     /// Component identification (SZL 0x001C) records.
-    pub fn component_identification(
-        &self,
-    ) -> impl Iterator<Item = ComponentIdentification<'a>> {
+    pub fn component_identification(&self) -> impl Iterator<Item = ComponentIdentification<'a>> {
         let valid = self.szl_id() & 0x00FF == SZL_COMPONENT_IDENTIFICATION;
         self.records()
             .filter(move |_| valid)
@@ -1008,6 +1007,8 @@ pub fn trim_padding(value: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -1043,9 +1044,11 @@ mod tests {
     // Frame 21: ack with header error 0xD2/0x41 to a start upload.
     const ACK_ERROR: &str = "0300001302f08032020000060000000000d241";
     // Frame 20: start upload job.
-    const START_UPLOAD: &str = "0300002302f080320100000600001200001d00000000000000095f3042303030303041";
+    const START_UPLOAD: &str =
+        "0300002302f080320100000600001200001d00000000000000095f3042303030303041";
     // s7comm-tia-download-hwconfig-stop-start.pcapng frame 72: PI service _INSE.
-    const PI_INSE: &str = "0300002b02f080320100007800001a000028000000000000fd000a01003042303030303750055f494e5345";
+    const PI_INSE: &str =
+        "0300002b02f080320100007800001a000028000000000000fd000a01003042303030303750055f494e5345";
     // s7comm-varservice-libnodave.pcap frame 11: read var, 1 item.
     const READ_VAR: &str = "0300001f02f080320100000000000e00000401120a10020040000184000000";
     // s7comm-and-s7commplus-mixed.pcap frame 2 (first 32 bytes): S7comm-plus.
@@ -1218,7 +1221,10 @@ mod tests {
         let records: Vec<_> = szl.module_identification().collect();
         assert_eq!(records.len(), 4);
         assert_eq!(records[0].index, ModuleIdentification::INDEX_MODULE);
-        assert_eq!(trim_padding(records[0].order_number), b"6ES7 315-2EH14-0AB0");
+        assert_eq!(
+            trim_padding(records[0].order_number),
+            b"6ES7 315-2EH14-0AB0"
+        );
         assert_eq!(records[1].index, ModuleIdentification::INDEX_HARDWARE);
         assert_eq!(records[1].version_low, 1);
         assert_eq!(records[2].index, ModuleIdentification::INDEX_FIRMWARE);
