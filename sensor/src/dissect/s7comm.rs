@@ -739,6 +739,8 @@ mod userdata_field {
     pub const SUBFUNC: usize = 6;
     pub const SEQ: usize = 7;
     pub const END: usize = 8;
+    pub const DATA_UNIT_REF: usize = 8;
+    pub const LAST_DATA_UNIT: usize = 9;
     pub const ERROR_CODE: core::ops::Range<usize> = 10..12;
     // Data part: return code, transport size, length, then the payload.
     pub const DATA_RETURN_CODE: usize = 0;
@@ -787,6 +789,34 @@ impl<'a> Userdata<'a> {
         self.byte(userdata_field::SEQ)
     }
 
+    /// `s7comm.param.userdata.dataunitref` of a 12-byte parameter: ties together
+    /// the PDUs of one fragmented answer.
+    pub fn data_unit_reference(&self) -> Option<u8> {
+        self.param.get(userdata_field::ERROR_CODE.end - 1)?;
+        self.param.get(userdata_field::DATA_UNIT_REF).copied()
+    }
+
+    /// `s7comm.param.userdata.lastdataunit` of a 12-byte parameter: 0x00 = this is
+    /// the last data unit, 0x01 = more follow.
+    pub fn last_data_unit(&self) -> Option<bool> {
+        self.param.get(userdata_field::ERROR_CODE.end - 1)?;
+        self.param
+            .get(userdata_field::LAST_DATA_UNIT)
+            .map(|&more| more == 0)
+    }
+
+    /// A response that continues a fragmented answer: its data does not start with
+    /// the SZL (or other) header. A single-PDU response has data unit reference 0;
+    /// the first PDU of a fragmented one says "more follow"; so a final PDU with a
+    /// non-zero reference is a continuation (s7comm-read-set-plc-time.pcap frames
+    /// 16/19, s7comm-tia-go-online.pcapng frames 16/18; Wireshark reassembles these
+    /// and shows no SZL id on the continuation).
+    pub fn is_continuation(&self) -> bool {
+        self.kind_code() == 8
+            && self.data_unit_reference().is_some_and(|r| r != 0)
+            && self.last_data_unit() == Some(true)
+    }
+
     /// `s7comm.param.errcod` of a 12-byte response parameter.
     pub fn error_code(&self) -> Option<u16> {
         self.param
@@ -806,9 +836,11 @@ impl<'a> Userdata<'a> {
         rest.get(..declared).unwrap_or(rest)
     }
 
+    /// A read-SZL PDU whose data starts with the SZL header.
     fn is_szl(&self) -> bool {
         self.function_group() == group::CPU_FUNCTIONS
             && self.subfunction() == group::SUBFUNC_READ_SZL
+            && !self.is_continuation()
     }
 
     /// SZL id and index of a read-SZL request or response (`s7comm.data.szl_id`,
@@ -1249,6 +1281,27 @@ mod tests {
         assert_eq!(by_index(3), b"");
         assert_eq!(by_index(5), b"S C-C2UR28922012");
         assert_eq!(by_index(7), b"CPU 315-2 PN/DP");
+    }
+
+    // s7comm-read-set-plc-time.pcap frame 19: the final PDU of a fragmented SZL
+    // answer (data unit reference 2, last unit), data without an SZL header.
+    const SZL_CONTINUATION: &str = "0300003302f080320700000500000c0016000112081284010102000000ff09001204b505b506b507b508b501b602b603b604b6";
+
+    #[test]
+    fn szl_continuation_has_no_szl_id() {
+        let bytes = hex(SZL_CONTINUATION);
+        let pdu = s7(&bytes);
+        let ud = pdu.userdata().unwrap();
+        assert_eq!(ud.data_unit_reference(), Some(2));
+        assert_eq!(ud.last_data_unit(), Some(true));
+        assert!(ud.is_continuation());
+        assert_eq!(ud.szl(), None);
+        assert!(ud.szl_response().is_none());
+        // A single-PDU answer is not a continuation.
+        let bytes = hex(SZL_0011);
+        let ud = s7(&bytes).userdata().unwrap();
+        assert_eq!(ud.data_unit_reference(), Some(0));
+        assert!(!ud.is_continuation());
     }
 
     #[test]
