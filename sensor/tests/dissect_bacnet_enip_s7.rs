@@ -584,3 +584,81 @@ fn all_enip_and_s7comm_captures_match_tshark() {
     assert!(compared >= 25, "only {compared} captures found");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// The signature checks recognise the payloads on the protocols' own ports and
+/// nothing in the other protocols' captures (Modbus, DNP3, IEC 104, OPC UA, MQTT,
+/// MMS, PROFINET, GOOSE). For S7 the truth is "a COTP DT with a payload on port 102
+/// in an S7 capture": connection setup and empty DTs only pass
+/// `looks_like_iso_transport`, which MMS on port 102 also passes.
+#[test]
+fn looks_like_recognises_own_ports_and_nothing_else() {
+    let mut names: Vec<String> = std::fs::read_dir(capture(""))
+        .expect("pcap dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".pcap") || n.ends_with(".pcapng"))
+        .collect();
+    names.sort();
+    // (seen, recognised) per protocol on its own port.
+    let mut own = [(0u64, 0u64); 3];
+    let mut iso_setup = (0u64, 0u64);
+    let mut false_positives = Vec::new();
+    for name in &names {
+        let s7_capture = name.starts_with("s7comm");
+        let mut source = PcapFile::open(&capture(name)).expect("capture opens");
+        while let Some(packet) = source.next_packet().expect("capture reads") {
+            let frame = slice(&packet);
+            let payload = frame.payload;
+            let Some((sport, dport)) = frame.ports() else {
+                continue;
+            };
+            if payload.is_empty() {
+                continue;
+            }
+            let udp = matches!(frame.transport, Transport::Udp { .. });
+            let port = |p: u16| sport == p || dport == p;
+            let verdicts = [
+                bacnet::looks_like(payload),
+                enip::looks_like(payload) || (udp && enip::looks_like_io(payload)),
+                s7comm::looks_like(payload),
+            ];
+            // A TPKT whose COTP is a DT with user data (the S7 PDU itself).
+            let s7_data = payload.get(5) == Some(&0xF0) && payload.len() > 7;
+            let truth = if udp && port(47808) {
+                Some(0)
+            } else if port(44818) || (udp && port(2222)) {
+                Some(1)
+            } else if !udp && port(102) && s7_capture && s7_data {
+                Some(2)
+            } else {
+                None
+            };
+            if !udp && port(102) && s7_capture && !s7_data && payload.first() == Some(&3) {
+                iso_setup.0 += 1;
+                iso_setup.1 += u64::from(s7comm::looks_like_iso_transport(payload));
+            }
+            match truth {
+                Some(index) => {
+                    own[index].0 += 1;
+                    own[index].1 += u64::from(verdicts[index]);
+                }
+                None if verdicts.iter().any(|&v| v) => {
+                    false_positives.push(format!("{name} {sport}->{dport}"));
+                }
+                None => {}
+            }
+        }
+    }
+    println!("own-port recognition (seen, recognised): {own:?}, ISO setup {iso_setup:?}");
+    assert!(false_positives.is_empty(), "{false_positives:?}");
+    for (index, (seen, recognised)) in own.iter().enumerate() {
+        assert!(*seen > 1000, "protocol {index}: only {seen} payloads");
+        // Misses are continuation segments of long TCP PDUs and the crafted BACnet
+        // datagrams whose BVLC length disagrees with the datagram.
+        assert!(
+            recognised * 100 >= seen * 97,
+            "protocol {index}: {recognised}/{seen}"
+        );
+    }
+    assert!(iso_setup.0 > 400);
+    assert_eq!(iso_setup.1, iso_setup.0);
+}

@@ -164,18 +164,29 @@ pub fn frame(buf: &[u8]) -> Framing {
     }
 }
 
-/// Cheap signature check for an encapsulation message on any port: a known command,
-/// options zero (Vol. 2 2-3.6: a receiver discards non-zero options), and a length
-/// no shorter than what follows the header in this payload.
+/// Cheap signature check for encapsulation messages on any port: each header in
+/// the payload (up to four, back to back) has a known command other than NOP and
+/// options zero (Vol. 2 2-3.6: a receiver discards non-zero options), and the last
+/// one ends at or after the end of the payload (a segment may cut it short).
 pub fn looks_like(payload: &[u8]) -> bool {
-    if payload.len() < HEADER_LEN {
-        return false;
+    let mut rest = payload;
+    for _ in 0..4 {
+        if rest.len() < HEADER_LEN {
+            return false;
+        }
+        let command = Command::from(le16(rest, field::COMMAND).unwrap_or(0xFFFF));
+        if matches!(command, Command::Unknown(_) | Command::Nop)
+            || le32(rest, field::OPTIONS) != Some(0)
+        {
+            return false;
+        }
+        let total = HEADER_LEN + usize::from(le16(rest, field::LENGTH).unwrap_or(0));
+        match rest.get(total..) {
+            Some([]) | None => return true,
+            Some(next) => rest = next,
+        }
     }
-    let command = Command::from(le16(payload, field::COMMAND).unwrap_or(0xFFFF));
-    let length = usize::from(le16(payload, field::LENGTH).unwrap_or(0));
-    !matches!(command, Command::Unknown(_))
-        && le32(payload, field::OPTIONS) == Some(0)
-        && HEADER_LEN + length >= payload.len()
+    false
 }
 
 /// Cheap signature check for class-1 I/O on UDP 2222 (Vol. 2 2-6.1, 3-2.2): a CPF
@@ -688,5 +699,12 @@ mod tests {
         // The identity item needs its fixed part and the name.
         assert!(IdentityItem::new_checked(&[0; 32]).is_err());
         assert!(!looks_like(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!looks_like(&[0; 48]));
+        // Two messages in one segment, and one cut short by the segment.
+        assert!(looks_like(&two));
+        assert!(looks_like(&bytes[..30]));
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(&[0xFF; 30]);
+        assert!(!looks_like(&trailing));
     }
 }

@@ -105,31 +105,44 @@ pub fn frame(buf: &[u8]) -> Framing {
     }
 }
 
-/// Cheap signature check for a TPKT+COTP payload on any port: TPKT version 3 with a
-/// plausible length and a COTP header of a known PDU type. Works on the first segment
-/// of a PDU: the TPKT length may exceed the bytes seen so far.
-pub fn looks_like(payload: &[u8]) -> bool {
+/// The TPKT and COTP headers at the front of a payload, accepted when the TPKT
+/// length may still exceed the bytes seen (the first segment of a long PDU).
+fn iso_transport(payload: &[u8]) -> Option<Cotp<'_>> {
     let length = usize::from(be16(payload, field::TPKT_LENGTH));
     if payload.first() != Some(&3) || payload.get(1) != Some(&0) || length < TPKT_HEADER_LEN + 2 {
-        return false;
+        return None;
     }
     let seen = payload
         .get(TPKT_HEADER_LEN..length.min(payload.len()))
         .unwrap_or(&[]);
-    let Ok(cotp) = Cotp::new_checked(seen) else {
-        return false;
-    };
+    let cotp = Cotp::new_checked(seen).ok()?;
     if usize::from(cotp.length_indicator()) + 1 + TPKT_HEADER_LEN > length {
-        return false;
+        return None;
     }
-    match cotp.pdu_type() {
-        CotpType::Data => matches!(
-            cotp.payload().first(),
-            Some(&PROTOCOL_ID) | Some(&PROTOCOL_ID_PLUS)
-        ),
-        CotpType::ConnectionRequest | CotpType::ConnectionConfirm => cotp.length_indicator() >= 6,
-        _ => false,
-    }
+    Some(cotp)
+}
+
+/// Cheap signature check for S7comm or S7comm-plus on any port: a TPKT (version 3,
+/// plausible length) carrying a COTP DT whose payload starts with protocol id 0x32
+/// or 0x72. Works on the first segment of a PDU. Connection setup (CR/CC) and empty
+/// DTs are shared with MMS and other ISO-on-TCP users (MMS CRs even use TSAP 0x0200
+/// like an S7 OP connection), so they answer false here and true in
+/// [`looks_like_iso_transport`].
+pub fn looks_like(payload: &[u8]) -> bool {
+    iso_transport(payload).is_some_and(|cotp| {
+        cotp.pdu_type() == CotpType::Data
+            && matches!(
+                cotp.payload().first(),
+                Some(&PROTOCOL_ID) | Some(&PROTOCOL_ID_PLUS)
+            )
+    })
+}
+
+/// Cheap signature check for ISO-on-TCP (RFC 1006) of any user: a TPKT carrying a
+/// COTP TPDU of a known type. A dispatcher can keep such a flow pending until a DT
+/// shows which protocol it carries.
+pub fn looks_like_iso_transport(payload: &[u8]) -> bool {
+    iso_transport(payload).is_some_and(|cotp| !matches!(cotp.pdu_type(), CotpType::Unknown(_)))
 }
 
 /// Whether a COTP DT payload is S7comm-plus (protocol id 0x72), which [`S7comm`]
@@ -1152,7 +1165,12 @@ mod tests {
         assert_eq!(cotp.dst_tsap(), Some(&[0x01, 0x01][..]));
         assert_eq!(cotp.parameters().count(), 3);
         assert_eq!(cotp.eot(), None);
-        assert!(looks_like(&cr));
+        // Connection setup is ISO-on-TCP, not yet S7.
+        assert!(!looks_like(&cr));
+        assert!(looks_like_iso_transport(&cr));
+        let empty_dt = [0x03, 0x00, 0x00, 0x07, 0x02, 0xf0, 0x00];
+        assert!(!looks_like(&empty_dt));
+        assert!(looks_like_iso_transport(&empty_dt));
     }
 
     #[test]
