@@ -529,7 +529,7 @@ pub enum FunctionKind {
 pub fn pi_service_kind(name: &[u8]) -> FunctionKind {
     match name {
         b"P_PROGRAM" => FunctionKind::Start,
-        b"_INSE" | b"_DELE" | b"_MODU" | b"_EXIT" => FunctionKind::Program,
+        b"_INSE" | b"_DELE" | b"_MODU" => FunctionKind::Program,
         _ => FunctionKind::Other,
     }
 }
@@ -929,7 +929,8 @@ impl<'a> SzlResponse<'a> {
         }
     }
 
-    /// Module identification (SZL 0x0011) records.
+    /// Module identification records (SZL 0x0011 and its partial lists xx11: the
+    /// high byte of an SZL id selects the extract, the low byte the list).
     pub fn module_identification(&self) -> impl Iterator<Item = ModuleIdentification<'a>> {
         let valid = self.szl_id() & 0x00FF == SZL_MODULE_IDENTIFICATION;
         self.records()
@@ -937,7 +938,7 @@ impl<'a> SzlResponse<'a> {
             .filter_map(ModuleIdentification::new)
     }
 
-    /// Component identification (SZL 0x001C) records.
+    /// Component identification records (SZL 0x001C and its partial lists xx1C).
     pub fn component_identification(&self) -> impl Iterator<Item = ComponentIdentification<'a>> {
         let valid = self.szl_id() & 0x00FF == SZL_COMPONENT_IDENTIFICATION;
         self.records()
