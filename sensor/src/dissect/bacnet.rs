@@ -4,9 +4,9 @@
 //! device control requests, and ReadProperty / ReadPropertyMultiple ACK values such as
 //! vendor-name or firmware-revision.
 //!
-//! `new_checked` of [`Bvlc`], [`Npdu`] and [`Apdu`] validates every length their
+//! `new_checked` of [`Bvlc`](crate::dissect::bacnet::Bvlc), [`Npdu`](crate::dissect::bacnet::Npdu) and [`Apdu`](crate::dissect::bacnet::Apdu) validates every length their
 //! accessors rely on; after it succeeds no accessor can panic. Service data is walked
-//! with [`Tags`], which stops at the first tag that does not fit and records that as
+//! with [`Tags`](crate::dissect::bacnet::Tags), which stops at the first tag that does not fit and records that as
 //! malformed, so a bad service body is an anomaly, not an error.
 //!
 //! Field names follow Wireshark's `bvlc`, `bacnet` and `bacapp` dissectors; service

@@ -2,7 +2,7 @@
 //! router requests and replies, EPATH segments, Multiple Service Packet and Unconnected
 //! Send contents.
 //!
-//! [`Request::new_checked`] and [`Response::new_checked`] validate the path and the
+//! [`Request::new_checked`](crate::dissect::cip::Request::new_checked) and [`Response::new_checked`](crate::dissect::cip::Response::new_checked) validate the path and the
 //! additional-status lengths; after they succeed no accessor can panic. Variable parts
 //! (path segments, MSP offsets, Unconnected Send fields) are walked with bounds checks:
 //! a malformed part ends its iterator and raises an anomaly flag instead of failing.

@@ -2,7 +2,7 @@
 //! common packet format (CPF, Vol. 2 2-6) that carries CIP messages and class-1 I/O
 //! (UDP 2222).
 //!
-//! [`Encapsulation::new_checked`] validates the 24-byte header and that the declared
+//! [`Encapsulation::new_checked`](crate::dissect::enip::Encapsulation::new_checked) validates the 24-byte header and that the declared
 //! length fits; after it succeeds no accessor can panic. CPF items, ListIdentity items
 //! and the CIP message inside a data item are read with bounds checks: what does not
 //! fit ends an iterator or answers `None`.

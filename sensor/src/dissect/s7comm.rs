@@ -5,7 +5,8 @@
 //! rely on; after it succeeds no accessor can panic, and variable parts (item counts,
 //! SZL records, PI service names) are read with bounds checks that answer `None`
 //! rather than fail. S7comm-plus (protocol id 0x72, S7-1200/1500) shares TPKT/COTP
-//! but is a different protocol: [`is_s7comm_plus`] recognises it and [`S7comm`]
+//! but is a different protocol: [`is_s7comm_plus`](crate::dissect::s7comm::is_s7comm_plus)
+//! recognises it and [`S7comm`](crate::dissect::s7comm::S7comm)
 //! rejects it.
 //!
 //! Field names follow the Wireshark `s7comm` and `cotp` dissectors (`s7comm.header.*`,
