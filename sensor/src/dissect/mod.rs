@@ -14,6 +14,15 @@ mod test_capture;
 
 use serde::Serialize;
 
+/// BACnet/IP: BVLC, NPDU, APDU and a small tag reader (ASHRAE 135 annex J, clauses 6, 20).
+pub mod bacnet;
+/// CIP messages (message router requests and replies, paths, MSP, Unconnected Send).
+pub mod cip;
+/// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
+pub mod enip;
+/// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
+pub mod s7comm;
+
 /// The application protocols the sensor names in counts and events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
