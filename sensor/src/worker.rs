@@ -469,10 +469,10 @@ impl Engine {
             dissect::inspect(protocol, pdu, &mut ctx);
         };
         match dissect::framer(protocol) {
-            Some(frame_fn) => {
+            Some(frame_fn) if !dissect::datagram_is_one_pdu(protocol) => {
                 frame_all(frame.payload, frame_fn, stream_counters, &mut on_pdu);
             }
-            None => on_pdu(frame.payload),
+            _ => on_pdu(frame.payload),
         }
     }
 

@@ -35,8 +35,18 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
     // in sequence, holds a whole ADU with function 34. otsensor resyncs past the stray
     // bytes (counted in resync_bytes) and dissects frame 7; tshark takes the stray bytes
     // as the start of an ADU and never dissects frame 7's function code.
-    ("modbus-fuzz-72", "modbus", "records", "tshark misses an ADU after 2 stray bytes"),
-    ("modbus-fuzz-72", "modbus", "func_code", "same ADU: function 34"),
+    (
+        "modbus-fuzz-72",
+        "modbus",
+        "records",
+        "tshark misses an ADU after 2 stray bytes",
+    ),
+    (
+        "modbus-fuzz-72",
+        "modbus",
+        "func_code",
+        "same ADU: function 34",
+    ),
     ("modbus-fuzz-72", "modbus", "unit_id", "same ADU: unit 1"),
 ];
 

