@@ -18,7 +18,8 @@ fn apdu(apdu: &Apdu<'_>) {
         apdu.negative_ack(),
         apdu.sent_by_server(),
         apdu.confirmed_service().map(bacnet::confirmed_service_name),
-        apdu.unconfirmed_service().map(bacnet::unconfirmed_service_name),
+        apdu.unconfirmed_service()
+            .map(bacnet::unconfirmed_service_name),
         apdu.service_data(),
         apdu.reject_reason(),
         apdu.abort_reason(),
@@ -30,7 +31,9 @@ fn apdu(apdu: &Apdu<'_>) {
     );
     if let Some(mut results) = apdu.property_results() {
         for result in results.by_ref() {
-            let _ = result.value().map(|tag| (tag.character_string(), tag.unsigned()));
+            let _ = result
+                .value()
+                .map(|tag| (tag.character_string(), tag.unsigned()));
         }
         let _ = results.malformed();
     }

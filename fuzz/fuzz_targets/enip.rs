@@ -62,7 +62,11 @@ fn message(bytes: &[u8], depth: u8) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = (enip::looks_like(data), enip::looks_like_io(data), enip::frame(data));
+    let _ = (
+        enip::looks_like(data),
+        enip::looks_like_io(data),
+        enip::frame(data),
+    );
     let _ = enip::IoPacket::parse(data);
     if let Ok(pdu) = enip::Encapsulation::new_checked(data) {
         let _ = (

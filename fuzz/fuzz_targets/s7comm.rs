@@ -45,10 +45,18 @@ fn s7(pdu: &S7comm<'_>) {
 }
 
 fn szl_records(szl: &SzlResponse<'_>) {
-    let _ = (szl.szl_id(), szl.szl_index(), szl.record_length(), szl.record_count());
+    let _ = (
+        szl.szl_id(),
+        szl.szl_index(),
+        szl.record_length(),
+        szl.record_count(),
+    );
     let _ = szl.records().count();
     for module in szl.module_identification() {
-        let _ = (module.firmware_version(), s7comm::trim_padding(module.order_number));
+        let _ = (
+            module.firmware_version(),
+            s7comm::trim_padding(module.order_number),
+        );
     }
     for component in szl.component_identification() {
         let _ = component.text();
@@ -56,7 +64,11 @@ fn szl_records(szl: &SzlResponse<'_>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = (s7comm::looks_like(data), s7comm::frame(data), s7comm::is_s7comm_plus(data));
+    let _ = (
+        s7comm::looks_like(data),
+        s7comm::frame(data),
+        s7comm::is_s7comm_plus(data),
+    );
     if let Ok(tpkt) = Tpkt::new_checked(data) {
         let _ = (tpkt.version(), tpkt.length());
         if let Ok(cotp) = Cotp::new_checked(tpkt.payload()) {
