@@ -1486,6 +1486,29 @@ mod tests {
         }
     }
 
+    /// Recognition on real traffic: every ADU of the polling captures looks like Modbus
+    /// and not like DNP3; no DNP3 link frame looks like Modbus.
+    #[test]
+    fn recognition_on_captures() {
+        for name in ["modbus-polling-fc3.pcap", "modbus-polling-fc4-fc6.pcap"] {
+            let (pdus, _) = framed_pdus(name, 502, frame);
+            assert!(!pdus.is_empty());
+            for (_, bytes) in &pdus {
+                assert!(looks_like(bytes), "{name}: {bytes:02x?}");
+                assert!(!crate::dissect::dnp3::looks_like(bytes), "{name}");
+            }
+        }
+        let (frames, _) = framed_pdus(
+            "dnp3-digitalbond-part1.pcap",
+            20000,
+            crate::dissect::dnp3::frame,
+        );
+        assert!(!frames.is_empty());
+        for (_, bytes) in &frames {
+            assert!(!looks_like(bytes), "{bytes:02x?}");
+        }
+    }
+
     /// FC 43/14 in the Zeek trace agrees with tshark's `mei_type` and `read_device_id`
     /// counts (3 non-exception PDUs with MEI 14 and code 1).
     #[test]
