@@ -11,6 +11,8 @@ pub mod analyze;
 pub mod capture;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
+/// The detection catalogue and the `Alert` record.
+pub mod detect;
 /// Industrial protocol dissectors: typed zero-copy views over PDUs.
 pub mod dissect;
 /// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::detect::Alert;
 use crate::dissect::inspect::{EventBody, ProtocolEvent};
 use crate::observe::FlowRecord;
 
@@ -15,6 +16,7 @@ use crate::observe::FlowRecord;
 pub enum EveRecord {
     Flow(FlowRecord),
     Protocol(ProtocolEvent),
+    Alert(Box<Alert>),
 }
 
 /// RFC 3339 UTC time with microseconds, from packet-time nanoseconds.
@@ -191,11 +193,54 @@ impl EveWriter {
         self.write_event(&out)
     }
 
+    /// An `alert` event: Suricata's `alert` object (`signature`, `signature_id`,
+    /// `category`, `severity`), the protocol context under the protocol's name, and
+    /// otsensor's evidence under `otsensor`.
+    pub fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
+        let mut event = serde_json::json!({
+            "timestamp": rfc3339_micros(alert.last_ns),
+            "event_type": "alert",
+            "src_ip": alert.src_ip,
+            "src_port": alert.src_port,
+            "dest_ip": alert.dest_ip,
+            "dest_port": alert.dest_port,
+            "proto": alert.proto.map(proto_name),
+            "flow_id": alert.flow_id,
+            "app_proto": alert.app_proto.map(|p| p.name()),
+            "alert": {
+                "action": "allowed",
+                "gid": 1,
+                "signature_id": alert.signature_id,
+                "rev": 1,
+                "signature": alert.signature,
+                "category": alert.category,
+                "severity": alert.severity.0,
+            },
+            "otsensor": {
+                "alert_id": alert.id,
+                "engine": alert.engine,
+                "mitre_technique": alert.mitre,
+                "message": alert.message,
+                "first_seen": rfc3339_micros(alert.first_ns),
+                "last_seen": rfc3339_micros(alert.last_ns),
+                "count": alert.count,
+                "status": alert.status,
+            },
+        });
+        if let (Some(protocol), Some(map)) = (alert.app_proto, event.as_object_mut()) {
+            if !alert.context.is_null() {
+                map.insert(protocol.name().to_owned(), alert.context.clone());
+            }
+        }
+        self.write_event(&event)
+    }
+
     /// Writes any record.
     pub fn record(&mut self, record: &EveRecord) -> std::io::Result<()> {
         match record {
             EveRecord::Flow(flow) => self.flow(flow),
             EveRecord::Protocol(event) => self.protocol(event),
+            EveRecord::Alert(alert) => self.alert(alert),
         }
     }
 
