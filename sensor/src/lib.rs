@@ -22,6 +22,9 @@ pub mod ebpf;
 pub mod flow;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
 pub mod layers;
+/// `otsensor run`: live capture through the pipeline, with the kernel's books.
+#[cfg(target_os = "linux")]
+pub mod live;
 /// `Observation`: the only message from workers to the analyzer.
 pub mod observe;
 /// Event writers: EVE JSON lines.

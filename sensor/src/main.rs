@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -25,6 +26,24 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Capture live on an interface (XDP + AF_XDP) until SIGINT or SIGTERM.
+    Run {
+        /// The capture interface (overrides capture.interface).
+        #[arg(long)]
+        interface: Option<String>,
+        /// Worker threads (overrides pipeline.workers).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Configuration file (YAML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write EVE JSON events to this file, or `-` for standard output.
+        #[arg(long)]
+        eve: Option<PathBuf>,
+        /// Write the summary (with the kernel's counters) as JSON here on exit.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
         /// pcap or pcapng files, processed in the order given.
@@ -139,6 +158,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Run {
+            interface,
+            workers,
+            config,
+            eve,
+            summary_json,
+        } => {
+            let mut config = load_config(config.as_ref())?;
+            if let Some(workers) = workers {
+                config.pipeline.workers = workers;
+            }
+            let policy = Arc::new(config.validate()?);
+            let interface = interface
+                .or_else(|| policy.capture_interface.clone())
+                .context("no interface: pass --interface or set capture.interface")?;
+            let eve = match eve {
+                Some(path) => Some(
+                    EveWriter::open(&path).with_context(|| format!("--eve {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, Arc::clone(&stop))
+                    .context("installing signal handlers")?;
+            }
+            eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
+            let live = otsensor::live::run(
+                &interface,
+                policy,
+                ReplayOptions {
+                    eve,
+                    ..Default::default()
+                },
+                stop,
+            )?;
+            print_summary(&live.summary);
+            for (label, (packets, bytes)) in &live.kernel.counters {
+                if *packets > 0 {
+                    println!("  kernel {label:<22}{packets} packets {bytes} bytes");
+                }
+            }
+            if let Some(path) = summary_json {
+                let json = serde_json::to_string_pretty(&live)?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("--summary-json {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);

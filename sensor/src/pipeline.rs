@@ -98,6 +98,9 @@ pub struct ReplayOptions {
     pub eve: Option<EveWriter>,
     /// How packets are spread over workers.
     pub spread: Spread,
+    /// Live capture: full channels drop and count instead of waiting (a queue must
+    /// never stall); offline replay waits, so its results are complete.
+    pub live: bool,
 }
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
@@ -177,11 +180,19 @@ pub fn replay(
         None => (None, None),
     };
     let protocol_events = policy.eve_protocol_events;
-    let event_sink =
-        |tx: &Option<Sender<EveRecord>>| tx.clone().map(|tx| EventSink::new(tx, Delivery::Block));
+    let delivery = if options.live {
+        Delivery::DropWhenFull
+    } else {
+        Delivery::Block
+    };
+    // The analyzer waits for the EVE writer (alerts and flow records must not be lost);
+    // workers' protocol events follow the workers' delivery rule.
+    let event_sink = |tx: &Option<Sender<EveRecord>>, delivery: Delivery| {
+        tx.clone().map(|tx| EventSink::new(tx, delivery))
+    };
 
     let analyzer_policy = Arc::clone(&policy);
-    let analyzer_eve = event_sink(&eve_tx);
+    let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
@@ -211,9 +222,9 @@ pub fn replay(
             let _ = free_tx.send(Batch::new(policy.batch_packets));
         }
         filling.push(Batch::new(policy.batch_packets));
-        let sink = ObservationSink::new(obs_tx.clone(), Delivery::Block);
+        let sink = ObservationSink::new(obs_tx.clone(), delivery);
         let events = if protocol_events {
-            event_sink(&eve_tx)
+            event_sink(&eve_tx, delivery)
         } else {
             None
         };
@@ -233,7 +244,24 @@ pub fn replay(
 
     let mut pacer = options.realtime.then(Pacer::default);
     let read_result = (|| -> Result<(), Error> {
-        while let Some(packet) = source.next_packet()? {
+        loop {
+            if source.idle() {
+                // Nothing is waiting: hand over what has been read so far.
+                for (owner, batch) in filling.iter_mut().enumerate() {
+                    if !batch.entries.is_empty() {
+                        let next = free_batches[owner]
+                            .recv()
+                            .map_err(|_| Error::Thread("worker stopped"))?;
+                        let full = std::mem::replace(batch, next);
+                        to_workers[owner]
+                            .send(full)
+                            .map_err(|_| Error::Thread("worker stopped"))?;
+                    }
+                }
+            }
+            let Some(packet) = source.next_packet()? else {
+                break;
+            };
             if let Some(pacer) = pacer.as_mut() {
                 pacer.wait_for(packet.ts_ns);
             }

@@ -156,6 +156,10 @@ impl LiveCapture {
 }
 
 impl PacketSource for LiveCapture {
+    fn idle(&mut self) -> bool {
+        !self.sockets.iter_mut().any(|socket| socket.has_frame())
+    }
+
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Error> {
         if let Some(index) = self.lent_by.take() {
             if let Some(socket) = self.sockets.get_mut(index) {

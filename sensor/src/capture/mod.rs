@@ -100,4 +100,10 @@ pub enum Error {
 pub trait PacketSource {
     /// The next packet, or `None` at the end of the source.
     fn next_packet(&mut self) -> Result<Option<Packet<'_>>, Error>;
+
+    /// True when the next call would wait for packets to arrive (live capture): the
+    /// reader then hands partial batches to the workers instead of holding them.
+    fn idle(&mut self) -> bool {
+        false
+    }
 }
