@@ -1252,7 +1252,7 @@ fn push_attr(message: &mut Vec<u8>, attr_type: u16, payload: &[u8]) {
     message.extend_from_slice(&(len as u16).to_ne_bytes());
     message.extend_from_slice(&attr_type.to_ne_bytes());
     message.extend_from_slice(payload);
-    while message.len() % 4 != 0 {
+    while !message.len().is_multiple_of(4) {
         message.push(0);
     }
 }

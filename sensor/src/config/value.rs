@@ -125,7 +125,7 @@ impl fmt::Display for HumanDuration {
             return f.write_str("0s");
         }
         for (name, unit_ns) in DURATION_UNITS {
-            if ns % unit_ns == 0 {
+            if ns.is_multiple_of(unit_ns) {
                 return write!(f, "{}{name}", ns / unit_ns);
             }
         }

@@ -341,6 +341,9 @@ pub struct ProtocolEvent {
 
 /// The protocol object of an EVE protocol event. Numbers are JSON numbers; fields that
 /// do not apply are null.
+// Events travel by value through a preallocated channel; boxing the large EtherNet/IP
+// variant would allocate per PDU instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventBody {
