@@ -3,5 +3,7 @@
 
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
+/// `flood`: distinct-flow floods generated in memory, for bounded-memory checks.
+pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;

@@ -23,6 +23,16 @@ enum Task {
     /// Generate synthetic captures.
     #[command(subcommand)]
     Gen(Gen),
+    /// Flood the pipeline with distinct flows (generated in memory) and print the
+    /// peak RSS against the flow table's budget, and the evictions.
+    Flood {
+        #[arg(long, default_value_t = 10_000_000)]
+        flows: u64,
+        #[arg(long, default_value_t = 100_000)]
+        max_flows: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
     /// pipeline (read + slice) measured in the same run.
     Replay {
@@ -89,6 +99,13 @@ fn main() -> Result<()> {
                 truth.devices,
                 gen::truth_path(&out).display(),
             );
+        }
+        Task::Flood {
+            flows,
+            max_flows,
+            workers,
+        } => {
+            xtask::flood::run(flows, max_flows, workers)?;
         }
         Task::Replay {
             file,

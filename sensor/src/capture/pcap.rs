@@ -140,14 +140,14 @@ impl PcapFile {
         self.interfaces
             .get(id as usize)
             .copied()
-            .ok_or(Error::UnknownInterface {
+            .ok_or_else(|| Error::UnknownInterface {
                 path: self.path.clone(),
                 interface: id,
             })
     }
 
     fn link_type(&self, linktype: i32) -> Result<LinkType, Error> {
-        LinkType::from_linktype(linktype).ok_or(Error::UnsupportedLinkType {
+        LinkType::from_linktype(linktype).ok_or_else(|| Error::UnsupportedLinkType {
             path: self.path.clone(),
             linktype,
         })
@@ -156,7 +156,9 @@ impl PcapFile {
     /// Advances over one block; returns where its packet lies if it carries one.
     fn step(&mut self) -> Result<Option<Option<Found>>, Error> {
         if self.pending_consume > 0 {
-            self.reader.consume(self.pending_consume);
+            // No shift here: refill() moves only the partial record left at the end of
+            // the buffer, instead of half a buffer every time the middle is passed.
+            self.reader.consume_noshift(self.pending_consume);
             self.bytes_consumed += self.pending_consume as u64;
             self.pending_consume = 0;
         }

@@ -152,6 +152,15 @@ impl FlowTable {
         self.index.len()
     }
 
+    /// The most memory a full table of `capacity` flows uses: the slab, the free list
+    /// and the index (hashbrown keeps a load factor of 7/8 and one control byte per
+    /// bucket, rounded up to a power of two of buckets).
+    pub fn memory_budget(capacity: usize) -> usize {
+        let buckets = (capacity.max(1) * 8 / 7).next_power_of_two();
+        capacity * (std::mem::size_of::<Flow>() + std::mem::size_of::<u32>())
+            + buckets * (std::mem::size_of::<u32>() + 1)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
