@@ -11,8 +11,14 @@
 //! `enip.session`, `enip.status`, `enip.context`, `enip.options`, `enip.cpf.*`,
 //! `enip.lir.*`).
 
-use super::Framing;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{Direction, Framing, Protocol};
 use crate::dissect::cip;
+use crate::dissect::histogram::{pair, pair_key, Histogram};
+use crate::dissect::inspect::{CipEvent, EnipEvent, EventBody, PduCtx};
+use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
 
 /// Errors of the EtherNet/IP views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -709,21 +715,539 @@ mod tests {
     }
 }
 
-/// Per-worker EtherNet/IP statistics, keyed like the tshark-derived summaries
-/// (`../shared/tools/ORACLE.md`).
-#[derive(Clone, Debug, Default)]
-pub struct Stats {}
+/// Deepest CIP nesting walked (MSP in Unconnected Send in MSP ...): bounds the
+/// recursion on hostile input. tshark's captures show at most depth 2.
+const MAX_CIP_DEPTH: u8 = 4;
 
-impl Stats {
-    pub fn merge(&mut self, _other: &Stats) {}
+/// Requests remembered per worker for giving replies the class their request
+/// addressed (tshark shows it as the generated `[Request Path]` of a reply).
+const REMEMBERED_REQUESTS: usize = 256;
+/// Multiple Service Packet items whose request class is remembered.
+const REMEMBERED_MSP_ITEMS: usize = 32;
 
-    /// Non-empty histograms by their summary names.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::Value::Object(serde_json::Map::new())
+/// Class 0xA1 of Rockwell controllers, seen in enip-cl5000-firmware-change.pcap taking
+/// the firmware image: one 0x4B, 5243 0x4D requests carrying ~3 MB in chunks, one
+/// 0x51, then a Reset (0x05) of the Identity object. Only these three services on this
+/// class are classified as firmware update.
+const FIRMWARE_CLASS: u32 = 0xA1;
+const FIRMWARE_SERVICES: [u8; 3] = [0x4B, 0x4D, 0x51];
+
+/// What a reply needs to know about its request.
+#[derive(Clone, Copy, Debug, Default)]
+struct RememberedRequest {
+    flow_id: u64,
+    id: u32,
+    used: bool,
+    ts_ns: u64,
+    /// Class of the outermost request (depth 0).
+    class: Option<u32>,
+    /// Class the request finally addresses (inside an Unconnected Send).
+    effective_class: Option<u32>,
+    /// Classes of the Multiple Service Packet items, in order.
+    item_count: u8,
+    item_classes: [Option<u32>; REMEMBERED_MSP_ITEMS],
+}
+
+/// A 4-way set-associative table of recent requests: a request goes to a free slot
+/// of its set, else replaces the oldest there (whose reply then carries no class).
+/// Pipelined Logix clients keep dozens of requests outstanding.
+#[derive(Clone, Debug)]
+struct RequestMemory {
+    slots: Box<[RememberedRequest]>,
+}
+
+impl Default for RequestMemory {
+    fn default() -> Self {
+        RequestMemory {
+            slots: vec![RememberedRequest::default(); REMEMBERED_REQUESTS].into_boxed_slice(),
+        }
     }
 }
 
-/// Inspects one EtherNet/IP PDU: statistics, observations and the EVE event.
-pub fn inspect(_pdu: &[u8], ctx: &mut crate::dissect::inspect::PduCtx<'_>) {
-    ctx.count(crate::dissect::Protocol::Enip);
+const WAYS: usize = 4;
+
+impl RequestMemory {
+    fn set_of(&mut self, flow_id: u64, id: u32) -> &mut [RememberedRequest] {
+        let mixed = (flow_id ^ u64::from(id)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let set = (mixed >> 40) as usize % (REMEMBERED_REQUESTS / WAYS);
+        self.slots
+            .get_mut(set * WAYS..set * WAYS + WAYS)
+            .unwrap_or(&mut [])
+    }
+
+    fn remember(&mut self, request: RememberedRequest) {
+        let set = self.set_of(request.flow_id, request.id);
+        let index = set
+            .iter()
+            .position(|r| !r.used || (r.flow_id == request.flow_id && r.id == request.id))
+            .or_else(|| (0..set.len()).min_by_key(|&i| set.get(i).map_or(u64::MAX, |r| r.ts_ns)));
+        if let Some(slot) = index.and_then(|i| set.get_mut(i)) {
+            *slot = request;
+        }
+    }
+
+    fn take(&mut self, flow_id: u64, id: u32) -> Option<RememberedRequest> {
+        let slot = self
+            .set_of(flow_id, id)
+            .iter_mut()
+            .find(|r| r.used && r.flow_id == flow_id && r.id == id)?;
+        slot.used = false;
+        Some(*slot)
+    }
+}
+
+/// Per-worker EtherNet/IP statistics, keyed like the tshark-derived summaries
+/// (`../shared/tools/ORACLE.md`): `command`, `status`, `list_identity_replies`, and
+/// the `cip` histograms (`service` of requests, `service_response`, `general_status`,
+/// `error_service_status` as `svc/status`, `class`, `depth`, `io`) over every CIP
+/// message, embedded ones included.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub command: Histogram,
+    pub status: Histogram,
+    /// ListIdentity messages carrying identity items (key 1 = "true").
+    pub list_identity_replies: Histogram,
+    pub cip_service: Histogram,
+    pub cip_service_response: Histogram,
+    pub cip_general_status: Histogram,
+    /// `service/status` pairs of failed replies.
+    pub cip_error_service_status: Histogram,
+    pub cip_class: Histogram,
+    pub cip_depth: Histogram,
+    /// Class-1 I/O datagrams (key 1 = "true").
+    pub cip_io: Histogram,
+    /// Not statistics: recent requests, for the class of their replies.
+    requests: RequestMemory,
+}
+
+impl Stats {
+    pub fn merge(&mut self, other: &Stats) {
+        self.command.merge(&other.command);
+        self.status.merge(&other.status);
+        self.list_identity_replies
+            .merge(&other.list_identity_replies);
+        self.cip_service.merge(&other.cip_service);
+        self.cip_service_response.merge(&other.cip_service_response);
+        self.cip_general_status.merge(&other.cip_general_status);
+        self.cip_error_service_status
+            .merge(&other.cip_error_service_status);
+        self.cip_class.merge(&other.cip_class);
+        self.cip_depth.merge(&other.cip_depth);
+        self.cip_io.merge(&other.cip_io);
+    }
+
+    /// Non-empty histograms by their summary names; the CIP ones in a `cip` object,
+    /// as tshark's summary nests them.
+    pub fn summary(&self) -> serde_json::Value {
+        fn put(
+            out: &mut serde_json::Map<String, serde_json::Value>,
+            name: &str,
+            histogram: &Histogram,
+            map: BTreeMap<String, u64>,
+        ) {
+            if !histogram.is_empty() {
+                out.insert(name.to_owned(), serde_json::json!(map));
+            }
+        }
+        let truth = |_| "true".to_owned();
+        let mut out = serde_json::Map::new();
+        put(
+            &mut out,
+            "command",
+            &self.command,
+            self.command.to_decimal_map(),
+        );
+        put(
+            &mut out,
+            "status",
+            &self.status,
+            self.status.to_decimal_map(),
+        );
+        put(
+            &mut out,
+            "list_identity_replies",
+            &self.list_identity_replies,
+            self.list_identity_replies.to_map(truth),
+        );
+        let mut cip = serde_json::Map::new();
+        put(
+            &mut cip,
+            "service",
+            &self.cip_service,
+            self.cip_service.to_decimal_map(),
+        );
+        put(
+            &mut cip,
+            "service_response",
+            &self.cip_service_response,
+            self.cip_service_response.to_decimal_map(),
+        );
+        put(
+            &mut cip,
+            "general_status",
+            &self.cip_general_status,
+            self.cip_general_status.to_decimal_map(),
+        );
+        put(
+            &mut cip,
+            "error_service_status",
+            &self.cip_error_service_status,
+            self.cip_error_service_status.to_map(pair),
+        );
+        put(
+            &mut cip,
+            "class",
+            &self.cip_class,
+            self.cip_class.to_decimal_map(),
+        );
+        put(
+            &mut cip,
+            "depth",
+            &self.cip_depth,
+            self.cip_depth.to_decimal_map(),
+        );
+        put(&mut cip, "io", &self.cip_io, self.cip_io.to_map(truth));
+        if !cip.is_empty() {
+            out.insert("cip".to_owned(), serde_json::Value::Object(cip));
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// The command code of a CIP request: `(class << 8) | service`, class 0 when the path
+/// names none (symbolic Logix tag paths). Services above 0x4A are class specific, so
+/// the class is part of the code.
+pub fn cip_command_code(class: Option<u32>, service: u8) -> u32 {
+    (class.unwrap_or(0) << 8) | u32::from(service)
+}
+
+/// Encapsulation-level command codes, kept apart from CIP codes.
+const ENCAPSULATION_CODE: u32 = 0x1_0000;
+
+/// The command kind of a CIP request, for the analyzer.
+fn cip_command_kind(class: Option<u32>, service: u8) -> CommandKind {
+    if class == Some(FIRMWARE_CLASS) && FIRMWARE_SERVICES.contains(&service) {
+        return CommandKind::Firmware;
+    }
+    match cip::classify(class, service) {
+        cip::CipKind::Read => CommandKind::Read,
+        cip::CipKind::Write => CommandKind::Write,
+        cip::CipKind::Reset => CommandKind::Restart,
+        cip::CipKind::Start => CommandKind::Start,
+        cip::CipKind::Stop => CommandKind::Stop,
+        cip::CipKind::Program => CommandKind::Program,
+        cip::CipKind::Other => CommandKind::Other,
+    }
+}
+
+/// The command kind of an encapsulation command that carries no CIP request.
+fn encapsulation_command_kind(command: Command) -> Option<CommandKind> {
+    match command {
+        Command::SendRRData | Command::SendUnitData => None,
+        Command::ListIdentity | Command::ListServices | Command::ListInterfaces => {
+            Some(CommandKind::Discovery)
+        }
+        _ => Some(CommandKind::Other),
+    }
+}
+
+/// The request/reply matching id: the sender context (folded to 32 bits) for
+/// unconnected messaging, the class-3 sequence count for connected messaging.
+fn match_id(pdu: &Encapsulation<'_>, payload: &CipPayload<'_>) -> u32 {
+    match payload.sequence_count {
+        Some(sequence) => (1 << 31) | u32::from(sequence),
+        None => {
+            let context = pdu.sender_context();
+            le32(context, 0).unwrap_or(0) ^ le32(context, 4).unwrap_or(0)
+        }
+    }
+}
+
+/// The CIP messages of one PDU being walked: the event under construction.
+struct Walk {
+    event: Option<EnipEvent>,
+}
+
+impl Walk {
+    fn record(&mut self, message: CipEvent) {
+        if let Some(event) = self.event.as_mut() {
+            if event.cip.try_push(message).is_err() {
+                event.cip_omitted = event.cip_omitted.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Counts a request and what it carries; returns the class it finally addresses.
+fn walk_request(
+    request: cip::Request<'_>,
+    depth: u8,
+    walk: &mut Walk,
+    memory: &mut RememberedRequest,
+    ctx: &mut PduCtx<'_>,
+) -> Option<u32> {
+    let service = request.service();
+    let target = request.target();
+    let stats = &mut ctx.stats.enip;
+    stats.cip_service.add(u32::from(service));
+    stats.cip_depth.add(u32::from(depth));
+    if let Some(class) = target.class {
+        stats.cip_class.add(class);
+    }
+    walk.record(CipEvent {
+        service,
+        class: target.class,
+        instance: target.instance,
+        attribute: target.attribute,
+        general_status: None,
+    });
+    ctx.command(
+        Protocol::Enip,
+        cip_command_kind(target.class, service),
+        cip_command_code(target.class, service),
+    );
+    if depth >= MAX_CIP_DEPTH {
+        return target.class;
+    }
+    if let Some(items) = request.multiple_service_packet() {
+        let first_msp = memory.item_count == 0;
+        for (index, item) in items.enumerate() {
+            let Ok(inner) = cip::Request::new_checked(item) else {
+                continue;
+            };
+            let class = walk_request(inner, depth + 1, walk, memory, ctx);
+            if first_msp {
+                if let Some(slot) = memory.item_classes.get_mut(index) {
+                    *slot = class;
+                    memory.item_count = memory.item_count.saturating_add(1);
+                }
+            }
+        }
+        return target.class;
+    }
+    if let Some(send) = request.unconnected_send() {
+        if let Ok(inner) = send.request() {
+            return walk_request(inner, depth + 1, walk, memory, ctx);
+        }
+    }
+    target.class
+}
+
+/// Counts a reply and the replies it carries; `class` is its request's class (if the
+/// request was seen).
+fn walk_response(
+    response: cip::Response<'_>,
+    depth: u8,
+    class: Option<u32>,
+    request: Option<&RememberedRequest>,
+    walk: &mut Walk,
+    ctx: &mut PduCtx<'_>,
+) {
+    let service = response.service();
+    let status = response.general_status();
+    let stats = &mut ctx.stats.enip;
+    stats.cip_service_response.add(u32::from(service));
+    stats.cip_general_status.add(u32::from(status));
+    stats.cip_depth.add(u32::from(depth));
+    if let Some(class) = class {
+        stats.cip_class.add(class);
+    }
+    if status != cip::status::SUCCESS {
+        let key = pair_key(u16::from(service), u16::from(status));
+        stats.cip_error_service_status.add(key);
+        // Partial transfer (0x06) and embedded service error (0x1E) are reported
+        // too; the analyzer decides by configuration whether they matter.
+        ctx.protocol_error(Protocol::Enip, ProtocolErrorKind::ErrorReply, key);
+    }
+    walk.record(CipEvent {
+        service: service | cip::REPLY_BIT,
+        class,
+        instance: None,
+        attribute: None,
+        general_status: Some(status),
+    });
+    if depth == 0
+        && service == cip::service::GET_ATTRIBUTES_ALL
+        && status == cip::status::SUCCESS
+        && request.and_then(|r| r.effective_class) == Some(cip::class::IDENTITY)
+    {
+        report_identity_attributes(response.data(), ctx);
+    }
+    if depth >= MAX_CIP_DEPTH {
+        return;
+    }
+    if let Some(items) = response.multiple_service_packet() {
+        for (index, item) in items.enumerate() {
+            let Ok(inner) = cip::Response::new_checked(item) else {
+                continue;
+            };
+            let class = request
+                .filter(|r| index < usize::from(r.item_count))
+                .and_then(|r| r.item_classes.get(index).copied().flatten());
+            walk_response(inner, depth + 1, class, None, walk, ctx);
+        }
+    }
+}
+
+/// Short decimal/hex/version texts for identity observations, on the stack.
+type Text = arrayvec::ArrayString<24>;
+
+fn text(args: std::fmt::Arguments<'_>) -> Text {
+    let mut out = Text::new();
+    // Values are at most 10 digits plus a prefix: they always fit.
+    let _ = out.write_fmt(args);
+    out
+}
+
+/// Reports the identity attributes a device states about itself (ListIdentity item
+/// or Identity object Get_Attributes_All reply; same layout from vendor id on).
+fn report_identity(
+    vendor: u16,
+    product_code: u16,
+    revision: (u8, u8),
+    serial: u32,
+    name: &[u8],
+    ctx: &mut PduCtx<'_>,
+) {
+    let fields = [
+        (IdentityField::Vendor, text(format_args!("{vendor}"))),
+        (
+            IdentityField::ProductCode,
+            text(format_args!("{product_code}")),
+        ),
+        (
+            IdentityField::Firmware,
+            text(format_args!("{}.{}", revision.0, revision.1)),
+        ),
+        (IdentityField::Serial, text(format_args!("0x{serial:08x}"))),
+    ];
+    for (field, value) in fields {
+        ctx.identity(Protocol::Enip, field, value.as_bytes());
+    }
+    ctx.identity(Protocol::Enip, IdentityField::Product, name);
+}
+
+/// Identity object instance attributes 1-7 (Vol. 1 5-2.2.1): vendor id, device type,
+/// product code, revision (major, minor), status, serial number, product name
+/// (short string).
+fn report_identity_attributes(data: &[u8], ctx: &mut PduCtx<'_>) {
+    let (Some(vendor), Some(product_code), Some(&major), Some(&minor), Some(serial)) = (
+        le16(data, 0),
+        le16(data, 4),
+        data.get(6),
+        data.get(7),
+        le32(data, 10),
+    ) else {
+        return;
+    };
+    let name_len = usize::from(data.get(14).copied().unwrap_or(0));
+    let name = data.get(15..15 + name_len).unwrap_or(&[]);
+    report_identity(vendor, product_code, (major, minor), serial, name, ctx);
+}
+
+fn is_io_flow(flow: &crate::dissect::inspect::FlowInfo) -> bool {
+    flow.ip_protocol == 17 && (flow.server.1 == 2222 || flow.client.1 == 2222)
+}
+
+/// Inspects one EtherNet/IP PDU (an encapsulation message, or a class-1 I/O
+/// datagram on UDP 2222): statistics over it and every CIP message it carries,
+/// request/reply matching, observations (CIP and encapsulation commands, identity
+/// from ListIdentity and Identity Get_Attributes_All replies, CIP and encapsulation
+/// error statuses) and the EVE event (not for cyclic class-1 I/O).
+pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    if is_io_flow(ctx.flow) && !looks_like(pdu) {
+        if IoPacket::parse(pdu).is_some() {
+            ctx.count(Protocol::Enip);
+            ctx.stats.enip.cip_io.add(1);
+        } else {
+            ctx.malformed(Protocol::Enip);
+        }
+        return;
+    }
+    let encapsulation = match Encapsulation::new_checked(pdu) {
+        Ok(encapsulation) => encapsulation,
+        Err(_) => {
+            ctx.malformed(Protocol::Enip);
+            return;
+        }
+    };
+    ctx.count(Protocol::Enip);
+    let command = encapsulation.command();
+    let status = encapsulation.status();
+    let stats = &mut ctx.stats.enip;
+    stats.command.add(u32::from(command.code()));
+    stats.status.add(status);
+    if status != 0 {
+        ctx.protocol_error(
+            Protocol::Enip,
+            ProtocolErrorKind::ErrorReply,
+            ENCAPSULATION_CODE | (status & 0xFFFF),
+        );
+    }
+    let mut walk = Walk {
+        event: ctx.events_enabled().then(|| EnipEvent {
+            command: command.code(),
+            session: encapsulation.session_handle(),
+            status,
+            cip: arrayvec::ArrayVec::new(),
+            cip_omitted: 0,
+        }),
+    };
+    if command == Command::ListIdentity {
+        let mut replied = false;
+        for item in encapsulation.list_identity() {
+            replied = true;
+            report_identity(
+                item.vendor_id(),
+                item.product_code(),
+                item.revision(),
+                item.serial_number(),
+                item.product_name(),
+                ctx,
+            );
+        }
+        if replied {
+            ctx.stats.enip.list_identity_replies.add(1);
+        }
+    }
+    if ctx.direction == Direction::Request {
+        if let Some(kind) = encapsulation_command_kind(command) {
+            ctx.command(
+                Protocol::Enip,
+                kind,
+                ENCAPSULATION_CODE | u32::from(command.code()),
+            );
+        }
+    }
+    if let Some(payload) = encapsulation.cip() {
+        let id = match_id(&encapsulation, &payload);
+        match payload.parse() {
+            Ok(cip::Message::Request(request)) => {
+                let mut memory = RememberedRequest {
+                    flow_id: ctx.flow.flow_id,
+                    id,
+                    used: true,
+                    ts_ns: ctx.ts_ns,
+                    class: request.target().class,
+                    ..RememberedRequest::default()
+                };
+                memory.effective_class = walk_request(request, 0, &mut walk, &mut memory, ctx);
+                let code = cip_command_code(memory.class, request.service());
+                ctx.state.request(id, code, ctx.ts_ns);
+                ctx.stats.enip.requests.remember(memory);
+            }
+            Ok(cip::Message::Response(response)) => {
+                if let Some((_, latency)) = ctx.state.response(id, ctx.ts_ns) {
+                    ctx.response_time(Protocol::Enip, latency);
+                }
+                let request = ctx.stats.enip.requests.take(ctx.flow.flow_id, id);
+                let class = request.and_then(|r| r.class);
+                walk_response(response, 0, class, request.as_ref(), &mut walk, ctx);
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some(event) = walk.event {
+        ctx.event(EventBody::Enip(event));
+    }
 }
