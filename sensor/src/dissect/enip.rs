@@ -1053,11 +1053,13 @@ fn walk_response(
         stats.cip_class.add(class);
     }
     if status != cip::status::SUCCESS {
-        let key = pair_key(u16::from(service), u16::from(status));
-        stats.cip_error_service_status.add(key);
+        stats
+            .cip_error_service_status
+            .add(pair_key(u16::from(service), u16::from(status)));
         // Partial transfer (0x06) and embedded service error (0x1E) are reported
         // too; the analyzer decides by configuration whether they matter.
-        ctx.protocol_error(Protocol::Enip, ProtocolErrorKind::ErrorReply, key);
+        let code = (u32::from(service) << 8) | u32::from(status);
+        ctx.protocol_error(Protocol::Enip, ProtocolErrorKind::ErrorReply, code);
     }
     walk.record(CipEvent {
         service: service | cip::REPLY_BIT,
@@ -1249,5 +1251,383 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     }
     if let Some(event) = walk.event {
         ctx.event(EventBody::Enip(event));
+    }
+}
+
+#[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used)]
+mod inspect_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use crossbeam_channel::Receiver;
+
+    use super::*;
+    use crate::dissect::cip::tests::hex;
+    use crate::dissect::inspect::{
+        AppState, EventSink, FlowInfo, Outputs, ProtocolStats, RecentCache, MAX_CIP_PER_EVENT,
+    };
+    use crate::observe::Observation;
+    use crate::output::eve::EveRecord;
+    use crate::worker::{Delivery, ObservationSink};
+
+    // enip-cip-example-io-listidentity.pcap frame 372 (ListIdentity reply) and
+    // enip-cl5000-reboot-restart.pcap frame 8 (Unconnected Send carrying Get Attributes
+    // All to Identity instance 1); see the dissector tests above.
+    const LIST_IDENTITY_REPLY: &str = "63003300000000000000000000000000c1debed10000000001000c002d0001000002af120a0101a4000000000000000001000c003a00040330008e4d52000b313735362d454e42542f4103";
+    const SEND_RR_DATA: &str = "6f0024000001021100000000b39b02002008e10000000000000000002000020000000000b200140052022006240107f9060001022001240101000100";
+    // enip-cip-example-io-listidentity.pcap frame 377: class-1 I/O on UDP 2222.
+    const IO: &str = "02000280080003064b00db943f00b1000600a587e80f0300";
+    // CIP parts (cip.rs fixtures): MSP of 11 Get Attribute List requests (frame 2 of
+    // the io-listidentity capture), Stop on class 0x8E (reboot-restart frame 399).
+    const MSP_REQUEST: &str = "0a02200224010b00180022002c0036004c005800640072007c008a0094000302200124010100050003022069240001000b0003022073240101000200030220ac240107000100020003000500070009000a000303206825002024010013000302207024010200120013000302208e240103000300080010000302206924000100090003022068240003000f0018001900030220772401010002000302208b240101000600";
+    const STOP: &str = "0702208e2401";
+    const CONTEXT: [u8; 8] = [0xB3, 0x9B, 0x02, 0x00, 0x20, 0x08, 0xE1, 0x00];
+
+    /// A SendRRData message carrying `cip` in an unconnected data item.
+    fn send_rr_data(cip: &[u8], context: [u8; 8], status: u32) -> Vec<u8> {
+        let mut cpf = vec![0, 0, 0, 0, 0x0A, 0, 2, 0, 0, 0, 0, 0, 0xB2, 0];
+        cpf.extend_from_slice(&(cip.len() as u16).to_le_bytes());
+        cpf.extend_from_slice(cip);
+        let mut pdu = vec![0x6F, 0];
+        pdu.extend_from_slice(&(cpf.len() as u16).to_le_bytes());
+        pdu.extend_from_slice(&0x1102_0100u32.to_le_bytes());
+        pdu.extend_from_slice(&status.to_le_bytes());
+        pdu.extend_from_slice(&context);
+        pdu.extend_from_slice(&[0; 4]);
+        pdu.extend_from_slice(&cpf);
+        pdu
+    }
+
+    struct Harness {
+        stats: ProtocolStats,
+        state: AppState,
+        recent: RecentCache,
+        sink: ObservationSink,
+        observations: Receiver<Observation>,
+        events: Option<EventSink>,
+        records: Receiver<EveRecord>,
+        flow: FlowInfo,
+    }
+
+    impl Harness {
+        fn new(server_port: u16, ip_protocol: u8, events: bool) -> Harness {
+            let (tx, observations) = crossbeam_channel::bounded(1024);
+            let (etx, records) = crossbeam_channel::bounded(1024);
+            Harness {
+                stats: ProtocolStats::default(),
+                state: AppState::default(),
+                recent: RecentCache::new(1024, 1_000_000_000),
+                sink: ObservationSink::new(tx, Delivery::Block),
+                observations,
+                events: events.then(|| EventSink::new(etx, Delivery::Block)),
+                records,
+                flow: FlowInfo {
+                    flow_id: 7,
+                    client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
+                    server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), server_port),
+                    client_mac: None,
+                    server_mac: None,
+                    ip_protocol,
+                    vlan: 0,
+                },
+            }
+        }
+
+        fn tcp() -> Harness {
+            Harness::new(44818, 6, false)
+        }
+
+        fn run(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) -> Vec<Observation> {
+            let mut ctx = PduCtx {
+                ts_ns,
+                direction,
+                flow: &self.flow,
+                state: &mut self.state,
+                stats: &mut self.stats,
+                out: Outputs {
+                    observations: &mut self.sink,
+                    recent: &mut self.recent,
+                    events: self.events.as_mut(),
+                },
+            };
+            inspect(pdu, &mut ctx);
+            self.observations.try_iter().collect()
+        }
+
+        fn enip(&self) -> &Stats {
+            &self.stats.enip
+        }
+    }
+
+    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Command { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn identities(observations: &[Observation]) -> Vec<(IdentityField, String)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Identity { field, value, .. } => {
+                    Some((*field, value.as_str().to_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unconnected_send_counts_both_levels_and_reports_commands() {
+        let mut h = Harness::tcp();
+        let observations = h.run(&hex(SEND_RR_DATA), Direction::Request, 1_000);
+        assert_eq!(h.stats.pdus[Protocol::Enip.index()], 1);
+        let stats = h.enip();
+        assert_eq!(stats.command.get(0x6F), 1);
+        assert_eq!(stats.status.get(0), 1);
+        assert_eq!(stats.cip_service.get(0x52), 1);
+        assert_eq!(stats.cip_service.get(0x01), 1);
+        assert_eq!(stats.cip_depth.get(0), 1);
+        assert_eq!(stats.cip_depth.get(1), 1);
+        assert_eq!(stats.cip_class.get(6), 1);
+        assert_eq!(stats.cip_class.get(1), 1);
+        assert_eq!(
+            commands(&observations),
+            [(CommandKind::Other, 0x0652), (CommandKind::Read, 0x0101)]
+        );
+
+        // The reply (Get Attributes All reply of the Identity object, same context:
+        // vendor 1, device type 0x0E, product code 0x6A, revision 20.11, status,
+        // serial 0x00C0FFEE, "1769-L23E") takes the outer request's class, as tshark's generated request path does,
+        // and its attributes are the device's identity.
+        let mut reply = hex("8100000001000e006a00140b6000eeffc000");
+        reply.push(9);
+        reply.extend_from_slice(b"1769-L23E");
+        let observations = h.run(
+            &send_rr_data(&reply, CONTEXT, 0),
+            Direction::Response,
+            3_000,
+        );
+        let stats = h.enip();
+        assert_eq!(stats.cip_service_response.get(0x01), 1);
+        assert_eq!(stats.cip_general_status.get(0), 1);
+        assert_eq!(stats.cip_class.get(6), 2);
+        assert_eq!(h.stats.matched_responses[Protocol::Enip.index()], 1);
+        assert_eq!(h.stats.response_time_ns_sum[Protocol::Enip.index()], 2_000);
+        assert_eq!(
+            identities(&observations),
+            [
+                (IdentityField::Vendor, "1".to_owned()),
+                (IdentityField::ProductCode, "106".to_owned()),
+                (IdentityField::Firmware, "20.11".to_owned()),
+                (IdentityField::Serial, "0x00c0ffee".to_owned()),
+                (IdentityField::Product, "1769-L23E".to_owned()),
+            ]
+        );
+        let summary = h.enip().summary();
+        assert_eq!(summary["cip"]["service"]["82"], 1);
+        assert_eq!(summary["cip"]["depth"]["1"], 1);
+        assert_eq!(summary["command"]["111"], 2);
+        assert!(summary["cip"].get("error_service_status").is_none());
+    }
+
+    #[test]
+    fn stop_start_reset_and_firmware_kinds() {
+        let mut h = Harness::tcp();
+        let observations = h.run(&send_rr_data(&hex(STOP), CONTEXT, 0), Direction::Request, 1);
+        assert_eq!(commands(&observations), [(CommandKind::Stop, 0x8E07)]);
+        let start = hex("0602208e2401");
+        let observations = h.run(&send_rr_data(&start, [1; 8], 0), Direction::Request, 2);
+        assert_eq!(commands(&observations), [(CommandKind::Start, 0x8E06)]);
+        let reset = hex("050220012401");
+        let observations = h.run(&send_rr_data(&reset, [2; 8], 0), Direction::Request, 3);
+        assert_eq!(commands(&observations), [(CommandKind::Restart, 0x0105)]);
+        let transfer = hex("4d0220a12401aabbccdd");
+        let observations = h.run(&send_rr_data(&transfer, [3; 8], 0), Direction::Request, 4);
+        assert_eq!(commands(&observations), [(CommandKind::Firmware, 0xA14D)]);
+        // Read Tag with a symbolic path: class 0.
+        let read_tag = hex("4c0391034142430001 00".replace(' ', "").as_str());
+        let observations = h.run(&send_rr_data(&read_tag, [4; 8], 0), Direction::Request, 5);
+        assert_eq!(commands(&observations), [(CommandKind::Read, 0x004C)]);
+    }
+
+    #[test]
+    fn error_replies() {
+        let mut h = Harness::tcp();
+        // Get Attribute List to class 0x8B, answered with status 0x05.
+        let request = hex("030220 8b240101000800".replace(' ', "").as_str());
+        h.run(&send_rr_data(&request, CONTEXT, 0), Direction::Request, 1);
+        let observations = h.run(
+            &send_rr_data(&hex("830005010000"), CONTEXT, 0),
+            Direction::Response,
+            2,
+        );
+        assert_eq!(
+            errors(&observations),
+            [(ProtocolErrorKind::ErrorReply, 0x0305)]
+        );
+        let stats = h.enip();
+        assert_eq!(stats.cip_general_status.get(5), 1);
+        assert_eq!(stats.cip_error_service_status.get(pair_key(3, 5)), 1);
+        assert_eq!(stats.cip_class.get(0x8B), 2);
+        assert_eq!(h.enip().summary()["cip"]["error_service_status"]["3/5"], 1);
+        // Partial transfer (0x06) is still an error reply, counted and reported.
+        let observations = h.run(
+            &send_rr_data(&hex("cc000600aabb"), [9; 8], 0),
+            Direction::Response,
+            3,
+        );
+        assert_eq!(
+            errors(&observations),
+            [(ProtocolErrorKind::ErrorReply, 0x4C06)]
+        );
+        // Encapsulation status 0x64 (invalid session handle).
+        let mut bad_session = hex(SEND_RR_DATA);
+        bad_session[8] = 0x64;
+        let observations = h.run(&bad_session, Direction::Response, 4);
+        assert!(errors(&observations).contains(&(ProtocolErrorKind::ErrorReply, 0x1_0064)));
+        assert_eq!(h.enip().status.get(0x64), 1);
+    }
+
+    #[test]
+    fn multiple_service_packet_items_get_their_request_classes() {
+        let mut h = Harness::tcp();
+        let observations = h.run(
+            &send_rr_data(&hex(MSP_REQUEST), CONTEXT, 0),
+            Direction::Request,
+            1,
+        );
+        let stats = h.enip();
+        assert_eq!(stats.cip_service.get(0x0A), 1);
+        assert_eq!(stats.cip_service.get(0x03), 11);
+        assert_eq!(stats.cip_depth.get(1), 11);
+        assert_eq!(stats.cip_class.get(2), 1);
+        assert_eq!(stats.cip_class.get(0x68), 2);
+        // One observation per distinct (kind, code): the MSP itself plus the nine
+        // distinct classes its items read.
+        assert_eq!(commands(&observations).len(), 10);
+        // A reply of 11 successful items: offsets 24.. step 4.
+        let mut reply = hex("8a000000 0b00".replace(' ', "").as_str());
+        for i in 0..11u16 {
+            reply.extend_from_slice(&(24 + 4 * i).to_le_bytes());
+        }
+        for _ in 0..11 {
+            reply.extend_from_slice(&hex("83000000"));
+        }
+        h.run(&send_rr_data(&reply, CONTEXT, 0), Direction::Response, 2);
+        let stats = h.enip();
+        assert_eq!(stats.cip_service_response.get(0x0A), 1);
+        assert_eq!(stats.cip_service_response.get(0x03), 11);
+        assert_eq!(stats.cip_general_status.get(0), 12);
+        assert_eq!(stats.cip_depth.get(1), 22);
+        assert_eq!(stats.cip_class.get(2), 2);
+        assert_eq!(stats.cip_class.get(0x68), 4);
+        assert_eq!(stats.cip_class.get(0x8E), 2);
+    }
+
+    #[test]
+    fn list_identity_reply_reports_the_sender_identity() {
+        let mut h = Harness::new(44818, 17, false);
+        let observations = h.run(&hex(LIST_IDENTITY_REPLY), Direction::Response, 1);
+        assert_eq!(h.enip().list_identity_replies.get(1), 1);
+        assert_eq!(h.enip().command.get(0x63), 1);
+        assert_eq!(
+            identities(&observations),
+            [
+                (IdentityField::Vendor, "1".to_owned()),
+                (IdentityField::ProductCode, "58".to_owned()),
+                (IdentityField::Firmware, "4.3".to_owned()),
+                (IdentityField::Serial, "0x00524d8e".to_owned()),
+                (IdentityField::Product, "1756-ENBT/A".to_owned()),
+            ]
+        );
+        let device = observations.iter().find_map(|o| match o {
+            Observation::Identity { device, .. } => Some(*device),
+            _ => None,
+        });
+        assert_eq!(device, Some(h.flow.server.0));
+        assert_eq!(h.enip().summary()["list_identity_replies"]["true"], 1);
+        // The request (no items) is discovery, not a reply.
+        let request = &hex(LIST_IDENTITY_REPLY)[..24];
+        let mut request = request.to_vec();
+        request[2] = 0;
+        let observations = h.run(&request, Direction::Request, 2);
+        assert_eq!(
+            commands(&observations),
+            [(CommandKind::Discovery, 0x1_0063)]
+        );
+        assert_eq!(h.enip().list_identity_replies.get(1), 1);
+    }
+
+    #[test]
+    fn class1_io_and_malformed() {
+        let mut h = Harness::new(2222, 17, true);
+        h.run(&hex(IO), Direction::Request, 1);
+        assert_eq!(h.stats.pdus[Protocol::Enip.index()], 1);
+        assert_eq!(h.enip().cip_io.get(1), 1);
+        assert!(h.enip().command.is_empty());
+        assert_eq!(h.enip().summary()["cip"]["io"]["true"], 1);
+        assert_eq!(h.records.try_iter().count(), 0);
+        let observations = h.run(&[1, 0, 2], Direction::Request, 2);
+        assert_eq!(h.stats.malformed[Protocol::Enip.index()], 1);
+        assert_eq!(errors(&observations), [(ProtocolErrorKind::Malformed, 0)]);
+
+        let mut h = Harness::tcp();
+        h.run(&hex(SEND_RR_DATA)[..30], Direction::Request, 1);
+        assert_eq!(h.stats.malformed[Protocol::Enip.index()], 1);
+        assert_eq!(h.stats.pdus[Protocol::Enip.index()], 0);
+    }
+
+    #[test]
+    fn event_lists_the_cip_messages() {
+        let mut h = Harness::new(44818, 6, true);
+        h.run(&hex(SEND_RR_DATA), Direction::Request, 1);
+        let records: Vec<_> = h.records.try_iter().collect();
+        assert_eq!(records.len(), 1);
+        let Some(EveRecord::Protocol(event)) = records.first() else {
+            panic!("protocol event expected");
+        };
+        let EventBody::Enip(body) = &event.body else {
+            panic!("enip event expected");
+        };
+        assert_eq!(body.command, 0x6F);
+        assert_eq!(body.session, 0x1102_0100);
+        assert_eq!(body.status, 0);
+        assert_eq!(body.cip.len(), 2);
+        assert_eq!(body.cip[0].service, 0x52);
+        assert_eq!(body.cip[0].class, Some(6));
+        assert_eq!(body.cip[1].service, 0x01);
+        assert_eq!(body.cip[1].class, Some(1));
+        assert_eq!(body.cip[1].instance, Some(1));
+        assert_eq!(body.cip_omitted, 0);
+        // An MSP of 11 items: 8 listed, 4 omitted (the MSP itself is the first).
+        h.run(
+            &send_rr_data(&hex(MSP_REQUEST), CONTEXT, 0),
+            Direction::Request,
+            2,
+        );
+        let Some(EveRecord::Protocol(event)) = h.records.try_iter().next() else {
+            panic!("protocol event expected");
+        };
+        let EventBody::Enip(body) = &event.body else {
+            panic!("enip event expected");
+        };
+        assert_eq!(body.cip.len(), MAX_CIP_PER_EVENT);
+        assert_eq!(body.cip_omitted, 4);
     }
 }
