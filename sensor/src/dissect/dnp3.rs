@@ -2289,3 +2289,334 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
     }
     Some(Completed { function, iin })
 }
+
+#[cfg(test)]
+mod inspect_tests {
+    use super::*;
+    use crate::dissect::inspect::{
+        EventSink, FlowInfo, Outputs, ProtocolEvent, ProtocolStats, RecentCache,
+    };
+    use crate::observe::Observation;
+    use crate::output::eve::EveRecord;
+    use crate::worker::{Delivery, ObservationSink};
+    use crossbeam_channel::Receiver;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn hex(text: &str) -> Vec<u8> {
+        let text: String = text.split_whitespace().collect();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex fixture"))
+            .collect()
+    }
+
+    /// dnp3-cold-restart.pcap #4: master 1 → outstation 10, COLD_RESTART, app seq 0.
+    const COLD_RESTART_REQUEST: &str = "056408c40a000100fc42c0c00d9c86";
+    /// dnp3-cold-restart.pcap #6: its response, IIN 0x0001 (function not supported).
+    const COLD_RESTART_RESPONSE: &str = "05640a4401000a006e25c0c0810001c2de";
+    /// dnp3-read-response.pcap #6: first transport segment (FIR, seq 19) of a response.
+    const READ_RESPONSE_FIRST: &str = "0564ff4401000a005aeb53c081000001020000090202020202022d3a0202020203020000090202020202020270da02020214010000090200000000020000e30b000002000000000200000000020000004dba000200000000020000000002000000007eae02000000000200000000150100000902d3420000000002000000000200000000020069ce00000002000000000200000000020000dd5e000002000000000200000000020000004dba001e0100000902000000000200000000cd6302000000000200000000020000000002f0030000000002000000000200000000020069ce00000002000000000a0200000902020217100202020202020228010000090200000058e4000200000000020000000002000000007eae020000000002000000004e72";
+    /// dnp3-read-response.pcap #8: last segment (FIN, seq 20) of that response.
+    const READ_RESPONSE_LAST: &str =
+        "05641a4401000a00af5d9402000000000200000000020000000066420200000000f3b9";
+
+    /// A primary UNCONFIRMED_USER_DATA link frame (control 0xC4 from the master, 0x44
+    /// from an outstation) carrying `segment`, with its header and block CRCs.
+    fn link_frame(from_master: bool, destination: u16, source: u16, segment: &[u8]) -> Vec<u8> {
+        let control = if from_master { 0xC4 } else { 0x44 };
+        let mut frame = vec![0x05, 0x64, 5 + segment.len() as u8, control];
+        frame.extend_from_slice(&destination.to_le_bytes());
+        frame.extend_from_slice(&source.to_le_bytes());
+        let header_crc = crc(&frame);
+        frame.extend_from_slice(&header_crc.to_le_bytes());
+        for block in segment.chunks(BLOCK_LEN) {
+            frame.extend_from_slice(block);
+            frame.extend_from_slice(&crc(block).to_le_bytes());
+        }
+        frame
+    }
+
+    /// A single-segment fragment (transport FIR|FIN) from `hex` application bytes.
+    fn single(from_master: bool, application: &str) -> Vec<u8> {
+        let mut segment = vec![0xC0];
+        segment.extend_from_slice(&hex(application));
+        let (destination, source) = if from_master { (10, 1) } else { (1, 10) };
+        link_frame(from_master, destination, source, &segment)
+    }
+
+    struct Harness {
+        pool: ReassemblyPool,
+        state: AppState,
+        stats: ProtocolStats,
+        sink: ObservationSink,
+        observations: Receiver<Observation>,
+        recent: RecentCache,
+        events: Option<EventSink>,
+        eve: Receiver<EveRecord>,
+        flow: FlowInfo,
+    }
+
+    impl Harness {
+        fn new(pool_slots: usize, events: bool) -> Harness {
+            let (tx, observations) = crossbeam_channel::unbounded();
+            let (etx, eve) = crossbeam_channel::unbounded();
+            Harness {
+                pool: ReassemblyPool::new(pool_slots),
+                state: AppState::default(),
+                stats: ProtocolStats::default(),
+                sink: ObservationSink::new(tx, Delivery::Block),
+                observations,
+                recent: RecentCache::new(64, 1_000_000_000),
+                events: events.then(|| EventSink::new(etx, Delivery::Block)),
+                eve,
+                flow: FlowInfo {
+                    flow_id: 7,
+                    client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000),
+                    server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 20000),
+                    client_mac: None,
+                    server_mac: None,
+                    ip_protocol: 6,
+                    vlan: 0,
+                },
+            }
+        }
+
+        fn feed(&mut self, direction: Direction, frame: &[u8], ts_ns: u64) {
+            let mut ctx = PduCtx {
+                ts_ns,
+                direction,
+                flow: &self.flow,
+                state: &mut self.state,
+                stats: &mut self.stats,
+                out: Outputs {
+                    observations: &mut self.sink,
+                    recent: &mut self.recent,
+                    events: self.events.as_mut(),
+                },
+                dnp3: &mut self.pool,
+            };
+            inspect(frame, &mut ctx);
+        }
+
+        fn observations(&self) -> Vec<Observation> {
+            self.observations.try_iter().collect()
+        }
+
+        fn summary(&self, histogram: &str) -> serde_json::Value {
+            self.stats.dnp3.summary()[histogram].clone()
+        }
+    }
+
+    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Command { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cold_restart_is_a_restart_command_and_its_response_matches() {
+        let mut h = Harness::new(4, false);
+        h.feed(Direction::Request, &hex(COLD_RESTART_REQUEST), 1_000);
+        h.feed(Direction::Response, &hex(COLD_RESTART_RESPONSE), 5_000);
+        let observations = h.observations();
+        assert_eq!(commands(&observations), [(CommandKind::Restart, 13)]);
+        assert_eq!(
+            errors(&observations),
+            [(
+                ProtocolErrorKind::DeviceIndication,
+                u32::from(Iin::NO_FUNC_CODE_SUPPORT)
+            )]
+        );
+        let dnp3 = Protocol::Dnp3.index();
+        assert_eq!(h.stats.pdus[dnp3], 2);
+        assert_eq!(h.stats.matched_responses[dnp3], 1);
+        assert_eq!(h.stats.response_time_ns_sum[dnp3], 4_000);
+        assert_eq!(h.summary("al_func"), serde_json::json!({"13": 1, "129": 1}));
+        assert_eq!(h.summary("iin_bits"), serde_json::json!({"fcni": 1}));
+        assert_eq!(h.summary("link_func"), serde_json::json!({"pri/4": 2}));
+        assert_eq!(
+            h.summary("link_addrs"),
+            serde_json::json!({"1->10": 1, "10->1": 1})
+        );
+        assert_eq!(h.summary("unsolicited"), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn dangerous_and_classified_commands() {
+        let mut h = Harness::new(4, false);
+        for (application, want) in [
+            ("c3 12", (CommandKind::Stop, 18)),
+            ("c4 11", (CommandKind::Start, 17)),
+            ("c5 15 3c02 06", (CommandKind::DisableCommunication, 21)),
+            ("c6 14 3c02 06", (CommandKind::Other, 20)),
+            ("c7 02 3201 07 01 000000000000", (CommandKind::TimeSync, 2)),
+            ("c8 07 1400 06", (CommandKind::Operate, 7)),
+            ("c9 19", (CommandKind::FileTransfer, 25)),
+            ("ca 1f", (CommandKind::Program, 31)),
+        ] {
+            h.feed(Direction::Request, &single(true, application), 1);
+            assert_eq!(commands(&h.observations()), [want], "{application}");
+        }
+        // CONFIRM is no command; an undefined function is reported as such.
+        h.feed(Direction::Request, &single(true, "c0 00"), 1);
+        assert_eq!(commands(&h.observations()), []);
+        h.feed(Direction::Request, &single(true, "c0 70 3c01 06"), 1);
+        let observations = h.observations();
+        assert_eq!(commands(&observations), [(CommandKind::Other, 112)]);
+        assert_eq!(
+            errors(&observations),
+            [(ProtocolErrorKind::UnknownFunction, 112)]
+        );
+        assert_eq!(
+            h.summary("objects"),
+            serde_json::json!({"g60v2": 2, "g50v1": 1, "g20v0": 1, "g60v1": 1})
+        );
+    }
+
+    #[test]
+    fn a_fragment_spanning_link_frames_counts_where_it_completes() {
+        let mut h = Harness::new(4, true);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 1);
+        assert_eq!(h.pool.in_use(), 1);
+        assert_eq!(h.summary("al_func"), serde_json::Value::Null);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_LAST), 2);
+        assert_eq!(
+            h.pool.in_use(),
+            0,
+            "the slot returns once the fragment is whole"
+        );
+        assert_eq!(h.state.dnp3_slots, [0, 0]);
+        assert_eq!(h.summary("al_func"), serde_json::json!({"129": 1}));
+        assert_eq!(h.stats.pdus[Protocol::Dnp3.index()], 2);
+        let events: Vec<_> = h
+            .eve
+            .try_iter()
+            .map(|record| match record {
+                EveRecord::Protocol(ProtocolEvent {
+                    body: EventBody::Dnp3(event),
+                    ..
+                }) => event,
+                other => panic!("unexpected record {other:?}"),
+            })
+            .collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].src, events[0].dst, events[0].function),
+            (10, 1, None)
+        );
+        assert_eq!(events[1].function, Some(129));
+        assert_eq!(events[1].iin, Some(0x0000));
+        assert_eq!(events[1].direction, Direction::Response);
+    }
+
+    #[test]
+    fn pool_exhaustion_is_counted_not_fatal_and_flows_release_their_slots() {
+        let mut h = Harness::new(0, false);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 1);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_LAST), 2);
+        assert_eq!(h.stats.dnp3.reassembly_pool_exhausted, 1);
+        assert_eq!(h.stats.dnp3.transport_errors, 1);
+        assert_eq!(h.summary("al_func"), serde_json::Value::Null);
+        assert_eq!(h.stats.pdus[Protocol::Dnp3.index()], 2);
+        // Single-segment fragments need no slot.
+        h.feed(Direction::Request, &hex(COLD_RESTART_REQUEST), 3);
+        assert_eq!(h.summary("al_func"), serde_json::json!({"13": 1}));
+
+        let mut h = Harness::new(1, false);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 1);
+        assert_eq!(h.pool.in_use(), 1);
+        h.pool.release_flow(&mut h.state);
+        assert_eq!((h.pool.in_use(), h.state.dnp3_slots), (0, [0, 0]));
+        // A new first segment abandons a partial fragment.
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 2);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 3);
+        assert_eq!(h.stats.dnp3.fragments_abandoned, 1);
+        assert_eq!(h.pool.in_use(), 1);
+    }
+
+    #[test]
+    fn device_attributes_and_authentication_errors() {
+        let mut h = Harness::new(4, false);
+        // g0v252 manufacturer "ACME" (VSTR), g0v250 product "RTU-9".
+        h.feed(
+            Direction::Response,
+            &single(
+                false,
+                "c0 81 0000 00fc 00 0000 01 04 41434d45 00fa 00 0000 01 05 5254552d39",
+            ),
+            1,
+        );
+        let identities: Vec<_> = h
+            .observations()
+            .into_iter()
+            .filter_map(|o| match o {
+                Observation::Identity { field, value, .. } => {
+                    Some((field, value.as_bytes().to_vec()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            identities,
+            [
+                (IdentityField::Vendor, b"ACME".to_vec()),
+                (IdentityField::Product, b"RTU-9".to_vec())
+            ]
+        );
+        // g120v7 authentication error, error code 1 (authentication failed).
+        h.feed(
+            Direction::Response,
+            &single(
+                false,
+                "c0 83 0000 7807 5b 01 0f00 01000000 0100 0000 01 000000000000",
+            ),
+            2,
+        );
+        assert_eq!(
+            errors(&h.observations()),
+            [(ProtocolErrorKind::AuthFailure, 1)]
+        );
+        assert_eq!(
+            h.summary("al_func"),
+            serde_json::json!({"129": 1, "131": 1})
+        );
+    }
+
+    #[test]
+    fn broken_frames_are_malformed_without_panicking() {
+        let mut h = Harness::new(4, false);
+        let mut bad_block = hex(COLD_RESTART_REQUEST);
+        let last = bad_block.len() - 1;
+        bad_block[last] ^= 0xFF;
+        h.feed(Direction::Request, &bad_block, 1);
+        assert_eq!(h.stats.dnp3.data_crc_errors, 1);
+        h.feed(Direction::Request, &hex("0564"), 2);
+        assert_eq!(h.stats.malformed[Protocol::Dnp3.index()], 1);
+        // A response too short for its IIN.
+        h.feed(Direction::Response, &single(false, "c0 81 00"), 3);
+        assert_eq!(h.stats.dnp3.bad_fragments, 1);
+        assert_eq!(
+            errors(&h.observations()),
+            [
+                (ProtocolErrorKind::Malformed, MALFORMED_DATA_CRC),
+                (ProtocolErrorKind::Malformed, 0),
+                (ProtocolErrorKind::Malformed, MALFORMED_FRAGMENT)
+            ]
+        );
+        assert_eq!(h.stats.pdus[Protocol::Dnp3.index()], 2);
+    }
+}
