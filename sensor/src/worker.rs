@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::capture::Packet;
 use crate::config::Policy;
 use crate::dissect::inspect::{EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
-use crate::dissect::{self, Direction, Protocol};
+use crate::dissect::{self, dnp3, Direction, Protocol};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
@@ -170,6 +170,7 @@ struct Engine {
     stream_counters: StreamCounters,
     stats: ProtocolStats,
     recent: RecentCache,
+    dnp3_pool: dnp3::ReassemblyPool,
 }
 
 /// One worker's state.
@@ -217,6 +218,7 @@ impl Worker {
                 stream_counters: StreamCounters::default(),
                 stats: ProtocolStats::default(),
                 recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
+                dnp3_pool: dnp3::ReassemblyPool::new(dnp3::REASSEMBLY_SLOTS),
             },
             devices: DeviceDedup::new(),
             counters: WorkerCounters::default(),
@@ -409,6 +411,7 @@ impl Engine {
             stream_counters,
             stats,
             recent,
+            dnp3_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -427,6 +430,7 @@ impl Engine {
                     state: &mut *app,
                     stats: &mut *stats,
                     out,
+                    dnp3: &mut *dnp3_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -450,6 +454,7 @@ impl Engine {
             stream_counters,
             stats,
             recent,
+            dnp3_pool,
             ..
         } = self;
         let mut on_pdu = |pdu: &[u8]| {
@@ -465,6 +470,7 @@ impl Engine {
                 state: &mut flow.app,
                 stats: &mut *stats,
                 out,
+                dnp3: &mut *dnp3_pool,
             };
             dissect::inspect(protocol, pdu, &mut ctx);
         };
@@ -507,6 +513,7 @@ impl Engine {
             stream_counters,
             stats,
             recent,
+            dnp3_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -525,6 +532,7 @@ impl Engine {
                     state: &mut *app,
                     stats: &mut *stats,
                     out,
+                    dnp3: &mut *dnp3_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -539,6 +547,7 @@ impl Engine {
         for dir in &flow.stream {
             dir.release(&mut self.stream_pool);
         }
+        self.dnp3_pool.release_flow(&mut flow.app);
         self.sink.send(flow_ended(flow, reason));
     }
 }

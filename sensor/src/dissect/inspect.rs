@@ -49,6 +49,9 @@ pub struct AppState {
     pub unanswered: u32,
     /// Protocol-specific small state (e.g. COTP connection seen).
     pub flags: u32,
+    /// DNP3 transport reassembly slots in the worker's [`super::dnp3::ReassemblyPool`],
+    /// per direction (request, response); 0 = none.
+    pub dnp3_slots: [u16; 2],
 }
 
 impl AppState {
@@ -216,6 +219,8 @@ pub struct PduCtx<'a> {
     pub state: &'a mut AppState,
     pub stats: &'a mut ProtocolStats,
     pub out: Outputs<'a>,
+    /// The worker's DNP3 transport reassemblers (a fragment spans link frames).
+    pub dnp3: &'a mut super::dnp3::ReassemblyPool,
 }
 
 impl PduCtx<'_> {
