@@ -16,18 +16,34 @@ use serde_json::Value;
 
 /// Protocols whose dissection is compared, and the summary histograms compared for
 /// each (names as in `../shared/tools/ORACLE.md`).
-const COMPARED: &[(&str, &[&str])] = &[(
-    "modbus",
-    &[
-        "func_code",
-        "unit_id",
-        "exception_code",
-        "func_exception",
-        "mei_type",
-        "read_device_id",
-        "diagnostic_code",
-    ],
-)];
+const COMPARED: &[(&str, &[&str])] = &[
+    (
+        "modbus",
+        &[
+            "func_code",
+            "unit_id",
+            "exception_code",
+            "func_exception",
+            "mei_type",
+            "read_device_id",
+            "diagnostic_code",
+        ],
+    ),
+    (
+        "bacnet",
+        &[
+            "bvlc_function",
+            "apdu_type",
+            "net_msg_type",
+            "confirmed_service",
+            "unconfirmed_service",
+            "error_class_code",
+            "reject_reason",
+            "abort_reason",
+            "segmented",
+        ],
+    ),
+];
 
 /// (capture, protocol, histogram or "records", why the counts differ).
 const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[

@@ -13,6 +13,13 @@
 //! names are its `bacapp.confirmed_service` / `bacapp.unconfirmed_service` value
 //! strings (ASHRAE 135 clause 21, BACnetConfirmedServiceChoice).
 
+use std::collections::BTreeMap;
+
+use crate::dissect::histogram::{pair, pair_key, Histogram};
+use crate::dissect::inspect::{BacnetEvent, EventBody, PduCtx};
+use crate::dissect::{Direction, Protocol};
+use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
+
 /// Errors of the BACnet views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -1736,20 +1743,413 @@ mod tests {
 }
 
 /// Per-worker BACnet statistics, keyed like the tshark-derived summaries
-/// (`../shared/tools/ORACLE.md`).
+/// (`../shared/tools/ORACLE.md`): one count per BVLC message (one `bvlc`+`bacnet`+
+/// `bacapp` record), with each histogram taking the PDU's first value of its field.
 #[derive(Clone, Debug, Default)]
-pub struct Stats {}
+pub struct Stats {
+    pub bvlc_function: Histogram,
+    pub apdu_type: Histogram,
+    pub net_msg_type: Histogram,
+    pub confirmed_service: Histogram,
+    pub unconfirmed_service: Histogram,
+    /// `class/code` of the PDU's first error (Error PDU, or the first property access
+    /// error of a ReadPropertyMultiple-ACK), as tshark's first `bacapp.error_class`
+    /// and `bacapp.error_code`.
+    pub error_class_code: Histogram,
+    pub reject_reason: Histogram,
+    pub abort_reason: Histogram,
+    /// Segmented confirmed requests and complex ACKs (key 1, written `true`).
+    pub segmented: Histogram,
+}
 
 impl Stats {
-    pub fn merge(&mut self, _other: &Stats) {}
+    pub fn merge(&mut self, other: &Stats) {
+        self.bvlc_function.merge(&other.bvlc_function);
+        self.apdu_type.merge(&other.apdu_type);
+        self.net_msg_type.merge(&other.net_msg_type);
+        self.confirmed_service.merge(&other.confirmed_service);
+        self.unconfirmed_service.merge(&other.unconfirmed_service);
+        self.error_class_code.merge(&other.error_class_code);
+        self.reject_reason.merge(&other.reject_reason);
+        self.abort_reason.merge(&other.abort_reason);
+        self.segmented.merge(&other.segmented);
+    }
 
     /// Non-empty histograms by their summary names.
     pub fn summary(&self) -> serde_json::Value {
-        serde_json::Value::Object(serde_json::Map::new())
+        let mut out = serde_json::Map::new();
+        let mut put = |name: &str, histogram: &Histogram, map: BTreeMap<String, u64>| {
+            if !histogram.is_empty() {
+                out.insert(name.to_owned(), serde_json::json!(map));
+            }
+        };
+        let decimal = |histogram: &Histogram| histogram.to_decimal_map();
+        put(
+            "bvlc_function",
+            &self.bvlc_function,
+            decimal(&self.bvlc_function),
+        );
+        put("apdu_type", &self.apdu_type, decimal(&self.apdu_type));
+        put(
+            "net_msg_type",
+            &self.net_msg_type,
+            decimal(&self.net_msg_type),
+        );
+        put(
+            "confirmed_service",
+            &self.confirmed_service,
+            decimal(&self.confirmed_service),
+        );
+        put(
+            "unconfirmed_service",
+            &self.unconfirmed_service,
+            decimal(&self.unconfirmed_service),
+        );
+        put(
+            "error_class_code",
+            &self.error_class_code,
+            self.error_class_code.to_map(pair),
+        );
+        put(
+            "reject_reason",
+            &self.reject_reason,
+            decimal(&self.reject_reason),
+        );
+        put(
+            "abort_reason",
+            &self.abort_reason,
+            decimal(&self.abort_reason),
+        );
+        put(
+            "segmented",
+            &self.segmented,
+            self.segmented.to_map(|_| "true".to_owned()),
+        );
+        serde_json::Value::Object(out)
     }
 }
 
-/// Inspects one BACnet PDU: statistics, observations and the EVE event.
-pub fn inspect(_pdu: &[u8], ctx: &mut crate::dissect::inspect::PduCtx<'_>) {
-    ctx.count(crate::dissect::Protocol::Bacnet);
+/// BACnetErrorCode `password-failure` (clause 21). Error codes are one enumeration
+/// across classes, and devices report it under `security` (4) or, as in
+/// bacnet-iam-readproperty-example.pcap, `services` (5).
+const ERROR_CODE_PASSWORD_FAILURE: u32 = 26;
+
+/// DeviceCommunicationControl enable-disable values (clause 16.1.1.1.2).
+const DCC_ENABLE: u32 = 0;
+
+/// ReinitializeDevice reinitialized-state values (clause 16.4.1.1.1).
+mod reinit_state {
+    pub const COLDSTART: u32 = 0;
+    pub const WARMSTART: u32 = 1;
+    pub const START_BACKUP: u32 = 2;
+    pub const END_BACKUP: u32 = 3;
+    pub const START_RESTORE: u32 = 4;
+    pub const END_RESTORE: u32 = 5;
+    pub const ABORT_RESTORE: u32 = 6;
+}
+
+/// Confirmed services (clause 21) not in [`confirmed`] that change how the sensor
+/// classifies a request.
+const LIFE_SAFETY_OPERATION: u8 = 27;
+/// Unconfirmed services (clause 21) the sensor classifies besides [`unconfirmed`].
+const TIME_SYNCHRONIZATION: u8 = 6;
+const UTC_TIME_SYNCHRONIZATION: u8 = 9;
+const WRITE_GROUP: u8 = 10;
+
+/// The command kind of a confirmed request. DeviceCommunicationControl and
+/// ReinitializeDevice decide by their parameters; when those cannot be read (a later
+/// segment, a cut body) the dangerous reading is reported, as the request may be one.
+fn confirmed_command_kind(apdu: &Apdu<'_>, service: u8) -> CommandKind {
+    match service {
+        confirmed::DEVICE_COMMUNICATION_CONTROL => match apdu.device_communication_control() {
+            Some(dcc) if dcc.enable_disable == DCC_ENABLE => CommandKind::Other,
+            // disable (1), disable-initiation (2), and unknown values.
+            _ => CommandKind::DisableCommunication,
+        },
+        confirmed::REINITIALIZE_DEVICE => {
+            match apdu.reinitialize_device().map(|reinit| reinit.state) {
+                // A backup copies the configuration out (clause 19.1): a transfer of
+                // files that leaves the device's program in place.
+                Some(reinit_state::START_BACKUP | reinit_state::END_BACKUP) => {
+                    CommandKind::FileTransfer
+                }
+                // A restore replaces the device's configuration (clause 19.1.3):
+                // the BACnet way of loading a program.
+                Some(
+                    reinit_state::START_RESTORE
+                    | reinit_state::END_RESTORE
+                    | reinit_state::ABORT_RESTORE,
+                ) => CommandKind::Program,
+                Some(reinit_state::COLDSTART | reinit_state::WARMSTART) => CommandKind::Restart,
+                // activate-changes (7) applies pending changes, possibly by restarting;
+                // unknown states and unreadable parameters take the dangerous reading.
+                _ => CommandKind::Restart,
+            }
+        }
+        LIFE_SAFETY_OPERATION => CommandKind::Operate,
+        _ => match confirmed_service_kind(service) {
+            ServiceKind::Read => CommandKind::Read,
+            ServiceKind::Write => CommandKind::Write,
+            ServiceKind::FileTransfer => CommandKind::FileTransfer,
+            ServiceKind::Discovery => CommandKind::Discovery,
+            ServiceKind::DeviceControl | ServiceKind::Other => CommandKind::Other,
+        },
+    }
+}
+
+/// The command kind of an unconfirmed request; `None` for I-Am and I-Have, which
+/// answer a Who-Is / Who-Has and are reported as identity instead.
+fn unconfirmed_command_kind(service: u8) -> Option<CommandKind> {
+    Some(match service {
+        unconfirmed::I_AM | unconfirmed::I_HAVE => return None,
+        unconfirmed::WHO_IS | unconfirmed::WHO_HAS => CommandKind::Discovery,
+        TIME_SYNCHRONIZATION | UTC_TIME_SYNCHRONIZATION => CommandKind::TimeSync,
+        WRITE_GROUP => CommandKind::Write,
+        _ => CommandKind::Other,
+    })
+}
+
+/// The identity field of a device property. BACnet has no product-name property:
+/// application-software-version names the application build the device runs, kept as
+/// the product so that it does not overwrite firmware-revision.
+fn identity_field(property_id: u32) -> Option<IdentityField> {
+    Some(match property_id {
+        property::VENDOR_NAME => IdentityField::Vendor,
+        property::MODEL_NAME => IdentityField::Model,
+        property::FIRMWARE_REVISION => IdentityField::Firmware,
+        property::APPLICATION_SOFTWARE_VERSION => IdentityField::Product,
+        _ => return None,
+    })
+}
+
+/// `value` as decimal ASCII in `buf`, without allocating.
+fn decimal(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = buf.get_mut(start) {
+            *digit = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    buf.get(start..).unwrap_or(&[])
+}
+
+/// Invoke ids are chosen by the requesting peer, and both BACnet peers may request on
+/// the same flow (both use 47808): the id is qualified by which flow side requested.
+fn transaction_key(invoke_id: u8, requester_is_client: bool) -> u32 {
+    (u32::from(requester_is_client) << 8) | u32::from(invoke_id)
+}
+
+/// The first error of a PDU: an Error PDU's class and code, or the first property
+/// access error of a ReadPropertyMultiple-ACK (as tshark's first `bacapp.error_*`).
+fn first_error(apdu: &Apdu<'_>) -> Option<(u32, u32)> {
+    if let Some(error) = apdu.error() {
+        return Some(error);
+    }
+    apdu.property_results()?
+        .find_map(|result| match result.outcome {
+            PropertyOutcome::Error { class, code } => Some((class, code)),
+            PropertyOutcome::Value(_) => None,
+        })
+}
+
+/// Character sets of a CharacterString (clause 20.2.9).
+const CHARSET_UTF8: u8 = 0;
+const CHARSET_ISO_8859_1: u8 = 5;
+
+fn clamp16(value: u32) -> u16 {
+    u16::try_from(value).unwrap_or(u16::MAX)
+}
+
+/// Inspects one BACnet/IP PDU (a whole BVLC message): statistics, request/response
+/// matching by invoke id, observations (commands, identity, errors) and the EVE event.
+pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    let bvlc = match Bvlc::new_checked(pdu) {
+        Ok(bvlc) => bvlc,
+        Err(_) => {
+            ctx.malformed(Protocol::Bacnet);
+            return;
+        }
+    };
+    ctx.count(Protocol::Bacnet);
+    let function = bvlc.function().code();
+    ctx.stats.bacnet.bvlc_function.add(u32::from(function));
+    // A forwarded message's IP sender is the BBMD, not the device that spoke.
+    let relayed = bvlc.function() == BvlcFunction::ForwardedNpdu;
+    inspect_npdu(bvlc.npdu(), Some(function), relayed, ctx);
+}
+
+/// The NPDU (and APDU) part of a BACnet PDU, after its data-link header.
+fn inspect_npdu(
+    npdu: Option<&[u8]>,
+    bvlc_function: Option<u8>,
+    relayed: bool,
+    ctx: &mut PduCtx<'_>,
+) {
+    let mut event = BacnetEvent {
+        bvlc_function,
+        apdu_type: None,
+        service: None,
+        invoke_id: None,
+        error_class: None,
+        error_code: None,
+        reject_reason: None,
+        abort_reason: None,
+    };
+    let apdu = match npdu.map(Npdu::new_checked) {
+        None => None,
+        Some(Err(_)) => {
+            // The data-link header was sound, so the PDU is counted; its NPDU is not.
+            ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Malformed, 0);
+            None
+        }
+        Some(Ok(npdu)) => {
+            if let Some(message) = npdu.network_message_type() {
+                ctx.stats.bacnet.net_msg_type.add(u32::from(message));
+            }
+            // Behind a router the IP sender is the router, not the device.
+            let relayed = relayed || npdu.source().is_some();
+            match npdu.apdu() {
+                Some(Ok(apdu)) => Some((apdu, relayed)),
+                Some(Err(_)) => {
+                    ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Malformed, 0);
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    if let Some((apdu, relayed)) = apdu {
+        inspect_apdu(&apdu, relayed, &mut event, ctx);
+    }
+    if ctx.events_enabled() {
+        ctx.event(EventBody::Bacnet(event));
+    }
+}
+
+fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &mut PduCtx<'_>) {
+    let apdu_type = apdu.apdu_type();
+    let stats = &mut ctx.stats.bacnet;
+    stats.apdu_type.add(u32::from(apdu_type.code()));
+    if let Some(service) = apdu.confirmed_service() {
+        stats.confirmed_service.add(u32::from(service));
+    }
+    if let Some(service) = apdu.unconfirmed_service() {
+        stats.unconfirmed_service.add(u32::from(service));
+    }
+    let error = first_error(apdu);
+    if let Some((class, code)) = error {
+        stats
+            .error_class_code
+            .add(pair_key(clamp16(class), clamp16(code)));
+    }
+    if let Some(reason) = apdu.reject_reason() {
+        stats.reject_reason.add(u32::from(reason));
+    }
+    if let Some(reason) = apdu.abort_reason() {
+        stats.abort_reason.add(u32::from(reason));
+    }
+    if apdu.segmented() {
+        stats.segmented.add(1);
+    }
+    event.apdu_type = Some(apdu_type.code());
+    event.service = apdu.service_choice();
+    event.invoke_id = apdu.invoke_id();
+    event.error_class = error.map(|(class, _)| class);
+    event.error_code = error.map(|(_, code)| code);
+    event.reject_reason = apdu.reject_reason();
+    event.abort_reason = apdu.abort_reason();
+
+    // The APDU type, not the flow's orientation, tells requests from replies: both
+    // peers use port 47808 and either may request.
+    let sender_is_client = ctx.direction == Direction::Request;
+    // Later segments repeat the request; the first one starts the transaction.
+    let first_segment = !apdu.segmented() || apdu.sequence_number() == Some(0);
+    match apdu_type {
+        ApduType::ConfirmedRequest => {
+            let Some(service) = apdu.service_choice() else {
+                return;
+            };
+            if !first_segment {
+                return;
+            }
+            if let Some(invoke_id) = apdu.invoke_id() {
+                let key = transaction_key(invoke_id, sender_is_client);
+                ctx.state.request(key, u32::from(service), ctx.ts_ns);
+            }
+            let kind = confirmed_command_kind(apdu, service);
+            ctx.command(Protocol::Bacnet, kind, u32::from(service));
+        }
+        ApduType::UnconfirmedRequest => {
+            let Some(service) = apdu.service_choice() else {
+                return;
+            };
+            if let Some(kind) = unconfirmed_command_kind(service) {
+                ctx.command(Protocol::Bacnet, kind, 0x100 | u32::from(service));
+            }
+            if let (Some(i_am), false) = (apdu.i_am(), relayed) {
+                let mut buf = [0u8; 10];
+                let vendor = decimal(i_am.vendor_id, &mut buf);
+                ctx.identity(Protocol::Bacnet, IdentityField::Vendor, vendor);
+            }
+        }
+        ApduType::SimpleAck
+        | ApduType::ComplexAck
+        | ApduType::Error
+        | ApduType::Reject
+        | ApduType::Abort => {
+            // A reply answers a request of the other peer; an Abort may also come from
+            // the requester itself (SRV clear) and then ends its own transaction.
+            let requester_is_client = if apdu_type == ApduType::Abort && !apdu.sent_by_server() {
+                sender_is_client
+            } else {
+                !sender_is_client
+            };
+            if let (Some(invoke_id), true) = (apdu.invoke_id(), first_segment) {
+                let key = transaction_key(invoke_id, requester_is_client);
+                if let Some((_, latency)) = ctx.state.response(key, ctx.ts_ns) {
+                    ctx.response_time(Protocol::Bacnet, latency);
+                }
+            }
+            match apdu_type {
+                ApduType::Error => {
+                    if let Some((class, code)) = error {
+                        let kind = if code == ERROR_CODE_PASSWORD_FAILURE {
+                            ProtocolErrorKind::AuthFailure
+                        } else {
+                            ProtocolErrorKind::ErrorReply
+                        };
+                        let key = (u32::from(clamp16(class)) << 16) | u32::from(clamp16(code));
+                        ctx.protocol_error(Protocol::Bacnet, kind, key);
+                    }
+                }
+                ApduType::Reject | ApduType::Abort => {
+                    let reason = apdu
+                        .reject_reason()
+                        .or_else(|| apdu.abort_reason())
+                        .unwrap_or(0);
+                    let code = (u32::from(apdu_type.code()) << 8) | u32::from(reason);
+                    ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Rejected, code);
+                }
+                _ => {}
+            }
+            if !relayed {
+                for string in apdu.identity_strings() {
+                    // UTF-8 and ISO 8859-1 (clause 20.2.9) read as text; UCS-2 and
+                    // the other wide sets would not.
+                    if !matches!(string.charset, CHARSET_UTF8 | CHARSET_ISO_8859_1) {
+                        continue;
+                    }
+                    if let Some(field) = identity_field(string.property) {
+                        ctx.identity(Protocol::Bacnet, field, string.text);
+                    }
+                }
+            }
+        }
+        ApduType::SegmentAck | ApduType::Unknown(_) => {}
+    }
 }

@@ -386,7 +386,8 @@ pub struct Dnp3Event {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BacnetEvent {
-    pub bvlc_function: u8,
+    /// Null for BACnet carried without BVLC (802.2 LLC).
+    pub bvlc_function: Option<u8>,
     pub apdu_type: Option<u8>,
     pub service: Option<u8>,
     pub invoke_id: Option<u8>,
