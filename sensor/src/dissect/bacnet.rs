@@ -1740,6 +1740,340 @@ mod tests {
         assert!(tags.next().is_none());
         assert!(tags.malformed());
     }
+
+    /// A worker's outputs for driving [`inspect`] PDU by PDU on one flow.
+    mod harness {
+        use super::super::inspect;
+        use crate::dissect::inspect::{
+            AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
+        };
+        use crate::dissect::{Direction, Protocol};
+        use crate::observe::Observation;
+        use crate::output::eve::EveRecord;
+        use crate::worker::{Delivery, ObservationSink};
+        use crossbeam_channel::{unbounded, Receiver};
+
+        pub struct Flow {
+            pub info: FlowInfo,
+            pub state: AppState,
+            pub stats: ProtocolStats,
+            recent: RecentCache,
+            sink: ObservationSink,
+            observations: Receiver<Observation>,
+            events: Option<(EventSink, Receiver<EveRecord>)>,
+        }
+
+        impl Flow {
+            pub fn new(events: bool) -> Flow {
+                let (tx, observations) = unbounded();
+                Flow {
+                    info: FlowInfo {
+                        flow_id: 7,
+                        client: ("10.0.0.1".parse().unwrap(), 47808),
+                        server: ("10.0.0.2".parse().unwrap(), 47808),
+                        client_mac: None,
+                        server_mac: None,
+                        ip_protocol: 17,
+                        vlan: 0,
+                    },
+                    state: AppState::default(),
+                    stats: ProtocolStats::default(),
+                    recent: RecentCache::new(64, 1_000_000_000),
+                    sink: ObservationSink::new(tx, Delivery::Block),
+                    observations,
+                    events: events.then(|| {
+                        let (tx, rx) = unbounded();
+                        (EventSink::new(tx, Delivery::Block), rx)
+                    }),
+                }
+            }
+
+            pub fn inspect(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) {
+                let mut ctx = PduCtx {
+                    ts_ns,
+                    direction,
+                    flow: &self.info,
+                    state: &mut self.state,
+                    stats: &mut self.stats,
+                    out: Outputs {
+                        observations: &mut self.sink,
+                        recent: &mut self.recent,
+                        events: self.events.as_mut().map(|(sink, _)| sink),
+                    },
+                };
+                inspect(pdu, &mut ctx);
+            }
+
+            pub fn observations(&self) -> Vec<Observation> {
+                self.observations.try_iter().collect()
+            }
+
+            pub fn events(&self) -> Vec<EveRecord> {
+                self.events
+                    .as_ref()
+                    .map(|(_, rx)| rx.try_iter().collect())
+                    .unwrap_or_default()
+            }
+
+            pub fn pdus(&self) -> u64 {
+                self.stats.pdus[Protocol::Bacnet.index()]
+            }
+        }
+    }
+
+    use crate::dissect::inspect::{BacnetEvent, EventBody};
+    use crate::dissect::Direction;
+    use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind};
+    use crate::output::eve::EveRecord;
+    use harness::Flow;
+
+    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Command { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32, bool)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::ProtocolError {
+                    kind,
+                    code,
+                    sender_is_server,
+                    ..
+                } => Some((*kind, *code, *sender_is_server)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn identities(observations: &[Observation]) -> Vec<(String, IdentityField, String)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Identity {
+                    device,
+                    field,
+                    value,
+                    ..
+                } => Some((device.to_string(), *field, value.as_str().to_owned())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reinitialize_restore_then_password_failure() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(REINIT), Direction::Request, 1_000);
+        flow.inspect(&hex(ERROR), Direction::Response, 4_000);
+        let observations = flow.observations();
+        // abortrestore (6) ends a configuration restore: a program load.
+        assert_eq!(commands(&observations), vec![(CommandKind::Program, 20)]);
+        assert_eq!(
+            errors(&observations),
+            vec![(ProtocolErrorKind::AuthFailure, (5 << 16) | 26, true)]
+        );
+        assert_eq!(flow.pdus(), 2);
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.apdu_type.get(0), 1);
+        assert_eq!(stats.apdu_type.get(5), 1);
+        assert_eq!(stats.confirmed_service.get(20), 2);
+        assert_eq!(stats.error_class_code.get(pair_key(5, 26)), 1);
+        assert_eq!(stats.bvlc_function.get(0x0a), 2);
+        let bacnet = Protocol::Bacnet.index();
+        assert_eq!(flow.stats.matched_responses[bacnet], 1);
+        assert_eq!(flow.stats.response_time_ns_sum[bacnet], 3_000);
+    }
+
+    #[test]
+    fn reinitialize_states_and_dcc_kinds() {
+        // ReinitializeDevice with only its state (clause 16.4.1.1.1: context tag 0,
+        // length 1), invoke 3.
+        let reinit = |state: u8| hex(&format!("810a000c01000005031409{state:02x}"));
+        let mut flow = Flow::new(false);
+        for state in [0u8, 2, 4] {
+            flow.inspect(&reinit(state), Direction::Request, u64::from(state));
+        }
+        flow.inspect(&hex(DCC), Direction::Request, 10);
+        assert_eq!(
+            commands(&flow.observations()),
+            vec![
+                (CommandKind::Restart, 20),
+                (CommandKind::FileTransfer, 20),
+                (CommandKind::Program, 20),
+                (CommandKind::DisableCommunication, 17),
+            ]
+        );
+    }
+
+    #[test]
+    fn discovery_and_i_am_vendor() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(WHO_IS), Direction::Request, 1);
+        flow.inspect(&hex(I_AM), Direction::Response, 2);
+        let observations = flow.observations();
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Discovery, 0x108)]
+        );
+        assert_eq!(
+            identities(&observations),
+            vec![(
+                "10.0.0.2".to_owned(),
+                IdentityField::Vendor,
+                "15".to_owned()
+            )]
+        );
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.unconfirmed_service.get(8), 1);
+        assert_eq!(stats.unconfirmed_service.get(0), 1);
+        assert_eq!(stats.bvlc_function.get(0x0b), 1);
+    }
+
+    #[test]
+    fn read_property_ack_identity_from_its_sender() {
+        let mut flow = Flow::new(false);
+        // Here the ACKs come from the flow's client: the device is whoever sent them.
+        flow.inspect(&hex(RP_ACK_MODEL), Direction::Request, 1);
+        flow.inspect(&hex(RP_ACK_APP_VERSION), Direction::Request, 2);
+        assert_eq!(
+            identities(&flow.observations()),
+            vec![
+                (
+                    "10.0.0.1".to_owned(),
+                    IdentityField::Model,
+                    "HIY-054".to_owned()
+                ),
+                (
+                    "10.0.0.1".to_owned(),
+                    IdentityField::Product,
+                    "0.5.7".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(flow.stats.bacnet.apdu_type.get(3), 2);
+        assert_eq!(flow.stats.bacnet.confirmed_service.get(12), 2);
+    }
+
+    #[test]
+    fn invoke_ids_match_whichever_side_requests() {
+        let mut flow = Flow::new(false);
+        // The flow's server requests (invoke 1) and the client answers.
+        flow.inspect(&hex(REINIT), Direction::Response, 100);
+        // A reply with the same invoke id from the requester itself does not match.
+        flow.inspect(&hex(ERROR), Direction::Response, 150);
+        assert_eq!(flow.stats.matched_responses[Protocol::Bacnet.index()], 0);
+        flow.inspect(&hex(ERROR), Direction::Request, 300);
+        assert_eq!(flow.stats.matched_responses[Protocol::Bacnet.index()], 1);
+        assert_eq!(
+            flow.stats.response_time_ns_sum[Protocol::Bacnet.index()],
+            200
+        );
+    }
+
+    #[test]
+    fn rpm_ack_error_counted_not_reported() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(RPM_ACK), Direction::Response, 1);
+        assert_eq!(flow.stats.bacnet.error_class_code.get(pair_key(2, 32)), 1);
+        assert_eq!(flow.stats.bacnet.confirmed_service.get(14), 1);
+        assert!(errors(&flow.observations()).is_empty());
+    }
+
+    #[test]
+    fn reject_abort_segmented_and_network_messages() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(REJECT), Direction::Response, 1);
+        flow.inspect(&hex(ABORT), Direction::Response, 2);
+        flow.inspect(&hex(SEGMENTED_ACK), Direction::Response, 3);
+        flow.inspect(&hex(SEGMENT_ACK), Direction::Request, 4);
+        flow.inspect(&hex(NETWORK_MESSAGE), Direction::Request, 5);
+        assert_eq!(
+            errors(&flow.observations()),
+            vec![
+                (ProtocolErrorKind::Rejected, 0x609, true),
+                (ProtocolErrorKind::Rejected, 0x704, true),
+            ]
+        );
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.reject_reason.get(9), 1);
+        assert_eq!(stats.abort_reason.get(4), 1);
+        assert_eq!(stats.segmented.get(1), 1);
+        assert_eq!(stats.apdu_type.get(4), 1);
+        assert_eq!(stats.net_msg_type.get(0x13), 1);
+        assert_eq!(flow.pdus(), 5);
+        let summary = stats.summary();
+        assert_eq!(summary["segmented"]["true"], 1);
+        assert_eq!(summary["apdu_type"]["6"], 1);
+        assert!(summary.get("error_class_code").is_none());
+    }
+
+    #[test]
+    fn malformed_bvlc_is_not_counted() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex("820a0004"), Direction::Request, 1);
+        assert_eq!(flow.pdus(), 0);
+        assert_eq!(flow.stats.malformed[Protocol::Bacnet.index()], 1);
+        assert_eq!(
+            errors(&flow.observations()),
+            vec![(ProtocolErrorKind::Malformed, 0, false)]
+        );
+    }
+
+    #[test]
+    fn events_when_enabled() {
+        let mut flow = Flow::new(true);
+        flow.inspect(&hex(ERROR), Direction::Response, 1);
+        flow.inspect(&hex(NETWORK_MESSAGE), Direction::Request, 2);
+        let events = flow.events();
+        let bodies: Vec<_> = events
+            .iter()
+            .map(|record| match record {
+                EveRecord::Protocol(event) => event.body.clone(),
+                EveRecord::Flow(_) => panic!("a flow record"),
+            })
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                EventBody::Bacnet(BacnetEvent {
+                    bvlc_function: Some(0x0a),
+                    apdu_type: Some(5),
+                    service: Some(20),
+                    invoke_id: Some(1),
+                    error_class: Some(5),
+                    error_code: Some(26),
+                    reject_reason: None,
+                    abort_reason: None,
+                }),
+                EventBody::Bacnet(BacnetEvent {
+                    bvlc_function: Some(0x0b),
+                    apdu_type: None,
+                    service: None,
+                    invoke_id: None,
+                    error_class: None,
+                    error_code: None,
+                    reject_reason: None,
+                    abort_reason: None,
+                }),
+            ]
+        );
+        assert!(Flow::new(false).events().is_empty());
+    }
+
+    #[test]
+    fn decimal_text() {
+        let mut buf = [0u8; 10];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(15, &mut buf), b"15");
+        assert_eq!(decimal(u32::MAX, &mut buf), b"4294967295");
+    }
 }
 
 /// Per-worker BACnet statistics, keyed like the tshark-derived summaries
