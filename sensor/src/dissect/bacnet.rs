@@ -1804,6 +1804,22 @@ mod tests {
                 inspect(pdu, &mut ctx);
             }
 
+            pub fn inspect_llc(&mut self, npdu: &[u8]) {
+                let mut ctx = PduCtx {
+                    ts_ns: 1,
+                    direction: Direction::Request,
+                    flow: &self.info,
+                    state: &mut self.state,
+                    stats: &mut self.stats,
+                    out: Outputs {
+                        observations: &mut self.sink,
+                        recent: &mut self.recent,
+                        events: self.events.as_mut().map(|(sink, _)| sink),
+                    },
+                };
+                super::super::inspect_llc(npdu, &mut ctx);
+            }
+
             pub fn observations(&self) -> Vec<Observation> {
                 self.observations.try_iter().collect()
             }
@@ -1826,6 +1842,10 @@ mod tests {
     use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind};
     use crate::output::eve::EveRecord;
     use harness::Flow;
+
+    fn inspect_llc_on(flow: &mut Flow, npdu: &[u8]) {
+        flow.inspect_llc(npdu);
+    }
 
     fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
         observations
@@ -2043,6 +2063,7 @@ mod tests {
             bodies,
             vec![
                 EventBody::Bacnet(BacnetEvent {
+                    llc: false,
                     bvlc_function: Some(0x0a),
                     apdu_type: Some(5),
                     service: Some(20),
@@ -2053,6 +2074,7 @@ mod tests {
                     abort_reason: None,
                 }),
                 EventBody::Bacnet(BacnetEvent {
+                    llc: false,
                     bvlc_function: Some(0x0b),
                     apdu_type: None,
                     service: None,
@@ -2065,6 +2087,37 @@ mod tests {
             ]
         );
         assert!(Flow::new(false).events().is_empty());
+    }
+
+    #[test]
+    fn llc_pdus_count_and_mark_their_events_but_name_no_device() {
+        let mut flow = Flow::new(true);
+        // The NPDUs of WHO_IS and I_AM, as carried over 802.2 LLC (no BVLC).
+        inspect_llc_on(&mut flow, &hex(WHO_IS)[4..]);
+        inspect_llc_on(&mut flow, &hex(I_AM)[4..]);
+        inspect_llc_on(&mut flow, &[0x02]);
+        assert_eq!(flow.pdus(), 2);
+        assert_eq!(flow.stats.malformed[Protocol::Bacnet.index()], 1);
+        assert!(flow.stats.bacnet.bvlc_function.is_empty());
+        assert_eq!(flow.stats.bacnet.unconfirmed_service.get(0), 1);
+        let observations = flow.observations();
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Discovery, 0x108)]
+        );
+        assert!(identities(&observations).is_empty());
+        let events = flow.events();
+        assert_eq!(events.len(), 2);
+        for record in events {
+            let EveRecord::Protocol(event) = record else {
+                panic!("a flow record");
+            };
+            let EventBody::Bacnet(body) = event.body else {
+                panic!("not BACnet");
+            };
+            assert!(body.llc);
+            assert_eq!(body.bvlc_function, None);
+        }
     }
 
     #[test]
@@ -2317,7 +2370,23 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     inspect_npdu(bvlc.npdu(), Some(function), relayed, ctx);
 }
 
-/// The NPDU (and APDU) part of a BACnet PDU, after its data-link header.
+/// The LLC service access point of BACnet on ISO 8802-2 (clause 7.1): DSAP = SSAP.
+pub const LLC_SAP: u8 = 0x82;
+
+/// Inspects one BACnet PDU carried over 802.2 LLC (clause 7): an NPDU without BVLC.
+/// The caller has no IP endpoints (they are unspecified in `ctx.flow`), so the sender's
+/// identity is not reported: it would name no device. Commands and errors are.
+pub fn inspect_llc(npdu: &[u8], ctx: &mut PduCtx<'_>) {
+    if Npdu::new_checked(npdu).is_err() {
+        ctx.malformed(Protocol::Bacnet);
+        return;
+    }
+    ctx.count(Protocol::Bacnet);
+    inspect_npdu(Some(npdu), None, true, ctx);
+}
+
+/// The NPDU (and APDU) part of a BACnet PDU, after its data-link header. `relayed`:
+/// the IP sender is not the device that spoke (identity is then not reported).
 fn inspect_npdu(
     npdu: Option<&[u8]>,
     bvlc_function: Option<u8>,
@@ -2325,6 +2394,7 @@ fn inspect_npdu(
     ctx: &mut PduCtx<'_>,
 ) {
     let mut event = BacnetEvent {
+        llc: bvlc_function.is_none(),
         bvlc_function,
         apdu_type: None,
         service: None,

@@ -386,6 +386,9 @@ pub struct Dnp3Event {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BacnetEvent {
+    /// BACnet over 802.2 LLC rather than BACnet/IP: the event's addresses are then
+    /// unspecified (0.0.0.0, port 0) as the PDU has no IP header.
+    pub llc: bool,
     /// Null for BACnet carried without BVLC (802.2 LLC).
     pub bvlc_function: Option<u8>,
     pub apdu_type: Option<u8>,
