@@ -1843,10 +1843,6 @@ mod tests {
     use crate::output::eve::EveRecord;
     use harness::Flow;
 
-    fn inspect_llc_on(flow: &mut Flow, npdu: &[u8]) {
-        flow.inspect_llc(npdu);
-    }
-
     fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
         observations
             .iter()
@@ -2093,9 +2089,9 @@ mod tests {
     fn llc_pdus_count_and_mark_their_events_but_name_no_device() {
         let mut flow = Flow::new(true);
         // The NPDUs of WHO_IS and I_AM, as carried over 802.2 LLC (no BVLC).
-        inspect_llc_on(&mut flow, &hex(WHO_IS)[4..]);
-        inspect_llc_on(&mut flow, &hex(I_AM)[4..]);
-        inspect_llc_on(&mut flow, &[0x02]);
+        flow.inspect_llc(&hex(WHO_IS)[4..]);
+        flow.inspect_llc(&hex(I_AM)[4..]);
+        flow.inspect_llc(&[0x02]);
         assert_eq!(flow.pdus(), 2);
         assert_eq!(flow.stats.malformed[Protocol::Bacnet.index()], 1);
         assert!(flow.stats.bacnet.bvlc_function.is_empty());
