@@ -67,6 +67,43 @@ pub enum Anomaly {
     Malformed,
 }
 
+/// The IEEE 802.2 LLC header and payload of an 802.3 frame (a length, not an
+/// ethertype, after the MAC addresses). Carries non-IP protocols such as BACnet
+/// (ASHRAE 135 clause 7, SAP 0x82).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Llc<'a> {
+    pub dsap: u8,
+    pub ssap: u8,
+    pub control: u16,
+    /// The LLC information field, without Ethernet padding.
+    pub payload: &'a [u8],
+}
+
+/// The largest 802.3 length field; larger values are ethertypes (IEEE 802.3 3.2.6).
+const MAX_8023_LENGTH: u16 = 1500;
+
+impl<'a> Llc<'a> {
+    /// Parses the LLC PDU of an 802.3 frame: `length` is the frame's length field and
+    /// `data` what follows it (possibly padded).
+    fn parse(length: u16, data: &'a [u8]) -> Option<Llc<'a>> {
+        let pdu = data.get(..usize::from(length)).unwrap_or(data);
+        let (&dsap, &ssap, &first) = (pdu.first()?, pdu.get(1)?, pdu.get(2)?);
+        // Unnumbered (U) format has a 1-byte control field, I and S formats 2 bytes
+        // (IEEE 802.2 clause 5.2).
+        let (control, payload_at) = if first & 0x03 == 0x03 {
+            (u16::from(first), 3)
+        } else {
+            (u16::from_be_bytes([first, *pdu.get(3)?]), 4)
+        };
+        Some(Llc {
+            dsap,
+            ssap,
+            control,
+            payload: pdu.get(payload_at..)?,
+        })
+    }
+}
+
 /// One frame, sliced. Borrowed from the packet; cheap to build.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -86,6 +123,8 @@ pub struct Frame<'a> {
     pub transport: Transport,
     /// The transport payload (TCP/UDP data), or the L3 payload for other protocols.
     pub payload: &'a [u8],
+    /// The LLC of an 802.3 frame (no IP).
+    pub llc: Option<Llc<'a>>,
     pub anomaly: Option<Anomaly>,
 }
 
@@ -104,6 +143,7 @@ impl<'a> Frame<'a> {
             arp: None,
             transport: Transport::None,
             payload: &[],
+            llc: None,
             anomaly: None,
         }
     }
@@ -240,6 +280,11 @@ fn fill<'a>(frame: &mut Frame<'a>, sliced: &LaxSlicedPacket<'a>) {
             _ => Anomaly::Malformed,
         });
     }
+    if sliced.net.is_none() && frame.ether_type <= MAX_8023_LENGTH {
+        if let Some(ether) = sliced.ether_payload() {
+            frame.llc = Llc::parse(frame.ether_type, ether.payload);
+        }
+    }
     match &sliced.net {
         Some(LaxNetSlice::Ipv4(ipv4)) => {
             let header = ipv4.header();
@@ -332,4 +377,64 @@ pub fn is_unicast(ip: IpAddr) -> bool {
 /// True for a MAC address that names one interface (group bit clear, not all zero).
 pub fn is_unicast_mac(mac: &Mac) -> bool {
     mac[0] & 1 == 0 && *mac != [0; 6]
+}
+
+#[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// An 802.3 frame: broadcast destination, a source MAC, length 11, LLC
+    /// 0x82/0x82/UI, a BACnet Who-Is NPDU (clause 7), and Ethernet padding.
+    fn bacnet_llc_frame() -> Vec<u8> {
+        let mut data = vec![0xff; 6];
+        data.extend_from_slice(&[0x00, 0x40, 0xae, 0x00, 0x00, 0x01]);
+        data.extend_from_slice(&[0x00, 0x0b, 0x82, 0x82, 0x03]);
+        data.extend_from_slice(&[0x01, 0x20, 0xff, 0xff, 0x00, 0xff, 0x10, 0x08]);
+        data.resize(60, 0);
+        data
+    }
+
+    #[test]
+    fn llc_of_an_8023_frame_without_padding() {
+        let data = bacnet_llc_frame();
+        let packet = Packet {
+            ts_ns: 1,
+            link: LinkType::Ethernet,
+            data: &data,
+            wire_len: 60,
+        };
+        let frame = slice(&packet);
+        assert_eq!(frame.src_ip, None);
+        assert_eq!(
+            frame.llc,
+            Some(Llc {
+                dsap: 0x82,
+                ssap: 0x82,
+                control: 0x03,
+                payload: &[0x01, 0x20, 0xff, 0xff, 0x00, 0xff, 0x10, 0x08],
+            })
+        );
+    }
+
+    #[test]
+    fn no_llc_for_ethertype_frames_or_short_llc() {
+        let mut data = bacnet_llc_frame();
+        // ARP's ethertype: not a length.
+        data[12] = 0x08;
+        data[13] = 0x06;
+        let packet = Packet {
+            ts_ns: 1,
+            link: LinkType::Ethernet,
+            data: &data,
+            wire_len: 60,
+        };
+        assert_eq!(slice(&packet).llc, None);
+        // Length 2: DSAP and SSAP without a control field.
+        assert_eq!(Llc::parse(2, &[0x82, 0x82, 0x03]), None);
+        // I-format control (2 bytes).
+        let llc = Llc::parse(5, &[0x42, 0x42, 0x00, 0x01, 0x99]).unwrap();
+        assert_eq!((llc.control, llc.payload), (0x0001, &[0x99][..]));
+    }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::capture::Packet;
 use crate::config::Policy;
-use crate::dissect::inspect::{EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::dissect::inspect::{AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
 use crate::dissect::{self, dnp3, Direction, Protocol};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
@@ -246,6 +246,7 @@ impl Worker {
         self.observe_device(frame);
         if frame.src_ip.is_none() {
             self.counters.non_ip += 1;
+            self.engine.dissect_llc(frame);
             return;
         }
         if frame.fragment {
@@ -480,6 +481,50 @@ impl Engine {
             }
             _ => on_pdu(frame.payload),
         }
+    }
+
+    /// BACnet over 802.2 LLC (SAP 0x82): no IP, so no flow. Each PDU is inspected on
+    /// its own, with a fresh state and unspecified endpoints (flow id 0).
+    fn dissect_llc(&mut self, frame: &Frame<'_>) {
+        let Some(llc) = frame.llc else {
+            return;
+        };
+        if llc.dsap != dissect::bacnet::LLC_SAP || llc.ssap != dissect::bacnet::LLC_SAP {
+            return;
+        }
+        let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        let info = FlowInfo {
+            flow_id: 0,
+            client: unspecified,
+            server: unspecified,
+            client_mac: frame.src_mac,
+            server_mac: frame.dst_mac,
+            ip_protocol: 0,
+            vlan: frame.vlan[0],
+        };
+        let mut state = AppState::default();
+        let Engine {
+            sink,
+            events,
+            stats,
+            recent,
+            dnp3_pool,
+            ..
+        } = self;
+        let mut ctx = PduCtx {
+            ts_ns: frame.ts_ns,
+            direction: Direction::Request,
+            flow: &info,
+            state: &mut state,
+            stats,
+            dnp3: dnp3_pool,
+            out: Outputs {
+                observations: sink,
+                recent,
+                events: events.as_mut(),
+            },
+        };
+        dissect::bacnet::inspect_llc(llc.payload, &mut ctx);
     }
 
     /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).

@@ -57,6 +57,20 @@ const COMPARED: &[(&str, &[&str])] = &[
             "objects",
         ],
     ),
+    (
+        "bacnet",
+        &[
+            "bvlc_function",
+            "apdu_type",
+            "net_msg_type",
+            "confirmed_service",
+            "unconfirmed_service",
+            "error_class_code",
+            "reject_reason",
+            "abort_reason",
+            "segmented",
+        ],
+    ),
 ];
 
 /// (capture, protocol, histogram or "records", why the counts differ).

@@ -13,6 +13,13 @@
 //! names are its `bacapp.confirmed_service` / `bacapp.unconfirmed_service` value
 //! strings (ASHRAE 135 clause 21, BACnetConfirmedServiceChoice).
 
+use std::collections::BTreeMap;
+
+use crate::dissect::histogram::{pair, pair_key, Histogram};
+use crate::dissect::inspect::{BacnetEvent, EventBody, PduCtx};
+use crate::dissect::{Direction, Protocol};
+use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
+
 /// Errors of the BACnet views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -1733,23 +1740,818 @@ mod tests {
         assert!(tags.next().is_none());
         assert!(tags.malformed());
     }
-}
 
-/// Per-worker BACnet statistics, keyed like the tshark-derived summaries
-/// (`../shared/tools/ORACLE.md`).
-#[derive(Clone, Debug, Default)]
-pub struct Stats {}
+    /// A worker's outputs for driving [`inspect`] PDU by PDU on one flow.
+    mod harness {
+        use super::super::inspect;
+        use crate::dissect::inspect::{
+            AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
+        };
+        use crate::dissect::{Direction, Protocol};
+        use crate::observe::Observation;
+        use crate::output::eve::EveRecord;
+        use crate::worker::{Delivery, ObservationSink};
+        use crossbeam_channel::{unbounded, Receiver};
 
-impl Stats {
-    pub fn merge(&mut self, _other: &Stats) {}
+        pub struct Flow {
+            pub info: FlowInfo,
+            pub state: AppState,
+            pub stats: ProtocolStats,
+            recent: RecentCache,
+            sink: ObservationSink,
+            observations: Receiver<Observation>,
+            events: Option<(EventSink, Receiver<EveRecord>)>,
+        }
 
-    /// Non-empty histograms by their summary names.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::Value::Object(serde_json::Map::new())
+        impl Flow {
+            pub fn new(events: bool) -> Flow {
+                let (tx, observations) = unbounded();
+                Flow {
+                    info: FlowInfo {
+                        flow_id: 7,
+                        client: ("10.0.0.1".parse().unwrap(), 47808),
+                        server: ("10.0.0.2".parse().unwrap(), 47808),
+                        client_mac: None,
+                        server_mac: None,
+                        ip_protocol: 17,
+                        vlan: 0,
+                    },
+                    state: AppState::default(),
+                    stats: ProtocolStats::default(),
+                    recent: RecentCache::new(64, 1_000_000_000),
+                    sink: ObservationSink::new(tx, Delivery::Block),
+                    observations,
+                    events: events.then(|| {
+                        let (tx, rx) = unbounded();
+                        (EventSink::new(tx, Delivery::Block), rx)
+                    }),
+                }
+            }
+
+            pub fn inspect(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) {
+                let mut ctx = PduCtx {
+                    dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                    ts_ns,
+                    direction,
+                    flow: &self.info,
+                    state: &mut self.state,
+                    stats: &mut self.stats,
+                    out: Outputs {
+                        observations: &mut self.sink,
+                        recent: &mut self.recent,
+                        events: self.events.as_mut().map(|(sink, _)| sink),
+                    },
+                };
+                inspect(pdu, &mut ctx);
+            }
+
+            pub fn inspect_llc(&mut self, npdu: &[u8]) {
+                let mut ctx = PduCtx {
+                    dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                    ts_ns: 1,
+                    direction: Direction::Request,
+                    flow: &self.info,
+                    state: &mut self.state,
+                    stats: &mut self.stats,
+                    out: Outputs {
+                        observations: &mut self.sink,
+                        recent: &mut self.recent,
+                        events: self.events.as_mut().map(|(sink, _)| sink),
+                    },
+                };
+                super::super::inspect_llc(npdu, &mut ctx);
+            }
+
+            pub fn observations(&self) -> Vec<Observation> {
+                self.observations.try_iter().collect()
+            }
+
+            pub fn events(&self) -> Vec<EveRecord> {
+                self.events
+                    .as_ref()
+                    .map(|(_, rx)| rx.try_iter().collect())
+                    .unwrap_or_default()
+            }
+
+            pub fn pdus(&self) -> u64 {
+                self.stats.pdus[Protocol::Bacnet.index()]
+            }
+        }
+    }
+
+    use crate::dissect::inspect::{BacnetEvent, EventBody};
+    use crate::dissect::Direction;
+    use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind};
+    use crate::output::eve::EveRecord;
+    use harness::Flow;
+
+    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Command { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32, bool)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::ProtocolError {
+                    kind,
+                    code,
+                    sender_is_server,
+                    ..
+                } => Some((*kind, *code, *sender_is_server)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn identities(observations: &[Observation]) -> Vec<(String, IdentityField, String)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Identity {
+                    device,
+                    field,
+                    value,
+                    ..
+                } => Some((device.to_string(), *field, value.as_str().to_owned())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reinitialize_restore_then_password_failure() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(REINIT), Direction::Request, 1_000);
+        flow.inspect(&hex(ERROR), Direction::Response, 4_000);
+        let observations = flow.observations();
+        // abortrestore (6) ends a configuration restore: a program load.
+        assert_eq!(commands(&observations), vec![(CommandKind::Program, 20)]);
+        assert_eq!(
+            errors(&observations),
+            vec![(ProtocolErrorKind::AuthFailure, (5 << 16) | 26, true)]
+        );
+        assert_eq!(flow.pdus(), 2);
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.apdu_type.get(0), 1);
+        assert_eq!(stats.apdu_type.get(5), 1);
+        assert_eq!(stats.confirmed_service.get(20), 2);
+        assert_eq!(stats.error_class_code.get(pair_key(5, 26)), 1);
+        assert_eq!(stats.bvlc_function.get(0x0a), 2);
+        let bacnet = Protocol::Bacnet.index();
+        assert_eq!(flow.stats.matched_responses[bacnet], 1);
+        assert_eq!(flow.stats.response_time_ns_sum[bacnet], 3_000);
+    }
+
+    #[test]
+    fn reinitialize_states_and_dcc_kinds() {
+        // ReinitializeDevice with only its state (clause 16.4.1.1.1: context tag 0,
+        // length 1), invoke 3.
+        let reinit = |state: u8| hex(&format!("810a000c01000005031409{state:02x}"));
+        let mut flow = Flow::new(false);
+        for state in [0u8, 2, 4] {
+            flow.inspect(&reinit(state), Direction::Request, u64::from(state));
+        }
+        flow.inspect(&hex(DCC), Direction::Request, 10);
+        assert_eq!(
+            commands(&flow.observations()),
+            vec![
+                (CommandKind::Restart, 20),
+                (CommandKind::FileTransfer, 20),
+                (CommandKind::Program, 20),
+                (CommandKind::DisableCommunication, 17),
+            ]
+        );
+    }
+
+    #[test]
+    fn discovery_and_i_am_vendor() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(WHO_IS), Direction::Request, 1);
+        flow.inspect(&hex(I_AM), Direction::Response, 2);
+        let observations = flow.observations();
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Discovery, 0x108)]
+        );
+        assert_eq!(
+            identities(&observations),
+            vec![(
+                "10.0.0.2".to_owned(),
+                IdentityField::Vendor,
+                "15".to_owned()
+            )]
+        );
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.unconfirmed_service.get(8), 1);
+        assert_eq!(stats.unconfirmed_service.get(0), 1);
+        assert_eq!(stats.bvlc_function.get(0x0b), 1);
+    }
+
+    #[test]
+    fn read_property_ack_identity_from_its_sender() {
+        let mut flow = Flow::new(false);
+        // Here the ACKs come from the flow's client: the device is whoever sent them.
+        flow.inspect(&hex(RP_ACK_MODEL), Direction::Request, 1);
+        flow.inspect(&hex(RP_ACK_APP_VERSION), Direction::Request, 2);
+        assert_eq!(
+            identities(&flow.observations()),
+            vec![
+                (
+                    "10.0.0.1".to_owned(),
+                    IdentityField::Model,
+                    "HIY-054".to_owned()
+                ),
+                (
+                    "10.0.0.1".to_owned(),
+                    IdentityField::Product,
+                    "0.5.7".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(flow.stats.bacnet.apdu_type.get(3), 2);
+        assert_eq!(flow.stats.bacnet.confirmed_service.get(12), 2);
+    }
+
+    #[test]
+    fn invoke_ids_match_whichever_side_requests() {
+        let mut flow = Flow::new(false);
+        // The flow's server requests (invoke 1) and the client answers.
+        flow.inspect(&hex(REINIT), Direction::Response, 100);
+        // A reply with the same invoke id from the requester itself does not match.
+        flow.inspect(&hex(ERROR), Direction::Response, 150);
+        assert_eq!(flow.stats.matched_responses[Protocol::Bacnet.index()], 0);
+        flow.inspect(&hex(ERROR), Direction::Request, 300);
+        assert_eq!(flow.stats.matched_responses[Protocol::Bacnet.index()], 1);
+        assert_eq!(
+            flow.stats.response_time_ns_sum[Protocol::Bacnet.index()],
+            200
+        );
+    }
+
+    #[test]
+    fn rpm_ack_error_counted_not_reported() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(RPM_ACK), Direction::Response, 1);
+        assert_eq!(flow.stats.bacnet.error_class_code.get(pair_key(2, 32)), 1);
+        assert_eq!(flow.stats.bacnet.confirmed_service.get(14), 1);
+        assert!(errors(&flow.observations()).is_empty());
+    }
+
+    #[test]
+    fn reject_abort_segmented_and_network_messages() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(REJECT), Direction::Response, 1);
+        flow.inspect(&hex(ABORT), Direction::Response, 2);
+        flow.inspect(&hex(SEGMENTED_ACK), Direction::Response, 3);
+        flow.inspect(&hex(SEGMENT_ACK), Direction::Request, 4);
+        flow.inspect(&hex(NETWORK_MESSAGE), Direction::Request, 5);
+        assert_eq!(
+            errors(&flow.observations()),
+            vec![
+                (ProtocolErrorKind::Rejected, 0x609, true),
+                (ProtocolErrorKind::Rejected, 0x704, true),
+            ]
+        );
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.reject_reason.get(9), 1);
+        assert_eq!(stats.abort_reason.get(4), 1);
+        assert_eq!(stats.segmented.get(1), 1);
+        assert_eq!(stats.apdu_type.get(4), 1);
+        assert_eq!(stats.net_msg_type.get(0x13), 1);
+        assert_eq!(flow.pdus(), 5);
+        let summary = stats.summary();
+        assert_eq!(summary["segmented"]["true"], 1);
+        assert_eq!(summary["apdu_type"]["6"], 1);
+        assert!(summary.get("error_class_code").is_none());
+    }
+
+    #[test]
+    fn malformed_bvlc_is_not_counted() {
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex("820a0004"), Direction::Request, 1);
+        assert_eq!(flow.pdus(), 0);
+        assert_eq!(flow.stats.malformed[Protocol::Bacnet.index()], 1);
+        assert_eq!(
+            errors(&flow.observations()),
+            vec![(ProtocolErrorKind::Malformed, 0, false)]
+        );
+    }
+
+    #[test]
+    fn events_when_enabled() {
+        let mut flow = Flow::new(true);
+        flow.inspect(&hex(ERROR), Direction::Response, 1);
+        flow.inspect(&hex(NETWORK_MESSAGE), Direction::Request, 2);
+        let events = flow.events();
+        let bodies: Vec<_> = events
+            .iter()
+            .map(|record| match record {
+                EveRecord::Protocol(event) => event.body.clone(),
+                other => panic!("not a protocol event: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                EventBody::Bacnet(BacnetEvent {
+                    llc: false,
+                    bvlc_function: Some(0x0a),
+                    apdu_type: Some(5),
+                    service: Some(20),
+                    invoke_id: Some(1),
+                    error_class: Some(5),
+                    error_code: Some(26),
+                    reject_reason: None,
+                    abort_reason: None,
+                }),
+                EventBody::Bacnet(BacnetEvent {
+                    llc: false,
+                    bvlc_function: Some(0x0b),
+                    apdu_type: None,
+                    service: None,
+                    invoke_id: None,
+                    error_class: None,
+                    error_code: None,
+                    reject_reason: None,
+                    abort_reason: None,
+                }),
+            ]
+        );
+        assert!(Flow::new(false).events().is_empty());
+    }
+
+    #[test]
+    fn llc_pdus_count_and_mark_their_events_but_name_no_device() {
+        let mut flow = Flow::new(true);
+        // The NPDUs of WHO_IS and I_AM, as carried over 802.2 LLC (no BVLC).
+        flow.inspect_llc(&hex(WHO_IS)[4..]);
+        flow.inspect_llc(&hex(I_AM)[4..]);
+        flow.inspect_llc(&[0x02]);
+        assert_eq!(flow.pdus(), 2);
+        assert_eq!(flow.stats.malformed[Protocol::Bacnet.index()], 1);
+        assert!(flow.stats.bacnet.bvlc_function.is_empty());
+        assert_eq!(flow.stats.bacnet.unconfirmed_service.get(0), 1);
+        let observations = flow.observations();
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Discovery, 0x108)]
+        );
+        assert!(identities(&observations).is_empty());
+        let events = flow.events();
+        assert_eq!(events.len(), 2);
+        for record in events {
+            let EveRecord::Protocol(event) = record else {
+                panic!("a flow record");
+            };
+            let EventBody::Bacnet(body) = event.body else {
+                panic!("not BACnet");
+            };
+            assert!(body.llc);
+            assert_eq!(body.bvlc_function, None);
+        }
+    }
+
+    #[test]
+    fn decimal_text() {
+        let mut buf = [0u8; 10];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(15, &mut buf), b"15");
+        assert_eq!(decimal(u32::MAX, &mut buf), b"4294967295");
     }
 }
 
-/// Inspects one BACnet PDU: statistics, observations and the EVE event.
-pub fn inspect(_pdu: &[u8], ctx: &mut crate::dissect::inspect::PduCtx<'_>) {
-    ctx.count(crate::dissect::Protocol::Bacnet);
+/// Per-worker BACnet statistics, keyed like the tshark-derived summaries
+/// (`../shared/tools/ORACLE.md`): one count per BVLC message (one `bvlc`+`bacnet`+
+/// `bacapp` record), with each histogram taking the PDU's first value of its field.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub bvlc_function: Histogram,
+    pub apdu_type: Histogram,
+    pub net_msg_type: Histogram,
+    pub confirmed_service: Histogram,
+    pub unconfirmed_service: Histogram,
+    /// `class/code` of the PDU's first error (Error PDU, or the first property access
+    /// error of a ReadPropertyMultiple-ACK), as tshark's first `bacapp.error_class`
+    /// and `bacapp.error_code`.
+    pub error_class_code: Histogram,
+    pub reject_reason: Histogram,
+    pub abort_reason: Histogram,
+    /// Segmented confirmed requests and complex ACKs (key 1, written `true`).
+    pub segmented: Histogram,
+}
+
+impl Stats {
+    pub fn merge(&mut self, other: &Stats) {
+        self.bvlc_function.merge(&other.bvlc_function);
+        self.apdu_type.merge(&other.apdu_type);
+        self.net_msg_type.merge(&other.net_msg_type);
+        self.confirmed_service.merge(&other.confirmed_service);
+        self.unconfirmed_service.merge(&other.unconfirmed_service);
+        self.error_class_code.merge(&other.error_class_code);
+        self.reject_reason.merge(&other.reject_reason);
+        self.abort_reason.merge(&other.abort_reason);
+        self.segmented.merge(&other.segmented);
+    }
+
+    /// Non-empty histograms by their summary names.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let mut put = |name: &str, histogram: &Histogram, map: BTreeMap<String, u64>| {
+            if !histogram.is_empty() {
+                out.insert(name.to_owned(), serde_json::json!(map));
+            }
+        };
+        let decimal = |histogram: &Histogram| histogram.to_decimal_map();
+        put(
+            "bvlc_function",
+            &self.bvlc_function,
+            decimal(&self.bvlc_function),
+        );
+        put("apdu_type", &self.apdu_type, decimal(&self.apdu_type));
+        put(
+            "net_msg_type",
+            &self.net_msg_type,
+            decimal(&self.net_msg_type),
+        );
+        put(
+            "confirmed_service",
+            &self.confirmed_service,
+            decimal(&self.confirmed_service),
+        );
+        put(
+            "unconfirmed_service",
+            &self.unconfirmed_service,
+            decimal(&self.unconfirmed_service),
+        );
+        put(
+            "error_class_code",
+            &self.error_class_code,
+            self.error_class_code.to_map(pair),
+        );
+        put(
+            "reject_reason",
+            &self.reject_reason,
+            decimal(&self.reject_reason),
+        );
+        put(
+            "abort_reason",
+            &self.abort_reason,
+            decimal(&self.abort_reason),
+        );
+        put(
+            "segmented",
+            &self.segmented,
+            self.segmented.to_map(|_| "true".to_owned()),
+        );
+        serde_json::Value::Object(out)
+    }
+}
+
+/// BACnetErrorCode `password-failure` (clause 21). Error codes are one enumeration
+/// across classes, and devices report it under `security` (4) or, as in
+/// bacnet-iam-readproperty-example.pcap, `services` (5).
+const ERROR_CODE_PASSWORD_FAILURE: u32 = 26;
+
+/// DeviceCommunicationControl enable-disable values (clause 16.1.1.1.2).
+const DCC_ENABLE: u32 = 0;
+
+/// ReinitializeDevice reinitialized-state values (clause 16.4.1.1.1).
+mod reinit_state {
+    pub const COLDSTART: u32 = 0;
+    pub const WARMSTART: u32 = 1;
+    pub const START_BACKUP: u32 = 2;
+    pub const END_BACKUP: u32 = 3;
+    pub const START_RESTORE: u32 = 4;
+    pub const END_RESTORE: u32 = 5;
+    pub const ABORT_RESTORE: u32 = 6;
+}
+
+/// Confirmed services (clause 21) not in [`confirmed`] that change how the sensor
+/// classifies a request.
+const LIFE_SAFETY_OPERATION: u8 = 27;
+/// Unconfirmed services (clause 21) the sensor classifies besides [`unconfirmed`].
+const TIME_SYNCHRONIZATION: u8 = 6;
+const UTC_TIME_SYNCHRONIZATION: u8 = 9;
+const WRITE_GROUP: u8 = 10;
+
+/// The command kind of a confirmed request. DeviceCommunicationControl and
+/// ReinitializeDevice decide by their parameters; when those cannot be read (a later
+/// segment, a cut body) the dangerous reading is reported, as the request may be one.
+fn confirmed_command_kind(apdu: &Apdu<'_>, service: u8) -> CommandKind {
+    match service {
+        confirmed::DEVICE_COMMUNICATION_CONTROL => match apdu.device_communication_control() {
+            Some(dcc) if dcc.enable_disable == DCC_ENABLE => CommandKind::Other,
+            // disable (1), disable-initiation (2), and unknown values.
+            _ => CommandKind::DisableCommunication,
+        },
+        confirmed::REINITIALIZE_DEVICE => {
+            match apdu.reinitialize_device().map(|reinit| reinit.state) {
+                // A backup copies the configuration out (clause 19.1): a transfer of
+                // files that leaves the device's program in place.
+                Some(reinit_state::START_BACKUP | reinit_state::END_BACKUP) => {
+                    CommandKind::FileTransfer
+                }
+                // A restore replaces the device's configuration (clause 19.1.3):
+                // the BACnet way of loading a program.
+                Some(
+                    reinit_state::START_RESTORE
+                    | reinit_state::END_RESTORE
+                    | reinit_state::ABORT_RESTORE,
+                ) => CommandKind::Program,
+                Some(reinit_state::COLDSTART | reinit_state::WARMSTART) => CommandKind::Restart,
+                // activate-changes (7) applies pending changes, possibly by restarting;
+                // unknown states and unreadable parameters take the dangerous reading.
+                _ => CommandKind::Restart,
+            }
+        }
+        LIFE_SAFETY_OPERATION => CommandKind::Operate,
+        _ => match confirmed_service_kind(service) {
+            ServiceKind::Read => CommandKind::Read,
+            ServiceKind::Write => CommandKind::Write,
+            ServiceKind::FileTransfer => CommandKind::FileTransfer,
+            ServiceKind::Discovery => CommandKind::Discovery,
+            ServiceKind::DeviceControl | ServiceKind::Other => CommandKind::Other,
+        },
+    }
+}
+
+/// The command kind of an unconfirmed request; `None` for I-Am and I-Have, which
+/// answer a Who-Is / Who-Has and are reported as identity instead.
+fn unconfirmed_command_kind(service: u8) -> Option<CommandKind> {
+    Some(match service {
+        unconfirmed::I_AM | unconfirmed::I_HAVE => return None,
+        unconfirmed::WHO_IS | unconfirmed::WHO_HAS => CommandKind::Discovery,
+        TIME_SYNCHRONIZATION | UTC_TIME_SYNCHRONIZATION => CommandKind::TimeSync,
+        WRITE_GROUP => CommandKind::Write,
+        _ => CommandKind::Other,
+    })
+}
+
+/// The identity field of a device property. BACnet has no product-name property:
+/// application-software-version names the application build the device runs, kept as
+/// the product so that it does not overwrite firmware-revision.
+fn identity_field(property_id: u32) -> Option<IdentityField> {
+    Some(match property_id {
+        property::VENDOR_NAME => IdentityField::Vendor,
+        property::MODEL_NAME => IdentityField::Model,
+        property::FIRMWARE_REVISION => IdentityField::Firmware,
+        property::APPLICATION_SOFTWARE_VERSION => IdentityField::Product,
+        _ => return None,
+    })
+}
+
+/// `value` as decimal ASCII in `buf`, without allocating.
+fn decimal(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = buf.get_mut(start) {
+            *digit = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    buf.get(start..).unwrap_or(&[])
+}
+
+/// Invoke ids are chosen by the requesting peer, and both BACnet peers may request on
+/// the same flow (both use 47808): the id is qualified by which flow side requested.
+fn transaction_key(invoke_id: u8, requester_is_client: bool) -> u32 {
+    (u32::from(requester_is_client) << 8) | u32::from(invoke_id)
+}
+
+/// The first error of a PDU: an Error PDU's class and code, or the first property
+/// access error of a ReadPropertyMultiple-ACK (as tshark's first `bacapp.error_*`).
+fn first_error(apdu: &Apdu<'_>) -> Option<(u32, u32)> {
+    if let Some(error) = apdu.error() {
+        return Some(error);
+    }
+    apdu.property_results()?
+        .find_map(|result| match result.outcome {
+            PropertyOutcome::Error { class, code } => Some((class, code)),
+            PropertyOutcome::Value(_) => None,
+        })
+}
+
+/// Character sets of a CharacterString (clause 20.2.9).
+const CHARSET_UTF8: u8 = 0;
+const CHARSET_ISO_8859_1: u8 = 5;
+
+fn clamp16(value: u32) -> u16 {
+    u16::try_from(value).unwrap_or(u16::MAX)
+}
+
+/// Inspects one BACnet/IP PDU (a whole BVLC message): statistics, request/response
+/// matching by invoke id, observations (commands, identity, errors) and the EVE event.
+pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    let bvlc = match Bvlc::new_checked(pdu) {
+        Ok(bvlc) => bvlc,
+        Err(_) => {
+            ctx.malformed(Protocol::Bacnet);
+            return;
+        }
+    };
+    ctx.count(Protocol::Bacnet);
+    let function = bvlc.function().code();
+    ctx.stats.bacnet.bvlc_function.add(u32::from(function));
+    // A forwarded message's IP sender is the BBMD, not the device that spoke.
+    let relayed = bvlc.function() == BvlcFunction::ForwardedNpdu;
+    inspect_npdu(bvlc.npdu(), Some(function), relayed, ctx);
+}
+
+/// The LLC service access point of BACnet on ISO 8802-2 (clause 7.1): DSAP = SSAP.
+pub const LLC_SAP: u8 = 0x82;
+
+/// Inspects one BACnet PDU carried over 802.2 LLC (clause 7): an NPDU without BVLC.
+/// The caller has no IP endpoints (they are unspecified in `ctx.flow`), so the sender's
+/// identity is not reported: it would name no device. Commands and errors are.
+pub fn inspect_llc(npdu: &[u8], ctx: &mut PduCtx<'_>) {
+    if Npdu::new_checked(npdu).is_err() {
+        ctx.malformed(Protocol::Bacnet);
+        return;
+    }
+    ctx.count(Protocol::Bacnet);
+    inspect_npdu(Some(npdu), None, true, ctx);
+}
+
+/// The NPDU (and APDU) part of a BACnet PDU, after its data-link header. `relayed`:
+/// the IP sender is not the device that spoke (identity is then not reported).
+fn inspect_npdu(
+    npdu: Option<&[u8]>,
+    bvlc_function: Option<u8>,
+    relayed: bool,
+    ctx: &mut PduCtx<'_>,
+) {
+    let mut event = BacnetEvent {
+        llc: bvlc_function.is_none(),
+        bvlc_function,
+        apdu_type: None,
+        service: None,
+        invoke_id: None,
+        error_class: None,
+        error_code: None,
+        reject_reason: None,
+        abort_reason: None,
+    };
+    let apdu = match npdu.map(Npdu::new_checked) {
+        None => None,
+        Some(Err(_)) => {
+            // The data-link header was sound, so the PDU is counted; its NPDU is not.
+            ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Malformed, 0);
+            None
+        }
+        Some(Ok(npdu)) => {
+            if let Some(message) = npdu.network_message_type() {
+                ctx.stats.bacnet.net_msg_type.add(u32::from(message));
+            }
+            // Behind a router the IP sender is the router, not the device.
+            let relayed = relayed || npdu.source().is_some();
+            match npdu.apdu() {
+                Some(Ok(apdu)) => Some((apdu, relayed)),
+                Some(Err(_)) => {
+                    ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Malformed, 0);
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    if let Some((apdu, relayed)) = apdu {
+        inspect_apdu(&apdu, relayed, &mut event, ctx);
+    }
+    if ctx.events_enabled() {
+        ctx.event(EventBody::Bacnet(event));
+    }
+}
+
+fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &mut PduCtx<'_>) {
+    let apdu_type = apdu.apdu_type();
+    let stats = &mut ctx.stats.bacnet;
+    stats.apdu_type.add(u32::from(apdu_type.code()));
+    if let Some(service) = apdu.confirmed_service() {
+        stats.confirmed_service.add(u32::from(service));
+    }
+    if let Some(service) = apdu.unconfirmed_service() {
+        stats.unconfirmed_service.add(u32::from(service));
+    }
+    let error = first_error(apdu);
+    if let Some((class, code)) = error {
+        stats
+            .error_class_code
+            .add(pair_key(clamp16(class), clamp16(code)));
+    }
+    if let Some(reason) = apdu.reject_reason() {
+        stats.reject_reason.add(u32::from(reason));
+    }
+    if let Some(reason) = apdu.abort_reason() {
+        stats.abort_reason.add(u32::from(reason));
+    }
+    if apdu.segmented() {
+        stats.segmented.add(1);
+    }
+    event.apdu_type = Some(apdu_type.code());
+    event.service = apdu.service_choice();
+    event.invoke_id = apdu.invoke_id();
+    event.error_class = error.map(|(class, _)| class);
+    event.error_code = error.map(|(_, code)| code);
+    event.reject_reason = apdu.reject_reason();
+    event.abort_reason = apdu.abort_reason();
+
+    // The APDU type, not the flow's orientation, tells requests from replies: both
+    // peers use port 47808 and either may request.
+    let sender_is_client = ctx.direction == Direction::Request;
+    // Later segments repeat the request; the first one starts the transaction.
+    let first_segment = !apdu.segmented() || apdu.sequence_number() == Some(0);
+    match apdu_type {
+        ApduType::ConfirmedRequest => {
+            let Some(service) = apdu.service_choice() else {
+                return;
+            };
+            if !first_segment {
+                return;
+            }
+            if let Some(invoke_id) = apdu.invoke_id() {
+                let key = transaction_key(invoke_id, sender_is_client);
+                ctx.state.request(key, u32::from(service), ctx.ts_ns);
+            }
+            let kind = confirmed_command_kind(apdu, service);
+            ctx.command(Protocol::Bacnet, kind, u32::from(service));
+        }
+        ApduType::UnconfirmedRequest => {
+            let Some(service) = apdu.service_choice() else {
+                return;
+            };
+            if let Some(kind) = unconfirmed_command_kind(service) {
+                ctx.command(Protocol::Bacnet, kind, 0x100 | u32::from(service));
+            }
+            if let (Some(i_am), false) = (apdu.i_am(), relayed) {
+                let mut buf = [0u8; 10];
+                let vendor = decimal(i_am.vendor_id, &mut buf);
+                ctx.identity(Protocol::Bacnet, IdentityField::Vendor, vendor);
+            }
+        }
+        ApduType::SimpleAck
+        | ApduType::ComplexAck
+        | ApduType::Error
+        | ApduType::Reject
+        | ApduType::Abort => {
+            // A reply answers a request of the other peer; an Abort may also come from
+            // the requester itself (SRV clear) and then ends its own transaction.
+            let requester_is_client = if apdu_type == ApduType::Abort && !apdu.sent_by_server() {
+                sender_is_client
+            } else {
+                !sender_is_client
+            };
+            if let (Some(invoke_id), true) = (apdu.invoke_id(), first_segment) {
+                let key = transaction_key(invoke_id, requester_is_client);
+                if let Some((_, latency)) = ctx.state.response(key, ctx.ts_ns) {
+                    ctx.response_time(Protocol::Bacnet, latency);
+                }
+            }
+            match apdu_type {
+                ApduType::Error => {
+                    if let Some((class, code)) = error {
+                        let kind = if code == ERROR_CODE_PASSWORD_FAILURE {
+                            ProtocolErrorKind::AuthFailure
+                        } else {
+                            ProtocolErrorKind::ErrorReply
+                        };
+                        let key = (u32::from(clamp16(class)) << 16) | u32::from(clamp16(code));
+                        ctx.protocol_error(Protocol::Bacnet, kind, key);
+                    }
+                }
+                ApduType::Reject | ApduType::Abort => {
+                    let reason = apdu
+                        .reject_reason()
+                        .or_else(|| apdu.abort_reason())
+                        .unwrap_or(0);
+                    let code = (u32::from(apdu_type.code()) << 8) | u32::from(reason);
+                    ctx.protocol_error(Protocol::Bacnet, ProtocolErrorKind::Rejected, code);
+                }
+                _ => {}
+            }
+            if !relayed {
+                for string in apdu.identity_strings() {
+                    // UTF-8 and ISO 8859-1 (clause 20.2.9) read as text; UCS-2 and
+                    // the other wide sets would not.
+                    if !matches!(string.charset, CHARSET_UTF8 | CHARSET_ISO_8859_1) {
+                        continue;
+                    }
+                    if let Some(field) = identity_field(string.property) {
+                        ctx.identity(Protocol::Bacnet, field, string.text);
+                    }
+                }
+            }
+        }
+        ApduType::SegmentAck | ApduType::Unknown(_) => {}
+    }
 }

@@ -1340,6 +1340,7 @@ mod inspect_tests {
 
         fn run(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) -> Vec<Observation> {
             let mut ctx = PduCtx {
+                dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
                 ts_ns,
                 direction,
                 flow: &self.flow,

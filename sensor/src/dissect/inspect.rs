@@ -394,7 +394,11 @@ pub struct Dnp3Event {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BacnetEvent {
-    pub bvlc_function: u8,
+    /// BACnet over 802.2 LLC rather than BACnet/IP: the event's addresses are then
+    /// unspecified (0.0.0.0, port 0) as the PDU has no IP header.
+    pub llc: bool,
+    /// Null for BACnet carried without BVLC (802.2 LLC).
+    pub bvlc_function: Option<u8>,
     pub apdu_type: Option<u8>,
     pub service: Option<u8>,
     pub invoke_id: Option<u8>,
