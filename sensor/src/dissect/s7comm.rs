@@ -535,7 +535,8 @@ pub enum FunctionKind {
 pub fn pi_service_kind(name: &[u8]) -> FunctionKind {
     match name {
         b"P_PROGRAM" => FunctionKind::Start,
-        b"_INSE" | b"_DELE" | b"_MODU" => FunctionKind::Program,
+        // `_INS2` is a second form of `_INSE` (Wireshark: "Activates a PLC module").
+        b"_INSE" | b"_INS2" | b"_DELE" | b"_MODU" => FunctionKind::Program,
         _ => FunctionKind::Other,
     }
 }
@@ -1387,18 +1388,19 @@ pub struct Stats {
 /// The subfunction key of mode-transition userdata, which has no subfunction field.
 pub const NO_SUBFUNCTION: u16 = 0xFFFF;
 
-/// PI service names known to Wireshark's `s7comm` dissector (table
-/// `pi_service_names`, the ones seen on S7-300/400 and a few NC ones); the
-/// histogram key is the index.
+/// PI service names from Wireshark's `s7comm` dissector (table `pi_service_names`:
+/// the PLC services and a few NC ones); the histogram key is the index.
 pub const PI_SERVICE_NAMES: &[&str] = &[
     "_INSE",
+    "_INS2",
     "_DELE",
     "P_PROGRAM",
     "_MODU",
     "_GARB",
     "_N_LOGIN_",
     "_N_LOGOUT",
-    "_N_BREAK",
+    "_N_CANCEL",
+    "_N_DASAVE",
     "_N_F_DELE",
 ];
 
