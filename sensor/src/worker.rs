@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::capture::Packet;
 use crate::config::Policy;
-use crate::dissect::inspect::{AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::dissect::inspect::{
+    AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
+};
 use crate::dissect::{self, dnp3, Direction, Protocol};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};

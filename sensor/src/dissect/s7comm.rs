@@ -12,7 +12,12 @@
 //! Field names follow the Wireshark `s7comm` and `cotp` dissectors (`s7comm.header.*`,
 //! `s7comm.param.*`, `s7comm.data.*`, `cotp.*`).
 
-use super::Framing;
+use std::collections::BTreeMap;
+
+use super::{Direction, Framing, Protocol};
+use crate::dissect::histogram::{pair, pair_key, Histogram};
+use crate::dissect::inspect::{EventBody, PduCtx, S7commEvent};
+use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
 
 /// Errors of the TPKT, COTP and S7comm views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -530,7 +535,8 @@ pub enum FunctionKind {
 pub fn pi_service_kind(name: &[u8]) -> FunctionKind {
     match name {
         b"P_PROGRAM" => FunctionKind::Start,
-        b"_INSE" | b"_DELE" | b"_MODU" => FunctionKind::Program,
+        // `_INS2` is a second form of `_INSE` (Wireshark: "Activates a PLC module").
+        b"_INSE" | b"_INS2" | b"_DELE" | b"_MODU" => FunctionKind::Program,
         _ => FunctionKind::Other,
     }
 }
@@ -1348,20 +1354,850 @@ mod tests {
 }
 
 /// Per-worker S7comm statistics, keyed like the tshark-derived summaries
-/// (`../shared/tools/ORACLE.md`).
+/// (`../shared/tools/ORACLE.md`, "Summary document", s7comm).
 #[derive(Clone, Debug, Default)]
-pub struct Stats {}
+pub struct Stats {
+    /// `s7comm.header.rosctr` of every PDU.
+    pub rosctr: Histogram,
+    /// `s7comm.param.func` of job, ack and ack-data PDUs with a parameter part.
+    pub function: Histogram,
+    /// Userdata `group/subfunction` ([`pair_key`]); mode-transition PDUs (group 0)
+    /// carry no `s7comm.param.userdata.subfunc` in Wireshark, so their subfunction
+    /// is [`NO_SUBFUNCTION`], written `None` as tshark's summary does.
+    pub userdata_group_subfunc: Histogram,
+    /// Non-zero header error `class/code` of ack and ack-data.
+    pub header_error: Histogram,
+    /// Every `s7comm.data.returncode`: per item of read-var responses and
+    /// write-var requests and responses, and the userdata data return code.
+    pub return_code: Histogram,
+    /// Non-zero userdata `s7comm.param.errcod`.
+    pub param_error_code: Histogram,
+    /// PI service names of PI-service and PLC-stop jobs, as indexes of
+    /// [`PI_SERVICE_NAMES`] ([`PI_SERVICE_OTHER`] for names outside it).
+    pub pi_service: Histogram,
+    /// `s7comm.data.userdata.szl_id` of read-SZL requests and first responses.
+    pub szl_id: Histogram,
+    /// `cotp.type` of every TPDU on S7 flows (not a summary histogram of the
+    /// s7comm layer: tshark counts these under `cotp`).
+    pub cotp_type: Histogram,
+    /// Final DTs of segmented S7 PDUs: counted as one PDU, not dissected (the
+    /// segments are not reassembled).
+    pub segmented: u64,
+}
 
-impl Stats {
-    pub fn merge(&mut self, _other: &Stats) {}
+/// The subfunction key of mode-transition userdata, which has no subfunction field.
+pub const NO_SUBFUNCTION: u16 = 0xFFFF;
 
-    /// Non-empty histograms by their summary names.
-    pub fn summary(&self) -> serde_json::Value {
-        serde_json::Value::Object(serde_json::Map::new())
+/// PI service names from Wireshark's `s7comm` dissector (table `pi_service_names`:
+/// the PLC services and a few NC ones); the histogram key is the index.
+pub const PI_SERVICE_NAMES: &[&str] = &[
+    "_INSE",
+    "_INS2",
+    "_DELE",
+    "P_PROGRAM",
+    "_MODU",
+    "_GARB",
+    "_N_LOGIN_",
+    "_N_LOGOUT",
+    "_N_CANCEL",
+    "_N_DASAVE",
+    "_N_F_DELE",
+];
+
+/// The `pi_service` key of a name outside [`PI_SERVICE_NAMES`].
+pub const PI_SERVICE_OTHER: u32 = u32::MAX;
+
+fn pi_service_key(name: &[u8]) -> u32 {
+    PI_SERVICE_NAMES
+        .iter()
+        .position(|known| known.as_bytes() == name)
+        .map_or(PI_SERVICE_OTHER, |index| index as u32)
+}
+
+fn pi_service_label(key: u32) -> String {
+    PI_SERVICE_NAMES
+        .get(key as usize)
+        .map_or_else(|| "other".to_owned(), |name| (*name).to_owned())
+}
+
+fn group_subfunction_label(key: u32) -> String {
+    if key & 0xFFFF == u32::from(NO_SUBFUNCTION) {
+        format!("{}/None", key >> 16)
+    } else {
+        pair(key)
     }
 }
 
-/// Inspects one S7comm PDU: statistics, observations and the EVE event.
-pub fn inspect(_pdu: &[u8], ctx: &mut crate::dissect::inspect::PduCtx<'_>) {
-    ctx.count(crate::dissect::Protocol::S7comm);
+impl Stats {
+    pub fn merge(&mut self, other: &Stats) {
+        self.rosctr.merge(&other.rosctr);
+        self.function.merge(&other.function);
+        self.userdata_group_subfunc
+            .merge(&other.userdata_group_subfunc);
+        self.header_error.merge(&other.header_error);
+        self.return_code.merge(&other.return_code);
+        self.param_error_code.merge(&other.param_error_code);
+        self.pi_service.merge(&other.pi_service);
+        self.szl_id.merge(&other.szl_id);
+        self.cotp_type.merge(&other.cotp_type);
+        self.segmented += other.segmented;
+    }
+
+    /// Non-empty histograms by their summary names.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let mut put = |name: &str, histogram: &Histogram, map: BTreeMap<String, u64>| {
+            if !histogram.is_empty() {
+                out.insert(name.to_owned(), serde_json::json!(map));
+            }
+        };
+        put("rosctr", &self.rosctr, self.rosctr.to_decimal_map());
+        put("function", &self.function, self.function.to_decimal_map());
+        put(
+            "userdata_group_subfunc",
+            &self.userdata_group_subfunc,
+            self.userdata_group_subfunc.to_map(group_subfunction_label),
+        );
+        put(
+            "header_error",
+            &self.header_error,
+            self.header_error.to_map(pair),
+        );
+        put(
+            "return_code",
+            &self.return_code,
+            self.return_code.to_decimal_map(),
+        );
+        put(
+            "param_error_code",
+            &self.param_error_code,
+            self.param_error_code.to_decimal_map(),
+        );
+        put(
+            "pi_service",
+            &self.pi_service,
+            self.pi_service.to_map(pi_service_label),
+        );
+        put("szl_id", &self.szl_id, self.szl_id.to_decimal_map());
+        put(
+            "cotp_type",
+            &self.cotp_type,
+            self.cotp_type.to_decimal_map(),
+        );
+        if self.segmented > 0 {
+            out.insert("segmented".to_owned(), serde_json::json!(self.segmented));
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// `s7comm.data.returncode` of success.
+pub const RETURN_CODE_SUCCESS: u8 = 0xFF;
+
+/// `s7comm.data.returncode` 0 ("reserved") of the items of write-var requests.
+pub const RETURN_CODE_RESERVED: u8 = 0x00;
+
+/// Userdata type (`s7comm.param.userdata.type`): request and response.
+const USERDATA_REQUEST: u8 = 4;
+const USERDATA_RESPONSE: u8 = 8;
+
+/// Time functions (group 7) subfunction 2: set clock (Wireshark `s7comm` table
+/// `userdata_time_subfunc_names`: 1 read clock, 2 set clock, 3 read clock following,
+/// 4 set clock).
+const SUBFUNC_SET_CLOCK: u8 = 2;
+const SUBFUNC_SET_CLOCK_ALT: u8 = 4;
+
+/// Bits of [`AppState::flags`](crate::dissect::inspect::AppState): per direction,
+/// what the first DT of an unfinished segmented TSDU carried.
+const SEGMENT_NONE: u32 = 0;
+const SEGMENT_S7COMM: u32 = 1;
+const SEGMENT_PLUS: u32 = 2;
+const SEGMENT_OTHER: u32 = 3;
+
+fn segment_shift(direction: Direction) -> u32 {
+    match direction {
+        Direction::Request => 0,
+        Direction::Response => 2,
+    }
+}
+
+/// Walks the data items of a read-var response or write-var request: return code,
+/// transport size, length (bits for sizes 3, 4 and 5, else bytes), value, and a fill
+/// byte after an odd-length value that is not the last (Wireshark
+/// `s7comm_decode_response_read_data`). Calls `each` with every return code.
+fn data_item_return_codes(data: &[u8], items: u8, mut each: impl FnMut(u8)) {
+    let mut at = 0usize;
+    for item in 0..items {
+        let (Some(&code), Some(&size)) = (data.get(at), data.get(at + 1)) else {
+            return;
+        };
+        each(code);
+        let Some(&[high, low]) = data.get(at + 2..at + 4) else {
+            return;
+        };
+        let declared = usize::from(u16::from_be_bytes([high, low]));
+        // Only items with data (success, or "reserved" in write requests) carry a
+        // value; failed items keep a length but no value (s7comm-ident-szl-upload.pcap
+        // frame 32: five 0x0A items of 4 bytes each).
+        let bytes = match (code, size) {
+            (RETURN_CODE_SUCCESS | RETURN_CODE_RESERVED, 3..=5) => declared.div_ceil(8),
+            (RETURN_CODE_SUCCESS | RETURN_CODE_RESERVED, _) => declared,
+            _ => 0,
+        };
+        at += 4 + bytes;
+        if bytes % 2 == 1 && item + 1 < items {
+            at += 1;
+        }
+    }
+}
+
+/// CPU functions (group 4) subfunction 0x13, alarm messages: a response's payload
+/// is a function byte, an object count and one return code per object (Wireshark
+/// `s7comm_decode_ud_cpu_alarm_main`; s7comm-wincc-alarm-read-write.pcapng frame 12
+/// answers 0x0A). `None` for other PDUs.
+const SUBFUNC_ALARM_QUERY: u8 = 0x13;
+
+fn alarm_response_return_codes<'a>(userdata: &Userdata<'a>) -> Option<&'a [u8]> {
+    if userdata.function_group() != group::CPU_FUNCTIONS
+        || userdata.subfunction() != SUBFUNC_ALARM_QUERY
+        || userdata.kind_code() != USERDATA_RESPONSE
+    {
+        return None;
+    }
+    let payload = userdata.payload();
+    let count = usize::from(*payload.get(1)?);
+    let codes = payload.get(2..)?;
+    codes.get(..count.min(codes.len()))
+}
+
+/// The command kind of a job or userdata request.
+fn command_kind(pdu: &S7comm<'_>) -> CommandKind {
+    if let Some(userdata) = pdu.userdata() {
+        if userdata.function_group() == group::TIME_FUNCTIONS
+            && matches!(
+                userdata.subfunction(),
+                SUBFUNC_SET_CLOCK | SUBFUNC_SET_CLOCK_ALT
+            )
+        {
+            return CommandKind::TimeSync;
+        }
+    }
+    match pdu.kind() {
+        FunctionKind::Read => CommandKind::Read,
+        FunctionKind::Write => CommandKind::Write,
+        FunctionKind::Program => CommandKind::Program,
+        FunctionKind::Stop => CommandKind::Stop,
+        FunctionKind::Start => CommandKind::Start,
+        FunctionKind::Diagnostic => CommandKind::Diagnostic,
+        FunctionKind::Setup | FunctionKind::Other => CommandKind::Other,
+    }
+}
+
+/// Writes `args` into `buf` without allocating; the written prefix.
+fn format_into<'b>(buf: &'b mut [u8], args: std::fmt::Arguments<'_>) -> &'b [u8] {
+    use std::io::Write;
+    let capacity = buf.len();
+    let mut cursor = &mut buf[..];
+    let _ = cursor.write_fmt(args);
+    let written = capacity - cursor.len();
+    buf.get(..written).unwrap_or(&[])
+}
+
+/// Identity the PLC reports in a read-SZL response: module identification (0x0011:
+/// order number, hardware and firmware versions) and component identification
+/// (0x001C: names, serial number, module type).
+fn report_identity(szl: &SzlResponse<'_>, ctx: &mut PduCtx<'_>) {
+    for record in szl.module_identification() {
+        let mut text = [0u8; 24];
+        match record.index {
+            ModuleIdentification::INDEX_MODULE => ctx.identity(
+                Protocol::S7comm,
+                IdentityField::OrderNumber,
+                trim_padding(record.order_number),
+            ),
+            ModuleIdentification::INDEX_HARDWARE => {
+                // Hardware release: the two version words (Ausbg, Ausbe).
+                let value = format_into(
+                    &mut text,
+                    format_args!("V{}.{}", record.version_high, record.version_low),
+                );
+                ctx.identity(Protocol::S7comm, IdentityField::Hardware, value);
+            }
+            _ => {
+                if let Some((major, minor, patch)) = record.firmware_version() {
+                    let value = format_into(&mut text, format_args!("V{major}.{minor}.{patch}"));
+                    ctx.identity(Protocol::S7comm, IdentityField::Firmware, value);
+                }
+            }
+        }
+    }
+    for record in szl.component_identification() {
+        let field = match record.index {
+            ComponentIdentification::INDEX_SYSTEM_NAME
+            | ComponentIdentification::INDEX_MODULE_NAME => IdentityField::Name,
+            ComponentIdentification::INDEX_SERIAL_NUMBER => IdentityField::Serial,
+            ComponentIdentification::INDEX_MODULE_TYPE_NAME => IdentityField::Model,
+            _ => continue,
+        };
+        ctx.identity(Protocol::S7comm, field, record.text());
+    }
+}
+
+/// Inspects one TPKT packet of an S7 flow. COTP connection management (CR, CC, DR,
+/// ...) is not S7comm (tshark counts it as `cotp`) and only counted in `cotp_type`.
+/// A DT carrying protocol id 0x72 is one S7comm-plus PDU and nothing more; one
+/// carrying 0x32 is one S7comm PDU: statistics, request/response matching by PDU
+/// reference, commands, identity from SZL responses, error replies, the EVE event.
+/// DTs without end-of-TSDU are not reassembled: the TSDU is counted once, at its
+/// final DT, as the protocol its first DT announced, and not dissected.
+pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    let Ok(tpkt) = Tpkt::new_checked(pdu) else {
+        ctx.malformed(Protocol::S7comm);
+        return;
+    };
+    let Ok(cotp) = Cotp::new_checked(tpkt.payload()) else {
+        ctx.malformed(Protocol::S7comm);
+        return;
+    };
+    ctx.stats
+        .s7comm
+        .cotp_type
+        .add(u32::from(cotp.pdu_type().code()));
+    if cotp.pdu_type() != CotpType::Data {
+        return;
+    }
+    let payload = cotp.payload();
+    let shift = segment_shift(ctx.direction);
+    let pending = (ctx.state.flags >> shift) & 0b11;
+    if cotp.eot() == Some(false) {
+        // Empty DTs without end-of-TSDU occur between PDUs (STEP 7 sends one before
+        // each request in s7comm-read-set-plc-time.pcap); they add nothing to the
+        // TSDU, so they start no segment.
+        if pending == SEGMENT_NONE && !payload.is_empty() {
+            let first = match payload.first() {
+                Some(&PROTOCOL_ID) => SEGMENT_S7COMM,
+                Some(&PROTOCOL_ID_PLUS) => SEGMENT_PLUS,
+                _ => SEGMENT_OTHER,
+            };
+            ctx.state.flags |= first << shift;
+        }
+        return;
+    }
+    if pending != SEGMENT_NONE {
+        ctx.state.flags &= !(0b11 << shift);
+        match pending {
+            SEGMENT_S7COMM => {
+                ctx.count(Protocol::S7comm);
+                ctx.stats.s7comm.segmented += 1;
+            }
+            SEGMENT_PLUS => ctx.count(Protocol::S7commPlus),
+            _ => {}
+        }
+        return;
+    }
+    match payload.first() {
+        Some(&PROTOCOL_ID) => {}
+        Some(&PROTOCOL_ID_PLUS) => {
+            ctx.count(Protocol::S7commPlus);
+            return;
+        }
+        // Empty DTs and other ISO-transport users are not S7comm.
+        _ => return,
+    }
+    let Ok(s7) = S7comm::new_checked(payload) else {
+        ctx.malformed(Protocol::S7comm);
+        return;
+    };
+    ctx.count(Protocol::S7comm);
+    inspect_s7comm(&s7, ctx);
+}
+
+fn inspect_s7comm(s7: &S7comm<'_>, ctx: &mut PduCtx<'_>) {
+    let rosctr = s7.rosctr();
+    let function = if s7.parameter().is_empty() {
+        None
+    } else {
+        s7.function()
+    };
+    let userdata = s7.userdata();
+    let stats = &mut ctx.stats.s7comm;
+    stats.rosctr.add(u32::from(rosctr.code()));
+    if let Some(function) = function {
+        stats.function.add(u32::from(function.code()));
+    }
+    let header_error = s7.header_error().filter(|&error| error != 0);
+    if let Some(error) = header_error {
+        let [class, code] = error.to_be_bytes();
+        stats
+            .header_error
+            .add(pair_key(u16::from(class), u16::from(code)));
+        // Wireshark also shows a header error as `s7comm.param.errcod` (class << 8 |
+        // code): tshark's summary counts 0xD241 under both in
+        // s7comm-ident-szl-upload.pcap.
+        stats.param_error_code.add(u32::from(error));
+    }
+    if let Some(name) = s7.pi_service() {
+        stats.pi_service.add(pi_service_key(name));
+    }
+    // Return codes of the data items, and the first that is not success (an error
+    // reply when the PDU is a response).
+    let mut failed_item: Option<u8> = None;
+    let mut count_code = |code: u8| {
+        stats.return_code.add(u32::from(code));
+        if code != RETURN_CODE_SUCCESS && failed_item.is_none() {
+            failed_item = Some(code);
+        }
+    };
+    match (rosctr, function) {
+        (Rosctr::AckData, Some(Function::ReadVar)) | (Rosctr::Job, Some(Function::WriteVar)) => {
+            let items = s7.parameter().get(1).copied().unwrap_or(0);
+            data_item_return_codes(s7.data(), items, &mut count_code);
+        }
+        (Rosctr::AckData, Some(Function::WriteVar)) => {
+            let items = usize::from(s7.parameter().get(1).copied().unwrap_or(0));
+            for &code in s7.data().iter().take(items) {
+                count_code(code);
+            }
+        }
+        _ => {}
+    }
+    let mut param_error = None;
+    if let Some(userdata) = &userdata {
+        let group = u16::from(userdata.function_group());
+        let subfunction = if group == u16::from(group::MODE_TRANSITION) {
+            NO_SUBFUNCTION
+        } else {
+            u16::from(userdata.subfunction())
+        };
+        stats
+            .userdata_group_subfunc
+            .add(pair_key(group, subfunction));
+        if let Some(code) = userdata.return_code() {
+            count_code(code);
+        }
+        if let Some(objects) = alarm_response_return_codes(userdata) {
+            objects.iter().copied().for_each(&mut count_code);
+        }
+        param_error = userdata.error_code().filter(|&code| code != 0);
+        if let Some(code) = param_error {
+            stats.param_error_code.add(u32::from(code));
+        }
+        if let Some((szl_id, _)) = userdata.szl() {
+            stats.szl_id.add(u32::from(szl_id));
+        }
+    }
+    let reference = u32::from(s7.pdu_reference());
+    match (rosctr, &userdata) {
+        (Rosctr::Job, _) => {
+            let code = u32::from(function.map_or(0, Function::code));
+            ctx.state.request(reference, code, ctx.ts_ns);
+            ctx.command(Protocol::S7comm, command_kind(s7), code);
+        }
+        (Rosctr::Ack | Rosctr::AckData, _) => {
+            if let Some((_, latency)) = ctx.state.response(reference, ctx.ts_ns) {
+                ctx.response_time(Protocol::S7comm, latency);
+            }
+            if let Some(error) = header_error {
+                ctx.protocol_error(
+                    Protocol::S7comm,
+                    ProtocolErrorKind::ErrorReply,
+                    u32::from(error),
+                );
+            }
+            if let Some(code) = failed_item {
+                ctx.protocol_error(
+                    Protocol::S7comm,
+                    ProtocolErrorKind::ErrorReply,
+                    0x2_0000 | u32::from(code),
+                );
+            }
+        }
+        (Rosctr::Userdata, Some(userdata)) => {
+            // Userdata requests and responses share the PDU reference space of
+            // jobs; a tag bit keeps them apart.
+            let id = 0x1_0000 | reference;
+            let code = 0x1_0000
+                | (u32::from(userdata.function_group()) << 8)
+                | u32::from(userdata.subfunction());
+            match userdata.kind_code() {
+                USERDATA_REQUEST => {
+                    ctx.state.request(id, code, ctx.ts_ns);
+                    ctx.command(Protocol::S7comm, command_kind(s7), code);
+                }
+                USERDATA_RESPONSE => {
+                    if let Some((_, latency)) = ctx.state.response(id, ctx.ts_ns) {
+                        ctx.response_time(Protocol::S7comm, latency);
+                    }
+                    if let Some(code) = param_error {
+                        ctx.protocol_error(
+                            Protocol::S7comm,
+                            ProtocolErrorKind::ErrorReply,
+                            0x1_0000 | u32::from(code),
+                        );
+                    }
+                    if let Some(code) = failed_item {
+                        ctx.protocol_error(
+                            Protocol::S7comm,
+                            ProtocolErrorKind::ErrorReply,
+                            0x2_0000 | u32::from(code),
+                        );
+                    }
+                    if let Some(szl) = userdata.szl_response() {
+                        report_identity(&szl, ctx);
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    if ctx.events_enabled() {
+        ctx.event(EventBody::S7comm(S7commEvent {
+            rosctr: rosctr.code(),
+            function: function.map(Function::code),
+            error_class: s7.error_class(),
+            error_code: s7.error_code(),
+        }));
+    }
+}
+
+#[cfg(test)]
+// A panic in a test is a failed assertion.
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod inspect_tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::dissect::inspect::{
+        AppState, EventSink, FlowInfo, Outputs, ProtocolStats, RecentCache,
+    };
+    use crate::dissect::test_capture::framed_pdus;
+    use crate::observe::Observation;
+    use crate::output::eve::EveRecord;
+    use crate::worker::{Delivery, ObservationSink};
+
+    fn hex(text: &str) -> Vec<u8> {
+        let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+        clean
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    // s7comm-step7-plc-stop.pcapng frames 1 and 2: job 0x29 "P_PROGRAM" and its ack.
+    const PLC_STOP: &str = "0300002102f0803201000035000010000029000000000009505f50524f4752414d";
+    const PLC_STOP_ACK: &str = "0300001402f08032030000350000010000000029";
+    // s7comm-ident-szl-upload.pcap frames 4 (COTP CR), 10/11 (read SZL 0x0011 and
+    // its response), 13 (SZL 0x001C response), 20/21 (start upload and an ack with
+    // header error 0xD2/0x41), 31/32 (read var of 5 items, all answered 0x0A).
+    const COTP_CR: &str = "0300001611e00000000100c0010ac1020100c2020101";
+    const SZL_REQ: &str = "0300002102f080320700000100000800080001120411440100ff09000400110000";
+    const SZL_0011: &str = "0300009902f080320700000100000c007c000112081284010000000000ff09007800110000001c0004000136455337203331352d32454831342d304142302000c000040001000636455337203331352d32454831342d304142302000c0000400010007202020202020202020202020202020202020202000c0560302060081426f6f74204c6f61646572202020202020202020000041200909";
+    const SZL_001C: &str = "0300017d02f080320700000200000c0160000112081284010000000000ff09015c001c00000022000a0001534e4150372d53455256455200000000000000000000000000000000000000000002435055203331352d3220504e2f445000000000000000000000000000000000000003000000000000000000000000000000000000000000000000000000000000000000044f726967696e616c205369656d656e732045717569706d656e7400000000000000055320432d433255523238393232303132000000000000000000000000000000000007435055203331352d3220504e2f4450000000000000000000000000000000000000084d4d4320323637464631314600000000000000000000000000000000000000000009002af60000010000000000000000000000000000000000000000000000000000000a0000000000000000000000000000000000000000000000000000000000000000000b0000000000000000000000000000000000000000000000000000000000000000";
+    const START_UPLOAD: &str =
+        "0300002302f080320100000600001200001d00000000000000095f3042303030303041";
+    const ACK_ERROR: &str = "0300001302f08032020000060000000000d241";
+    const READ_VAR_5_FAILED: &str =
+        "0300002902f080320300000a0000020014000004050a0000040a0000040a0000040a0000040a000004";
+    // s7comm-read-set-plc-time.pcap frame 43: userdata group 7 subfunction 2, set clock.
+    const SET_CLOCK: &str =
+        "0300002702f080320700000c000008000e0001120411470200ff09000a00191408201159330400";
+    // s7comm-read-set-plc-time.pcap frame 11: an empty DT without end-of-TSDU.
+    const EMPTY_DT_NO_EOT: &str = "0300000702f000";
+    // An S7comm-plus PDU (protocol id 0x72) and a truncated S7comm header.
+    const PLUS: &str = "0300000b02f08072010000";
+    const TRUNCATED_S7: &str = "0300000b02f08032010000";
+
+    struct Harness {
+        flow: FlowInfo,
+        state: AppState,
+        stats: ProtocolStats,
+        observations: ObservationSink,
+        received: crossbeam_channel::Receiver<Observation>,
+        recent: RecentCache,
+        events: EventSink,
+        event_rx: crossbeam_channel::Receiver<EveRecord>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let (tx, received) = crossbeam_channel::unbounded();
+            let (event_tx, event_rx) = crossbeam_channel::unbounded();
+            Harness {
+                flow: FlowInfo {
+                    flow_id: 7,
+                    client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 49152),
+                    server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 102),
+                    client_mac: None,
+                    server_mac: None,
+                    ip_protocol: 6,
+                    vlan: 0,
+                },
+                state: AppState::default(),
+                stats: ProtocolStats::default(),
+                observations: ObservationSink::new(tx, Delivery::Block),
+                received,
+                recent: RecentCache::new(64, 60_000_000_000),
+                events: EventSink::new(event_tx, Delivery::Block),
+                event_rx,
+            }
+        }
+
+        fn feed(&mut self, direction: Direction, ts_ns: u64, pdu: &[u8], events: bool) {
+            let mut ctx = PduCtx {
+                ts_ns,
+                direction,
+                flow: &self.flow,
+                state: &mut self.state,
+                stats: &mut self.stats,
+                out: Outputs {
+                    observations: &mut self.observations,
+                    recent: &mut self.recent,
+                    events: if events { Some(&mut self.events) } else { None },
+                },
+            };
+            inspect(pdu, &mut ctx);
+        }
+
+        fn observations(&self) -> Vec<Observation> {
+            self.received.try_iter().collect()
+        }
+
+        fn pdus(&self, protocol: Protocol) -> u64 {
+            self.stats.pdus[protocol.index()]
+        }
+    }
+
+    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Command { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn identities(observations: &[Observation]) -> Vec<(IdentityField, String)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Identity { field, value, .. } => {
+                    Some((*field, value.as_str().to_owned()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plc_stop_is_a_stop_command_matched_to_its_ack() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1_000, &hex(PLC_STOP), true);
+        h.feed(Direction::Response, 5_000, &hex(PLC_STOP_ACK), true);
+        assert_eq!(h.pdus(Protocol::S7comm), 2);
+        assert_eq!(commands(&h.observations()), vec![(CommandKind::Stop, 0x29)]);
+        let s7 = &h.stats.s7comm;
+        assert_eq!(s7.function.get(0x29), 2);
+        assert_eq!(s7.rosctr.get(1), 1);
+        assert_eq!(s7.rosctr.get(3), 1);
+        let summary = s7.summary();
+        assert_eq!(summary["pi_service"]["P_PROGRAM"], 1);
+        assert_eq!(h.stats.matched_responses[Protocol::S7comm.index()], 1);
+        assert_eq!(
+            h.stats.response_time_ns_sum[Protocol::S7comm.index()],
+            4_000
+        );
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        assert_eq!(events.len(), 2);
+        let EveRecord::Protocol(event) = &events[0] else {
+            panic!("not a protocol event");
+        };
+        assert_eq!(
+            event.body,
+            EventBody::S7comm(S7commEvent {
+                rosctr: 1,
+                function: Some(0x29),
+                error_class: None,
+                error_code: None,
+            })
+        );
+    }
+
+    #[test]
+    fn header_error_is_an_error_reply_and_upload_is_program() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(START_UPLOAD), true);
+        h.feed(Direction::Response, 2, &hex(ACK_ERROR), true);
+        let observations = h.observations();
+        assert_eq!(commands(&observations), vec![(CommandKind::Program, 0x1D)]);
+        assert_eq!(
+            errors(&observations),
+            vec![(ProtocolErrorKind::ErrorReply, 0xD241)]
+        );
+        let summary = h.stats.s7comm.summary();
+        assert_eq!(summary["header_error"]["210/65"], 1);
+        assert_eq!(summary["param_error_code"]["53825"], 1);
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        let EveRecord::Protocol(event) = &events[1] else {
+            panic!("not a protocol event");
+        };
+        assert_eq!(
+            event.body,
+            EventBody::S7comm(S7commEvent {
+                rosctr: 2,
+                function: None,
+                error_class: Some(0xD2),
+                error_code: Some(0x41),
+            })
+        );
+    }
+
+    #[test]
+    fn failed_items_are_one_error_reply_per_pdu() {
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(READ_VAR_5_FAILED), false);
+        assert_eq!(h.stats.s7comm.return_code.get(0x0A), 5);
+        assert_eq!(
+            errors(&h.observations()),
+            vec![(ProtocolErrorKind::ErrorReply, 0x2_000A)]
+        );
+    }
+
+    #[test]
+    fn szl_reads_are_diagnostics_and_responses_carry_identity() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(SZL_REQ), false);
+        h.feed(Direction::Response, 3, &hex(SZL_0011), false);
+        h.feed(Direction::Response, 4, &hex(SZL_001C), false);
+        let observations = h.observations();
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Diagnostic, 0x1_0401)]
+        );
+        let identities = identities(&observations);
+        let has = |field: IdentityField, value: &str| {
+            identities.iter().any(|(f, v)| *f == field && v == value)
+        };
+        assert!(
+            has(IdentityField::OrderNumber, "6ES7 315-2EH14-0AB0"),
+            "{identities:?}"
+        );
+        assert!(has(IdentityField::Firmware, "V3.2.6"), "{identities:?}");
+        assert!(has(IdentityField::Hardware, "V4.1"), "{identities:?}");
+        assert!(has(IdentityField::Name, "SNAP7-SERVER"), "{identities:?}");
+        assert!(
+            has(IdentityField::Name, "CPU 315-2 PN/DP"),
+            "{identities:?}"
+        );
+        assert!(
+            has(IdentityField::Serial, "S C-C2UR28922012"),
+            "{identities:?}"
+        );
+        // Identity is about the sender: the PLC (server).
+        assert!(observations.iter().all(|o| match o {
+            Observation::Identity { device, .. } => *device == h.flow.server.0,
+            _ => true,
+        }));
+        let s7 = &h.stats.s7comm;
+        assert_eq!(s7.szl_id.get(0x0011), 2);
+        assert_eq!(s7.szl_id.get(0x001C), 1);
+        assert_eq!(s7.userdata_group_subfunc.get(pair_key(4, 1)), 3);
+        assert_eq!(h.stats.matched_responses[Protocol::S7comm.index()], 1);
+    }
+
+    #[test]
+    fn set_clock_is_time_sync() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(SET_CLOCK), false);
+        assert_eq!(
+            commands(&h.observations()),
+            vec![(CommandKind::TimeSync, 0x1_0702)]
+        );
+    }
+
+    #[test]
+    fn cotp_management_empty_dts_plus_and_truncation() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(COTP_CR), false);
+        h.feed(Direction::Request, 2, &hex(EMPTY_DT_NO_EOT), false);
+        h.feed(Direction::Request, 3, &hex(SZL_REQ), false);
+        h.feed(Direction::Request, 4, &hex(PLUS), false);
+        h.feed(Direction::Request, 5, &hex(TRUNCATED_S7), false);
+        assert_eq!(
+            h.pdus(Protocol::S7comm),
+            1,
+            "the CR and the empty DT are COTP"
+        );
+        assert_eq!(h.pdus(Protocol::S7commPlus), 1);
+        assert_eq!(h.stats.malformed[Protocol::S7comm.index()], 1);
+        assert_eq!(h.stats.s7comm.cotp_type.get(0x0E), 1);
+        assert_eq!(h.stats.s7comm.cotp_type.get(0x0F), 4);
+    }
+
+    #[test]
+    fn segmented_pdu_counts_once_at_its_last_dt() {
+        let mut h = Harness::new();
+        // The SZL request cut into two DTs: the first without end-of-TSDU.
+        let whole = hex(SZL_REQ);
+        let s7 = &whole[7..];
+        let mut first = hex("0300000002f000");
+        first.extend_from_slice(&s7[..10]);
+        first[3] = first.len() as u8;
+        let mut last = hex("0300000002f080");
+        last.extend_from_slice(&s7[10..]);
+        last[3] = last.len() as u8;
+        h.feed(Direction::Request, 1, &first, false);
+        assert_eq!(h.pdus(Protocol::S7comm), 0);
+        h.feed(Direction::Request, 2, &last, false);
+        assert_eq!(h.pdus(Protocol::S7comm), 1);
+        assert_eq!(h.stats.s7comm.segmented, 1);
+        h.feed(Direction::Request, 3, &whole, false);
+        assert_eq!(h.pdus(Protocol::S7comm), 2);
+    }
+
+    /// Replays a capture's S7 PDUs (TCP 102) through `inspect`.
+    fn replay(name: &str) -> Harness {
+        let mut h = Harness::new();
+        let (pdus, _) = framed_pdus(name, 102, frame);
+        for (index, (direction, pdu)) in pdus.iter().enumerate() {
+            h.feed(*direction, index as u64 * 1_000, pdu, false);
+        }
+        h
+    }
+
+    #[test]
+    fn plc_stop_detected_in_captures() {
+        for name in [
+            "s7comm-step7-plc-stop.pcapng",
+            "s7comm-tia-download-hwconfig-stop-start.pcapng",
+        ] {
+            let h = replay(name);
+            let commands = commands(&h.observations());
+            assert!(
+                commands.contains(&(CommandKind::Stop, 0x29)),
+                "{name}: {commands:?}"
+            );
+        }
+        let h = replay("s7comm-tia-download-hwconfig-stop-start.pcapng");
+        let commands = commands(&h.observations());
+        assert!(
+            commands.contains(&(CommandKind::Start, 0x28)),
+            "{commands:?}"
+        );
+        assert!(
+            commands.contains(&(CommandKind::Program, 0x1A)),
+            "{commands:?}"
+        );
+    }
 }
