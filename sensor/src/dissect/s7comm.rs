@@ -1945,6 +1945,7 @@ mod inspect_tests {
 
         fn feed(&mut self, direction: Direction, ts_ns: u64, pdu: &[u8], events: bool) {
             let mut ctx = PduCtx {
+                dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
                 ts_ns,
                 direction,
                 flow: &self.flow,
