@@ -233,7 +233,7 @@ fn otsensor_run_captures_a_plant_exactly() {
         assert_eq!(queue["unaccounted"], 0, "{queue}");
     }
     // Every industrial PDU, conversation and device of the plant was seen.
-    for protocol in ["modbus", "dnp3", "bacnet", "enip"] {
+    for protocol in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {
         assert_eq!(
             summary["protocols"][protocol].as_u64(),
             truth.protocols.get(protocol).copied(),
