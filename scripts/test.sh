@@ -14,3 +14,18 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Release mode: the suite replays millions of packets.
 cargo test --workspace --release -- --test-threads 2
+# Fuzz smoke: every target briefly, seeded from corpora cut out of the shared captures
+# at run time (long runs are recorded in docs/FUZZING.md).
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+cargo xtask fuzz-corpus --out fuzz/corpus >/dev/null
+mkdir -p target/fuzz-logs
+for target in $(cargo +nightly fuzz list); do
+  log="target/fuzz-logs/$target.log"
+  if ! cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time=15 -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz: $target FAILED (log: $log)" >&2
+    exit 1
+  fi
+  echo "fuzz: $target $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log")"
+done
+echo "fuzz: every target ran without a crash"

@@ -152,6 +152,8 @@ impl DeviceDedup {
 
 /// Reassembly buffers per worker and their size: half holds a partial PDU, half one
 /// out-of-order segment.
+/// At most this many per worker, and never more than a quarter of its flows: a buffer
+/// is lent only while a flow holds a partial PDU or an out-of-order segment.
 const STREAM_BUFFERS: usize = 8192;
 const STREAM_BUFFER_BYTES: usize = 8192;
 /// Slots of the cache that rate-limits command/identity/error observations.
@@ -216,11 +218,11 @@ impl Worker {
             engine: Engine {
                 sink,
                 events,
-                stream_pool: StreamPool::new(STREAM_BUFFERS, STREAM_BUFFER_BYTES),
+                stream_pool: StreamPool::new(STREAM_BUFFERS.min(per_worker / 4 + 64), STREAM_BUFFER_BYTES),
                 stream_counters: StreamCounters::default(),
                 stats: ProtocolStats::default(),
                 recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
-                dnp3_pool: dnp3::ReassemblyPool::new(dnp3::REASSEMBLY_SLOTS),
+                dnp3_pool: dnp3::ReassemblyPool::new(dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16)),
             },
             devices: DeviceDedup::new(),
             counters: WorkerCounters::default(),

@@ -7,3 +7,5 @@ pub mod bench;
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
+/// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.
+pub mod corpus;

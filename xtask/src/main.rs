@@ -23,6 +23,13 @@ enum Task {
     /// Generate synthetic captures.
     #[command(subcommand)]
     Gen(Gen),
+    /// Write the fuzz targets' seed corpora from the shared captures.
+    FuzzCorpus {
+        #[arg(long, default_value = "../shared/pcaps")]
+        pcaps: PathBuf,
+        #[arg(long, default_value = "fuzz/corpus")]
+        out: PathBuf,
+    },
     /// Flood the pipeline with distinct flows (generated in memory) and print the
     /// peak RSS against the flow table's budget, and the evictions.
     Flood {
@@ -100,6 +107,7 @@ fn main() -> Result<()> {
                 gen::truth_path(&out).display(),
             );
         }
+        Task::FuzzCorpus { pcaps, out } => xtask::corpus::write(&pcaps, &out)?,
         Task::Flood {
             flows,
             max_flows,

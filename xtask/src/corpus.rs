@@ -1,0 +1,96 @@
+//! `cargo xtask fuzz-corpus`: seed corpora for the fuzz targets, cut at run time from
+//! the shared captures (`../shared/pcaps`), so no capture bytes are committed.
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::path::Path;
+
+use anyhow::Context;
+use otsensor::capture::pcap::PcapFile;
+use otsensor::capture::{LinkType, PacketSource};
+use otsensor::layers;
+
+/// Seeds per target at most: enough variety, quick to load.
+const MAX_SEEDS: usize = 400;
+
+fn target_of(ports: (u16, u16)) -> Option<&'static str> {
+    let by_port = |port| match port {
+        502 => Some("modbus"),
+        20000 => Some("dnp3"),
+        47808 => Some("bacnet"),
+        44818 | 2222 => Some("enip"),
+        102 => Some("s7comm"),
+        _ => None,
+    };
+    by_port(ports.1).or_else(|| by_port(ports.0))
+}
+
+fn link_selector(link: LinkType) -> u8 {
+    // Matches the order of `LINKS` in fuzz/fuzz_targets/frame.rs.
+    match link {
+        LinkType::Ethernet => 0,
+        LinkType::LinuxSll => 2,
+        LinkType::LinuxSll2 => 3,
+        LinkType::Null | LinkType::Loop => 4,
+        LinkType::RawIp => 5,
+    }
+}
+
+/// Writes `fuzz/corpus/<target>/<hash>` files from every capture in `pcaps`.
+pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
+    let mut captures: Vec<_> = std::fs::read_dir(pcaps)
+        .with_context(|| format!("{}", pcaps.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    captures.sort();
+    let mut seen = HashSet::new();
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    let hasher = foldhash_state();
+    let mut save = |target: &'static str, bytes: &[u8]| -> anyhow::Result<()> {
+        let count = counts.entry(target).or_default();
+        if *count >= MAX_SEEDS || bytes.is_empty() {
+            return Ok(());
+        }
+        let key = hasher.hash_one((target, bytes));
+        if !seen.insert(key) {
+            return Ok(());
+        }
+        let dir = out.join(target);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{key:016x}")), bytes)?;
+        *count += 1;
+        Ok(())
+    };
+    for capture in &captures {
+        let mut file = PcapFile::open(capture)?;
+        let mut window: Vec<u8> = Vec::new();
+        let mut frames = 0;
+        while let Some(packet) = file.next_packet()? {
+            let frame = layers::slice(&packet);
+            if let Some(target) = frame.ports().and_then(target_of) {
+                save(target, frame.payload)?;
+            }
+            // The frame target takes runs of 16 frames in its [link][len][bytes] format.
+            let len = packet.data.len().min(255);
+            window.push(link_selector(packet.link));
+            window.push(len as u8);
+            window.extend_from_slice(&packet.data[..len]);
+            frames += 1;
+            if frames == 16 {
+                save("frame", &window)?;
+                window.clear();
+                frames = 0;
+            }
+        }
+    }
+    for (target, count) in &counts {
+        println!("{target:<8} {count} seeds");
+    }
+    Ok(())
+}
+
+/// A hasher with a fixed key, so seed file names are stable between runs.
+fn foldhash_state() -> impl BuildHasher {
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+}
