@@ -218,11 +218,16 @@ impl Worker {
             engine: Engine {
                 sink,
                 events,
-                stream_pool: StreamPool::new(STREAM_BUFFERS.min(per_worker / 4 + 64), STREAM_BUFFER_BYTES),
+                stream_pool: StreamPool::new(
+                    STREAM_BUFFERS.min(per_worker / 4 + 64),
+                    STREAM_BUFFER_BYTES,
+                ),
                 stream_counters: StreamCounters::default(),
                 stats: ProtocolStats::default(),
                 recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
-                dnp3_pool: dnp3::ReassemblyPool::new(dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16)),
+                dnp3_pool: dnp3::ReassemblyPool::new(
+                    dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
+                ),
             },
             devices: DeviceDedup::new(),
             counters: WorkerCounters::default(),

@@ -3,9 +3,9 @@
 
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
+/// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.
+pub mod corpus;
 /// `flood`: distinct-flow floods generated in memory, for bounded-memory checks.
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
-/// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.
-pub mod corpus;
