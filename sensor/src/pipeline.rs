@@ -4,7 +4,7 @@
 //! so that every packet read is processed and every observation analysed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
 use crate::layers;
-use crate::observe::Observation;
+use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
+use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
 /// Where one packet of a batch lies.
@@ -98,6 +99,12 @@ pub struct ReplayOptions {
     pub eve: Option<EveWriter>,
     /// How packets are spread over workers.
     pub spread: Spread,
+    /// The database the analyzer continues from and writes (inventory, baseline,
+    /// alerts); none is a private in-memory one.
+    pub store: Option<Store>,
+    /// Set (e.g. by a SIGTERM handler) to stop reading: what was read is processed,
+    /// flows are ended and the store is committed before `replay` returns.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
@@ -128,7 +135,13 @@ pub struct Summary {
     pub bytes: u64,
     pub flows: u64,
     pub devices: u64,
+    /// Distinct alerts raised in this run (new, or repeated from the store's history).
     pub alerts: u64,
+    pub alerts_by_signature: BTreeMap<String, u64>,
+    /// Packet-to-alert latency (worker sent the observation → analyzer raised the alert).
+    pub alert_latency_ns: crate::analyze::LatencySummary,
+    /// True when the reader stopped early on request (SIGTERM).
+    pub stopped: bool,
     /// PDUs per application protocol.
     pub protocols: BTreeMap<String, u64>,
     pub workers: usize,
@@ -155,7 +168,7 @@ pub fn replay(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let workers = policy.workers.max(1);
-    let (obs_tx, obs_rx) = bounded::<Observation>(policy.observation_queue);
+    let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
 
     // The EVE writer thread: the one owner of the output file.
     let (eve_tx, eve_thread) = match options.eve {
@@ -182,10 +195,14 @@ pub fn replay(
 
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx);
+    let store = options.store;
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
-            let mut analyzer = Analyzer::new(analyzer_policy, analyzer_eve);
+            let mut analyzer = match store {
+                Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
+                None => Analyzer::new(analyzer_policy, analyzer_eve),
+            };
             for observation in obs_rx {
                 analyzer.handle(observation);
             }
@@ -232,8 +249,14 @@ pub fn replay(
     drop(obs_tx);
 
     let mut pacer = options.realtime.then(Pacer::default);
+    let stop = options.stop;
+    let mut stopped = false;
     let read_result = (|| -> Result<(), Error> {
         while let Some(packet) = source.next_packet()? {
+            if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                stopped = true;
+                break;
+            }
             if let Some(pacer) = pacer.as_mut() {
                 pacer.wait_for(packet.ts_ns);
             }
@@ -301,6 +324,9 @@ pub fn replay(
         flows: counters.flows_created,
         devices: report.devices,
         alerts: report.alerts,
+        alerts_by_signature: report.alerts_by_signature.clone(),
+        alert_latency_ns: report.alert_latency_ns.clone(),
+        stopped,
         protocols,
         workers,
         elapsed_seconds: elapsed,

@@ -5,3 +5,5 @@
 pub mod bench;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
+/// `gen-oui`: the MAC vendor table from the IEEE registry.
+pub mod oui;

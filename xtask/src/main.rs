@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use xtask::{bench, gen};
+use xtask::{bench, gen, oui};
 
 #[global_allocator]
 static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
@@ -23,6 +23,13 @@ enum Task {
     /// Generate synthetic captures.
     #[command(subcommand)]
     Gen(Gen),
+    /// Regenerate sensor/data/oui.tsv (MAC vendors) from Debian's ieee-data package.
+    GenOui {
+        #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
+        csv: PathBuf,
+        #[arg(long, default_value = "sensor/data/oui.tsv")]
+        out: PathBuf,
+    },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
     /// pipeline (read + slice) measured in the same run.
     Replay {
@@ -89,6 +96,17 @@ fn main() -> Result<()> {
                 truth.devices,
                 gen::truth_path(&out).display(),
             );
+        }
+        Task::GenOui { csv, out } => {
+            let version = std::process::Command::new("dpkg-query")
+                .args(["-W", "-f", "${Version}", "ieee-data"])
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "(unknown version)".to_owned());
+            let prefixes = oui::generate(&csv, &version, &out)?;
+            eprintln!("wrote {} ({prefixes} prefixes)", out.display());
         }
         Task::Replay {
             file,
