@@ -3,6 +3,8 @@
 
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
+/// `flood`: a flood of random sources against the inventory cap.
+pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.

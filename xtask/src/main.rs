@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use xtask::{bench, gen, oui};
+use xtask::{bench, flood, gen, oui};
 
 #[global_allocator]
 static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
@@ -23,6 +23,17 @@ enum Task {
     /// Generate synthetic captures.
     #[command(subcommand)]
     Gen(Gen),
+    /// Flood the pipeline with frames from random source MACs/IPs and show that the
+    /// inventory stays bounded; prints peak RSS.
+    Flood {
+        #[arg(long, default_value_t = 1_000_000)]
+        sources: u64,
+        /// inventory.max_devices for the run.
+        #[arg(long, default_value_t = 100_000)]
+        max_devices: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Regenerate sensor/data/oui.tsv (MAC vendors) from Debian's ieee-data package.
     GenOui {
         #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
@@ -61,6 +72,14 @@ enum Gen {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A labelled detection scenario (learning phase, then an attack) and its ground
+    /// truth in FILE.truth.json; `--name list` prints the names.
+    Scenario {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,6 +115,48 @@ fn main() -> Result<()> {
                 truth.devices,
                 gen::truth_path(&out).display(),
             );
+        }
+        Task::Gen(Gen::Scenario { name, out }) => {
+            if name == "list" {
+                for name in gen::scenario::SCENARIOS {
+                    println!("{name}");
+                }
+                return Ok(());
+            }
+            let out = out.ok_or_else(|| anyhow::anyhow!("--out FILE is required"))?;
+            let truth = gen::scenario::generate(&name, &out)?;
+            eprintln!(
+                "wrote {} and {} ({} alerts expected; learning.duration = {}s)",
+                out.display(),
+                gen::truth_path(&out).display(),
+                truth.alerts.len(),
+                truth.learning_duration_s
+            );
+        }
+        Task::Flood {
+            sources,
+            max_devices,
+            workers,
+        } => {
+            let report = flood::run(sources, max_devices, workers)?;
+            let s = &report.summary;
+            println!("sources              {sources}");
+            println!("packets              {}", s.packets);
+            println!("inventory devices    {} (cap {max_devices})", s.devices);
+            println!(
+                "over capacity        {}",
+                s.analyzer.counters.devices_over_capacity
+            );
+            println!(
+                "inventory_full       {}",
+                s.alerts_by_signature
+                    .get("inventory_full")
+                    .copied()
+                    .unwrap_or(0)
+            );
+            println!("alerts               {}", s.alerts);
+            println!("elapsed              {:.2} s", s.elapsed_seconds);
+            println!("peak RSS (VmHWM)     {} MiB", report.peak_rss_kib / 1024);
         }
         Task::GenOui { csv, out } => {
             let version = std::process::Command::new("dpkg-query")
