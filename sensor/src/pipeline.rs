@@ -46,6 +46,12 @@ pub struct Batch {
 }
 
 const BATCH_BYTES: usize = 1 << 20;
+/// Partly filled batches are handed over once packet time has moved this far, so that
+/// no worker runs far ahead of another in packet time: the analyzer then sees
+/// observations from all workers in nearly packet-time order, as it does live, and
+/// baseline decisions (learned before, deviation after) do not depend on how a sparse
+/// capture happened to fill each worker's batch.
+const BATCH_FLUSH_NS: u64 = 10_000_000;
 /// Capacity of the channel into the EVE writer thread, in records.
 const EVE_QUEUE: usize = 16_384;
 
@@ -251,11 +257,30 @@ pub fn replay(
     let mut pacer = options.realtime.then(Pacer::default);
     let stop = options.stop;
     let mut stopped = false;
+    let mut flushed_at_ns: Option<u64> = None;
     let read_result = (|| -> Result<(), Error> {
         while let Some(packet) = source.next_packet()? {
             if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                 stopped = true;
                 break;
+            }
+            let due = flushed_at_ns.is_none_or(|at| {
+                packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS
+            });
+            if due {
+                flushed_at_ns = Some(packet.ts_ns);
+                for (owner, batch) in filling.iter_mut().enumerate() {
+                    if batch.entries.is_empty() {
+                        continue;
+                    }
+                    let next = free_batches[owner]
+                        .recv()
+                        .map_err(|_| Error::Thread("worker stopped"))?;
+                    let full = std::mem::replace(batch, next);
+                    to_workers[owner]
+                        .send(full)
+                        .map_err(|_| Error::Thread("worker stopped"))?;
+                }
             }
             if let Some(pacer) = pacer.as_mut() {
                 pacer.wait_for(packet.ts_ns);
