@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Policy;
 use crate::detect::{self, Alert, AlertStatus, Detection};
@@ -64,14 +64,14 @@ const REMOTE_ACCESS_TCP: [u16; 13] = [
 const REMOTE_ACCESS_UDP: [u16; 2] = [3389, 5938];
 
 /// A client/server role per protocol.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roles {
     pub client: bool,
     pub server: bool,
 }
 
 /// One change of a reported identity attribute.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityChange {
     pub field: IdentityField,
     pub old: String,
@@ -80,16 +80,18 @@ pub struct IdentityChange {
     pub protocol: Protocol,
 }
 
-/// What the inventory knows about one device (stored as JSON in `devices.record`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// What the inventory knows about one device (stored as JSON in `devices.record`, and
+/// read back when the analyzer starts on an existing store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
-    #[serde(serialize_with = "serialize_mac")]
+    #[serde(serialize_with = "serialize_mac", deserialize_with = "deserialize_mac")]
     pub mac: Option<Mac>,
     pub ip: Option<IpAddr>,
     /// The first VLAN it was seen on; all of them in `vlans`.
     pub vlan: u16,
     pub vlans: Vec<u16>,
-    /// Registered owner of the MAC's OUI.
+    /// Registered owner of the MAC's OUI (looked up again when read back).
+    #[serde(skip_deserializing)]
     pub vendor: Option<&'static str>,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
@@ -109,6 +111,17 @@ pub struct DeviceRecord {
     silent: Option<u64>,
     #[serde(skip)]
     unanswered: (u64, u64),
+}
+
+fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text.and_then(|t| match t.parse::<DeviceKey>() {
+        Ok(DeviceKey::Mac(mac)) => Some(mac),
+        _ => format!("mac:{t}").parse::<DeviceKey>().ok().and_then(|k| match k {
+            DeviceKey::Mac(mac) => Some(mac),
+            DeviceKey::Ip(_) => None,
+        }),
+    }))
 }
 
 fn serialize_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
@@ -374,10 +387,38 @@ impl Analyzer {
             current_mono_ns: 0,
             counters: AnalyzerCounters::default(),
         };
-        if analyzer.reload().is_err() {
+        if analyzer.reload().is_err() || analyzer.load_devices().is_err() {
             analyzer.counters.store_errors += 1;
         }
         analyzer
+    }
+
+    /// Reads the stored inventory back (a restart continues with it).
+    fn load_devices(&mut self) -> store::Result<()> {
+        for (key, record) in self.store.devices()? {
+            let (Ok(key), Ok(mut record)) = (
+                key.parse::<DeviceKey>(),
+                serde_json::from_value::<DeviceRecord>(record),
+            ) else {
+                continue;
+            };
+            if self.entries() >= self.policy.max_devices {
+                break;
+            }
+            record.vendor = record.mac.as_ref().and_then(oui::vendor);
+            match key {
+                DeviceKey::Ip(ip) => {
+                    if let Some(mac) = record.mac {
+                        self.macs_with_ip.insert(mac);
+                    }
+                    self.by_ip.insert(ip, record);
+                }
+                DeviceKey::Mac(mac) => {
+                    self.by_mac.insert(mac, record);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads learning progress, baseline and alert states from the store.
@@ -1353,6 +1394,13 @@ impl Analyzer {
         self.last_commit = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
         for key in std::mem::take(&mut self.dirty) {
+            if let DeviceKey::Mac(mac) = key {
+                if self.macs_with_ip.contains(&mac) {
+                    // Represented by its IPs: not a device row of its own.
+                    batch.forget_devices.push(key);
+                    continue;
+                }
+            }
             let record = match key {
                 DeviceKey::Ip(ip) => self.by_ip.get(&ip),
                 DeviceKey::Mac(mac) => self.by_mac.get(&mac),

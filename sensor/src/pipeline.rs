@@ -264,9 +264,8 @@ pub fn replay(
                 stopped = true;
                 break;
             }
-            let due = flushed_at_ns.is_none_or(|at| {
-                packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS
-            });
+            let due = flushed_at_ns
+                .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
             if due {
                 flushed_at_ns = Some(packet.ts_ns);
                 for (owner, batch) in filling.iter_mut().enumerate() {

@@ -252,6 +252,8 @@ pub struct AlertRow {
 #[derive(Debug, Default)]
 pub struct Batch {
     pub devices: Vec<DeviceRow>,
+    /// Device rows to delete (a MAC found to carry IPs is represented by them).
+    pub forget_devices: Vec<DeviceKey>,
     pub baseline: Vec<(BaselineItem, u64)>,
     pub alerts: Vec<AlertRow>,
     pub learning_started_ns: Option<u64>,
@@ -260,6 +262,7 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
+            && self.forget_devices.is_empty()
             && self.baseline.is_empty()
             && self.alerts.is_empty()
             && self.learning_started_ns.is_none()
@@ -466,6 +469,10 @@ impl Store {
                     to_i64(row.last_seen_ns),
                     row.record.to_string()
                 ])?;
+            }
+            let mut forget = tx.prepare_cached("DELETE FROM devices WHERE key = ?1")?;
+            for key in &batch.forget_devices {
+                forget.execute([key.to_string()])?;
             }
             let mut baseline = tx.prepare_cached(
                 "INSERT OR IGNORE INTO baseline (kind, key, learned_ns) VALUES (?1, ?2, ?3)",

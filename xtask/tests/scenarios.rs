@@ -133,9 +133,25 @@ fn a_stopped_replay_continues_from_the_database_without_doubling() {
     let first = run(&capture, &truth, 2, Some(open()), Some(stop));
     assert!(first.stopped);
     assert_eq!(first.packets, 0);
+    // A stop requested while reading (as SIGTERM does): whatever was read is committed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let partial = run(&capture, &truth, 2, Some(open()), Some(stop));
+    let _ = stopper.join();
+    let expected: BTreeSet<ExpectedAlert> = truth.alerts.iter().cloned().collect();
+    assert!(
+        raised(&partial).is_subset(&expected),
+        "{:?}",
+        partial.analyzer.raised
+    );
 
     let full = run(&capture, &truth, 2, Some(open()), None);
-    let expected: BTreeSet<ExpectedAlert> = truth.alerts.iter().cloned().collect();
     assert_eq!(raised(&full), expected);
     let store = open();
     let stored = match store.alerts(None, 1000) {
