@@ -117,10 +117,13 @@ fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>
     let text: Option<String> = Option::deserialize(d)?;
     Ok(text.and_then(|t| match t.parse::<DeviceKey>() {
         Ok(DeviceKey::Mac(mac)) => Some(mac),
-        _ => format!("mac:{t}").parse::<DeviceKey>().ok().and_then(|k| match k {
-            DeviceKey::Mac(mac) => Some(mac),
-            DeviceKey::Ip(_) => None,
-        }),
+        _ => format!("mac:{t}")
+            .parse::<DeviceKey>()
+            .ok()
+            .and_then(|k| match k {
+                DeviceKey::Mac(mac) => Some(mac),
+                DeviceKey::Ip(_) => None,
+            }),
     }))
 }
 
@@ -1562,5 +1565,88 @@ fn is_remote_access(ip_protocol: u8, port: u16) -> bool {
         6 => REMOTE_ACCESS_TCP.contains(&port),
         17 => REMOTE_ACCESS_UDP.contains(&port),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, HumanDuration};
+
+    const S: u64 = 1_000_000_000;
+
+    fn analyzer(learning_s: u64) -> Analyzer {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(learning_s);
+        let policy = match config.validate() {
+            Ok(policy) => policy,
+            Err(error) => panic!("{error}"),
+        };
+        Analyzer::new(Arc::new(policy), None)
+    }
+
+    fn seen(a: &mut Analyzer, ts_ns: u64, ip: [u8; 4], mac: u8) {
+        a.observe(Observation::DeviceSeen {
+            ts_ns,
+            mac: Some([0, 1, 2, 3, 4, mac]),
+            ip: Some(IpAddr::from(ip)),
+            vlan: 0,
+        });
+    }
+
+    fn signatures(report: &AnalyzerReport) -> Vec<(String, Option<IpAddr>)> {
+        report
+            .raised
+            .iter()
+            .map(|a| (a.signature.clone(), a.src))
+            .collect()
+    }
+
+    #[test]
+    fn devices_seen_after_learning_alert_once() {
+        let mut a = analyzer(10);
+        seen(&mut a, 0, [10, 0, 0, 1], 1);
+        seen(&mut a, 5 * S, [10, 0, 0, 2], 2);
+        seen(&mut a, 20 * S, [10, 0, 0, 1], 1);
+        seen(&mut a, 20 * S, [10, 0, 0, 3], 3);
+        seen(&mut a, 90 * S, [10, 0, 0, 3], 3);
+        let report = a.finish();
+        assert_eq!(
+            signatures(&report),
+            vec![("new_device".to_owned(), Some(IpAddr::from([10, 0, 0, 3])))]
+        );
+        assert_eq!(report.raised.first().map(|r| r.count), Some(2));
+        assert_eq!(report.devices, 3);
+    }
+
+    #[test]
+    fn a_second_mac_claiming_an_address_conflicts_unless_it_routes() {
+        let mut a = analyzer(0);
+        seen(&mut a, 0, [10, 0, 0, 1], 1);
+        // A router's MAC carries several addresses: not a conflict.
+        seen(&mut a, S, [10, 0, 0, 7], 9);
+        seen(&mut a, S, [10, 0, 0, 8], 9);
+        seen(&mut a, 2 * S, [10, 0, 0, 1], 9);
+        assert!(a
+            .finish()
+            .raised
+            .iter()
+            .all(|r| r.signature != "ip_conflict"));
+
+        let mut a = analyzer(0);
+        seen(&mut a, 0, [10, 0, 0, 1], 1);
+        seen(&mut a, S, [10, 0, 0, 1], 2);
+        seen(&mut a, 2 * S, [10, 0, 0, 1], 1);
+        let report = a.finish();
+        let conflicts: Vec<_> = report
+            .raised
+            .iter()
+            .filter(|r| r.signature == "ip_conflict")
+            .collect();
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(
+            conflicts.first().and_then(|c| c.src),
+            Some(IpAddr::from([10, 0, 0, 1]))
+        );
     }
 }

@@ -19,7 +19,7 @@ use xtask::gen::scenario::{self, ExpectedAlert, ScenarioTruth};
 /// Scenarios whose attack relies on protocol inspection that has not landed on this
 /// branch yet (only Modbus reports commands, identity and errors here). The lead
 /// empties this list after merging the DNP3, BACnet, EtherNet/IP and S7 inspection.
-const SKIP: [&str; 8] = [
+const SKIP: &[&str] = &[
     "discovery_sweep",
     "plc_stop_s7",
     "plc_stop_cip",
@@ -27,8 +27,6 @@ const SKIP: [&str; 8] = [
     "plc_stop_bacnet",
     "cip_failure",
     "bacnet_failure",
-    // Placeholder kept so the array length need not change while the list empties.
-    "",
 ];
 
 fn scratch(name: &str) -> PathBuf {
@@ -93,11 +91,16 @@ fn every_scenario_raises_exactly_its_ground_truth() {
     let dir = scratch("all");
     let mut checked = 0;
     for name in scenario::SCENARIOS {
+        let (capture, truth) = generate(name, &dir);
         if SKIP.contains(&name) {
+            // Generated (the builders must work) but not judged yet.
+            assert!(
+                !truth.protocols.is_empty(),
+                "{name} needs no inspection: unskip it"
+            );
             eprintln!("skipped {name}: its protocol inspection has not landed");
             continue;
         }
-        let (capture, truth) = generate(name, &dir);
         let expected: BTreeSet<ExpectedAlert> = truth.alerts.iter().cloned().collect();
         if name == "clean" {
             assert!(expected.is_empty());
