@@ -71,6 +71,9 @@ pub struct Alert {
     pub src_port: Option<u16>,
     pub dest_ip: Option<IpAddr>,
     pub dest_port: Option<u16>,
+    /// The device's MAC, for alerts about a device known only by its MAC.
+    #[serde(default)]
+    pub src_mac: Option<String>,
     /// IP protocol number, when the alert concerns a flow.
     pub proto: Option<u8>,
     pub flow_id: Option<u64>,
@@ -84,4 +87,262 @@ pub struct Alert {
     pub last_ns: u64,
     pub count: u64,
     pub status: AlertStatus,
+}
+
+/// The catalogue, in id order. Names and ids are part of the output format: never
+/// renumber or rename; retire an entry by leaving it unused.
+pub const CATALOGUE: [Detection; 17] = [
+    Detection {
+        name: "new_device",
+        id: 1001,
+        engine: Engine::Anomaly,
+        category: "New asset",
+        severity: Severity::MEDIUM,
+        mitre: "T0848",
+        description: "A device that is not in the baseline sent traffic after learning ended.",
+        response: "Identify the device and its owner; learn it if it is authorized, isolate it otherwise.",
+    },
+    Detection {
+        name: "internet_connection",
+        id: 1002,
+        engine: Engine::PolicyViolation,
+        category: "Internet connection",
+        severity: Severity::HIGH,
+        mitre: "T0883",
+        description: "An internal device opened a connection to an address outside networks.internal and the external allowlist, not seen during learning.",
+        response: "Check why the device reaches the internet; block it at the firewall or add the destination to networks.external_allowlist.",
+    },
+    Detection {
+        name: "remote_access",
+        id: 1003,
+        engine: Engine::PolicyViolation,
+        category: "Remote access",
+        severity: Severity::HIGH,
+        mitre: "T0822",
+        description: "A remote-access session (RDP, VNC, SSH, Telnet, TeamViewer, AnyDesk, ...) between hosts that did not use it during learning.",
+        response: "Confirm the session with the person responsible; terminate it and review the client if it is not authorized.",
+    },
+    Detection {
+        name: "scan",
+        id: 1004,
+        engine: Engine::Anomaly,
+        category: "Reconnaissance",
+        severity: Severity::HIGH,
+        mitre: "T0846",
+        description: "One source probed many ports of a host or many hosts within the scan window, or sent industrial discovery requests it did not send during learning.",
+        response: "Find the scanning host and the process behind it; a scan inside a plant network is rarely legitimate.",
+    },
+    Detection {
+        name: "plc_programming",
+        id: 1005,
+        engine: Engine::PolicyViolation,
+        category: "Controller change",
+        severity: Severity::HIGH,
+        mitre: "T0843",
+        description: "Program download/upload/delete, online edit or firmware service from a host that is not an engineering workstation (none programmed from it during learning).",
+        response: "Confirm a planned change with the control engineer; compare the controller's program with the approved version.",
+    },
+    Detection {
+        name: "firmware_change",
+        id: 1006,
+        engine: Engine::Anomaly,
+        category: "Controller change",
+        severity: Severity::HIGH,
+        mitre: "T0857",
+        description: "A device reported a firmware or hardware revision that differs from the one in the inventory.",
+        response: "Confirm the update was planned and the image came from the vendor.",
+    },
+    Detection {
+        name: "plc_stop",
+        id: 1007,
+        engine: Engine::PolicyViolation,
+        category: "Dangerous command",
+        severity: Severity::HIGH,
+        mitre: "T0881",
+        description: "A command that stops, starts, restarts or silences a controller: S7 PLC stop, UMAS start/stop, CIP reset, Modbus restart or listen-only, DNP3 cold/warm restart and disable unsolicited, BACnet ReinitializeDevice and DeviceCommunicationControl. Alerts during learning too.",
+        response: "Check the process state at once and confirm the command with operations.",
+    },
+    Detection {
+        name: "device_silent",
+        id: 1008,
+        engine: Engine::Operational,
+        category: "Availability",
+        severity: Severity::MEDIUM,
+        mitre: "T0814",
+        description: "A device left the configured number of requests to a service it used to answer unanswered within the window.",
+        response: "Check the device's power, link and health; a silent controller may be crashed or under denial of service.",
+    },
+    Detection {
+        name: "device_back",
+        id: 1009,
+        engine: Engine::Operational,
+        category: "Availability",
+        severity: Severity::LOW,
+        mitre: "T0814",
+        description: "A device reported silent is sending again.",
+        response: "Confirm the process recovered; look for the cause of the outage.",
+    },
+    Detection {
+        name: "cip_failure",
+        id: 1010,
+        engine: Engine::ProtocolViolation,
+        category: "Protocol failure",
+        severity: Severity::MEDIUM,
+        mitre: "T0888",
+        description: "A CIP reply carried a non-zero general status (0x06 partial transfer and 0x1E embedded service error excluded).",
+        response: "Look at the request that failed: a misconfigured client, or someone probing the controller's objects.",
+    },
+    Detection {
+        name: "bacnet_failure",
+        id: 1011,
+        engine: Engine::ProtocolViolation,
+        category: "Protocol failure",
+        severity: Severity::MEDIUM,
+        mitre: "T0888",
+        description: "A BACnet Error, Reject or Abort PDU.",
+        response: "Look at the request that failed: a misconfigured client, or someone probing the controller.",
+    },
+    Detection {
+        name: "illegal_operation",
+        id: 1012,
+        engine: Engine::ProtocolViolation,
+        category: "Protocol violation",
+        severity: Severity::MEDIUM,
+        mitre: "T0855",
+        description: "Modbus exception replies, unknown function codes, DNP3 IIN errors, S7 error replies, authentication failures and malformed PDUs.",
+        response: "Identify the client: a faulty integration, a fuzzer or an attacker learning the device.",
+    },
+    Detection {
+        name: "new_conversation",
+        id: 1013,
+        engine: Engine::Anomaly,
+        category: "Baseline deviation",
+        severity: Severity::LOW,
+        mitre: "T0886",
+        description: "Two known devices talked in a way not in the baseline: a new (client, server, protocol, port) conversation or a new (client, server, protocol, command) key.",
+        response: "Check whether the change was planned; learn it if so.",
+    },
+    Detection {
+        name: "unauthorized_write",
+        id: 1014,
+        engine: Engine::Anomaly,
+        category: "Baseline deviation",
+        severity: Severity::HIGH,
+        mitre: "T0855",
+        description: "A write or operate command from a client that never wrote to that server over that protocol during learning.",
+        response: "Check the process values written and who sent them.",
+    },
+    Detection {
+        name: "ip_conflict",
+        id: 1015,
+        engine: Engine::Anomaly,
+        category: "Address conflict",
+        severity: Severity::MEDIUM,
+        mitre: "T0830",
+        description: "One IPv4 address claimed by two MAC addresses on the same VLAN (ARP spoofing or a misconfigured device); routers (MACs carrying several addresses) are excluded.",
+        response: "Find both MACs' switch ports; an attacker in the middle spoofs ARP this way.",
+    },
+    Detection {
+        name: "inventory_full",
+        id: 1016,
+        engine: Engine::Operational,
+        category: "Sensor health",
+        severity: Severity::MEDIUM,
+        mitre: "",
+        description: "The inventory reached inventory.max_devices; new devices are counted, not stored (raised once).",
+        response: "Look for a flood of spoofed addresses; raise inventory.max_devices if the plant is really that large.",
+    },
+    Detection {
+        name: "alert_table_full",
+        id: 1017,
+        engine: Engine::Operational,
+        category: "Sensor health",
+        severity: Severity::MEDIUM,
+        mitre: "",
+        description: "The analyzer holds its maximum number of distinct alerts; new ones are counted, not stored (raised once).",
+        response: "Triage and acknowledge alerts; look for a flood.",
+    },
+];
+
+/// The catalogue entry named `name`.
+pub fn by_name(name: &str) -> Option<&'static Detection> {
+    CATALOGUE.iter().find(|d| d.name == name)
+}
+
+impl Alert {
+    /// A fresh alert of `detection` with catalogue fields filled.
+    pub fn of(detection: &Detection) -> Alert {
+        Alert {
+            id: 0,
+            signature: detection.name.to_owned(),
+            signature_id: detection.id,
+            category: detection.category.to_owned(),
+            severity: detection.severity,
+            engine: detection.engine,
+            mitre: detection.mitre.to_owned(),
+            src_ip: None,
+            src_port: None,
+            dest_ip: None,
+            dest_port: None,
+            src_mac: None,
+            proto: None,
+            flow_id: None,
+            app_proto: None,
+            message: String::new(),
+            context: serde_json::Value::Null,
+            first_ns: 0,
+            last_ns: 0,
+            count: 0,
+            status: AlertStatus::New,
+        }
+    }
+
+    /// The de-duplication key: stable across runs, so a replay of the same capture
+    /// updates the stored alert instead of adding one.
+    pub fn key(&self) -> String {
+        alert_key(&self.signature, self.src_ip, self.dest_ip)
+    }
+}
+
+/// `signature|src|dst` with `-` for an absent address.
+pub fn alert_key(signature: &str, src: Option<IpAddr>, dst: Option<IpAddr>) -> String {
+    let show = |ip: Option<IpAddr>| ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+    format!("{signature}|{}|{}", show(src), show(dst))
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::New => "new",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Learned => "learned",
+            AlertStatus::Muted => "muted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<AlertStatus> {
+        Some(match text {
+            "new" => AlertStatus::New,
+            "acknowledged" => AlertStatus::Acknowledged,
+            "learned" => AlertStatus::Learned,
+            "muted" => AlertStatus::Muted,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_names_and_ids_are_unique() {
+        for (i, a) in CATALOGUE.iter().enumerate() {
+            for b in CATALOGUE.iter().skip(i + 1) {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.id, b.id);
+            }
+        }
+        assert_eq!(by_name("plc_stop").map(|d| d.id), Some(1007));
+    }
 }

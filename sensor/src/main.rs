@@ -1,6 +1,6 @@
 //! The `otsensor` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 
 use otsensor::capture::pcap::PcapFiles;
 use otsensor::config::{Config, Error as ConfigError};
+use otsensor::detect::AlertStatus;
 use otsensor::output::eve::EveWriter;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
+use otsensor::store::Store;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,11 +66,114 @@ enum Command {
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// SQLite database to continue from and write (inventory, baseline, alerts);
+        /// without it the run uses a private in-memory one.
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Baseline learning: progress, end early, restart.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Stored alerts: list, acknowledge, learn ("learn this"), mute.
+    Alerts {
+        #[command(subcommand)]
+        action: AlertsAction,
+        #[arg(long)]
+        db: PathBuf,
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
     /// Print the default configuration.
     DefaultConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum BaselineAction {
+    /// Print learning progress and baseline sizes as JSON.
+    Status,
+    /// End learning now: deviations alert from the next observation.
+    End,
+    /// Forget the baseline and learn again from the next observation.
+    Restart,
+}
+
+#[derive(Subcommand, Debug)]
+enum AlertsAction {
+    /// Print stored alerts as JSON lines, newest first.
+    List {
+        /// Only alerts with this status (new, acknowledged, learned, muted).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Mark an alert acknowledged.
+    Ack { id: u64 },
+    /// Add what the alert saw to the baseline, and mark it learned.
+    Learn { id: u64 },
+    /// Keep counting the alert but stop writing it to the sinks.
+    Mute { id: u64 },
+}
+
+fn open_store(path: &Path) -> anyhow::Result<Store> {
+    Store::open(path).with_context(|| format!("--db {}", path.display()))
+}
+
+fn baseline_command(action: BaselineAction, db: &Path) -> anyhow::Result<ExitCode> {
+    let mut store = open_store(db)?;
+    match action {
+        BaselineAction::Status => {
+            let status = serde_json::json!({
+                "learning": store.learning()?,
+                "baseline": store.baseline_counts()?,
+                "devices": store.device_count()?,
+            });
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        BaselineAction::End => {
+            store.end_learning()?;
+            println!("learning ended");
+        }
+        BaselineAction::Restart => {
+            store.restart_learning()?;
+            println!("baseline cleared; learning restarts at the next observation");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alerts_command(action: AlertsAction, db: &Path) -> anyhow::Result<ExitCode> {
+    let mut store = open_store(db)?;
+    match action {
+        AlertsAction::List { status, limit } => {
+            let status = match status {
+                Some(text) => Some(AlertStatus::parse(&text).with_context(|| {
+                    format!("--status {text}: expected new, acknowledged, learned or muted")
+                })?),
+                None => None,
+            };
+            for alert in store.alerts(status, limit)? {
+                println!("{}", serde_json::to_string(&alert)?);
+            }
+        }
+        AlertsAction::Ack { id } => store.set_alert_status(id, AlertStatus::Acknowledged)?,
+        AlertsAction::Learn { id } => store.learn_alert(id)?,
+        AlertsAction::Mute { id } => store.set_alert_status(id, AlertStatus::Muted)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A flag set by SIGTERM and SIGINT: the replay stops reading, drains and commits.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("signal handler")?;
+    }
+    Ok(stop)
 }
 
 fn main() -> ExitCode {
@@ -98,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eve,
             realtime,
             summary_json,
+            db,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
@@ -110,6 +216,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
+            let store = match &db {
+                Some(path) => Some(open_store(path)?),
+                None => None,
+            };
             let mut source = PcapFiles::open(&files)?;
             let summary = pipeline::replay(
                 &mut source,
@@ -117,6 +227,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ReplayOptions {
                     realtime,
                     eve,
+                    store,
+                    stop: Some(stop_flag()?),
                     ..Default::default()
                 },
             )?;
@@ -208,6 +320,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Baseline { action, db } => baseline_command(action, &db),
+        Command::Alerts { action, db } => alerts_command(action, &db),
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);
             Ok(ExitCode::SUCCESS)
@@ -221,6 +335,17 @@ fn print_summary(summary: &Summary) {
     println!("flows        {}", summary.flows);
     println!("devices      {}", summary.devices);
     println!("alerts       {}", summary.alerts);
+    for (signature, count) in &summary.alerts_by_signature {
+        println!("  {signature:<19}{count}");
+    }
+    let latency = &summary.alert_latency_ns;
+    if latency.count > 0 {
+        println!(
+            "alert latency p50 {} us, p99 {} us",
+            latency.p50 / 1_000,
+            latency.p99 / 1_000
+        );
+    }
     for (name, pdus) in &summary.protocols {
         println!("  {name:<11}{pdus} PDUs");
     }

@@ -60,7 +60,9 @@ pub enum CommandKind {
 }
 
 /// Which identity attribute a device reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityField {
     Vendor,
@@ -163,6 +165,20 @@ pub enum Observation {
     },
     /// A flow ended (timeout, eviction or shutdown).
     FlowEnded(FlowRecord),
+    /// A worker created a flow for the first packet it saw of it, so that scans, new
+    /// conversations and remote access are judged at once rather than at flow end.
+    FlowStarted {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        /// IP protocol number.
+        ip_protocol: u8,
+        vlan: u16,
+        app_proto: Option<Protocol>,
+        /// TCP flags of the first packet (0 for other transports).
+        tcp_flags: u8,
+    },
     /// A client sent a command of this kind and protocol code to a server.
     Command {
         ts_ns: u64,
@@ -193,6 +209,37 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+}
+
+impl Observation {
+    /// Packet time of the observation (for a finished flow, its last packet).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Observation::DeviceSeen { ts_ns, .. }
+            | Observation::FlowStarted { ts_ns, .. }
+            | Observation::Command { ts_ns, .. }
+            | Observation::Identity { ts_ns, .. }
+            | Observation::ProtocolError { ts_ns, .. } => *ts_ns,
+            Observation::FlowEnded(record) => record.last_ns,
+        }
+    }
+}
+
+/// An observation as it travels the channel, stamped by the worker's sink with the
+/// monotonic time it was sent ([`mono_ns`]), so the analyzer can measure
+/// packet-to-alert latency without changing what inspection code builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped {
+    pub observation: Observation,
+    pub mono_ns: u64,
+}
+
+/// Nanoseconds on a monotonic clock shared by every thread of the process (counted
+/// from the first call), cheap enough for the rate-limited observation path.
+pub fn mono_ns() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 // Keep the message small: it is copied through a bounded, preallocated channel, and

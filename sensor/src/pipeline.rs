@@ -4,7 +4,7 @@
 //! so that every packet read is processed and every observation analysed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
 use crate::layers;
-use crate::observe::Observation;
+use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
+use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
 /// Where one packet of a batch lies.
@@ -45,6 +46,12 @@ pub struct Batch {
 }
 
 const BATCH_BYTES: usize = 1 << 20;
+/// Partly filled batches are handed over once packet time has moved this far, so that
+/// no worker runs far ahead of another in packet time: the analyzer then sees
+/// observations from all workers in nearly packet-time order, as it does live, and
+/// baseline decisions (learned before, deviation after) do not depend on how a sparse
+/// capture happened to fill each worker's batch.
+const BATCH_FLUSH_NS: u64 = 10_000_000;
 /// Capacity of the channel into the EVE writer thread, in records.
 const EVE_QUEUE: usize = 16_384;
 
@@ -101,6 +108,12 @@ pub struct ReplayOptions {
     /// Live capture: full channels drop and count instead of waiting (a queue must
     /// never stall); offline replay waits, so its results are complete.
     pub live: bool,
+    /// The database the analyzer continues from and writes (inventory, baseline,
+    /// alerts); none is a private in-memory one.
+    pub store: Option<Store>,
+    /// Set (e.g. by a SIGTERM handler) to stop reading: what was read is processed,
+    /// flows are ended and the store is committed before `replay` returns.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
@@ -131,7 +144,13 @@ pub struct Summary {
     pub bytes: u64,
     pub flows: u64,
     pub devices: u64,
+    /// Distinct alerts raised in this run (new, or repeated from the store's history).
     pub alerts: u64,
+    pub alerts_by_signature: BTreeMap<String, u64>,
+    /// Packet-to-alert latency (worker sent the observation → analyzer raised the alert).
+    pub alert_latency_ns: crate::analyze::LatencySummary,
+    /// True when the reader stopped early on request (SIGTERM).
+    pub stopped: bool,
     /// PDUs per application protocol.
     pub protocols: BTreeMap<String, u64>,
     pub workers: usize,
@@ -158,7 +177,7 @@ pub fn replay(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let workers = policy.workers.max(1);
-    let (obs_tx, obs_rx) = bounded::<Observation>(policy.observation_queue);
+    let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
 
     // The EVE writer thread: the one owner of the output file.
     let (eve_tx, eve_thread) = match options.eve {
@@ -193,10 +212,14 @@ pub fn replay(
 
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
+    let store = options.store;
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
-            let mut analyzer = Analyzer::new(analyzer_policy, analyzer_eve);
+            let mut analyzer = match store {
+                Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
+                None => Analyzer::new(analyzer_policy, analyzer_eve),
+            };
             for observation in obs_rx {
                 analyzer.handle(observation);
             }
@@ -243,25 +266,31 @@ pub fn replay(
     drop(obs_tx);
 
     let mut pacer = options.realtime.then(Pacer::default);
+    let stop = options.stop;
+    let mut stopped = false;
+    let mut flushed_at_ns: Option<u64> = None;
     let read_result = (|| -> Result<(), Error> {
         loop {
-            if source.idle() {
-                // Nothing is waiting: hand over what has been read so far.
-                for (owner, batch) in filling.iter_mut().enumerate() {
-                    if !batch.entries.is_empty() {
-                        let next = free_batches[owner]
-                            .recv()
-                            .map_err(|_| Error::Thread("worker stopped"))?;
-                        let full = std::mem::replace(batch, next);
-                        to_workers[owner]
-                            .send(full)
-                            .map_err(|_| Error::Thread("worker stopped"))?;
-                    }
-                }
+            // Hand over partial batches before waiting on a live source with nothing
+            // ready, and every 10 ms of packet time (alerts must not wait for a full
+            // batch).
+            let idle = source.idle();
+            if idle {
+                flush_batches(&mut filling, &free_batches, &to_workers)?;
             }
             let Some(packet) = source.next_packet()? else {
                 break;
             };
+            if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                stopped = true;
+                break;
+            }
+            let due = flushed_at_ns
+                .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
+            if due {
+                flushed_at_ns = Some(packet.ts_ns);
+                flush_batches(&mut filling, &free_batches, &to_workers)?;
+            }
             if let Some(pacer) = pacer.as_mut() {
                 pacer.wait_for(packet.ts_ns);
             }
@@ -329,6 +358,9 @@ pub fn replay(
         flows: counters.flows_created,
         devices: report.devices,
         alerts: report.alerts,
+        alerts_by_signature: report.alerts_by_signature.clone(),
+        alert_latency_ns: report.alert_latency_ns.clone(),
+        stopped,
         protocols,
         workers,
         elapsed_seconds: elapsed,
@@ -349,6 +381,27 @@ pub fn replay(
         eve_events,
         eve_write_errors,
     })
+}
+
+/// Sends every non-empty batch being filled to its worker.
+fn flush_batches(
+    filling: &mut [Batch],
+    free_batches: &[Receiver<Batch>],
+    to_workers: &[Sender<Batch>],
+) -> Result<(), Error> {
+    for (owner, batch) in filling.iter_mut().enumerate() {
+        if batch.entries.is_empty() {
+            continue;
+        }
+        let next = free_batches[owner]
+            .recv()
+            .map_err(|_| Error::Thread("worker stopped"))?;
+        let full = std::mem::replace(batch, next);
+        to_workers[owner]
+            .send(full)
+            .map_err(|_| Error::Thread("worker stopped"))?;
+    }
+    Ok(())
 }
 
 /// One worker thread: processes its queue's batches, hands frames it does not own to

@@ -18,7 +18,7 @@ use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
 use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
-use crate::observe::{FlowRecord, Observation};
+use crate::observe::{mono_ns, FlowRecord, Observation, Stamped};
 
 /// How a full observation channel is handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +32,14 @@ pub enum Delivery {
 /// The worker's side of the observation channel.
 #[derive(Debug)]
 pub struct ObservationSink {
-    tx: Sender<Observation>,
+    tx: Sender<Stamped>,
     delivery: Delivery,
     pub sent: u64,
     pub dropped: u64,
 }
 
 impl ObservationSink {
-    pub fn new(tx: Sender<Observation>, delivery: Delivery) -> ObservationSink {
+    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
         ObservationSink {
             tx,
             delivery,
@@ -49,6 +49,10 @@ impl ObservationSink {
     }
 
     pub fn send(&mut self, observation: Observation) {
+        let observation = Stamped {
+            observation,
+            mono_ns: mono_ns(),
+        };
         let delivered = match self.delivery {
             Delivery::Block => self.tx.send(observation).is_ok(),
             Delivery::DropWhenFull => self.tx.try_send(observation).is_ok(),
@@ -283,6 +287,7 @@ impl Worker {
                 }
             }
             flow.app_proto = first_guess(&key, flow.initiator);
+            self.engine.sink.send(flow_started(flow, frame));
         }
         self.engine.dissect(flow, side, frame);
         if let Transport::Tcp { flags, .. } = frame.transport {
@@ -663,6 +668,23 @@ fn first_guess(key: &FlowKey, initiator: Side) -> Option<Protocol> {
     };
     Protocol::by_port(key.protocol, server_port)
         .or_else(|| Protocol::by_port(key.protocol, client_port))
+}
+
+fn flow_started(flow: &Flow, frame: &Frame<'_>) -> Observation {
+    let tcp_flags = match frame.transport {
+        Transport::Tcp { flags, .. } => flags.0,
+        _ => 0,
+    };
+    Observation::FlowStarted {
+        ts_ns: frame.ts_ns,
+        flow_id: flow.id,
+        client: flow_endpoint(&flow.key, flow.initiator),
+        server: flow_endpoint(&flow.key, other(flow.initiator)),
+        ip_protocol: flow.key.protocol,
+        vlan: flow.key.vlan,
+        app_proto: flow.app_proto,
+        tcp_flags,
+    }
 }
 
 fn flow_ended(flow: &Flow, reason: EndReason) -> Observation {

@@ -5,7 +5,11 @@
 pub mod bench;
 /// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.
 pub mod corpus;
+/// `flood-devices`: a flood of random sources against the inventory cap.
+pub mod device_flood;
 /// `flood`: distinct-flow floods generated in memory, for bounded-memory checks.
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
+/// `gen-oui`: the MAC vendor table from the IEEE registry.
+pub mod oui;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use xtask::{bench, gen};
+use xtask::{bench, device_flood, gen, oui};
 
 #[global_allocator]
 static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
@@ -40,6 +40,24 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// Flood the pipeline with frames from random source MACs/IPs and show that the
+    /// inventory stays bounded; prints peak RSS.
+    FloodDevices {
+        #[arg(long, default_value_t = 1_000_000)]
+        sources: u64,
+        /// inventory.max_devices for the run.
+        #[arg(long, default_value_t = 100_000)]
+        max_devices: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Regenerate sensor/data/oui.tsv (MAC vendors) from Debian's ieee-data package.
+    GenOui {
+        #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
+        csv: PathBuf,
+        #[arg(long, default_value = "sensor/data/oui.tsv")]
+        out: PathBuf,
+    },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
     /// pipeline (read + slice) measured in the same run.
     Replay {
@@ -70,6 +88,14 @@ enum Gen {
         /// The capture to write (legacy pcap, Ethernet).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// A labelled detection scenario (learning phase, then an attack) and its ground
+    /// truth in FILE.truth.json; `--name list` prints the names.
+    Scenario {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -106,6 +132,59 @@ fn main() -> Result<()> {
                 truth.devices,
                 gen::truth_path(&out).display(),
             );
+        }
+        Task::Gen(Gen::Scenario { name, out }) => {
+            if name == "list" {
+                for name in gen::scenario::SCENARIOS {
+                    println!("{name}");
+                }
+                return Ok(());
+            }
+            let out = out.ok_or_else(|| anyhow::anyhow!("--out FILE is required"))?;
+            let truth = gen::scenario::generate(&name, &out)?;
+            eprintln!(
+                "wrote {} and {} ({} alerts expected; learning.duration = {}s)",
+                out.display(),
+                gen::truth_path(&out).display(),
+                truth.alerts.len(),
+                truth.learning_duration_s
+            );
+        }
+        Task::FloodDevices {
+            sources,
+            max_devices,
+            workers,
+        } => {
+            let report = device_flood::run(sources, max_devices, workers)?;
+            let s = &report.summary;
+            println!("sources              {sources}");
+            println!("packets              {}", s.packets);
+            println!("inventory devices    {} (cap {max_devices})", s.devices);
+            println!(
+                "over capacity        {}",
+                s.analyzer.counters.devices_over_capacity
+            );
+            println!(
+                "inventory_full       {}",
+                s.alerts_by_signature
+                    .get("inventory_full")
+                    .copied()
+                    .unwrap_or(0)
+            );
+            println!("alerts               {}", s.alerts);
+            println!("elapsed              {:.2} s", s.elapsed_seconds);
+            println!("peak RSS (VmHWM)     {} MiB", report.peak_rss_kib / 1024);
+        }
+        Task::GenOui { csv, out } => {
+            let version = std::process::Command::new("dpkg-query")
+                .args(["-W", "-f", "${Version}", "ieee-data"])
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "(unknown version)".to_owned());
+            let prefixes = oui::generate(&csv, &version, &out)?;
+            eprintln!("wrote {} ({prefixes} prefixes)", out.display());
         }
         Task::FuzzCorpus { pcaps, out } => xtask::corpus::write(&pcaps, &out)?,
         Task::Flood {

@@ -218,6 +218,7 @@ impl EveWriter {
             },
             "otsensor": {
                 "alert_id": alert.id,
+                "src_mac": alert.src_mac,
                 "engine": alert.engine,
                 "mitre_technique": alert.mitre,
                 "message": alert.message,

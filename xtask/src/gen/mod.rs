@@ -14,6 +14,7 @@ pub mod ot;
 pub mod pcap;
 pub mod plant;
 pub mod proto;
+pub mod scenario;
 pub mod script;
 pub mod truth;
 pub mod wire;

@@ -152,3 +152,15 @@ mod tests {
         assert_eq!(out.get(2..4), Some(&[0x00, 0x12][..]));
     }
 }
+
+/// ReinitializeDevice confirmed request (service 20, 16.4.1.1): reinitialized-state
+/// (context 0, enumerated) coldstart (0), no password.
+pub fn reinitialize_device(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
+    let apdu = [0x00, 0x05, invoke_id, 0x14, 0x09, 0x00];
+    bvlc(out, ORIGINAL_UNICAST_NPDU, NPDU_EXPECTING_REPLY, &apdu);
+    Pdu {
+        proto: Proto::Bacnet,
+        function: "confirmed/20",
+        counts_as_pdu: true,
+    }
+}

@@ -43,6 +43,8 @@ pub enum Request {
     Select { index: u16 },
     /// OPERATE (FC 4) of one CROB (g12v1).
     Operate { index: u16 },
+    /// COLD_RESTART (FC 13), no objects (IEEE 1815-2012, 4.4.13).
+    ColdRestart,
 }
 
 impl Request {
@@ -52,6 +54,7 @@ impl Request {
             Request::ClearRestart => 2,
             Request::Select { .. } => 3,
             Request::Operate { .. } => 4,
+            Request::ColdRestart => 13,
         }
     }
 }
@@ -122,6 +125,7 @@ pub fn request(
         }
         Request::ClearRestart => user.extend_from_slice(&[0x50, 0x01, 0x00, 0x07, 0x07, 0x00]),
         Request::Select { index } | Request::Operate { index } => crob(&mut user, index),
+        Request::ColdRestart => {}
     }
     link_frame(
         out,
@@ -184,6 +188,7 @@ pub fn response<R: Rng>(
         }
         Request::ClearRestart => {}
         Request::Select { index } | Request::Operate { index } => crob(&mut user, index),
+        Request::ColdRestart => {}
     }
     link_frame(
         out,

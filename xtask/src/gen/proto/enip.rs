@@ -228,3 +228,8 @@ mod tests {
         );
     }
 }
+
+/// An unconnected CIP request or reply in SendRRData (any service and path).
+pub fn cip_message(out: &mut Vec<u8>, session: u32, context: u64, cip: &[u8]) -> Pdu {
+    send_rr_data(out, session, context, 0, cip)
+}

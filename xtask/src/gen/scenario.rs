@@ -1,0 +1,880 @@
+//! `cargo xtask gen scenario --name NAME --out FILE`: labelled captures, one per
+//! detection. Each is a small plant's normal traffic — a learning phase of
+//! [`LEARNING_S`] seconds, then more of the same — with the attack at [`ATTACK_S`];
+//! `FILE.truth.json` lists the alerts that must fire (signature, src, dst) and the
+//! learning duration to configure. `clean` is the same plant with no attack.
+//!
+//! The plant: an HMI polls a Modbus PLC every 10 s (short sessions, FC 3; FC 43 device
+//! identification once), touches the S7, CIP and DNP3 controllers' ports (handshakes
+//! without payload) and the BACnet controller (Who-Is / I-Am), fetches updates from one
+//! external server; an engineering workstation programs the Modbus PLC once (UMAS);
+//! every device ARPs for the HMI every 10 s. PDUs come from the mix generator's
+//! builders (`proto`), so they are valid for the real dissectors.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::pcap::{PcapWriter, Resolution};
+use super::proto::{bacnet, dnp3, enip, modbus, s7comm};
+use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
+use super::{truth_path, MS, SECOND};
+
+/// Learning phase to configure (`learning.duration`), seconds.
+pub const LEARNING_S: u64 = 120;
+/// When the attack starts, seconds after the first frame.
+pub const ATTACK_S: u64 = 150;
+/// End of the capture, seconds after the first frame.
+pub const END_S: u64 = 200;
+/// 2024-03-04 06:00:00 UTC.
+const START_NS: u64 = 1_709_532_000 * SECOND;
+
+/// Every scenario, in documentation order.
+pub const SCENARIOS: [&str; 21] = [
+    "clean",
+    "new_device",
+    "internet_connection",
+    "remote_access",
+    "scan",
+    "discovery_sweep",
+    "plc_programming",
+    "firmware_change",
+    "plc_stop",
+    "plc_stop_s7",
+    "plc_stop_cip",
+    "plc_stop_dnp3",
+    "plc_stop_bacnet",
+    "device_silent",
+    "cip_failure",
+    "bacnet_failure",
+    "illegal_operation",
+    "new_conversation",
+    "unauthorized_write",
+    "ip_conflict",
+    "combined",
+];
+
+/// One alert that must fire.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExpectedAlert {
+    pub signature: String,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+}
+
+/// The ground truth of one scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioTruth {
+    pub name: String,
+    pub learning_duration_s: u64,
+    pub attack_at_s: u64,
+    /// Application protocols whose inspection the attack relies on.
+    pub protocols: Vec<String>,
+    pub alerts: Vec<ExpectedAlert>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    mac: wire::Mac,
+    ip: Ipv4Addr,
+}
+
+impl Node {
+    const fn new(mac: wire::Mac, ip: [u8; 4]) -> Node {
+        Node {
+            mac,
+            ip: Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]),
+        }
+    }
+
+    fn addr(self) -> IpAddr {
+        IpAddr::V4(self.ip)
+    }
+}
+
+const GATEWAY: Node = Node::new([0x00, 0x1b, 0x1b, 0x00, 0x00, 0x01], [10, 10, 0, 1]);
+const EWS: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x05], [10, 10, 0, 5]);
+const HMI: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x10], [10, 10, 0, 10]);
+const PLC_MODBUS: Node = Node::new([0x00, 0x80, 0xf4, 0x00, 0x00, 0x20], [10, 10, 0, 20]);
+const PLC_S7: Node = Node::new([0x00, 0x1b, 0x1b, 0x00, 0x00, 0x21], [10, 10, 0, 21]);
+const PLC_CIP: Node = Node::new([0x00, 0x00, 0xbc, 0x00, 0x00, 0x22], [10, 10, 0, 22]);
+const RTU: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x30], [10, 10, 0, 30]);
+const BACNET: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x40], [10, 10, 0, 40]);
+const NEWCOMER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x99], [10, 10, 0, 99]);
+const SPOOFER_MAC: wire::Mac = [0x00, 0x0c, 0x29, 0x66, 0x66, 0x66];
+const UPDATE_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+const FIRMWARE: &str = "V2.1";
+const IDENTITY: (&str, &str, &str) = ("Schneider Electric", "BMX P34 2020", FIRMWARE);
+
+/// One end of a conversation: an address and the MAC its frames carry.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    ip: Ipv4Addr,
+    mac: wire::Mac,
+}
+
+impl From<Node> for Peer {
+    fn from(node: Node) -> Peer {
+        Peer {
+            ip: node.ip,
+            mac: node.mac,
+        }
+    }
+}
+
+/// An address beyond the gateway.
+fn external(ip: Ipv4Addr) -> Peer {
+    Peer {
+        ip,
+        mac: GATEWAY.mac,
+    }
+}
+
+/// What a TCP server does with a connection attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Accept,
+    Reset,
+    Silent,
+}
+
+/// Frames planned out of order, written sorted by time.
+struct Capture {
+    frames: Vec<(u64, u64, Vec<u8>)>,
+    order: u64,
+    ip_id: u16,
+    next_port: u16,
+    rng: rand_chacha::ChaCha8Rng,
+    transaction: u16,
+}
+
+impl Capture {
+    fn new() -> Capture {
+        use rand::SeedableRng;
+        Capture {
+            frames: Vec::new(),
+            order: 0,
+            ip_id: 1,
+            next_port: 40_000,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(5),
+            transaction: 1,
+        }
+    }
+
+    fn port(&mut self) -> u16 {
+        self.next_port = self.next_port.wrapping_add(1).max(40_000);
+        self.next_port
+    }
+
+    fn push(&mut self, ts_ns: u64, spec: &FrameSpec) -> Result<()> {
+        let mut out = Vec::with_capacity(128);
+        wire::encode(spec, self.ip_id, &mut out)?;
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.frames.push((ts_ns, self.order, out));
+        self.order += 1;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &mut self,
+        ts_ns: u64,
+        from: Peer,
+        to: Peer,
+        ports: (u16, u16),
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 {
+                    src: from.mac,
+                    dst: to.mac,
+                    vlan: 0,
+                },
+                net: Net::Tcp {
+                    src: IpAddr::V4(from.ip),
+                    dst: IpAddr::V4(to.ip),
+                    sport: ports.0,
+                    dport: ports.1,
+                    seq,
+                    ack,
+                    flags,
+                    window: 8192,
+                    mss: flags & tcp_flags::SYN != 0,
+                    payload,
+                },
+            },
+        )
+    }
+
+    /// A TCP session: handshake, request/response exchanges 10 ms apart, FIN close.
+    /// With `Answer::Silent` the SYN is retransmitted twice and nothing comes back;
+    /// with `Answer::Reset` the server resets.
+    fn session(
+        &mut self,
+        t0: u64,
+        client: Peer,
+        server: Peer,
+        server_port: u16,
+        answer: Answer,
+        exchanges: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<()> {
+        let client_port = self.port();
+        let (mut cseq, mut sseq) = (1_000u32, 500_000u32);
+        let out = (client_port, server_port);
+        let back = (server_port, client_port);
+        self.tcp(t0, client, server, out, cseq, 0, tcp_flags::SYN, Vec::new())?;
+        match answer {
+            Answer::Silent => {
+                for retry in 1..=2u64 {
+                    self.tcp(
+                        t0 + retry * SECOND,
+                        client,
+                        server,
+                        out,
+                        cseq,
+                        0,
+                        tcp_flags::SYN,
+                        Vec::new(),
+                    )?;
+                }
+                return Ok(());
+            }
+            Answer::Reset => {
+                let flags = tcp_flags::RST | tcp_flags::ACK;
+                return self.tcp(
+                    t0 + MS,
+                    server,
+                    client,
+                    back,
+                    0,
+                    cseq + 1,
+                    flags,
+                    Vec::new(),
+                );
+            }
+            Answer::Accept => {}
+        }
+        let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+        self.tcp(
+            t0 + MS,
+            server,
+            client,
+            back,
+            sseq,
+            cseq + 1,
+            syn_ack,
+            Vec::new(),
+        )?;
+        cseq += 1;
+        sseq += 1;
+        self.tcp(
+            t0 + 2 * MS,
+            client,
+            server,
+            out,
+            cseq,
+            sseq,
+            tcp_flags::ACK,
+            Vec::new(),
+        )?;
+        let mut t = t0 + 2 * MS;
+        let data = tcp_flags::PSH | tcp_flags::ACK;
+        for (request, response) in exchanges {
+            t += 10 * MS;
+            let len = request.len() as u32;
+            self.tcp(t, client, server, out, cseq, sseq, data, request)?;
+            cseq += len;
+            if let Some(response) = response {
+                let len = response.len() as u32;
+                self.tcp(t + 2 * MS, server, client, back, sseq, cseq, data, response)?;
+                sseq += len;
+            }
+        }
+        t += 10 * MS;
+        let fin = tcp_flags::FIN | tcp_flags::ACK;
+        self.tcp(t, client, server, out, cseq, sseq, fin, Vec::new())?;
+        self.tcp(
+            t + MS,
+            server,
+            client,
+            back,
+            sseq,
+            cseq + 1,
+            fin,
+            Vec::new(),
+        )?;
+        self.tcp(
+            t + 2 * MS,
+            client,
+            server,
+            out,
+            cseq + 1,
+            sseq + 1,
+            tcp_flags::ACK,
+            Vec::new(),
+        )
+    }
+
+    fn udp(
+        &mut self,
+        ts_ns: u64,
+        from: Peer,
+        to: Peer,
+        ports: (u16, u16),
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 {
+                    src: from.mac,
+                    dst: to.mac,
+                    vlan: 0,
+                },
+                net: Net::Udp {
+                    src: IpAddr::V4(from.ip),
+                    dst: IpAddr::V4(to.ip),
+                    sport: ports.0,
+                    dport: ports.1,
+                    payload,
+                },
+            },
+        )
+    }
+
+    /// An ARP request (operation 1) or reply (2) from `sender_mac` claiming `sender_ip`.
+    fn arp(
+        &mut self,
+        ts_ns: u64,
+        operation: u16,
+        sender_mac: wire::Mac,
+        sender_ip: Ipv4Addr,
+        target_ip: Ipv4Addr,
+    ) -> Result<()> {
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 {
+                    src: sender_mac,
+                    dst: wire::BROADCAST_MAC,
+                    vlan: 0,
+                },
+                net: Net::Arp {
+                    operation,
+                    sender_mac,
+                    sender_ip,
+                    target_mac: [0; 6],
+                    target_ip,
+                },
+            },
+        )
+    }
+
+    fn next_transaction(&mut self) -> u16 {
+        self.transaction = self.transaction.wrapping_add(1);
+        self.transaction
+    }
+
+    /// A Modbus request and its normal response.
+    fn modbus(&mut self, request: modbus::Request) -> (Vec<u8>, Option<Vec<u8>>) {
+        let transaction = self.next_transaction();
+        let (mut req, mut resp) = (Vec::new(), Vec::new());
+        modbus::request(&mut req, transaction, 1, request, &mut self.rng);
+        modbus::response(&mut resp, transaction, 1, request, IDENTITY, &mut self.rng);
+        (req, Some(resp))
+    }
+
+    /// A raw Modbus PDU (function code first) and its raw response PDU.
+    fn modbus_raw(&mut self, request: &[u8], response: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+        let transaction = self.next_transaction();
+        (
+            mbap(transaction, request),
+            Some(mbap(transaction, response)),
+        )
+    }
+
+    fn write(mut self, out: &Path) -> Result<()> {
+        self.frames.sort_by_key(|(ts, order, _)| (*ts, *order));
+        let mut writer =
+            PcapWriter::create(out, Resolution::Nano).with_context(|| out.display().to_string())?;
+        for (ts, _, frame) in &self.frames {
+            writer.write(*ts, frame)?;
+        }
+        writer.finish()?;
+        Ok(())
+    }
+}
+
+/// MBAP header (transaction, protocol 0, length, unit 1) and `pdu`.
+fn mbap(transaction: u16, pdu: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(7 + pdu.len());
+    out.extend_from_slice(&transaction.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&((pdu.len() + 1) as u16).to_be_bytes());
+    out.push(1);
+    out.extend_from_slice(pdu);
+    out
+}
+
+fn at(seconds: u64) -> u64 {
+    START_NS + seconds * SECOND
+}
+
+/// How the plant's normal traffic varies per scenario.
+#[derive(Clone, Copy, Default)]
+struct PlantOptions {
+    /// The Modbus PLC stops answering from this second.
+    modbus_plc_dead_from: Option<u64>,
+}
+
+/// The normal traffic from the first frame to [`END_S`].
+fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
+    let read = modbus::Request::ReadHoldingRegisters {
+        address: 100,
+        quantity: 4,
+    };
+    for tick in (0..END_S).step_by(10) {
+        // Every device ARPs for the HMI; the HMI answers nobody (it polls).
+        for (i, node) in [GATEWAY, EWS, PLC_S7, PLC_CIP, RTU, BACNET]
+            .iter()
+            .enumerate()
+        {
+            cap.arp(
+                at(tick) + 100 * MS * (i as u64 + 1),
+                1,
+                node.mac,
+                node.ip,
+                HMI.ip,
+            )?;
+        }
+        cap.arp(at(tick) + 900 * MS, 1, HMI.mac, HMI.ip, GATEWAY.ip)?;
+        let dead = options
+            .modbus_plc_dead_from
+            .is_some_and(|from| tick >= from);
+        let answer = if dead { Answer::Silent } else { Answer::Accept };
+        let mut exchanges = vec![cap.modbus(read), cap.modbus(read), cap.modbus(read)];
+        if tick == 0 {
+            exchanges.push(cap.modbus(modbus::Request::ReadDeviceIdentification));
+        }
+        if dead {
+            exchanges.clear();
+        }
+        cap.session(
+            at(tick) + 2 * SECOND,
+            HMI.into(),
+            PLC_MODBUS.into(),
+            502,
+            answer,
+            exchanges,
+        )?;
+    }
+    // The HMI's other controllers: connections without payload (learned conversations).
+    for tick in (0..LEARNING_S).step_by(30) {
+        let t = at(tick) + 4 * SECOND;
+        cap.session(
+            t,
+            HMI.into(),
+            PLC_S7.into(),
+            102,
+            Answer::Accept,
+            Vec::new(),
+        )?;
+        cap.session(
+            t + SECOND,
+            HMI.into(),
+            PLC_CIP.into(),
+            44818,
+            Answer::Accept,
+            Vec::new(),
+        )?;
+        cap.session(
+            t + 2 * SECOND,
+            HMI.into(),
+            RTU.into(),
+            20000,
+            Answer::Accept,
+            Vec::new(),
+        )?;
+        // BACnet: unicast Who-Is, I-Am back.
+        let (mut who, mut iam) = (Vec::new(), Vec::new());
+        bacnet::who_is(&mut who);
+        bacnet::i_am(&mut iam, 4000, 5);
+        cap.udp(
+            t + 3 * SECOND,
+            HMI.into(),
+            BACNET.into(),
+            (47808, 47808),
+            who,
+        )?;
+        cap.udp(
+            t + 3 * SECOND + 5 * MS,
+            BACNET.into(),
+            HMI.into(),
+            (47808, 47808),
+            iam,
+        )?;
+    }
+    // Updates from the one external server the plant uses.
+    cap.session(
+        at(5),
+        HMI.into(),
+        external(UPDATE_SERVER),
+        443,
+        Answer::Accept,
+        Vec::new(),
+    )?;
+    // The engineering workstation reads the PLC's UMAS id and downloads a block.
+    let exchanges = vec![
+        cap.modbus_raw(&[0x5a, 0x00, 0x02], &[0x5a, 0x00, 0xfe]),
+        cap.modbus_raw(&[0x5a, 0x00, 0x34, 0x01, 0x00], &[0x5a, 0x00, 0xfe]),
+    ];
+    cap.session(
+        at(20),
+        EWS.into(),
+        PLC_MODBUS.into(),
+        502,
+        Answer::Accept,
+        exchanges,
+    )?;
+    Ok(())
+}
+
+fn expect(signature: &str, src: Option<Node>, dst: Option<IpAddr>) -> ExpectedAlert {
+    ExpectedAlert {
+        signature: signature.to_owned(),
+        src: src.map(Node::addr),
+        dst,
+    }
+}
+
+/// Adds one attack at `t`; returns its expected alerts and the protocols it needs.
+fn attack(
+    cap: &mut Capture,
+    name: &str,
+    t: u64,
+) -> Result<(Vec<ExpectedAlert>, Vec<&'static str>)> {
+    let hmi = HMI.into();
+    let plc: Peer = PLC_MODBUS.into();
+    let plc_dst = Some(PLC_MODBUS.addr());
+    Ok(match name {
+        "clean" | "device_silent" => (Vec::new(), Vec::new()),
+        "new_device" => {
+            cap.arp(t, 1, NEWCOMER.mac, NEWCOMER.ip, PLC_MODBUS.ip)?;
+            let read = cap.modbus(modbus::Request::ReadCoils {
+                address: 0,
+                quantity: 8,
+            });
+            cap.session(
+                t + SECOND,
+                NEWCOMER.into(),
+                plc,
+                502,
+                Answer::Accept,
+                vec![read],
+            )?;
+            (vec![expect("new_device", Some(NEWCOMER), None)], Vec::new())
+        }
+        "internet_connection" => {
+            cap.session(
+                t,
+                hmi,
+                external(INTERNET_HOST),
+                443,
+                Answer::Accept,
+                Vec::new(),
+            )?;
+            let dst = Some(IpAddr::V4(INTERNET_HOST));
+            (
+                vec![expect("internet_connection", Some(HMI), dst)],
+                Vec::new(),
+            )
+        }
+        "remote_access" => {
+            cap.session(t, EWS.into(), hmi, 3389, Answer::Accept, Vec::new())?;
+            (
+                vec![expect("remote_access", Some(EWS), Some(HMI.addr()))],
+                Vec::new(),
+            )
+        }
+        "scan" => {
+            // Port scan of the S7 PLC (closed ports reset), address scan of an empty subnet.
+            for (i, port) in (1000u16..1030).enumerate() {
+                cap.session(
+                    t + i as u64 * 20 * MS,
+                    hmi,
+                    PLC_S7.into(),
+                    port,
+                    Answer::Reset,
+                    Vec::new(),
+                )?;
+            }
+            for host in 1..=60u8 {
+                let target = Peer {
+                    ip: Ipv4Addr::new(10, 10, 1, host),
+                    mac: GATEWAY.mac,
+                };
+                let t = t + 2 * SECOND + u64::from(host) * 10 * MS;
+                cap.tcp(
+                    t,
+                    EWS.into(),
+                    target,
+                    (45_000, 80),
+                    7,
+                    0,
+                    tcp_flags::SYN,
+                    Vec::new(),
+                )?;
+            }
+            (
+                vec![
+                    expect("scan", Some(HMI), Some(PLC_S7.addr())),
+                    expect("scan", Some(EWS), None),
+                ],
+                Vec::new(),
+            )
+        }
+        "discovery_sweep" => {
+            let mut who = Vec::new();
+            bacnet::who_is(&mut who);
+            let broadcast = Peer {
+                ip: Ipv4Addr::new(10, 10, 0, 255),
+                mac: wire::BROADCAST_MAC,
+            };
+            cap.udp(t, EWS.into(), broadcast, (47808, 47808), who)?;
+            (vec![expect("scan", Some(EWS), None)], vec!["bacnet"])
+        }
+        "plc_programming" => {
+            let download = cap.modbus_raw(&[0x5a, 0x00, 0x34, 0x01, 0x00], &[0x5a, 0x00, 0xfe]);
+            cap.session(t, hmi, plc, 502, Answer::Accept, vec![download])?;
+            (
+                vec![expect("plc_programming", Some(HMI), plc_dst)],
+                vec!["modbus"],
+            )
+        }
+        "firmware_change" => {
+            let transaction = cap.next_transaction();
+            let request = modbus::Request::ReadDeviceIdentification;
+            let (mut req, mut resp) = (Vec::new(), Vec::new());
+            modbus::request(&mut req, transaction, 1, request, &mut cap.rng);
+            let identity = (IDENTITY.0, IDENTITY.1, "V3.0");
+            modbus::response(&mut resp, transaction, 1, request, identity, &mut cap.rng);
+            cap.session(t, hmi, plc, 502, Answer::Accept, vec![(req, Some(resp))])?;
+            (
+                vec![expect("firmware_change", Some(PLC_MODBUS), None)],
+                vec!["modbus"],
+            )
+        }
+        "plc_stop" => {
+            // UMAS STOP_PLC (0x41) and FC 8 / 4 force listen-only mode.
+            let stop = cap.modbus_raw(&[0x5a, 0x00, 0x41], &[0x5a, 0x00, 0xfe]);
+            let listen_only = cap.modbus_raw(
+                &[0x08, 0x00, 0x04, 0x00, 0x00],
+                &[0x08, 0x00, 0x04, 0x00, 0x00],
+            );
+            cap.session(t, hmi, plc, 502, Answer::Accept, vec![stop, listen_only])?;
+            (vec![expect("plc_stop", Some(HMI), plc_dst)], vec!["modbus"])
+        }
+        "plc_stop_s7" => {
+            let (mut cr, mut cc, mut setup, mut setup_ack, mut stop) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s7comm::connect_request(&mut cr, 1);
+            s7comm::connect_confirm(&mut cc, 1, 2);
+            s7comm::setup_job(&mut setup, 1);
+            s7comm::setup_ack(&mut setup_ack, 1);
+            s7comm::plc_stop(&mut stop, 2);
+            let exchanges = vec![(cr, Some(cc)), (setup, Some(setup_ack)), (stop, None)];
+            cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
+                vec!["s7comm"],
+            )
+        }
+        "plc_stop_cip" => {
+            let (mut reg, mut reg_reply, mut reset) = (Vec::new(), Vec::new(), Vec::new());
+            enip::register_session(&mut reg, 0, 1);
+            enip::register_session(&mut reg_reply, 0x1234, 1);
+            // Identity object (class 1, instance 1) Reset (service 0x05), CIP Vol 1 5A-2.
+            enip::cip_message(&mut reset, 0x1234, 2, &[0x05, 0x02, 0x20, 0x01, 0x24, 0x01]);
+            let exchanges = vec![(reg, Some(reg_reply)), (reset, None)];
+            cap.session(t, hmi, PLC_CIP.into(), 44818, Answer::Accept, exchanges)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(PLC_CIP.addr()))],
+                vec!["enip"],
+            )
+        }
+        "plc_stop_dnp3" => {
+            let mut restart = Vec::new();
+            let link = dnp3::Link {
+                master: 1,
+                outstation: 10,
+            };
+            dnp3::request(&mut restart, link, 0, 0, dnp3::Request::ColdRestart);
+            cap.session(
+                t,
+                hmi,
+                RTU.into(),
+                20000,
+                Answer::Accept,
+                vec![(restart, None)],
+            )?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(RTU.addr()))],
+                vec!["dnp3"],
+            )
+        }
+        "plc_stop_bacnet" => {
+            let mut reinit = Vec::new();
+            bacnet::reinitialize_device(&mut reinit, 7);
+            cap.udp(t, hmi, BACNET.into(), (47808, 47808), reinit)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(BACNET.addr()))],
+                vec!["bacnet"],
+            )
+        }
+        "cip_failure" => {
+            let (mut reg, mut reg_reply, mut get, mut fail) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            enip::register_session(&mut reg, 0, 1);
+            enip::register_session(&mut reg_reply, 0x1234, 1);
+            // Get_Attribute_Single (0x0E) of class 0x64 instance 1 attribute 1; the reply
+            // (0x8E) carries general status 0x05 (path destination unknown).
+            enip::cip_message(
+                &mut get,
+                0x1234,
+                2,
+                &[0x0e, 0x03, 0x20, 0x64, 0x24, 0x01, 0x30, 0x01],
+            );
+            enip::cip_message(&mut fail, 0x1234, 2, &[0x8e, 0x00, 0x05, 0x00]);
+            let exchanges = vec![(reg, Some(reg_reply)), (get, Some(fail))];
+            cap.session(t, hmi, PLC_CIP.into(), 44818, Answer::Accept, exchanges)?;
+            (
+                vec![expect("cip_failure", Some(PLC_CIP), Some(HMI.addr()))],
+                vec!["enip"],
+            )
+        }
+        "bacnet_failure" => {
+            let (mut read, mut error) = (Vec::new(), Vec::new());
+            bacnet::read_property(&mut read, 9, 8, 4000, 77);
+            bacnet::read_property_error(&mut error, 9);
+            cap.udp(t, hmi, BACNET.into(), (47808, 47808), read)?;
+            cap.udp(t + 5 * MS, BACNET.into(), hmi, (47808, 47808), error)?;
+            (
+                vec![expect("bacnet_failure", Some(BACNET), Some(HMI.addr()))],
+                vec!["bacnet"],
+            )
+        }
+        "illegal_operation" => {
+            // FC 3 at an address the PLC does not have: exception 02 (illegal data address).
+            let transaction = cap.next_transaction();
+            let exchange = (
+                mbap(transaction, &[0x03, 0x27, 0x10, 0x00, 0x04]),
+                Some(mbap(transaction, &[0x83, 0x02])),
+            );
+            cap.session(t, hmi, plc, 502, Answer::Accept, vec![exchange])?;
+            (
+                vec![expect(
+                    "illegal_operation",
+                    Some(PLC_MODBUS),
+                    Some(HMI.addr()),
+                )],
+                vec!["modbus"],
+            )
+        }
+        "new_conversation" => {
+            cap.session(
+                t,
+                EWS.into(),
+                PLC_CIP.into(),
+                44818,
+                Answer::Accept,
+                Vec::new(),
+            )?;
+            (
+                vec![expect("new_conversation", Some(EWS), Some(PLC_CIP.addr()))],
+                Vec::new(),
+            )
+        }
+        "unauthorized_write" => {
+            let write = cap.modbus(modbus::Request::WriteSingleRegister {
+                address: 100,
+                value: 9999,
+            });
+            cap.session(t, hmi, plc, 502, Answer::Accept, vec![write])?;
+            (
+                vec![expect("unauthorized_write", Some(HMI), plc_dst)],
+                vec!["modbus"],
+            )
+        }
+        "ip_conflict" => {
+            // Gratuitous ARP replies claiming the S7 PLC's address (ARP spoofing).
+            for i in 0..3 {
+                cap.arp(t + i * SECOND, 2, SPOOFER_MAC, PLC_S7.ip, PLC_S7.ip)?;
+            }
+            (vec![expect("ip_conflict", Some(PLC_S7), None)], Vec::new())
+        }
+        "combined" => {
+            let mut alerts = Vec::new();
+            let mut protocols = Vec::new();
+            let parts = [
+                "new_device",
+                "internet_connection",
+                "remote_access",
+                "scan",
+                "plc_programming",
+                "plc_stop",
+                "illegal_operation",
+                "unauthorized_write",
+                "ip_conflict",
+            ];
+            for (i, part) in parts.iter().enumerate() {
+                let (a, p) = attack(cap, part, t + i as u64 * 4 * SECOND)?;
+                alerts.extend(a);
+                protocols.extend(p);
+            }
+            (alerts, protocols)
+        }
+        other => bail!(
+            "unknown scenario {other:?}; known: {}",
+            SCENARIOS.join(", ")
+        ),
+    })
+}
+
+/// Writes scenario `name` to `out` and its truth beside it; returns the truth.
+pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
+    let mut cap = Capture::new();
+    let options = PlantOptions {
+        modbus_plc_dead_from: (name == "device_silent").then_some(ATTACK_S),
+    };
+    plant(&mut cap, options)?;
+    let (mut alerts, protocols) = attack(&mut cap, name, at(ATTACK_S))?;
+    if name == "device_silent" {
+        alerts.push(expect("device_silent", Some(PLC_MODBUS), None));
+    }
+    alerts.sort();
+    alerts.dedup();
+    let mut protocols: Vec<String> = protocols.iter().map(|p| (*p).to_owned()).collect();
+    protocols.sort();
+    protocols.dedup();
+    cap.write(out)?;
+    let truth = ScenarioTruth {
+        name: name.to_owned(),
+        learning_duration_s: LEARNING_S,
+        attack_at_s: ATTACK_S,
+        protocols,
+        alerts,
+    };
+    let path = truth_path(out);
+    std::fs::write(&path, serde_json::to_string_pretty(&truth)? + "\n")
+        .with_context(|| path.display().to_string())?;
+    Ok(truth)
+}
