@@ -1759,7 +1759,7 @@ mod tests {
             pub stats: ProtocolStats,
             recent: RecentCache,
             sink: ObservationSink,
-            observations: Receiver<Observation>,
+            observations: Receiver<crate::observe::Stamped>,
             events: Option<(EventSink, Receiver<EveRecord>)>,
         }
 
@@ -1823,7 +1823,7 @@ mod tests {
             }
 
             pub fn observations(&self) -> Vec<Observation> {
-                self.observations.try_iter().collect()
+                self.observations.try_iter().map(|s| s.observation).collect()
             }
 
             pub fn events(&self) -> Vec<EveRecord> {

@@ -2349,7 +2349,7 @@ mod inspect_tests {
         state: AppState,
         stats: ProtocolStats,
         sink: ObservationSink,
-        observations: Receiver<Observation>,
+        observations: Receiver<crate::observe::Stamped>,
         recent: RecentCache,
         events: Option<EventSink>,
         eve: Receiver<EveRecord>,
@@ -2399,7 +2399,7 @@ mod inspect_tests {
         }
 
         fn observations(&self) -> Vec<Observation> {
-            self.observations.try_iter().collect()
+            self.observations.try_iter().map(|s| s.observation).collect()
         }
 
         fn summary(&self, histogram: &str) -> serde_json::Value {

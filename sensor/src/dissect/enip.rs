@@ -1304,7 +1304,7 @@ mod inspect_tests {
         state: AppState,
         recent: RecentCache,
         sink: ObservationSink,
-        observations: Receiver<Observation>,
+        observations: Receiver<crate::observe::Stamped>,
         events: Option<EventSink>,
         records: Receiver<EveRecord>,
         flow: FlowInfo,
@@ -1353,7 +1353,7 @@ mod inspect_tests {
                 },
             };
             inspect(pdu, &mut ctx);
-            self.observations.try_iter().collect()
+            self.observations.try_iter().map(|s| s.observation).collect()
         }
 
         fn enip(&self) -> &Stats {

@@ -1913,7 +1913,7 @@ mod inspect_tests {
         state: AppState,
         stats: ProtocolStats,
         observations: ObservationSink,
-        received: crossbeam_channel::Receiver<Observation>,
+        received: crossbeam_channel::Receiver<crate::observe::Stamped>,
         recent: RecentCache,
         events: EventSink,
         event_rx: crossbeam_channel::Receiver<EveRecord>,
@@ -1961,7 +1961,7 @@ mod inspect_tests {
         }
 
         fn observations(&self) -> Vec<Observation> {
-            self.received.try_iter().collect()
+            self.received.try_iter().map(|s| s.observation).collect()
         }
 
         fn pdus(&self, protocol: Protocol) -> u64 {
