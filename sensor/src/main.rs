@@ -75,15 +75,11 @@ enum Command {
     Baseline {
         #[command(subcommand)]
         action: BaselineAction,
-        #[arg(long)]
-        db: PathBuf,
     },
     /// Stored alerts: list, acknowledge, learn ("learn this"), mute.
     Alerts {
         #[command(subcommand)]
         action: AlertsAction,
-        #[arg(long)]
-        db: PathBuf,
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
@@ -94,11 +90,18 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum BaselineAction {
     /// Print learning progress and baseline sizes as JSON.
-    Status,
+    Status(Db),
     /// End learning now: deviations alert from the next observation.
-    End,
+    End(Db),
     /// Forget the baseline and learn again from the next observation.
-    Restart,
+    Restart(Db),
+}
+
+/// The database a command works on.
+#[derive(clap::Args, Debug)]
+struct Db {
+    #[arg(long)]
+    db: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,23 +113,40 @@ enum AlertsAction {
         status: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[arg(long)]
+        db: PathBuf,
     },
     /// Mark an alert acknowledged.
-    Ack { id: u64 },
+    Ack {
+        id: u64,
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Add what the alert saw to the baseline, and mark it learned.
-    Learn { id: u64 },
+    Learn {
+        id: u64,
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Keep counting the alert but stop writing it to the sinks.
-    Mute { id: u64 },
+    Mute {
+        id: u64,
+        #[arg(long)]
+        db: PathBuf,
+    },
 }
 
 fn open_store(path: &Path) -> anyhow::Result<Store> {
     Store::open(path).with_context(|| format!("--db {}", path.display()))
 }
 
-fn baseline_command(action: BaselineAction, db: &Path) -> anyhow::Result<ExitCode> {
+fn baseline_command(action: BaselineAction) -> anyhow::Result<ExitCode> {
+    let (BaselineAction::Status(Db { db })
+    | BaselineAction::End(Db { db })
+    | BaselineAction::Restart(Db { db })) = &action;
     let mut store = open_store(db)?;
     match action {
-        BaselineAction::Status => {
+        BaselineAction::Status(_) => {
             let status = serde_json::json!({
                 "learning": store.learning()?,
                 "baseline": store.baseline_counts()?,
@@ -134,11 +154,11 @@ fn baseline_command(action: BaselineAction, db: &Path) -> anyhow::Result<ExitCod
             });
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
-        BaselineAction::End => {
+        BaselineAction::End(_) => {
             store.end_learning()?;
             println!("learning ended");
         }
-        BaselineAction::Restart => {
+        BaselineAction::Restart(_) => {
             store.restart_learning()?;
             println!("baseline cleared; learning restarts at the next observation");
         }
@@ -146,10 +166,14 @@ fn baseline_command(action: BaselineAction, db: &Path) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn alerts_command(action: AlertsAction, db: &Path) -> anyhow::Result<ExitCode> {
+fn alerts_command(action: AlertsAction) -> anyhow::Result<ExitCode> {
+    let (AlertsAction::List { db, .. }
+    | AlertsAction::Ack { db, .. }
+    | AlertsAction::Learn { db, .. }
+    | AlertsAction::Mute { db, .. }) = &action;
     let mut store = open_store(db)?;
     match action {
-        AlertsAction::List { status, limit } => {
+        AlertsAction::List { status, limit, .. } => {
             let status = match status {
                 Some(text) => Some(AlertStatus::parse(&text).with_context(|| {
                     format!("--status {text}: expected new, acknowledged, learned or muted")
@@ -160,9 +184,9 @@ fn alerts_command(action: AlertsAction, db: &Path) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&alert)?);
             }
         }
-        AlertsAction::Ack { id } => store.set_alert_status(id, AlertStatus::Acknowledged)?,
-        AlertsAction::Learn { id } => store.learn_alert(id)?,
-        AlertsAction::Mute { id } => store.set_alert_status(id, AlertStatus::Muted)?,
+        AlertsAction::Ack { id, .. } => store.set_alert_status(id, AlertStatus::Acknowledged)?,
+        AlertsAction::Learn { id, .. } => store.learn_alert(id)?,
+        AlertsAction::Mute { id, .. } => store.set_alert_status(id, AlertStatus::Muted)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -320,8 +344,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Baseline { action, db } => baseline_command(action, &db),
-        Command::Alerts { action, db } => alerts_command(action, &db),
+        Command::Baseline { action } => baseline_command(action),
+        Command::Alerts { action } => alerts_command(action),
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);
             Ok(ExitCode::SUCCESS)

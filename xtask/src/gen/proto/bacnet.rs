@@ -124,6 +124,18 @@ pub fn read_property_error(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
     }
 }
 
+/// ReinitializeDevice confirmed request (service 20, 16.4.1.1): reinitialized-state
+/// (context 0, enumerated) coldstart (0), no password.
+pub fn reinitialize_device(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
+    let apdu = [0x00, 0x05, invoke_id, 0x14, 0x09, 0x00];
+    bvlc(out, ORIGINAL_UNICAST_NPDU, NPDU_EXPECTING_REPLY, &apdu);
+    Pdu {
+        proto: Proto::Bacnet,
+        function: "confirmed/20",
+        counts_as_pdu: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,17 +162,5 @@ mod tests {
         read_property(&mut out, 7, 2, 1, 512);
         assert_eq!(out.get(15..18), Some(&[0x1a, 0x02, 0x00][..]));
         assert_eq!(out.get(2..4), Some(&[0x00, 0x12][..]));
-    }
-}
-
-/// ReinitializeDevice confirmed request (service 20, 16.4.1.1): reinitialized-state
-/// (context 0, enumerated) coldstart (0), no password.
-pub fn reinitialize_device(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
-    let apdu = [0x00, 0x05, invoke_id, 0x14, 0x09, 0x00];
-    bvlc(out, ORIGINAL_UNICAST_NPDU, NPDU_EXPECTING_REPLY, &apdu);
-    Pdu {
-        proto: Proto::Bacnet,
-        function: "confirmed/20",
-        counts_as_pdu: true,
     }
 }

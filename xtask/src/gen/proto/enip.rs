@@ -198,6 +198,11 @@ pub fn list_identity_reply(
     encapsulation(out, LIST_IDENTITY, 0, context, &data)
 }
 
+/// An unconnected CIP request or reply in SendRRData (any service and path).
+pub fn cip_message(out: &mut Vec<u8>, session: u32, context: u64, cip: &[u8]) -> Pdu {
+    send_rr_data(out, session, context, 0, cip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,9 +232,4 @@ mod tests {
             Some(&[0x0e, 0x03, 0x20, 0x01, 0x24, 0x01, 0x30, 0x07][..])
         );
     }
-}
-
-/// An unconnected CIP request or reply in SendRRData (any service and path).
-pub fn cip_message(out: &mut Vec<u8>, session: u32, context: u64, cip: &[u8]) -> Pdu {
-    send_rr_data(out, session, context, 0, cip)
 }

@@ -135,6 +135,13 @@ pub fn read_ack<R: Rng>(out: &mut Vec<u8>, pdu_ref: u16, items: &[Item], rng: &m
     s7_pdu(out, ROSCTR_ACK_DATA, pdu_ref, &parameters, &data)
 }
 
+/// PLC STOP job (function 0x29) with the PI service "P_PROGRAM".
+pub fn plc_stop(out: &mut Vec<u8>, pdu_ref: u16) -> Pdu {
+    let mut parameters = vec![0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09];
+    parameters.extend_from_slice(b"P_PROGRAM");
+    s7_pdu(out, ROSCTR_JOB, pdu_ref, &parameters, &[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,11 +188,4 @@ mod tests {
             )
         );
     }
-}
-
-/// PLC STOP job (function 0x29) with the PI service "P_PROGRAM".
-pub fn plc_stop(out: &mut Vec<u8>, pdu_ref: u16) -> Pdu {
-    let mut parameters = vec![0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09];
-    parameters.extend_from_slice(b"P_PROGRAM");
-    s7_pdu(out, ROSCTR_JOB, pdu_ref, &parameters, &[])
 }
