@@ -11,6 +11,8 @@ pub mod analyze;
 pub mod capture;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
+/// The control seam: requests from the HTTP server to the owner of inventory and alerts.
+pub mod control;
 /// The detection catalogue and the `Alert` record.
 pub mod detect;
 /// Industrial protocol dissectors: typed zero-copy views over PDUs.
@@ -20,11 +22,15 @@ pub mod dissect;
 pub mod ebpf;
 /// Symmetric 5-tuple keys and hashing, and the bounded per-worker flow table.
 pub mod flow;
+/// axum: `/metrics`, the JSON API and the embedded dashboard; one `ApiError` type.
+pub mod http;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
 pub mod layers;
+/// Every Prometheus metric, defined in one place (documented in `docs/METRICS.md`).
+pub mod metrics;
 /// `Observation`: the only message from workers to the analyzer.
 pub mod observe;
-/// Event writers: EVE JSON lines.
+/// Event writers and alert sinks: EVE JSON lines, syslog CEF, webhook.
 pub mod output;
 /// Threads and channels: reader, workers, analyzer; clean draining shutdown.
 pub mod pipeline;
