@@ -8,11 +8,12 @@
 //! a SIEM that restarts loses nothing while the queue has room; at shutdown it keeps
 //! trying for [`SHUTDOWN_GRACE`], then counts what is left as dropped.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::detect::Alert;
 use crate::metrics::Metrics;
@@ -61,6 +62,8 @@ pub struct SinkReport {
 struct SinkHandle {
     name: &'static str,
     tx: Sender<Alert>,
+    /// Raised by `close`: from then on retries are bounded by the grace period.
+    closing: Arc<AtomicBool>,
     thread: JoinHandle<SinkReport>,
 }
 
@@ -100,10 +103,17 @@ impl AlertSinks {
         let name = sink.name();
         let (tx, rx) = bounded(capacity.max(1));
         let metrics = self.metrics.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let closing_flag = Arc::clone(&closing);
         let thread = thread::Builder::new()
             .name(format!("otsensor-sink-{name}"))
-            .spawn(move || run_sink(sink, rx, metrics))?;
-        self.sinks.push(SinkHandle { name, tx, thread });
+            .spawn(move || run_sink(sink, rx, metrics, closing_flag))?;
+        self.sinks.push(SinkHandle {
+            name,
+            tx,
+            closing,
+            thread,
+        });
         Ok(())
     }
 
@@ -148,6 +158,7 @@ impl AlertSinks {
         drop(self.eve);
         let mut reports = Vec::with_capacity(self.sinks.len());
         for sink in self.sinks {
+            sink.closing.store(true, Ordering::Release);
             drop(sink.tx);
             let report = sink.thread.join().unwrap_or_default();
             reports.push((sink.name, report));
@@ -160,6 +171,7 @@ fn run_sink(
     mut sink: impl Deliver,
     rx: Receiver<Alert>,
     metrics: Option<Arc<Metrics>>,
+    closing: Arc<AtomicBool>,
 ) -> SinkReport {
     let name = sink.name();
     let mut report = SinkReport::default();
@@ -182,7 +194,7 @@ fn run_sink(
                         count(&m.sink_failures);
                     }
                     // Once the queue is closed (shutdown), retry only within the grace.
-                    if rx.is_empty() && is_disconnected(&rx) {
+                    if closing.load(Ordering::Acquire) {
                         let since = *closing_since.get_or_insert_with(Instant::now);
                         if since.elapsed() > SHUTDOWN_GRACE {
                             report.dropped += 1 + rx.len() as u64;
@@ -209,14 +221,6 @@ fn run_sink(
         }
     }
     report
-}
-
-/// A closed channel with nothing left: `recv_timeout(0)` says `Disconnected`.
-fn is_disconnected(rx: &Receiver<Alert>) -> bool {
-    matches!(
-        rx.recv_timeout(Duration::ZERO),
-        Err(RecvTimeoutError::Disconnected)
-    )
 }
 
 #[cfg(test)]

@@ -4,13 +4,19 @@
 //!
 //! TCP delivery is checked before each write: a connection the server closed (a
 //! restarted rsyslog) reads as end-of-file and is replaced, so the message goes to the
-//! new connection instead of into a dead socket's buffer.
+//! new connection instead of into a dead socket's buffer. Plain syslog over TCP has no
+//! acknowledgements, so a message written just before the server died can vanish in
+//! its receive buffer: messages written in the last [`RESEND_WINDOW`] are kept and
+//! written again on the next connection when the previous one turns out closed. The
+//! result is at-least-once delivery (a SIEM may see a duplicate, never a gap); the
+//! CEF `externalId` (the alert id) lets it de-duplicate.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::detect::Alert;
 use crate::output::cef::syslog_message;
@@ -18,6 +24,10 @@ use crate::output::sinks::{Deliver, DeliveryError};
 
 /// How long a connect or write may take before it counts as failed.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages written this recently are re-sent if their connection turns out closed.
+pub const RESEND_WINDOW: Duration = Duration::from_secs(2);
+/// At most this many messages are kept for re-sending.
+const RESEND_MAX: usize = 1024;
 
 /// Transport of the syslog sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +83,10 @@ pub struct SyslogSink {
     hostname: String,
     connection: Option<Connection>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Frames written on the current stream connection recently (see module docs).
+    recent: VecDeque<(Instant, String)>,
+    /// Frames written again after a reconnect.
+    pub resent: u64,
 }
 
 impl std::fmt::Debug for SyslogSink {
@@ -111,6 +125,8 @@ impl SyslogSink {
             hostname: hostname(),
             connection: None,
             tls,
+            recent: VecDeque::new(),
+            resent: 0,
         })
     }
 
@@ -235,19 +251,55 @@ impl Deliver for SyslogSink {
             Some(Connection::Udp(_)) => false,
             None => true,
         };
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|(sent, _)| now.duration_since(*sent) > RESEND_WINDOW)
+        {
+            self.recent.pop_front();
+        }
         if stale {
             self.connection = Some(self.connect()?);
+            // What went out just before the old connection closed may be lost.
+            let mut pending = std::mem::take(&mut self.recent);
+            while let Some((sent, frame)) = pending.pop_front() {
+                if let Err(error) = self.write(&frame) {
+                    pending.push_front((sent, frame));
+                    self.recent = pending;
+                    self.connection = None;
+                    return Err(io_error(&self.target, error));
+                }
+                self.resent += 1;
+                self.recent.push_back((sent, frame));
+            }
         }
-        let result = match self.connection.as_mut() {
+        match self.write(&message) {
+            Ok(()) => {
+                if !matches!(self.connection, Some(Connection::Udp(_))) {
+                    if self.recent.len() >= RESEND_MAX {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back((now, message));
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.connection = None;
+                Err(io_error(&self.target, error))
+            }
+        }
+    }
+}
+
+impl SyslogSink {
+    fn write(&mut self, message: &str) -> std::io::Result<()> {
+        match self.connection.as_mut() {
             Some(Connection::Udp(socket)) => socket.send(message.as_bytes()).map(|_| ()),
-            Some(Connection::Tcp(stream)) => write_framed(stream, &message),
-            Some(Connection::Tls(stream)) => write_framed(stream.as_mut(), &message),
-            None => Ok(()),
-        };
-        result.map_err(|e| {
-            self.connection = None;
-            io_error(&self.target, e)
-        })
+            Some(Connection::Tcp(stream)) => write_framed(stream, message),
+            Some(Connection::Tls(stream)) => write_framed(stream.as_mut(), message),
+            None => Err(std::io::Error::new(ErrorKind::NotConnected, "not connected")),
+        }
     }
 }
 
