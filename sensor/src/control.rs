@@ -417,7 +417,10 @@ impl InventoryView {
                 use crate::observe::CommandKind;
                 if matches!(
                     kind,
-                    CommandKind::Program | CommandKind::Firmware | CommandKind::Stop | CommandKind::Start
+                    CommandKind::Program
+                        | CommandKind::Firmware
+                        | CommandKind::Stop
+                        | CommandKind::Start
                 ) {
                     if let Some(device) = self.devices.get_mut(&client.0.to_string()) {
                         device.programmed = true;
@@ -537,10 +540,7 @@ impl ControlHandler for InventoryView {
             .filter(|a| {
                 filter.status.is_none_or(|s| a.status == s)
                     && filter.severity.is_none_or(|s| a.severity.0 <= s)
-                    && filter
-                        .signature
-                        .as_deref()
-                        .is_none_or(|s| a.signature == s)
+                    && filter.signature.as_deref().is_none_or(|s| a.signature == s)
                     && filter
                         .device
                         .is_none_or(|ip| a.src_ip == Some(ip) || a.dest_ip == Some(ip))
@@ -634,7 +634,6 @@ pub(crate) mod tests_support {
             status: AlertStatus::New,
         }
     }
-
 }
 
 #[cfg(test)]
@@ -662,12 +661,22 @@ mod tests {
         assert_eq!(devices[0].mac.as_deref(), Some("02:00:00:00:00:01"));
 
         let (tx, rx) = reply_channel();
-        view.answer(ControlRequest::SetAlertStatus(1, AlertStatus::Acknowledged, tx));
-        assert_eq!(rx.recv().expect("reply").map(|a| a.status), Ok(AlertStatus::Acknowledged));
+        view.answer(ControlRequest::SetAlertStatus(
+            1,
+            AlertStatus::Acknowledged,
+            tx,
+        ));
+        assert_eq!(
+            rx.recv().expect("reply").map(|a| a.status),
+            Ok(AlertStatus::Acknowledged)
+        );
 
         let (tx, rx) = reply_channel();
         view.answer(ControlRequest::SetAlertStatus(9, AlertStatus::Muted, tx));
-        assert_eq!(rx.recv().expect("reply"), Err(ControlError::NoSuchAlert { id: 9 }));
+        assert_eq!(
+            rx.recv().expect("reply"),
+            Err(ControlError::NoSuchAlert { id: 9 })
+        );
 
         let (tx, rx) = reply_channel();
         view.answer(ControlRequest::ListAlerts(

@@ -119,7 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let policy = Arc::new(config.validate()?);
             let eve = match eve {
                 Some(path) => {
-                    let rotation = eve_rotate_bytes.map(|max_bytes| Rotation { max_bytes, keep: 5 });
+                    let rotation =
+                        eve_rotate_bytes.map(|max_bytes| Rotation { max_bytes, keep: 5 });
                     let mut writer = EveWriter::open_rotating(&path, rotation)
                         .with_context(|| format!("--eve {}", path.display()))?;
                     writer.reopen_on_sighup().context("SIGHUP handler")?;
@@ -134,7 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
             }
             if let Some(url) = webhook {
-                let token = std::env::var("OTSENSOR_WEBHOOK_TOKEN").ok().map(ApiToken::new);
+                let token = std::env::var("OTSENSOR_WEBHOOK_TOKEN")
+                    .ok()
+                    .map(ApiToken::new);
                 sinks.add(WebhookSink::new(url, token), sinks::DEFAULT_QUEUE)?;
             }
             let injected_alerts = match inject_alerts {
@@ -172,7 +175,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eve,
                     metrics: Some(Arc::clone(&metrics)),
                     control,
-                    alert_sinks: (!sinks.is_empty() || !injected_alerts.is_empty()).then_some(sinks),
+                    alert_sinks: (!sinks.is_empty() || !injected_alerts.is_empty())
+                        .then_some(sinks),
                     injected_alerts,
                     ..Default::default()
                 },

@@ -387,7 +387,8 @@ impl WorkerMetrics {
         WorkerMetrics {
             packets: m.worker_packets.with_label_values(&[w]),
             bytes: m.worker_bytes.with_label_values(&[w]),
-            skipped: SKIP_REASONS.map(|reason| m.worker_frames_skipped.with_label_values(&[w, reason])),
+            skipped: SKIP_REASONS
+                .map(|reason| m.worker_frames_skipped.with_label_values(&[w, reason])),
             flows_created: m.flows_created.with_label_values(&[w]),
             flows_expired: m.flows_ended.with_label_values(&[w, "expired"]),
             flows_evicted: m.flows_ended.with_label_values(&[w, "evicted"]),
@@ -419,9 +420,15 @@ impl WorkerMetrics {
 
     /// Adds what changed since the previous call (once per batch; cheap: a few dozen
     /// atomic adds, no allocation).
-    pub fn fold(&mut self, now: &WorkerCounters, protocols: &ProtocolStats, stream: &StreamCounters) {
+    pub fn fold(
+        &mut self,
+        now: &WorkerCounters,
+        protocols: &ProtocolStats,
+        stream: &StreamCounters,
+    ) {
         let last = &self.last;
-        self.packets.inc_by(now.packets.saturating_sub(last.packets));
+        self.packets
+            .inc_by(now.packets.saturating_sub(last.packets));
         self.bytes.inc_by(now.bytes.saturating_sub(last.bytes));
         for ((counter, new), old) in self
             .skipped
@@ -454,8 +461,10 @@ impl WorkerMetrics {
             .inc_by(now.handoffs_received.saturating_sub(last.handoffs_received));
         self.handoffs_dropped
             .inc_by(now.handoffs_dropped.saturating_sub(last.handoffs_dropped));
-        self.handoffs_truncated
-            .inc_by(now.handoffs_truncated.saturating_sub(last.handoffs_truncated));
+        self.handoffs_truncated.inc_by(
+            now.handoffs_truncated
+                .saturating_sub(last.handoffs_truncated),
+        );
         for ((counter, new), old) in self
             .stream
             .iter()
@@ -497,7 +506,8 @@ impl WorkerMetrics {
         if packets == 0 {
             return;
         }
-        let per_packet = u64::try_from(elapsed.as_nanos() / u128::from(packets)).unwrap_or(u64::MAX);
+        let per_packet =
+            u64::try_from(elapsed.as_nanos() / u128::from(packets)).unwrap_or(u64::MAX);
         self.latency.record_n(per_packet, packets);
     }
 
@@ -683,8 +693,7 @@ impl LatencyRecorder {
 
     /// Sends the histogram to the exporter when the interval passed (or `force`).
     pub fn swap(&mut self, force: bool) {
-        if self.histogram.is_empty() || !force && self.last_swap.elapsed() < LATENCY_SWAP_INTERVAL
-        {
+        if self.histogram.is_empty() || !force && self.last_swap.elapsed() < LATENCY_SWAP_INTERVAL {
             return;
         }
         self.last_swap = Instant::now();
@@ -746,7 +755,10 @@ mod tests {
         let doc = include_str!("../../docs/METRICS.md");
         let metrics = Metrics::new().expect("registry");
         for name in metrics.family_names() {
-            assert!(doc.contains(&format!("`{name}`")), "{name} missing from docs/METRICS.md");
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} missing from docs/METRICS.md"
+            );
         }
         for name in [
             "otsensor_reader_packets_total",

@@ -44,25 +44,49 @@ impl Browser {
     }
 
     fn find_all(&self, css: &str) -> Vec<String> {
-        self.call(
+        let found = self.call(
             "POST",
             "/elements",
             Some(json!({"using": "css selector", "value": css})),
-        )
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|e| e[ELEMENT].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+        );
+        found
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|e| {
+                        e.get(ELEMENT)
+                            .or_else(|| e.as_object()?.values().next())
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|| panic!("elements {css}: {found}"))
     }
 
     fn wait_all(&self, css: &str, at_least: usize) -> Vec<String> {
-        wait_for(css, Duration::from_secs(20), || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
             let found = self.find_all(css);
-            (found.len() >= at_least).then_some(found)
-        })
+            if found.len() >= at_least {
+                return found;
+            }
+            if std::time::Instant::now() > deadline {
+                let source = self.call("GET", "/source", None);
+                let url = self.call("GET", "/url", None);
+                panic!(
+                    "{css}: found {} of {at_least} at {url}; page: {}",
+                    found.len(),
+                    source
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(3000)
+                        .collect::<String>()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn text(&self, element: &str) -> String {
@@ -73,7 +97,11 @@ impl Browser {
     }
 
     fn click(&self, element: &str) {
-        self.call("POST", &format!("/element/{element}/click"), Some(json!({})));
+        self.call(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
     }
 
     fn screenshot(&self, name: &str) {
@@ -199,7 +227,10 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
     browser.go(&sensor.url("/#/map"));
     let nodes = browser.wait_all("#map .node", devices.min(2));
     assert!(nodes.len() >= 2);
-    assert!(!browser.find_all("#map line.edge").is_empty(), "conversations are drawn");
+    assert!(
+        !browser.find_all("#map line.edge").is_empty(),
+        "conversations are drawn"
+    );
     browser.screenshot("map");
 
     browser.go(&sensor.url("/#/alerts"));

@@ -23,22 +23,45 @@ fn api_serves_the_replay_and_refuses_changes_without_token() {
     let health = sensor.wait_replayed();
     let packets = sensor.printed_packets();
     assert!(packets > 1000, "packets {packets}");
-    assert_eq!(health["packets"], packets, "health counts every packet read");
-    assert!(health["analyzer"]["devices"].as_u64().unwrap_or(0) >= 4, "{health}");
+    assert_eq!(
+        health["packets"], packets,
+        "health counts every packet read"
+    );
+    assert!(
+        health["analyzer"]["devices"].as_u64().unwrap_or(0) >= 4,
+        "{health}"
+    );
 
     let devices = get_json(&sensor.url("/api/devices")).expect("devices");
     let list = devices.as_array().expect("array");
-    assert_eq!(list.len() as u64, health["analyzer"]["devices"].as_u64().unwrap_or(0));
+    assert_eq!(
+        list.len() as u64,
+        health["analyzer"]["devices"].as_u64().unwrap_or(0)
+    );
     let enip = get_json(&sensor.url("/api/devices?protocol=enip")).expect("filtered");
     let enip = enip.as_array().expect("array");
-    assert!(!enip.is_empty() && enip.len() < list.len(), "protocol filter narrows");
+    assert!(
+        !enip.is_empty() && enip.len() < list.len(),
+        "protocol filter narrows"
+    );
     let first = enip[0]["id"].as_str().expect("id");
     let detail = get_json(&sensor.url(&format!("/api/devices/{first}"))).expect("detail");
-    assert!(detail["peers"].as_array().is_some_and(|p| !p.is_empty()), "{detail}");
-    assert_eq!(get_text(&sensor.url("/api/devices/203.0.113.99")).expect("get").0, 404);
+    assert!(
+        detail["peers"].as_array().is_some_and(|p| !p.is_empty()),
+        "{detail}"
+    );
+    assert_eq!(
+        get_text(&sensor.url("/api/devices/203.0.113.99"))
+            .expect("get")
+            .0,
+        404
+    );
 
     let flows = get_json(&sensor.url("/api/flows")).expect("flows");
-    assert!(flows["by_protocol"]["enip"].as_u64().unwrap_or(0) > 0, "{flows}");
+    assert!(
+        flows["by_protocol"]["enip"].as_u64().unwrap_or(0) > 0,
+        "{flows}"
+    );
 
     let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
     assert_eq!(alerts.as_array().map(Vec::len), Some(3));
@@ -64,7 +87,9 @@ fn api_serves_the_replay_and_refuses_changes_without_token() {
     // The dashboard and its assets are served from the binary.
     let (status, page) = get_text(&sensor.url("/")).expect("dashboard");
     assert_eq!(status, 200);
-    assert!(page.contains("/assets/app.js") && !page.contains("http://") && !page.contains("https://"));
+    assert!(
+        page.contains("/assets/app.js") && !page.contains("http://") && !page.contains("https://")
+    );
     assert_eq!(get_text(&sensor.url("/assets/app.js")).expect("js").0, 200);
 }
 
@@ -79,7 +104,10 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
 
     let (status, text) = get_text(&sensor.url("/metrics")).expect("metrics");
     assert_eq!(status, 200);
-    assert!(text.contains(&format!("otsensor_reader_packets_total {packets}")), "{text}");
+    assert!(
+        text.contains(&format!("otsensor_reader_packets_total {packets}")),
+        "{text}"
+    );
     let worker_sum: u64 = text
         .lines()
         .filter(|l| l.starts_with("otsensor_worker_packets_total{"))
@@ -111,12 +139,19 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/otsensor-rules.yml");
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/otsensor-rules.yml"
+    );
     let output = Command::new(program_path("promtool"))
         .args(["check", "rules", rules])
         .output()
         .expect("promtool");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 
     if !have("prometheus") {
         return;
@@ -136,7 +171,10 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
         "prometheus",
         Command::new(program_path("prometheus"))
             .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -144,11 +182,18 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
     let query = format!(
         "http://127.0.0.1:{port}/api/v1/query?query=otsensor_reader_packets_total%7Bjob%3D%22otsensor%22%7D"
     );
-    let scraped = wait_for("Prometheus to scrape otsensor", Duration::from_secs(90), || {
-        let answer = get_json(&query).ok()?;
-        let value = answer["data"]["result"][0]["value"][1].as_str()?.parse::<u64>().ok()?;
-        Some(value)
-    });
+    let scraped = wait_for(
+        "Prometheus to scrape otsensor",
+        Duration::from_secs(90),
+        || {
+            let answer = get_json(&query).ok()?;
+            let value = answer["data"]["result"][0]["value"][1]
+                .as_str()?
+                .parse::<u64>()
+                .ok()?;
+            Some(value)
+        },
+    );
     assert_eq!(scraped, packets, "Prometheus sees the packet counter");
     let up = get_json(&format!("http://127.0.0.1:{port}/api/v1/query?query=up")).expect("up");
     assert_eq!(up["data"]["result"][0]["value"][1], "1");

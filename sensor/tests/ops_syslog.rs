@@ -227,7 +227,13 @@ fn rsyslog_restart_mid_run_loses_no_alert() {
         let mut ids: Vec<String> = rsyslog
             .lines()
             .iter()
-            .filter_map(|l| l.split("externalId=").nth(1)?.split(' ').next().map(str::to_owned))
+            .filter_map(|l| {
+                l.split("externalId=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned)
+            })
             .collect();
         ids.sort();
         ids.dedup();
@@ -281,7 +287,11 @@ fn replayed_alerts_arrive_in_rsyslog_as_valid_cef() {
         .arg(&alerts)
         .output()
         .expect("replay");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines = wait_for("6 alerts", Duration::from_secs(20), || {
         let lines = rsyslog.lines();
         (lines.len() >= 6).then_some(lines)
@@ -291,7 +301,11 @@ fn replayed_alerts_arrive_in_rsyslog_as_valid_cef() {
         // RFC 5424 header: <PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG.
         assert!(line.starts_with('<'), "{line}");
         let fields: Vec<&str> = line.splitn(8, ' ').collect();
-        assert_eq!(fields.get(3).copied(), Some("otsensor") as Option<&str>, "{line}");
+        assert_eq!(
+            fields.get(3).copied(),
+            Some("otsensor") as Option<&str>,
+            "{line}"
+        );
         let (header, ext) = parse_cef(line);
         assert!(["1001", "1002", "1003"].contains(&header[4].as_str()));
         assert_eq!(ext["src"], "192.168.1.10");
@@ -299,6 +313,10 @@ fn replayed_alerts_arrive_in_rsyslog_as_valid_cef() {
         assert_eq!(ext["dpt"], "44818");
         assert_eq!(ext["proto"], "TCP");
         assert_eq!(ext["app"], "enip");
-        assert!(ext["msg"].contains("with | pipe = equals \\ backslash"), "{:?}", ext["msg"]);
+        assert!(
+            ext["msg"].contains("with | pipe = equals \\ backslash"),
+            "{:?}",
+            ext["msg"]
+        );
     }
 }

@@ -194,7 +194,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .render()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response())
@@ -417,7 +420,7 @@ mod dashboard {
                 // Everything is served from here; nothing may load from elsewhere.
                 (
                     header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'",
                 ),
             ],
             INDEX,

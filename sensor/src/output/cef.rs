@@ -143,7 +143,11 @@ pub fn syslog_message(alert: &Alert, hostname: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(255)
         .collect();
-    let host = if host.is_empty() { "-".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "-".to_owned()
+    } else {
+        host
+    };
     format!(
         "<{pri}>1 {} {host} otsensor {} alert - {}",
         rfc3339_micros(alert.last_ns).replace("+00:00", "Z"),

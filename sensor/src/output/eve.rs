@@ -410,7 +410,12 @@ mod tests {
         assert!(!numbered(&path, 3).exists());
         for file in [path.clone(), numbered(&path, 1)] {
             let text = std::fs::read_to_string(&file).expect("read");
-            assert!(text.len() <= 1000 + 600, "{} is {} bytes", file.display(), text.len());
+            assert!(
+                text.len() <= 1000 + 600,
+                "{} is {} bytes",
+                file.display(),
+                text.len()
+            );
             for line in text.lines() {
                 serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
             }

@@ -78,7 +78,10 @@ pub struct AlertSinks {
 impl std::fmt::Debug for AlertSinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlertSinks")
-            .field("sinks", &self.sinks.iter().map(|s| s.name).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -127,7 +130,10 @@ impl AlertSinks {
             metrics.alert_raised(&alert.signature, alert.severity.0);
         }
         if let Some(eve) = &self.eve {
-            if eve.try_send(EveRecord::Alert(Box::new(alert.clone()))).is_err() {
+            if eve
+                .try_send(EveRecord::Alert(Box::new(alert.clone())))
+                .is_err()
+            {
                 self.eve_dropped += 1;
                 if let Some(metrics) = &self.metrics {
                     metrics.sink_dropped.with_label_values(&["eve"]).inc();
@@ -245,10 +251,13 @@ mod tests {
                     reason: "down".into(),
                 });
             }
-            self.seen.lock().map_err(|_| DeliveryError::Http {
-                target: "test".into(),
-                reason: "poisoned".into(),
-            })?.push(alert.id);
+            self.seen
+                .lock()
+                .map_err(|_| DeliveryError::Http {
+                    target: "test".into(),
+                    reason: "poisoned".into(),
+                })?
+                .push(alert.id);
             Ok(())
         }
     }

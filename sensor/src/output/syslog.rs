@@ -35,7 +35,9 @@ pub enum Transport {
     Udp,
     Tcp,
     /// TLS over TCP; `ca_file` holds the PEM certificates that may sign the server's.
-    Tls { ca_file: PathBuf },
+    Tls {
+        ca_file: PathBuf,
+    },
 }
 
 /// Where syslog goes.
@@ -53,7 +55,10 @@ impl SyslogTarget {
         let (scheme, address) = url
             .split_once("://")
             .ok_or_else(|| format!("{url:?}: expected udp://, tcp:// or tls://host:port"))?;
-        if address.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
             return Err(format!("{url:?}: expected host:port after {scheme}://"));
         }
         let transport = match scheme {
@@ -223,7 +228,8 @@ fn tls_config(
     let certificates = CertificateDer::pem_file_iter(ca_file)
         .map_err(|e| tls_error(format!("{}: {e}", ca_file.display())))?;
     for certificate in certificates {
-        let certificate = certificate.map_err(|e| tls_error(format!("{}: {e}", ca_file.display())))?;
+        let certificate =
+            certificate.map_err(|e| tls_error(format!("{}: {e}", ca_file.display())))?;
         roots
             .add(certificate)
             .map_err(|e| tls_error(format!("{}: {e}", ca_file.display())))?;
@@ -298,7 +304,10 @@ impl SyslogSink {
             Some(Connection::Udp(socket)) => socket.send(message.as_bytes()).map(|_| ()),
             Some(Connection::Tcp(stream)) => write_framed(stream, message),
             Some(Connection::Tls(stream)) => write_framed(stream.as_mut(), message),
-            None => Err(std::io::Error::new(ErrorKind::NotConnected, "not connected")),
+            None => Err(std::io::Error::new(
+                ErrorKind::NotConnected,
+                "not connected",
+            )),
         }
     }
 }
@@ -345,7 +354,10 @@ mod tests {
         let mut reader = std::io::BufReader::new(first);
         let mut length = Vec::new();
         reader.read_until(b' ', &mut length).expect("length");
-        let length: usize = String::from_utf8_lossy(&length).trim().parse().expect("number");
+        let length: usize = String::from_utf8_lossy(&length)
+            .trim()
+            .parse()
+            .expect("number");
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).expect("body");
         let body = String::from_utf8(body).expect("utf8");

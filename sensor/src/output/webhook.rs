@@ -21,7 +21,9 @@ pub struct WebhookSink {
 
 impl std::fmt::Debug for WebhookSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSink").field("url", &self.url).finish()
+        f.debug_struct("WebhookSink")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -46,10 +48,10 @@ impl Deliver for WebhookSink {
     }
 
     fn deliver(&mut self, alert: &Alert) -> Result<(), DeliveryError> {
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .header("User-Agent", concat!("otsensor/", env!("CARGO_PKG_VERSION")));
+        let mut request = self.agent.post(&self.url).header(
+            "User-Agent",
+            concat!("otsensor/", env!("CARGO_PKG_VERSION")),
+        );
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {}", token.expose()));
         }
@@ -112,7 +114,13 @@ mod tests {
         sink.deliver(&alert).expect("delivered");
         assert!(sink.deliver(&alert).is_err(), "503 must be a failure");
         let ((headers, body), _) = server.join().expect("server");
-        assert!(headers.contains("authorization: Bearer 0123456789abcdef") || headers.to_ascii_lowercase().contains("authorization: bearer 0123456789abcdef"), "{headers}");
+        assert!(
+            headers.contains("authorization: Bearer 0123456789abcdef")
+                || headers
+                    .to_ascii_lowercase()
+                    .contains("authorization: bearer 0123456789abcdef"),
+            "{headers}"
+        );
         let json: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(json["signature"], "plc_stop");
         assert_eq!(json["signature_id"], 1001);

@@ -274,5 +274,8 @@ pub fn post(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let mut response = request.send_empty().expect("POST");
     let status = response.status().as_u16();
     let body = response.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
