@@ -582,7 +582,7 @@ impl ControlHandler for InventoryView {
     fn flows(&mut self) -> FlowsSummary {
         let mut summary = self.flows.clone();
         let mut conversations: Vec<Conversation> = self.conversations.values().cloned().collect();
-        conversations.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        conversations.sort_by_key(|c| std::cmp::Reverse(c.bytes));
         conversations.truncate(MAX_LIST);
         summary.conversations = conversations;
         summary

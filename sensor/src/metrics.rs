@@ -498,7 +498,7 @@ impl WorkerMetrics {
             }
         }
         self.last = now.clone();
-        self.last_stream = stream.clone();
+        self.last_stream = *stream;
     }
 
     /// Records the processing time of one batch of `packets` packets.

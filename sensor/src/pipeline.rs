@@ -229,7 +229,7 @@ pub fn replay(
                         view.observe(&observation);
                         analyzer.handle(observation);
                         if let Some(metrics) = &analyzer_metrics {
-                            if analyzer.counters.observations % ANALYZER_METRICS_EVERY == 0 {
+                            if analyzer.counters.observations.is_multiple_of(ANALYZER_METRICS_EVERY) {
                                 metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
                                 metrics.observation_queue_depth.set(obs_rx.len() as i64);
                             }

@@ -240,7 +240,7 @@ async function networkMap() {
 
 // A small force layout: springs along edges, repulsion between nodes, gravity to the centre.
 function layout(list, edges, nodes, width, height) {
-  const k = Math.sqrt((width * height) / Math.max(1, list.length)) * 0.6;
+  const k = Math.sqrt((width * height) / Math.max(1, list.length)) * 0.45;
   for (let step = 0; step < 300; step++) {
     const cool = 1 - step / 300;
     for (const a of list) { a.vx = 0; a.vy = 0; }
@@ -258,7 +258,7 @@ function layout(list, edges, nodes, width, height) {
       a.vx -= dx * f; a.vy -= dy * f; b.vx += dx * f; b.vy += dy * f;
     }
     for (const n of list) {
-      n.vx += (width / 2 - n.x) * 0.02; n.vy += (height / 2 - n.y) * 0.02;
+      n.vx += (width / 2 - n.x) * 0.12; n.vy += (height / 2 - n.y) * 0.12;
       const v = Math.sqrt(n.vx * n.vx + n.vy * n.vy) || 1, limit = 30 * cool + 1;
       n.x += n.vx / v * Math.min(v, limit); n.y += n.vy / v * Math.min(v, limit);
       n.x = Math.min(width - 80, Math.max(20, n.x)); n.y = Math.min(height - 20, Math.max(20, n.y));
