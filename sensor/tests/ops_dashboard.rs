@@ -89,11 +89,21 @@ impl Browser {
         }
     }
 
-    fn text(&self, element: &str) -> String {
-        self.call("GET", &format!("/element/{element}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+    /// Waits until an element matching `css` has text satisfying `check`; the page
+    /// re-renders, so elements are looked up again on every try.
+    fn wait_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        wait_for(css, Duration::from_secs(20), || {
+            let element = self.find_all(css).into_iter().next()?;
+            let url = format!(
+                "{}/session/{}/element/{element}/text",
+                self.base, self.session
+            );
+            let mut response = agent().get(&url).call().ok()?;
+            let value: Value =
+                serde_json::from_str(&response.body_mut().read_to_string().ok()?).ok()?;
+            let text = value["value"].as_str()?.to_owned();
+            check(&text).then_some(text)
+        })
     }
 
     fn click(&self, element: &str) {
@@ -220,8 +230,7 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
         .expect("id")
         .to_owned();
     browser.go(&sensor.url(&format!("/#/devices/{detail_id}")));
-    let headings = browser.wait_all("h1", 1);
-    assert!(browser.text(&headings[0]).contains(&detail_id));
+    browser.wait_text("h1", |text| text.contains(&detail_id));
     browser.screenshot("device");
 
     browser.go(&sensor.url("/#/map"));
@@ -245,10 +254,9 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
         let alert = get_json(&sensor.url("/api/alerts/5")).ok()?;
         (alert["status"] == "acknowledged").then_some(())
     });
-    let status = browser.wait_all(
-        "#alert-table tbody tr:first-child td.status-acknowledged",
-        1,
+    browser.wait_text(
+        "#alert-table tbody tr:first-child td.alert-status",
+        |text| text == "acknowledged",
     );
-    assert_eq!(browser.text(&status[0]), "acknowledged");
     browser.screenshot("alerts");
 }
