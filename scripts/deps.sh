@@ -13,6 +13,11 @@ needs=(
   "ethtool:ethtool"
   "tcpdump:tcpdump"
   "tcpreplay:tcpreplay"
+  # Operator-surface tests (issue 6): promtool/Prometheus, rsyslog, headless Chromium.
+  "prometheus:promtool"
+  "rsyslog:/usr/sbin/rsyslogd"
+  "chromium:chromium"
+  "chromium-driver:chromedriver"
 )
 missing=()
 for entry in "${needs[@]}"; do

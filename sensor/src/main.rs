@@ -9,9 +9,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use otsensor::capture::pcap::PcapFiles;
-use otsensor::config::{Config, Error as ConfigError};
 use otsensor::detect::AlertStatus;
-use otsensor::output::eve::EveWriter;
+
+use otsensor::config::{ApiToken, Config, Error as ConfigError};
+use otsensor::detect::Alert;
+use otsensor::http::{AppState, HttpServer};
+use otsensor::metrics::Metrics;
+use otsensor::output::eve::{EveWriter, Rotation};
+use otsensor::output::sinks::{self, AlertSinks};
+use otsensor::output::syslog::{SyslogSink, SyslogTarget};
+use otsensor::output::webhook::WebhookSink;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
 use otsensor::store::Store;
 
@@ -70,6 +77,26 @@ enum Command {
         /// without it the run uses a private in-memory one.
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Serve /metrics, the API and the dashboard during the replay and keep them up
+        /// afterwards until SIGINT/SIGTERM (default address: http.listen).
+        #[arg(long, num_args = 0..=1, value_name = "ADDR")]
+        serve: Option<Option<std::net::SocketAddr>>,
+        /// Rotate the EVE file when it reaches this many bytes (keeps 5 old files).
+        #[arg(long, value_name = "BYTES")]
+        eve_rotate_bytes: Option<u64>,
+        /// Send alerts as CEF over syslog: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT.
+        #[arg(long, value_name = "URL")]
+        syslog: Option<String>,
+        /// PEM CA certificates for --syslog tls://.
+        #[arg(long, value_name = "FILE")]
+        syslog_ca: Option<PathBuf>,
+        /// POST each alert's JSON to this URL (bearer token from $OTSENSOR_WEBHOOK_TOKEN).
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
+        /// Raise these alerts (JSON lines of the alert record) at the end of the capture,
+        /// as if detected: for testing sinks and the dashboard.
+        #[arg(long, value_name = "FILE")]
+        inject_alerts: Option<PathBuf>,
     },
     /// Baseline learning: progress, end early, restart.
     Baseline {
@@ -228,6 +255,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             realtime,
             summary_json,
             db,
+            serve,
+            eve_rotate_bytes,
+            syslog,
+            syslog_ca,
+            webhook,
+            inject_alerts,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
@@ -235,15 +268,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let policy = Arc::new(config.validate()?);
             let eve = match eve {
-                Some(path) => Some(
-                    EveWriter::open(&path).with_context(|| format!("--eve {}", path.display()))?,
-                ),
+                Some(path) => {
+                    let rotation =
+                        eve_rotate_bytes.map(|max_bytes| Rotation { max_bytes, keep: 5 });
+                    let mut writer = EveWriter::open_rotating(&path, rotation)
+                        .with_context(|| format!("--eve {}", path.display()))?;
+                    writer.reopen_on_sighup().context("SIGHUP handler")?;
+                    Some(writer)
+                }
                 None => None,
             };
             let store = match &db {
                 Some(path) => Some(open_store(path)?),
                 None => None,
             };
+            let metrics = Metrics::new()?;
+            let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
+            if let Some(url) = syslog {
+                let target = SyslogTarget::parse(&url, syslog_ca).map_err(anyhow::Error::msg)?;
+                sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
+            }
+            if let Some(url) = webhook {
+                let token = std::env::var("OTSENSOR_WEBHOOK_TOKEN")
+                    .ok()
+                    .map(ApiToken::new);
+                sinks.add(WebhookSink::new(url, token), sinks::DEFAULT_QUEUE)?;
+            }
+            let injected_alerts = match inject_alerts {
+                Some(path) => read_alerts(&path)?,
+                None => Vec::new(),
+            };
+            let mut server = None;
+            let mut control = None;
+            if let Some(address) = serve {
+                let address = address.unwrap_or(policy.http_listen);
+                let token = match policy.http_api_token.clone() {
+                    Some(token) => token,
+                    None => {
+                        let token = ApiToken::new(random_token()?);
+                        eprintln!(
+                            "otsensor: no http.api_token configured; this session's token is {}",
+                            token.expose()
+                        );
+                        token
+                    }
+                };
+                let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+                let state = AppState::new(tx, Arc::clone(&metrics), Some(token));
+                let started = HttpServer::start(address, state)?;
+                eprintln!("otsensor: serving http://{}/", started.local_addr());
+                server = Some(started);
+                control = Some(rx);
+            }
             let mut source = PcapFiles::open(&files)?;
             let summary = pipeline::replay(
                 &mut source,
@@ -253,6 +329,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     eve,
                     store,
                     stop: Some(stop_flag()?),
+                    metrics: Some(Arc::clone(&metrics)),
+                    control,
+                    alert_sinks: (!sinks.is_empty() || !injected_alerts.is_empty())
+                        .then_some(sinks),
+                    injected_alerts,
                     ..Default::default()
                 },
             )?;
@@ -269,6 +350,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                      processed the packets before the cut",
                     path.display()
                 );
+            }
+            if let Some(server) = server {
+                eprintln!(
+                    "otsensor: replay done; still serving http://{}/ until interrupted",
+                    server.local_addr()
+                );
+                wait_for_termination()?;
+                server.stop();
             }
             Ok(if truncated.is_empty() {
                 ExitCode::SUCCESS
@@ -351,6 +440,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_termination() -> anyhow::Result<()> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("signal handler")?;
+    }
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// 128 random bits from the kernel, as hex.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("/dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Alerts as JSON lines of the alert record.
+fn read_alerts(path: &std::path::Path) -> anyhow::Result<Vec<Alert>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--inject-alerts {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("--inject-alerts {}:{}", path.display(), index + 1))
+        })
+        .collect()
 }
 
 fn print_summary(summary: &Summary) {

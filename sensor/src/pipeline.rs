@@ -12,17 +12,21 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 
-use crate::analyze::{Analyzer, AnalyzerReport};
+use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
+use crate::control::{ControlHandler, ControlRequest, InventoryView};
+use crate::detect::Alert;
 use crate::dissect::inspect::EventSink;
 use crate::dissect::Protocol;
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
 use crate::layers;
+use crate::metrics::{Metrics, WorkerMetrics};
 use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
+use crate::output::sinks::AlertSinks;
 use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
@@ -114,7 +118,21 @@ pub struct ReplayOptions {
     /// Set (e.g. by a SIGTERM handler) to stop reading: what was read is processed,
     /// flows are ended and the store is committed before `replay` returns.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Prometheus metrics to keep current while running.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Requests from the HTTP API. The analyzer thread answers them between
+    /// observations; after the capture ends a `otsensor-control` thread keeps
+    /// answering until every sender is gone (so `--serve` can explore the result).
+    pub control: Option<Receiver<ControlRequest>>,
+    /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
+    pub alert_sinks: Option<AlertSinks>,
+    /// Alerts raised at the end of the capture as if the analyzer had raised them:
+    /// a seam for tests and demos until the analyzer raises its own.
+    pub injected_alerts: Vec<Alert>,
 }
+
+/// Observations between two refreshes of the analyzer's metrics.
+const ANALYZER_METRICS_EVERY: u64 = 1024;
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -213,6 +231,19 @@ pub fn replay(
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
     let store = options.store;
+    let metrics = options.metrics.clone();
+    if let Some(metrics) = &metrics {
+        metrics
+            .observation_queue_capacity
+            .set(i64::try_from(policy.observation_queue).unwrap_or(i64::MAX));
+    }
+    let analyzer_metrics = metrics.clone();
+    let control = options.control;
+    let mut sinks = options.alert_sinks;
+    if let (Some(sinks), Some(eve)) = (sinks.as_mut(), eve_tx.as_ref()) {
+        sinks.set_eve(eve.clone());
+    }
+    let injected = options.injected_alerts;
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
@@ -220,10 +251,55 @@ pub fn replay(
                 Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
-            for observation in obs_rx {
-                analyzer.handle(observation);
+            // The interim control handler (see `control`): replace with the analyzer's
+            // own `ControlHandler` once it owns alerts and baseline.
+            let mut view = InventoryView::new();
+            let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
+            let mut folded = AnalyzerCounters::default();
+            loop {
+                crossbeam_channel::select! {
+                    recv(obs_rx) -> observation => {
+                        let Ok(stamped) = observation else { break };
+                        view.observe(&stamped.observation);
+                        analyzer.handle(stamped);
+                        if let Some(metrics) = &analyzer_metrics {
+                            if analyzer.counters.observations.is_multiple_of(ANALYZER_METRICS_EVERY) {
+                                metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
+                                metrics.observation_queue_depth.set(obs_rx.len() as i64);
+                            }
+                        }
+                    }
+                    recv(requests) -> request => {
+                        if let Ok(request) = request {
+                            view.answer(request);
+                        }
+                    }
+                }
             }
-            analyzer.finish()
+            for alert in injected {
+                let alert = view.alert(alert);
+                if let Some(sinks) = sinks.as_mut() {
+                    sinks.send(&alert);
+                }
+            }
+            if let Some(metrics) = &analyzer_metrics {
+                metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
+                metrics.observation_queue_depth.set(0);
+            }
+            view.capture_finished();
+            let sink_reports = sinks.map(AlertSinks::close).unwrap_or_default();
+            let report = analyzer.finish();
+            if let Some(requests) = control {
+                // Keep answering the API after the capture ended, until it hangs up.
+                let _ = thread::Builder::new()
+                    .name("otsensor-control".into())
+                    .spawn(move || {
+                        for request in requests {
+                            view.answer(request);
+                        }
+                    });
+            }
+            (report, sink_reports)
         })
         .map_err(|_| Error::Thread("spawn analyzer"))?;
 
@@ -255,9 +331,20 @@ pub fn replay(
         let rings = rings.clone();
         let check_owner = options.spread != Spread::FlowHash;
         let finished = Arc::clone(&finished);
+        let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
         let handle = thread::Builder::new()
             .name(format!("otsensor-worker-{id}"))
-            .spawn(move || run_worker(worker, full_rx, free_tx, rings, finished, check_owner))
+            .spawn(move || {
+                run_worker(
+                    worker,
+                    full_rx,
+                    free_tx,
+                    rings,
+                    finished,
+                    check_owner,
+                    worker_metrics,
+                )
+            })
             .map_err(|_| Error::Thread("spawn worker"))?;
         to_workers.push(full_tx);
         free_batches.push(free_rx);
@@ -269,13 +356,21 @@ pub fn replay(
     let stop = options.stop;
     let mut stopped = false;
     let mut flushed_at_ns: Option<u64> = None;
+    // Counted locally and folded into the metrics once per batch handed over.
+    let (mut read_packets, mut read_bytes) = (0u64, 0u64);
+    let fold_reader = |packets: &mut u64, bytes: &mut u64| {
+        if let Some(metrics) = &metrics {
+            metrics.reader_packets.inc_by(std::mem::take(packets));
+            metrics.reader_bytes.inc_by(std::mem::take(bytes));
+        }
+    };
     let read_result = (|| -> Result<(), Error> {
         loop {
             // Hand over partial batches before waiting on a live source with nothing
             // ready, and every 10 ms of packet time (alerts must not wait for a full
             // batch).
-            let idle = source.idle();
-            if idle {
+            if source.idle() {
+                fold_reader(&mut read_packets, &mut read_bytes);
                 flush_batches(&mut filling, &free_batches, &to_workers)?;
             }
             let Some(packet) = source.next_packet()? else {
@@ -285,10 +380,13 @@ pub fn replay(
                 stopped = true;
                 break;
             }
+            read_packets += 1;
+            read_bytes += packet.data.len() as u64;
             let due = flushed_at_ns
                 .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
             if due {
                 flushed_at_ns = Some(packet.ts_ns);
+                fold_reader(&mut read_packets, &mut read_bytes);
                 flush_batches(&mut filling, &free_batches, &to_workers)?;
             }
             if let Some(pacer) = pacer.as_mut() {
@@ -306,6 +404,7 @@ pub fn replay(
                     .recv()
                     .map_err(|_| Error::Thread("worker stopped"))?;
                 let full = std::mem::replace(batch, next);
+                fold_reader(&mut read_packets, &mut read_bytes);
                 to_workers[owner]
                     .send(full)
                     .map_err(|_| Error::Thread("worker stopped"))?;
@@ -314,6 +413,7 @@ pub fn replay(
         }
         Ok(())
     })();
+    fold_reader(&mut read_packets, &mut read_bytes);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
     for (owner, batch) in filling.into_iter().enumerate() {
@@ -334,7 +434,7 @@ pub fn replay(
         protocols: protocol_stats,
         stream,
     } = merged;
-    let report = analyzer
+    let (report, _sink_reports) = analyzer
         .join()
         .map_err(|_| Error::Thread("analyzer panicked"))?;
     drop(eve_tx);
@@ -413,6 +513,7 @@ fn run_worker(
     rings: HandoffRings,
     finished: Arc<AtomicUsize>,
     check_owner: bool,
+    mut metrics: Option<WorkerMetrics>,
 ) -> WorkerReport {
     let me = worker.id;
     let workers = rings.workers();
@@ -421,6 +522,7 @@ fn run_worker(
         if input_open {
             match batches.recv_timeout(Duration::from_millis(1)) {
                 Ok(mut batch) => {
+                    let started = metrics.is_some().then(Instant::now);
                     for packet in batch.packets() {
                         let frame = layers::slice(&packet);
                         // Under flow-hash spreading the reader already chose the owner.
@@ -434,6 +536,11 @@ fn run_worker(
                         } else {
                             hand_off(&mut worker, &rings, owner, &packet);
                         }
+                    }
+                    if let (Some(metrics), Some(started)) = (metrics.as_mut(), started) {
+                        metrics.record_batch(started.elapsed(), batch.entries.len() as u64);
+                        let (protocols, stream) = worker.stats();
+                        metrics.fold(&worker.counters(), protocols, stream);
                     }
                     batch.clear();
                     // The reader may be gone at shutdown; the batch is then simply dropped.
@@ -456,7 +563,12 @@ fn run_worker(
             thread::yield_now();
         }
     }
-    worker.finish()
+    let report = worker.finish();
+    if let Some(metrics) = metrics.as_mut() {
+        metrics.fold(&report.counters, &report.protocols, &report.stream);
+        metrics.flush();
+    }
+    report
 }
 
 /// Processes every frame other workers handed to this one; returns how many.

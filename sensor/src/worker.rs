@@ -374,6 +374,11 @@ impl Worker {
         }
     }
 
+    /// The protocol and stream statistics so far (for the per-batch metrics fold).
+    pub fn stats(&self) -> (&ProtocolStats, &StreamCounters) {
+        (&self.engine.stats, &self.engine.stream_counters)
+    }
+
     /// A snapshot of the counters, including the flow table's and the sink's.
     pub fn counters(&self) -> WorkerCounters {
         let TableCounters {

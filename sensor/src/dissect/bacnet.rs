@@ -1823,7 +1823,10 @@ mod tests {
             }
 
             pub fn observations(&self) -> Vec<Observation> {
-                self.observations.try_iter().map(|s| s.observation).collect()
+                self.observations
+                    .try_iter()
+                    .map(|s| s.observation)
+                    .collect()
             }
 
             pub fn events(&self) -> Vec<EveRecord> {

@@ -2399,7 +2399,10 @@ mod inspect_tests {
         }
 
         fn observations(&self) -> Vec<Observation> {
-            self.observations.try_iter().map(|s| s.observation).collect()
+            self.observations
+                .try_iter()
+                .map(|s| s.observation)
+                .collect()
         }
 
         fn summary(&self, histogram: &str) -> serde_json::Value {

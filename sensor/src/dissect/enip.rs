@@ -1353,7 +1353,10 @@ mod inspect_tests {
                 },
             };
             inspect(pdu, &mut ctx);
-            self.observations.try_iter().map(|s| s.observation).collect()
+            self.observations
+                .try_iter()
+                .map(|s| s.observation)
+                .collect()
         }
 
         fn enip(&self) -> &Stats {

@@ -2,7 +2,9 @@
 
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -93,6 +95,42 @@ struct ProtocolEventOut<'a> {
 pub struct EveWriter {
     out: BufWriter<Box<dyn Write + Send>>,
     pub events: u64,
+    /// Set when the output is a file: what rotation and reopening need.
+    file: Option<EveFile>,
+    /// Raised by SIGHUP (logrotate moved the file): reopen before the next event.
+    reopen: Option<Arc<AtomicBool>>,
+    /// Files rotated and reopened so far.
+    pub rotations: u64,
+    pub reopens: u64,
+}
+
+/// Size-based rotation: when the file reaches `max_bytes`, it is renamed `NAME.1`
+/// (older ones shift to `.2` … `.keep`, the oldest is deleted) and a new file begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+struct EveFile {
+    path: PathBuf,
+    written: u64,
+    rotation: Option<Rotation>,
+}
+
+fn open_append(path: &Path) -> std::io::Result<(Box<dyn Write + Send>, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((Box::new(file), size))
+}
+
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
 }
 
 impl std::fmt::Debug for EveWriter {
@@ -106,30 +144,100 @@ impl std::fmt::Debug for EveWriter {
 impl EveWriter {
     /// `-` writes to standard output; anything else is a file, appended to.
     pub fn open(target: &Path) -> std::io::Result<EveWriter> {
-        let out: Box<dyn Write + Send> = if target == Path::new("-") {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(target)?,
-            )
-        };
-        Ok(Self::from_writer(out))
+        Self::open_rotating(target, None)
+    }
+
+    /// Like [`EveWriter::open`], rotating the file by size when `rotation` is given.
+    pub fn open_rotating(target: &Path, rotation: Option<Rotation>) -> std::io::Result<EveWriter> {
+        if target == Path::new("-") {
+            return Ok(Self::from_writer(Box::new(std::io::stdout())));
+        }
+        let (out, written) = open_append(target)?;
+        let mut writer = Self::from_writer(out);
+        writer.file = Some(EveFile {
+            path: target.to_owned(),
+            written,
+            rotation,
+        });
+        Ok(writer)
     }
 
     pub fn from_writer(out: Box<dyn Write + Send>) -> EveWriter {
         EveWriter {
             out: BufWriter::with_capacity(1 << 16, out),
             events: 0,
+            file: None,
+            reopen: None,
+            rotations: 0,
+            reopens: 0,
         }
     }
 
+    /// Reopens the file whenever `flag` is raised (wire it to SIGHUP with
+    /// [`EveWriter::reopen_on_sighup`]).
+    pub fn reopen_when(&mut self, flag: Arc<AtomicBool>) {
+        self.reopen = Some(flag);
+    }
+
+    /// Registers a SIGHUP handler that makes this writer reopen its file, as logrotate
+    /// expects after it moved the file away.
+    pub fn reopen_on_sighup(&mut self) -> std::io::Result<()> {
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&flag))?;
+        self.reopen_when(flag);
+        Ok(())
+    }
+
+    fn reopen_file(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        self.out.flush()?;
+        let (out, written) = open_append(&file.path)?;
+        *self.out.get_mut() = out;
+        file.written = written;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        let Some(rotation) = file.rotation else {
+            return Ok(());
+        };
+        self.out.flush()?;
+        let path = file.path.clone();
+        let keep = rotation.keep.max(1);
+        let _ = std::fs::remove_file(numbered(&path, keep));
+        for n in (1..keep).rev() {
+            let from = numbered(&path, n);
+            if from.exists() {
+                std::fs::rename(&from, numbered(&path, n + 1))?;
+            }
+        }
+        std::fs::rename(&path, numbered(&path, 1))?;
+        self.rotations += 1;
+        self.reopen_file()
+    }
+
     fn write_event<T: Serialize>(&mut self, event: &T) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, event)?;
-        self.out.write_all(b"\n")?;
+        if let Some(flag) = &self.reopen {
+            if flag.swap(false, Ordering::AcqRel) {
+                self.reopens += 1;
+                self.reopen_file()?;
+            }
+        }
+        let mut line = serde_json::to_vec(event)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
         self.events += 1;
+        if let Some(file) = self.file.as_mut() {
+            file.written += line.len() as u64;
+            if file.rotation.is_some_and(|r| file.written >= r.max_bytes) {
+                self.rotate()?;
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +361,89 @@ impl EveWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_flow(id: u64) -> FlowRecord {
+        use crate::flow::table::{DirectionCounts, EndReason};
+        FlowRecord {
+            flow_id: id,
+            src_ip: "10.0.0.1".parse().expect("ip"),
+            src_port: 1000,
+            dest_ip: "10.0.0.2".parse().expect("ip"),
+            dest_port: 502,
+            protocol: 6,
+            vlan: 0,
+            first_ns: 0,
+            last_ns: 1,
+            to_server: DirectionCounts::default(),
+            to_client: DirectionCounts::default(),
+            reason: EndReason::Timeout,
+            app_proto: None,
+            tcp_flags_to_server: 0,
+            tcp_flags_to_client: 0,
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("otsensor-eve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_n_files() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("eve.json");
+        let mut writer = EveWriter::open_rotating(
+            &path,
+            Some(Rotation {
+                max_bytes: 1000,
+                keep: 2,
+            }),
+        )
+        .expect("open");
+        for id in 0..40 {
+            writer.flow(&sample_flow(id)).expect("write");
+        }
+        writer.flush().expect("flush");
+        assert!(writer.rotations >= 2, "rotations {}", writer.rotations);
+        assert!(numbered(&path, 1).exists() && numbered(&path, 2).exists());
+        assert!(!numbered(&path, 3).exists());
+        for file in [path.clone(), numbered(&path, 1)] {
+            let text = std::fs::read_to_string(&file).expect("read");
+            assert!(
+                text.len() <= 1000 + 600,
+                "{} is {} bytes",
+                file.display(),
+                text.len()
+            );
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reopens_when_flagged() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("eve.json");
+        let mut writer = EveWriter::open(&path).expect("open");
+        let flag = Arc::new(AtomicBool::new(false));
+        writer.reopen_when(Arc::clone(&flag));
+        writer.flow(&sample_flow(1)).expect("write");
+        writer.flush().expect("flush");
+        // logrotate moves the file, then signals.
+        std::fs::rename(&path, dir.join("eve.json.old")).expect("move");
+        flag.store(true, Ordering::Release);
+        writer.flow(&sample_flow(2)).expect("write");
+        writer.flush().expect("flush");
+        assert_eq!(writer.reopens, 1);
+        let fresh = std::fs::read_to_string(&path).expect("new file");
+        assert_eq!(fresh.lines().count(), 1);
+        assert!(fresh.contains("\"flow_id\":2"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn timestamps_are_rfc3339_with_microseconds() {

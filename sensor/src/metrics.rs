@@ -1,0 +1,772 @@
+//! Every Prometheus metric of otsensor, defined in this one place and documented for
+//! operators in `docs/METRICS.md` (a unit test checks that every name is documented).
+//!
+//! **Workers never touch a metric per packet.** A worker keeps plain `u64` counters
+//! and, once per batch, [`WorkerMetrics::fold`] adds the deltas since the previous
+//! batch to the Prometheus counters (atomics, so no locks). Latency goes into a
+//! worker-local `hdrhistogram`, swapped out at most every [`LATENCY_SWAP_INTERVAL`]
+//! through a bounded channel to the [`LatencySummary`] collector, which merges what
+//! arrived when Prometheus scrapes. A full channel keeps the samples in the worker for
+//! the next swap: nothing blocks, nothing is lost.
+//!
+//! Names follow `otsensor_<subsystem>_<what>_<unit>[_total]` in base units (seconds,
+//! bytes); labels are bounded: worker id, protocol, stage, reason, signature, severity,
+//! queue, sink.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use hdrhistogram::Histogram;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::analyze::AnalyzerCounters;
+use crate::dissect::inspect::ProtocolStats;
+use crate::dissect::Protocol;
+use crate::flow::stream::StreamCounters;
+use crate::worker::WorkerCounters;
+
+/// Why a metric could not be registered or encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("metric registry: {0}")]
+    Prometheus(#[from] prometheus::Error),
+    #[error("metrics text is not UTF-8")]
+    NotUtf8,
+}
+
+/// How often a worker hands its latency histogram to the exporter.
+pub const LATENCY_SWAP_INTERVAL: Duration = Duration::from_millis(200);
+/// Histograms in flight from workers to the exporter, per summary.
+const LATENCY_CHANNEL: usize = 64;
+/// The quantiles every latency summary exports.
+pub const QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+/// Latencies are recorded in nanoseconds, from 1 ns to 60 s, 3 significant digits.
+const LATENCY_MAX_NS: u64 = 60_000_000_000;
+
+/// The sensor's metrics. Cheap to share (`Arc`); every handle inside is an atomic.
+pub struct Metrics {
+    registry: Registry,
+    pub reader_packets: IntCounter,
+    pub reader_bytes: IntCounter,
+    pub worker_packets: IntCounterVec,
+    pub worker_bytes: IntCounterVec,
+    pub worker_frames_skipped: IntCounterVec,
+    pub flows_created: IntCounterVec,
+    pub flows_ended: IntCounterVec,
+    pub flows_active: IntGaugeVec,
+    pub observations_sent: IntCounterVec,
+    pub observations_dropped: IntCounterVec,
+    pub handoff_frames: IntCounterVec,
+    pub handoff_dropped: IntCounterVec,
+    pub handoff_truncated: IntCounterVec,
+    pub stream_events: IntCounterVec,
+    pub stream_resync_bytes: IntCounterVec,
+    pub protocol_pdus: IntCounterVec,
+    pub protocol_malformed: IntCounterVec,
+    pub kernel_packets: IntCounterVec,
+    pub kernel_bytes: IntCounterVec,
+    pub xdp_queue_frames: IntCounterVec,
+    pub observation_queue_depth: IntGauge,
+    pub observation_queue_capacity: IntGauge,
+    pub analyzer_observations: IntCounter,
+    pub inventory_devices: IntGauge,
+    pub inventory_overflow: IntCounter,
+    pub sink_queue_depth: IntGaugeVec,
+    pub sink_events: IntCounterVec,
+    pub sink_dropped: IntCounterVec,
+    pub sink_failures: IntCounterVec,
+    pub sink_retries: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub learning_active: IntGauge,
+    pub learning_progress: prometheus::Gauge,
+    pub start_time: prometheus::Gauge,
+    pub packet_latency: Arc<LatencySummary>,
+    pub alert_latency: Arc<LatencySummary>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, Error> {
+    let metric = IntCounter::new(name, help)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, Error> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, Error> {
+    let metric = IntGauge::new(name, help)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, Error> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// The stream counters' labels, in [`stream_values`] order.
+const STREAM_EVENTS: [&str; 5] = [
+    "retransmitted_segment",
+    "out_of_order_segment",
+    "gap",
+    "oversize_pdu",
+    "pool_exhausted",
+];
+
+fn stream_values(stream: &StreamCounters) -> [u64; 5] {
+    [
+        stream.retransmitted_segments,
+        stream.out_of_order_segments,
+        stream.gaps,
+        stream.oversize_pdus,
+        stream.pool_exhausted,
+    ]
+}
+
+/// Frames a worker skipped before flow lookup, by reason, in [`skipped_values`] order.
+const SKIP_REASONS: [&str; 4] = ["non_ip", "ip_fragment", "truncated", "malformed"];
+
+fn skipped_values(counters: &WorkerCounters) -> [u64; 4] {
+    [
+        counters.non_ip,
+        counters.ip_fragments,
+        counters.truncated,
+        counters.malformed,
+    ]
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Arc<Metrics>, Error> {
+        let r = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "otsensor_build_info",
+                "Always 1; the labels name the running build.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info))?;
+        let packet_latency = Arc::new(LatencySummary::new(
+            "otsensor_worker_packet_processing_seconds",
+            "Time a worker spends on one packet (batch time / batch packets), merged over workers.",
+        )?);
+        r.register(Box::new(SharedSummary(Arc::clone(&packet_latency))))?;
+        let alert_latency = Arc::new(LatencySummary::new(
+            "otsensor_alert_latency_seconds",
+            "Time from reading the packet that triggered an alert to the alert reaching the sinks.",
+        )?);
+        r.register(Box::new(SharedSummary(Arc::clone(&alert_latency))))?;
+        let metrics = Metrics {
+            reader_packets: counter(&r, "otsensor_reader_packets_total", "Packets taken from the capture source.")?,
+            reader_bytes: counter(&r, "otsensor_reader_bytes_total", "Captured bytes taken from the capture source.")?,
+            worker_packets: counter_vec(&r, "otsensor_worker_packets_total", "Packets processed, per worker.", &["worker"])?,
+            worker_bytes: counter_vec(&r, "otsensor_worker_bytes_total", "Wire bytes processed, per worker.", &["worker"])?,
+            worker_frames_skipped: counter_vec(&r, "otsensor_worker_frames_skipped_total", "Frames not tracked as flows, per worker and reason.", &["worker", "reason"])?,
+            flows_created: counter_vec(&r, "otsensor_flows_created_total", "Flows created, per worker.", &["worker"])?,
+            flows_ended: counter_vec(&r, "otsensor_flows_ended_total", "Flows removed from the table, per worker and reason (expired: idle timeout; evicted: table full).", &["worker", "reason"])?,
+            flows_active: gauge_vec(&r, "otsensor_flows_active", "Flows in the table, per worker.", &["worker"])?,
+            observations_sent: counter_vec(&r, "otsensor_observations_sent_total", "Observations sent to the analyzer, per worker.", &["worker"])?,
+            observations_dropped: counter_vec(&r, "otsensor_observations_dropped_total", "Observations dropped because the analyzer channel was full, per worker.", &["worker"])?,
+            handoff_frames: counter_vec(&r, "otsensor_handoff_frames_total", "Frames handed between workers (sent: to the flow's owner; received: from others).", &["worker", "direction"])?,
+            handoff_dropped: counter_vec(&r, "otsensor_handoff_dropped_total", "Hand-offs dropped because the owner's ring was full.", &["worker"])?,
+            handoff_truncated: counter_vec(&r, "otsensor_handoff_truncated_total", "Hand-offs cut to the hand-off frame size.", &["worker"])?,
+            stream_events: counter_vec(&r, "otsensor_stream_events_total", "TCP stream reassembly events, per worker and event.", &["worker", "event"])?,
+            stream_resync_bytes: counter_vec(&r, "otsensor_stream_resync_bytes_total", "Bytes skipped to find the next PDU start, per worker.", &["worker"])?,
+            protocol_pdus: counter_vec(&r, "otsensor_protocol_pdus_total", "Application PDUs dissected, per protocol.", &["protocol"])?,
+            protocol_malformed: counter_vec(&r, "otsensor_protocol_malformed_pdus_total", "PDUs that failed validation, per protocol.", &["protocol"])?,
+            kernel_packets: counter_vec(&r, "otsensor_kernel_packets_total", "XDP pre-filter packets, per counter (kind=reason or verdict).", &["kind", "counter"])?,
+            kernel_bytes: counter_vec(&r, "otsensor_kernel_bytes_total", "XDP pre-filter bytes, per counter (kind=reason or verdict).", &["kind", "counter"])?,
+            xdp_queue_frames: counter_vec(&r, "otsensor_xdp_queue_frames_total", "AF_XDP accounting per queue: redirected, no_socket, received, kernel_dropped.", &["queue", "state"])?,
+            observation_queue_depth: gauge(&r, "otsensor_observation_queue_depth", "Observations waiting in the workers-to-analyzer channel.")?,
+            observation_queue_capacity: gauge(&r, "otsensor_observation_queue_capacity", "Capacity of the workers-to-analyzer channel.")?,
+            analyzer_observations: counter(&r, "otsensor_analyzer_observations_total", "Observations the analyzer consumed.")?,
+            inventory_devices: gauge(&r, "otsensor_inventory_devices", "Devices in the inventory.")?,
+            inventory_overflow: counter(&r, "otsensor_inventory_overflow_total", "Device sightings not recorded because the inventory was full.")?,
+            sink_queue_depth: gauge_vec(&r, "otsensor_sink_queue_depth", "Events waiting in an output sink's queue.", &["sink"])?,
+            sink_events: counter_vec(&r, "otsensor_sink_events_total", "Events an output sink delivered.", &["sink"])?,
+            sink_dropped: counter_vec(&r, "otsensor_sink_dropped_total", "Events dropped because a sink's queue was full or retries ran out.", &["sink"])?,
+            sink_failures: counter_vec(&r, "otsensor_sink_failures_total", "Failed delivery attempts of an output sink (each is retried with back-off).", &["sink"])?,
+            sink_retries: counter_vec(&r, "otsensor_sink_retries_total", "Delivery retries of an output sink.", &["sink"])?,
+            alerts: counter_vec(&r, "otsensor_alerts_total", "Alerts raised, per signature and severity.", &["signature", "severity"])?,
+            learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
+            learning_progress: {
+                let g = prometheus::Gauge::new("otsensor_learning_progress_ratio", "Fraction of the learning period elapsed (0 to 1).")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            start_time: {
+                let g = prometheus::Gauge::new("otsensor_start_time_seconds", "Unix time the sensor started.")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            packet_latency,
+            alert_latency,
+            registry: r,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        metrics.start_time.set(now);
+        Ok(Arc::new(metrics))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, Error> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|_| Error::NotUtf8)
+    }
+
+    /// The names of every registered metric family (for the documentation check).
+    pub fn family_names(&self) -> Vec<String> {
+        self.registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect()
+    }
+
+    /// The handles of one worker's metrics.
+    pub fn worker(self: &Arc<Self>, id: usize) -> WorkerMetrics {
+        WorkerMetrics::new(Arc::clone(self), id)
+    }
+
+    /// Sets the analyzer's numbers (called by the analyzer thread between observations).
+    pub fn fold_analyzer(&self, last: &mut AnalyzerCounters, now: &AnalyzerCounters, devices: u64) {
+        self.analyzer_observations
+            .inc_by(now.observations.saturating_sub(last.observations));
+        self.inventory_overflow.inc_by(
+            now.devices_over_capacity
+                .saturating_sub(last.devices_over_capacity),
+        );
+        self.inventory_devices
+            .set(i64::try_from(devices).unwrap_or(i64::MAX));
+        *last = now.clone();
+    }
+
+    /// Counts an alert raised.
+    pub fn alert_raised(&self, signature: &str, severity: u8) {
+        let severity = severity_label(severity);
+        self.alerts.with_label_values(&[signature, severity]).inc();
+    }
+
+    /// Adds the growth of the kernel's cumulative counters since `last` (Linux live
+    /// capture; called periodically by whoever owns the filter).
+    #[cfg(target_os = "linux")]
+    pub fn fold_kernel(
+        &self,
+        last: &mut crate::ebpf::KernelCounters,
+        now: &crate::ebpf::KernelCounters,
+    ) {
+        use crate::ebpf::Counter;
+        for (counter, value) in now.iter() {
+            let kind = if Counter::VERDICTS.contains(&counter) {
+                "verdict"
+            } else {
+                "reason"
+            };
+            let before = last.get(counter);
+            self.kernel_packets
+                .with_label_values(&[kind, counter.label()])
+                .inc_by(value.packets.saturating_sub(before.packets));
+            self.kernel_bytes
+                .with_label_values(&[kind, counter.label()])
+                .inc_by(value.bytes.saturating_sub(before.bytes));
+        }
+        *last = *now;
+    }
+
+    /// Adds the growth of the per-queue AF_XDP books since `last`.
+    #[cfg(target_os = "linux")]
+    pub fn fold_queues(
+        &self,
+        last: &mut Vec<crate::capture::live::QueueAccounting>,
+        now: &[crate::capture::live::QueueAccounting],
+    ) {
+        for queue in now {
+            let before = last.iter().find(|q| q.queue == queue.queue);
+            let label = queue.queue.to_string();
+            let pairs = [
+                ("redirected", queue.redirected, before.map(|b| b.redirected)),
+                ("no_socket", queue.no_socket, before.map(|b| b.no_socket)),
+                ("received", queue.received, before.map(|b| b.received)),
+                (
+                    "kernel_dropped",
+                    queue.kernel_drops,
+                    before.map(|b| b.kernel_drops),
+                ),
+            ];
+            for (state, value, previous) in pairs {
+                self.xdp_queue_frames
+                    .with_label_values(&[label.as_str(), state])
+                    .inc_by(value.saturating_sub(previous.unwrap_or(0)));
+            }
+        }
+        *last = now.to_vec();
+    }
+}
+
+/// Suricata's severity number as a bounded label.
+pub fn severity_label(severity: u8) -> &'static str {
+    match severity {
+        1 => "high",
+        2 => "medium",
+        3 => "low",
+        _ => "info",
+    }
+}
+
+/// One worker's metric handles and the counter values already folded in.
+pub struct WorkerMetrics {
+    metrics: Arc<Metrics>,
+    packets: IntCounter,
+    bytes: IntCounter,
+    skipped: [IntCounter; 4],
+    flows_created: IntCounter,
+    flows_expired: IntCounter,
+    flows_evicted: IntCounter,
+    flows_active: IntGauge,
+    observations_sent: IntCounter,
+    observations_dropped: IntCounter,
+    handoffs_sent: IntCounter,
+    handoffs_received: IntCounter,
+    handoffs_dropped: IntCounter,
+    handoffs_truncated: IntCounter,
+    stream: [IntCounter; 5],
+    resync_bytes: IntCounter,
+    pdus: Vec<IntCounter>,
+    malformed: Vec<IntCounter>,
+    last: WorkerCounters,
+    last_stream: StreamCounters,
+    last_pdus: [u64; Protocol::COUNT],
+    last_malformed: [u64; Protocol::COUNT],
+    latency: LatencyRecorder,
+}
+
+impl std::fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl WorkerMetrics {
+    fn new(metrics: Arc<Metrics>, id: usize) -> WorkerMetrics {
+        let worker = id.to_string();
+        let w = worker.as_str();
+        let m = &metrics;
+        WorkerMetrics {
+            packets: m.worker_packets.with_label_values(&[w]),
+            bytes: m.worker_bytes.with_label_values(&[w]),
+            skipped: SKIP_REASONS
+                .map(|reason| m.worker_frames_skipped.with_label_values(&[w, reason])),
+            flows_created: m.flows_created.with_label_values(&[w]),
+            flows_expired: m.flows_ended.with_label_values(&[w, "expired"]),
+            flows_evicted: m.flows_ended.with_label_values(&[w, "evicted"]),
+            flows_active: m.flows_active.with_label_values(&[w]),
+            observations_sent: m.observations_sent.with_label_values(&[w]),
+            observations_dropped: m.observations_dropped.with_label_values(&[w]),
+            handoffs_sent: m.handoff_frames.with_label_values(&[w, "sent"]),
+            handoffs_received: m.handoff_frames.with_label_values(&[w, "received"]),
+            handoffs_dropped: m.handoff_dropped.with_label_values(&[w]),
+            handoffs_truncated: m.handoff_truncated.with_label_values(&[w]),
+            stream: STREAM_EVENTS.map(|event| m.stream_events.with_label_values(&[w, event])),
+            resync_bytes: m.stream_resync_bytes.with_label_values(&[w]),
+            pdus: Protocol::ALL
+                .iter()
+                .map(|p| m.protocol_pdus.with_label_values(&[p.name()]))
+                .collect(),
+            malformed: Protocol::ALL
+                .iter()
+                .map(|p| m.protocol_malformed.with_label_values(&[p.name()]))
+                .collect(),
+            last: WorkerCounters::default(),
+            last_stream: StreamCounters::default(),
+            last_pdus: [0; Protocol::COUNT],
+            last_malformed: [0; Protocol::COUNT],
+            latency: m.packet_latency.recorder(),
+            metrics: Arc::clone(&metrics),
+        }
+    }
+
+    /// Adds what changed since the previous call (once per batch; cheap: a few dozen
+    /// atomic adds, no allocation).
+    pub fn fold(
+        &mut self,
+        now: &WorkerCounters,
+        protocols: &ProtocolStats,
+        stream: &StreamCounters,
+    ) {
+        let last = &self.last;
+        self.packets
+            .inc_by(now.packets.saturating_sub(last.packets));
+        self.bytes.inc_by(now.bytes.saturating_sub(last.bytes));
+        for ((counter, new), old) in self
+            .skipped
+            .iter()
+            .zip(skipped_values(now))
+            .zip(skipped_values(last))
+        {
+            counter.inc_by(new.saturating_sub(old));
+        }
+        self.flows_created
+            .inc_by(now.flows_created.saturating_sub(last.flows_created));
+        self.flows_expired
+            .inc_by(now.flows_expired.saturating_sub(last.flows_expired));
+        self.flows_evicted
+            .inc_by(now.flows_evicted.saturating_sub(last.flows_evicted));
+        let active = now
+            .flows_created
+            .saturating_sub(now.flows_expired + now.flows_evicted);
+        self.flows_active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+        self.observations_sent
+            .inc_by(now.observations_sent.saturating_sub(last.observations_sent));
+        self.observations_dropped.inc_by(
+            now.observations_dropped
+                .saturating_sub(last.observations_dropped),
+        );
+        self.handoffs_sent
+            .inc_by(now.handoffs_sent.saturating_sub(last.handoffs_sent));
+        self.handoffs_received
+            .inc_by(now.handoffs_received.saturating_sub(last.handoffs_received));
+        self.handoffs_dropped
+            .inc_by(now.handoffs_dropped.saturating_sub(last.handoffs_dropped));
+        self.handoffs_truncated.inc_by(
+            now.handoffs_truncated
+                .saturating_sub(last.handoffs_truncated),
+        );
+        for ((counter, new), old) in self
+            .stream
+            .iter()
+            .zip(stream_values(stream))
+            .zip(stream_values(&self.last_stream))
+        {
+            counter.inc_by(new.saturating_sub(old));
+        }
+        self.resync_bytes.inc_by(
+            stream
+                .resync_bytes
+                .saturating_sub(self.last_stream.resync_bytes),
+        );
+        for index in 0..Protocol::COUNT {
+            let (Some(pdus), Some(malformed)) = (self.pdus.get(index), self.malformed.get(index))
+            else {
+                continue;
+            };
+            let (new_pdus, new_malformed) = (
+                protocols.pdus.get(index).copied().unwrap_or(0),
+                protocols.malformed.get(index).copied().unwrap_or(0),
+            );
+            if let (Some(old_pdus), Some(old_malformed)) = (
+                self.last_pdus.get_mut(index),
+                self.last_malformed.get_mut(index),
+            ) {
+                pdus.inc_by(new_pdus.saturating_sub(*old_pdus));
+                malformed.inc_by(new_malformed.saturating_sub(*old_malformed));
+                *old_pdus = new_pdus;
+                *old_malformed = new_malformed;
+            }
+        }
+        self.last = now.clone();
+        self.last_stream = *stream;
+    }
+
+    /// Records the processing time of one batch of `packets` packets.
+    pub fn record_batch(&mut self, elapsed: Duration, packets: u64) {
+        if packets == 0 {
+            return;
+        }
+        let per_packet =
+            u64::try_from(elapsed.as_nanos() / u128::from(packets)).unwrap_or(u64::MAX);
+        self.latency.record_n(per_packet, packets);
+    }
+
+    /// Hands any recorded latency to the exporter (end of run).
+    pub fn flush(&mut self) {
+        self.latency.swap(true);
+    }
+
+    /// The shared metrics.
+    pub fn shared(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // Constant bounds within hdrhistogram's limits: this cannot fail on any input.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("constant histogram bounds are valid")
+}
+
+/// A Prometheus summary fed by hdrhistograms that recorders send over a channel.
+pub struct LatencySummary {
+    name: String,
+    help: String,
+    desc: Desc,
+    inbox: Receiver<Histogram<u64>>,
+    sender: Sender<Histogram<u64>>,
+    /// Emptied histograms go back to recorders, so steady state allocates nothing.
+    recycle_tx: Sender<Histogram<u64>>,
+    recycle_rx: Receiver<Histogram<u64>>,
+    /// The merge of everything received; locked only by scrapes and `record`.
+    total: Mutex<(Histogram<u64>, u128)>,
+}
+
+impl std::fmt::Debug for LatencySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencySummary")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl LatencySummary {
+    fn new(name: &str, help: &str) -> Result<LatencySummary, Error> {
+        let desc = Desc::new(name.to_owned(), help.to_owned(), vec![], Default::default())?;
+        let (sender, inbox) = bounded(LATENCY_CHANNEL);
+        let (recycle_tx, recycle_rx) = bounded(LATENCY_CHANNEL);
+        Ok(LatencySummary {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            desc,
+            inbox,
+            sender,
+            recycle_tx,
+            recycle_rx,
+            total: Mutex::new((new_histogram(), 0)),
+        })
+    }
+
+    /// A recorder for one thread.
+    pub fn recorder(&self) -> LatencyRecorder {
+        LatencyRecorder {
+            histogram: new_histogram(),
+            to_exporter: self.sender.clone(),
+            recycled: self.recycle_rx.clone(),
+            last_swap: Instant::now(),
+        }
+    }
+
+    /// Records one value directly (for rare events, e.g. alerts, off the hot path).
+    pub fn record(&self, value: Duration) {
+        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        if let Ok(mut total) = self.total.lock() {
+            let _ = total.0.record(ns.clamp(1, LATENCY_MAX_NS));
+            total.1 += u128::from(ns);
+        }
+    }
+
+    fn merge_inbox(&self) {
+        let Ok(mut total) = self.total.lock() else {
+            return;
+        };
+        while let Ok(mut histogram) = self.inbox.try_recv() {
+            let _ = total.0.add(&histogram);
+            // The sum rides in the histogram's count * mean; recompute from values.
+            total.1 += histogram
+                .iter_recorded()
+                .map(|v| u128::from(v.value_iterated_to()) * u128::from(v.count_at_value()))
+                .sum::<u128>();
+            histogram.reset();
+            let _ = self.recycle_tx.try_send(histogram);
+        }
+    }
+
+    /// The merged count and the value at `quantile`, in seconds (for health and tests).
+    pub fn snapshot(&self) -> (u64, Vec<(f64, f64)>) {
+        self.merge_inbox();
+        let Ok(total) = self.total.lock() else {
+            return (0, Vec::new());
+        };
+        let quantiles = QUANTILES
+            .iter()
+            .map(|&q| (q, total.0.value_at_quantile(q) as f64 / 1e9))
+            .collect();
+        (total.0.len(), quantiles)
+    }
+}
+
+impl Collector for LatencySummary {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.merge_inbox();
+        let Ok(total) = self.total.lock() else {
+            return Vec::new();
+        };
+        let mut summary = prometheus::proto::Summary::default();
+        summary.set_sample_count(total.0.len());
+        summary.set_sample_sum(total.1 as f64 / 1e9);
+        let quantiles = QUANTILES
+            .iter()
+            .map(|&q| {
+                let mut quantile = prometheus::proto::Quantile::default();
+                quantile.set_quantile(q);
+                let value = if total.0.is_empty() {
+                    0.0
+                } else {
+                    total.0.value_at_quantile(q) as f64 / 1e9
+                };
+                quantile.set_value(value);
+                quantile
+            })
+            .collect();
+        summary.set_quantile(quantiles);
+        let mut metric = prometheus::proto::Metric::default();
+        metric.set_summary(summary);
+        let mut family = MetricFamily::default();
+        family.set_name(self.name.clone());
+        family.set_help(self.help.clone());
+        family.set_field_type(MetricType::SUMMARY);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
+/// Registers a shared summary (the registry wants an owned collector).
+struct SharedSummary(Arc<LatencySummary>);
+
+impl Collector for SharedSummary {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.0.collect()
+    }
+}
+
+/// A thread's own latency histogram (no sharing, no locks).
+pub struct LatencyRecorder {
+    histogram: Histogram<u64>,
+    to_exporter: Sender<Histogram<u64>>,
+    recycled: Receiver<Histogram<u64>>,
+    last_swap: Instant,
+}
+
+impl std::fmt::Debug for LatencyRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyRecorder").finish_non_exhaustive()
+    }
+}
+
+impl LatencyRecorder {
+    /// Records `count` samples of `value_ns` and swaps the histogram out when due.
+    pub fn record_n(&mut self, value_ns: u64, count: u64) {
+        let _ = self
+            .histogram
+            .record_n(value_ns.clamp(1, LATENCY_MAX_NS), count);
+        self.swap(false);
+    }
+
+    /// Sends the histogram to the exporter when the interval passed (or `force`).
+    pub fn swap(&mut self, force: bool) {
+        if self.histogram.is_empty() || !force && self.last_swap.elapsed() < LATENCY_SWAP_INTERVAL {
+            return;
+        }
+        self.last_swap = Instant::now();
+        let fresh = match self.recycled.try_recv() {
+            Ok(histogram) => histogram,
+            Err(_) => new_histogram(),
+        };
+        let full = std::mem::replace(&mut self.histogram, fresh);
+        if let Err(error) = self.to_exporter.try_send(full) {
+            // Exporter behind: keep the samples for the next swap.
+            self.histogram = error.into_inner();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_fold_adds_deltas_once() {
+        let metrics = Metrics::new().expect("registry");
+        let mut worker = metrics.worker(3);
+        let mut counters = WorkerCounters {
+            packets: 10,
+            bytes: 1000,
+            flows_created: 2,
+            ..Default::default()
+        };
+        let stats = ProtocolStats::default();
+        let stream = StreamCounters::default();
+        worker.fold(&counters, &stats, &stream);
+        worker.fold(&counters, &stats, &stream);
+        counters.packets = 15;
+        worker.fold(&counters, &stats, &stream);
+        assert_eq!(metrics.worker_packets.with_label_values(&["3"]).get(), 15);
+        assert_eq!(metrics.flows_active.with_label_values(&["3"]).get(), 2);
+        let text = metrics.render().expect("render");
+        assert!(text.contains("otsensor_worker_packets_total{worker=\"3\"} 15"));
+    }
+
+    #[test]
+    fn latency_reaches_the_summary_through_the_channel() {
+        let metrics = Metrics::new().expect("registry");
+        let mut worker = metrics.worker(0);
+        worker.record_batch(Duration::from_micros(256), 256);
+        worker.flush();
+        let (count, quantiles) = metrics.packet_latency.snapshot();
+        assert_eq!(count, 256);
+        let p50 = quantiles.first().map(|q| q.1).unwrap_or(0.0);
+        assert!((p50 - 1e-6).abs() < 1e-8, "p50 {p50}");
+        let text = metrics.render().expect("render");
+        assert!(text.contains("otsensor_worker_packet_processing_seconds{quantile=\"0.999\"}"));
+        assert!(text.contains("otsensor_worker_packet_processing_seconds_count 256"));
+    }
+
+    #[test]
+    fn every_metric_is_documented() {
+        let doc = include_str!("../../docs/METRICS.md");
+        let metrics = Metrics::new().expect("registry");
+        for name in metrics.family_names() {
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} missing from docs/METRICS.md"
+            );
+        }
+        for name in [
+            "otsensor_reader_packets_total",
+            "otsensor_kernel_packets_total",
+            "otsensor_sink_dropped_total",
+            "otsensor_alerts_total",
+        ] {
+            assert!(doc.contains(&format!("`{name}`")), "{name} missing");
+        }
+    }
+}

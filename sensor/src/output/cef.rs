@@ -1,0 +1,224 @@
+//! ArcSight Common Event Format (CEF) for alerts, inside RFC 5424 syslog messages.
+//!
+//! CEF: `CEF:Version|Device Vendor|Device Product|Device Version|Signature ID|Name|
+//! Severity|Extension` (ArcSight "Implementing ArcSight CEF", revision 25). In header
+//! fields `\` and `|` are escaped with a backslash; in extension values `\` and `=` are
+//! escaped and newlines written as `\n` / `\r`. Severity is 0 (lowest) to 10.
+
+use std::fmt::Write as _;
+
+use crate::detect::{Alert, Severity};
+use crate::output::eve::{proto_name, rfc3339_micros};
+
+/// The CEF header's vendor and product.
+pub const VENDOR: &str = "otsensor";
+pub const PRODUCT: &str = "otsensor";
+
+/// Suricata severity (1 high … 3 low) to CEF's 0–10 scale: high 10, medium 7, low 4,
+/// anything else 1 (informational).
+pub fn cef_severity(severity: Severity) -> u8 {
+    match severity.0 {
+        1 => 10,
+        2 => 7,
+        3 => 4,
+        _ => 1,
+    }
+}
+
+/// Escapes a header field: backslash and pipe; newlines become spaces (not allowed).
+pub fn escape_header(value: &str, out: &mut String) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '\r' | '\n' => out.push(' '),
+            other => out.push(other),
+        }
+    }
+}
+
+/// Escapes an extension value: backslash, equals sign, and newlines.
+pub fn escape_extension(value: &str, out: &mut String) {
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+}
+
+fn extension(out: &mut String, key: &str, value: &str) {
+    if !out.ends_with('|') {
+        out.push(' ');
+    }
+    out.push_str(key);
+    out.push('=');
+    escape_extension(value, out);
+}
+
+/// The CEF line of an alert.
+pub fn format_alert(alert: &Alert) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str("CEF:0|");
+    for field in [VENDOR, PRODUCT, env!("CARGO_PKG_VERSION")] {
+        escape_header(field, &mut out);
+        out.push('|');
+    }
+    let _ = write!(out, "{}|", alert.signature_id);
+    escape_header(&alert.signature, &mut out);
+    let _ = write!(out, "|{}|", cef_severity(alert.severity));
+    // Milliseconds since the epoch: CEF's `rt` accepts it and every SIEM parses it.
+    extension(&mut out, "rt", &(alert.last_ns / 1_000_000).to_string());
+    if let Some(ip) = alert.src_ip {
+        extension(&mut out, "src", &ip.to_string());
+    }
+    if let Some(port) = alert.src_port {
+        extension(&mut out, "spt", &port.to_string());
+    }
+    if let Some(ip) = alert.dest_ip {
+        extension(&mut out, "dst", &ip.to_string());
+    }
+    if let Some(port) = alert.dest_port {
+        extension(&mut out, "dpt", &port.to_string());
+    }
+    if let Some(proto) = alert.proto {
+        extension(&mut out, "proto", &proto_name(proto));
+    }
+    if let Some(app) = alert.app_proto {
+        extension(&mut out, "app", app.name());
+    }
+    extension(&mut out, "cat", &alert.category);
+    extension(&mut out, "msg", &alert.message);
+    extension(&mut out, "cnt", &alert.count.to_string());
+    extension(&mut out, "externalId", &alert.id.to_string());
+    extension(&mut out, "start", &(alert.first_ns / 1_000_000).to_string());
+    extension(&mut out, "end", &(alert.last_ns / 1_000_000).to_string());
+    if let Some(flow) = alert.flow_id {
+        extension(&mut out, "cn1Label", "flowId");
+        extension(&mut out, "cn1", &flow.to_string());
+    }
+    extension(&mut out, "cs1Label", "mitreTechnique");
+    extension(&mut out, "cs1", &alert.mitre);
+    extension(&mut out, "cs2Label", "engine");
+    extension(
+        &mut out,
+        "cs2",
+        serde_json::to_value(alert.engine)
+            .ok()
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown"),
+    );
+    if !alert.context.is_null() {
+        extension(&mut out, "cs3Label", "context");
+        extension(&mut out, "cs3", &alert.context.to_string());
+    }
+    out
+}
+
+/// Syslog facility for alerts: local4 (20), commonly routed to a SIEM forwarder.
+const FACILITY: u8 = 20;
+
+/// Suricata severity to syslog severity: high → critical (2), medium → error (3),
+/// low → warning (4), other → notice (5).
+fn syslog_severity(severity: Severity) -> u8 {
+    match severity.0 {
+        1 => 2,
+        2 => 3,
+        3 => 4,
+        _ => 5,
+    }
+}
+
+/// An RFC 5424 message carrying the alert's CEF line:
+/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID - MSG`.
+pub fn syslog_message(alert: &Alert, hostname: &str) -> String {
+    let pri = u16::from(FACILITY) * 8 + u16::from(syslog_severity(alert.severity));
+    // RFC 5424 §6.2.4: HOSTNAME is PRINTUSASCII without spaces, at most 255 chars.
+    let host: String = hostname
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    let host = if host.is_empty() {
+        "-".to_owned()
+    } else {
+        host
+    };
+    format!(
+        "<{pri}>1 {} {host} otsensor {} alert - {}",
+        rfc3339_micros(alert.last_ns).replace("+00:00", "Z"),
+        std::process::id(),
+        format_alert(alert)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{AlertStatus, Engine};
+    use crate::dissect::Protocol;
+
+    fn alert() -> Alert {
+        Alert {
+            src_mac: None,
+            id: 4,
+            signature: "plc|stop\\now".into(),
+            signature_id: 1001,
+            category: "Operational".into(),
+            severity: Severity::HIGH,
+            engine: Engine::Operational,
+            mitre: "T0881".into(),
+            src_ip: Some("10.0.0.5".parse().expect("ip")),
+            src_port: Some(50000),
+            dest_ip: Some("10.0.0.10".parse().expect("ip")),
+            dest_port: Some(102),
+            proto: Some(6),
+            flow_id: Some(7),
+            app_proto: Some(Protocol::S7comm),
+            message: "a=b\\c\nnext".into(),
+            context: serde_json::Value::Null,
+            first_ns: 1_700_000_000_000_000_000,
+            last_ns: 1_700_000_000_500_000_000,
+            count: 1,
+            status: AlertStatus::New,
+        }
+    }
+
+    #[test]
+    fn header_and_extensions_are_escaped() {
+        let line = format_alert(&alert());
+        assert!(
+            line.starts_with(&format!(
+                "CEF:0|otsensor|otsensor|{}|1001|plc\\|stop\\\\now|10|",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{line}"
+        );
+        assert!(line.contains("msg=a\\=b\\\\c\\nnext"), "{line}");
+        assert!(line.contains(" src=10.0.0.5 spt=50000 dst=10.0.0.10 dpt=102 proto=TCP"));
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn syslog_frame_is_rfc5424() {
+        let message = syslog_message(&alert(), "sensor 1");
+        // local4 * 8 + critical = 162.
+        assert!(
+            message.starts_with("<162>1 2023-11-14T22:13:20.500000Z sensor1 otsensor "),
+            "{message}"
+        );
+        assert!(message.contains(" alert - CEF:0|"));
+    }
+
+    #[test]
+    fn severities_map_onto_cef_scale() {
+        assert_eq!(cef_severity(Severity::HIGH), 10);
+        assert_eq!(cef_severity(Severity::MEDIUM), 7);
+        assert_eq!(cef_severity(Severity::LOW), 4);
+        assert_eq!(cef_severity(Severity(9)), 1);
+    }
+}

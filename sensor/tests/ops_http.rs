@@ -1,0 +1,200 @@
+//! The HTTP surface of `otsensor replay --serve`: API answers, the token on changes,
+//! `/metrics` accepted by `promtool check metrics`, and a real Prometheus server
+//! scraping it and answering a query for the packet counter.
+
+mod ops_support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ops_support::*;
+
+#[test]
+fn api_serves_the_replay_and_refuses_changes_without_token() {
+    let dir = TempDir::new("api");
+    let config = write_config(dir.path());
+    let alerts = write_alerts(dir.path(), 3);
+    let files = demo_captures();
+    let sensor = Sensor::serve(
+        &["--inject-alerts", alerts.to_str().expect("path")],
+        &files,
+        &config,
+    );
+    let health = sensor.wait_replayed();
+    let packets = sensor.printed_packets();
+    assert!(packets > 1000, "packets {packets}");
+    assert_eq!(
+        health["packets"], packets,
+        "health counts every packet read"
+    );
+    assert!(
+        health["analyzer"]["devices"].as_u64().unwrap_or(0) >= 4,
+        "{health}"
+    );
+
+    let devices = get_json(&sensor.url("/api/devices")).expect("devices");
+    let list = devices.as_array().expect("array");
+    assert_eq!(
+        list.len() as u64,
+        health["analyzer"]["devices"].as_u64().unwrap_or(0)
+    );
+    let enip = get_json(&sensor.url("/api/devices?protocol=enip")).expect("filtered");
+    let enip = enip.as_array().expect("array");
+    assert!(
+        !enip.is_empty() && enip.len() < list.len(),
+        "protocol filter narrows"
+    );
+    let first = enip[0]["id"].as_str().expect("id");
+    let detail = get_json(&sensor.url(&format!("/api/devices/{first}"))).expect("detail");
+    assert!(
+        detail["peers"].as_array().is_some_and(|p| !p.is_empty()),
+        "{detail}"
+    );
+    assert_eq!(
+        get_text(&sensor.url("/api/devices/203.0.113.99"))
+            .expect("get")
+            .0,
+        404
+    );
+
+    let flows = get_json(&sensor.url("/api/flows")).expect("flows");
+    assert!(
+        flows["by_protocol"]["enip"].as_u64().unwrap_or(0) > 0,
+        "{flows}"
+    );
+
+    let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
+    assert_eq!(alerts.as_array().map(Vec::len), Some(3));
+    let high = get_json(&sensor.url("/api/alerts?severity=1")).expect("alerts");
+    assert_eq!(high.as_array().map(Vec::len), Some(1));
+
+    // Changes need the token: none, or a wrong one, is 401 and changes nothing.
+    let ack = sensor.url("/api/alerts/1/acknowledge");
+    let (status, body) = post(&ack, None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(post(&ack, Some("test-token-0123456789abcdeX")).0, 401);
+    assert_eq!(post(&sensor.url("/api/baseline/end-learning"), None).0, 401);
+    let alert = get_json(&sensor.url("/api/alerts/1")).expect("alert");
+    assert_eq!(alert["status"], "new");
+    let (status, body) = post(&ack, Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "acknowledged");
+    let alert = get_json(&sensor.url("/api/alerts/1")).expect("alert");
+    assert_eq!(alert["status"], "acknowledged");
+    assert_eq!(post(&sensor.url("/api/alerts/99/mute"), Some(TOKEN)).0, 404);
+
+    // The dashboard and its assets are served from the binary.
+    let (status, page) = get_text(&sensor.url("/")).expect("dashboard");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("/assets/app.js") && !page.contains("http://") && !page.contains("https://")
+    );
+    assert_eq!(get_text(&sensor.url("/assets/app.js")).expect("js").0, 200);
+}
+
+#[test]
+fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
+    let dir = TempDir::new("prom");
+    let config = write_config(dir.path());
+    let files = demo_captures();
+    let sensor = Sensor::serve(&[], &files, &config);
+    sensor.wait_replayed();
+    let packets = sensor.printed_packets();
+
+    let (status, text) = get_text(&sensor.url("/metrics")).expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(&format!("otsensor_reader_packets_total {packets}")),
+        "{text}"
+    );
+    let worker_sum: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("otsensor_worker_packets_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(worker_sum, packets, "workers account for every packet");
+    assert!(text.contains("otsensor_protocol_pdus_total{protocol=\"enip\"}"));
+    assert!(text.contains("otsensor_worker_packet_processing_seconds{quantile=\"0.99\"}"));
+
+    if !have("promtool") {
+        return;
+    }
+    let mut check = Command::new(program_path("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    {
+        use std::io::Write;
+        let mut stdin = check.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    let output = check.wait_with_output().expect("promtool");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/otsensor-rules.yml"
+    );
+    let output = Command::new(program_path("promtool"))
+        .args(["check", "rules", rules])
+        .output()
+        .expect("promtool");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    if !have("prometheus") {
+        return;
+    }
+    let port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: otsensor\n    \
+             static_configs:\n      - targets: [\"{}\"]\n",
+            sensor.address
+        ),
+    )
+    .expect("prometheus config");
+    let _prometheus = Guard::spawn(
+        "prometheus",
+        Command::new(program_path("prometheus"))
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let query = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=otsensor_reader_packets_total%7Bjob%3D%22otsensor%22%7D"
+    );
+    let scraped = wait_for(
+        "Prometheus to scrape otsensor",
+        Duration::from_secs(90),
+        || {
+            let answer = get_json(&query).ok()?;
+            let value = answer["data"]["result"][0]["value"][1]
+                .as_str()?
+                .parse::<u64>()
+                .ok()?;
+            Some(value)
+        },
+    );
+    assert_eq!(scraped, packets, "Prometheus sees the packet counter");
+    let up = get_json(&format!("http://127.0.0.1:{port}/api/v1/query?query=up")).expect("up");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1");
+}
