@@ -694,7 +694,12 @@ fn attack(
             let exchanges = vec![(cr, Some(cc)), (setup, Some(setup_ack)), (stop, None)];
             cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
             (
-                vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
+                // The HMI never spoke S7comm to this PLC while learning: that first
+                // contact is also, rightly, a new conversation.
+                vec![
+                    expect("plc_stop", Some(HMI), Some(PLC_S7.addr())),
+                    expect("new_conversation", Some(HMI), Some(PLC_S7.addr())),
+                ],
                 vec!["s7comm"],
             )
         }
@@ -707,7 +712,11 @@ fn attack(
             let exchanges = vec![(reg, Some(reg_reply)), (reset, None)];
             cap.session(t, hmi, PLC_CIP.into(), 44818, Answer::Accept, exchanges)?;
             (
-                vec![expect("plc_stop", Some(HMI), Some(PLC_CIP.addr()))],
+                // No EtherNet/IP between these two while learning: also a new conversation.
+                vec![
+                    expect("plc_stop", Some(HMI), Some(PLC_CIP.addr())),
+                    expect("new_conversation", Some(HMI), Some(PLC_CIP.addr())),
+                ],
                 vec!["enip"],
             )
         }
@@ -757,7 +766,10 @@ fn attack(
             let exchanges = vec![(reg, Some(reg_reply)), (get, Some(fail))];
             cap.session(t, hmi, PLC_CIP.into(), 44818, Answer::Accept, exchanges)?;
             (
-                vec![expect("cip_failure", Some(PLC_CIP), Some(HMI.addr()))],
+                vec![
+                    expect("cip_failure", Some(PLC_CIP), Some(HMI.addr())),
+                    expect("new_conversation", Some(HMI), Some(PLC_CIP.addr())),
+                ],
                 vec!["enip"],
             )
         }
@@ -768,7 +780,10 @@ fn attack(
             cap.udp(t, hmi, BACNET.into(), (47808, 47808), read)?;
             cap.udp(t + 5 * MS, BACNET.into(), hmi, (47808, 47808), error)?;
             (
-                vec![expect("bacnet_failure", Some(BACNET), Some(HMI.addr()))],
+                vec![
+                    expect("bacnet_failure", Some(BACNET), Some(HMI.addr())),
+                    expect("new_conversation", Some(HMI), Some(BACNET.addr())),
+                ],
                 vec!["bacnet"],
             )
         }
