@@ -13,7 +13,8 @@ export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Release mode: the suite replays millions of packets.
-cargo test --workspace --release -- --test-threads 2
+mkdir -p target
+cargo test --workspace --release -- --test-threads 2 2>&1 | tee target/test.log
 # Fuzz smoke: every target briefly, seeded from corpora cut out of the shared captures
 # at run time (long runs are recorded in docs/FUZZING.md).
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
@@ -29,3 +30,7 @@ for target in $(cargo +nightly fuzz list); do
   echo "fuzz: $target $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log")"
 done
 echo "fuzz: every target ran without a crash"
+# One closing line for the whole suite (cargo prints one per test binary).
+passed=$(grep -oE 'test result: ok\. [0-9]+ passed' target/test.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -oE 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' target/test.log | awk '{s+=$6} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
