@@ -142,52 +142,6 @@ pub fn frame_len(length: u8) -> Option<usize> {
     Some(HEADER_LEN + user_data + CRC_LEN * user_data.div_ceil(BLOCK_LEN))
 }
 
-/// Declares a wire enum that keeps unknown values: `From<u8>`, `From<Self> for u8`,
-/// and `name()`. `From<u8>` never yields `Unknown` for a listed value.
-macro_rules! wire_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident {
-            $($(#[$vmeta:meta])* $variant:ident = $value:literal => $label:literal,)+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-            Unknown(u8),
-        }
-
-        impl From<u8> for $name {
-            fn from(value: u8) -> Self {
-                match value {
-                    $($value => $name::$variant,)+
-                    other => $name::Unknown(other),
-                }
-            }
-        }
-
-        impl From<$name> for u8 {
-            fn from(value: $name) -> u8 {
-                match value {
-                    $($name::$variant => $value,)+
-                    $name::Unknown(other) => other,
-                }
-            }
-        }
-
-        impl $name {
-            /// The spec's name, `None` for a value it does not define.
-            pub fn name(self) -> Option<&'static str> {
-                match self {
-                    $($name::$variant => Some($label),)+
-                    $name::Unknown(_) => None,
-                }
-            }
-        }
-    };
-}
-
 wire_enum! {
     /// Link function codes of primary frames (PRM = 1; 1815 §9.2.4.1.3.6,
     /// Wireshark `dnp3.ctl.prifunc`).
