@@ -30,13 +30,18 @@ use crate::detect::{self, Alert, AlertStatus, Detection};
 use crate::dissect::inspect::EventSink;
 use crate::dissect::Protocol;
 use crate::layers::{self, Mac};
+use crate::metrics::Metrics;
 use crate::observe::{
     mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
     Stamped,
 };
 use crate::oui;
 use crate::output::eve::EveRecord;
+use crate::output::sinks::AlertSinks;
 use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
+
+mod control;
+use control::FlowBook;
 
 /// Peers remembered per device; more are counted.
 const MAX_PEERS: usize = 64;
@@ -331,6 +336,16 @@ pub struct Analyzer {
     since_commit: u64,
     last_commit: Instant,
     eve: Option<EventSink>,
+    /// Syslog/CEF, webhook and the alert metrics (EVE alerts go through `eve`, which
+    /// waits rather than drops).
+    sinks: AlertSinks,
+    metrics: Option<Arc<Metrics>>,
+    /// Flows and conversations for the API's flow summary.
+    flow_book: FlowBook,
+    /// Latest packet time observed: "now" for the baseline's progress.
+    latest_ns: u64,
+    /// Set when the capture source ended (a replay); a live sensor never finishes.
+    pub capture_finished: bool,
     latency: Option<hdrhistogram::Histogram<u64>>,
     /// Monotonic send time of the observation being handled.
     current_mono_ns: u64,
@@ -386,6 +401,11 @@ impl Analyzer {
             since_commit: 0,
             last_commit: Instant::now(),
             eve,
+            sinks: AlertSinks::new(None),
+            metrics: None,
+            flow_book: FlowBook::default(),
+            latest_ns: 0,
+            capture_finished: false,
             latency: new_histogram(),
             current_mono_ns: 0,
             counters: AnalyzerCounters::default(),
@@ -394,6 +414,35 @@ impl Analyzer {
             analyzer.counters.store_errors += 1;
         }
         analyzer
+    }
+
+    /// Sends raised alerts to `sinks` too, and records alert latency and learning
+    /// progress in `metrics`.
+    pub fn set_outputs(&mut self, sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
+        self.sinks = sinks;
+        self.metrics = metrics;
+    }
+
+    /// Hands the alert sinks back (to close them and collect their reports).
+    pub fn take_sinks(&mut self) -> AlertSinks {
+        std::mem::replace(&mut self.sinks, AlertSinks::new(None))
+    }
+
+    /// An answered flow of an industrial protocol makes its ends client and server of
+    /// it, even when no command was recognised (e.g. only reads of unknown codes).
+    fn flow_roles(&mut self, record: &FlowRecord) {
+        let Some(protocol) = record.app_proto else {
+            return;
+        };
+        if record.to_client.packets == 0 {
+            return;
+        }
+        for (ip, server) in [(record.src_ip, false), (record.dest_ip, true)] {
+            if let Some(device) = self.by_ip.get_mut(&ip) {
+                device.role(protocol, server);
+                self.dirty.insert(DeviceKey::Ip(ip));
+            }
+        }
     }
 
     /// Reads the stored inventory back (a restart continues with it).
@@ -513,6 +562,7 @@ impl Analyzer {
     pub fn observe(&mut self, observation: Observation) {
         self.counters.observations += 1;
         let ts_ns = observation.ts_ns();
+        self.latest_ns = self.latest_ns.max(ts_ns);
         if self.learning_started_ns.is_none() && self.policy.learning_duration_ns > 0 {
             self.learning_started_ns = Some(ts_ns);
             self.pending.learning_started_ns = Some(ts_ns);
@@ -548,6 +598,8 @@ impl Analyzer {
             Observation::FlowEnded(record) => {
                 self.counters.flow_events += 1;
                 self.flow_ended(&record);
+                self.flow_roles(&record);
+                self.flow_book.add(&record);
                 if let Some(eve) = self.eve.as_mut() {
                     eve.send(EveRecord::Flow(record));
                 }
@@ -1356,7 +1408,11 @@ impl Analyzer {
                 if let Some(histogram) = self.latency.as_mut() {
                     let _ = histogram.record(latency);
                 }
+                if let Some(metrics) = &self.metrics {
+                    metrics.alert_latency.record(Duration::from_nanos(latency));
+                }
             }
+            self.sinks.send(&alert);
             if let Some(eve) = self.eve.as_mut() {
                 eve.send(EveRecord::Alert(Box::new(alert)));
             }
@@ -1439,7 +1495,7 @@ impl Analyzer {
     }
 
     /// Commits and returns the run's report (end of capture or shutdown).
-    pub fn finish(mut self) -> AnalyzerReport {
+    pub fn finish(&mut self) -> AnalyzerReport {
         self.commit();
         let mut raised: Vec<RaisedAlert> = self
             .alerts

@@ -284,6 +284,30 @@ impl Default for CaptureConfig {
 pub struct OutputsConfig {
     #[serde(deserialize_with = "value::or_default")]
     pub eve: EveOutputConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub syslog: SyslogOutputConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub webhook: WebhookOutputConfig,
+}
+
+/// `outputs.syslog`: alerts as CEF in RFC 5424 syslog messages, to a SIEM.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogOutputConfig {
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`; none for no syslog.
+    pub url: Option<String>,
+    /// PEM CA certificates that sign the collector's certificate (`tls://` only).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `outputs.webhook`: each alert's JSON POSTed to a URL.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookOutputConfig {
+    /// `http://HOST:PORT/PATH`; none for no webhook.
+    pub url: Option<String>,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: Option<ApiToken>,
 }
 
 /// `outputs.eve`: EVE JSON lines.
@@ -368,16 +392,20 @@ impl Default for SilentDeviceConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
+    /// Serve `/metrics`, the API and the dashboard during `otsensor run` (`--serve`
+    /// turns it on for one run).
+    pub enabled: bool,
     #[serde(deserialize_with = "value::socket_addr")]
     pub listen: SocketAddr,
-    /// Bearer token required by `/api`; none leaves the API open to whoever can
-    /// reach `listen`.
+    /// Bearer token required by state-changing API calls; none makes the sensor
+    /// generate a random one at start and print it on standard error.
     pub api_token: Option<ApiToken>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
+            enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 9750)),
             api_token: None,
         }
@@ -555,8 +583,13 @@ pub struct Policy {
     pub scan_window_ns: u64,
     pub silent_unanswered_requests: u32,
     pub silent_window_ns: u64,
+    pub http_enabled: bool,
     pub http_listen: SocketAddr,
     pub http_api_token: Option<ApiToken>,
+    pub syslog_url: Option<String>,
+    pub syslog_ca_file: Option<PathBuf>,
+    pub webhook_url: Option<String>,
+    pub webhook_token: Option<ApiToken>,
 }
 
 impl Policy {
@@ -727,6 +760,22 @@ impl Config {
             ));
         }
 
+        let syslog = &self.outputs.syslog;
+        if let Some(url) = &syslog.url {
+            crate::output::syslog::SyslogTarget::parse(url, syslog.ca_file.clone())
+                .map_err(|reason| invalid("outputs.syslog.url", format!("{url:?}"), &reason))?;
+        }
+        let webhook = &self.outputs.webhook;
+        if let Some(url) = &webhook.url {
+            if !url.starts_with("http://") {
+                return Err(invalid(
+                    "outputs.webhook.url",
+                    format!("{url:?}"),
+                    "is not valid: expected http://HOST:PORT/PATH",
+                ));
+            }
+        }
+
         let scan = &self.detection.scan;
         check_count("detection.scan.port_scan_ports", scan.port_scan_ports)?;
         check_count("detection.scan.address_scan_hosts", scan.address_scan_hosts)?;
@@ -785,8 +834,13 @@ impl Config {
             scan_window_ns: scan.window.as_nanos(),
             silent_unanswered_requests: silent.unanswered_requests,
             silent_window_ns: silent.window.as_nanos(),
+            http_enabled: self.http.enabled,
             http_listen: self.http.listen,
             http_api_token: self.http.api_token.clone(),
+            syslog_url: syslog.url.clone(),
+            syslog_ca_file: syslog.ca_file.clone(),
+            webhook_url: webhook.url.clone(),
+            webhook_token: webhook.token.clone(),
         })
     }
 }

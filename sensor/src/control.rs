@@ -6,12 +6,10 @@
 //! it between observations through its [`ControlHandler`]. A slow or vanished HTTP
 //! client costs the owner one failed `send` on a one-slot reply channel, nothing more.
 //!
-//! [`InventoryView`] is the handler the pipeline uses until the analyzer answers for
-//! itself: it keeps a light copy of devices, conversations and alerts from the
-//! observations and alerts it is shown. To replace it, implement [`ControlHandler`] for
-//! the analyzer and call [`ControlHandler::answer`] for each request received.
+//! The analyzer implements [`ControlHandler`] (`analyze/control.rs`); after a replay
+//! ends, a control thread keeps answering from the analyzer's final state.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -20,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{Alert, AlertStatus};
 use crate::dissect::Protocol;
 use crate::layers::Mac;
-use crate::observe::{IdentityField, Observation};
-use crate::output::eve::rfc3339_micros;
+use crate::observe::IdentityField;
 
 /// Capacity of the HTTP → owner request channel.
 pub const CONTROL_QUEUE: usize = 256;
@@ -42,8 +39,8 @@ pub fn reply_channel<T>() -> (Sender<T>, Receiver<T>) {
 pub enum ControlError {
     #[error("no such alert: {id}")]
     NoSuchAlert { id: u64 },
-    #[error("not supported: {what}")]
-    Unsupported { what: String },
+    #[error("the database refused the change: {reason}")]
+    Store { reason: String },
 }
 
 /// Filters of the device list (all optional, combined with AND).
@@ -76,6 +73,8 @@ pub struct IdentityChange {
     pub timestamp: String,
     pub protocol: Protocol,
     pub field: IdentityField,
+    /// The value before the change (none for a first report).
+    pub previous: Option<String>,
     pub value: String,
 }
 
@@ -102,7 +101,8 @@ pub struct DeviceSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PeerView {
     pub ip: IpAddr,
-    pub protocols: Vec<Protocol>,
+    /// Application protocol names, or transport and server port (`tcp/443`).
+    pub protocols: Vec<String>,
     pub flows: u64,
 }
 
@@ -239,373 +239,6 @@ pub fn mac_text(mac: &Mac) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
-#[derive(Clone, Debug, Default)]
-struct DeviceState {
-    ip: Option<IpAddr>,
-    mac: Option<Mac>,
-    vlan: u16,
-    first_ns: u64,
-    last_ns: u64,
-    packets: u64,
-    bytes: u64,
-    protocols: BTreeSet<Protocol>,
-    /// Server ports this device answered on with a known protocol (for its class).
-    served: BTreeSet<Protocol>,
-    /// Commands it sent as a client (engineering stations program, HMIs read/write).
-    programmed: bool,
-    client_of: BTreeSet<Protocol>,
-    identity: BTreeMap<IdentityField, String>,
-    history: Vec<IdentityChange>,
-    peers: BTreeMap<IpAddr, (BTreeSet<Protocol>, u64)>,
-}
-
-/// Identity changes kept per device.
-const MAX_HISTORY: usize = 64;
-/// Conversations and devices kept by the view (bounded memory under floods).
-const MAX_CONVERSATIONS: usize = 50_000;
-const MAX_DEVICES: usize = 100_000;
-
-/// The interim control handler: a bounded shadow of the inventory, conversations and
-/// alerts, fed by [`InventoryView::observe`] and [`InventoryView::alert`].
-#[derive(Debug, Default)]
-pub struct InventoryView {
-    devices: HashMap<String, DeviceState>,
-    conversations: HashMap<(IpAddr, IpAddr, String), Conversation>,
-    flows: FlowsSummary,
-    alerts: Vec<Alert>,
-    observations: u64,
-    capture_finished: bool,
-}
-
-impl InventoryView {
-    pub fn new() -> InventoryView {
-        InventoryView::default()
-    }
-
-    fn device_mut(&mut self, id: String) -> Option<&mut DeviceState> {
-        if self.devices.len() >= MAX_DEVICES && !self.devices.contains_key(&id) {
-            return None;
-        }
-        Some(self.devices.entry(id).or_default())
-    }
-
-    /// Folds one observation in (the analyzer loop calls this beside `Analyzer::handle`).
-    pub fn observe(&mut self, observation: &Observation) {
-        self.observations += 1;
-        match observation {
-            Observation::DeviceSeen {
-                ts_ns,
-                mac,
-                ip,
-                vlan,
-            } => {
-                let id = match (ip, mac) {
-                    (Some(ip), _) => ip.to_string(),
-                    (None, Some(mac)) => mac_text(mac),
-                    (None, None) => return,
-                };
-                // A MAC that carries an IP is represented by the IP.
-                if let (Some(_), Some(mac)) = (ip, mac) {
-                    self.devices.remove(&mac_text(mac));
-                }
-                let Some(device) = self.device_mut(id) else {
-                    return;
-                };
-                if device.first_ns == 0 || *ts_ns < device.first_ns {
-                    device.first_ns = *ts_ns;
-                }
-                device.last_ns = device.last_ns.max(*ts_ns);
-                device.ip = device.ip.or(*ip);
-                device.mac = mac.or(device.mac);
-                device.vlan = *vlan;
-            }
-            // Flow starts feed the analyzer's detections; the view counts flows at end.
-            Observation::FlowStarted { .. } => {}
-            Observation::FlowEnded(record) => {
-                let protocol = match record.app_proto {
-                    Some(p) => p.name().to_owned(),
-                    None => format!(
-                        "{}/{}",
-                        crate::output::eve::proto_name(record.protocol).to_lowercase(),
-                        record.dest_port
-                    ),
-                };
-                let packets = record.to_server.packets + record.to_client.packets;
-                let bytes = record.to_server.bytes + record.to_client.bytes;
-                self.flows.flows_ended += 1;
-                self.flows.packets += packets;
-                self.flows.bytes += bytes;
-                *self.flows.by_protocol.entry(protocol.clone()).or_default() += 1;
-                *self
-                    .flows
-                    .bytes_by_protocol
-                    .entry(protocol.clone())
-                    .or_default() += bytes;
-                for (me, peer, is_client) in [
-                    (record.src_ip, record.dest_ip, true),
-                    (record.dest_ip, record.src_ip, false),
-                ] {
-                    if let Some(device) = self.devices.get_mut(&me.to_string()) {
-                        device.packets += if is_client {
-                            record.to_server.packets
-                        } else {
-                            record.to_client.packets
-                        };
-                        device.bytes += if is_client {
-                            record.to_server.bytes
-                        } else {
-                            record.to_client.bytes
-                        };
-                        let peer_entry = device.peers.entry(peer).or_default();
-                        peer_entry.1 += 1;
-                        if let Some(app) = record.app_proto {
-                            device.protocols.insert(app);
-                            peer_entry.0.insert(app);
-                            if is_client {
-                                device.client_of.insert(app);
-                            } else {
-                                device.served.insert(app);
-                            }
-                        }
-                    }
-                }
-                let key = (record.src_ip, record.dest_ip, protocol.clone());
-                if self.conversations.len() < MAX_CONVERSATIONS
-                    || self.conversations.contains_key(&key)
-                {
-                    let conversation =
-                        self.conversations
-                            .entry(key)
-                            .or_insert_with(|| Conversation {
-                                client: record.src_ip,
-                                server: record.dest_ip,
-                                protocol,
-                                flows: 0,
-                                packets: 0,
-                                bytes: 0,
-                            });
-                    conversation.flows += 1;
-                    conversation.packets += packets;
-                    conversation.bytes += bytes;
-                }
-            }
-            Observation::Identity {
-                ts_ns,
-                device,
-                protocol,
-                field,
-                value,
-            } => {
-                let Some(state) = self.device_mut(device.to_string()) else {
-                    return;
-                };
-                state.ip = Some(*device);
-                state.protocols.insert(*protocol);
-                let value = value.as_str().to_owned();
-                if state.identity.get(field) != Some(&value) {
-                    if state.history.len() >= MAX_HISTORY {
-                        state.history.remove(0);
-                    }
-                    state.history.push(IdentityChange {
-                        timestamp: rfc3339_micros(*ts_ns),
-                        protocol: *protocol,
-                        field: *field,
-                        value: value.clone(),
-                    });
-                    state.identity.insert(*field, value);
-                }
-            }
-            Observation::Command { client, kind, .. } => {
-                use crate::observe::CommandKind;
-                if matches!(
-                    kind,
-                    CommandKind::Program
-                        | CommandKind::Firmware
-                        | CommandKind::Stop
-                        | CommandKind::Start
-                ) {
-                    if let Some(device) = self.devices.get_mut(&client.0.to_string()) {
-                        device.programmed = true;
-                    }
-                }
-            }
-            Observation::ProtocolError { .. } => {}
-        }
-    }
-
-    /// Records an alert (as the sinks receive it); assigns an id when it has none.
-    pub fn alert(&mut self, mut alert: Alert) -> Alert {
-        if alert.id == 0 {
-            alert.id = self.alerts.len() as u64 + 1;
-        }
-        if self.alerts.len() < MAX_LIST {
-            self.alerts.push(alert.clone());
-        }
-        alert
-    }
-
-    /// The capture source ended.
-    pub fn capture_finished(&mut self) {
-        self.capture_finished = true;
-    }
-
-    fn class_of(device: &DeviceState) -> &'static str {
-        if device.programmed {
-            "engineering_workstation"
-        } else if !device.served.is_empty() {
-            "plc"
-        } else if !device.client_of.is_empty() {
-            "hmi"
-        } else if device.ip.is_none() {
-            "l2_device"
-        } else {
-            "host"
-        }
-    }
-
-    fn summary(id: &str, device: &DeviceState) -> DeviceSummary {
-        let identity = |field| device.identity.get(&field).cloned();
-        DeviceSummary {
-            id: id.to_owned(),
-            ip: device.ip,
-            mac: device.mac.as_ref().map(mac_text),
-            vlan: device.vlan,
-            class: Self::class_of(device).to_owned(),
-            vendor: identity(IdentityField::Vendor),
-            model: identity(IdentityField::Model).or_else(|| identity(IdentityField::Product)),
-            firmware: identity(IdentityField::Firmware),
-            protocols: device.protocols.iter().copied().collect(),
-            first_seen: rfc3339_micros(device.first_ns),
-            last_seen: rfc3339_micros(device.last_ns),
-            packets: device.packets,
-            bytes: device.bytes,
-        }
-    }
-}
-
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    haystack.to_lowercase().contains(&needle.to_lowercase())
-}
-
-impl ControlHandler for InventoryView {
-    fn list_devices(&mut self, filter: &DeviceFilter) -> Vec<DeviceSummary> {
-        let mut out: Vec<DeviceSummary> = self
-            .devices
-            .iter()
-            .map(|(id, device)| Self::summary(id, device))
-            .filter(|d| {
-                filter.class.as_deref().is_none_or(|class| d.class == class)
-                    && filter
-                        .protocol
-                        .as_deref()
-                        .is_none_or(|p| d.protocols.iter().any(|dp| dp.name() == p))
-                    && filter.q.as_deref().is_none_or(|q| {
-                        [
-                            Some(d.id.as_str()),
-                            d.mac.as_deref(),
-                            d.vendor.as_deref(),
-                            d.model.as_deref(),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .any(|field| contains_ci(field, q))
-                    })
-            })
-            .collect();
-        out.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.id.cmp(&b.id)));
-        out.truncate(MAX_LIST);
-        out
-    }
-
-    fn device(&mut self, id: &str) -> Option<DeviceDetail> {
-        let device = self.devices.get(id)?;
-        Some(DeviceDetail {
-            summary: Self::summary(id, device),
-            identity: device.identity.clone(),
-            identity_history: device.history.clone(),
-            peers: device
-                .peers
-                .iter()
-                .map(|(ip, (protocols, flows))| PeerView {
-                    ip: *ip,
-                    protocols: protocols.iter().copied().collect(),
-                    flows: *flows,
-                })
-                .collect(),
-        })
-    }
-
-    fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
-        self.alerts
-            .iter()
-            .rev()
-            .filter(|a| {
-                filter.status.is_none_or(|s| a.status == s)
-                    && filter.severity.is_none_or(|s| a.severity.0 <= s)
-                    && filter.signature.as_deref().is_none_or(|s| a.signature == s)
-                    && filter
-                        .device
-                        .is_none_or(|ip| a.src_ip == Some(ip) || a.dest_ip == Some(ip))
-            })
-            .cloned()
-            .collect()
-    }
-
-    fn alert(&mut self, id: u64) -> Option<Alert> {
-        self.alerts.iter().find(|a| a.id == id).cloned()
-    }
-
-    fn set_alert_status(&mut self, id: u64, status: AlertStatus) -> Result<Alert, ControlError> {
-        let alert = self
-            .alerts
-            .iter_mut()
-            .find(|a| a.id == id)
-            .ok_or(ControlError::NoSuchAlert { id })?;
-        alert.status = status;
-        Ok(alert.clone())
-    }
-
-    fn baseline(&mut self) -> BaselineView {
-        BaselineView {
-            learning: false,
-            progress: 1.0,
-            started: None,
-            ends: None,
-            entries: 0,
-        }
-    }
-
-    fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError> {
-        Err(ControlError::Unsupported {
-            what: format!("{action:?}: the baseline is not built in this run"),
-        })
-    }
-
-    fn flows(&mut self) -> FlowsSummary {
-        let mut summary = self.flows.clone();
-        let mut conversations: Vec<Conversation> = self.conversations.values().cloned().collect();
-        conversations.sort_by_key(|c| std::cmp::Reverse(c.bytes));
-        conversations.truncate(MAX_LIST);
-        summary.conversations = conversations;
-        summary
-    }
-
-    fn health(&mut self) -> HealthView {
-        HealthView {
-            devices: self.devices.len() as u64,
-            alerts: self.alerts.len() as u64,
-            alerts_new: self
-                .alerts
-                .iter()
-                .filter(|a| a.status == AlertStatus::New)
-                .count() as u64,
-            observations: self.observations,
-            learning: false,
-            capture_finished: self.capture_finished,
-        }
-    }
-}
-
 /// Fixtures shared by the tests of the control and output modules.
 #[cfg(test)]
 pub(crate) mod tests_support {
@@ -636,59 +269,5 @@ pub(crate) mod tests_support {
             count: 1,
             status: AlertStatus::New,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::sample_alert;
-    use super::*;
-
-    #[test]
-    fn requests_are_answered_through_their_reply_channel() {
-        let mut view = InventoryView::new();
-        view.observe(&Observation::DeviceSeen {
-            ts_ns: 5,
-            mac: Some([2, 0, 0, 0, 0, 1]),
-            ip: Some("10.0.0.5".parse().expect("ip")),
-            vlan: 0,
-        });
-        let id = view.alert(sample_alert()).id;
-        assert_eq!(id, 1);
-
-        let (tx, rx) = reply_channel();
-        view.answer(ControlRequest::ListDevices(DeviceFilter::default(), tx));
-        let devices = rx.recv().expect("reply");
-        assert_eq!(devices.len(), 1);
-        assert_eq!(devices[0].id, "10.0.0.5");
-        assert_eq!(devices[0].mac.as_deref(), Some("02:00:00:00:00:01"));
-
-        let (tx, rx) = reply_channel();
-        view.answer(ControlRequest::SetAlertStatus(
-            1,
-            AlertStatus::Acknowledged,
-            tx,
-        ));
-        assert_eq!(
-            rx.recv().expect("reply").map(|a| a.status),
-            Ok(AlertStatus::Acknowledged)
-        );
-
-        let (tx, rx) = reply_channel();
-        view.answer(ControlRequest::SetAlertStatus(9, AlertStatus::Muted, tx));
-        assert_eq!(
-            rx.recv().expect("reply"),
-            Err(ControlError::NoSuchAlert { id: 9 })
-        );
-
-        let (tx, rx) = reply_channel();
-        view.answer(ControlRequest::ListAlerts(
-            AlertFilter {
-                status: Some(AlertStatus::New),
-                ..Default::default()
-            },
-            tx,
-        ));
-        assert!(rx.recv().expect("reply").is_empty());
     }
 }

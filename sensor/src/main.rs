@@ -12,7 +12,6 @@ use otsensor::capture::pcap::PcapFiles;
 use otsensor::detect::AlertStatus;
 
 use otsensor::config::{ApiToken, Config, Error as ConfigError};
-use otsensor::detect::Alert;
 use otsensor::http::{AppState, HttpServer};
 use otsensor::metrics::Metrics;
 use otsensor::output::eve::{EveWriter, Rotation};
@@ -33,6 +32,115 @@ struct Cli {
     command: Command,
 }
 
+/// Where a run's events, state and alerts go (shared by `run` and `replay`).
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    /// Write EVE JSON events to this file, or `-` for standard output.
+    #[arg(long)]
+    eve: Option<PathBuf>,
+    /// Rotate the EVE file when it reaches this many bytes (keeps 5 old files).
+    #[arg(long, value_name = "BYTES")]
+    eve_rotate_bytes: Option<u64>,
+    /// SQLite database to continue from and write (inventory, baseline, alerts);
+    /// without it the run uses a private in-memory one.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Serve /metrics, the API and the dashboard (default address: http.listen). A
+    /// replay keeps serving after the capture ends, until SIGINT/SIGTERM.
+    #[arg(long, num_args = 0..=1, value_name = "ADDR")]
+    serve: Option<Option<std::net::SocketAddr>>,
+    /// Send alerts as CEF over syslog: udp://HOST:PORT, tcp://HOST:PORT or
+    /// tls://HOST:PORT (overrides outputs.syslog.url).
+    #[arg(long, value_name = "URL")]
+    syslog: Option<String>,
+    /// PEM CA certificates for --syslog tls:// (overrides outputs.syslog.ca_file).
+    #[arg(long, value_name = "FILE")]
+    syslog_ca: Option<PathBuf>,
+    /// POST each alert's JSON to this URL (overrides outputs.webhook.url; bearer token
+    /// from $OTSENSOR_WEBHOOK_TOKEN or outputs.webhook.token_file).
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+}
+
+/// The opened outputs of one run.
+struct Outputs {
+    options: ReplayOptions,
+    server: Option<HttpServer>,
+}
+
+impl OutputArgs {
+    /// Opens the EVE file, database, sinks and HTTP server the flags and the policy ask for.
+    fn open(self, policy: &otsensor::config::Policy) -> anyhow::Result<Outputs> {
+        let eve = match self.eve {
+            Some(path) => {
+                let rotation = self
+                    .eve_rotate_bytes
+                    .map(|max_bytes| Rotation { max_bytes, keep: 5 });
+                let mut writer = EveWriter::open_rotating(&path, rotation)
+                    .with_context(|| format!("--eve {}", path.display()))?;
+                writer.reopen_on_sighup().context("SIGHUP handler")?;
+                Some(writer)
+            }
+            None => None,
+        };
+        let store = match &self.db {
+            Some(path) => Some(open_store(path)?),
+            None => None,
+        };
+        let metrics = Metrics::new()?;
+        let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
+        let syslog = self.syslog.or_else(|| policy.syslog_url.clone());
+        if let Some(url) = syslog {
+            let ca = self.syslog_ca.or_else(|| policy.syslog_ca_file.clone());
+            let target = SyslogTarget::parse(&url, ca).map_err(anyhow::Error::msg)?;
+            sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
+        }
+        if let Some(url) = self.webhook.or_else(|| policy.webhook_url.clone()) {
+            let token = match std::env::var("OTSENSOR_WEBHOOK_TOKEN") {
+                Ok(token) => Some(ApiToken::new(token)),
+                Err(_) => policy.webhook_token.clone(),
+            };
+            sinks.add(WebhookSink::new(url, token), sinks::DEFAULT_QUEUE)?;
+        }
+        let mut server = None;
+        let mut control = None;
+        let serve = match self.serve {
+            Some(address) => Some(address.unwrap_or(policy.http_listen)),
+            None => policy.http_enabled.then_some(policy.http_listen),
+        };
+        if let Some(address) = serve {
+            let token = match policy.http_api_token.clone() {
+                Some(token) => token,
+                None => {
+                    let token = ApiToken::new(random_token()?);
+                    eprintln!(
+                        "otsensor: no http.api_token configured; this session's token is {}",
+                        token.expose()
+                    );
+                    token
+                }
+            };
+            let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+            let state = AppState::new(tx, Arc::clone(&metrics), Some(token));
+            let started = HttpServer::start(address, state)?;
+            eprintln!("otsensor: serving http://{}/", started.local_addr());
+            server = Some(started);
+            control = Some(rx);
+        }
+        Ok(Outputs {
+            options: ReplayOptions {
+                eve,
+                store,
+                metrics: Some(Arc::clone(&metrics)),
+                control,
+                alert_sinks: Some(sinks),
+                ..Default::default()
+            },
+            server,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Capture live on an interface (XDP + AF_XDP) until SIGINT or SIGTERM.
@@ -46,12 +154,11 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Write EVE JSON events to this file, or `-` for standard output.
-        #[arg(long)]
-        eve: Option<PathBuf>,
         /// Write the summary (with the kernel's counters) as JSON here on exit.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: OutputArgs,
     },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
@@ -64,39 +171,14 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Write EVE JSON events to this file, or `-` for standard output.
-        #[arg(long)]
-        eve: Option<PathBuf>,
         /// Pace packets by their capture timestamps.
         #[arg(long)]
         realtime: bool,
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
-        /// SQLite database to continue from and write (inventory, baseline, alerts);
-        /// without it the run uses a private in-memory one.
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// Serve /metrics, the API and the dashboard during the replay and keep them up
-        /// afterwards until SIGINT/SIGTERM (default address: http.listen).
-        #[arg(long, num_args = 0..=1, value_name = "ADDR")]
-        serve: Option<Option<std::net::SocketAddr>>,
-        /// Rotate the EVE file when it reaches this many bytes (keeps 5 old files).
-        #[arg(long, value_name = "BYTES")]
-        eve_rotate_bytes: Option<u64>,
-        /// Send alerts as CEF over syslog: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT.
-        #[arg(long, value_name = "URL")]
-        syslog: Option<String>,
-        /// PEM CA certificates for --syslog tls://.
-        #[arg(long, value_name = "FILE")]
-        syslog_ca: Option<PathBuf>,
-        /// POST each alert's JSON to this URL (bearer token from $OTSENSOR_WEBHOOK_TOKEN).
-        #[arg(long, value_name = "URL")]
-        webhook: Option<String>,
-        /// Raise these alerts (JSON lines of the alert record) at the end of the capture,
-        /// as if detected: for testing sinks and the dashboard.
-        #[arg(long, value_name = "FILE")]
-        inject_alerts: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: OutputArgs,
     },
     /// Baseline learning: progress, end early, restart.
     Baseline {
@@ -251,90 +333,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             workers,
             config,
-            eve,
             realtime,
             summary_json,
-            db,
-            serve,
-            eve_rotate_bytes,
-            syslog,
-            syslog_ca,
-            webhook,
-            inject_alerts,
+            outputs,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
-            let eve = match eve {
-                Some(path) => {
-                    let rotation =
-                        eve_rotate_bytes.map(|max_bytes| Rotation { max_bytes, keep: 5 });
-                    let mut writer = EveWriter::open_rotating(&path, rotation)
-                        .with_context(|| format!("--eve {}", path.display()))?;
-                    writer.reopen_on_sighup().context("SIGHUP handler")?;
-                    Some(writer)
-                }
-                None => None,
-            };
-            let store = match &db {
-                Some(path) => Some(open_store(path)?),
-                None => None,
-            };
-            let metrics = Metrics::new()?;
-            let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
-            if let Some(url) = syslog {
-                let target = SyslogTarget::parse(&url, syslog_ca).map_err(anyhow::Error::msg)?;
-                sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
-            }
-            if let Some(url) = webhook {
-                let token = std::env::var("OTSENSOR_WEBHOOK_TOKEN")
-                    .ok()
-                    .map(ApiToken::new);
-                sinks.add(WebhookSink::new(url, token), sinks::DEFAULT_QUEUE)?;
-            }
-            let injected_alerts = match inject_alerts {
-                Some(path) => read_alerts(&path)?,
-                None => Vec::new(),
-            };
-            let mut server = None;
-            let mut control = None;
-            if let Some(address) = serve {
-                let address = address.unwrap_or(policy.http_listen);
-                let token = match policy.http_api_token.clone() {
-                    Some(token) => token,
-                    None => {
-                        let token = ApiToken::new(random_token()?);
-                        eprintln!(
-                            "otsensor: no http.api_token configured; this session's token is {}",
-                            token.expose()
-                        );
-                        token
-                    }
-                };
-                let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
-                let state = AppState::new(tx, Arc::clone(&metrics), Some(token));
-                let started = HttpServer::start(address, state)?;
-                eprintln!("otsensor: serving http://{}/", started.local_addr());
-                server = Some(started);
-                control = Some(rx);
-            }
+            let Outputs { options, server } = outputs.open(&policy)?;
             let mut source = PcapFiles::open(&files)?;
             let summary = pipeline::replay(
                 &mut source,
                 policy,
                 ReplayOptions {
                     realtime,
-                    eve,
-                    store,
                     stop: Some(stop_flag()?),
-                    metrics: Some(Arc::clone(&metrics)),
-                    control,
-                    alert_sinks: (!sinks.is_empty() || !injected_alerts.is_empty())
-                        .then_some(sinks),
-                    injected_alerts,
-                    ..Default::default()
+                    ..options
                 },
             )?;
             print_summary(&summary);
@@ -388,8 +404,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interface,
             workers,
             config,
-            eve,
             summary_json,
+            outputs,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
@@ -399,27 +415,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let interface = interface
                 .or_else(|| policy.capture_interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
-            let eve = match eve {
-                Some(path) => Some(
-                    EveWriter::open(&path).with_context(|| format!("--eve {}", path.display()))?,
-                ),
-                None => None,
-            };
+            let Outputs { options, server } = outputs.open(&policy)?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
             eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
-            let live = otsensor::live::run(
-                &interface,
-                policy,
-                ReplayOptions {
-                    eve,
-                    ..Default::default()
-                },
-                stop,
-            )?;
+            let live = otsensor::live::run(&interface, policy, options, stop)?;
+            if let Some(server) = server {
+                server.stop();
+            }
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {
@@ -462,20 +468,6 @@ fn random_token() -> anyhow::Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("/dev/urandom")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Alerts as JSON lines of the alert record.
-fn read_alerts(path: &std::path::Path) -> anyhow::Result<Vec<Alert>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--inject-alerts {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line)
-                .with_context(|| format!("--inject-alerts {}:{}", path.display(), index + 1))
-        })
-        .collect()
 }
 
 fn print_summary(summary: &Summary) {

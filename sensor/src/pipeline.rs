@@ -15,8 +15,7 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
-use crate::control::{ControlHandler, ControlRequest, InventoryView};
-use crate::detect::Alert;
+use crate::control::{ControlHandler, ControlRequest};
 use crate::dissect::inspect::EventSink;
 use crate::dissect::Protocol;
 use crate::flow;
@@ -126,9 +125,6 @@ pub struct ReplayOptions {
     pub control: Option<Receiver<ControlRequest>>,
     /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
     pub alert_sinks: Option<AlertSinks>,
-    /// Alerts raised at the end of the capture as if the analyzer had raised them:
-    /// a seam for tests and demos until the analyzer raises its own.
-    pub injected_alerts: Vec<Alert>,
 }
 
 /// Observations between two refreshes of the analyzer's metrics.
@@ -239,11 +235,9 @@ pub fn replay(
     }
     let analyzer_metrics = metrics.clone();
     let control = options.control;
-    let mut sinks = options.alert_sinks;
-    if let (Some(sinks), Some(eve)) = (sinks.as_mut(), eve_tx.as_ref()) {
-        sinks.set_eve(eve.clone());
-    }
-    let injected = options.injected_alerts;
+    let sinks = options
+        .alert_sinks
+        .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
@@ -251,51 +245,45 @@ pub fn replay(
                 Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
-            // The interim control handler (see `control`): replace with the analyzer's
-            // own `ControlHandler` once it owns alerts and baseline.
-            let mut view = InventoryView::new();
+            analyzer.set_outputs(sinks, analyzer_metrics.clone());
+            analyzer.publish_learning();
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
             loop {
                 crossbeam_channel::select! {
                     recv(obs_rx) -> observation => {
                         let Ok(stamped) = observation else { break };
-                        view.observe(&stamped.observation);
                         analyzer.handle(stamped);
                         if let Some(metrics) = &analyzer_metrics {
                             if analyzer.counters.observations.is_multiple_of(ANALYZER_METRICS_EVERY) {
                                 metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
                                 metrics.observation_queue_depth.set(obs_rx.len() as i64);
+                                analyzer.publish_learning();
                             }
                         }
                     }
                     recv(requests) -> request => {
                         if let Ok(request) = request {
-                            view.answer(request);
+                            analyzer.answer(request);
                         }
                     }
                 }
             }
-            for alert in injected {
-                let alert = view.alert(alert);
-                if let Some(sinks) = sinks.as_mut() {
-                    sinks.send(&alert);
-                }
-            }
+            analyzer.capture_finished = true;
+            let report = analyzer.finish();
             if let Some(metrics) = &analyzer_metrics {
                 metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
                 metrics.observation_queue_depth.set(0);
+                analyzer.publish_learning();
             }
-            view.capture_finished();
-            let sink_reports = sinks.map(AlertSinks::close).unwrap_or_default();
-            let report = analyzer.finish();
+            let sink_reports = analyzer.take_sinks().close();
             if let Some(requests) = control {
                 // Keep answering the API after the capture ended, until it hangs up.
                 let _ = thread::Builder::new()
                     .name("otsensor-control".into())
                     .spawn(move || {
                         for request in requests {
-                            view.answer(request);
+                            analyzer.answer(request);
                         }
                     });
             }

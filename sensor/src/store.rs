@@ -517,22 +517,37 @@ impl Store {
 
     /// Stored alerts, newest first, optionally only those with `status`.
     pub fn alerts(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<StoredAlert>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, key, status, count, record FROM alerts
-             WHERE ?1 IS NULL OR status = ?1 ORDER BY last_ns DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = statement.query_map(
+        self.select_alerts(
+            "WHERE ?1 IS NULL OR status = ?1 ORDER BY last_ns DESC, id DESC LIMIT ?2",
             params![status.map(AlertStatus::as_str), to_i64(limit as u64)],
-            |row| {
-                Ok((
-                    to_u64(row.get::<_, i64>(0)?),
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    to_u64(row.get::<_, i64>(3)?),
-                    row.get::<_, String>(4)?,
-                ))
-            },
-        )?;
+        )
+    }
+
+    /// One stored alert by id.
+    pub fn alert(&self, id: u64) -> Result<Option<StoredAlert>> {
+        Ok(self
+            .select_alerts("WHERE id = ?1", params![to_i64(id)])?
+            .into_iter()
+            .next())
+    }
+
+    fn select_alerts(
+        &self,
+        filter: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<StoredAlert>> {
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT id, key, status, count, record FROM alerts {filter}"
+        ))?;
+        let rows = statement.query_map(values, |row| {
+            Ok((
+                to_u64(row.get::<_, i64>(0)?),
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                to_u64(row.get::<_, i64>(3)?),
+                row.get::<_, String>(4)?,
+            ))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, key, status, count, record) = row?;

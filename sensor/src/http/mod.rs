@@ -106,7 +106,7 @@ impl From<ControlError> for ApiError {
     fn from(error: ControlError) -> ApiError {
         match error {
             ControlError::NoSuchAlert { id } => ApiError::NotFound(format!("no alert {id}")),
-            ControlError::Unsupported { what } => ApiError::Conflict(what),
+            ControlError::Store { reason } => ApiError::Internal(reason),
         }
     }
 }

@@ -1,0 +1,525 @@
+//! The analyzer answers the API: it owns inventory, alerts and baseline, so requests
+//! reach it through [`ControlHandler`] between observations (see `crate::control`).
+//! Alerts and operator changes go through the store, which is where the CLI makes
+//! the same changes; what the analyzer holds in memory is refreshed from it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use super::{Analyzer, DeviceRecord};
+use crate::control::{
+    mac_text, AlertFilter, BaselineAction, BaselineView, ControlError, ControlHandler,
+    Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
+    IdentityChange, PeerView, MAX_LIST,
+};
+use crate::detect::{Alert, AlertStatus};
+use crate::observe::{FlowRecord, IdentityField};
+use crate::output::eve::{proto_name, rfc3339_micros};
+use crate::store::{self, DeviceKey};
+
+/// Conversations kept for the flow summary (bounded memory under floods; more are
+/// counted in the totals only).
+const MAX_CONVERSATIONS: usize = 50_000;
+
+/// Ended flows, totalled per protocol and per conversation.
+#[derive(Debug, Default)]
+pub(super) struct FlowBook {
+    totals: FlowsSummary,
+    conversations: HashMap<(IpAddr, IpAddr, String), Conversation>,
+}
+
+/// A flow's protocol for humans: the application protocol, or transport and server port.
+fn protocol_label(record: &FlowRecord) -> String {
+    match record.app_proto {
+        Some(protocol) => protocol.name().to_owned(),
+        None => format!(
+            "{}/{}",
+            proto_name(record.protocol).to_lowercase(),
+            record.dest_port
+        ),
+    }
+}
+
+impl FlowBook {
+    pub(super) fn add(&mut self, record: &FlowRecord) {
+        let protocol = protocol_label(record);
+        let packets = record.to_server.packets + record.to_client.packets;
+        let bytes = record.to_server.bytes + record.to_client.bytes;
+        let totals = &mut self.totals;
+        totals.flows_ended += 1;
+        totals.packets += packets;
+        totals.bytes += bytes;
+        *totals.by_protocol.entry(protocol.clone()).or_default() += 1;
+        *totals
+            .bytes_by_protocol
+            .entry(protocol.clone())
+            .or_default() += bytes;
+        let key = (record.src_ip, record.dest_ip, protocol);
+        if self.conversations.len() >= MAX_CONVERSATIONS && !self.conversations.contains_key(&key) {
+            return;
+        }
+        let conversation =
+            self.conversations
+                .entry(key)
+                .or_insert_with_key(|(client, server, protocol)| Conversation {
+                    client: *client,
+                    server: *server,
+                    protocol: protocol.clone(),
+                    flows: 0,
+                    packets: 0,
+                    bytes: 0,
+                });
+        conversation.flows += 1;
+        conversation.packets += packets;
+        conversation.bytes += bytes;
+    }
+
+    /// The peers of `ip` with the protocols and flows seen between them.
+    fn peers_of(&self, ip: IpAddr) -> BTreeMap<IpAddr, (BTreeSet<String>, u64)> {
+        let mut peers: BTreeMap<IpAddr, (BTreeSet<String>, u64)> = BTreeMap::new();
+        for conversation in self.conversations.values() {
+            let peer = if conversation.client == ip {
+                conversation.server
+            } else if conversation.server == ip {
+                conversation.client
+            } else {
+                continue;
+            };
+            let entry = peers.entry(peer).or_default();
+            entry.0.insert(conversation.protocol.clone());
+            entry.1 += conversation.flows;
+        }
+        peers
+    }
+}
+
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn device_id(record: &DeviceRecord) -> String {
+    match (record.ip, record.mac.as_ref()) {
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(mac)) => mac_text(mac),
+        (None, None) => String::new(),
+    }
+}
+
+fn summary(record: &DeviceRecord) -> DeviceSummary {
+    let identity = |field| record.identity.get(&field).cloned();
+    DeviceSummary {
+        id: device_id(record),
+        ip: record.ip,
+        mac: record.mac.as_ref().map(mac_text),
+        vlan: record.vlan,
+        class: record.class().class.to_owned(),
+        vendor: identity(IdentityField::Vendor).or_else(|| record.vendor.map(str::to_owned)),
+        model: identity(IdentityField::Model).or_else(|| identity(IdentityField::Product)),
+        firmware: identity(IdentityField::Firmware),
+        protocols: record.protocols.keys().copied().collect(),
+        first_seen: rfc3339_micros(record.first_seen_ns),
+        last_seen: rfc3339_micros(record.last_seen_ns),
+        packets: record.packets_sent + record.packets_received,
+        bytes: record.bytes_sent + record.bytes_received,
+    }
+}
+
+fn matches_filter(device: &DeviceSummary, filter: &DeviceFilter) -> bool {
+    filter.class.as_deref().is_none_or(|c| device.class == c)
+        && filter
+            .protocol
+            .as_deref()
+            .is_none_or(|p| device.protocols.iter().any(|dp| dp.name() == p))
+        && filter.q.as_deref().is_none_or(|q| {
+            [
+                Some(device.id.as_str()),
+                device.mac.as_deref(),
+                device.vendor.as_deref(),
+                device.model.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|field| contains_ci(field, q))
+        })
+}
+
+fn alert_matches(alert: &Alert, filter: &AlertFilter) -> bool {
+    filter.severity.is_none_or(|s| alert.severity.0 <= s)
+        && filter
+            .signature
+            .as_deref()
+            .is_none_or(|s| alert.signature == s)
+        && filter
+            .device
+            .is_none_or(|ip| alert.src_ip == Some(ip) || alert.dest_ip == Some(ip))
+}
+
+impl Analyzer {
+    /// Devices by the module's definition: every IP device, and MAC-only devices.
+    fn device_records(&self) -> impl Iterator<Item = &DeviceRecord> {
+        self.by_ip.values().chain(
+            self.by_mac
+                .iter()
+                .filter(|(mac, _)| !self.macs_with_ip.contains(*mac))
+                .map(|(_, record)| record),
+        )
+    }
+
+    fn find_device(&self, id: &str) -> Option<&DeviceRecord> {
+        if let Ok(ip) = id.parse::<IpAddr>() {
+            return self.by_ip.get(&ip);
+        }
+        match format!("mac:{}", id.to_lowercase()).parse::<DeviceKey>() {
+            Ok(DeviceKey::Mac(mac)) if !self.macs_with_ip.contains(&mac) => self.by_mac.get(&mac),
+            _ => None,
+        }
+    }
+
+    /// Learning progress from 0 to 1 in packet time (1 once learning ended).
+    fn learning_progress(&self) -> f64 {
+        let duration = self.policy.learning_duration_ns;
+        match self.learning_started_ns {
+            _ if self.learning_ended || duration == 0 => 1.0,
+            None => 0.0,
+            Some(started) => {
+                let elapsed = self.latest_ns.saturating_sub(started);
+                (elapsed as f64 / duration as f64).min(1.0)
+            }
+        }
+    }
+
+    /// Publishes learning state and progress to the metrics.
+    pub fn publish_learning(&self) {
+        if let Some(metrics) = &self.metrics {
+            let learning = self.is_learning(self.latest_ns);
+            metrics.learning_active.set(i64::from(learning));
+            metrics.learning_progress.set(self.learning_progress());
+        }
+    }
+
+    /// Pending changes reach the store first, so what it answers is current.
+    fn committed_store(&mut self) -> &store::Store {
+        self.commit();
+        &self.store
+    }
+}
+
+impl ControlHandler for Analyzer {
+    fn list_devices(&mut self, filter: &DeviceFilter) -> Vec<DeviceSummary> {
+        let mut out: Vec<DeviceSummary> = self
+            .device_records()
+            .map(summary)
+            .filter(|d| matches_filter(d, filter))
+            .collect();
+        out.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.id.cmp(&b.id)));
+        out.truncate(MAX_LIST);
+        out
+    }
+
+    fn device(&mut self, id: &str) -> Option<DeviceDetail> {
+        let record = self.find_device(id)?;
+        let mut peers = record
+            .ip
+            .map(|ip| self.flow_book.peers_of(ip))
+            .unwrap_or_default();
+        // Peers seen only in flows still open, or beyond the book's capacity.
+        for peer in &record.peers {
+            peers.entry(*peer).or_default();
+        }
+        Some(DeviceDetail {
+            summary: summary(record),
+            identity: record.identity.clone(),
+            identity_history: record
+                .identity_history
+                .iter()
+                .map(|change| IdentityChange {
+                    timestamp: rfc3339_micros(change.ts_ns),
+                    protocol: change.protocol,
+                    field: change.field,
+                    previous: Some(change.old.clone()),
+                    value: change.new.clone(),
+                })
+                .collect(),
+            peers: peers
+                .into_iter()
+                .map(|(ip, (protocols, flows))| PeerView {
+                    ip,
+                    protocols: protocols.into_iter().collect(),
+                    flows,
+                })
+                .collect(),
+        })
+    }
+
+    fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
+        match self.committed_store().alerts(filter.status, MAX_LIST) {
+            Ok(stored) => stored
+                .into_iter()
+                .map(|s| s.alert)
+                .filter(|a| alert_matches(a, filter))
+                .collect(),
+            Err(_) => {
+                self.counters.store_errors += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    fn alert(&mut self, id: u64) -> Option<Alert> {
+        match self.committed_store().alert(id) {
+            Ok(stored) => stored.map(|s| s.alert),
+            Err(_) => {
+                self.counters.store_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn set_alert_status(&mut self, id: u64, status: AlertStatus) -> Result<Alert, ControlError> {
+        self.commit();
+        let changed = match status {
+            AlertStatus::Learned => self.store.learn_alert(id),
+            other => self.store.set_alert_status(id, other),
+        };
+        match changed {
+            Ok(()) => {}
+            Err(store::Error::NoSuchAlert(id)) => return Err(ControlError::NoSuchAlert { id }),
+            Err(error) => {
+                return Err(ControlError::Store {
+                    reason: error.to_string(),
+                })
+            }
+        }
+        // The store changed under the analyzer: take the new status (and, for
+        // "learned", the new baseline facts) now rather than at the next commit.
+        if self.reload().is_err() {
+            self.counters.store_errors += 1;
+        }
+        self.alert(id).ok_or(ControlError::NoSuchAlert { id })
+    }
+
+    fn baseline(&mut self) -> BaselineView {
+        let duration = self.policy.learning_duration_ns;
+        BaselineView {
+            learning: self.is_learning(self.latest_ns),
+            progress: self.learning_progress(),
+            started: self.learning_started_ns.map(rfc3339_micros),
+            ends: self
+                .learning_started_ns
+                .filter(|_| duration > 0)
+                .map(|started| rfc3339_micros(started.saturating_add(duration))),
+            entries: self.baseline.len() as u64,
+        }
+    }
+
+    fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError> {
+        self.commit();
+        let changed = match action {
+            BaselineAction::EndLearning => self.store.end_learning(),
+            BaselineAction::RestartLearning => self.store.restart_learning(),
+        };
+        if let Err(error) = changed {
+            return Err(ControlError::Store {
+                reason: error.to_string(),
+            });
+        }
+        if self.reload().is_err() {
+            self.counters.store_errors += 1;
+        }
+        if action == BaselineAction::RestartLearning {
+            // Learning starts again at the next observation's packet time.
+            self.learning_started_ns = None;
+        }
+        self.publish_learning();
+        Ok(self.baseline())
+    }
+
+    fn flows(&mut self) -> FlowsSummary {
+        let mut summary = self.flow_book.totals.clone();
+        let mut conversations: Vec<Conversation> =
+            self.flow_book.conversations.values().cloned().collect();
+        conversations.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then_with(|| (a.client, a.server).cmp(&(b.client, b.server)))
+        });
+        conversations.truncate(MAX_LIST);
+        summary.conversations = conversations;
+        summary
+    }
+
+    fn health(&mut self) -> HealthView {
+        HealthView {
+            devices: self.device_count(),
+            alerts: self.alerts.len() as u64,
+            alerts_new: self
+                .alerts
+                .values()
+                .filter(|a| a.status == AlertStatus::New)
+                .count() as u64,
+            observations: self.counters.observations,
+            learning: self.is_learning(self.latest_ns),
+            capture_finished: self.capture_finished,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Config, HumanDuration};
+    use crate::control::{reply_channel, ControlRequest};
+    use crate::dissect::Protocol;
+    use crate::flow::table::{DirectionCounts, EndReason};
+    use crate::observe::Observation;
+
+    fn analyzer(learning_s: u64) -> Analyzer {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(learning_s);
+        let policy = config.validate().expect("default config validates");
+        Analyzer::new(Arc::new(policy), None)
+    }
+
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 1_700_000_000 * S;
+
+    fn seen(a: &mut Analyzer, ts_ns: u64, ip: [u8; 4], mac: u8) {
+        a.observe(Observation::DeviceSeen {
+            ts_ns,
+            mac: Some([2, 0, 0, 0, 0, mac]),
+            ip: Some(IpAddr::from(ip)),
+            vlan: 0,
+        });
+    }
+
+    fn modbus_flow(ts_ns: u64, client: [u8; 4], server: [u8; 4]) -> Observation {
+        let side = |packets, bytes| DirectionCounts { packets, bytes };
+        Observation::FlowEnded(FlowRecord {
+            flow_id: 1,
+            src_ip: IpAddr::from(client),
+            src_port: 50_000,
+            dest_ip: IpAddr::from(server),
+            dest_port: 502,
+            protocol: 6,
+            vlan: 0,
+            first_ns: ts_ns,
+            last_ns: ts_ns + S,
+            to_server: side(10, 1_000),
+            to_client: side(10, 1_200),
+            reason: EndReason::Timeout,
+            app_proto: Some(Protocol::Modbus),
+            tcp_flags_to_server: 0x1a,
+            tcp_flags_to_client: 0x12,
+        })
+    }
+
+    fn ask<T>(
+        a: &mut Analyzer,
+        request: impl FnOnce(crate::control::Reply<T>) -> ControlRequest,
+    ) -> T {
+        let (tx, rx) = reply_channel();
+        a.answer(request(tx));
+        rx.try_recv().expect("answered at once")
+    }
+
+    #[test]
+    fn devices_peers_and_flows_come_from_the_analyzers_own_state() {
+        let mut a = analyzer(60);
+        seen(&mut a, T0, [10, 0, 0, 5], 5);
+        seen(&mut a, T0, [10, 0, 0, 10], 10);
+        a.observe(modbus_flow(T0, [10, 0, 0, 5], [10, 0, 0, 10]));
+
+        let devices = ask(&mut a, |tx| {
+            ControlRequest::ListDevices(DeviceFilter::default(), tx)
+        });
+        let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["10.0.0.5", "10.0.0.10"]);
+        assert_eq!(devices[0].packets, 20, "sent + received");
+        assert_eq!(devices[1].bytes, 2_200);
+
+        let modbus_only = ask(&mut a, |tx| {
+            ControlRequest::ListDevices(
+                DeviceFilter {
+                    protocol: Some("modbus".into()),
+                    class: Some("plc".into()),
+                    ..DeviceFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(modbus_only.len(), 1, "{modbus_only:?}");
+        assert_eq!(modbus_only[0].protocols, [Protocol::Modbus]);
+
+        let detail = ask(&mut a, |tx| ControlRequest::Device("10.0.0.10".into(), tx))
+            .expect("device 10.0.0.10");
+        assert_eq!(detail.peers.len(), 1);
+        assert_eq!(detail.peers[0].ip, IpAddr::from([10, 0, 0, 5]));
+        assert_eq!(detail.peers[0].protocols, ["modbus"]);
+        assert_eq!(detail.peers[0].flows, 1);
+        assert!(ask(&mut a, |tx| ControlRequest::Device("10.9.9.9".into(), tx)).is_none());
+
+        let flows = ask(&mut a, ControlRequest::Flows);
+        assert_eq!(flows.flows_ended, 1);
+        assert_eq!(flows.by_protocol.get("modbus"), Some(&1));
+        assert_eq!(flows.conversations[0].bytes, 2_200);
+    }
+
+    #[test]
+    fn alerts_are_acknowledged_learned_and_baseline_controlled_through_the_store() {
+        let mut a = analyzer(60);
+        seen(&mut a, T0, [10, 0, 0, 5], 5);
+        let view = ask(&mut a, ControlRequest::Baseline);
+        assert!(view.learning);
+        assert_eq!(view.progress, 0.0);
+        seen(&mut a, T0 + 30 * S, [10, 0, 0, 5], 5);
+        let view = ask(&mut a, ControlRequest::Baseline);
+        assert!((view.progress - 0.5).abs() < 1e-9, "{view:?}");
+
+        let view = ask(&mut a, |tx| {
+            ControlRequest::ChangeBaseline(BaselineAction::EndLearning, tx)
+        })
+        .expect("end learning");
+        assert!(!view.learning);
+        assert_eq!(view.progress, 1.0);
+
+        // After learning, a new device alerts; it reaches the API with an id.
+        seen(&mut a, T0 + 40 * S, [10, 0, 0, 77], 77);
+        let alerts = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(AlertFilter::default(), tx)
+        });
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].signature, "new_device");
+        let id = alerts[0].id;
+        assert_eq!(ask(&mut a, ControlRequest::Health).alerts_new, 1);
+
+        let acked = ask(&mut a, |tx| {
+            ControlRequest::SetAlertStatus(id, AlertStatus::Acknowledged, tx)
+        })
+        .expect("ack");
+        assert_eq!(acked.status, AlertStatus::Acknowledged);
+        assert_eq!(ask(&mut a, ControlRequest::Health).alerts_new, 0);
+        let unknown = ask(&mut a, |tx| {
+            ControlRequest::SetAlertStatus(id + 100, AlertStatus::Muted, tx)
+        });
+        assert_eq!(unknown, Err(ControlError::NoSuchAlert { id: id + 100 }));
+
+        // "Learn this" puts the device into the baseline: after a restart of
+        // learning and its end, a device learned stays quiet while another alerts.
+        let learned = ask(&mut a, |tx| {
+            ControlRequest::SetAlertStatus(id, AlertStatus::Learned, tx)
+        })
+        .expect("learn");
+        assert_eq!(learned.status, AlertStatus::Learned);
+        let entries_before = ask(&mut a, ControlRequest::Baseline).entries;
+        let view = ask(&mut a, |tx| {
+            ControlRequest::ChangeBaseline(BaselineAction::RestartLearning, tx)
+        })
+        .expect("restart");
+        assert_eq!(view.entries, 0, "restart forgets the baseline");
+        assert!(entries_before > 0);
+        seen(&mut a, T0 + 50 * S, [10, 0, 0, 5], 5);
+        assert!(ask(&mut a, ControlRequest::Baseline).learning);
+    }
+}
