@@ -10,44 +10,41 @@ use std::time::Duration;
 use ops_support::*;
 
 #[test]
-fn api_serves_the_replay_and_refuses_changes_without_token() {
+fn api_serves_the_replayed_scenario_and_refuses_changes_without_token() {
     let dir = TempDir::new("api");
-    let config = write_config(dir.path());
-    let alerts = write_alerts(dir.path(), 3);
-    let files = demo_captures();
-    let sensor = Sensor::serve(
-        &["--inject-alerts", alerts.to_str().expect("path")],
-        &files,
-        &config,
-    );
+    let (capture, truth) = scenario_capture(dir.path(), "combined");
+    let config = write_config(dir.path(), Some(&truth));
+    let sensor = Sensor::serve(&[], std::slice::from_ref(&capture), &config);
     let health = sensor.wait_replayed();
     let packets = sensor.printed_packets();
-    assert!(packets > 1000, "packets {packets}");
+    assert!(packets > 100, "packets {packets}");
     assert_eq!(
         health["packets"], packets,
         "health counts every packet read"
     );
-    assert!(
-        health["analyzer"]["devices"].as_u64().unwrap_or(0) >= 4,
-        "{health}"
-    );
+    let device_count = health["analyzer"]["devices"].as_u64().unwrap_or(0);
+    assert!(device_count >= 4, "{health}");
 
     let devices = get_json(&sensor.url("/api/devices")).expect("devices");
     let list = devices.as_array().expect("array");
-    assert_eq!(
-        list.len() as u64,
-        health["analyzer"]["devices"].as_u64().unwrap_or(0)
-    );
-    let enip = get_json(&sensor.url("/api/devices?protocol=enip")).expect("filtered");
-    let enip = enip.as_array().expect("array");
+    assert_eq!(list.len() as u64, device_count);
+    let modbus = get_json(&sensor.url("/api/devices?protocol=modbus")).expect("filtered");
+    let modbus = modbus.as_array().expect("array");
     assert!(
-        !enip.is_empty() && enip.len() < list.len(),
+        !modbus.is_empty() && modbus.len() < list.len(),
         "protocol filter narrows"
     );
-    let first = enip[0]["id"].as_str().expect("id");
-    let detail = get_json(&sensor.url(&format!("/api/devices/{first}"))).expect("detail");
+    let plc = modbus
+        .iter()
+        .find(|d| d["class"] == "plc")
+        .expect("a Modbus PLC");
+    let id = plc["id"].as_str().expect("id");
+    let detail = get_json(&sensor.url(&format!("/api/devices/{id}"))).expect("detail");
+    let peers = detail["peers"].as_array().expect("peers");
     assert!(
-        detail["peers"].as_array().is_some_and(|p| !p.is_empty()),
+        peers.iter().any(|p| p["protocols"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|proto| proto == "modbus"))),
         "{detail}"
     );
     assert_eq!(
@@ -59,30 +56,72 @@ fn api_serves_the_replay_and_refuses_changes_without_token() {
 
     let flows = get_json(&sensor.url("/api/flows")).expect("flows");
     assert!(
-        flows["by_protocol"]["enip"].as_u64().unwrap_or(0) > 0,
+        flows["by_protocol"]["modbus"].as_u64().unwrap_or(0) > 0,
         "{flows}"
     );
 
+    // The alerts the analyzer raised are exactly the scenario's ground truth.
     let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
-    assert_eq!(alerts.as_array().map(Vec::len), Some(3));
+    let alerts = alerts.as_array().expect("array").clone();
+    let served: std::collections::BTreeSet<ExpectedAlert> = alerts
+        .iter()
+        .map(|a| ExpectedAlert {
+            signature: a["signature"].as_str().unwrap_or_default().to_owned(),
+            src: a["src_ip"].as_str().and_then(|ip| ip.parse().ok()),
+            dst: a["dest_ip"].as_str().and_then(|ip| ip.parse().ok()),
+        })
+        .collect();
+    let expected: std::collections::BTreeSet<ExpectedAlert> =
+        truth.alerts.iter().cloned().collect();
+    assert_eq!(served, expected);
+    let high_expected = alerts.iter().filter(|a| a["severity"] == 1).count();
     let high = get_json(&sensor.url("/api/alerts?severity=1")).expect("alerts");
-    assert_eq!(high.as_array().map(Vec::len), Some(1));
+    assert_eq!(high.as_array().map(Vec::len), Some(high_expected));
+    assert!(high_expected > 0 && high_expected < alerts.len());
+    assert_eq!(health["analyzer"]["alerts_new"], alerts.len());
 
     // Changes need the token: none, or a wrong one, is 401 and changes nothing.
-    let ack = sensor.url("/api/alerts/1/acknowledge");
+    let first = alerts[0]["id"].as_u64().expect("alert id");
+    let ack = sensor.url(&format!("/api/alerts/{first}/acknowledge"));
     let (status, body) = post(&ack, None);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "unauthorized");
     assert_eq!(post(&ack, Some("test-token-0123456789abcdeX")).0, 401);
     assert_eq!(post(&sensor.url("/api/baseline/end-learning"), None).0, 401);
-    let alert = get_json(&sensor.url("/api/alerts/1")).expect("alert");
+    let alert = get_json(&sensor.url(&format!("/api/alerts/{first}"))).expect("alert");
     assert_eq!(alert["status"], "new");
     let (status, body) = post(&ack, Some(TOKEN));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "acknowledged");
-    let alert = get_json(&sensor.url("/api/alerts/1")).expect("alert");
+    let alert = get_json(&sensor.url(&format!("/api/alerts/{first}"))).expect("alert");
     assert_eq!(alert["status"], "acknowledged");
-    assert_eq!(post(&sensor.url("/api/alerts/99/mute"), Some(TOKEN)).0, 404);
+    let health = get_json(&sensor.url("/api/health")).expect("health");
+    assert_eq!(health["analyzer"]["alerts_new"], alerts.len() - 1);
+    assert_eq!(
+        post(&sensor.url("/api/alerts/99999/mute"), Some(TOKEN)).0,
+        404
+    );
+
+    // "Learn this" adds the alert's facts to the baseline.
+    let second = alerts[1]["id"].as_u64().expect("alert id");
+    let before = get_json(&sensor.url("/api/baseline")).expect("baseline");
+    assert_eq!(before["learning"], false, "{before}");
+    assert_eq!(before["progress"], 1.0);
+    let (status, body) = post(
+        &sensor.url(&format!("/api/alerts/{second}/learn")),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "learned");
+
+    // The baseline is the analyzer's: restarting learning forgets it.
+    assert!(before["entries"].as_u64().unwrap_or(0) > 0, "{before}");
+    let (status, body) = post(&sensor.url("/api/baseline/restart-learning"), Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["entries"], 0, "{body}");
+    let (status, body) = post(&sensor.url("/api/baseline/end-learning"), Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["learning"], false, "{body}");
 
     // The dashboard and its assets are served from the binary.
     let (status, page) = get_text(&sensor.url("/")).expect("dashboard");
@@ -96,9 +135,9 @@ fn api_serves_the_replay_and_refuses_changes_without_token() {
 #[test]
 fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
     let dir = TempDir::new("prom");
-    let config = write_config(dir.path());
-    let files = demo_captures();
-    let sensor = Sensor::serve(&[], &files, &config);
+    let (capture, truth) = scenario_capture(dir.path(), "combined");
+    let config = write_config(dir.path(), Some(&truth));
+    let sensor = Sensor::serve(&[], std::slice::from_ref(&capture), &config);
     sensor.wait_replayed();
     let packets = sensor.printed_packets();
 
@@ -114,7 +153,24 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(worker_sum, packets, "workers account for every packet");
-    assert!(text.contains("otsensor_protocol_pdus_total{protocol=\"enip\"}"));
+    assert!(text.contains("otsensor_protocol_pdus_total{protocol=\"modbus\"}"));
+    // Alerts, their latency and learning reach the metrics from the analyzer.
+    let alerts: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("otsensor_alerts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(alerts >= truth.alerts.len() as u64, "alerts {alerts}");
+    assert!(
+        text.contains("otsensor_alert_latency_seconds_count ")
+            && !text.contains("otsensor_alert_latency_seconds_count 0\n"),
+        "alert latency recorded"
+    );
+    assert!(
+        text.contains("otsensor_learning_progress_ratio 1\n"),
+        "learning done"
+    );
+    assert!(text.contains("otsensor_learning_active 0\n"));
     assert!(text.contains("otsensor_worker_packet_processing_seconds{quantile=\"0.99\"}"));
 
     if !have("promtool") {

@@ -156,13 +156,9 @@ fn dashboard_shows_the_replay_and_acknowledges_alerts() {
         return;
     }
     let dir = TempDir::new("dashboard");
-    let config = write_config(dir.path());
-    let alerts = write_alerts(dir.path(), 5);
-    let sensor = Sensor::serve(
-        &["--inject-alerts", alerts.to_str().expect("path")],
-        &demo_captures(),
-        &config,
-    );
+    let (capture, truth) = scenario_capture(dir.path(), "combined");
+    let config = write_config(dir.path(), Some(&truth));
+    let sensor = Sensor::serve(&[], std::slice::from_ref(&capture), &config);
     let health = sensor.wait_replayed();
     let devices = health["analyzer"]["devices"].as_u64().unwrap_or(0) as usize;
     assert!(devices >= 4);
@@ -225,7 +221,7 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
     assert_eq!(rows.len(), devices, "every device is listed");
     browser.screenshot("devices");
 
-    let detail_id = get_json(&sensor.url("/api/devices?protocol=enip")).expect("devices")[0]["id"]
+    let detail_id = get_json(&sensor.url("/api/devices?class=plc")).expect("devices")[0]["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -243,15 +239,20 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
     browser.screenshot("map");
 
     browser.go(&sensor.url("/#/alerts"));
-    let rows = browser.wait_all("#alert-table tbody tr", 5);
-    assert_eq!(rows.len(), 5);
-    // Newest first: the first row is alert 5.
-    let before = get_json(&sensor.url("/api/alerts/5")).expect("alert");
+    let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
+    let alerts = alerts.as_array().expect("array");
+    assert!(alerts.len() >= 5, "the scenario raises alerts");
+    let rows = browser.wait_all("#alert-table tbody tr", alerts.len());
+    assert_eq!(rows.len(), alerts.len());
+    // Newest first, as the API lists them.
+    let first = alerts[0]["id"].as_u64().expect("id");
+    let url = sensor.url(&format!("/api/alerts/{first}"));
+    let before = get_json(&url).expect("alert");
     assert_eq!(before["status"], "new");
     let buttons = browser.find_all("#alert-table tbody tr:first-child button.action-acknowledge");
     browser.click(&buttons[0]);
     wait_for("the acknowledgement", Duration::from_secs(10), || {
-        let alert = get_json(&sensor.url("/api/alerts/5")).ok()?;
+        let alert = get_json(&url).ok()?;
         (alert["status"] == "acknowledged").then_some(())
     });
     browser.wait_text(

@@ -1,5 +1,5 @@
 //! Shared by the operator-surface tests: child processes that die with the test,
-//! free ports, polling, HTTP, and the capture and alert fixtures.
+//! free ports, polling, HTTP, and scenario captures with their ground truth.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+pub use xtask::gen::scenario::{self, ExpectedAlert, ScenarioTruth};
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing.
 pub struct Guard {
@@ -114,53 +116,42 @@ pub fn pcaps() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps")).to_owned()
 }
 
-/// Captures with devices, identities and several protocols.
-pub fn demo_captures() -> Vec<PathBuf> {
-    [
-        "enip-cl5000-firmware-change.pcap",
-        "modbus-pipelined-cloudshark.pcap",
-        "bacnet-iam-readproperty-example.pcap",
-        "s7comm-tia-go-online.pcapng",
-    ]
-    .iter()
-    .map(|name| pcaps().join(name))
-    .collect()
-}
-
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 
-/// A configuration with an API token.
-pub fn write_config(dir: &Path) -> PathBuf {
+/// A configuration with an API token and, for a scenario, its learning period.
+pub fn write_config(dir: &Path, truth: Option<&ScenarioTruth>) -> PathBuf {
     let path = dir.join("otsensor.yaml");
-    std::fs::write(&path, format!("http:\n  api_token: \"{TOKEN}\"\n")).expect("config");
+    let mut text = format!("http:\n  api_token: \"{TOKEN}\"\n");
+    if let Some(truth) = truth {
+        text.push_str(&format!(
+            "learning:\n  duration: {}s\n",
+            truth.learning_duration_s
+        ));
+    }
+    std::fs::write(&path, text).expect("config");
     path
 }
 
-/// `count` alert records as JSON lines (what `--inject-alerts` reads).
-pub fn write_alerts(dir: &Path, count: u64) -> PathBuf {
-    let path = dir.join("alerts.jsonl");
-    let mut text = String::new();
-    for id in 1..=count {
-        let (signature, severity, sid) = match id % 3 {
-            0 => ("plc_stop", 1, 1001),
-            1 => ("new_device", 3, 1002),
-            _ => ("firmware_change", 2, 1003),
-        };
-        let alert = serde_json::json!({
-            "id": 0, "signature": signature, "signature_id": sid, "category": "Operational",
-            "severity": severity, "engine": "operational", "mitre": "T0881",
-            "src_ip": "192.168.1.10", "src_port": 50000 + id, "dest_ip": "192.168.1.20",
-            "dest_port": 44818, "proto": 6, "flow_id": id, "app_proto": "enip",
-            "message": format!("test alert {id} with | pipe = equals \\ backslash"),
-            "context": null, "first_ns": 1_700_000_000_000_000_000u64 + id * 60_000_000_000,
-            "last_ns": 1_700_000_000_000_000_000u64 + id * 60_000_000_000, "count": 1,
-            "status": "new"
-        });
-        text.push_str(&alert.to_string());
-        text.push('\n');
+/// A generated scenario capture (learning phase, then attacks) and its ground truth.
+pub fn scenario_capture(dir: &Path, name: &str) -> (PathBuf, ScenarioTruth) {
+    let path = dir.join(format!("{name}.pcap"));
+    match scenario::generate(name, &path) {
+        Ok(truth) => (path, truth),
+        Err(error) => panic!("generate {name}: {error:#}"),
     }
-    std::fs::write(&path, text).expect("alerts");
-    path
+}
+
+/// The otsensor binary built beside this test (target/<profile>/otsensor).
+pub fn otsensor_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let binary = dir.join("otsensor");
+    assert!(
+        binary.exists(),
+        "{} missing: build the workspace first",
+        binary.display()
+    );
+    binary
 }
 
 /// A running `otsensor replay … --serve 127.0.0.1:0`.
@@ -173,7 +164,7 @@ pub struct Sensor {
 impl Sensor {
     /// Starts the replay and waits until the server listens.
     pub fn serve(extra: &[&str], files: &[PathBuf], config: &Path) -> Sensor {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_otsensor"));
+        let mut command = Command::new(otsensor_binary());
         command
             .arg("replay")
             .args(files)
