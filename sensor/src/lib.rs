@@ -39,6 +39,8 @@ pub mod oui;
 pub mod output;
 /// Threads and channels: reader, workers, analyzer; clean draining shutdown.
 pub mod pipeline;
+/// Config reload (SIGHUP, API): validate, rewrite the kernel maps, swap the policy.
+pub mod reload;
 /// The SQLite store (WAL): devices, baseline, learning progress, alerts.
 pub mod store;
 /// The per-queue worker loop: owns its flows, de-dup cache and counters.

@@ -20,6 +20,7 @@ use otsensor::output::sinks::{self, AlertSinks};
 use otsensor::output::syslog::{SyslogSink, SyslogTarget};
 use otsensor::output::webhook::WebhookSink;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
+use otsensor::reload::{ReloadService, Reloader, SharedPolicy};
 use otsensor::store::Store;
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,12 @@ enum Command {
         /// Write the summary (with the kernel's counters) as JSON here on exit.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Serve /metrics, the API and the dashboard here (default: http.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Do not serve HTTP (no /metrics, no API; SIGHUP still reloads).
+        #[arg(long, conflicts_with = "listen")]
+        no_http: bool,
     },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
@@ -387,11 +394,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             interface,
             workers,
-            config,
+            config: config_path,
             eve,
             summary_json,
+            listen,
+            no_http,
         } => {
-            let mut config = load_config(config.as_ref())?;
+            let mut config = load_config(config_path.as_ref())?;
             if let Some(workers) = workers {
                 config.pipeline.workers = workers;
             }
@@ -410,16 +419,59 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
-            eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
+            let metrics = Metrics::new()?;
+            // Config reload: SIGHUP and POST /api/v1/config/reload re-read --config.
+            let shared = SharedPolicy::new(Arc::clone(&policy));
+            let reloader = Reloader::new(
+                config_path.clone(),
+                workers,
+                Arc::clone(&shared),
+                Some(metrics.config_metrics()?),
+            );
+            let reload = ReloadService::start(reloader, true).context("SIGHUP handler")?;
+            let mut server = None;
+            let mut control = None;
+            if !no_http {
+                let address = listen.unwrap_or(policy.http_listen);
+                let token = match policy.http_api_token.clone() {
+                    Some(token) => token,
+                    None => {
+                        let token = ApiToken::new(random_token()?);
+                        eprintln!(
+                            "otsensor: no http.api_token configured; this session's token is {}",
+                            token.expose()
+                        );
+                        token
+                    }
+                };
+                let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+                let state = AppState::new(tx, Arc::clone(&metrics), Some(token))
+                    .with_reload(reload.requests());
+                let started = HttpServer::start(address, state)?;
+                eprintln!("otsensor: serving http://{}/", started.local_addr());
+                server = Some(started);
+                control = Some(rx);
+            }
+            eprintln!(
+                "otsensor: starting capture on {interface}; SIGHUP reloads the configuration, SIGINT or SIGTERM stops"
+            );
             let live = otsensor::live::run(
                 &interface,
                 policy,
                 ReplayOptions {
                     eve,
+                    metrics: Some(Arc::clone(&metrics)),
+                    control,
+                    reloadable_policy: Some(shared),
                     ..Default::default()
                 },
                 stop,
-            )?;
+            );
+            if let Some(server) = server {
+                server.stop();
+            }
+            reload.stop();
+            let live = live?;
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {

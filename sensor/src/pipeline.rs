@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, WorkerMetrics};
 use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
 use crate::output::sinks::AlertSinks;
+use crate::reload::SharedPolicy;
 use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
@@ -129,6 +130,9 @@ pub struct ReplayOptions {
     /// Alerts raised at the end of the capture as if the analyzer had raised them:
     /// a seam for tests and demos until the analyzer raises its own.
     pub injected_alerts: Vec<Alert>,
+    /// Config reload: workers look for a new policy snapshot once per batch and the
+    /// analyzer receives it in its select loop. Its current policy is the run's policy.
+    pub reloadable_policy: Option<Arc<SharedPolicy>>,
 }
 
 /// Observations between two refreshes of the analyzer's metrics.
@@ -194,6 +198,11 @@ pub fn replay(
     options: ReplayOptions,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
+    let policy = match &options.reloadable_policy {
+        Some(shared) => shared.current(),
+        None => policy,
+    };
+    let policy_updates = options.reloadable_policy.as_ref().map(|s| s.subscribe());
     let workers = policy.workers.max(1);
     let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
 
@@ -255,6 +264,7 @@ pub fn replay(
             // own `ControlHandler` once it owns alerts and baseline.
             let mut view = InventoryView::new();
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
+            let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
             loop {
                 crossbeam_channel::select! {
@@ -272,6 +282,11 @@ pub fn replay(
                     recv(requests) -> request => {
                         if let Ok(request) = request {
                             view.answer(request);
+                        }
+                    }
+                    recv(policy_updates) -> policy => {
+                        if let Ok(policy) = policy {
+                            analyzer.set_policy(policy);
                         }
                     }
                 }
@@ -327,11 +342,15 @@ pub fn replay(
         } else {
             None
         };
-        let worker = Worker::new(id, Arc::clone(&policy), sink, events);
+        let mut worker = Worker::new(id, Arc::clone(&policy), sink, events);
+        if let Some(shared) = &options.reloadable_policy {
+            worker.watch_policy(shared.watch());
+        }
         let rings = rings.clone();
         let check_owner = options.spread != Spread::FlowHash;
         let finished = Arc::clone(&finished);
         let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
+
         let handle = thread::Builder::new()
             .name(format!("otsensor-worker-{id}"))
             .spawn(move || {
@@ -522,6 +541,7 @@ fn run_worker(
         if input_open {
             match batches.recv_timeout(Duration::from_millis(1)) {
                 Ok(mut batch) => {
+                    worker.refresh_policy();
                     let started = metrics.is_some().then(Instant::now);
                     for packet in batch.packets() {
                         let frame = layers::slice(&packet);
