@@ -119,6 +119,23 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the default configuration.
     DefaultConfig,
+    /// Check and set what capture needs on a NIC: promiscuous mode, queues, ring sizes,
+    /// offloads off, symmetric RSS, IRQ affinity. Idempotent.
+    NicSetup {
+        #[arg(long)]
+        interface: String,
+        /// Receive queues to configure (one per worker); default: keep the current count.
+        #[arg(long)]
+        queues: Option<u32>,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check whether this box can capture on an interface, and what to fix.
+    Doctor {
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -487,6 +504,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Baseline { action } => baseline_command(action),
         Command::Alerts { action } => alerts_command(action),
+        Command::NicSetup {
+            interface,
+            queues,
+            dry_run,
+        } => {
+            let options = otsensor::nic::Options {
+                interface,
+                queues,
+                dry_run,
+            };
+            let report = otsensor::nic::setup(&options)?;
+            use otsensor::nic::Status;
+            let failed = report.count(Status::Failed);
+            if dry_run {
+                println!(
+                    "nic-setup (dry run): {} would change, {} unsupported, {} failed",
+                    report.count(Status::WouldChange),
+                    report.count(Status::Unsupported),
+                    failed
+                );
+            } else {
+                println!(
+                    "nic-setup: {} changed, {} unsupported, {} failed",
+                    report.count(Status::Changed),
+                    report.count(Status::Unsupported),
+                    failed
+                );
+            }
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Doctor { interface } => {
+            println!("otsensor doctor: {interface}");
+            let report = otsensor::doctor::diagnose(&interface);
+            print!("{report}");
+            Ok(if report.verdict() == otsensor::doctor::Level::Fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);
             Ok(ExitCode::SUCCESS)
