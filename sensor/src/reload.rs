@@ -403,9 +403,9 @@ impl Reloader {
                 }
             }
             Err(error) => {
-                eprintln!(
-                    "otsensor: config reload refused: {error}; keeping the running configuration"
-                );
+                // The reason alone on the line, exactly as `check-config` prints it.
+                eprintln!("otsensor: config reload refused: {error}");
+                eprintln!("otsensor: keeping the running configuration");
             }
         }
         result
