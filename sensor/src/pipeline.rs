@@ -270,6 +270,10 @@ pub fn replay(
                 crossbeam_channel::select! {
                     recv(obs_rx) -> observation => {
                         let Ok(stamped) = observation else { break };
+                        // A reload published before this observation was sent applies to it.
+                        if let Ok(policy) = policy_updates.try_recv() {
+                            analyzer.set_policy(policy);
+                        }
                         view.observe(&stamped.observation);
                         analyzer.handle(stamped);
                         if let Some(metrics) = &analyzer_metrics {

@@ -119,9 +119,10 @@ impl SharedPolicy {
     /// Makes `policy` current; returns its generation.
     pub fn publish(&self, policy: Arc<Policy>) -> u64 {
         *lock(&self.current) = Arc::clone(&policy);
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // Subscribers first, generation last: an observation a worker makes under the
+        // new policy is sent after the analyzer's copy is already in its channel.
         lock(&self.subscribers).retain(|tx| tx.send(Arc::clone(&policy)).is_ok());
-        generation
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Hands over the live filter's policy maps: reloads rewrite them from now on.
@@ -287,22 +288,57 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         .filter(|s| !s.live && (s.differs)(running, new))
         .map(|s| s.name)
         .collect();
+    // Exhaustive on purpose: a new `Policy` field does not compile until it is
+    // classified here (and in SETTINGS and docs/CONFIG.md).
+    let Policy {
+        workers: _,
+        batch_packets: _,
+        observation_queue: _,
+        handoff_queue: _,
+        max_flows: _,
+        flow_idle_timeout_ns: _,
+        flow_closed_timeout_ns: _,
+        internal_networks,
+        max_devices,
+        external_allowlist,
+        learning_duration_ns,
+        capture_interface: _,
+        xdp_mode: _,
+        bulk_action,
+        industrial_tcp_ports,
+        industrial_udp_ports,
+        industrial_ethertypes,
+        umem_frames: _,
+        ring_size: _,
+        first_packets_per_flow,
+        eve_enabled: _,
+        eve_path: _,
+        eve_protocol_events: _,
+        port_scan_ports,
+        address_scan_hosts,
+        discovery_sweep,
+        scan_window_ns,
+        silent_unanswered_requests,
+        silent_window_ns,
+        http_listen: _,
+        http_api_token: _,
+    } = new.clone();
     let merged = Policy {
-        internal_networks: new.internal_networks.clone(),
-        external_allowlist: new.external_allowlist.clone(),
-        max_devices: new.max_devices,
-        learning_duration_ns: new.learning_duration_ns,
-        bulk_action: new.bulk_action,
-        industrial_tcp_ports: new.industrial_tcp_ports.clone(),
-        industrial_udp_ports: new.industrial_udp_ports.clone(),
-        industrial_ethertypes: new.industrial_ethertypes.clone(),
-        first_packets_per_flow: new.first_packets_per_flow,
-        port_scan_ports: new.port_scan_ports,
-        address_scan_hosts: new.address_scan_hosts,
-        discovery_sweep: new.discovery_sweep,
-        scan_window_ns: new.scan_window_ns,
-        silent_unanswered_requests: new.silent_unanswered_requests,
-        silent_window_ns: new.silent_window_ns,
+        internal_networks,
+        external_allowlist,
+        max_devices,
+        learning_duration_ns,
+        bulk_action,
+        industrial_tcp_ports,
+        industrial_udp_ports,
+        industrial_ethertypes,
+        first_packets_per_flow,
+        port_scan_ports,
+        address_scan_hosts,
+        discovery_sweep,
+        scan_window_ns,
+        silent_unanswered_requests,
+        silent_window_ns,
         ..running.clone()
     };
     (merged, changed, needs_restart)
@@ -539,9 +575,15 @@ mod tests {
 
     #[test]
     fn every_policy_field_is_classified() {
-        // A new Policy field must be added to SETTINGS (and `merge`, and docs/CONFIG.md):
-        // the count here is the number of fields of `Policy`.
+        // `merge` destructures `Policy` exhaustively (31 fields); SETTINGS must name each.
         assert_eq!(SETTINGS.len(), 31);
+        let (live, restart) = setting_names();
+        assert_eq!(
+            live.len(),
+            15,
+            "the 15 fields `merge` takes from the new file"
+        );
+        assert_eq!(restart.len(), 16);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(
@@ -550,6 +592,71 @@ mod tests {
                 setting.name
             );
         }
+    }
+
+    /// Publishes `next` when the pipeline asks for its first packet: every worker and
+    /// the analyzer must then work under `next` for the whole capture.
+    struct ReloadOnFirstPacket<'a> {
+        inner: crate::capture::memory::MemorySource<'a>,
+        shared: Arc<SharedPolicy>,
+        next: Option<Policy>,
+    }
+
+    impl crate::capture::PacketSource for ReloadOnFirstPacket<'_> {
+        fn next_packet(
+            &mut self,
+        ) -> Result<Option<crate::capture::Packet<'_>>, crate::capture::Error> {
+            if let Some(next) = self.next.take() {
+                self.shared.publish(Arc::new(next));
+            }
+            self.inner.next_packet()
+        }
+    }
+
+    fn analyzer_json(summary: &crate::pipeline::Summary) -> serde_json::Value {
+        let mut value = serde_json::to_value(&summary.analyzer).expect("json");
+        if let Some(map) = value.as_object_mut() {
+            map.remove("alert_latency_ns");
+        }
+        value
+    }
+
+    #[test]
+    fn a_published_policy_reaches_workers_and_analyzer_of_a_running_pipeline() {
+        use crate::capture::memory::MemoryCapture;
+        use crate::capture::pcap::PcapFiles;
+        use crate::pipeline::{replay, ReplayOptions};
+        let file = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/pcaps/modbus-polling-fc3.pcap"
+        ));
+        let mut files = PcapFiles::open(&[file]).expect("capture");
+        let capture = MemoryCapture::load(&mut files).expect("load");
+        let old = policy("learning: {duration: 0s}\npipeline: {workers: 2}\n");
+        let new = policy(
+            "learning: {duration: 0s}\npipeline: {workers: 2}\nnetworks: {internal: [198.51.100.0/24]}\n",
+        );
+        let run = |start: &Policy, reload_to: Option<&Policy>| {
+            let shared = SharedPolicy::new(Arc::new(start.clone()));
+            let mut source = ReloadOnFirstPacket {
+                inner: capture.source(),
+                shared: Arc::clone(&shared),
+                next: reload_to.cloned(),
+            };
+            let options = ReplayOptions {
+                reloadable_policy: Some(shared),
+                ..Default::default()
+            };
+            replay(&mut source, Arc::new(start.clone()), options).expect("replay")
+        };
+        let under_old = analyzer_json(&run(&old, None));
+        let under_new = analyzer_json(&run(&new, None));
+        assert_ne!(
+            under_old, under_new,
+            "the capture must tell the policies apart"
+        );
+        let reloaded = analyzer_json(&run(&old, Some(&new)));
+        assert_eq!(reloaded, under_new);
     }
 
     fn write(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
