@@ -187,6 +187,19 @@ fn driver(interface: &str) -> Option<String> {
         .filter(|d| !d.is_empty())
 }
 
+/// Receive queues the kernel has active (`/sys/class/net/IF/queues/rx-*`).
+fn active_rx_queues(interface: &str) -> u32 {
+    let dir = Path::new("/sys/class/net").join(interface).join("queues");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Tries to attach the pre-filter in `mode` and detaches it again.
 fn try_attach(interface: &str, mode: AttachMode) -> Result<AttachedMode, String> {
     let settings = XdpSettings {
@@ -286,13 +299,25 @@ pub fn diagnose(interface: &str) -> Report {
     }
 
     let queues = if exists {
-        afxdp::rx_queue_count(interface).unwrap_or(0)
+        active_rx_queues(interface)
     } else {
         0
     };
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if exists {
-        if queues >= 1 {
+        // The capture opens one socket per queue the driver *could* have (ethtool's
+        // maximum); binding a queue that is not active fails.
+        let opened = afxdp::rx_queue_count(interface).unwrap_or(0);
+        if queues >= 1 && opened > queues {
+            doctor.flag(
+                Level::Warn,
+                "queues",
+                format!("{queues} RX queues active of {opened} possible"),
+                format!(
+                    "`otsensor run` opens a socket on all {opened}: activate them (`otsensor nic-setup --interface {interface} --queues {opened}`)"
+                ),
+            );
+        } else if queues >= 1 {
             doctor.ok(
                 "queues",
                 format!("{queues} RX queues (one worker and socket each)"),

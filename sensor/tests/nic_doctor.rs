@@ -223,3 +223,35 @@ fn doctor_reports_this_box() {
     assert_eq!(missing.status.code(), Some(1), "{out}");
     assert!(out.contains("verdict: FAIL"), "{out}");
 }
+
+#[test]
+fn doctor_warns_when_fewer_queues_are_active_than_capture_opens() {
+    if !allowed("doctor_warns_when_fewer_queues_are_active_than_capture_opens") {
+        return;
+    }
+    let lab = Lab::create("dq");
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.ns,
+            "ethtool",
+            "-L",
+            &lab.ifname,
+            "rx",
+            "1",
+        ],
+    );
+    let output = lab.otsensor(&["doctor", "--interface", &lab.ifname]);
+    let out = text(&output);
+    let queues = out
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with("queues ")))
+        .unwrap_or_else(|| panic!("no queues line:\n{out}"));
+    assert!(queues.starts_with("WARN"), "{queues}");
+    assert!(
+        queues.contains(&format!("1 RX queues active of {QUEUES} possible")),
+        "{queues}"
+    );
+}
