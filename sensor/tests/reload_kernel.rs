@@ -124,4 +124,21 @@ fn reload_rewrites_the_kernel_tables_and_refuses_invalid_files() {
     let outcome = reloader.reload().expect("reload");
     assert_eq!(outcome.changed, vec!["capture.bulk_action"]);
     assert_eq!(second_frame_verdict(&mut filter, 40006, 502), XDP_PASS);
+
+    // 63 new EtherTypes beside the 2 in the table would overflow its 64 slots
+    // together: the stale ones make room first.
+    let many: Vec<String> = (0..63u16).map(|i| format!("{:#06x}", 0x9000 + i)).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "capture:\n  first_packets_per_flow: 1\n  industrial_tcp_ports: [5020]\n  industrial_ethertypes: [{}]\n",
+            many.join(", ")
+        ),
+    )
+    .expect("write");
+    reloader.reload().expect("reload to 63 EtherTypes");
+    let table = reader.ethertypes();
+    assert_eq!(table.len(), 63);
+    assert_eq!(table.first(), Some(&0x9000));
+    assert!(!table.contains(&0x88b8));
 }

@@ -116,18 +116,26 @@ impl PolicyMaps {
                 .map_err(map_error("port_table"))?;
         }
 
+        // New before stale, unless both together would not fit the table: then the
+        // stale ones go first (a frame of a removed EtherType may meet the old rule).
+        let existing: Vec<u16> = self.ethertypes.keys().filter_map(Result::ok).collect();
+        let stale: Vec<u16> = existing
+            .iter()
+            .copied()
+            .filter(|e| !settings.ethertypes.contains(e))
+            .collect();
+        let fits = existing.len() + settings.ethertypes.len() - (existing.len() - stale.len())
+            <= abi::MAX_ETHERTYPES as usize;
+        if !fits {
+            self.remove_ethertypes(&stale)?;
+        }
         for &ethertype in &settings.ethertypes {
             self.ethertypes
                 .insert(ethertype, 1, 0)
                 .map_err(map_error("ethertypes"))?;
         }
-        let existing: Vec<u16> = self.ethertypes.keys().filter_map(Result::ok).collect();
-        for ethertype in existing {
-            if !settings.ethertypes.contains(&ethertype) {
-                self.ethertypes
-                    .remove(&ethertype)
-                    .map_err(map_error("ethertypes"))?;
-            }
+        if fits {
+            self.remove_ethertypes(&stale)?;
         }
 
         let mut config = self.config.get(&0, 0).map_err(map_error("config"))?;
@@ -135,6 +143,16 @@ impl PolicyMaps {
         config.first_packets = settings.first_packets;
         self.config.set(0, config, 0).map_err(map_error("config"))?;
         self.settings = settings.clone();
+        Ok(())
+    }
+
+    fn remove_ethertypes(&mut self, stale: &[u16]) -> Result<(), Error> {
+        for ethertype in stale {
+            match self.ethertypes.remove(ethertype) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_error("ethertypes")(e)),
+            }
+        }
         Ok(())
     }
 
