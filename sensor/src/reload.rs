@@ -468,7 +468,18 @@ pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 impl ReloadService {
     /// Starts the reload thread; with `on_sighup`, SIGHUP triggers a reload too.
     pub fn start(reloader: Reloader, on_sighup: bool) -> std::io::Result<ReloadService> {
-        let (tx, rx) = crossbeam_channel::bounded::<ReloadRequest>(16);
+        let (tx, rx) = request_channel();
+        Self::start_with_channel(reloader, tx, rx, on_sighup)
+    }
+
+    /// As [`ReloadService::start`], on a channel made beforehand with
+    /// [`request_channel`] (so the HTTP server can be given its sender first).
+    pub fn start_with_channel(
+        reloader: Reloader,
+        tx: Sender<ReloadRequest>,
+        rx: Receiver<ReloadRequest>,
+        on_sighup: bool,
+    ) -> std::io::Result<ReloadService> {
         let worker = thread::Builder::new()
             .name("otsensor-reload".into())
             .spawn(move || {
@@ -524,6 +535,11 @@ impl ReloadService {
             let _ = thread.join();
         }
     }
+}
+
+/// The channel of reload requests (bounded: a burst of SIGHUPs collapses).
+pub fn request_channel() -> (Sender<ReloadRequest>, Receiver<ReloadRequest>) {
+    crossbeam_channel::bounded(16)
 }
 
 /// Sends a reload request and waits for its outcome (the API's side).
