@@ -11,6 +11,8 @@ needs=(
   "linux-libc-dev:/usr/include/linux/bpf.h"
   "iproute2:ip"
   "ethtool:ethtool"
+  # nic-setup and reload tests (issue 7): curl reaches the API inside a namespace.
+  "curl:curl"
   "tcpdump:tcpdump"
   "tcpreplay:tcpreplay"
   # Operator-surface tests (issue 6): promtool/Prometheus, rsyslog, headless Chromium.

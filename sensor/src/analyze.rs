@@ -366,6 +366,11 @@ fn new_histogram() -> Option<hdrhistogram::Histogram<u64>> {
 }
 
 impl Analyzer {
+    /// Puts a reloaded policy in force from the next observation on (see `reload`).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
     /// An analyzer over a private in-memory store.
     pub fn new(policy: Arc<Policy>, eve: Option<EventSink>) -> Analyzer {
         match Store::in_memory() {

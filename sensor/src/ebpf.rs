@@ -21,6 +21,10 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
+/// The policy maps as handles of their own, for config reload from another thread.
+mod policy_maps;
+pub use policy_maps::PolicyMaps;
+
 /// The compiled program, embedded so the binary needs no file beside it. eBPF objects
 /// are ELF64 with 8-byte aligned headers, hence the aligned include.
 static PROGRAM_OBJECT: &[u8] =

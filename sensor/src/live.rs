@@ -123,7 +123,20 @@ pub fn run(
         eprintln!("otsensor: warning: {interface}: the driver has no native XDP; using generic mode (slower)");
     }
     options.live = true;
-    let summary = pipeline::replay(&mut capture, policy, options)?;
+    // Config reload rewrites the kernel's policy maps in place through these handles.
+    let reloadable = options.reloadable_policy.clone();
+    if let Some(shared) = &reloadable {
+        let maps = capture
+            .filter()
+            .policy_maps()
+            .map_err(|e| explain(interface, StartError::from(e)))?;
+        shared.attach_kernel_maps(maps);
+    }
+    let summary = pipeline::replay(&mut capture, policy, options);
+    if let Some(shared) = &reloadable {
+        shared.detach_kernel_maps();
+    }
+    let summary = summary?;
     let counters = capture
         .filter()
         .counters()

@@ -19,6 +19,7 @@ use otsensor::output::sinks::{self, AlertSinks};
 use otsensor::output::syslog::{SyslogSink, SyslogTarget};
 use otsensor::output::webhook::WebhookSink;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
+use otsensor::reload::{ReloadService, Reloader, SharedPolicy};
 use otsensor::store::Store;
 
 #[derive(Parser, Debug)]
@@ -70,9 +71,26 @@ struct Outputs {
 
 impl OutputArgs {
     /// Opens the EVE file, database, sinks and HTTP server the flags and the policy ask for.
-    fn open(self, policy: &otsensor::config::Policy) -> anyhow::Result<Outputs> {
-        let eve = match self.eve {
+    /// `reload` (live runs) makes `POST /api/config/reload` available, and EVE follow
+    /// `outputs.eve` when `--eve` is not given.
+    fn open(
+        self,
+        policy: &otsensor::config::Policy,
+        metrics: Arc<Metrics>,
+        reload: Option<crossbeam_channel::Sender<otsensor::reload::ReloadRequest>>,
+    ) -> anyhow::Result<Outputs> {
+        // A live sensor follows outputs.eve; a replay writes EVE only when asked.
+        let eve_path = self
+            .eve
+            .or_else(|| (reload.is_some() && policy.eve_enabled).then(|| policy.eve_path.clone()));
+        let eve = match eve_path {
             Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if path != Path::new("-") {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("EVE directory {}", dir.display()))?;
+                    }
+                }
                 let rotation = self
                     .eve_rotate_bytes
                     .map(|max_bytes| Rotation { max_bytes, keep: 5 });
@@ -87,7 +105,6 @@ impl OutputArgs {
             Some(path) => Some(open_store(path)?),
             None => None,
         };
-        let metrics = Metrics::new()?;
         let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
         let syslog = self.syslog.or_else(|| policy.syslog_url.clone());
         if let Some(url) = syslog {
@@ -121,7 +138,10 @@ impl OutputArgs {
                 }
             };
             let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
-            let state = AppState::new(tx, Arc::clone(&metrics), Some(token));
+            let mut state = AppState::new(tx, Arc::clone(&metrics), Some(token));
+            if let Some(reload) = reload {
+                state = state.with_reload(reload);
+            }
             let started = HttpServer::start(address, state)?;
             eprintln!("otsensor: serving http://{}/", started.local_addr());
             server = Some(started);
@@ -194,6 +214,23 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the default configuration.
     DefaultConfig,
+    /// Check and set what capture needs on a NIC: promiscuous mode, queues, ring sizes,
+    /// offloads off, symmetric RSS, IRQ affinity. Idempotent.
+    NicSetup {
+        #[arg(long)]
+        interface: String,
+        /// Receive queues to configure (one per worker); default: keep the current count.
+        #[arg(long)]
+        queues: Option<u32>,
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check whether this box can capture on an interface, and what to fix.
+    Doctor {
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -342,7 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
-            let Outputs { options, server } = outputs.open(&policy)?;
+            let Outputs { options, server } = outputs.open(&policy, Metrics::new()?, None)?;
             let mut source = PcapFiles::open(&files)?;
             let summary = pipeline::replay(
                 &mut source,
@@ -403,11 +440,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             interface,
             workers,
-            config,
+            config: config_path,
             summary_json,
             outputs,
         } => {
-            let mut config = load_config(config.as_ref())?;
+            let mut config = load_config(config_path.as_ref())?;
             if let Some(workers) = workers {
                 config.pipeline.workers = workers;
             }
@@ -415,17 +452,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let interface = interface
                 .or_else(|| policy.capture_interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
-            let Outputs { options, server } = outputs.open(&policy)?;
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
-            eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
-            let live = otsensor::live::run(&interface, policy, options, stop)?;
+            let metrics = Metrics::new()?;
+            // Config reload: SIGHUP and POST /api/config/reload re-read --config.
+            let shared = SharedPolicy::new(Arc::clone(&policy));
+            let reloader = Reloader::new(
+                config_path.clone(),
+                workers,
+                Arc::clone(&shared),
+                Some(metrics.config_metrics()?),
+            );
+            let reload = ReloadService::start(reloader, true).context("SIGHUP handler")?;
+            let Outputs { options, server } =
+                outputs.open(&policy, metrics, Some(reload.requests()))?;
+            eprintln!(
+                "otsensor: starting capture on {interface}; SIGHUP reloads the configuration, SIGINT or SIGTERM stops"
+            );
+            let live = otsensor::live::run(
+                &interface,
+                policy,
+                ReplayOptions {
+                    reloadable_policy: Some(shared),
+                    ..options
+                },
+                stop,
+            );
             if let Some(server) = server {
                 server.stop();
             }
+            reload.stop();
+            let live = live?;
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {
@@ -441,6 +501,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Baseline { action } => baseline_command(action),
         Command::Alerts { action } => alerts_command(action),
+        Command::NicSetup {
+            interface,
+            queues,
+            dry_run,
+        } => {
+            let options = otsensor::nic::Options {
+                interface,
+                queues,
+                dry_run,
+            };
+            let report = otsensor::nic::setup(&options)?;
+            use otsensor::nic::Status;
+            let failed = report.count(Status::Failed);
+            if dry_run {
+                println!(
+                    "nic-setup (dry run): {} would change, {} unsupported, {} failed",
+                    report.count(Status::WouldChange),
+                    report.count(Status::Unsupported),
+                    failed
+                );
+            } else {
+                println!(
+                    "nic-setup: {} changed, {} unsupported, {} failed",
+                    report.count(Status::Changed),
+                    report.count(Status::Unsupported),
+                    failed
+                );
+            }
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Doctor { interface } => {
+            println!("otsensor doctor: {interface}");
+            let report = otsensor::doctor::diagnose(&interface);
+            print!("{report}");
+            Ok(if report.verdict() == otsensor::doctor::Level::Fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);
             Ok(ExitCode::SUCCESS)

@@ -709,6 +709,48 @@ impl LatencyRecorder {
     }
 }
 
+/// Config reload metrics (`otsensor run` only: replay has nothing to reload).
+#[derive(Clone, Debug)]
+pub struct ConfigMetrics {
+    /// `otsensor_config_reloads_total{result="ok"|"error"}`.
+    pub reloads: IntCounterVec,
+    /// `otsensor_config_generation`: 1 at start, +1 per reload that changed policy.
+    pub generation: IntGauge,
+    /// `otsensor_config_last_reload_timestamp_seconds`: last successful reload (Unix time).
+    pub last_reload: prometheus::Gauge,
+}
+
+impl Metrics {
+    /// Registers the config reload metrics (once per registry), both results at zero.
+    pub fn config_metrics(&self) -> Result<ConfigMetrics, Error> {
+        let registry = &self.registry;
+        let reloads = counter_vec(
+            registry,
+            "otsensor_config_reloads_total",
+            "Configuration reloads (SIGHUP or API), by result: ok, or error (refused; the running configuration stays)",
+            &["result"],
+        )?;
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        let generation = gauge(
+            registry,
+            "otsensor_config_generation",
+            "Generation of the policy in force: 1 at start, +1 per reload that changed it",
+        )?;
+        let last_reload = prometheus::Gauge::new(
+            "otsensor_config_last_reload_timestamp_seconds",
+            "Unix time of the last successful configuration reload (0: none yet)",
+        )?;
+        registry.register(Box::new(last_reload.clone()))?;
+        Ok(ConfigMetrics {
+            reloads,
+            generation,
+            last_reload,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ use crate::metrics::{Metrics, WorkerMetrics};
 use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
 use crate::output::sinks::AlertSinks;
+use crate::reload::SharedPolicy;
 use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
 
@@ -125,6 +126,9 @@ pub struct ReplayOptions {
     pub control: Option<Receiver<ControlRequest>>,
     /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
     pub alert_sinks: Option<AlertSinks>,
+    /// Config reload: workers look for a new policy snapshot once per batch and the
+    /// analyzer receives it in its select loop. Its current policy is the run's policy.
+    pub reloadable_policy: Option<Arc<SharedPolicy>>,
 }
 
 /// Observations between two refreshes of the analyzer's metrics.
@@ -190,6 +194,11 @@ pub fn replay(
     options: ReplayOptions,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
+    let policy = match &options.reloadable_policy {
+        Some(shared) => shared.current(),
+        None => policy,
+    };
+    let policy_updates = options.reloadable_policy.as_ref().map(|s| s.subscribe());
     let workers = policy.workers.max(1);
     let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
 
@@ -248,11 +257,16 @@ pub fn replay(
             analyzer.set_outputs(sinks, analyzer_metrics.clone());
             analyzer.publish_learning();
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
+            let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
             loop {
                 crossbeam_channel::select! {
                     recv(obs_rx) -> observation => {
                         let Ok(stamped) = observation else { break };
+                        // A reload published before this observation was sent applies to it.
+                        if let Ok(policy) = policy_updates.try_recv() {
+                            analyzer.set_policy(policy);
+                        }
                         analyzer.handle(stamped);
                         if let Some(metrics) = &analyzer_metrics {
                             if analyzer.counters.observations.is_multiple_of(ANALYZER_METRICS_EVERY) {
@@ -265,6 +279,11 @@ pub fn replay(
                     recv(requests) -> request => {
                         if let Ok(request) = request {
                             analyzer.answer(request);
+                        }
+                    }
+                    recv(policy_updates) -> policy => {
+                        if let Ok(policy) = policy {
+                            analyzer.set_policy(policy);
                         }
                     }
                 }
@@ -315,11 +334,15 @@ pub fn replay(
         } else {
             None
         };
-        let worker = Worker::new(id, Arc::clone(&policy), sink, events);
+        let mut worker = Worker::new(id, Arc::clone(&policy), sink, events);
+        if let Some(shared) = &options.reloadable_policy {
+            worker.watch_policy(shared.watch());
+        }
         let rings = rings.clone();
         let check_owner = options.spread != Spread::FlowHash;
         let finished = Arc::clone(&finished);
         let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
+
         let handle = thread::Builder::new()
             .name(format!("otsensor-worker-{id}"))
             .spawn(move || {
@@ -510,6 +533,7 @@ fn run_worker(
         if input_open {
             match batches.recv_timeout(Duration::from_millis(1)) {
                 Ok(mut batch) => {
+                    worker.refresh_policy();
                     let started = metrics.is_some().then(Instant::now);
                     for packet in batch.packets() {
                         let frame = layers::slice(&packet);

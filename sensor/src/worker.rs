@@ -19,6 +19,7 @@ use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, 
 use crate::flow::{FlowKey, Side};
 use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
 use crate::observe::{mono_ns, FlowRecord, Observation, Stamped};
+use crate::reload::PolicyWatch;
 
 /// How a full observation channel is handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +192,7 @@ pub struct Worker {
     counters: WorkerCounters,
     now_ns: u64,
     next_sweep_ns: u64,
+    policy_watch: Option<PolicyWatch>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -203,6 +205,25 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
+    /// Puts a reloaded policy in force from the next frame on (see `reload`). Flow
+    /// table sizes and timeouts were fixed at construction and stay as they are.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
+    /// Follow reloads: [`Worker::refresh_policy`] then picks up each new snapshot.
+    pub fn watch_policy(&mut self, watch: PolicyWatch) {
+        self.policy_watch = Some(watch);
+    }
+
+    /// Takes a reloaded policy if one was published: call once per batch, not per
+    /// packet (one atomic load when nothing changed).
+    pub fn refresh_policy(&mut self) {
+        if let Some(policy) = self.policy_watch.as_mut().and_then(PolicyWatch::changed) {
+            self.policy = policy;
+        }
+    }
+
     /// A worker with its share of the flow-table budget.
     pub fn new(
         id: usize,
@@ -237,6 +258,7 @@ impl Worker {
             counters: WorkerCounters::default(),
             now_ns: 0,
             next_sweep_ns: 0,
+            policy_watch: None,
         }
     }
 

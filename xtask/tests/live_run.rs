@@ -162,6 +162,8 @@ fn otsensor_run_captures_a_plant_exactly() {
             &lab.rx_if,
             "--workers",
             "2",
+            "--eve",
+            "-",
             "--summary-json",
         ])
         .arg(&summary_path)

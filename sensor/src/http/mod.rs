@@ -30,6 +30,7 @@ use crate::control::{
 };
 use crate::detect::AlertStatus;
 use crate::metrics::Metrics;
+use crate::reload::{self, ReloadError, ReloadOutcome, ReloadRequest};
 
 /// How long the API waits for the state's owner before answering 503.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +55,8 @@ pub enum ApiError {
     NotFound(String),
     BadRequest(String),
     Conflict(String),
+    /// A well-formed request the sensor refuses (an invalid configuration on reload).
+    Unprocessable(String),
     /// The owner of the state did not answer in time (or is gone).
     Unavailable,
     Internal(String),
@@ -76,6 +79,9 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, "bad_request", what),
             ApiError::Conflict(what) => (StatusCode::CONFLICT, "conflict", what),
+            ApiError::Unprocessable(what) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", what)
+            }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -118,6 +124,8 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     token: Option<ApiToken>,
     started: Instant,
+    /// Where `POST /api/config/reload` goes; none when there is nothing to reload.
+    reload: Option<Sender<ReloadRequest>>,
 }
 
 impl AppState {
@@ -131,7 +139,14 @@ impl AppState {
             metrics,
             token,
             started: Instant::now(),
+            reload: None,
         }
+    }
+
+    /// Enables `POST /api/config/reload` (the reload thread's request channel).
+    pub fn with_reload(mut self, requests: Sender<ReloadRequest>) -> AppState {
+        self.reload = Some(requests);
+        self
     }
 
     /// Sends a request built around a reply slot and waits (off the async threads).
@@ -180,6 +195,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/baseline", get(baseline))
         .route("/api/baseline/{action}", post(change_baseline))
         .route("/api/flows", get(flows))
+        .route("/api/config/reload", post(reload_config))
         .fallback(not_found)
         .with_state(state)
 }
@@ -320,6 +336,29 @@ async fn change_baseline(
 
 async fn flows(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(state.ask(ControlRequest::Flows).await?).into_response())
+}
+
+/// Re-reads the configuration file: 200 with what changed and what needs a restart,
+/// 422 with the reason when the file is refused (the running configuration stays).
+async fn reload_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ReloadOutcome>, ApiError> {
+    state.authorize(&headers)?;
+    let Some(requests) = state.reload.clone() else {
+        return Err(ApiError::Conflict(
+            "this run has no configuration to reload (only `otsensor run` reloads)".to_owned(),
+        ));
+    };
+    let result = tokio::task::spawn_blocking(move || reload::request_reload(&requests))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match result {
+        Ok(outcome) => Ok(Json(outcome)),
+        Err(ReloadError::Unavailable) => Err(ApiError::Unavailable),
+        Err(error @ ReloadError::Kernel(_)) => Err(ApiError::Internal(error.to_string())),
+        Err(error) => Err(ApiError::Unprocessable(error.to_string())),
+    }
 }
 
 /// A running server: its address, and how to stop it.
