@@ -56,6 +56,14 @@ const MAX_ALERTS: usize = 100_000;
 const MAX_SCAN_SOURCES: usize = 65_536;
 /// A repeated alert is written to the alert sinks at most this often (packet time).
 const ALERT_THROTTLE_NS: u64 = 60 * 1_000_000_000;
+/// Sightings while learning (devices are re-reported at most once a minute) before a
+/// device counts as communicating regularly (for
+/// the quiet-device rule of `device_silent`).
+const QUIET_MIN_SIGHTINGS: u32 = 2;
+/// How often (packet time) devices are checked for having gone quiet.
+const QUIET_CHECK_NS: u64 = 1_000_000_000;
+/// (server, unit id) pairs remembered per source for Modbus unit-id sweeps.
+const MAX_UNIT_SWEEP_TARGETS: usize = 4096;
 /// Observations between store commits, and the longest wall time between them.
 const COMMIT_EVERY: u64 = 4_096;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
@@ -112,6 +120,13 @@ pub struct DeviceRecord {
     /// (IP protocol, port) it answered on.
     pub served: BTreeSet<(u8, u16)>,
     pub programmed_others: bool,
+    /// Sightings while learning (counted once per distinct packet time).
+    #[serde(default)]
+    pub learning_sightings: u32,
+    /// The longest gap between two sightings while learning: the device's learned
+    /// interval for the quiet-device rule.
+    #[serde(default)]
+    pub learned_gap_ns: u64,
     #[serde(skip)]
     silent: Option<u64>,
     #[serde(skip)]
@@ -167,6 +182,8 @@ impl DeviceRecord {
             bytes_received: 0,
             served: BTreeSet::new(),
             programmed_others: false,
+            learning_sightings: 0,
+            learned_gap_ns: 0,
             silent: None,
             unanswered: (0, 0),
         }
@@ -308,6 +325,8 @@ struct AlertState {
 struct ScanTracker {
     recent: VecDeque<(u64, IpAddr, u16)>,
     discovery: VecDeque<(u64, IpAddr)>,
+    /// (time, server, Modbus unit id) of recent requests, distinct pairs only.
+    units: VecDeque<(u64, IpAddr, u8)>,
 }
 
 /// The analyzer's state.
@@ -328,6 +347,8 @@ pub struct Analyzer {
     inventory_full_raised: bool,
     alert_table_full_raised: bool,
     scans: HashMap<IpAddr, ScanTracker>,
+    /// Packet time of the next quiet-device check.
+    next_quiet_check_ns: u64,
     store: Store,
     store_version: i64,
     pending: store::Batch,
@@ -398,6 +419,7 @@ impl Analyzer {
             inventory_full_raised: false,
             alert_table_full_raised: false,
             scans: HashMap::new(),
+            next_quiet_check_ns: 0,
             store,
             store_version: 0,
             pending: store::Batch::default(),
@@ -617,9 +639,10 @@ impl Analyzer {
                 protocol,
                 kind,
                 code,
+                unit,
             } => {
                 self.counters.commands += 1;
-                self.command(ts_ns, flow_id, client, server, protocol, kind, code);
+                self.command(ts_ns, flow_id, client, server, protocol, kind, code, unit);
             }
             Observation::Identity {
                 ts_ns,
@@ -650,6 +673,7 @@ impl Analyzer {
                 self.protocol_error(ts_ns, flow_id, src, dst, protocol, kind, code);
             }
         }
+        self.check_quiet(ts_ns);
     }
 
     fn mark_dirty(&mut self, key: DeviceKey) {
@@ -670,6 +694,7 @@ impl Analyzer {
             DeviceKey::Ip(ip) => self.by_ip.contains_key(&ip),
             DeviceKey::Mac(mac) => self.by_mac.contains_key(&mac),
         };
+        let learning = self.is_learning(ts_ns);
         if !known && self.entries() >= self.policy.max_devices {
             self.counters.devices_over_capacity += 1;
             if !self.inventory_full_raised {
@@ -696,6 +721,16 @@ impl Analyzer {
                 .entry(mac)
                 .or_insert_with(|| DeviceRecord::new(Some(mac), None, vlan, ts_ns)),
         };
+        if learning {
+            // Counted once per packet time: a replay after a restart re-reads packets
+            // the stored record already accounts for, and must not count them again.
+            if !known {
+                record.learning_sightings = 1;
+            } else if ts_ns > record.last_seen_ns {
+                record.learning_sightings = record.learning_sightings.saturating_add(1);
+                record.learned_gap_ns = record.learned_gap_ns.max(ts_ns - record.last_seen_ns);
+            }
+        }
         record.first_seen_ns = record.first_seen_ns.min(ts_ns);
         record.last_seen_ns = record.last_seen_ns.max(ts_ns);
         if mac.is_some() && record.mac != mac {
@@ -731,7 +766,7 @@ impl Analyzer {
             }
         }
         let item = BaselineItem::Device(key);
-        if self.is_learning(ts_ns) {
+        if learning {
             self.learn(item, ts_ns);
         } else if !self.baseline.contains(&item) {
             self.raise(
@@ -1056,6 +1091,7 @@ impl Analyzer {
         protocol: Protocol,
         kind: CommandKind,
         code: u32,
+        unit: Option<u8>,
     ) {
         let (c, s) = (client.0, server.0);
         if let Some(device) = self.by_ip.get_mut(&c) {
@@ -1091,6 +1127,9 @@ impl Analyzer {
         if learning {
             self.learn(command_item, ts_ns);
         }
+        if let (Protocol::Modbus, Some(unit)) = (protocol, unit) {
+            self.modbus_unit_sweep(ts_ns, subject.clone(), unit, learning);
+        }
         match kind {
             CommandKind::Stop
             | CommandKind::Start
@@ -1112,7 +1151,9 @@ impl Analyzer {
                 let item = BaselineItem::Workstation(c);
                 if learning {
                     self.learn(item, ts_ns);
-                } else if !self.baseline.contains(&item) {
+                } else if !self.baseline.contains(&item)
+                    && !self.policy.is_engineering_workstation(c)
+                {
                     self.raise(
                         "plc_programming",
                         ts_ns,
@@ -1214,6 +1255,120 @@ impl Analyzer {
                 format!("{source} sent {protocol} discovery requests (ICS discovery sweep)"),
                 serde_json::json!({ "kind": "discovery_sweep", "hosts": hosts, "broadcast": broadcast }),
                 vec![item],
+            );
+        }
+    }
+
+    /// Modbus unit-id sweep: one client addressing `discovery_sweep` distinct unit ids
+    /// of one server within the scan window, from a source that did not discover (or
+    /// sweep) during learning. A sweep while learning makes the source a known
+    /// discoverer (a gateway poller).
+    fn modbus_unit_sweep(&mut self, ts_ns: u64, subject: Subject, unit: u8, learning: bool) {
+        let (Some(source), Some(server)) = (subject.src, subject.dst) else {
+            return;
+        };
+        let item = BaselineItem::Discoverer(source);
+        if self.baseline.contains(&item) {
+            return;
+        }
+        if !self.scans.contains_key(&source) && self.scans.len() >= MAX_SCAN_SOURCES {
+            self.counters.scan_sources_over_capacity += 1;
+            return;
+        }
+        let window = self.policy.scan_window_ns;
+        let threshold = self.policy.discovery_sweep as usize;
+        let tracker = self.scans.entry(source).or_default();
+        while tracker
+            .units
+            .front()
+            .is_some_and(|(ts, _, _)| ts.saturating_add(window) < ts_ns)
+        {
+            tracker.units.pop_front();
+        }
+        if !tracker
+            .units
+            .iter()
+            .any(|(_, host, u)| *host == server && *u == unit)
+            && tracker.units.len() < MAX_UNIT_SWEEP_TARGETS
+        {
+            tracker.units.push_back((ts_ns, server, unit));
+        }
+        let units = tracker
+            .units
+            .iter()
+            .filter(|(_, host, _)| *host == server)
+            .count();
+        if units < threshold {
+            return;
+        }
+        if learning {
+            self.learn(item, ts_ns);
+            return;
+        }
+        self.raise(
+            "scan",
+            ts_ns,
+            subject,
+            format!("{source} addressed {units} Modbus unit ids of {server} (ICS discovery sweep)"),
+            serde_json::json!({ "kind": "modbus_unit_sweep", "units": units }),
+            vec![item],
+        );
+    }
+
+    /// The quiet-device rule of `device_silent`: a device that sent regularly while
+    /// learning (`QUIET_MIN_SIGHTINGS`) and has now been quiet for longer than its
+    /// longest learned gap times `quiet_factor` (never less than `quiet_floor`).
+    /// Checked once per `QUIET_CHECK_NS` of packet time; the alert carries the packet
+    /// time the device became overdue, so it does not depend on when the check ran.
+    fn check_quiet(&mut self, now_ns: u64) {
+        if now_ns < self.next_quiet_check_ns {
+            return;
+        }
+        self.next_quiet_check_ns = now_ns.saturating_add(QUIET_CHECK_NS);
+        if self.is_learning(now_ns) {
+            return;
+        }
+        let factor = u64::from(self.policy.silent_quiet_factor);
+        let floor = self.policy.silent_quiet_floor_ns;
+        let overdue = |record: &mut DeviceRecord| -> Option<u64> {
+            if record.silent.is_some()
+                || record.learning_sightings < QUIET_MIN_SIGHTINGS
+                || record.learned_gap_ns == 0
+            {
+                return None;
+            }
+            let limit = record.learned_gap_ns.saturating_mul(factor).max(floor);
+            let due = record.last_seen_ns.saturating_add(limit);
+            if now_ns <= due {
+                return None;
+            }
+            record.silent = Some(due);
+            Some(due)
+        };
+        let mut quiet: Vec<(DeviceKey, u64, u64)> = Vec::new();
+        for (ip, record) in &mut self.by_ip {
+            if let Some(due) = overdue(record) {
+                quiet.push((DeviceKey::Ip(*ip), due, record.last_seen_ns));
+            }
+        }
+        for (mac, record) in &mut self.by_mac {
+            if self.macs_with_ip.contains(mac) {
+                continue;
+            }
+            if let Some(due) = overdue(record) {
+                quiet.push((DeviceKey::Mac(*mac), due, record.last_seen_ns));
+            }
+        }
+        // Deterministic order: the same replay raises in the same order.
+        quiet.sort_unstable_by_key(|(key, due, _)| (*due, *key));
+        for (key, due, last_seen_ns) in quiet {
+            self.raise(
+                "device_silent",
+                due,
+                Subject::device(key),
+                format!("{key} has been quiet for longer than its learned interval allows"),
+                serde_json::json!({ "kind": "quiet", "last_seen_ns": last_seen_ns }),
+                Vec::new(),
             );
         }
     }
@@ -1661,6 +1816,117 @@ mod tests {
             .iter()
             .map(|a| (a.signature.clone(), a.src))
             .collect()
+    }
+
+    fn analyzer_with(learning_s: u64, edit: impl FnOnce(&mut Config)) -> Analyzer {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(learning_s);
+        edit(&mut config);
+        let policy = match config.validate() {
+            Ok(policy) => policy,
+            Err(error) => panic!("{error}"),
+        };
+        Analyzer::new(Arc::new(policy), None)
+    }
+
+    fn modbus_command(a: &mut Analyzer, ts_ns: u64, client: u8, kind: CommandKind, unit: u8) {
+        a.observe(Observation::Command {
+            ts_ns,
+            flow_id: 1,
+            client: (IpAddr::from([10, 0, 0, client]), 40_000),
+            server: (IpAddr::from([10, 0, 0, 20]), 502),
+            protocol: Protocol::Modbus,
+            kind,
+            code: 0x2b,
+            unit: Some(unit),
+        });
+    }
+
+    #[test]
+    fn a_modbus_unit_sweep_alerts_unless_the_source_swept_while_learning() {
+        let mut a = analyzer(100);
+        // 10.0.0.5 polls 12 units while learning (a gateway poller): known.
+        for unit in 1..=12 {
+            modbus_command(&mut a, u64::from(unit) * S, 5, CommandKind::Read, unit);
+        }
+        modbus_command(&mut a, 50 * S, 6, CommandKind::Read, 1);
+        for unit in 1..=12 {
+            let ts = 200 * S + u64::from(unit) * S;
+            modbus_command(&mut a, ts, 5, CommandKind::Read, unit);
+            modbus_command(&mut a, ts, 6, CommandKind::Read, unit);
+        }
+        // Nine units in the window stay under the default threshold of 10.
+        for unit in 1..=9 {
+            modbus_command(&mut a, 400 * S, 7, CommandKind::Read, unit);
+        }
+        let report = a.finish();
+        let scans: Vec<_> = report
+            .raised
+            .iter()
+            .filter(|r| r.signature == "scan")
+            .map(|r| (r.src, r.dst))
+            .collect();
+        assert_eq!(
+            scans,
+            vec![(
+                Some(IpAddr::from([10, 0, 0, 6])),
+                Some(IpAddr::from([10, 0, 0, 20]))
+            )]
+        );
+    }
+
+    #[test]
+    fn a_regular_device_that_goes_quiet_is_silent_then_back() {
+        let mut a = analyzer_with(120, |c| {
+            c.detection.silent_device.quiet_factor = 4;
+            c.detection.silent_device.quiet_floor = HumanDuration::from_secs(100);
+        });
+        // Device 1 every 60 s while learning (learned gap 60 s: quiet after 240 s);
+        // device 2 seen once (not regular); device 3 keeps talking.
+        for t in [0, 60, 120] {
+            seen(&mut a, t * S, [10, 0, 0, 1], 1);
+        }
+        seen(&mut a, 10 * S, [10, 0, 0, 2], 2);
+        for t in (0..=350).step_by(50) {
+            seen(&mut a, t * S, [10, 0, 0, 3], 3);
+        }
+        // Due at 120 + 240 = 360 s: not yet at 350 s.
+        let quiet_at_350 = a
+            .alerts
+            .keys()
+            .any(|k| k.starts_with("device_silent|10.0.0.1|"));
+        for t in (400..=650).step_by(50) {
+            seen(&mut a, t * S, [10, 0, 0, 3], 3);
+        }
+        seen(&mut a, 700 * S, [10, 0, 0, 1], 1);
+        let report = a.finish();
+        assert!(!quiet_at_350);
+        let one = Some(IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(
+            signatures(&report),
+            vec![
+                ("device_back".to_owned(), one),
+                ("device_silent".to_owned(), one)
+            ]
+        );
+    }
+
+    #[test]
+    fn configured_engineering_workstations_program_without_alerts() {
+        let mut a = analyzer_with(0, |c| {
+            c.detection.engineering_workstations =
+                vec!["10.0.0.0/30".parse().unwrap_or_else(|e| panic!("{e}"))];
+        });
+        modbus_command(&mut a, S, 2, CommandKind::Program, 1);
+        modbus_command(&mut a, S, 9, CommandKind::Program, 1);
+        let report = a.finish();
+        let programming: Vec<_> = report
+            .raised
+            .iter()
+            .filter(|r| r.signature == "plc_programming")
+            .map(|r| r.src)
+            .collect();
+        assert_eq!(programming, vec![Some(IpAddr::from([10, 0, 0, 9]))]);
     }
 
     #[test]

@@ -338,6 +338,13 @@ pub struct DetectionConfig {
     pub scan: ScanDetectionConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub silent_device: SilentDeviceConfig,
+    /// Hosts allowed to program controllers: `plc_programming` from them does not
+    /// alert (hosts that programmed during learning are allowed too).
+    #[serde(
+        deserialize_with = "value::cidr_list",
+        serialize_with = "value::serialize_cidr_list"
+    )]
+    pub engineering_workstations: Vec<IpNet>,
 }
 
 /// `detection.scan`: one source probing many ports or hosts within `window`.
@@ -350,7 +357,8 @@ pub struct ScanDetectionConfig {
     /// Distinct hosts probed by one source.
     #[serde(deserialize_with = "value::count_u32")]
     pub address_scan_hosts: u32,
-    /// Distinct hosts sent industrial discovery requests (e.g. EtherNet/IP List Identity).
+    /// Distinct hosts sent industrial discovery requests (e.g. EtherNet/IP List Identity),
+    /// or distinct Modbus unit ids of one server addressed by one client.
     #[serde(deserialize_with = "value::count_u32")]
     pub discovery_sweep: u32,
     #[serde(deserialize_with = "value::positive_duration")]
@@ -377,6 +385,13 @@ pub struct SilentDeviceConfig {
     pub unanswered_requests: u32,
     #[serde(deserialize_with = "value::positive_duration")]
     pub window: HumanDuration,
+    /// A device that sent regularly while learning and then stays quiet for longer
+    /// than its longest learned gap times this factor is silent...
+    #[serde(deserialize_with = "value::count_u32")]
+    pub quiet_factor: u32,
+    /// ... but never before this long.
+    #[serde(deserialize_with = "value::positive_duration")]
+    pub quiet_floor: HumanDuration,
 }
 
 impl Default for SilentDeviceConfig {
@@ -384,6 +399,8 @@ impl Default for SilentDeviceConfig {
         SilentDeviceConfig {
             unanswered_requests: 8,
             window: HumanDuration::from_secs(300),
+            quiet_factor: 4,
+            quiet_floor: HumanDuration::from_secs(600),
         }
     }
 }
@@ -584,6 +601,10 @@ pub struct Policy {
     pub silent_unanswered_requests: u32,
     pub silent_window_ns: u64,
     pub http_enabled: bool,
+    pub silent_quiet_factor: u32,
+    pub silent_quiet_floor_ns: u64,
+    /// `detection.engineering_workstations`.
+    pub engineering_workstations: Vec<IpNet>,
     pub http_listen: SocketAddr,
     pub http_api_token: Option<ApiToken>,
     pub syslog_url: Option<String>,
@@ -596,6 +617,13 @@ impl Policy {
     /// True when `ip` lies in one of `networks.internal`.
     pub fn is_internal(&self, ip: IpAddr) -> bool {
         self.internal_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// True when `ip` lies in one of `detection.engineering_workstations`.
+    pub fn is_engineering_workstation(&self, ip: IpAddr) -> bool {
+        self.engineering_workstations
+            .iter()
+            .any(|net| net.contains(&ip))
     }
 
     /// True when `ip` lies in one of `networks.external_allowlist`.
@@ -787,6 +815,8 @@ impl Config {
             silent.unanswered_requests,
         )?;
         check_positive("detection.silent_device.window", silent.window)?;
+        check_count("detection.silent_device.quiet_factor", silent.quiet_factor)?;
+        check_positive("detection.silent_device.quiet_floor", silent.quiet_floor)?;
 
         if self.http.listen.port() == 0 {
             return Err(invalid(
@@ -835,6 +865,14 @@ impl Config {
             silent_unanswered_requests: silent.unanswered_requests,
             silent_window_ns: silent.window.as_nanos(),
             http_enabled: self.http.enabled,
+            silent_quiet_factor: silent.quiet_factor,
+            silent_quiet_floor_ns: silent.quiet_floor.as_nanos(),
+            engineering_workstations: self
+                .detection
+                .engineering_workstations
+                .iter()
+                .map(IpNet::trunc)
+                .collect(),
             http_listen: self.http.listen,
             http_api_token: self.http.api_token.clone(),
             syslog_url: syslog.url.clone(),

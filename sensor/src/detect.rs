@@ -129,7 +129,7 @@ pub const CATALOGUE: [Detection; 17] = [
         category: "Reconnaissance",
         severity: Severity::HIGH,
         mitre: "T0846",
-        description: "One source probed many ports of a host or many hosts within the scan window, or sent industrial discovery requests it did not send during learning.",
+        description: "One source probed many ports of a host or many hosts within the scan window, or swept industrial discovery (EtherNet/IP ListIdentity, BACnet Who-Is, many Modbus unit ids of one server) when it did not do so during learning.",
         response: "Find the scanning host and the process behind it; a scan inside a plant network is rarely legitimate.",
     },
     Detection {
@@ -139,7 +139,7 @@ pub const CATALOGUE: [Detection; 17] = [
         category: "Controller change",
         severity: Severity::HIGH,
         mitre: "T0843",
-        description: "Program download/upload/delete, online edit or firmware service from a host that is not an engineering workstation (none programmed from it during learning).",
+        description: "Program download/upload/delete, online edit or firmware service from a host that is not an engineering workstation (not in detection.engineering_workstations, and none programmed from it during learning).",
         response: "Confirm a planned change with the control engineer; compare the controller's program with the approved version.",
     },
     Detection {
@@ -169,7 +169,7 @@ pub const CATALOGUE: [Detection; 17] = [
         category: "Availability",
         severity: Severity::MEDIUM,
         mitre: "T0814",
-        description: "A device left the configured number of requests to a service it used to answer unanswered within the window.",
+        description: "A device left the configured number of requests to a service it used to answer unanswered within the window, or a device that sent regularly during learning stayed quiet for longer than its learned interval times a factor (with a floor).",
         response: "Check the device's power, link and health; a silent controller may be crashed or under denial of service.",
     },
     Detection {

@@ -194,6 +194,10 @@ enum Command {
         /// Pace packets by their capture timestamps.
         #[arg(long)]
         realtime: bool,
+        /// Pace packets at this multiple of capture time (e.g. 20: a minute of capture in 3 s);
+        /// implies --realtime.
+        #[arg(long, value_name = "FACTOR")]
+        realtime_speed: Option<f64>,
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
@@ -371,6 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             config,
             realtime,
+            realtime_speed,
             summary_json,
             outputs,
         } => {
@@ -386,6 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy,
                 ReplayOptions {
                     realtime,
+                    realtime_speed,
                     stop: Some(stop_flag()?),
                     ..options
                 },

@@ -189,6 +189,9 @@ pub enum Observation {
         kind: CommandKind,
         /// The protocol's own command key (Modbus function, CIP class<<8|service, ...).
         code: u32,
+        /// The unit addressed behind the server, where the protocol has one (Modbus
+        /// unit identifier): unit-id sweeps are judged on it.
+        unit: Option<u8>,
     },
     /// A device reported an identity attribute about itself.
     Identity {

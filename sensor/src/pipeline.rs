@@ -105,6 +105,8 @@ impl Batch {
 pub struct ReplayOptions {
     /// Pace packets by their timestamps instead of as fast as possible.
     pub realtime: bool,
+    /// Pace at this multiple of capture time (2.0 = twice as fast); implies `realtime`.
+    pub realtime_speed: Option<f64>,
     /// Where EVE events go.
     pub eve: Option<EveWriter>,
     /// How packets are spread over workers.
@@ -363,7 +365,8 @@ pub fn replay(
     }
     drop(obs_tx);
 
-    let mut pacer = options.realtime.then(Pacer::default);
+    let mut pacer = (options.realtime || options.realtime_speed.is_some())
+        .then(|| Pacer::new(options.realtime_speed.unwrap_or(1.0)));
     let stop = options.stop;
     let mut stopped = false;
     let mut flushed_at_ns: Option<u64> = None;
@@ -622,16 +625,32 @@ fn hand_off(worker: &mut Worker, rings: &HandoffRings, owner: usize, packet: &Pa
     }
 }
 
-/// Sleeps so that packets leave at the pace of their timestamps.
-#[derive(Debug, Default)]
+/// Sleeps so that packets leave at the pace of their timestamps (times `speed`).
+#[derive(Debug)]
 struct Pacer {
     origin: Option<(u64, Instant)>,
+    speed: f64,
 }
 
 impl Pacer {
+    fn new(speed: f64) -> Pacer {
+        // A non-positive or non-finite speed would never release a packet: pace 1:1.
+        // The floor keeps `Duration::div_f64` from overflowing.
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed.max(1e-3)
+        } else {
+            1.0
+        };
+        Pacer {
+            origin: None,
+            speed,
+        }
+    }
+
     fn wait_for(&mut self, ts_ns: u64) {
         let (first_ts, first_instant) = *self.origin.get_or_insert((ts_ns, Instant::now()));
-        let due = first_instant + Duration::from_nanos(ts_ns.saturating_sub(first_ts));
+        let elapsed = Duration::from_nanos(ts_ns.saturating_sub(first_ts));
+        let due = first_instant + elapsed.div_f64(self.speed);
         let now = Instant::now();
         if due > now {
             thread::sleep(due - now);

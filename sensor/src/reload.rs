@@ -238,6 +238,21 @@ const SETTINGS: &[Setting] = &[
         silent_unanswered_requests
     ),
     setting!("detection.silent_device.window", LIVE, silent_window_ns),
+    setting!(
+        "detection.silent_device.quiet_factor",
+        LIVE,
+        silent_quiet_factor
+    ),
+    setting!(
+        "detection.silent_device.quiet_floor",
+        LIVE,
+        silent_quiet_floor_ns
+    ),
+    setting!(
+        "detection.engineering_workstations",
+        LIVE,
+        engineering_workstations
+    ),
     setting!("pipeline.workers", RESTART, workers),
     setting!("pipeline.batch_packets", RESTART, batch_packets),
     setting!("pipeline.observation_queue", RESTART, observation_queue),
@@ -332,6 +347,9 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,
+        silent_quiet_factor,
+        silent_quiet_floor_ns,
+        engineering_workstations,
         http_enabled: _,
         http_listen: _,
         http_api_token: _,
@@ -356,6 +374,9 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,
+        silent_quiet_factor,
+        silent_quiet_floor_ns,
+        engineering_workstations,
         ..running.clone()
     };
     (merged, changed, needs_restart)
@@ -609,12 +630,12 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively (31 fields); SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 36);
+        assert_eq!(SETTINGS.len(), 39);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
-            15,
-            "the 15 fields `merge` takes from the new file"
+            18,
+            "the 18 fields `merge` takes from the new file"
         );
         assert_eq!(restart.len(), 21);
         let doc = include_str!("../../docs/CONFIG.md");

@@ -51,6 +51,9 @@ fn defaults_are_valid_and_documented_values() {
     assert_eq!(policy.address_scan_hosts, 50);
     assert_eq!(policy.discovery_sweep, 10);
     assert_eq!(policy.silent_unanswered_requests, 8);
+    assert_eq!(policy.silent_quiet_factor, 4);
+    assert_eq!(policy.silent_quiet_floor_ns, 600 * SECOND_NS);
+    assert!(policy.engineering_workstations.is_empty());
     assert_eq!(policy.first_packets_per_flow, 8);
     assert_eq!(policy.http_listen.to_string(), "127.0.0.1:9750");
     assert!(policy.http_api_token.is_none());
@@ -587,4 +590,29 @@ fn suggestions_only_name_close_fields() {
     );
     assert_eq!(closest("zebra", &["max_devices"]), None);
     assert_eq!(closest("timeout", &["port_scan_ports", "window"]), None);
+}
+
+#[test]
+fn engineering_workstations_take_addresses_and_networks() {
+    let config = parse(
+        "detection:\n  engineering_workstations: [10.10.0.5, 10.10.8.0/29]\n  silent_device:\n    quiet_factor: 6\n    quiet_floor: 30m\n",
+    );
+    let policy = policy(&config);
+    let ip = |text: &str| match text.parse::<IpAddr>() {
+        Ok(ip) => ip,
+        Err(error) => panic!("{error}"),
+    };
+    assert!(policy.is_engineering_workstation(ip("10.10.0.5")));
+    assert!(policy.is_engineering_workstation(ip("10.10.8.7")));
+    assert!(!policy.is_engineering_workstation(ip("10.10.0.6")));
+    assert!(!policy.is_engineering_workstation(ip("10.10.8.8")));
+    assert_eq!(policy.silent_quiet_factor, 6);
+    assert_eq!(policy.silent_quiet_floor_ns, 1800 * SECOND_NS);
+    let zero = refusal("detection:\n  silent_device:\n    quiet_factor: 0\n").to_string();
+    assert!(
+        zero.starts_with("detection.silent_device.quiet_factor"),
+        "{zero}"
+    );
+    let bad = refusal("detection:\n  engineering_workstations: [10.10.0.300]\n").to_string();
+    assert!(bad.contains("engineering_workstations"), "{bad}");
 }

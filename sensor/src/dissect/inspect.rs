@@ -280,7 +280,19 @@ impl PduCtx<'_> {
 
     /// Reports a command a client sent (once per flow, kind and code per interval).
     pub fn command(&mut self, protocol: Protocol, kind: CommandKind, code: u32) {
-        let key = key_of((1u8, self.flow.flow_id, protocol, kind, code));
+        self.command_to_unit(protocol, kind, code, None);
+    }
+
+    /// Reports a command addressed to a unit behind the server (Modbus unit id): once
+    /// per flow, kind, code and unit per interval, so a sweep over units is seen.
+    pub fn command_to_unit(
+        &mut self,
+        protocol: Protocol,
+        kind: CommandKind,
+        code: u32,
+        unit: Option<u8>,
+    ) {
+        let key = key_of((1u8, self.flow.flow_id, protocol, kind, code, unit));
         if self.out.recent.should_report(key, self.ts_ns) {
             self.out.observations.send(Observation::Command {
                 ts_ns: self.ts_ns,
@@ -290,6 +302,7 @@ impl PduCtx<'_> {
                 protocol,
                 kind,
                 code,
+                unit,
             });
         }
     }

@@ -1649,7 +1649,12 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 code = (code << 8) | u32::from(umas_function);
             }
             ctx.state.request(transaction, code, ctx.ts_ns);
-            ctx.command(Protocol::Modbus, command_kind(&adu), code);
+            ctx.command_to_unit(
+                Protocol::Modbus,
+                command_kind(&adu),
+                code,
+                Some(adu.unit_id()),
+            );
             if !is_plausible_function(function) {
                 ctx.protocol_error(
                     Protocol::Modbus,

@@ -28,17 +28,23 @@ pub const LEARNING_S: u64 = 120;
 pub const ATTACK_S: u64 = 150;
 /// End of the capture, seconds after the first frame.
 pub const END_S: u64 = 200;
+/// End of the `device_quiet` capture: long enough for the quiet-device floor
+/// (`detection.silent_device.quiet_floor`, 10 min by default) to pass.
+const QUIET_END_S: u64 = 800;
+/// When the quiet device of `device_quiet` sends again.
+const QUIET_BACK_S: u64 = 780;
 /// 2024-03-04 06:00:00 UTC.
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 21] = [
+pub const SCENARIOS: [&str; 23] = [
     "clean",
     "new_device",
     "internet_connection",
     "remote_access",
     "scan",
     "discovery_sweep",
+    "modbus_unit_sweep",
     "plc_programming",
     "firmware_change",
     "plc_stop",
@@ -47,6 +53,7 @@ pub const SCENARIOS: [&str; 21] = [
     "plc_stop_dnp3",
     "plc_stop_bacnet",
     "device_silent",
+    "device_quiet",
     "cip_failure",
     "bacnet_failure",
     "illegal_operation",
@@ -430,24 +437,44 @@ fn at(seconds: u64) -> u64 {
 }
 
 /// How the plant's normal traffic varies per scenario.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct PlantOptions {
     /// The Modbus PLC stops answering from this second.
     modbus_plc_dead_from: Option<u64>,
+    /// The RTU sends nothing from the first to the second of these seconds.
+    rtu_quiet: Option<(u64, u64)>,
+    /// End of the capture, seconds after the first frame.
+    end_s: u64,
 }
 
-/// The normal traffic from the first frame to [`END_S`].
+impl Default for PlantOptions {
+    fn default() -> Self {
+        PlantOptions {
+            modbus_plc_dead_from: None,
+            rtu_quiet: None,
+            end_s: END_S,
+        }
+    }
+}
+
+/// The normal traffic from the first frame to `options.end_s`.
 fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
     let read = modbus::Request::ReadHoldingRegisters {
         address: 100,
         quantity: 4,
     };
-    for tick in (0..END_S).step_by(10) {
+    for tick in (0..options.end_s).step_by(10) {
+        let rtu_quiet = options
+            .rtu_quiet
+            .is_some_and(|(from, until)| (from..until).contains(&tick));
         // Every device ARPs for the HMI; the HMI answers nobody (it polls).
         for (i, node) in [GATEWAY, EWS, PLC_S7, PLC_CIP, RTU, BACNET]
             .iter()
             .enumerate()
         {
+            if rtu_quiet && node.ip == RTU.ip {
+                continue;
+            }
             cap.arp(
                 at(tick) + 100 * MS * (i as u64 + 1),
                 1,
@@ -567,6 +594,14 @@ fn attack(
     let plc_dst = Some(PLC_MODBUS.addr());
     Ok(match name {
         "clean" | "device_silent" => (Vec::new(), Vec::new()),
+        // The RTU, which ARPed every 10 s while learning, stays quiet (see `generate`).
+        "device_quiet" => (
+            vec![
+                expect("device_silent", Some(RTU), None),
+                expect("device_back", Some(RTU), None),
+            ],
+            Vec::new(),
+        ),
         "new_device" => {
             cap.arp(t, 1, NEWCOMER.mac, NEWCOMER.ip, PLC_MODBUS.ip)?;
             let read = cap.modbus(modbus::Request::ReadCoils {
@@ -651,6 +686,37 @@ fn attack(
             };
             cap.udp(t, EWS.into(), broadcast, (47808, 47808), who)?;
             (vec![expect("scan", Some(EWS), None)], vec!["bacnet"])
+        }
+        "modbus_unit_sweep" => {
+            // The engineering workstation (which never sent discovery requests while
+            // learning) asks units 1..=16 behind the Modbus PLC for their identity
+            // (FC 43 / 14), one connection: a unit-id sweep.
+            let mut exchanges = Vec::new();
+            for unit in 1..=16u8 {
+                let transaction = cap.next_transaction();
+                let request = modbus::Request::ReadDeviceIdentification;
+                let (mut req, mut resp) = (Vec::new(), Vec::new());
+                modbus::request(&mut req, transaction, unit, request, &mut cap.rng);
+                modbus::response(
+                    &mut resp,
+                    transaction,
+                    unit,
+                    request,
+                    IDENTITY,
+                    &mut cap.rng,
+                );
+                exchanges.push((req, Some(resp)));
+            }
+            cap.session(t, EWS.into(), plc, 502, Answer::Accept, exchanges)?;
+            (
+                vec![
+                    expect("scan", Some(EWS), plc_dst),
+                    // FC 43 from the workstation is not in the baseline (it only sent
+                    // UMAS while learning): rightly a new conversation too.
+                    expect("new_conversation", Some(EWS), plc_dst),
+                ],
+                vec!["modbus"],
+            )
         }
         "plc_programming" => {
             let download = cap.modbus_raw(&[0x5a, 0x00, 0x34, 0x01, 0x00], &[0x5a, 0x00, 0xfe]);
@@ -867,8 +933,11 @@ fn attack(
 /// Writes scenario `name` to `out` and its truth beside it; returns the truth.
 pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
     let mut cap = Capture::new();
+    let quiet = name == "device_quiet";
     let options = PlantOptions {
         modbus_plc_dead_from: (name == "device_silent").then_some(ATTACK_S),
+        rtu_quiet: quiet.then_some((ATTACK_S, QUIET_BACK_S)),
+        end_s: if quiet { QUIET_END_S } else { END_S },
     };
     plant(&mut cap, options)?;
     let (mut alerts, protocols) = attack(&mut cap, name, at(ATTACK_S))?;
