@@ -179,6 +179,7 @@ struct Engine {
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
+    segment_pool: dissect::reassembly::SegmentPool,
 }
 
 /// One worker's state.
@@ -231,6 +232,9 @@ impl Worker {
                 recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
                 dnp3_pool: dnp3::ReassemblyPool::new(
                     dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
+                ),
+                segment_pool: dissect::reassembly::SegmentPool::new(
+                    dissect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
                 ),
             },
             devices: DeviceDedup::new(),
@@ -432,6 +436,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -451,6 +456,7 @@ impl Engine {
                     stats: &mut *stats,
                     out,
                     dnp3: &mut *dnp3_pool,
+                    segments: &mut *segment_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -475,6 +481,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
             ..
         } = self;
         let mut on_pdu = |pdu: &[u8]| {
@@ -491,6 +498,7 @@ impl Engine {
                 stats: &mut *stats,
                 out,
                 dnp3: &mut *dnp3_pool,
+                segments: &mut *segment_pool,
             };
             dissect::inspect(protocol, pdu, &mut ctx);
         };
@@ -528,6 +536,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
             ..
         } = self;
         let mut ctx = PduCtx {
@@ -537,6 +546,7 @@ impl Engine {
             state: &mut state,
             stats,
             dnp3: dnp3_pool,
+            segments: segment_pool,
             out: Outputs {
                 observations: sink,
                 recent,
@@ -578,6 +588,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -597,6 +608,7 @@ impl Engine {
                     stats: &mut *stats,
                     out,
                     dnp3: &mut *dnp3_pool,
+                    segments: &mut *segment_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -612,6 +624,7 @@ impl Engine {
             dir.release(&mut self.stream_pool);
         }
         self.dnp3_pool.release_flow(&mut flow.app);
+        self.segment_pool.release_flow(&mut flow.app);
         self.sink.send(flow_ended(flow, reason));
     }
 }
