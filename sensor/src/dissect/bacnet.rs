@@ -1967,7 +1967,10 @@ mod tests {
         let mut flow = Flow::new(false);
         flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 1);
         flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 2);
-        assert!(flow.observations().is_empty(), "nothing before the last segment");
+        assert!(
+            flow.observations().is_empty(),
+            "nothing before the last segment"
+        );
         assert_eq!(flow.segments.in_use(), 1);
         flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 3);
         assert_eq!(identity_values(&flow), acme_identity());
@@ -2005,7 +2008,10 @@ mod tests {
         let all: Vec<_> = results.by_ref().collect();
         assert_eq!(all.len(), 32);
         assert!(!results.malformed());
-        assert_eq!(all.last().map(|r| (r.object.instance, r.property)), Some((0x854, 85)));
+        assert_eq!(
+            all.last().map(|r| (r.object.instance, r.property)),
+            Some((0x854, 85))
+        );
         let stats = &flow.stats.bacnet;
         assert_eq!(stats.reassembled, 1);
         assert_eq!(stats.segment_acks, 2);
@@ -2134,7 +2140,10 @@ mod tests {
         flow.inspect(&hex(WPM_SEG_1), Direction::Request, 2);
         assert_eq!(
             commands(&flow.observations()),
-            [(CommandKind::Write, u32::from(confirmed::WRITE_PROPERTY_MULTIPLE))]
+            [(
+                CommandKind::Write,
+                u32::from(confirmed::WRITE_PROPERTY_MULTIPLE)
+            )]
         );
         assert_eq!(flow.stats.bacnet.reassembled, 1);
         assert_eq!(flow.stats.bacnet.confirmed_service.get(16), 2);
@@ -2492,7 +2501,10 @@ impl Stats {
             ("reassembled", self.reassembled),
             ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
             ("reassembly_overflow", self.reassembly_overflow),
-            ("reassembly_out_of_sequence", self.reassembly_out_of_sequence),
+            (
+                "reassembly_out_of_sequence",
+                self.reassembly_out_of_sequence,
+            ),
             ("segments_unmatched", self.segments_unmatched),
             ("segments_duplicate", self.segments_duplicate),
             ("segments_abandoned", self.segments_abandoned),
@@ -2906,7 +2918,11 @@ enum Reassembly {
 /// transaction), segments taken in sequence-number order. The message is rebuilt in
 /// its unsegmented form: the header without SEG, MOR, sequence number and window,
 /// then the service data of every segment, so [`Apdu`] reads it like any other.
-fn segment(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>, out: &mut [u8; SEGMENT_BUFFER_LEN]) -> Reassembly {
+fn segment(
+    apdu: &Apdu<'_>,
+    ctx: &mut PduCtx<'_>,
+    out: &mut [u8; SEGMENT_BUFFER_LEN],
+) -> Reassembly {
     let (Some(sequence), Some(invoke_id), Some(service)) = (
         apdu.sequence_number(),
         apdu.invoke_id(),
@@ -2915,7 +2931,8 @@ fn segment(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>, out: &mut [u8; SEGMENT_BUFFER_
         return Reassembly::Dropped;
     };
     let apdu_type = apdu.apdu_type();
-    let tag = (u32::from(apdu_type.code()) << 16) | (u32::from(service) << 8) | u32::from(invoke_id);
+    let tag =
+        (u32::from(apdu_type.code()) << 16) | (u32::from(service) << 8) | u32::from(invoke_id);
     let direction = direction_index(ctx.direction);
     let mut handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
     if sequence == 0 {
@@ -2943,14 +2960,18 @@ fn segment(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>, out: &mut [u8; SEGMENT_BUFFER_
         let first = apdu_type.code() << 4;
         let header: &[u8] = match apdu_type {
             ApduType::ConfirmedRequest => &[
-                first | (apdu.buf.first().copied().unwrap_or(0) & pdu_flag::SEGMENTED_RESPONSE_ACCEPTED),
+                first
+                    | (apdu.buf.first().copied().unwrap_or(0)
+                        & pdu_flag::SEGMENTED_RESPONSE_ACCEPTED),
                 apdu.buf.get(1).copied().unwrap_or(0),
                 invoke_id,
                 service,
             ],
             _ => &[first, invoke_id, service],
         };
-        let fits = buffer.append(header).and_then(|()| buffer.append(apdu.service_data()));
+        let fits = buffer
+            .append(header)
+            .and_then(|()| buffer.append(apdu.service_data()));
         if fits.is_err() {
             ctx.stats.bacnet.reassembly_overflow += 1;
         }
@@ -2987,10 +3008,9 @@ fn segment(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>, out: &mut [u8; SEGMENT_BUFFER_
     if apdu.more_follows() {
         return Reassembly::InProgress;
     }
-    let (len, truncated) = ctx
-        .segments
-        .get_mut(handle)
-        .map_or((0, false), |buffer| (buffer.copy_to(out), buffer.overflowed));
+    let (len, truncated) = ctx.segments.get_mut(handle).map_or((0, false), |buffer| {
+        (buffer.copy_to(out), buffer.overflowed)
+    });
     if let Some(slot) = ctx.state.segment_slots.get_mut(direction) {
         ctx.segments.release(slot);
     }

@@ -1114,7 +1114,11 @@ fn report_identity(
 ) {
     // The ODVA name beside the raw id, or the id alone when the table has no name.
     let vendor_name = vendor_text(cip_vendor(vendor), u32::from(vendor));
-    ctx.identity(Protocol::Enip, IdentityField::Vendor, vendor_name.as_bytes());
+    ctx.identity(
+        Protocol::Enip,
+        IdentityField::Vendor,
+        vendor_name.as_bytes(),
+    );
     let fields = [
         (
             IdentityField::ProductCode,

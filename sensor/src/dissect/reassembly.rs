@@ -62,9 +62,10 @@ impl SegmentBuffer {
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let room = SEGMENT_BUFFER_LEN - self.len;
         let take = bytes.len().min(room);
-        if let (Some(target), Some(source)) =
-            (self.buf.get_mut(self.len..self.len + take), bytes.get(..take))
-        {
+        if let (Some(target), Some(source)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            bytes.get(..take),
+        ) {
             target.copy_from_slice(source);
             self.len += take;
         }

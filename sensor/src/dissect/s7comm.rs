@@ -1600,7 +1600,10 @@ impl Stats {
             ("reassembled", self.reassembled),
             ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
             ("reassembly_overflow", self.reassembly_overflow),
-            ("reassembly_out_of_sequence", self.reassembly_out_of_sequence),
+            (
+                "reassembly_out_of_sequence",
+                self.reassembly_out_of_sequence,
+            ),
         ] {
             if count > 0 {
                 out.insert(name.to_owned(), serde_json::json!(count));
@@ -2158,7 +2161,8 @@ mod inspect_tests {
     // bytes 2, 8, 4, 0; flags M1.0 and M1.1; timer 0; counter 0); frame 35: write var
     // of one bit, M1.1.
     const READ_VAR_8: &str = "0300007302f080320100000002006200000408120a10010001000184000010120a10080001000184000040120a10060001000184000020120a10040001000184000000120a10010001000083000008120a10010001000083000009120a101d000100001d000000120a101c000100001c000000";
-    const WRITE_VAR_BIT: &str = "0300002402f080320100000001000e00050501120a100100010000830000090003000100";
+    const WRITE_VAR_BIT: &str =
+        "0300002402f080320100000001000e00050501120a100100010000830000090003000100";
     // An S7comm-plus PDU (protocol id 0x72) and a truncated S7comm header.
     const PLUS: &str = "0300000b02f08072010000";
     const TRUNCATED_S7: &str = "0300000b02f08032010000";
@@ -2459,7 +2463,10 @@ mod inspect_tests {
         assert_eq!(object.remove("segmented"), Some(serde_json::json!(1)));
         assert_eq!(object.remove("reassembled"), Some(serde_json::json!(1)));
         // One more COTP DT than the unsegmented PDU.
-        assert_eq!(object.remove("cotp_type"), Some(serde_json::json!({"15": 3})));
+        assert_eq!(
+            object.remove("cotp_type"),
+            Some(serde_json::json!({"15": 3}))
+        );
         let mut expected = whole.stats.s7comm.summary();
         let cotp = expected.as_object_mut().unwrap().remove("cotp_type");
         assert_eq!(cotp, Some(serde_json::json!({"15": 2})));
@@ -2468,10 +2475,7 @@ mod inspect_tests {
         assert_eq!(h.stats.matched_responses[Protocol::S7comm.index()], 1);
         let seen = identities(&h.observations());
         assert_eq!(seen, identities(&whole.observations()));
-        assert!(seen.contains(&(
-            IdentityField::OrderNumber,
-            "6ES7 315-2EH14-0AB0".to_owned()
-        )));
+        assert!(seen.contains(&(IdentityField::OrderNumber, "6ES7 315-2EH14-0AB0".to_owned())));
         // The buffer went back to the pool.
         assert_eq!(h.state.segment_slots, [0, 0]);
         assert_eq!(h.segments.in_use(), 0);

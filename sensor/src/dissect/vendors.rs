@@ -63,7 +63,10 @@ mod tests {
         assert_eq!(cip_vendor(0), Some("Reserved"));
         assert_eq!(bacnet_vendor(5), Some("Johnson Controls, Inc."));
         assert_eq!(bacnet_vendor(0), Some("ASHRAE"));
-        assert_eq!(bacnet_vendor(7), Some("Siemens Schweiz AG (Formerly: Landis & Staefa Division Europe)"));
+        assert_eq!(
+            bacnet_vendor(7),
+            Some("Siemens Schweiz AG (Formerly: Landis & Staefa Division Europe)")
+        );
     }
 
     #[test]
