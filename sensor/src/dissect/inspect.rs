@@ -438,7 +438,7 @@ pub struct EnipEvent {
 
 /// Read/write-var items reported per S7comm event; more are counted in
 /// `items_omitted`.
-pub const MAX_S7_ITEMS_PER_EVENT: usize = 16;
+pub const MAX_S7_ITEMS_PER_EVENT: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct S7commEvent {

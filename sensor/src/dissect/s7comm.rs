@@ -767,23 +767,76 @@ impl<'a> S7comm<'a> {
 /// Every item keeps its syntax id; the other fields are those of the S7ANY syntax
 /// (0x10, by far the most common) and are `None` for other syntaxes (DB read 0xB0,
 /// NCK 0x82, symbolic addressing of S7-1200 ...), whose layouts differ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+///
+/// Kept in 16 bytes (it rides in EVE events by value); serialized as an object whose
+/// S7ANY fields are null for other syntaxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VarItem {
-    /// `s7comm.param.item.syntaxid`.
-    pub syntax_id: u8,
-    /// `s7comm.param.item.transp_size` (1 bit, 2 byte, 4 word, 6 dword, 0x1C counter, ...).
-    pub transport_size: Option<u8>,
-    /// `s7comm.param.item.length`: elements of the transport size.
-    pub length: Option<u16>,
-    /// `s7comm.param.item.db` (0 outside data blocks).
-    pub db_number: Option<u16>,
-    /// `s7comm.param.item.area` (0x81 inputs, 0x82 outputs, 0x83 flags, 0x84 DB, ...).
-    pub area: Option<u8>,
-    /// `s7comm.param.item.address.byte`.
-    pub byte_address: Option<u32>,
-    /// `s7comm.param.item.address.bit`.
-    pub bit_address: Option<u8>,
+    syntax_id: u8,
+    s7any: bool,
+    transport_size: u8,
+    area: u8,
+    bit_address: u8,
+    length: u16,
+    db_number: u16,
+    byte_address: u32,
 }
+
+impl VarItem {
+    /// `s7comm.param.item.syntaxid`.
+    pub fn syntax_id(&self) -> u8 {
+        self.syntax_id
+    }
+
+    /// `s7comm.param.item.transp_size` (1 bit, 2 byte, 4 word, 6 dword, 0x1C
+    /// counter, 0x1D timer, ...).
+    pub fn transport_size(&self) -> Option<u8> {
+        self.s7any.then_some(self.transport_size)
+    }
+
+    /// `s7comm.param.item.length`: elements of the transport size.
+    pub fn length(&self) -> Option<u16> {
+        self.s7any.then_some(self.length)
+    }
+
+    /// `s7comm.param.item.db` (0 outside data blocks).
+    pub fn db_number(&self) -> Option<u16> {
+        self.s7any.then_some(self.db_number)
+    }
+
+    /// `s7comm.param.item.area` (0x81 inputs, 0x82 outputs, 0x83 flags, 0x84 DB,
+    /// ...).
+    pub fn area(&self) -> Option<u8> {
+        self.s7any.then_some(self.area)
+    }
+
+    /// `s7comm.param.item.address.byte`.
+    pub fn byte_address(&self) -> Option<u32> {
+        self.s7any.then_some(self.byte_address)
+    }
+
+    /// `s7comm.param.item.address.bit`.
+    pub fn bit_address(&self) -> Option<u8> {
+        self.s7any.then_some(self.bit_address)
+    }
+}
+
+impl serde::Serialize for VarItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut item = serializer.serialize_struct("VarItem", 7)?;
+        item.serialize_field("syntax_id", &self.syntax_id)?;
+        item.serialize_field("transport_size", &self.transport_size())?;
+        item.serialize_field("length", &self.length())?;
+        item.serialize_field("db_number", &self.db_number())?;
+        item.serialize_field("area", &self.area())?;
+        item.serialize_field("byte_address", &self.byte_address())?;
+        item.serialize_field("bit_address", &self.bit_address())?;
+        item.end()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<VarItem>() == 16);
 
 /// S7ANY item syntax id (`s7comm.param.item.syntaxid` 0x10).
 pub const SYNTAX_ID_S7ANY: u8 = 0x10;
@@ -816,31 +869,29 @@ impl Iterator for VarItems<'_> {
         };
         self.rest = self.rest.get(2 + spec.len()..).unwrap_or(&[]);
         let syntax_id = *spec.first()?;
-        let s7any = match spec {
-            // Syntax id, transport size, length, DB number, area, address (3 bytes:
-            // byte address << 3 | bit).
-            [SYNTAX_ID_S7ANY, size, len_hi, len_lo, db_hi, db_lo, area, a0, a1, a2] => {
-                let address = u32::from_be_bytes([0, *a0, *a1, *a2]);
-                Some((
-                    *size,
-                    u16::from_be_bytes([*len_hi, *len_lo]),
-                    u16::from_be_bytes([*db_hi, *db_lo]),
-                    *area,
-                    address >> 3,
-                    (address & 0x7) as u8,
-                ))
-            }
-            _ => None,
-        };
-        Some(VarItem {
+        let mut item = VarItem {
             syntax_id,
-            transport_size: s7any.map(|s| s.0),
-            length: s7any.map(|s| s.1),
-            db_number: s7any.map(|s| s.2),
-            area: s7any.map(|s| s.3),
-            byte_address: s7any.map(|s| s.4),
-            bit_address: s7any.map(|s| s.5),
-        })
+            s7any: false,
+            transport_size: 0,
+            area: 0,
+            bit_address: 0,
+            length: 0,
+            db_number: 0,
+            byte_address: 0,
+        };
+        // Syntax id, transport size, length, DB number, area, address (3 bytes: byte
+        // address << 3 | bit).
+        if let [SYNTAX_ID_S7ANY, size, len_hi, len_lo, db_hi, db_lo, area, a0, a1, a2] = spec {
+            let address = u32::from_be_bytes([0, *a0, *a1, *a2]);
+            item.s7any = true;
+            item.transport_size = *size;
+            item.length = u16::from_be_bytes([*len_hi, *len_lo]);
+            item.db_number = u16::from_be_bytes([*db_hi, *db_lo]);
+            item.area = *area;
+            item.byte_address = address >> 3;
+            item.bit_address = (address & 0x7) as u8;
+        }
+        Some(item)
     }
 }
 
@@ -2556,20 +2607,42 @@ mod inspect_tests {
         let s7 = S7comm::new_checked(cotp.payload()).unwrap();
         let items: Vec<VarItem> = s7.var_items().collect();
         assert_eq!(items.len(), 8);
-        let s7any = |size, db, area, byte, bit| VarItem {
-            syntax_id: SYNTAX_ID_S7ANY,
-            transport_size: Some(size),
-            length: Some(1),
-            db_number: Some(db),
-            area: Some(area),
-            byte_address: Some(byte),
-            bit_address: Some(bit),
+        type Fields = (
+            u8,
+            Option<u8>,
+            Option<u16>,
+            Option<u16>,
+            Option<u8>,
+            Option<u32>,
+            Option<u8>,
+        );
+        let fields = |item: &VarItem| -> Fields {
+            (
+                item.syntax_id(),
+                item.transport_size(),
+                item.length(),
+                item.db_number(),
+                item.area(),
+                item.byte_address(),
+                item.bit_address(),
+            )
         };
-        assert_eq!(items[0], s7any(1, 1, 0x84, 2, 0));
-        assert_eq!(items[1], s7any(8, 1, 0x84, 8, 0));
-        assert_eq!(items[5], s7any(1, 0, 0x83, 1, 1));
-        assert_eq!(items[6], s7any(0x1D, 0, 0x1D, 0, 0));
-        assert_eq!(items[7], s7any(0x1C, 0, 0x1C, 0, 0));
+        let s7any = |size, db, area, byte, bit| -> Fields {
+            (
+                SYNTAX_ID_S7ANY,
+                Some(size),
+                Some(1),
+                Some(db),
+                Some(area),
+                Some(byte),
+                Some(bit),
+            )
+        };
+        assert_eq!(fields(&items[0]), s7any(1, 1, 0x84, 2, 0));
+        assert_eq!(fields(&items[1]), s7any(8, 1, 0x84, 8, 0));
+        assert_eq!(fields(&items[5]), s7any(1, 0, 0x83, 1, 1));
+        assert_eq!(fields(&items[6]), s7any(0x1D, 0, 0x1D, 0, 0));
+        assert_eq!(fields(&items[7]), s7any(0x1C, 0, 0x1C, 0, 0));
 
         // The event of a write-var job carries its item; its ack carries none.
         let mut h = Harness::new();
@@ -2587,7 +2660,8 @@ mod inspect_tests {
             panic!("not S7comm");
         };
         assert_eq!(write.function, Some(0x05));
-        assert_eq!(write.items.as_slice(), [s7any(1, 0, 0x83, 1, 1)]);
+        assert_eq!(write.items.len(), 1);
+        assert_eq!(fields(&write.items[0]), s7any(1, 0, 0x83, 1, 1));
         assert_eq!(write.items_omitted, 0);
         let json = serde_json::to_value(write).unwrap();
         assert_eq!(json["items"][0]["area"], 0x83);
@@ -2599,14 +2673,37 @@ mod inspect_tests {
         };
         assert!(ack.items.is_empty());
 
+        // Ten items (READ_VAR_8 and its last item twice more): eight in the event,
+        // two counted as omitted.
+        let mut ten = read.clone();
+        let last_item = ten[ten.len() - 12..].to_vec();
+        ten.extend_from_slice(&last_item);
+        ten.extend_from_slice(&last_item);
+        ten[3] += 24;
+        ten[7 + 7] += 24;
+        ten[7 + 10 + 1] = 10;
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &ten, true);
+        let Some(EveRecord::Protocol(event)) = h.event_rx.try_iter().next() else {
+            panic!("no protocol event");
+        };
+        let EventBody::S7comm(body) = event.body else {
+            panic!("not S7comm");
+        };
+        assert_eq!(body.items.len(), 8);
+        assert_eq!(body.items_omitted, 2);
+
         // Another syntax keeps its id and nothing it cannot read; a cut item ends
         // the walk.
         let mut other = read.clone();
         other[7 + 10 + 4] = 0xB0;
         let s7 = S7comm::new_checked(&other[7..]).unwrap();
         let first = s7.var_items().next().unwrap();
-        assert_eq!(first.syntax_id, 0xB0);
-        assert_eq!(first.area, None);
+        assert_eq!(first.syntax_id(), 0xB0);
+        assert_eq!(first.area(), None);
+        let json = serde_json::to_value(first).unwrap();
+        assert_eq!(json["syntax_id"], 0xB0);
+        assert!(json["byte_address"].is_null());
         assert_eq!(s7.var_items().count(), 8);
         let mut cut = read.clone();
         cut[7 + 10 + 2 + 12 + 1] = 0xF0;
