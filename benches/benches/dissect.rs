@@ -49,6 +49,7 @@ fn main() {
         let mut recent = RecentCache::new(16_384, 60_000_000_000);
         let mut stats = ProtocolStats::default();
         let mut pool = dnp3::ReassemblyPool::new(64);
+        let mut segments = otsensor::dissect::reassembly::SegmentPool::new(16);
         let mut state = AppState::default();
         let host = |last| (IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 0);
         let info = FlowInfo {
@@ -75,6 +76,7 @@ fn main() {
                         events: None,
                     },
                     dnp3: &mut pool,
+                    segments: &mut segments,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             }

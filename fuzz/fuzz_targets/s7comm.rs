@@ -23,6 +23,17 @@ fn s7(pdu: &S7comm<'_>) {
         pdu.pi_service(),
         pdu.kind(),
     );
+    for item in pdu.var_items() {
+        let _ = (
+            item.syntax_id(),
+            item.transport_size(),
+            item.length(),
+            item.db_number(),
+            item.area(),
+            item.byte_address(),
+            item.bit_address(),
+        );
+    }
     if let Some(userdata) = pdu.userdata() {
         let _ = (
             userdata.method(),

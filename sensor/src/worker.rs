@@ -180,6 +180,7 @@ struct Engine {
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
+    segment_pool: dissect::reassembly::SegmentPool,
 }
 
 /// One worker's state.
@@ -252,6 +253,9 @@ impl Worker {
                 recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
                 dnp3_pool: dnp3::ReassemblyPool::new(
                     dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
+                ),
+                segment_pool: dissect::reassembly::SegmentPool::new(
+                    dissect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
                 ),
             },
             devices: DeviceDedup::new(),
@@ -454,6 +458,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -473,6 +478,7 @@ impl Engine {
                     stats: &mut *stats,
                     out,
                     dnp3: &mut *dnp3_pool,
+                    segments: &mut *segment_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -497,6 +503,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
             ..
         } = self;
         let mut on_pdu = |pdu: &[u8]| {
@@ -513,6 +520,7 @@ impl Engine {
                 stats: &mut *stats,
                 out,
                 dnp3: &mut *dnp3_pool,
+                segments: &mut *segment_pool,
             };
             dissect::inspect(protocol, pdu, &mut ctx);
         };
@@ -550,6 +558,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
             ..
         } = self;
         let mut ctx = PduCtx {
@@ -559,6 +568,7 @@ impl Engine {
             state: &mut state,
             stats,
             dnp3: dnp3_pool,
+            segments: segment_pool,
             out: Outputs {
                 observations: sink,
                 recent,
@@ -600,6 +610,7 @@ impl Engine {
             stats,
             recent,
             dnp3_pool,
+            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -619,6 +630,7 @@ impl Engine {
                     stats: &mut *stats,
                     out,
                     dnp3: &mut *dnp3_pool,
+                    segments: &mut *segment_pool,
                 };
                 dissect::inspect(protocol, pdu, &mut ctx);
             },
@@ -634,6 +646,7 @@ impl Engine {
             dir.release(&mut self.stream_pool);
         }
         self.dnp3_pool.release_flow(&mut flow.app);
+        self.segment_pool.release_flow(&mut flow.app);
         self.sink.send(flow_ended(flow, reason));
     }
 }

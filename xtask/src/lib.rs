@@ -13,3 +13,5 @@ pub mod flood;
 pub mod gen;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
+/// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.
+pub mod vendors;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use xtask::{bench, device_flood, gen, oui};
+use xtask::{bench, device_flood, gen, oui, vendors};
 
 #[global_allocator]
 static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
@@ -56,6 +56,15 @@ enum Task {
         #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
         csv: PathBuf,
         #[arg(long, default_value = "sensor/data/oui.tsv")]
+        out: PathBuf,
+    },
+    /// Regenerate sensor/src/dissect/vendors/table.rs (CIP and BACnet vendor ids) from
+    /// tshark's value strings.
+    GenVendors {
+        /// Output of `tshark -G values`; runs tshark when absent.
+        #[arg(long)]
+        values: Option<PathBuf>,
+        #[arg(long, default_value = "sensor/src/dissect/vendors/table.rs")]
         out: PathBuf,
     },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
@@ -185,6 +194,13 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| "(unknown version)".to_owned());
             let prefixes = oui::generate(&csv, &version, &out)?;
             eprintln!("wrote {} ({prefixes} prefixes)", out.display());
+        }
+        Task::GenVendors { values, out } => {
+            let (cip, bacnet) = vendors::generate(values.as_deref(), &out)?;
+            eprintln!(
+                "wrote {} ({cip} CIP vendors, {bacnet} BACnet vendors)",
+                out.display()
+            );
         }
         Task::FuzzCorpus { pcaps, out } => xtask::corpus::write(&pcaps, &out)?,
         Task::Flood {

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 
 use crate::dissect::histogram::{pair, pair_key, Histogram};
 use crate::dissect::inspect::{BacnetEvent, EventBody, PduCtx};
+use crate::dissect::reassembly::SEGMENT_BUFFER_LEN;
+use crate::dissect::vendors::{bacnet_vendor, vendor_text};
 use crate::dissect::{Direction, Protocol};
 use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
 
@@ -1437,6 +1439,24 @@ mod tests {
         "810a002801080003016c3c8800100e0c000008351e29554e44425c00004f1f0c000008361e29554e";
     // Frame 280: Segment-ACK from the client.
     const SEGMENT_ACK: &str = "810a000f01200003016cff40880010";
+    // Frames 279 (490 bytes) and 281, whole: a ReadPropertyMultiple-ACK (invoke 136)
+    // of present-value for 32 analog objects in two segments; frame 282 acks the
+    // second segment.
+    const SEGMENTED_ACK_0: &str = "810a01ea01080003016c3c8800100e0c000008351e29554e44425c00004f1f0c000008361e29554e44425c00004f1f0c000008371e29554e44425c00004f1f0c000008381e29555e9101911f5f1f0c000008391e29555e9101911f5f1f0c0000083a1e29555e9101911f5f1f0c0000083b1e29555e9101911f5f1f0c0000083c1e29555e9101911f5f1f0c0000083d1e29555e9101911f5f1f0c0000083e1e29554e44000000004f1f0c0000083f1e29554e4442c800004f1f0c000008401e29554e44426800004f1f0c000008411e29554e44425c00004f1f0c000008421e29554e44000000004f1f0c000008431e29554e44422400004f1f0c000008441e29554e44000000004f1f0c000008451e29555e9101911f5f1f0c000008461e29555e9101911f5f1f0c000008471e29555e9101911f5f1f0c000008481e29555e9101911f5f1f0c000008491e29555e9101911f5f1f0c0000084a1e29555e9101911f5f1f0c0000084b1e29555e9101911f5f1f0c0000084c1e29555e9101911f5f1f0c0000084d1e29555e9101911f5f1f0c0000084e1e29555e9101911f5f1f0c0000084f1e29555e9101911f5f1f0c000008501e29555e9101911f5f1f0c000008511e29555e9101911f5f1f0c000008521e29555e9101911f5f1f0c000008531e29555e9101911f5f1f";
+    const SEGMENTED_ACK_1: &str = "810a001e01080003016c388801100e0c000008541e29555e9101911f5f1f";
+    const SEGMENT_ACK_1: &str = "810a000f01200003016cff40880110";
+    // Hand-built per clause 20.1.5 and 15.7.1.3: a ReadPropertyMultiple-ACK (invoke
+    // 0x11, not routed) for device 1234 with vendor-name "Acme Controls", model-name
+    // "AC-100", firmware-revision "2.1.0" and vendor-identifier 5, in three segments
+    // (window 4) that cut "AC-100" after "AC-"; and the same ACK unsegmented.
+    const IDENTITY_SEG_0: &str = "810a002e01003c1100040e0c020004d21e29794e750e0041636d6520436f6e74726f6c734f29464e75070041432d";
+    const IDENTITY_SEG_1: &str = "810a001501003c1101040e3130304f292c4e750600";
+    const IDENTITY_SEG_2: &str = "810a00180100381102040e322e312e304f29784e21054f1f";
+    const IDENTITY_WHOLE: &str = "810a0043010030110e0c020004d21e29794e750e0041636d6520436f6e74726f6c734f29464e75070041432d3130304f292c4e750600322e312e304f29784e21054f1f";
+    // Hand-built: a segmented WritePropertyMultiple request (invoke 5, SA set, max
+    // APDU code 5) in two segments; the service data is opaque here.
+    const WPM_SEG_0: &str = "810a000e01000e0505000410aabbcc";
+    const WPM_SEG_1: &str = "810a000e01000a0505010410ddeeff";
     // Frame 265: DeviceCommunicationControl, enable-disable = disable (1).
     const DCC: &str = "810a001301240003016cff0203841119012900";
     // bacnet-network-layer-error.pcap frame 23: Network-Number-Is (type 0x13)
@@ -1757,6 +1777,7 @@ mod tests {
             pub info: FlowInfo,
             pub state: AppState,
             pub stats: ProtocolStats,
+            pub segments: crate::dissect::reassembly::SegmentPool,
             recent: RecentCache,
             sink: ObservationSink,
             observations: Receiver<crate::observe::Stamped>,
@@ -1778,6 +1799,7 @@ mod tests {
                     },
                     state: AppState::default(),
                     stats: ProtocolStats::default(),
+                    segments: crate::dissect::reassembly::SegmentPool::new(2),
                     recent: RecentCache::new(64, 1_000_000_000),
                     sink: ObservationSink::new(tx, Delivery::Block),
                     observations,
@@ -1791,6 +1813,7 @@ mod tests {
             pub fn inspect(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) {
                 let mut ctx = PduCtx {
                     dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                    segments: &mut self.segments,
                     ts_ns,
                     direction,
                     flow: &self.info,
@@ -1805,9 +1828,35 @@ mod tests {
                 inspect(pdu, &mut ctx);
             }
 
+            /// Feeds one segment straight to the reassembler; the whole message
+            /// when this segment completes it.
+            pub fn segment(&mut self, pdu: &[u8], direction: Direction) -> Option<Vec<u8>> {
+                let apdu = super::super::apdu_of(pdu)?;
+                let mut out = [0u8; crate::dissect::reassembly::SEGMENT_BUFFER_LEN];
+                let mut ctx = PduCtx {
+                    dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                    segments: &mut self.segments,
+                    ts_ns: 1,
+                    direction,
+                    flow: &self.info,
+                    state: &mut self.state,
+                    stats: &mut self.stats,
+                    out: Outputs {
+                        observations: &mut self.sink,
+                        recent: &mut self.recent,
+                        events: None,
+                    },
+                };
+                match super::super::segment(&apdu, &mut ctx, &mut out) {
+                    super::super::Reassembly::Complete { len, .. } => Some(out[..len].to_vec()),
+                    _ => None,
+                }
+            }
+
             pub fn inspect_llc(&mut self, npdu: &[u8]) {
                 let mut ctx = PduCtx {
                     dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                    segments: &mut self.segments,
                     ts_ns: 1,
                     direction: Direction::Request,
                     flow: &self.info,
@@ -1888,6 +1937,218 @@ mod tests {
             .collect()
     }
 
+    fn identity_values(flow: &Flow) -> Vec<(IdentityField, String)> {
+        identities(&flow.observations())
+            .into_iter()
+            .map(|(_, field, value)| (field, value))
+            .collect()
+    }
+
+    /// What the unsegmented identity ACK reports, in order.
+    fn acme_identity() -> Vec<(IdentityField, String)> {
+        vec![
+            (IdentityField::Vendor, "Acme Controls".to_owned()),
+            (IdentityField::Model, "AC-100".to_owned()),
+            (IdentityField::Firmware, "2.1.0".to_owned()),
+            // vendor-identifier 5, named from the ASHRAE table (tshark 4.0.17).
+            (
+                IdentityField::Vendor,
+                "Johnson Controls, Inc. (5)".to_owned(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn segmented_read_property_multiple_ack_yields_identity() {
+        let mut whole = Flow::new(false);
+        whole.inspect(&hex(IDENTITY_WHOLE), Direction::Response, 1);
+        assert_eq!(identity_values(&whole), acme_identity());
+
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 1);
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 2);
+        assert!(
+            flow.observations().is_empty(),
+            "nothing before the last segment"
+        );
+        assert_eq!(flow.segments.in_use(), 1);
+        flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 3);
+        assert_eq!(identity_values(&flow), acme_identity());
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.reassembled, 1);
+        assert_eq!(stats.segmented.get(1), 3);
+        // Per-PDU histograms still count each segment, as tshark does.
+        assert_eq!(stats.apdu_type.get(3), 3);
+        assert_eq!(stats.confirmed_service.get(14), 3);
+        assert_eq!(flow.segments.in_use(), 0);
+        assert_eq!(flow.state.segment_slots, [0, 0]);
+    }
+
+    #[test]
+    fn captured_segmented_ack_reassembles_whole() {
+        let mut flow = Flow::new(false);
+        let message = flow.segment(&hex(SEGMENTED_ACK_0), Direction::Response);
+        assert_eq!(message, None, "more segments follow");
+        flow.inspect(&hex(SEGMENT_ACK), Direction::Request, 2);
+        let message = flow
+            .segment(&hex(SEGMENTED_ACK_1), Direction::Response)
+            .unwrap();
+        flow.inspect(&hex(SEGMENT_ACK_1), Direction::Request, 4);
+        let apdu = Apdu::new_checked(&message).unwrap();
+        assert_eq!(apdu.apdu_type(), ApduType::ComplexAck);
+        assert!(!apdu.segmented());
+        assert_eq!(apdu.invoke_id(), Some(0x88));
+        assert_eq!(
+            apdu.confirmed_service(),
+            Some(confirmed::READ_PROPERTY_MULTIPLE)
+        );
+        // 31 objects in the first segment and one in the second, walked to a clean
+        // end: object 0x854 (present-value 85) is the last.
+        let mut results = apdu.property_results().unwrap();
+        let all: Vec<_> = results.by_ref().collect();
+        assert_eq!(all.len(), 32);
+        assert!(!results.malformed());
+        assert_eq!(
+            all.last().map(|r| (r.object.instance, r.property)),
+            Some((0x854, 85))
+        );
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.reassembled, 1);
+        assert_eq!(stats.segment_acks, 2);
+        assert_eq!(stats.segment_naks, 0);
+        assert_eq!(stats.apdu_type.get(4), 2);
+        assert_eq!(flow.stats.bacnet.summary()["segment_acks"], 2);
+        // The sender is a router's device (NPDU source): no identity is reported.
+        assert!(identities(&flow.observations()).is_empty());
+    }
+
+    #[test]
+    fn segment_acks_and_naks_are_recognised() {
+        let mut flow = Flow::new(true);
+        let mut nak = hex(SEGMENT_ACK);
+        // The APDU follows the 7-byte routed NPDU: set its NAK bit.
+        nak[11] |= 0x02;
+        flow.inspect(&hex(SEGMENT_ACK), Direction::Request, 1);
+        flow.inspect(&nak, Direction::Request, 2);
+        assert_eq!(flow.stats.bacnet.segment_acks, 2);
+        assert_eq!(flow.stats.bacnet.segment_naks, 1);
+        let events = flow.events();
+        assert_eq!(events.len(), 2);
+        let EveRecord::Protocol(event) = &events[0] else {
+            panic!("not a protocol event");
+        };
+        let EventBody::Bacnet(body) = &event.body else {
+            panic!("not BACnet");
+        };
+        assert_eq!(body.apdu_type, Some(4));
+        assert_eq!(body.invoke_id, Some(0x88));
+    }
+
+    #[test]
+    fn lost_duplicate_and_foreign_segments() {
+        // Segment 1 lost: the message is dropped and counted, nothing reported.
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 1);
+        flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 2);
+        assert_eq!(flow.stats.bacnet.reassembly_out_of_sequence, 1);
+        assert_eq!(flow.segments.in_use(), 0);
+        // A late segment of the dropped message finds none in progress.
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 3);
+        assert_eq!(flow.stats.bacnet.segments_unmatched, 1);
+        assert_eq!(flow.stats.bacnet.reassembled, 0);
+        assert!(flow.observations().is_empty());
+
+        // A retransmitted segment is skipped; the message still completes.
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 1);
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 2);
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 3);
+        flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 4);
+        assert_eq!(flow.stats.bacnet.segments_duplicate, 1);
+        assert_eq!(identity_values(&flow), acme_identity());
+
+        // Another message's first segment abandons the one in progress (counted);
+        // segments of the abandoned one no longer match.
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(SEGMENTED_ACK_0), Direction::Response, 1);
+        flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 2);
+        flow.inspect(&hex(SEGMENTED_ACK_1), Direction::Response, 3);
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 4);
+        flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 5);
+        assert_eq!(flow.stats.bacnet.segments_abandoned, 1);
+        assert_eq!(flow.stats.bacnet.segments_unmatched, 1);
+        assert_eq!(flow.stats.bacnet.reassembled, 1);
+        assert_eq!(identity_values(&flow), acme_identity());
+    }
+
+    #[test]
+    fn over_long_message_is_cut_counted_and_its_prefix_read() {
+        let mut flow = Flow::new(false);
+        // The whole identity in segment 0, then 7 segments of 1400 filler bytes:
+        // past the 8192-byte buffer.
+        let mut first = hex(IDENTITY_WHOLE);
+        first[6] = 0x3c;
+        first.splice(8..8, [0, 4]);
+        first[3] = first.len() as u8;
+        flow.inspect(&first, Direction::Response, 1);
+        for sequence in 1..=7u8 {
+            let mut filler = hex(IDENTITY_SEG_1)[..11].to_vec();
+            filler[8] = sequence;
+            if sequence == 7 {
+                filler[6] = 0x38;
+            }
+            filler.resize(11 + 1400, 0);
+            let len = filler.len() as u16;
+            filler[2..4].copy_from_slice(&len.to_be_bytes());
+            flow.inspect(&filler, Direction::Response, 1 + u64::from(sequence));
+        }
+        let stats = &flow.stats.bacnet;
+        assert_eq!(stats.reassembly_overflow, 1);
+        assert_eq!(stats.reassembled, 1);
+        assert_eq!(stats.summary()["reassembly_overflow"], 1);
+        assert_eq!(flow.segments.in_use(), 0);
+        assert_eq!(identity_values(&flow), acme_identity());
+    }
+
+    #[test]
+    fn without_a_free_buffer_the_first_segment_is_read_alone() {
+        let mut flow = Flow::new(false);
+        flow.segments = crate::dissect::reassembly::SegmentPool::new(0);
+        flow.inspect(&hex(IDENTITY_SEG_0), Direction::Response, 1);
+        flow.inspect(&hex(IDENTITY_SEG_1), Direction::Response, 2);
+        flow.inspect(&hex(IDENTITY_SEG_2), Direction::Response, 3);
+        assert_eq!(flow.stats.bacnet.reassembly_pool_exhausted, 1);
+        assert_eq!(flow.stats.bacnet.reassembled, 0);
+        // "AC-100" is cut by the segment boundary: only vendor-name is whole.
+        assert_eq!(
+            identity_values(&flow),
+            [(IdentityField::Vendor, "Acme Controls".to_owned())]
+        );
+    }
+
+    #[test]
+    fn segmented_confirmed_request_is_one_command_and_reassembled() {
+        let mut flow = Flow::new(false);
+        let message = flow.segment(&hex(WPM_SEG_0), Direction::Request);
+        assert_eq!(message, None);
+        let message = flow.segment(&hex(WPM_SEG_1), Direction::Request).unwrap();
+        // Unsegmented header: SA kept, max APDU octet kept, invoke 5, service 16.
+        assert_eq!(message, hex("02050510aabbccddeeff"));
+
+        let mut flow = Flow::new(false);
+        flow.inspect(&hex(WPM_SEG_0), Direction::Request, 1);
+        flow.inspect(&hex(WPM_SEG_1), Direction::Request, 2);
+        assert_eq!(
+            commands(&flow.observations()),
+            [(
+                CommandKind::Write,
+                u32::from(confirmed::WRITE_PROPERTY_MULTIPLE)
+            )]
+        );
+        assert_eq!(flow.stats.bacnet.reassembled, 1);
+        assert_eq!(flow.stats.bacnet.confirmed_service.get(16), 2);
+    }
+
     #[test]
     fn reinitialize_restore_then_password_failure() {
         let mut flow = Flow::new(false);
@@ -1948,7 +2209,8 @@ mod tests {
             vec![(
                 "10.0.0.2".to_owned(),
                 IdentityField::Vendor,
-                "15".to_owned()
+                // ASHRAE vendor 15 per the generated table (tshark 4.0.17).
+                "Cornell University (15)".to_owned()
             )]
         );
         let stats = &flow.stats.bacnet;
@@ -2120,14 +2382,6 @@ mod tests {
             assert_eq!(body.bvlc_function, None);
         }
     }
-
-    #[test]
-    fn decimal_text() {
-        let mut buf = [0u8; 10];
-        assert_eq!(decimal(0, &mut buf), b"0");
-        assert_eq!(decimal(15, &mut buf), b"15");
-        assert_eq!(decimal(u32::MAX, &mut buf), b"4294967295");
-    }
 }
 
 /// Per-worker BACnet statistics, keyed like the tshark-derived summaries
@@ -2148,6 +2402,26 @@ pub struct Stats {
     pub abort_reason: Histogram,
     /// Segmented confirmed requests and complex ACKs (key 1, written `true`).
     pub segmented: Histogram,
+    /// Segmented messages reassembled whole (or, after an overflow, their prefix).
+    pub reassembled: u64,
+    /// First segments that found every reassembly buffer in use (then inspected on
+    /// their own, as far as they go).
+    pub reassembly_pool_exhausted: u64,
+    /// Messages longer than a reassembly buffer: their tail is dropped, the prefix
+    /// is still read for identity.
+    pub reassembly_overflow: u64,
+    /// Messages dropped because a segment was missing (sequence number skipped).
+    pub reassembly_out_of_sequence: u64,
+    /// Later segments with no message in progress (first segment missed or dropped)
+    /// or belonging to another message than the one in progress.
+    pub segments_unmatched: u64,
+    /// Retransmitted segments already added.
+    pub segments_duplicate: u64,
+    /// Messages left unfinished when a new first segment came in the same direction.
+    pub segments_abandoned: u64,
+    /// Segment-ACK PDUs, and those that are negative (a segment was lost).
+    pub segment_acks: u64,
+    pub segment_naks: u64,
 }
 
 impl Stats {
@@ -2161,6 +2435,15 @@ impl Stats {
         self.reject_reason.merge(&other.reject_reason);
         self.abort_reason.merge(&other.abort_reason);
         self.segmented.merge(&other.segmented);
+        self.reassembled += other.reassembled;
+        self.reassembly_pool_exhausted += other.reassembly_pool_exhausted;
+        self.reassembly_overflow += other.reassembly_overflow;
+        self.reassembly_out_of_sequence += other.reassembly_out_of_sequence;
+        self.segments_unmatched += other.segments_unmatched;
+        self.segments_duplicate += other.segments_duplicate;
+        self.segments_abandoned += other.segments_abandoned;
+        self.segment_acks += other.segment_acks;
+        self.segment_naks += other.segment_naks;
     }
 
     /// Non-empty histograms by their summary names.
@@ -2213,6 +2496,25 @@ impl Stats {
             &self.segmented,
             self.segmented.to_map(|_| "true".to_owned()),
         );
+        // Counters, not tshark histograms: present when non-zero.
+        for (name, count) in [
+            ("reassembled", self.reassembled),
+            ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
+            ("reassembly_overflow", self.reassembly_overflow),
+            (
+                "reassembly_out_of_sequence",
+                self.reassembly_out_of_sequence,
+            ),
+            ("segments_unmatched", self.segments_unmatched),
+            ("segments_duplicate", self.segments_duplicate),
+            ("segments_abandoned", self.segments_abandoned),
+            ("segment_acks", self.segment_acks),
+            ("segment_naks", self.segment_naks),
+        ] {
+            if count > 0 {
+                out.insert(name.to_owned(), serde_json::json!(count));
+            }
+        }
         serde_json::Value::Object(out)
     }
 }
@@ -2310,22 +2612,6 @@ fn identity_field(property_id: u32) -> Option<IdentityField> {
     })
 }
 
-/// `value` as decimal ASCII in `buf`, without allocating.
-fn decimal(mut value: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        if let Some(digit) = buf.get_mut(start) {
-            *digit = b'0' + (value % 10) as u8;
-        }
-        value /= 10;
-        if value == 0 || start == 0 {
-            break;
-        }
-    }
-    buf.get(start..).unwrap_or(&[])
-}
-
 /// Invoke ids are chosen by the requesting peer, and both BACnet peers may request on
 /// the same flow (both use 47808): the id is qualified by which flow side requested.
 fn transaction_key(invoke_id: u8, requester_is_client: bool) -> u32 {
@@ -2384,6 +2670,8 @@ pub fn inspect_llc(npdu: &[u8], ctx: &mut PduCtx<'_>) {
     }
     ctx.count(Protocol::Bacnet);
     inspect_npdu(Some(npdu), None, true, ctx);
+    // Without a flow no later segment can find this state: give its buffers back.
+    ctx.segments.release_flow(ctx.state);
 }
 
 /// The NPDU (and APDU) part of a BACnet PDU, after its data-link header. `relayed`:
@@ -2469,6 +2757,27 @@ fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &m
     event.reject_reason = apdu.reject_reason();
     event.abort_reason = apdu.abort_reason();
 
+    if apdu.segmented() {
+        let mut message = [0u8; SEGMENT_BUFFER_LEN];
+        match segment(apdu, ctx, &mut message) {
+            Reassembly::Complete { len, .. } => {
+                let whole = Apdu::new_checked(message.get(..len).unwrap_or(&[]));
+                if let (Ok(whole), false) = (whole, relayed) {
+                    // A cut message still starts right: its identity properties
+                    // are read as far as they go.
+                    if whole.apdu_type() == ApduType::ComplexAck {
+                        report_identity(&whole, ctx);
+                    }
+                }
+            }
+            // No buffer: the first segment is read on its own.
+            Reassembly::NoBuffer if !relayed && apdu_type == ApduType::ComplexAck => {
+                report_identity(apdu, ctx);
+            }
+            _ => {}
+        }
+    }
+
     // The APDU type, not the flow's orientation, tells requests from replies: both
     // peers use port 47808 and either may request.
     let sender_is_client = ctx.direction == Direction::Request;
@@ -2497,9 +2806,8 @@ fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &m
                 ctx.command(Protocol::Bacnet, kind, 0x100 | u32::from(service));
             }
             if let (Some(i_am), false) = (apdu.i_am(), relayed) {
-                let mut buf = [0u8; 10];
-                let vendor = decimal(i_am.vendor_id, &mut buf);
-                ctx.identity(Protocol::Bacnet, IdentityField::Vendor, vendor);
+                let vendor = vendor_text(bacnet_vendor(i_am.vendor_id), i_am.vendor_id);
+                ctx.identity(Protocol::Bacnet, IdentityField::Vendor, vendor.as_bytes());
             }
         }
         ApduType::SimpleAck
@@ -2542,19 +2850,170 @@ fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &m
                 }
                 _ => {}
             }
-            if !relayed {
-                for string in apdu.identity_strings() {
-                    // UTF-8 and ISO 8859-1 (clause 20.2.9) read as text; UCS-2 and
-                    // the other wide sets would not.
-                    if !matches!(string.charset, CHARSET_UTF8 | CHARSET_ISO_8859_1) {
-                        continue;
-                    }
-                    if let Some(field) = identity_field(string.property) {
-                        ctx.identity(Protocol::Bacnet, field, string.text);
-                    }
+            // A segmented ACK is read once reassembled (see `segment`).
+            if !relayed && !apdu.segmented() {
+                report_identity(apdu, ctx);
+            }
+        }
+        ApduType::SegmentAck => {
+            ctx.stats.bacnet.segment_acks += 1;
+            if apdu.negative_ack() {
+                ctx.stats.bacnet.segment_naks += 1;
+            }
+        }
+        ApduType::Unknown(_) => {}
+    }
+}
+
+/// Reports the identity properties of a ReadProperty(Multiple) ACK: the character
+/// strings of vendor-name, model-name, firmware-revision and
+/// application-software-version, and vendor-identifier named from the ASHRAE table.
+fn report_identity(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>) {
+    for string in apdu.identity_strings() {
+        // UTF-8 and ISO 8859-1 (clause 20.2.9) read as text; UCS-2 and the other
+        // wide sets would not.
+        if !matches!(string.charset, CHARSET_UTF8 | CHARSET_ISO_8859_1) {
+            continue;
+        }
+        if let Some(field) = identity_field(string.property) {
+            ctx.identity(Protocol::Bacnet, field, string.text);
+        }
+    }
+    let vendor_ids = apdu
+        .property_results()
+        .into_iter()
+        .flatten()
+        .filter(|result| result.property == property::VENDOR_IDENTIFIER)
+        .filter_map(|result| result.value()?.application(app_tag::UNSIGNED)?.unsigned());
+    for id in vendor_ids {
+        let text = vendor_text(bacnet_vendor(id), id);
+        ctx.identity(Protocol::Bacnet, IdentityField::Vendor, text.as_bytes());
+    }
+}
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Request => 0,
+        Direction::Response => 1,
+    }
+}
+
+/// What one segment did to its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reassembly {
+    /// Added (or a harmless repeat); more segments follow.
+    InProgress,
+    /// A first segment that found no free buffer.
+    NoBuffer,
+    /// The segment was not added (its message is unknown or was dropped).
+    Dropped,
+    /// The last segment: the whole message, this many bytes, was copied out;
+    /// `truncated` when its tail did not fit the buffer.
+    Complete { len: usize, truncated: bool },
+}
+
+/// Reassembles segmented Confirmed-Requests and Complex-ACKs (clause 5.2): per flow
+/// direction one message at a time, identified by its APDU type, service choice and
+/// invoke id (the requester picks invoke ids, so with the direction they name the
+/// transaction), segments taken in sequence-number order. The message is rebuilt in
+/// its unsegmented form: the header without SEG, MOR, sequence number and window,
+/// then the service data of every segment, so [`Apdu`] reads it like any other.
+fn segment(
+    apdu: &Apdu<'_>,
+    ctx: &mut PduCtx<'_>,
+    out: &mut [u8; SEGMENT_BUFFER_LEN],
+) -> Reassembly {
+    let (Some(sequence), Some(invoke_id), Some(service)) = (
+        apdu.sequence_number(),
+        apdu.invoke_id(),
+        apdu.service_choice(),
+    ) else {
+        return Reassembly::Dropped;
+    };
+    let apdu_type = apdu.apdu_type();
+    let tag =
+        (u32::from(apdu_type.code()) << 16) | (u32::from(service) << 8) | u32::from(invoke_id);
+    let direction = direction_index(ctx.direction);
+    let mut handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
+    if sequence == 0 {
+        match ctx.segments.get_mut(handle) {
+            // A retransmitted first segment restarts its own message silently.
+            Some(buffer) if buffer.tag != tag => ctx.stats.bacnet.segments_abandoned += 1,
+            Some(_) => {}
+            None => {
+                let Some(acquired) = ctx.segments.acquire() else {
+                    ctx.stats.bacnet.reassembly_pool_exhausted += 1;
+                    return Reassembly::NoBuffer;
+                };
+                handle = acquired;
+                if let Some(slot) = ctx.state.segment_slots.get_mut(direction) {
+                    *slot = handle;
                 }
             }
         }
-        ApduType::SegmentAck | ApduType::Unknown(_) => {}
+        let Some(buffer) = ctx.segments.get_mut(handle) else {
+            return Reassembly::Dropped;
+        };
+        buffer.start(tag, 1);
+        // Unsegmented header (clause 20.1.2.1, 20.1.5.1): a confirmed request keeps
+        // its segmented-response-accepted bit and max segments / max APDU octet.
+        let first = apdu_type.code() << 4;
+        let header: &[u8] = match apdu_type {
+            ApduType::ConfirmedRequest => &[
+                first
+                    | (apdu.buf.first().copied().unwrap_or(0)
+                        & pdu_flag::SEGMENTED_RESPONSE_ACCEPTED),
+                apdu.buf.get(1).copied().unwrap_or(0),
+                invoke_id,
+                service,
+            ],
+            _ => &[first, invoke_id, service],
+        };
+        let fits = buffer
+            .append(header)
+            .and_then(|()| buffer.append(apdu.service_data()));
+        if fits.is_err() {
+            ctx.stats.bacnet.reassembly_overflow += 1;
+        }
+    } else {
+        let Some(buffer) = ctx.segments.get_mut(handle) else {
+            ctx.stats.bacnet.segments_unmatched += 1;
+            return Reassembly::Dropped;
+        };
+        if buffer.tag != tag {
+            // Another message's segment: the one in progress is kept.
+            ctx.stats.bacnet.segments_unmatched += 1;
+            return Reassembly::Dropped;
+        }
+        if sequence != buffer.next_sequence {
+            // Sequence numbers count modulo 256 (clause 5.3); a segment of the last
+            // half-range is a retransmission, anything else means one was lost.
+            if (1..=127).contains(&buffer.next_sequence.wrapping_sub(sequence)) {
+                ctx.stats.bacnet.segments_duplicate += 1;
+                return Reassembly::InProgress;
+            }
+            ctx.stats.bacnet.reassembly_out_of_sequence += 1;
+            if let Some(slot) = ctx.state.segment_slots.get_mut(direction) {
+                ctx.segments.release(slot);
+            }
+            return Reassembly::Dropped;
+        }
+        buffer.next_sequence = buffer.next_sequence.wrapping_add(1);
+        // Overflow is counted once per message; later segments only keep the count.
+        let overflowed = buffer.overflowed;
+        if buffer.append(apdu.service_data()).is_err() && !overflowed {
+            ctx.stats.bacnet.reassembly_overflow += 1;
+        }
     }
+    if apdu.more_follows() {
+        return Reassembly::InProgress;
+    }
+    let (len, truncated) = ctx.segments.get_mut(handle).map_or((0, false), |buffer| {
+        (buffer.copy_to(out), buffer.overflowed)
+    });
+    if let Some(slot) = ctx.state.segment_slots.get_mut(direction) {
+        ctx.segments.release(slot);
+    }
+    ctx.stats.bacnet.reassembled += 1;
+    Reassembly::Complete { len, truncated }
 }

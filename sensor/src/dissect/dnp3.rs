@@ -2348,6 +2348,7 @@ mod inspect_tests {
                     events: self.events.as_mut(),
                 },
                 dnp3: &mut self.pool,
+                segments: &mut crate::dissect::reassembly::SegmentPool::new(0),
             };
             inspect(frame, &mut ctx);
         }

@@ -18,6 +18,7 @@ use super::{Direction, Framing, Protocol};
 use crate::dissect::cip;
 use crate::dissect::histogram::{pair, pair_key, Histogram};
 use crate::dissect::inspect::{CipEvent, EnipEvent, EventBody, PduCtx};
+use crate::dissect::vendors::{cip_vendor, vendor_text};
 use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
 
 /// Errors of the EtherNet/IP views; one counter label each.
@@ -1111,8 +1112,14 @@ fn report_identity(
     name: &[u8],
     ctx: &mut PduCtx<'_>,
 ) {
+    // The ODVA name beside the raw id, or the id alone when the table has no name.
+    let vendor_name = vendor_text(cip_vendor(vendor), u32::from(vendor));
+    ctx.identity(
+        Protocol::Enip,
+        IdentityField::Vendor,
+        vendor_name.as_bytes(),
+    );
     let fields = [
-        (IdentityField::Vendor, text(format_args!("{vendor}"))),
         (
             IdentityField::ProductCode,
             text(format_args!("{product_code}")),
@@ -1341,6 +1348,7 @@ mod inspect_tests {
         fn run(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) -> Vec<Observation> {
             let mut ctx = PduCtx {
                 dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                segments: &mut crate::dissect::reassembly::SegmentPool::new(0),
                 ts_ns,
                 direction,
                 flow: &self.flow,
@@ -1436,7 +1444,10 @@ mod inspect_tests {
         assert_eq!(
             identities(&observations),
             [
-                (IdentityField::Vendor, "1".to_owned()),
+                (
+                    IdentityField::Vendor,
+                    "Rockwell Automation/Allen-Bradley (1)".to_owned()
+                ),
                 (IdentityField::ProductCode, "106".to_owned()),
                 (IdentityField::Firmware, "20.11".to_owned()),
                 (IdentityField::Serial, "0x00c0ffee".to_owned()),
@@ -1553,7 +1564,10 @@ mod inspect_tests {
         assert_eq!(
             identities(&observations),
             [
-                (IdentityField::Vendor, "1".to_owned()),
+                (
+                    IdentityField::Vendor,
+                    "Rockwell Automation/Allen-Bradley (1)".to_owned()
+                ),
                 (IdentityField::ProductCode, "58".to_owned()),
                 (IdentityField::Firmware, "4.3".to_owned()),
                 (IdentityField::Serial, "0x00524d8e".to_owned()),

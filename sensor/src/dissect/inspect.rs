@@ -52,6 +52,9 @@ pub struct AppState {
     /// DNP3 transport reassembly slots in the worker's [`super::dnp3::ReassemblyPool`],
     /// per direction (request, response); 0 = none.
     pub dnp3_slots: [u16; 2],
+    /// Message reassembly buffers (COTP, BACnet segmentation) in the worker's
+    /// [`super::reassembly::SegmentPool`], per direction (request, response); 0 = none.
+    pub segment_slots: [u16; 2],
 }
 
 impl AppState {
@@ -221,6 +224,8 @@ pub struct PduCtx<'a> {
     pub out: Outputs<'a>,
     /// The worker's DNP3 transport reassemblers (a fragment spans link frames).
     pub dnp3: &'a mut super::dnp3::ReassemblyPool,
+    /// The worker's message reassembly buffers (S7 over COTP, BACnet segmentation).
+    pub segments: &'a mut super::reassembly::SegmentPool,
 }
 
 impl PduCtx<'_> {
@@ -360,7 +365,7 @@ pub struct ProtocolEvent {
 /// The protocol object of an EVE protocol event. Numbers are JSON numbers; fields that
 /// do not apply are null.
 // Events travel by value through a preallocated channel; boxing the large EtherNet/IP
-// variant would allocate per PDU instead.
+// and S7comm variants would allocate per PDU instead.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -444,10 +449,17 @@ pub struct EnipEvent {
     pub cip_omitted: u16,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Read/write-var items reported per S7comm event; more are counted in
+/// `items_omitted`.
+pub const MAX_S7_ITEMS_PER_EVENT: usize = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct S7commEvent {
     pub rosctr: u8,
     pub function: Option<u8>,
     pub error_class: Option<u8>,
     pub error_code: Option<u8>,
+    /// The addressed items of a read-var or write-var request (empty otherwise).
+    pub items: arrayvec::ArrayVec<super::s7comm::VarItem, MAX_S7_ITEMS_PER_EVENT>,
+    pub items_omitted: u16,
 }

@@ -67,8 +67,12 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
+/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
+pub mod reassembly;
 /// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
 pub mod s7comm;
+/// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
+pub mod vendors;
 
 /// The application protocols the sensor names in counts and events.
 #[derive(

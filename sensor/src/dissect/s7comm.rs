@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use super::{Direction, Framing, Protocol};
 use crate::dissect::histogram::{pair, pair_key, Histogram};
 use crate::dissect::inspect::{EventBody, PduCtx, S7commEvent};
+use crate::dissect::reassembly::SEGMENT_BUFFER_LEN;
 use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
 
 /// Errors of the TPKT, COTP and S7comm views; one counter label each.
@@ -681,6 +682,25 @@ impl<'a> S7comm<'a> {
         }
     }
 
+    /// The item specifications of a read-var or write-var job's parameter
+    /// (`s7comm.param.item`): one per item, as far as they fit the parameter.
+    pub fn var_items(&self) -> VarItems<'a> {
+        let is_var_job = self.rosctr() == Rosctr::Job
+            && matches!(
+                self.function(),
+                Some(Function::ReadVar | Function::WriteVar)
+            );
+        let (rest, remaining) = if is_var_job {
+            (
+                self.parameter().get(2..).unwrap_or(&[]),
+                self.parameter().get(1).copied().unwrap_or(0),
+            )
+        } else {
+            (&[][..], 0)
+        };
+        VarItems { rest, remaining }
+    }
+
     /// Service name of a PI service (0x28) or PLC stop (0x29) job
     /// (`s7comm.param.pistart.servicename`), e.g. `_INSE`, `P_PROGRAM`.
     pub fn pi_service(&self) -> Option<&'a [u8]> {
@@ -740,6 +760,138 @@ impl<'a> S7comm<'a> {
             Some(Function::SetupCommunication) => FunctionKind::Setup,
             _ => FunctionKind::Other,
         }
+    }
+}
+
+/// Item addressing of a read/write-var request (Wireshark `s7comm.param.item.*`).
+/// Every item keeps its syntax id; the other fields are those of the S7ANY syntax
+/// (0x10, by far the most common) and are `None` for other syntaxes (DB read 0xB0,
+/// NCK 0x82, symbolic addressing of S7-1200 ...), whose layouts differ.
+///
+/// Kept in 16 bytes (it rides in EVE events by value); serialized as an object whose
+/// S7ANY fields are null for other syntaxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VarItem {
+    syntax_id: u8,
+    s7any: bool,
+    transport_size: u8,
+    area: u8,
+    bit_address: u8,
+    length: u16,
+    db_number: u16,
+    byte_address: u32,
+}
+
+impl VarItem {
+    /// `s7comm.param.item.syntaxid`.
+    pub fn syntax_id(&self) -> u8 {
+        self.syntax_id
+    }
+
+    /// `s7comm.param.item.transp_size` (1 bit, 2 byte, 4 word, 6 dword, 0x1C
+    /// counter, 0x1D timer, ...).
+    pub fn transport_size(&self) -> Option<u8> {
+        self.s7any.then_some(self.transport_size)
+    }
+
+    /// `s7comm.param.item.length`: elements of the transport size.
+    pub fn length(&self) -> Option<u16> {
+        self.s7any.then_some(self.length)
+    }
+
+    /// `s7comm.param.item.db` (0 outside data blocks).
+    pub fn db_number(&self) -> Option<u16> {
+        self.s7any.then_some(self.db_number)
+    }
+
+    /// `s7comm.param.item.area` (0x81 inputs, 0x82 outputs, 0x83 flags, 0x84 DB,
+    /// ...).
+    pub fn area(&self) -> Option<u8> {
+        self.s7any.then_some(self.area)
+    }
+
+    /// `s7comm.param.item.address.byte`.
+    pub fn byte_address(&self) -> Option<u32> {
+        self.s7any.then_some(self.byte_address)
+    }
+
+    /// `s7comm.param.item.address.bit`.
+    pub fn bit_address(&self) -> Option<u8> {
+        self.s7any.then_some(self.bit_address)
+    }
+}
+
+impl serde::Serialize for VarItem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut item = serializer.serialize_struct("VarItem", 7)?;
+        item.serialize_field("syntax_id", &self.syntax_id)?;
+        item.serialize_field("transport_size", &self.transport_size())?;
+        item.serialize_field("length", &self.length())?;
+        item.serialize_field("db_number", &self.db_number())?;
+        item.serialize_field("area", &self.area())?;
+        item.serialize_field("byte_address", &self.byte_address())?;
+        item.serialize_field("bit_address", &self.bit_address())?;
+        item.end()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<VarItem>() == 16);
+
+/// S7ANY item syntax id (`s7comm.param.item.syntaxid` 0x10).
+pub const SYNTAX_ID_S7ANY: u8 = 0x10;
+/// Variable specification type of every item (`s7comm.param.item.varspec`).
+const VAR_SPEC: u8 = 0x12;
+
+/// Iterator over the items of a read/write-var job; stops at the first item that does
+/// not fit or does not start with the variable specification 0x12.
+#[derive(Clone, Debug)]
+pub struct VarItems<'a> {
+    rest: &'a [u8],
+    remaining: u8,
+}
+
+impl Iterator for VarItems<'_> {
+    type Item = VarItem;
+
+    fn next(&mut self) -> Option<VarItem> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let item = match self.rest {
+            [VAR_SPEC, len, spec @ ..] => spec.get(..usize::from(*len)),
+            _ => None,
+        };
+        let Some(spec) = item else {
+            self.remaining = 0;
+            return None;
+        };
+        self.rest = self.rest.get(2 + spec.len()..).unwrap_or(&[]);
+        let syntax_id = *spec.first()?;
+        let mut item = VarItem {
+            syntax_id,
+            s7any: false,
+            transport_size: 0,
+            area: 0,
+            bit_address: 0,
+            length: 0,
+            db_number: 0,
+            byte_address: 0,
+        };
+        // Syntax id, transport size, length, DB number, area, address (3 bytes: byte
+        // address << 3 | bit).
+        if let [SYNTAX_ID_S7ANY, size, len_hi, len_lo, db_hi, db_lo, area, a0, a1, a2] = spec {
+            let address = u32::from_be_bytes([0, *a0, *a1, *a2]);
+            item.s7any = true;
+            item.transport_size = *size;
+            item.length = u16::from_be_bytes([*len_hi, *len_lo]);
+            item.db_number = u16::from_be_bytes([*db_hi, *db_lo]);
+            item.area = *area;
+            item.byte_address = address >> 3;
+            item.bit_address = (address & 0x7) as u8;
+        }
+        Some(item)
     }
 }
 
@@ -1380,9 +1532,15 @@ pub struct Stats {
     /// `cotp.type` of every TPDU on S7 flows (not a summary histogram of the
     /// s7comm layer: tshark counts these under `cotp`).
     pub cotp_type: Histogram,
-    /// Final DTs of segmented S7 PDUs: counted as one PDU, not dissected (the
-    /// segments are not reassembled).
+    /// S7comm PDUs sent in several DTs (counted at their final DT).
     pub segmented: u64,
+    /// Segmented PDUs reassembled and dissected.
+    pub reassembled: u64,
+    /// Segmented PDUs not reassembled (counted, not dissected): every buffer in use,
+    /// longer than [`SEGMENT_BUFFER_LEN`], or a TPDU number out of sequence.
+    pub reassembly_pool_exhausted: u64,
+    pub reassembly_overflow: u64,
+    pub reassembly_out_of_sequence: u64,
 }
 
 /// The subfunction key of mode-transition userdata, which has no subfunction field.
@@ -1441,6 +1599,10 @@ impl Stats {
         self.szl_id.merge(&other.szl_id);
         self.cotp_type.merge(&other.cotp_type);
         self.segmented += other.segmented;
+        self.reassembled += other.reassembled;
+        self.reassembly_pool_exhausted += other.reassembly_pool_exhausted;
+        self.reassembly_overflow += other.reassembly_overflow;
+        self.reassembly_out_of_sequence += other.reassembly_out_of_sequence;
     }
 
     /// Non-empty histograms by their summary names.
@@ -1484,8 +1646,19 @@ impl Stats {
             &self.cotp_type,
             self.cotp_type.to_decimal_map(),
         );
-        if self.segmented > 0 {
-            out.insert("segmented".to_owned(), serde_json::json!(self.segmented));
+        for (name, count) in [
+            ("segmented", self.segmented),
+            ("reassembled", self.reassembled),
+            ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
+            ("reassembly_overflow", self.reassembly_overflow),
+            (
+                "reassembly_out_of_sequence",
+                self.reassembly_out_of_sequence,
+            ),
+        ] {
+            if count > 0 {
+                out.insert(name.to_owned(), serde_json::json!(count));
+            }
         }
         serde_json::Value::Object(out)
     }
@@ -1648,8 +1821,12 @@ fn report_identity(szl: &SzlResponse<'_>, ctx: &mut PduCtx<'_>) {
 /// A DT carrying protocol id 0x72 is one S7comm-plus PDU and nothing more; one
 /// carrying 0x32 is one S7comm PDU: statistics, request/response matching by PDU
 /// reference, commands, identity from SZL responses, error replies, the EVE event.
-/// DTs without end-of-TSDU are not reassembled: the TSDU is counted once, at its
-/// final DT, as the protocol its first DT announced, and not dissected.
+/// An S7comm PDU segmented into DTs without end-of-TSDU is reassembled per flow
+/// direction in the worker's [`SegmentPool`](crate::dissect::reassembly::SegmentPool)
+/// and dissected once, at its final DT; S7comm-plus and other TSDUs are counted once
+/// there, as the protocol their first DT announced. A TSDU that cannot be reassembled
+/// (no free buffer, longer than the buffer, a TPDU number out of sequence) is still
+/// counted as one S7comm PDU, not dissected, and the drop is counted.
 pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     let Ok(tpkt) = Tpkt::new_checked(pdu) else {
         ctx.malformed(Protocol::S7comm);
@@ -1667,19 +1844,28 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
         return;
     }
     let payload = cotp.payload();
+    let number = cotp.tpdu_number().unwrap_or(0);
     let shift = segment_shift(ctx.direction);
     let pending = (ctx.state.flags >> shift) & 0b11;
     if cotp.eot() == Some(false) {
         // Empty DTs without end-of-TSDU occur between PDUs (STEP 7 sends one before
         // each request in s7comm-read-set-plc-time.pcap); they add nothing to the
         // TSDU, so they start no segment.
-        if pending == SEGMENT_NONE && !payload.is_empty() {
+        if payload.is_empty() {
+            return;
+        }
+        if pending == SEGMENT_NONE {
             let first = match payload.first() {
                 Some(&PROTOCOL_ID) => SEGMENT_S7COMM,
                 Some(&PROTOCOL_ID_PLUS) => SEGMENT_PLUS,
                 _ => SEGMENT_OTHER,
             };
             ctx.state.flags |= first << shift;
+            if first == SEGMENT_S7COMM {
+                start_tsdu(payload, number, ctx);
+            }
+        } else if pending == SEGMENT_S7COMM {
+            continue_tsdu(payload, number, ctx);
         }
         return;
     }
@@ -1687,8 +1873,19 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
         ctx.state.flags &= !(0b11 << shift);
         match pending {
             SEGMENT_S7COMM => {
-                ctx.count(Protocol::S7comm);
                 ctx.stats.s7comm.segmented += 1;
+                let mut tsdu = [0u8; SEGMENT_BUFFER_LEN];
+                let len = finish_tsdu(payload, number, ctx, &mut tsdu);
+                match S7comm::new_checked(tsdu.get(..len).unwrap_or(&[])) {
+                    Ok(s7) if len > 0 => {
+                        ctx.count(Protocol::S7comm);
+                        ctx.stats.s7comm.reassembled += 1;
+                        inspect_s7comm(&s7, ctx);
+                    }
+                    // Dropped on the way: the PDU is counted, not dissected.
+                    _ if len == 0 => ctx.count(Protocol::S7comm),
+                    _ => ctx.malformed(Protocol::S7comm),
+                }
             }
             SEGMENT_PLUS => ctx.count(Protocol::S7commPlus),
             _ => {}
@@ -1710,6 +1907,96 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     };
     ctx.count(Protocol::S7comm);
     inspect_s7comm(&s7, ctx);
+}
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Request => 0,
+        Direction::Response => 1,
+    }
+}
+
+/// The TPDU number the DT after one numbered `number` may carry. ISO 8073 class 0
+/// (the class S7 uses) does not sequence DTs, and S7 stacks number them all 0; a
+/// stack that counts them counts up by one (mod 128). Anything else is out of
+/// sequence.
+fn in_sequence(previous: u8, number: u8) -> bool {
+    number == previous || number == (previous + 1) & 0x7F
+}
+
+/// The first DT of a segmented S7 PDU: takes a reassembly buffer for this direction.
+fn start_tsdu(payload: &[u8], number: u8, ctx: &mut PduCtx<'_>) {
+    let direction = direction_index(ctx.direction);
+    let mut handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
+    if handle == 0 {
+        match ctx.segments.acquire() {
+            Some(acquired) => handle = acquired,
+            None => {
+                ctx.stats.s7comm.reassembly_pool_exhausted += 1;
+                return;
+            }
+        }
+        if let Some(slot) = ctx.state.segment_slots.get_mut(direction) {
+            *slot = handle;
+        }
+    }
+    if let Some(buffer) = ctx.segments.get_mut(handle) {
+        // The tag holds the last TPDU number seen.
+        buffer.start(u32::from(number), 0);
+        if buffer.append(payload).is_err() {
+            ctx.stats.s7comm.reassembly_overflow += 1;
+            release_tsdu(ctx);
+        }
+    }
+}
+
+/// A middle DT: appended to this direction's buffer, or the TSDU is dropped (out of
+/// sequence, overflow). Without a buffer (exhausted pool, dropped earlier) it is
+/// ignored.
+fn continue_tsdu(payload: &[u8], number: u8, ctx: &mut PduCtx<'_>) {
+    let direction = direction_index(ctx.direction);
+    let handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
+    let Some(buffer) = ctx.segments.get_mut(handle) else {
+        return;
+    };
+    let previous = u8::try_from(buffer.tag).unwrap_or(0);
+    if !in_sequence(previous, number) {
+        ctx.stats.s7comm.reassembly_out_of_sequence += 1;
+        release_tsdu(ctx);
+        return;
+    }
+    buffer.tag = u32::from(number);
+    if buffer.append(payload).is_err() {
+        ctx.stats.s7comm.reassembly_overflow += 1;
+        release_tsdu(ctx);
+    }
+}
+
+/// The final DT (end-of-TSDU): the whole S7 PDU copied into `out`; its length, 0 when
+/// the TSDU was dropped.
+fn finish_tsdu(
+    payload: &[u8],
+    number: u8,
+    ctx: &mut PduCtx<'_>,
+    out: &mut [u8; SEGMENT_BUFFER_LEN],
+) -> usize {
+    continue_tsdu(payload, number, ctx);
+    let direction = direction_index(ctx.direction);
+    let handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
+    let len = ctx
+        .segments
+        .get_mut(handle)
+        .map_or(0, |buffer| buffer.copy_to(out));
+    release_tsdu(ctx);
+    len
+}
+
+/// Returns this direction's reassembly buffer to the pool.
+fn release_tsdu(ctx: &mut PduCtx<'_>) {
+    let direction = direction_index(ctx.direction);
+    if let Some(handle) = ctx.state.segment_slots.get_mut(direction) {
+        ctx.segments.release(handle);
+    }
 }
 
 fn inspect_s7comm(s7: &S7comm<'_>, ctx: &mut PduCtx<'_>) {
@@ -1852,11 +2139,20 @@ fn inspect_s7comm(s7: &S7comm<'_>, ctx: &mut PduCtx<'_>) {
         _ => {}
     }
     if ctx.events_enabled() {
+        let mut items = arrayvec::ArrayVec::new();
+        let mut items_omitted = 0u16;
+        for item in s7.var_items() {
+            if items.try_push(item).is_err() {
+                items_omitted = items_omitted.saturating_add(1);
+            }
+        }
         ctx.event(EventBody::S7comm(S7commEvent {
             rosctr: rosctr.code(),
             function: function.map(Function::code),
             error_class: s7.error_class(),
             error_code: s7.error_code(),
+            items,
+            items_omitted,
         }));
     }
 }
@@ -1904,6 +2200,20 @@ mod inspect_tests {
         "0300002702f080320700000c000008000e0001120411470200ff09000a00191408201159330400";
     // s7comm-read-set-plc-time.pcap frame 11: an empty DT without end-of-TSDU.
     const EMPTY_DT_NO_EOT: &str = "0300000702f000";
+    // SZL_0011 (s7comm-ident-szl-upload.pcap frame 11) cut after 60 bytes of its S7
+    // PDU into two DTs: the first without end-of-TSDU (COTP 02 f0 00), the last with
+    // it (02 f0 80), both TPDU number 0 as S7 stacks send them.
+    const SZL_0011_DT1: &str = "0300004302f000320700000100000c007c000112081284010000000000ff09007800110000001c0004000136455337203331352d32454831342d304142302000c00004";
+    const SZL_0011_DT2: &str = "0300005d02f0800001000636455337203331352d32454831342d304142302000c0000400010007202020202020202020202020202020202020202000c0560302060081426f6f74204c6f61646572202020202020202020000041200909";
+    // A middle DT without end-of-TSDU carrying 1000 zero bytes (built: TPKT length
+    // 0x03EF = 7 + 1000), TPDU number 0.
+    const MIDDLE_DT_HEADER: &str = "030003ef02f000";
+    // s7comm-wincc-alarm-read-write.pcapng frame 6: read var of 8 S7ANY items (DB1
+    // bytes 2, 8, 4, 0; flags M1.0 and M1.1; timer 0; counter 0); frame 35: write var
+    // of one bit, M1.1.
+    const READ_VAR_8: &str = "0300007302f080320100000002006200000408120a10010001000184000010120a10080001000184000040120a10060001000184000020120a10040001000184000000120a10010001000083000008120a10010001000083000009120a101d000100001d000000120a101c000100001c000000";
+    const WRITE_VAR_BIT: &str =
+        "0300002402f080320100000001000e00050501120a100100010000830000090003000100";
     // An S7comm-plus PDU (protocol id 0x72) and a truncated S7comm header.
     const PLUS: &str = "0300000b02f08072010000";
     const TRUNCATED_S7: &str = "0300000b02f08032010000";
@@ -1911,6 +2221,7 @@ mod inspect_tests {
     struct Harness {
         flow: FlowInfo,
         state: AppState,
+        segments: crate::dissect::reassembly::SegmentPool,
         stats: ProtocolStats,
         observations: ObservationSink,
         received: crossbeam_channel::Receiver<crate::observe::Stamped>,
@@ -1934,6 +2245,7 @@ mod inspect_tests {
                     vlan: 0,
                 },
                 state: AppState::default(),
+                segments: crate::dissect::reassembly::SegmentPool::new(2),
                 stats: ProtocolStats::default(),
                 observations: ObservationSink::new(tx, Delivery::Block),
                 received,
@@ -1946,6 +2258,7 @@ mod inspect_tests {
         fn feed(&mut self, direction: Direction, ts_ns: u64, pdu: &[u8], events: bool) {
             let mut ctx = PduCtx {
                 dnp3: &mut crate::dissect::dnp3::ReassemblyPool::new(1),
+                segments: &mut self.segments,
                 ts_ns,
                 direction,
                 flow: &self.flow,
@@ -2031,6 +2344,8 @@ mod inspect_tests {
                 function: Some(0x29),
                 error_class: None,
                 error_code: None,
+                items: arrayvec::ArrayVec::new(),
+                items_omitted: 0,
             })
         );
     }
@@ -2060,6 +2375,8 @@ mod inspect_tests {
                 function: None,
                 error_class: Some(0xD2),
                 error_code: Some(0x41),
+                items: arrayvec::ArrayVec::new(),
+                items_omitted: 0,
             })
         );
     }
@@ -2165,6 +2482,233 @@ mod inspect_tests {
         assert_eq!(h.stats.s7comm.segmented, 1);
         h.feed(Direction::Request, 3, &whole, false);
         assert_eq!(h.pdus(Protocol::S7comm), 2);
+    }
+
+    fn middle_dt(number: u8) -> Vec<u8> {
+        let mut dt = hex(MIDDLE_DT_HEADER);
+        dt[6] = number;
+        dt.resize(1007, 0);
+        dt
+    }
+
+    #[test]
+    fn pdu_split_in_two_dts_is_reassembled_and_parsed_once() {
+        let mut whole = Harness::new();
+        whole.feed(Direction::Request, 1, &hex(SZL_REQ), false);
+        whole.feed(Direction::Response, 3, &hex(SZL_0011), false);
+
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(SZL_REQ), false);
+        h.feed(Direction::Response, 2, &hex(SZL_0011_DT1), false);
+        assert_eq!(h.pdus(Protocol::S7comm), 1, "only the request so far");
+        assert_ne!(h.state.segment_slots[1], 0, "a buffer holds the first DT");
+        assert_eq!(h.segments.in_use(), 1);
+        h.feed(Direction::Response, 3, &hex(SZL_0011_DT2), false);
+        assert_eq!(h.pdus(Protocol::S7comm), 2);
+        assert_eq!(h.stats.s7comm.segmented, 1);
+        assert_eq!(h.stats.s7comm.reassembled, 1);
+        assert_eq!(h.stats.malformed[Protocol::S7comm.index()], 0);
+        // Parsed exactly as the unsegmented PDU: same histograms, same identity.
+        let mut summary = h.stats.s7comm.summary();
+        let object = summary.as_object_mut().unwrap();
+        assert_eq!(object.remove("segmented"), Some(serde_json::json!(1)));
+        assert_eq!(object.remove("reassembled"), Some(serde_json::json!(1)));
+        // One more COTP DT than the unsegmented PDU.
+        assert_eq!(
+            object.remove("cotp_type"),
+            Some(serde_json::json!({"15": 3}))
+        );
+        let mut expected = whole.stats.s7comm.summary();
+        let cotp = expected.as_object_mut().unwrap().remove("cotp_type");
+        assert_eq!(cotp, Some(serde_json::json!({"15": 2})));
+        assert_eq!(summary, expected);
+        assert_eq!(h.stats.s7comm.szl_id.get(0x0011), 2);
+        assert_eq!(h.stats.matched_responses[Protocol::S7comm.index()], 1);
+        let seen = identities(&h.observations());
+        assert_eq!(seen, identities(&whole.observations()));
+        assert!(seen.contains(&(IdentityField::OrderNumber, "6ES7 315-2EH14-0AB0".to_owned())));
+        // The buffer went back to the pool.
+        assert_eq!(h.state.segment_slots, [0, 0]);
+        assert_eq!(h.segments.in_use(), 0);
+    }
+
+    #[test]
+    fn eot_only_single_dt_needs_no_buffer() {
+        let mut h = Harness::new();
+        h.segments = crate::dissect::reassembly::SegmentPool::new(0);
+        h.feed(Direction::Response, 1, &hex(SZL_0011), false);
+        assert_eq!(h.pdus(Protocol::S7comm), 1);
+        assert_eq!(h.stats.s7comm.szl_id.get(0x0011), 1);
+        assert_eq!(h.stats.s7comm.segmented, 0);
+        assert_eq!(h.stats.s7comm.reassembled, 0);
+        assert_eq!(h.stats.s7comm.reassembly_pool_exhausted, 0);
+        assert!(!identities(&h.observations()).is_empty());
+    }
+
+    #[test]
+    fn over_long_sequence_is_dropped_and_counted() {
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(SZL_0011_DT1), false);
+        // 9 x 1000 bytes: past the 8192-byte buffer.
+        for index in 0..9 {
+            h.feed(Direction::Response, 2 + index, &middle_dt(0), false);
+        }
+        assert_eq!(h.stats.s7comm.reassembly_overflow, 1);
+        assert_eq!(h.segments.in_use(), 0, "dropped at once, buffer returned");
+        h.feed(Direction::Response, 20, &hex(SZL_0011_DT2), false);
+        // Counted as one S7comm PDU, not dissected.
+        assert_eq!(h.pdus(Protocol::S7comm), 1);
+        assert_eq!(h.stats.s7comm.segmented, 1);
+        assert_eq!(h.stats.s7comm.reassembled, 0);
+        assert!(h.stats.s7comm.szl_id.is_empty());
+        assert!(h.observations().is_empty());
+        assert_eq!(h.stats.s7comm.summary()["reassembly_overflow"], 1);
+        // The next PDU starts clean.
+        h.feed(Direction::Response, 21, &hex(SZL_0011), false);
+        assert_eq!(h.stats.s7comm.szl_id.get(0x0011), 1);
+    }
+
+    #[test]
+    fn out_of_sequence_tpdu_and_exhausted_pool_are_counted_drops() {
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(SZL_0011_DT1), false);
+        // TPDU number 5 after 0: DTs were lost.
+        h.feed(Direction::Response, 2, &middle_dt(5), false);
+        h.feed(Direction::Response, 3, &hex(SZL_0011_DT2), false);
+        assert_eq!(h.stats.s7comm.reassembly_out_of_sequence, 1);
+        assert_eq!(h.stats.s7comm.reassembled, 0);
+        assert_eq!(h.pdus(Protocol::S7comm), 1);
+        assert_eq!(h.segments.in_use(), 0);
+
+        // Numbers counting up by one are in sequence (1 after 0).
+        let mut h = Harness::new();
+        let mut first = hex(SZL_0011_DT1);
+        first[6] = 0x00;
+        let mut last = hex(SZL_0011_DT2);
+        last[6] = 0x81;
+        h.feed(Direction::Response, 1, &first, false);
+        h.feed(Direction::Response, 2, &last, false);
+        assert_eq!(h.stats.s7comm.reassembled, 1);
+
+        let mut h = Harness::new();
+        h.segments = crate::dissect::reassembly::SegmentPool::new(0);
+        h.feed(Direction::Response, 1, &hex(SZL_0011_DT1), false);
+        h.feed(Direction::Response, 2, &hex(SZL_0011_DT2), false);
+        assert_eq!(h.stats.s7comm.reassembly_pool_exhausted, 1);
+        assert_eq!(h.pdus(Protocol::S7comm), 1);
+        assert_eq!(h.stats.s7comm.reassembled, 0);
+    }
+
+    #[test]
+    fn var_items_keep_their_addresses() {
+        let read = hex(READ_VAR_8);
+        let tpkt = Tpkt::new_checked(&read).unwrap();
+        let cotp = Cotp::new_checked(tpkt.payload()).unwrap();
+        let s7 = S7comm::new_checked(cotp.payload()).unwrap();
+        let items: Vec<VarItem> = s7.var_items().collect();
+        assert_eq!(items.len(), 8);
+        type Fields = (
+            u8,
+            Option<u8>,
+            Option<u16>,
+            Option<u16>,
+            Option<u8>,
+            Option<u32>,
+            Option<u8>,
+        );
+        let fields = |item: &VarItem| -> Fields {
+            (
+                item.syntax_id(),
+                item.transport_size(),
+                item.length(),
+                item.db_number(),
+                item.area(),
+                item.byte_address(),
+                item.bit_address(),
+            )
+        };
+        let s7any = |size, db, area, byte, bit| -> Fields {
+            (
+                SYNTAX_ID_S7ANY,
+                Some(size),
+                Some(1),
+                Some(db),
+                Some(area),
+                Some(byte),
+                Some(bit),
+            )
+        };
+        assert_eq!(fields(&items[0]), s7any(1, 1, 0x84, 2, 0));
+        assert_eq!(fields(&items[1]), s7any(8, 1, 0x84, 8, 0));
+        assert_eq!(fields(&items[5]), s7any(1, 0, 0x83, 1, 1));
+        assert_eq!(fields(&items[6]), s7any(0x1D, 0, 0x1D, 0, 0));
+        assert_eq!(fields(&items[7]), s7any(0x1C, 0, 0x1C, 0, 0));
+
+        // The event of a write-var job carries its item; its ack carries none.
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(WRITE_VAR_BIT), true);
+        h.feed(Direction::Response, 2, &hex(ACK_ERROR), true);
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        let bodies: Vec<_> = events
+            .iter()
+            .map(|record| match record {
+                EveRecord::Protocol(event) => event.body.clone(),
+                _ => panic!("not a protocol event"),
+            })
+            .collect();
+        let EventBody::S7comm(write) = &bodies[0] else {
+            panic!("not S7comm");
+        };
+        assert_eq!(write.function, Some(0x05));
+        assert_eq!(write.items.len(), 1);
+        assert_eq!(fields(&write.items[0]), s7any(1, 0, 0x83, 1, 1));
+        assert_eq!(write.items_omitted, 0);
+        let json = serde_json::to_value(write).unwrap();
+        assert_eq!(json["items"][0]["area"], 0x83);
+        assert_eq!(json["items"][0]["byte_address"], 1);
+        assert_eq!(json["items"][0]["bit_address"], 1);
+        assert_eq!(json["items"][0]["syntax_id"], 0x10);
+        let EventBody::S7comm(ack) = &bodies[1] else {
+            panic!("not S7comm");
+        };
+        assert!(ack.items.is_empty());
+
+        // Ten items (READ_VAR_8 and its last item twice more): eight in the event,
+        // two counted as omitted.
+        let mut ten = read.clone();
+        let last_item = ten[ten.len() - 12..].to_vec();
+        ten.extend_from_slice(&last_item);
+        ten.extend_from_slice(&last_item);
+        ten[3] += 24;
+        ten[7 + 7] += 24;
+        ten[7 + 10 + 1] = 10;
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &ten, true);
+        let Some(EveRecord::Protocol(event)) = h.event_rx.try_iter().next() else {
+            panic!("no protocol event");
+        };
+        let EventBody::S7comm(body) = event.body else {
+            panic!("not S7comm");
+        };
+        assert_eq!(body.items.len(), 8);
+        assert_eq!(body.items_omitted, 2);
+
+        // Another syntax keeps its id and nothing it cannot read; a cut item ends
+        // the walk.
+        let mut other = read.clone();
+        other[7 + 10 + 4] = 0xB0;
+        let s7 = S7comm::new_checked(&other[7..]).unwrap();
+        let first = s7.var_items().next().unwrap();
+        assert_eq!(first.syntax_id(), 0xB0);
+        assert_eq!(first.area(), None);
+        let json = serde_json::to_value(first).unwrap();
+        assert_eq!(json["syntax_id"], 0xB0);
+        assert!(json["byte_address"].is_null());
+        assert_eq!(s7.var_items().count(), 8);
+        let mut cut = read.clone();
+        cut[7 + 10 + 2 + 12 + 1] = 0xF0;
+        let s7 = S7comm::new_checked(&cut[7..]).unwrap();
+        assert_eq!(s7.var_items().count(), 1);
     }
 
     /// Replays a capture's S7 PDUs (TCP 102) through `inspect`.

@@ -1,0 +1,216 @@
+//! Reassembly of messages that a protocol splits into segments above the byte stream
+//! or datagram: an S7comm PDU sent in several COTP DT TPDUs (ISO 8073 13.7, the EOT
+//! bit), a BACnet APDU sent as a segmented Confirmed-Request or Complex-ACK
+//! (ASHRAE 135 clause 5.2). A worker owns one [`SegmentPool`], allocated once; a flow
+//! holds at most one buffer per direction (handles in
+//! [`AppState::segment_slots`](super::inspect::AppState)) only while a message is in
+//! progress, so the pool bounds the messages half-received at once and nothing is
+//! allocated per packet. Every buffer has a hard cap of [`SEGMENT_BUFFER_LEN`] bytes.
+
+use super::inspect::AppState;
+
+/// Bytes one reassembled message may hold. S7 PDUs are at most the negotiated PDU size
+/// (960 bytes on S7-300/400/1500); BACnet identity ACKs are a few kilobytes.
+pub const SEGMENT_BUFFER_LEN: usize = 8192;
+
+/// Buffers per worker at most (the worker sizes its pool from its flow budget).
+pub const SEGMENT_SLOTS: usize = 256;
+
+/// Why a segment was not added to its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The message would exceed [`SEGMENT_BUFFER_LEN`].
+    #[error("reassembled message longer than {SEGMENT_BUFFER_LEN} bytes")]
+    Overflow,
+}
+
+/// One message being reassembled: its bytes so far, and what the protocol needs to
+/// check that the next segment belongs to it.
+#[derive(Clone)]
+pub struct SegmentBuffer {
+    buf: [u8; SEGMENT_BUFFER_LEN],
+    len: usize,
+    /// Identifies the message (e.g. BACnet invoke id, PDU type and service).
+    pub tag: u32,
+    /// The sequence number the next segment must carry.
+    pub next_sequence: u8,
+    /// The cap was hit: the message lost its tail (the bytes kept are its prefix).
+    pub overflowed: bool,
+}
+
+impl SegmentBuffer {
+    fn new() -> SegmentBuffer {
+        SegmentBuffer {
+            buf: [0; SEGMENT_BUFFER_LEN],
+            len: 0,
+            tag: 0,
+            next_sequence: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Empties the buffer for a new message.
+    pub fn start(&mut self, tag: u32, next_sequence: u8) {
+        self.len = 0;
+        self.tag = tag;
+        self.next_sequence = next_sequence;
+        self.overflowed = false;
+    }
+
+    /// Appends a segment's bytes; on overflow the bytes that fit are kept, the rest
+    /// dropped, and the buffer is marked [`SegmentBuffer::overflowed`].
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let room = SEGMENT_BUFFER_LEN - self.len;
+        let take = bytes.len().min(room);
+        if let (Some(target), Some(source)) = (
+            self.buf.get_mut(self.len..self.len + take),
+            bytes.get(..take),
+        ) {
+            target.copy_from_slice(source);
+            self.len += take;
+        }
+        if take < bytes.len() {
+            self.overflowed = true;
+            return Err(Error::Overflow);
+        }
+        Ok(())
+    }
+
+    /// The message so far.
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Copies the message into `out` (so that inspecting it can borrow the context);
+    /// the number of bytes copied.
+    pub fn copy_to(&self, out: &mut [u8; SEGMENT_BUFFER_LEN]) -> usize {
+        let bytes = self.bytes();
+        if let Some(target) = out.get_mut(..bytes.len()) {
+            target.copy_from_slice(bytes);
+        }
+        bytes.len()
+    }
+}
+
+/// A fixed pool of [`SegmentBuffer`]s owned by one worker; handles are index + 1,
+/// 0 = none.
+pub struct SegmentPool {
+    slots: Box<[SegmentBuffer]>,
+    /// Free slot indexes; its capacity is the slot count, so pushes never allocate.
+    free: Vec<u16>,
+}
+
+impl std::fmt::Debug for SegmentPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentPool")
+            .field("slots", &self.slots.len())
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl SegmentPool {
+    /// A pool of `slots` buffers (at most `u16::MAX`, handles are `u16`).
+    pub fn new(slots: usize) -> SegmentPool {
+        let slots = slots.min(usize::from(u16::MAX));
+        // Popped from the end: hand out low indexes first.
+        let free = (0..slots as u16).rev().collect();
+        SegmentPool {
+            slots: vec![SegmentBuffer::new(); slots].into_boxed_slice(),
+            free,
+        }
+    }
+
+    /// Buffers currently held by flows.
+    pub fn in_use(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Takes a free buffer; its handle, `None` when the pool is exhausted.
+    pub fn acquire(&mut self) -> Option<u16> {
+        let index = self.free.pop()?;
+        Some(index + 1)
+    }
+
+    /// The buffer behind `handle`; `None` for handle 0 (or one out of range).
+    pub fn get_mut(&mut self, handle: u16) -> Option<&mut SegmentBuffer> {
+        let index = usize::from(handle.checked_sub(1)?);
+        self.slots.get_mut(index)
+    }
+
+    /// Returns the buffer behind `handle` (if any) to the pool and clears the handle.
+    pub fn release(&mut self, handle: &mut u16) {
+        if let Some(index) = handle.checked_sub(1) {
+            if usize::from(index) < self.slots.len() && self.free.len() < self.slots.len() {
+                self.free.push(index);
+            }
+        }
+        *handle = 0;
+    }
+
+    /// Returns every buffer a flow holds (when the flow ends).
+    pub fn release_flow(&mut self, state: &mut AppState) {
+        for handle in &mut state.segment_slots {
+            self.release(handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_bounded_and_returned() {
+        let mut pool = SegmentPool::new(2);
+        let mut first = pool.acquire().unwrap_or(0);
+        let second = pool.acquire().unwrap_or(0);
+        assert_eq!((first, second), (1, 2));
+        assert_eq!(pool.acquire(), None);
+        assert_eq!(pool.in_use(), 2);
+
+        let buffer = pool.get_mut(first).map(|b| {
+            b.start(9, 1);
+            (b.append(&[1, 2, 3]), b.bytes().to_vec())
+        });
+        assert_eq!(buffer, Some((Ok(()), vec![1, 2, 3])));
+        pool.release(&mut first);
+        assert_eq!(first, 0);
+        assert_eq!(pool.in_use(), 1);
+        assert!(pool.get_mut(0).is_none());
+        // Releasing twice does not hand the slot out twice.
+        pool.release(&mut first);
+        assert_eq!(pool.acquire(), Some(1));
+        assert_eq!(pool.acquire(), None);
+    }
+
+    #[test]
+    fn overflow_keeps_the_prefix_and_says_so() {
+        let mut pool = SegmentPool::new(1);
+        let handle = pool.acquire().unwrap_or(0);
+        let Some(buffer) = pool.get_mut(handle) else {
+            panic!("no buffer");
+        };
+        buffer.start(0, 0);
+        assert_eq!(buffer.append(&[7; SEGMENT_BUFFER_LEN - 1]), Ok(()));
+        assert!(!buffer.overflowed);
+        assert_eq!(buffer.append(&[8, 9]), Err(Error::Overflow));
+        assert!(buffer.overflowed);
+        assert_eq!(buffer.bytes().len(), SEGMENT_BUFFER_LEN);
+        assert_eq!(buffer.bytes().last(), Some(&8));
+        buffer.start(1, 0);
+        assert!(!buffer.overflowed);
+        assert!(buffer.bytes().is_empty());
+    }
+
+    #[test]
+    fn release_flow_frees_both_directions() {
+        let mut pool = SegmentPool::new(4);
+        let mut state = AppState::default();
+        state.segment_slots = [pool.acquire().unwrap_or(0), pool.acquire().unwrap_or(0)];
+        assert_eq!(pool.in_use(), 2);
+        pool.release_flow(&mut state);
+        assert_eq!(state.segment_slots, [0, 0]);
+        assert_eq!(pool.in_use(), 0);
+    }
+}
