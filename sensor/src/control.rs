@@ -430,6 +430,27 @@ impl InventoryView {
                 }
             }
             Observation::ProtocolError { .. } => {}
+            // Kernel-shed bulk: the senders' packet and byte counts grow, as the
+            // inventory's do (flows are counted at their end from user space's view).
+            Observation::KernelConversation {
+                client,
+                server,
+                packets_to_server,
+                bytes_to_server,
+                packets_to_client,
+                bytes_to_client,
+                ..
+            } => {
+                for (me, packets, bytes) in [
+                    (client, packets_to_server, bytes_to_server),
+                    (server, packets_to_client, bytes_to_client),
+                ] {
+                    if let Some(device) = self.devices.get_mut(&me.to_string()) {
+                        device.packets += *packets;
+                        device.bytes += *bytes;
+                    }
+                }
+            }
         }
     }
 

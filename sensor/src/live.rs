@@ -123,6 +123,9 @@ pub fn run(
         eprintln!("otsensor: warning: {interface}: the driver has no native XDP; using generic mode (slower)");
     }
     options.live = true;
+    if let Some(metrics) = &options.metrics {
+        capture.set_metrics(Arc::clone(metrics));
+    }
     let summary = pipeline::replay(&mut capture, policy, options)?;
     let counters = capture
         .filter()

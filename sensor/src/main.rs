@@ -52,6 +52,13 @@ enum Command {
         /// Write the summary (with the kernel's counters) as JSON here on exit.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// SQLite database to continue from and write (inventory, baseline, alerts).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Serve /metrics (kernel counters included), the API and the dashboard while
+        /// capturing (default address: http.listen).
+        #[arg(long, num_args = 0..=1, value_name = "ADDR")]
+        serve: Option<Option<std::net::SocketAddr>>,
     },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
@@ -390,6 +397,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             eve,
             summary_json,
+            db,
+            serve,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
@@ -410,16 +419,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
+            let store = match &db {
+                Some(path) => Some(open_store(path)?),
+                None => None,
+            };
+            let metrics = Metrics::new()?;
+            let (server, control) = match serve {
+                Some(address) => {
+                    let (server, control) =
+                        serve_live(address.unwrap_or(policy.http_listen), &policy, &metrics)?;
+                    (Some(server), Some(control))
+                }
+                None => (None, None),
+            };
             eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
             let live = otsensor::live::run(
                 &interface,
                 policy,
                 ReplayOptions {
                     eve,
+                    store,
+                    metrics: Some(metrics),
+                    control,
                     ..Default::default()
                 },
                 stop,
             )?;
+            if let Some(server) = server {
+                server.stop();
+            }
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {
@@ -440,6 +468,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Starts the HTTP surface for `run` (its API token from the config, or a fresh one
+/// printed once); returns the server and the analyzer's end of the control channel.
+fn serve_live(
+    address: std::net::SocketAddr,
+    policy: &otsensor::config::Policy,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(
+    HttpServer,
+    crossbeam_channel::Receiver<otsensor::control::ControlRequest>,
+)> {
+    let token = match policy.http_api_token.clone() {
+        Some(token) => token,
+        None => {
+            let token = ApiToken::new(random_token()?);
+            eprintln!(
+                "otsensor: no http.api_token configured; this session's token is {}",
+                token.expose()
+            );
+            token
+        }
+    };
+    let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+    let server = HttpServer::start(address, AppState::new(tx, Arc::clone(metrics), Some(token)))?;
+    eprintln!("otsensor: serving http://{}/", server.local_addr());
+    Ok((server, rx))
 }
 
 /// Blocks until SIGINT or SIGTERM.

@@ -350,6 +350,16 @@ pub fn replay(
         free_batches.push(free_rx);
         handles.push(handle);
     }
+    // The source's own observations (kernel-shed conversations).
+    let stamp = |observation| Stamped {
+        observation,
+        mono_ns: crate::observe::mono_ns(),
+    };
+    let source_obs_tx = obs_tx.clone();
+    source.attach_observations(Box::new(move |observation| {
+        source_obs_tx.try_send(stamp(observation)).is_ok()
+    }));
+    let final_obs_tx = obs_tx.clone();
     drop(obs_tx);
 
     let mut pacer = options.realtime.then(Pacer::default);
@@ -414,6 +424,8 @@ pub fn replay(
         Ok(())
     })();
     fold_reader(&mut read_packets, &mut read_bytes);
+    source.finish_observations(&mut |observation| final_obs_tx.send(stamp(observation)).is_ok());
+    drop(final_obs_tx);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
     for (owner, batch) in filling.into_iter().enumerate() {
