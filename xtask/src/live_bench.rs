@@ -270,8 +270,13 @@ impl Lab {
     fn trial(&mut self, capturer: Capturer, bench: &LiveBench, pps: u64) -> Result<Trial> {
         let lines = self.start(capturer, bench)?;
         let sent = self.send(pps);
-        // Let the capturer drain its rings before it is told to stop.
-        std::thread::sleep(Duration::from_millis(500));
+        // Let the capturer read what is queued before it is told to stop: otsensor
+        // drains its rings on SIGINT anyway; tcpdump leaves unread whatever sits in a
+        // TPACKET_V3 block that its 1 s block timeout has not yet handed over.
+        std::thread::sleep(match capturer {
+            Capturer::Otsensor => Duration::from_millis(500),
+            Capturer::Tcpdump => Duration::from_millis(2000),
+        });
         let stderr = self.stop(lines)?;
         let (sent, achieved_pps) = sent?;
         let lost = match capturer {
@@ -313,13 +318,23 @@ fn otsensor_loss(summary: &Path, sent: u64) -> Result<u64> {
         .iter()
         .map(|l| verdict(l))
         .sum();
-    let mut lost = sent.saturating_sub(judged) + verdict("no_socket");
+    let unseen = sent.saturating_sub(judged);
+    let (mut socket_drops, mut unaccounted) = (0, 0);
     for queue in kernel["queues"]
         .as_array()
         .context("summary: kernel.queues")?
     {
-        lost += queue["kernel_drops"].as_u64().unwrap_or(0);
-        lost += queue["unaccounted"].as_i64().unwrap_or(0).unsigned_abs();
+        socket_drops += queue["kernel_drops"].as_u64().unwrap_or(0);
+        unaccounted += queue["unaccounted"].as_i64().unwrap_or(0).unsigned_abs();
+    }
+    let lost = unseen + verdict("no_socket") + socket_drops + unaccounted;
+    if lost > 0 {
+        eprintln!(
+            "    lost: {unseen} never judged by XDP, {} no socket, {socket_drops} socket drops, \
+             {unaccounted} unaccounted ({} redirected to user space)",
+            verdict("no_socket"),
+            verdict("redirected")
+        );
     }
     Ok(lost)
 }
