@@ -25,6 +25,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 pub const CONVERSATIONS_EVERY: Duration = Duration::from_secs(5);
 /// How often the kernel and socket counters are folded into the metrics.
 pub const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Kernel events logged per run (the rest are only counted).
+const LOGGED_EVENTS: u32 = 20;
 /// Under load the clock is read once per this many packets.
 const TICK_EVERY_PACKETS: u32 = 4096;
 /// Retry delay after the analyzer's channel was full.
@@ -77,6 +79,7 @@ pub struct LiveCapture {
     emit: Option<Box<dyn FnMut(Observation) -> bool>>,
     /// Packets since the last look at the clock.
     since_tick: u32,
+    events_logged: u32,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -125,6 +128,7 @@ impl LiveCapture {
             queues_folded: Vec::new(),
             emit: None,
             since_tick: 0,
+            events_logged: 0,
         })
     }
 
@@ -134,8 +138,40 @@ impl LiveCapture {
         self.metrics = Some(metrics);
     }
 
+    /// Takes the kernel's events: counted per kind in the metrics, the first
+    /// [`LOGGED_EVENTS`] of the run logged with the frame's first bytes.
+    fn drain_kernel_events(&mut self) {
+        let metrics = self.metrics.clone();
+        let logged = &mut self.events_logged;
+        let _ = self.filter.drain_events(&mut |event| {
+            if let Some(metrics) = &metrics {
+                metrics
+                    .kernel_events
+                    .with_label_values(&[event.kind.label()])
+                    .inc();
+            }
+            if *logged < LOGGED_EVENTS {
+                *logged += 1;
+                let snap: String = event.snap().iter().map(|b| format!("{b:02x}")).collect();
+                eprintln!(
+                    "otsensor: kernel: {} ({}) on queue {}, {}-byte frame starting {snap}",
+                    event.kind.label(),
+                    event.reason(),
+                    event.rx_queue,
+                    event.frame_len
+                );
+            }
+        });
+        if let (Some(metrics), Ok(suppressed)) = (&metrics, self.filter.suppressed_events()) {
+            metrics
+                .kernel_events_suppressed
+                .set(i64::try_from(suppressed).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Folds the XDP counters and the per-queue books into the metrics.
     pub fn fold_metrics(&mut self) {
+        self.drain_kernel_events();
         let Some(metrics) = self.metrics.clone() else {
             return;
         };
