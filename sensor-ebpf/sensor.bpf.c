@@ -77,6 +77,63 @@ struct {
 	__type(value, struct ots_queue_counters);
 } queue_counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, OTS_EVENT_RING_BYTES);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ots_event_budget);
+} event_budget SEC(".maps");
+
+/* Reports a parse failure with the frame's first bytes, within the per-CPU budget of
+ * OTS_EVENTS_PER_SECOND (a flood of malformed frames must not flood user space). */
+static __noinline int report_parse_failure(struct xdp_md *ctx, int code)
+{
+	__u32 zero = 0;
+	struct ots_event_budget *budget = bpf_map_lookup_elem(&event_budget, &zero);
+	if (!budget)
+		return 0;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (now - budget->window_start_ns >= 1000000000ull) {
+		budget->window_start_ns = now;
+		budget->emitted = 0;
+	}
+	if (budget->emitted >= OTS_EVENTS_PER_SECOND) {
+		budget->suppressed += 1;
+		return 0;
+	}
+	struct ots_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		budget->suppressed += 1;
+		return 0;
+	}
+	budget->emitted += 1;
+	__u32 frame_len = (__u32)(ctx->data_end - ctx->data);
+	__u64 snap_len = frame_len;
+	if (snap_len > OTS_EVENT_SNAP)
+		snap_len = OTS_EVENT_SNAP;
+	/* Keep the clamped value in its own register, so the verifier sees the bound on
+	 * the very register passed as the length (clang otherwise reuses frame_len's). */
+	asm volatile("" : "+r"(snap_len));
+	event->kind = OTS_EVENT_PARSE_FAILED;
+	event->code = code;
+	event->rx_queue = ctx->rx_queue_index;
+	event->frame_len = frame_len;
+	event->pad = 0;
+	__builtin_memset(event->snap, 0, OTS_EVENT_SNAP);
+	if (snap_len > 0 && snap_len <= OTS_EVENT_SNAP &&
+	    bpf_xdp_load_bytes(ctx, 0, event->snap, snap_len) == 0)
+		event->snap_len = (__u32)snap_len;
+	else
+		event->snap_len = 0;
+	bpf_ringbuf_submit(event, 0);
+	return 0;
+}
+
 static __always_inline void count(__u32 index, __u64 bytes)
 {
 	struct ots_counter_value *v = bpf_map_lookup_elem(&counters, &index);
@@ -132,6 +189,15 @@ static __always_inline __u32 reason_for_parse_error(int code)
 	default:
 		return OTS_REASON_MALFORMED;
 	}
+}
+
+/* A parse failure: reported (fragments are normal traffic, not failures), then sent up. */
+static __always_inline int parse_failed(struct xdp_md *ctx, const struct ots_config *cfg,
+					int code, __u64 bytes)
+{
+	if (code != OTS_PARSE_FRAGMENT)
+		report_parse_failure(ctx, code);
+	return to_user_space(ctx, cfg, reason_for_parse_error(code), bytes);
 }
 
 static __always_inline int is_dhcp(__u8 protocol, __u16 sport, __u16 dport)
@@ -274,7 +340,7 @@ int otsensor_xdp(struct xdp_md *ctx)
 	struct ots_cursor cursor = { .pos = data };
 	int ethertype = ots_parse_ethernet(&cursor, data_end);
 	if (ethertype < 0)
-		return to_user_space(ctx, cfg, reason_for_parse_error(ethertype), bytes);
+		return parse_failed(ctx, cfg, ethertype, bytes);
 
 	/* Addresses widened to IPv6 (IPv4-mapped) so one flow key serves both families. */
 	__u32 src[4], dst[4];
@@ -287,7 +353,7 @@ int otsensor_xdp(struct xdp_md *ctx)
 		struct iphdr *ip = 0;
 		protocol = ots_parse_ipv4(&cursor, data_end, &ip);
 		if (protocol < 0)
-			return to_user_space(ctx, cfg, reason_for_parse_error(protocol), bytes);
+			return parse_failed(ctx, cfg, protocol, bytes);
 		if (!ip)
 			return to_user_space(ctx, cfg, OTS_REASON_MALFORMED, bytes);
 		src[3] = ip->saddr;
@@ -296,7 +362,7 @@ int otsensor_xdp(struct xdp_md *ctx)
 		struct ipv6hdr *ip6 = 0;
 		protocol = ots_parse_ipv6(&cursor, data_end, &ip6);
 		if (protocol < 0)
-			return to_user_space(ctx, cfg, reason_for_parse_error(protocol), bytes);
+			return parse_failed(ctx, cfg, protocol, bytes);
 		if (!ip6)
 			return to_user_space(ctx, cfg, OTS_REASON_MALFORMED, bytes);
 		__builtin_memcpy(src, &ip6->saddr, 16);
@@ -319,7 +385,7 @@ int otsensor_xdp(struct xdp_md *ctx)
 		struct tcphdr *tcp = 0;
 		int rc = ots_parse_tcp(&cursor, data_end, &tcp);
 		if (rc < 0 || !tcp)
-			return to_user_space(ctx, cfg, reason_for_parse_error(rc), bytes);
+			return parse_failed(ctx, cfg, rc, bytes);
 		sport = bpf_ntohs(tcp->source);
 		dport = bpf_ntohs(tcp->dest);
 		if (port_bits(sport) & OTS_PORT_TCP || port_bits(dport) & OTS_PORT_TCP)
@@ -331,7 +397,7 @@ int otsensor_xdp(struct xdp_md *ctx)
 		struct udphdr *udp = 0;
 		int rc = ots_parse_udp(&cursor, data_end, &udp);
 		if (rc < 0 || !udp)
-			return to_user_space(ctx, cfg, reason_for_parse_error(rc), bytes);
+			return parse_failed(ctx, cfg, rc, bytes);
 		sport = bpf_ntohs(udp->source);
 		dport = bpf_ntohs(udp->dest);
 		if (port_bits(sport) & OTS_PORT_UDP || port_bits(dport) & OTS_PORT_UDP)

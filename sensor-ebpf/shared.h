@@ -127,6 +127,34 @@ struct ots_queue_counters {
 	__u64 no_socket;
 };
 
+/* Rare kernel events, to user space through the `events` ring buffer (instead of a
+ * log: a C program has no aya-log). Rate-limited per CPU; what the budget refuses is
+ * counted in `event_budget.suppressed`. */
+#define OTS_EVENT_RING_BYTES (64 * 1024) /* a power of two and a multiple of the page size */
+#define OTS_EVENTS_PER_SECOND 16         /* per CPU */
+#define OTS_EVENT_SNAP 64                /* first bytes of the frame carried by an event */
+
+enum ots_event_kind {
+	OTS_EVENT_PARSE_FAILED = 1, /* code: the OTS_PARSE_* result (negative) */
+};
+
+struct ots_event {
+	__u32 kind;      /* enum ots_event_kind */
+	__s32 code;
+	__u32 rx_queue;
+	__u32 frame_len;
+	__u32 snap_len;  /* bytes of `snap` that are the frame's */
+	__u32 pad;
+	__u8 snap[OTS_EVENT_SNAP];
+};
+
+/* Per-CPU budget of the current one-second window. */
+struct ots_event_budget {
+	__u64 window_start_ns;
+	__u64 emitted;      /* in this window */
+	__u64 suppressed;   /* since load */
+};
+
 /* Sizes user space asserts too (sensor/src/ebpf.rs, mod abi): both sides pin them. */
 _Static_assert(sizeof(struct ots_config) == 16, "ots_config layout");
 _Static_assert(sizeof(struct ots_flow_key) == 40, "ots_flow_key layout");
@@ -135,5 +163,7 @@ _Static_assert(sizeof(struct ots_verdict) == 8, "ots_verdict layout");
 _Static_assert(sizeof(struct ots_counter_value) == 16, "ots_counter_value layout");
 _Static_assert(sizeof(struct ots_queue_counters) == 16, "ots_queue_counters layout");
 _Static_assert(OTS_COUNTER_COUNT == 17, "counter count");
+_Static_assert(sizeof(struct ots_event) == 88, "ots_event layout");
+_Static_assert(sizeof(struct ots_event_budget) == 24, "ots_event_budget layout");
 
 #endif /* OTSENSOR_SHARED_H */

@@ -450,6 +450,12 @@ impl Analyzer {
         self.metrics = metrics;
     }
 
+    /// Lets go of the EVE channel (the capture ended: nothing more to write), so the
+    /// EVE writer can finish while the analyzer stays up to answer the API.
+    pub fn close_events(&mut self) {
+        self.eve = None;
+    }
+
     /// Hands the alert sinks back (to close them and collect their reports).
     pub fn take_sinks(&mut self) -> AlertSinks {
         std::mem::replace(&mut self.sinks, AlertSinks::new(None))
@@ -671,6 +677,60 @@ impl Analyzer {
                     (client, server)
                 };
                 self.protocol_error(ts_ns, flow_id, src, dst, protocol, kind, code);
+            }
+            Observation::KernelConversation {
+                ts_ns,
+                client,
+                server,
+                packets_to_server,
+                bytes_to_server,
+                packets_to_client,
+                bytes_to_client,
+                ..
+            } => self.kernel_conversation(
+                ts_ns,
+                (client, packets_to_server, bytes_to_server),
+                (server, packets_to_client, bytes_to_client),
+            ),
+        }
+    }
+
+    /// Bulk the kernel shed: adds it to both ends' traffic and peers. Only devices the
+    /// inventory already knows are updated (a shed flow's first packets reached user
+    /// space, so both ends normally are); creating devices here would bypass the
+    /// sightings that new-device detection and the capacity limit judge.
+    fn kernel_conversation(
+        &mut self,
+        ts_ns: u64,
+        (client, client_packets, client_bytes): (IpAddr, u64, u64),
+        (server, server_packets, server_bytes): (IpAddr, u64, u64),
+    ) {
+        for (this, peer, sent, sent_bytes, received, received_bytes) in [
+            (
+                client,
+                server,
+                client_packets,
+                client_bytes,
+                server_packets,
+                server_bytes,
+            ),
+            (
+                server,
+                client,
+                server_packets,
+                server_bytes,
+                client_packets,
+                client_bytes,
+            ),
+        ] {
+            if let Some(device) = self.by_ip.get_mut(&this) {
+                device.packets_sent += sent;
+                device.bytes_sent += sent_bytes;
+                device.packets_received += received;
+                device.bytes_received += received_bytes;
+                device.last_seen_ns = device.last_seen_ns.max(ts_ns);
+                device.add_peer(peer);
+                self.dirty.insert(DeviceKey::Ip(this));
             }
         }
         self.check_quiet(ts_ns);

@@ -122,6 +122,41 @@ pub mod abi {
         pub no_socket: u64,
     }
 
+    /// `OTS_EVENT_*` kinds.
+    pub const EVENT_PARSE_FAILED: u32 = 1;
+    /// `OTS_EVENT_SNAP`.
+    pub const EVENT_SNAP: usize = 64;
+    /// `OTS_EVENTS_PER_SECOND` (per CPU).
+    pub const EVENTS_PER_SECOND: u64 = 16;
+
+    /// `struct ots_event` (read from the `events` ring buffer).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Event {
+        pub kind: u32,
+        pub code: i32,
+        pub rx_queue: u32,
+        pub frame_len: u32,
+        pub snap_len: u32,
+        pub pad: u32,
+        pub snap: [u8; EVENT_SNAP],
+    }
+
+    /// `struct ots_event_budget`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct EventBudget {
+        pub window_start_ns: u64,
+        pub emitted: u64,
+        pub suppressed: u64,
+    }
+
+    const _: () = assert!(core::mem::size_of::<Event>() == 88);
+    const _: () = assert!(core::mem::size_of::<EventBudget>() == 24);
+    // SAFETY: integer fields only, no implicit padding (asserted size), any bit pattern
+    // is valid.
+    unsafe impl aya::Pod for EventBudget {}
+
     // Sizes as clang lays the C structs out for the bpf target (see shared.h).
     const _: () = assert!(core::mem::size_of::<Config>() == 16);
     const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
@@ -470,6 +505,75 @@ fn unmapped(bytes: [u8; 16]) -> IpAddr {
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
         None => IpAddr::V6(v6),
+    }
+}
+
+/// A rare event the XDP program reported through its ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelEvent {
+    pub kind: KernelEventKind,
+    /// The kind's code (for a parse failure, the parser's negative `OTS_PARSE_*`).
+    pub code: i32,
+    pub rx_queue: u32,
+    pub frame_len: u32,
+    snap_len: u8,
+    snap: [u8; abi::EVENT_SNAP],
+}
+
+/// What a kernel event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelEventKind {
+    /// The parser gave up on a frame (truncated, malformed, too deep); it went to user
+    /// space as `malformed` or `unparsed`.
+    ParseFailed,
+    /// A kind this build does not know (a newer program).
+    Unknown(u32),
+}
+
+impl KernelEventKind {
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            KernelEventKind::ParseFailed => "parse_failed",
+            KernelEventKind::Unknown(_) => "unknown",
+        }
+    }
+}
+
+impl KernelEvent {
+    /// Reads a `struct ots_event` record; None when it is too short.
+    fn parse(bytes: &[u8]) -> Option<KernelEvent> {
+        let word = |at: usize| -> Option<[u8; 4]> { bytes.get(at..at + 4)?.try_into().ok() };
+        let kind = u32::from_ne_bytes(word(0)?);
+        let snap_len = u32::from_ne_bytes(word(16)?).min(abi::EVENT_SNAP as u32) as u8;
+        let mut snap = [0u8; abi::EVENT_SNAP];
+        snap.copy_from_slice(bytes.get(24..24 + abi::EVENT_SNAP)?);
+        Some(KernelEvent {
+            kind: match kind {
+                abi::EVENT_PARSE_FAILED => KernelEventKind::ParseFailed,
+                other => KernelEventKind::Unknown(other),
+            },
+            code: i32::from_ne_bytes(word(4)?),
+            rx_queue: u32::from_ne_bytes(word(8)?),
+            frame_len: u32::from_ne_bytes(word(12)?),
+            snap_len,
+            snap,
+        })
+    }
+
+    /// The frame's first bytes (at most 64).
+    pub fn snap(&self) -> &[u8] {
+        self.snap.get(..usize::from(self.snap_len)).unwrap_or(&[])
+    }
+
+    /// The parser's reason in words.
+    pub fn reason(&self) -> &'static str {
+        match (self.kind, self.code) {
+            (KernelEventKind::ParseFailed, -1) => "truncated header",
+            (KernelEventKind::ParseFailed, -2) => "malformed header",
+            (KernelEventKind::ParseFailed, -3) => "too many nested headers",
+            _ => "unknown",
+        }
     }
 }
 
@@ -914,6 +1018,31 @@ impl XdpFilter {
     /// The flows folded into conversations (client, server, protocol, server port).
     pub fn conversations(&self) -> Result<StdHashMap<ConversationKey, ConversationTotals>, Error> {
         Ok(conversations(&self.flows()?))
+    }
+
+    /// Takes every event waiting in the kernel's `events` ring buffer, oldest first.
+    pub fn drain_events(&self, out: &mut impl FnMut(KernelEvent)) -> Result<usize, Error> {
+        let map = self
+            .ebpf
+            .map("events")
+            .ok_or(Error::MissingMap { name: "events" })?;
+        let mut ring: aya::maps::RingBuf<&MapData> =
+            aya::maps::RingBuf::try_from(map).map_err(map_error("events"))?;
+        let mut taken = 0;
+        while let Some(item) = ring.next() {
+            taken += 1;
+            if let Some(event) = KernelEvent::parse(&item) {
+                out(event);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Events the kernel's rate limit (or a full ring) refused, summed over CPUs.
+    pub fn suppressed_events(&self) -> Result<u64, Error> {
+        let budget: PerCpuArray<&MapData, abi::EventBudget> = self.map("event_budget")?;
+        let values = budget.get(&0, 0).map_err(map_error("event_budget"))?;
+        Ok(values.iter().map(|b| b.suppressed).sum())
     }
 
     /// Tells the program what to do with the rest of a flow.

@@ -123,6 +123,9 @@ pub fn run(
         eprintln!("otsensor: warning: {interface}: the driver has no native XDP; using generic mode (slower)");
     }
     options.live = true;
+    if let Some(metrics) = &options.metrics {
+        capture.set_metrics(Arc::clone(metrics));
+    }
     // Config reload rewrites the kernel's policy maps in place through these handles.
     let reloadable = options.reloadable_policy.clone();
     if let Some(shared) = &reloadable {

@@ -212,6 +212,21 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+    /// Packets of a conversation that the XDP pre-filter shed in the kernel (they never
+    /// reached a worker), accounted there and read periodically: the delta since the
+    /// last report. Oriented client to server as the kernel judged it.
+    KernelConversation {
+        /// The conversation's last shed packet.
+        ts_ns: u64,
+        client: IpAddr,
+        server: IpAddr,
+        ip_protocol: u8,
+        server_port: u16,
+        packets_to_server: u64,
+        bytes_to_server: u64,
+        packets_to_client: u64,
+        bytes_to_client: u64,
+    },
 }
 
 impl Observation {
@@ -222,7 +237,8 @@ impl Observation {
             | Observation::FlowStarted { ts_ns, .. }
             | Observation::Command { ts_ns, .. }
             | Observation::Identity { ts_ns, .. }
-            | Observation::ProtocolError { ts_ns, .. } => *ts_ns,
+            | Observation::ProtocolError { ts_ns, .. }
+            | Observation::KernelConversation { ts_ns, .. } => *ts_ns,
             Observation::FlowEnded(record) => record.last_ns,
         }
     }

@@ -133,6 +133,9 @@ pub struct ReplayOptions {
     pub reloadable_policy: Option<Arc<SharedPolicy>>,
 }
 
+/// How long the EVE writer waits for more records before it flushes what it holds.
+const EVE_IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Observations between two refreshes of the analyzer's metrics.
 const ANALYZER_METRICS_EVERY: u64 = 1024;
 
@@ -212,8 +215,23 @@ pub fn replay(
                 .name("otsensor-eve".into())
                 .spawn(move || {
                     let mut failures = 0u64;
-                    for record in rx {
-                        failures += u64::from(writer.record(&record).is_err());
+                    let mut unflushed = false;
+                    loop {
+                        match rx.recv_timeout(EVE_IDLE_FLUSH) {
+                            Ok(record) => {
+                                failures += u64::from(writer.record(&record).is_err());
+                                unflushed = true;
+                            }
+                            // A quiet moment: make what was written visible (tail -f,
+                            // SIEM file readers) instead of holding it in the buffer.
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                if unflushed {
+                                    failures += u64::from(writer.flush().is_err());
+                                    unflushed = false;
+                                }
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        }
                     }
                     failures += u64::from(writer.flush().is_err());
                     (writer.events, failures)
@@ -298,6 +316,7 @@ pub fn replay(
                 analyzer.publish_learning();
             }
             let sink_reports = analyzer.take_sinks().close();
+            analyzer.close_events();
             if let Some(requests) = control {
                 // Keep answering the API after the capture ended, until it hangs up.
                 let _ = thread::Builder::new()
@@ -363,6 +382,16 @@ pub fn replay(
         free_batches.push(free_rx);
         handles.push(handle);
     }
+    // The source's own observations (kernel-shed conversations).
+    let stamp = |observation| Stamped {
+        observation,
+        mono_ns: crate::observe::mono_ns(),
+    };
+    let source_obs_tx = obs_tx.clone();
+    source.attach_observations(Box::new(move |observation| {
+        source_obs_tx.try_send(stamp(observation)).is_ok()
+    }));
+    let final_obs_tx = obs_tx.clone();
     drop(obs_tx);
 
     let mut pacer = (options.realtime || options.realtime_speed.is_some())
@@ -428,6 +457,8 @@ pub fn replay(
         Ok(())
     })();
     fold_reader(&mut read_packets, &mut read_bytes);
+    source.finish_observations(&mut |observation| final_obs_tx.send(stamp(observation)).is_ok());
+    drop(final_obs_tx);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
     for (owner, batch) in filling.into_iter().enumerate() {

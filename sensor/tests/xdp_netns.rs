@@ -685,6 +685,8 @@ fn xdp_netns_end_to_end() {
         programs.extend(replay_and_check(&mut lab, mode, &frames));
     }
 
+    otsensor_run_and_check(&mut lab, &frames);
+
     // A veth whose peer has MTU 9000 refuses driver mode (drivers/net/veth.c checks the
     // peer's MTU against one page): the fallback is taken, and reported.
     for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
@@ -723,5 +725,214 @@ fn xdp_netns_end_to_end() {
             "XDP programs {alive:?} still loaded"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---- `otsensor run` itself: kernel conversations in the inventory, live metrics ----
+
+/// The sum of a metric's samples whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// IPv4 frames of the capture sent by `ip` (every one of them, shed or not).
+fn ipv4_frames_from(frames: &[(Vec<u8>, Expect)], ip: Ipv4Addr) -> (u64, u64) {
+    let from: Vec<&(Vec<u8>, Expect)> = frames
+        .iter()
+        .filter(|(f, _)| f.get(12..14) == Some(&[0x08, 0x00][..]))
+        .filter(|(f, _)| f.get(26..30) == Some(&ip.octets()[..]))
+        .collect();
+    let shed = from.iter().filter(|(_, e)| *e == Expect::Shed).count() as u64;
+    (from.len() as u64, shed)
+}
+
+/// Runs the `otsensor` binary on the receiving end with a database and `--serve`:
+/// scrapes /metrics while it runs (kernel counters folded in live and consistent with
+/// the capture), then checks that the bulk the kernel shed reached the inventory's
+/// packet counts through the periodic conversation reports.
+fn otsensor_run_and_check(lab: &mut Lab, frames: &[(Vec<u8>, Expect)]) {
+    run("ip", &["-n", &lab.rx_ns, "link", "set", "lo", "up"]).expect("lo up");
+    let dir = std::env::temp_dir().join(format!("ots-xdp-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let _remove = RemoveDir(dir.clone());
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("capture:\n  first_packets_per_flow: {FIRST_PACKETS}\n"),
+    )
+    .expect("config");
+    let (summary, db) = (dir.join("summary.json"), dir.join("inventory.db"));
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", lab.rx_ns))
+        .arg(env!("CARGO_BIN_EXE_otsensor"))
+        .args([
+            "run",
+            "--interface",
+            &lab.rx_if,
+            "--workers",
+            "1",
+            "--eve",
+            "-",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--db")
+        .arg(&db)
+        .args(["--serve", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn otsensor run");
+    let stderr = child.stderr.take().expect("stderr");
+    let pid = child.id().to_string();
+    lab.children.push(child);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[otsensor] {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut address = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("otsensor run never attached");
+        if let Some(rest) = line.strip_prefix("otsensor: serving http://") {
+            address = Some(rest.trim_end_matches('/').to_owned());
+        }
+        if line.contains("otsensor: attached to") {
+            break;
+        }
+    }
+    let address = address.expect("otsensor printed its HTTP address");
+
+    let pcap = lab.pcap.to_string_lossy().into_owned();
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.tx_ns,
+            "tcpreplay",
+            "-q",
+            "-t",
+            "-i",
+            &lab.tx_if,
+            &pcap,
+        ],
+    )
+    .expect("tcpreplay");
+    // Metrics are folded every second by the reader (also while idle).
+    std::thread::sleep(Duration::from_millis(2500));
+    let url = format!("http://{address}/metrics");
+    let text =
+        run("ip", &["netns", "exec", &lab.rx_ns, "curl", "-sf", &url]).expect("scrape /metrics");
+    let up = frames
+        .iter()
+        .filter(|(_, e)| *e == Expect::ToUserSpace)
+        .count() as u64;
+    let shed = frames.len() as u64 - up;
+    let kernel = |kind: &str, counter: &str| {
+        metric(
+            &text,
+            "otsensor_kernel_packets_total",
+            &[("kind", kind), ("counter", counter)],
+        )
+    };
+    assert_eq!(kernel("reason", "bulk"), shed, "live metric: bulk");
+    assert_eq!(kernel("verdict", "dropped"), shed, "live metric: dropped");
+    assert_eq!(
+        kernel("verdict", "redirected"),
+        up,
+        "live metric: redirected"
+    );
+    assert_eq!(kernel("reason", "industrial_port"), 26);
+    assert_eq!(kernel("reason", "arp"), 3);
+    let queue = |state: &str| {
+        metric(
+            &text,
+            "otsensor_xdp_queue_frames_total",
+            &[("state", state)],
+        )
+    };
+    assert_eq!(queue("redirected"), up, "live metric: queue redirected");
+    assert_eq!(queue("received"), up, "live metric: queue received");
+    assert_eq!(queue("kernel_dropped"), 0);
+    assert_eq!(queue("no_socket"), 0);
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("otsensor_xdp_queue_unaccounted{"))
+            .count()
+            == QUEUES as usize
+            && metric(&text, "otsensor_xdp_queue_unaccounted", &[]) == 0,
+        "unaccounted gauges: {text}"
+    );
+
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    for mut child in lab.children.drain(..) {
+        let status = child.wait().expect("otsensor exit");
+        assert!(status.success(), "otsensor run exited with {status}");
+    }
+
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
+            .expect("summary JSON");
+    assert_eq!(
+        summary["kernel"]["shed_packets"], shed,
+        "{}",
+        summary["kernel"]
+    );
+    assert_eq!(summary["packets"], up, "packets through the pipeline");
+
+    // The inventory counts every IPv4 packet each device sent: those user space saw
+    // (flow records) and those the kernel shed (conversation reports).
+    let store = otsensor::store::Store::open(&db).expect("open the run's database");
+    let devices: BTreeMap<String, Value> = store.devices().expect("devices").into_iter().collect();
+    for ip in [HMI, BACKUP, PLC] {
+        let (sent, shed_from) = ipv4_frames_from(frames, ip);
+        let key = devices
+            .keys()
+            .find(|k| k.ends_with(&ip.to_string()))
+            .unwrap_or_else(|| panic!("{ip} in the inventory: {:?}", devices.keys()));
+        let record = &devices[key];
+        assert_eq!(
+            record["packets_sent"], sent,
+            "{ip}: packets sent ({shed_from} of them shed in the kernel): {record}"
+        );
+    }
+    assert!(
+        devices.values().any(|r| r["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == &json!(BACKUP.to_string())))),
+        "the backup server is someone's peer"
+    );
+}
+
+/// Removes a temporary directory on every exit path.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -513,3 +513,67 @@ fn prog_test_run_cost() {
         );
     }
 }
+
+/// A frame the parser gives up on is reported through the `events` ring buffer with
+/// its reason and first bytes; a flood of them is cut to the per-CPU budget and the
+/// rest counted as suppressed. Fragments are normal traffic and report nothing.
+#[test]
+fn parse_failures_reach_the_event_ring_rate_limited() {
+    if !kernel_tests_allowed("parse_failures_reach_the_event_ring_rate_limited") {
+        return;
+    }
+    let mut filter = load(&XdpSettings::default());
+    // IPv4 with IHL 4 (a 16-byte header): below the minimum of 5, so malformed.
+    let mut bad = tcp4(HMI, 40000, PLC, 502, TCP_ACK, &payload(8));
+    if let Some(version_ihl) = bad.get_mut(14) {
+        *version_ihl = 0x44;
+    }
+    assert_eq!(run(&mut filter, &bad), XDP_PASS);
+    let mut events = Vec::new();
+    filter
+        .drain_events(&mut |event| events.push(event))
+        .expect("drain the event ring");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.kind, otsensor::ebpf::KernelEventKind::ParseFailed);
+    assert_eq!(event.reason(), "malformed header", "{event:?}");
+    assert_eq!(event.frame_len as usize, bad.len());
+    assert_eq!(event.snap(), &bad[..64.min(bad.len())]);
+    assert_eq!(
+        filter
+            .counters()
+            .expect("counters")
+            .packets(Counter::Malformed),
+        1
+    );
+
+    // A truncated frame: the IPv4 header cut after 10 of its bytes (test runs need at
+    // least an Ethernet header).
+    assert_eq!(run(&mut filter, &bad[..24]), XDP_PASS);
+    let mut events = Vec::new();
+    filter
+        .drain_events(&mut |event| events.push(event))
+        .expect("drain");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].reason(), "truncated header");
+    assert_eq!(events[0].snap(), &bad[..24]);
+
+    // A flood within one second: at most the budget per CPU gets through (test runs
+    // execute on the calling CPU), the rest is counted.
+    let flood = 200u32;
+    filter
+        .test_run(PROGRAM_NAME, &bad, flood)
+        .expect("BPF_PROG_TEST_RUN repeat");
+    let mut flooded = 0u64;
+    filter.drain_events(&mut |_| flooded += 1).expect("drain");
+    let suppressed = filter.suppressed_events().expect("suppressed");
+    assert!(
+        flooded <= abi::EVENTS_PER_SECOND,
+        "{flooded} events from a flood"
+    );
+    assert_eq!(
+        flooded + suppressed,
+        u64::from(flood),
+        "every flooded failure is either an event or counted as suppressed"
+    );
+}

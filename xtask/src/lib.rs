@@ -11,6 +11,8 @@ pub mod device_flood;
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
+/// `live-bench`: zero-loss send rates of otsensor and tcpdump on a veth pair.
+pub mod live_bench;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
 /// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.

@@ -78,6 +78,27 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Live capture on a veth pair between two namespaces (needs root): the highest
+    /// send rate with zero loss for `otsensor run` and for `tcpdump -w /dev/null`.
+    LiveBench {
+        /// The otsensor binary (default: $CARGO_TARGET_DIR or target, release/otsensor).
+        #[arg(long)]
+        otsensor: Option<PathBuf>,
+        /// Packets in the generated mix, sent once per trial.
+        #[arg(long, default_value_t = 100_000)]
+        packets: u64,
+        #[arg(long, default_value_t = 25_000)]
+        start_pps: u64,
+        #[arg(long, default_value_t = 3_200_000)]
+        max_pps: u64,
+        /// Bisection steps between the last clean and the first lossy rate.
+        #[arg(long, default_value_t = 3)]
+        refine: u32,
+        #[arg(long, default_value_t = 2)]
+        queues: u32,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +240,31 @@ fn main() -> Result<()> {
                 file: &file,
                 workers,
                 repeat: repeat.max(1),
+            })?;
+        }
+        Task::LiveBench {
+            otsensor,
+            packets,
+            start_pps,
+            max_pps,
+            refine,
+            queues,
+            workers,
+        } => {
+            let otsensor = otsensor.unwrap_or_else(|| {
+                let target = std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("target"));
+                target.join("release").join("otsensor")
+            });
+            xtask::live_bench::live_bench(&xtask::live_bench::LiveBench {
+                otsensor,
+                packets,
+                start_pps,
+                max_pps,
+                refine,
+                queues,
+                workers,
             })?;
         }
     }

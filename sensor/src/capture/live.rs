@@ -5,16 +5,32 @@
 //! This lets `otsensor run` feed the same pipeline as replay. Dropping a
 //! [`LiveCapture`](crate::capture::live::LiveCapture) detaches the program before the sockets close.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::afxdp::{self, QueueSocket, SocketSettings, SocketStats};
 use super::{Error, Packet, PacketSource};
-use crate::ebpf::{AttachReport, XdpFilter, XdpSettings};
+use crate::ebpf::{
+    AttachReport, ConversationKey, ConversationTotals, KernelCounters, XdpFilter, XdpSettings,
+};
+use crate::metrics::Metrics;
+use crate::observe::Observation;
 
 /// How long an idle source sleeps in poll(2) before it looks at the stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How often the kernel's per-conversation accounting of shed bulk is read: a walk of
+/// the whole flow map (one system call per entry), so seconds, not milliseconds.
+pub const CONVERSATIONS_EVERY: Duration = Duration::from_secs(5);
+/// How often the kernel and socket counters are folded into the metrics.
+pub const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Kernel events logged per run (the rest are only counted).
+const LOGGED_EVENTS: u32 = 20;
+/// Under load the clock is read once per this many packets.
+const TICK_EVERY_PACKETS: u32 = 4096;
+/// Retry delay after the analyzer's channel was full.
+const CONVERSATIONS_RETRY: Duration = Duration::from_millis(500);
 
 /// Why live capture could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +68,18 @@ pub struct LiveCapture {
     /// The socket that lent the last packet (released on the next call).
     lent_by: Option<usize>,
     next_socket: usize,
+    /// Per conversation, the kernel's totals already reported to the analyzer.
+    conversations_reported: HashMap<ConversationKey, ConversationTotals>,
+    conversations_due: Instant,
+    metrics: Option<Arc<Metrics>>,
+    metrics_due: Instant,
+    kernel_folded: KernelCounters,
+    queues_folded: Vec<QueueAccounting>,
+    /// Hands observations to the analyzer (see `PacketSource::attach_observations`).
+    emit: Option<Box<dyn FnMut(Observation) -> bool>>,
+    /// Packets since the last look at the clock.
+    since_tick: u32,
+    events_logged: u32,
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -92,7 +120,141 @@ impl LiveCapture {
             stop,
             lent_by: None,
             next_socket: 0,
+            conversations_reported: HashMap::new(),
+            conversations_due: Instant::now() + CONVERSATIONS_EVERY,
+            metrics: None,
+            metrics_due: Instant::now(),
+            kernel_folded: KernelCounters::default(),
+            queues_folded: Vec::new(),
+            emit: None,
+            since_tick: 0,
+            events_logged: 0,
         })
+    }
+
+    /// Keeps these metrics current with the kernel's counters (folded in every
+    /// [`METRICS_EVERY`] by [`PacketSource::housekeeping`]).
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Takes the kernel's events: counted per kind in the metrics, the first
+    /// [`LOGGED_EVENTS`] of the run logged with the frame's first bytes.
+    fn drain_kernel_events(&mut self) {
+        let metrics = self.metrics.clone();
+        let logged = &mut self.events_logged;
+        let _ = self.filter.drain_events(&mut |event| {
+            if let Some(metrics) = &metrics {
+                metrics
+                    .kernel_events
+                    .with_label_values(&[event.kind.label()])
+                    .inc();
+            }
+            if *logged < LOGGED_EVENTS {
+                *logged += 1;
+                let snap: String = event.snap().iter().map(|b| format!("{b:02x}")).collect();
+                eprintln!(
+                    "otsensor: kernel: {} ({}) on queue {}, {}-byte frame starting {snap}",
+                    event.kind.label(),
+                    event.reason(),
+                    event.rx_queue,
+                    event.frame_len
+                );
+            }
+        });
+        if let (Some(metrics), Ok(suppressed)) = (&metrics, self.filter.suppressed_events()) {
+            metrics
+                .kernel_events_suppressed
+                .set(i64::try_from(suppressed).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Folds the XDP counters and the per-queue books into the metrics.
+    pub fn fold_metrics(&mut self) {
+        self.drain_kernel_events();
+        let Some(metrics) = self.metrics.clone() else {
+            return;
+        };
+        if let Ok(counters) = self.filter.counters() {
+            metrics.fold_kernel(&mut self.kernel_folded, &counters);
+        }
+        if let Ok(queues) = self.queue_accounting() {
+            for queue in &queues {
+                metrics
+                    .xdp_queue_unaccounted
+                    .with_label_values(&[queue.queue.to_string().as_str()])
+                    .set(i64::try_from(queue.unaccounted).unwrap_or(i64::MAX));
+            }
+            metrics.fold_queues(&mut self.queues_folded, &queues);
+        }
+    }
+
+    /// Periodic work on the reader thread: kernel conversations to the analyzer,
+    /// counters into the metrics, each when due.
+    fn tick(&mut self) {
+        self.since_tick = 0;
+        let now = Instant::now();
+        if now >= self.conversations_due {
+            if let Some(mut emit) = self.emit.take() {
+                let all_taken = self.report_conversations(&mut *emit);
+                self.emit = Some(emit);
+                self.conversations_due = now
+                    + if all_taken {
+                        CONVERSATIONS_EVERY
+                    } else {
+                        CONVERSATIONS_RETRY
+                    };
+            } else {
+                self.conversations_due = now + CONVERSATIONS_EVERY;
+            }
+        }
+        if now >= self.metrics_due {
+            self.fold_metrics();
+            self.metrics_due = now + METRICS_EVERY;
+        }
+    }
+
+    /// Reports what the kernel shed per conversation since the last report, as
+    /// [`Observation::KernelConversation`] deltas. A delta the analyzer's channel did
+    /// not take stays unreported and is retried; conversations the kernel's LRU map
+    /// evicted are forgotten (if they come back, their totals start again from zero).
+    fn report_conversations(&mut self, emit: &mut dyn FnMut(Observation) -> bool) -> bool {
+        let Ok(current) = self.filter.conversations() else {
+            return true;
+        };
+        let mut all_taken = true;
+        for (key, totals) in &current {
+            let before = self
+                .conversations_reported
+                .get(key)
+                .copied()
+                .unwrap_or_default();
+            // Totals shrink when one of the conversation's flows was evicted: report
+            // what grew and take the new totals as the reference.
+            let delta = |now: u64, then: u64| now.saturating_sub(then);
+            let observation = Observation::KernelConversation {
+                ts_ns: crate::ebpf::monotonic_to_realtime_ns(totals.last_seen_monotonic_ns),
+                client: key.client,
+                server: key.server,
+                ip_protocol: key.protocol,
+                server_port: key.server_port,
+                packets_to_server: delta(totals.packets_to_server, before.packets_to_server),
+                bytes_to_server: delta(totals.bytes_to_server, before.bytes_to_server),
+                packets_to_client: delta(totals.packets_to_client, before.packets_to_client),
+                bytes_to_client: delta(totals.bytes_to_client, before.bytes_to_client),
+            };
+            let grew = totals.packets_to_server > before.packets_to_server
+                || totals.packets_to_client > before.packets_to_client;
+            if grew && all_taken && !emit(observation) {
+                all_taken = false;
+            }
+            if !grew || all_taken {
+                self.conversations_reported.insert(*key, *totals);
+            }
+        }
+        self.conversations_reported
+            .retain(|key, _| current.contains_key(key));
+        all_taken
     }
 
     /// How the program was attached (mode, fallback, stale program replaced).
@@ -156,6 +318,16 @@ impl LiveCapture {
 }
 
 impl PacketSource for LiveCapture {
+    fn attach_observations(&mut self, emit: Box<dyn FnMut(Observation) -> bool>) {
+        self.emit = Some(emit);
+    }
+
+    fn finish_observations(&mut self, emit: &mut dyn FnMut(Observation) -> bool) {
+        self.emit = None;
+        self.report_conversations(emit);
+        self.fold_metrics();
+    }
+
     fn idle(&mut self) -> bool {
         !self.sockets.iter_mut().any(|socket| socket.has_frame())
     }
@@ -165,6 +337,10 @@ impl PacketSource for LiveCapture {
             if let Some(socket) = self.sockets.get_mut(index) {
                 socket.release_lent();
             }
+        }
+        self.since_tick += 1;
+        if self.since_tick >= TICK_EVERY_PACKETS {
+            self.tick();
         }
         let count = self.sockets.len();
         if count == 0 {
@@ -190,6 +366,7 @@ impl PacketSource for LiveCapture {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
+            self.tick();
             afxdp::wait_any(&self.sockets, IDLE_WAIT).map_err(|e| self.live_error(e))?;
         }
     }

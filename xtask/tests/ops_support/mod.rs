@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use xtask::gen::scenario::{self, ExpectedAlert, ScenarioTruth};
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing.
