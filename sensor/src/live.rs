@@ -26,6 +26,8 @@ pub enum Error {
     Start { interface: String, reason: String },
     #[error(transparent)]
     Pipeline(#[from] pipeline::Error),
+    #[error("after attaching to {interface}: {reason}")]
+    AfterAttach { interface: String, reason: String },
 }
 
 /// Kernel-side numbers of a live run.
@@ -106,13 +108,30 @@ fn explain(interface: &str, error: StartError) -> Error {
 pub fn run(
     interface: &str,
     policy: Arc<Policy>,
+    options: ReplayOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<LiveSummary, Error> {
+    run_after_attach(interface, policy, options, stop, || Ok(()))
+}
+
+/// [`run`], calling `after_attach` on this thread once the program is attached and the
+/// sockets are open, before the pipeline's threads start: the place to drop privileges
+/// (capabilities are per thread and inherited) and to start what should run without them.
+pub fn run_after_attach(
+    interface: &str,
+    policy: Arc<Policy>,
     mut options: ReplayOptions,
     stop: Arc<AtomicBool>,
+    after_attach: impl FnOnce() -> Result<(), String>,
 ) -> Result<LiveSummary, Error> {
     let xdp = xdp_settings(&policy);
     let sockets = socket_settings(&policy);
     let mut capture =
         LiveCapture::start(interface, &xdp, &sockets, stop).map_err(|e| explain(interface, e))?;
+    after_attach().map_err(|reason| Error::AfterAttach {
+        interface: interface.to_owned(),
+        reason,
+    })?;
     let attach = capture.attach_report();
     eprintln!(
         "otsensor: attached to {interface} ({:?} mode, {} queues)",

@@ -52,6 +52,18 @@ enum Command {
         /// Write the summary (with the kernel's counters) as JSON here on exit.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// SQLite database to continue from and write (inventory, baseline, alerts).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Serve /metrics, the API and the dashboard (default address: http.listen).
+        #[arg(long, num_args = 0..=1, value_name = "ADDR")]
+        serve: Option<Option<std::net::SocketAddr>>,
+    },
+    /// Remove a stale otsensor XDP program (left by a killed run) from interfaces.
+    Detach {
+        /// Interfaces to clean (repeatable); default: every interface.
+        #[arg(long)]
+        interface: Vec<String>,
     },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
@@ -390,13 +402,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             eve,
             summary_json,
+            db,
+            serve,
         } => {
             let mut config = load_config(config.as_ref())?;
             if let Some(workers) = workers {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
+            // Empty counts as absent: the unit passes --interface ${OTSENSOR_INTERFACE}.
             let interface = interface
+                .filter(|name| !name.is_empty())
                 .or_else(|| policy.capture_interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
             let eve = match eve {
@@ -410,16 +426,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
+            let store = match &db {
+                Some(path) => Some(open_store(path)?),
+                None => None,
+            };
+            let metrics = Metrics::new()?;
+            let (control_tx, control) = match serve {
+                Some(_) => {
+                    let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
+            let address = serve.map(|address| address.unwrap_or(policy.http_listen));
+            let token = policy.http_api_token.clone();
+            let mut server = None;
+            // Runs once XDP is attached and the sockets are open, before any other
+            // thread exists: capabilities are per thread, so the HTTP server and the
+            // pipeline start without them.
+            let after_attach = || -> Result<(), String> {
+                let retained =
+                    otsensor::privileges::drop_after_attach().map_err(|e| e.to_string())?;
+                for (capability, why) in &retained.kept {
+                    eprintln!("otsensor: keeping {capability} after attach: {why}");
+                }
+                eprintln!("otsensor: capture capabilities dropped after attach");
+                if let (Some(address), Some(tx)) = (address, control_tx) {
+                    let started =
+                        start_http(address, token, tx, &metrics).map_err(|e| format!("{e:#}"))?;
+                    server = Some(started);
+                }
+                Ok(())
+            };
             eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
-            let live = otsensor::live::run(
+            let live = otsensor::live::run_after_attach(
                 &interface,
                 policy,
                 ReplayOptions {
                     eve,
+                    store,
+                    metrics: Some(Arc::clone(&metrics)),
+                    control,
                     ..Default::default()
                 },
                 stop,
+                after_attach,
             )?;
+            if let Some(server) = server {
+                server.stop();
+            }
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {
@@ -433,6 +488,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Detach { interface } => detach_command(interface),
         Command::Baseline { action } => baseline_command(action),
         Command::Alerts { action } => alerts_command(action),
         Command::DefaultConfig => {
@@ -440,6 +496,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Starts /metrics, the API and the dashboard for `otsensor run`.
+fn start_http(
+    address: std::net::SocketAddr,
+    token: Option<ApiToken>,
+    control: crossbeam_channel::Sender<otsensor::control::ControlRequest>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<HttpServer> {
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let token = ApiToken::new(random_token()?);
+            eprintln!(
+                "otsensor: no http.api_token configured; this session's token is {}",
+                token.expose()
+            );
+            token
+        }
+    };
+    let state = AppState::new(control, Arc::clone(metrics), Some(token));
+    let server = HttpServer::start(address, state)?;
+    eprintln!("otsensor: serving http://{}/", server.local_addr());
+    Ok(server)
+}
+
+/// `otsensor detach`: removes stale otsensor XDP programs; exit 1 if an interface
+/// could not be cleaned (a program of another tool, or one a running sensor holds).
+fn detach_command(interfaces: Vec<String>) -> anyhow::Result<ExitCode> {
+    let interfaces = if interfaces.is_empty() {
+        let mut all: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .context("/sys/class/net")?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        all
+    } else {
+        interfaces
+    };
+    let mut failed = false;
+    for interface in &interfaces {
+        match otsensor::ebpf::detach_stale(interface) {
+            Ok(Some(prog_id)) => println!("{interface}: removed stale XDP program {prog_id}"),
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!("otsensor: {interface}: {error}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Blocks until SIGINT or SIGTERM.
