@@ -49,11 +49,10 @@ fn kernel_version() -> Option<(u32, u32)> {
 /// kernel.
 pub fn needed_after_attach() -> Vec<(Capability, &'static str)> {
     let version = kernel_version().unwrap_or((0, 0));
-    let unprivileged_bpf_disabled = std::fs::read_to_string(
-        "/proc/sys/kernel/unprivileged_bpf_disabled",
-    )
-    .map(|text| text.trim() != "0")
-    .unwrap_or(true);
+    let unprivileged_bpf_disabled =
+        std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+            .map(|text| text.trim() != "0")
+            .unwrap_or(true);
     let mut kept = Vec::new();
     // Before 6.5 bpf(2) refused every command, map lookups by fd included, to a caller
     // without CAP_BPF while kernel.unprivileged_bpf_disabled is set (kernel/bpf/syscall.c

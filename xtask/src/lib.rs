@@ -11,7 +11,7 @@ pub mod device_flood;
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.
 pub mod gen;
-/// `package`: the Debian package (binary, config, hardened systemd unit, user).
-pub mod package;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
+/// `package`: the Debian package (binary, config, hardened systemd unit, user).
+pub mod package;

@@ -167,7 +167,14 @@ pub fn package(out_dir: Option<PathBuf>, skip_build: bool) -> Result<PathBuf> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(&workspace)
-            .args(["build", "--release", "--package", "otsensor", "--bin", "otsensor"])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "otsensor",
+                "--bin",
+                "otsensor",
+            ])
             .status()
             .context("cargo build")?;
         if !status.success() {

@@ -84,7 +84,9 @@ fn allowed() -> bool {
             !in_ci,
             "package_install: otsensor is already installed (package: {installed}, user: {user})"
         );
-        eprintln!("package_install: SKIPPED: otsensor already installed here; the test would purge it");
+        eprintln!(
+            "package_install: SKIPPED: otsensor already installed here; the test would purge it"
+        );
         return false;
     }
     true
@@ -240,7 +242,9 @@ fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
             continue;
         };
         let matches = key == name
-            || (key.starts_with(&format!("{name}{{")) && key.contains(labels) && !labels.is_empty());
+            || (key.starts_with(&format!("{name}{{"))
+                && key.contains(labels)
+                && !labels.is_empty());
         if matches {
             if let Ok(value) = value.parse::<f64>() {
                 *found.get_or_insert(0.0) += value;
@@ -324,13 +328,11 @@ fn check_reload(
         ));
     }
     let metrics = lab.http_get(listen, "/metrics")?;
-    let ok = metric(
-        &metrics,
-        "otsensor_config_reloads_total",
-        "result=\"ok\"",
-    );
+    let ok = metric(&metrics, "otsensor_config_reloads_total", "result=\"ok\"");
     if ok != Some(1.0) {
-        return Err(format!("otsensor_config_reloads_total{{result=\"ok\"}} = {ok:?}"));
+        return Err(format!(
+            "otsensor_config_reloads_total{{result=\"ok\"}} = {ok:?}"
+        ));
     }
     let packets_before = metric(&metrics, "otsensor_reader_packets_total", "").unwrap_or(0.0);
 
@@ -353,7 +355,9 @@ fn check_reload(
         "result=\"error\"",
     );
     if error != Some(1.0) {
-        return Err(format!("otsensor_config_reloads_total{{result=\"error\"}} = {error:?}"));
+        return Err(format!(
+            "otsensor_config_reloads_total{{result=\"error\"}} = {error:?}"
+        ));
     }
     let packets_after = metric(&metrics, "otsensor_reader_packets_total", "").unwrap_or(0.0);
     if packets_after <= packets_before {
@@ -379,14 +383,18 @@ fn installed_package_runs_as_the_unit_would() {
         out_dir: lab.dir.clone(),
     })
     .expect("build the .deb");
-    let contents = run("dpkg-deb", &["--contents", deb.to_str().expect("utf-8")]).expect("contents");
+    let contents =
+        run("dpkg-deb", &["--contents", deb.to_str().expect("utf-8")]).expect("contents");
     for path in [
         "./usr/bin/otsensor",
         "./etc/otsensor/otsensor.yaml",
         "./etc/default/otsensor",
         "./lib/systemd/system/otsensor.service",
     ] {
-        assert!(contents.contains(path), "{path} not in the package:\n{contents}");
+        assert!(
+            contents.contains(path),
+            "{path} not in the package:\n{contents}"
+        );
     }
     lab.installed = true;
     run("dpkg", &["-i", deb.to_str().expect("utf-8")]).expect("dpkg -i");
@@ -399,7 +407,8 @@ fn installed_package_runs_as_the_unit_would() {
     assert!(uid < 1000, "a system user: {passwd}");
     let state = std::fs::metadata("/var/lib/otsensor").expect("/var/lib/otsensor");
     assert_eq!(state.uid(), uid, "/var/lib/otsensor owned by otsensor");
-    let conffiles = run("dpkg-query", &["-W", "-f", "${Conffiles}", "otsensor"]).expect("conffiles");
+    let conffiles =
+        run("dpkg-query", &["-W", "-f", "${Conffiles}", "otsensor"]).expect("conffiles");
     assert!(conffiles.contains(CONFIG), "{conffiles}");
 
     // ---- the unit --------------------------------------------------------------------
@@ -412,7 +421,10 @@ fn installed_package_runs_as_the_unit_would() {
         .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
         .expect("exposure score");
     eprintln!("systemd-analyze security --offline=true: {score}");
-    assert!(score <= MAX_EXPOSURE, "exposure {score} > {MAX_EXPOSURE}:\n{security}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "exposure {score} > {MAX_EXPOSURE}:\n{security}"
+    );
 
     let unit = std::fs::read_to_string(UNIT).expect("unit");
     assert_eq!(unit_values(&unit, "User"), "otsensor");
@@ -443,7 +455,11 @@ fn installed_package_runs_as_the_unit_would() {
     let listen = run("/usr/bin/otsensor", &["default-config"])
         .expect("default-config")
         .lines()
-        .find_map(|l| l.trim().strip_prefix("listen:").map(|v| v.trim().to_owned()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("listen:")
+                .map(|v| v.trim().to_owned())
+        })
         .expect("http.listen");
 
     // ---- start it as the unit would ----------------------------------------------------
@@ -458,8 +474,24 @@ fn installed_package_runs_as_the_unit_would() {
     let mut command = Command::new("prlimit");
     command
         .args([memlock.as_str(), "--", "nsenter", netns.as_str(), "--"])
-        .args(["setpriv", "--reuid", "otsensor", "--regid", "otsensor", "--init-groups", "--no-new-privs"])
-        .args(["--inh-caps", &caps, "--ambient-caps", &caps, "--bounding-set", &caps, "--"])
+        .args([
+            "setpriv",
+            "--reuid",
+            "otsensor",
+            "--regid",
+            "otsensor",
+            "--init-groups",
+            "--no-new-privs",
+        ])
+        .args([
+            "--inh-caps",
+            &caps,
+            "--ambient-caps",
+            &caps,
+            "--bounding-set",
+            &caps,
+            "--",
+        ])
         .args(&argv)
         .current_dir("/")
         .env_clear()
@@ -532,7 +564,10 @@ fn installed_package_runs_as_the_unit_would() {
         "counter=\"redirected\"",
     );
     eprintln!("metrics: reader packets {packets}, kernel redirected {redirected:?}");
-    assert_eq!(metric(&metrics, "otsensor_build_info", "version="), Some(1.0));
+    assert_eq!(
+        metric(&metrics, "otsensor_build_info", "version="),
+        Some(1.0)
+    );
 
     // ---- reload --------------------------------------------------------------------------
     let reload = check_reload(&lab, pid, &lines, &listen, &capture);
@@ -549,7 +584,10 @@ fn installed_package_runs_as_the_unit_would() {
     }
     lab.sensor = None;
     let attached = run("ip", &["-n", &names.1, "-d", "link", "show", &names.2]).expect("link");
-    assert!(!attached.contains("prog/xdp"), "XDP left after stop: {attached}");
+    assert!(
+        !attached.contains("prog/xdp"),
+        "XDP left after stop: {attached}"
+    );
 
     // The alert reached the EVE file and the database.
     let eve = std::fs::read_to_string("/var/log/otsensor/eve.json").expect("EVE file");
@@ -571,18 +609,33 @@ fn installed_package_runs_as_the_unit_would() {
     lab.installed = false;
     assert!(run("getent", &["passwd", "otsensor"]).is_err(), "user left");
     assert!(run("getent", &["group", "otsensor"]).is_err(), "group left");
-    for path in ["/var/lib/otsensor", "/var/log/otsensor", "/etc/otsensor", UNIT, "/usr/bin/otsensor"] {
+    for path in [
+        "/var/lib/otsensor",
+        "/var/log/otsensor",
+        "/etc/otsensor",
+        UNIT,
+        "/usr/bin/otsensor",
+    ] {
         assert!(!Path::new(path).exists(), "{path} left after purge");
     }
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "otsensor {pid} still running");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "otsensor {pid} still running"
+    );
     let pattern = format!("otsensor run --interface {}", names.2);
     let processes = run("pgrep", &["-f", &pattern]).unwrap_or_default();
-    assert!(processes.trim().is_empty(), "otsensor left running: {processes}");
+    assert!(
+        processes.trim().is_empty(),
+        "otsensor left running: {processes}"
+    );
     let attached = run("ip", &["-n", &names.1, "-d", "link", "show", &names.2]).expect("link");
     assert!(!attached.contains("prog/xdp"), "XDP left: {attached}");
     drop(lab);
     let netns = run("ip", &["netns", "list"]).unwrap_or_default();
-    assert!(!netns.contains(&names.0) && !netns.contains(&names.1), "{netns}");
+    assert!(
+        !netns.contains(&names.0) && !netns.contains(&names.1),
+        "{netns}"
+    );
 
     reload.expect("SIGHUP reload (valid taken, invalid refused, capture continues)");
 }
