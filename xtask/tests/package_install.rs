@@ -468,12 +468,19 @@ fn installed_package_runs_as_the_unit_would() {
     assert!(truth.alerts.iter().any(|a| a.signature == "plc_stop"));
     // The unit's user, capabilities (ambient, inheritable, bounding), no_new_privs and
     // memlock limit; nsenter (as root) puts it in the namespace before setpriv drops.
-    let memlock = "--memlock=unlimited:unlimited".to_string();
+    // LimitMEMLOCK=infinity needs CAP_SYS_RESOURCE to reproduce; a container without it
+    // keeps its limit, and the unit's CAP_IPC_LOCK still exempts the UMEM from it.
     let netns = format!("--net=/run/netns/{}", lab.rx_ns);
-    #[rustfmt::skip]
-    let mut command = Command::new("prlimit");
+    let mut command = if run("prlimit", &["--memlock=unlimited:unlimited", "true"]).is_ok() {
+        let mut command = Command::new("prlimit");
+        command.args(["--memlock=unlimited:unlimited", "--", "nsenter"]);
+        command
+    } else {
+        eprintln!("package_install: cannot raise RLIMIT_MEMLOCK here (no CAP_SYS_RESOURCE); running with the current limit");
+        Command::new("nsenter")
+    };
     command
-        .args([memlock.as_str(), "--", "nsenter", netns.as_str(), "--"])
+        .args([netns.as_str(), "--"])
         .args([
             "setpriv",
             "--reuid",
