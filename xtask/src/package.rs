@@ -147,10 +147,11 @@ pub fn build_deb(options: &PackageOptions) -> Result<PathBuf> {
 
     let deb = options.out_dir.join(format!("{name}.deb"));
     // --root-owner-group: every file root:root in the archive whoever builds it; the
-    // service user's ownership is set by postinst.
+    // service user's ownership is set by postinst. gzip, not dpkg's default xz: every
+    // dpkg reads it, and on the 38 MB binary it takes 3 s against xz's 100 s.
     output(
         Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zxz", "--build"])
+            .args(["--root-owner-group", "-Zgzip", "--build"])
             .arg(&root)
             .arg(&deb),
     )?;
