@@ -415,66 +415,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .filter(|name| !name.is_empty())
                 .or_else(|| policy.capture_interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
-            let eve = match eve {
-                Some(path) => Some(
-                    EveWriter::open(&path).with_context(|| format!("--eve {}", path.display()))?,
-                ),
-                None => None,
-            };
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
                     .context("installing signal handlers")?;
             }
-            let store = match &db {
-                Some(path) => Some(open_store(path)?),
-                None => None,
-            };
-            let metrics = Metrics::new()?;
-            let (control_tx, control) = match serve {
-                Some(_) => {
-                    let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
-                    (Some(tx), Some(rx))
-                }
-                None => (None, None),
-            };
             let address = serve.map(|address| address.unwrap_or(policy.http_listen));
             let token = policy.http_api_token.clone();
             let mut server = None;
-            // Runs once XDP is attached and the sockets are open, before any other
-            // thread exists: capabilities are per thread, so the HTTP server and the
-            // pipeline start without them.
-            let after_attach = || -> Result<(), String> {
-                let retained =
-                    otsensor::privileges::drop_after_attach().map_err(|e| e.to_string())?;
+            // Runs once XDP is attached and the sockets are open: drops the capture
+            // capabilities first, then opens the outputs and starts the HTTP server, so
+            // that (capabilities being per thread) no thread of the process keeps any.
+            let after_attach = || -> anyhow::Result<ReplayOptions> {
+                let retained = otsensor::privileges::drop_after_attach()?;
                 for (capability, why) in &retained.kept {
                     eprintln!("otsensor: keeping {capability} after attach: {why}");
                 }
                 eprintln!("otsensor: capture capabilities dropped after attach");
-                if let (Some(address), Some(tx)) = (address, control_tx) {
-                    let started =
-                        start_http(address, token, tx, &metrics).map_err(|e| format!("{e:#}"))?;
-                    server = Some(started);
+                let eve = match eve {
+                    Some(path) => Some(
+                        EveWriter::open(&path)
+                            .with_context(|| format!("--eve {}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                let store = match &db {
+                    Some(path) => Some(open_store(path)?),
+                    None => None,
+                };
+                let metrics = Metrics::new()?;
+                let mut control = None;
+                if let Some(address) = address {
+                    let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+                    server = Some(start_http(address, token, tx, &metrics)?);
+                    control = Some(rx);
                 }
-                Ok(())
-            };
-            eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
-            let live = otsensor::live::run_after_attach(
-                &interface,
-                policy,
-                ReplayOptions {
+                Ok(ReplayOptions {
                     eve,
                     store,
-                    metrics: Some(Arc::clone(&metrics)),
+                    metrics: Some(metrics),
                     control,
                     ..Default::default()
-                },
-                stop,
-                after_attach,
-            )?;
+                })
+            };
+            eprintln!("otsensor: starting capture on {interface}; SIGINT or SIGTERM stops");
+            let live = otsensor::live::run_after_attach(&interface, policy, stop, after_attach);
             if let Some(server) = server {
                 server.stop();
             }
+            let live = live?;
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
                 if *packets > 0 {

@@ -626,6 +626,25 @@ fn installed_package_runs_as_the_unit_would() {
     let db = std::fs::metadata("/var/lib/otsensor/otsensor.db").expect("database");
     assert_eq!(db.uid(), uid, "database written by otsensor");
 
+    // ---- upgrade: the config edit and the database survive ------------------------------
+    let edited = format!(
+        "{}# local edit kept across upgrades\n",
+        std::fs::read_to_string(CONFIG).expect("config")
+    );
+    std::fs::write(CONFIG, &edited).expect("edit config");
+    run("dpkg", &["-i", deb.to_str().expect("utf-8")]).expect("dpkg -i (upgrade)");
+    assert_eq!(
+        std::fs::read_to_string(CONFIG).expect("config"),
+        edited,
+        "conffile kept"
+    );
+    let after_upgrade = run(
+        "/usr/bin/otsensor",
+        &["alerts", "list", "--db", "/var/lib/otsensor/otsensor.db"],
+    )
+    .expect("alerts list");
+    assert_eq!(after_upgrade, stored, "database kept");
+
     // ---- second run (a service restart): reload ------------------------------------------
     let (pid, lines) = start_sensor(&mut lab, &unit_start);
     let reload = check_reload(&lab, pid, &lines, &unit_start.listen, &capture);
