@@ -322,9 +322,14 @@ fn check_reload(
     run("kill", &["-HUP", &pid.to_string()])?;
     let reloaded = wait_line(lines, "config reloaded", Duration::from_secs(10));
     if reloaded.is_none() {
-        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        // A zombie still has /proc/PID: look at its state instead.
+        let state = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "gone".to_owned());
         return Err(format!(
-            "no `config reloaded` line within 10 s of SIGHUP (sensor alive: {alive})"
+            "no `config reloaded` line within 10 s of SIGHUP (sensor state: {state})"
         ));
     }
     let metrics = lab.http_get(listen, "/metrics")?;
