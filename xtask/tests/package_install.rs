@@ -484,7 +484,19 @@ fn stop_sensor(lab: &mut Lab, pid: u32, must_be_running: bool) {
         }
         None => {
             run("kill", &["-TERM", &pid.to_string()]).expect("SIGTERM");
-            let status = sensor.wait().expect("exit");
+            // TimeoutStopSec=60s in the unit: after that systemd would SIGKILL it.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(status) = sensor.try_wait().expect("sensor status") {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = sensor.kill();
+                    let _ = sensor.wait();
+                    panic!("otsensor did not exit within 60 s of SIGTERM (TimeoutStopSec)");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
             // A sensor killed by the reload check may still be tearing down its
             // sockets when try_wait looks; only a running one must exit cleanly.
             assert!(
