@@ -20,6 +20,12 @@ needs=(
   "rsyslog:/usr/sbin/rsyslogd"
   "chromium:chromium"
   "chromium-driver:chromedriver"
+  # Package test (issue 7): dpkg-deb builds the .deb; the unit is checked with
+  # systemd-analyze and started the unit's way with setpriv/prlimit/nsenter.
+  "systemd:systemd-analyze"
+  "util-linux:setpriv"
+  "procps:pgrep"
+  "passwd:/usr/sbin/useradd"
 )
 missing=()
 for entry in "${needs[@]}"; do

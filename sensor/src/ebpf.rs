@@ -1271,6 +1271,13 @@ fn netlink_set_xdp(ifindex: u32, prog_fd: i32, flags: u32) -> Result<(), Error> 
     }
 }
 
+/// `otsensor detach`: removes a stale otsensor XDP program (one no running process holds)
+/// from `ifname`; returns its id, or None when the interface had no program. A program
+/// held by a running sensor, or any other program, is an error and left in place.
+pub fn detach_stale(ifname: &str) -> Result<Option<u32>, Error> {
+    remove_stale_attachment(ifname, if_index(ifname)?)
+}
+
 /// If `ifindex` carries an otsensor program that no running process holds (a netlink
 /// attachment left by a crash), detaches it and returns its id. A bpf_link dies with its
 /// process, so a program still held by a link belongs to a live run: that is an error.

@@ -45,6 +45,9 @@ pub mod oui;
 pub mod output;
 /// Threads and channels: reader, workers, analyzer; clean draining shutdown.
 pub mod pipeline;
+/// Dropping the capture capabilities after the XDP attach (Linux).
+#[cfg(target_os = "linux")]
+pub mod privileges;
 /// Config reload (SIGHUP, API): validate, rewrite the kernel maps, swap the policy.
 pub mod reload;
 /// The SQLite store (WAL): devices, baseline, learning progress, alerts.

@@ -26,6 +26,11 @@ pub enum Error {
     Start { interface: String, reason: String },
     #[error(transparent)]
     Pipeline(#[from] pipeline::Error),
+    #[error("after attaching to {interface}: {reason:#}")]
+    AfterAttach {
+        interface: String,
+        reason: anyhow::Error,
+    },
 }
 
 /// Kernel-side numbers of a live run.
@@ -106,13 +111,31 @@ fn explain(interface: &str, error: StartError) -> Error {
 pub fn run(
     interface: &str,
     policy: Arc<Policy>,
-    mut options: ReplayOptions,
+    options: ReplayOptions,
     stop: Arc<AtomicBool>,
+) -> Result<LiveSummary, Error> {
+    run_after_attach(interface, policy, stop, move || Ok(options))
+}
+
+/// [`run`], with the pipeline's options made by `after_attach` on this thread once the
+/// program is attached and the sockets are open, before any pipeline thread starts.
+/// That is where to drop privileges ([`crate::privileges::drop_after_attach`]) and then
+/// open the outputs and start the HTTP server: capabilities are per thread and
+/// inherited, so only threads started afterwards are without them.
+pub fn run_after_attach(
+    interface: &str,
+    policy: Arc<Policy>,
+    stop: Arc<AtomicBool>,
+    after_attach: impl FnOnce() -> anyhow::Result<ReplayOptions>,
 ) -> Result<LiveSummary, Error> {
     let xdp = xdp_settings(&policy);
     let sockets = socket_settings(&policy);
     let mut capture =
         LiveCapture::start(interface, &xdp, &sockets, stop).map_err(|e| explain(interface, e))?;
+    let mut options = after_attach().map_err(|reason| Error::AfterAttach {
+        interface: interface.to_owned(),
+        reason,
+    })?;
     let attach = capture.attach_report();
     eprintln!(
         "otsensor: attached to {interface} ({:?} mode, {} queues)",

@@ -180,6 +180,12 @@ enum Command {
         #[command(flatten)]
         outputs: OutputArgs,
     },
+    /// Remove a stale otsensor XDP program (left by a killed run) from interfaces.
+    Detach {
+        /// Interfaces to clean (repeatable); default: every interface.
+        #[arg(long)]
+        interface: Vec<String>,
+    },
     /// Process capture files through the sensor pipeline and print a summary.
     Replay {
         /// pcap or pcapng files, processed in the order given.
@@ -455,7 +461,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
+            // Empty counts as absent: the unit passes --interface ${OTSENSOR_INTERFACE}.
             let interface = interface
+                .filter(|name| !name.is_empty())
                 .or_else(|| policy.capture_interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -472,25 +480,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Arc::clone(&shared),
                 Some(metrics.config_metrics()?),
             );
-            let reload = ReloadService::start(reloader, true).context("SIGHUP handler")?;
-            let Outputs { options, server } =
-                outputs.open(&policy, metrics, Some(reload.requests()))?;
+            let open_policy = Arc::clone(&policy);
+            let mut running = None;
+            // Runs once XDP is attached and the sockets are open: drops the capture
+            // capabilities first, then starts the threads (reload, HTTP, sinks), so that
+            // (capabilities being per thread) no thread of the process keeps any.
+            let after_attach = || -> anyhow::Result<ReplayOptions> {
+                let retained = otsensor::privileges::drop_after_attach()?;
+                for (capability, why) in &retained.kept {
+                    eprintln!("otsensor: keeping {capability} after attach: {why}");
+                }
+                eprintln!("otsensor: capture capabilities dropped after attach");
+                let reload = ReloadService::start(reloader, true).context("SIGHUP handler")?;
+                let opened = outputs.open(&open_policy, metrics, Some(reload.requests()));
+                let Outputs { options, server } = match opened {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        reload.stop();
+                        return Err(error);
+                    }
+                };
+                running = Some((server, reload));
+                Ok(ReplayOptions {
+                    reloadable_policy: Some(shared),
+                    ..options
+                })
+            };
             eprintln!(
                 "otsensor: starting capture on {interface}; SIGHUP reloads the configuration, SIGINT or SIGTERM stops"
             );
-            let live = otsensor::live::run(
-                &interface,
-                policy,
-                ReplayOptions {
-                    reloadable_policy: Some(shared),
-                    ..options
-                },
-                stop,
-            );
-            if let Some(server) = server {
-                server.stop();
+            let live = otsensor::live::run_after_attach(&interface, policy, stop, after_attach);
+            if let Some((server, reload)) = running {
+                if let Some(server) = server {
+                    server.stop();
+                }
+                reload.stop();
             }
-            reload.stop();
             let live = live?;
             print_summary(&live.summary);
             for (label, (packets, bytes)) in &live.kernel.counters {
@@ -505,6 +530,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Detach { interface } => detach_command(interface),
         Command::Baseline { action } => baseline_command(action),
         Command::Alerts { action } => alerts_command(action),
         Command::NicSetup {
@@ -556,6 +582,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `otsensor detach`: removes stale otsensor XDP programs; exit 1 if an interface
+/// could not be cleaned (a program of another tool, or one a running sensor holds).
+fn detach_command(interfaces: Vec<String>) -> anyhow::Result<ExitCode> {
+    let interfaces = if interfaces.is_empty() {
+        let mut all: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .context("/sys/class/net")?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        all.sort();
+        all
+    } else {
+        interfaces
+    };
+    let mut failed = false;
+    for interface in &interfaces {
+        match otsensor::ebpf::detach_stale(interface) {
+            Ok(Some(prog_id)) => println!("{interface}: removed stale XDP program {prog_id}"),
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!("otsensor: {interface}: {error}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Blocks until SIGINT or SIGTERM.

@@ -15,5 +15,7 @@ pub mod gen;
 pub mod live_bench;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
+/// `package`: the Debian package (binary, config, hardened systemd unit, user).
+pub mod package;
 /// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.
 pub mod vendors;

@@ -67,6 +67,15 @@ enum Task {
         #[arg(long, default_value = "sensor/src/dissect/vendors/table.rs")]
         out: PathBuf,
     },
+    /// Build the release binary and the Debian package (dpkg-deb); prints its path.
+    Package {
+        /// Directory for the .deb (default: <target dir>/debian).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Package the existing target/release/otsensor without running cargo build.
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
     /// pipeline (read + slice) measured in the same run.
     Replay {
@@ -222,6 +231,10 @@ fn main() -> Result<()> {
                 "wrote {} ({cip} CIP vendors, {bacnet} BACnet vendors)",
                 out.display()
             );
+        }
+        Task::Package { out_dir, no_build } => {
+            let deb = xtask::package::package(out_dir, no_build)?;
+            println!("{}", deb.display());
         }
         Task::FuzzCorpus { pcaps, out } => xtask::corpus::write(&pcaps, &out)?,
         Task::Flood {
