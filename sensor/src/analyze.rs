@@ -693,6 +693,7 @@ impl Analyzer {
                 (server, packets_to_client, bytes_to_client),
             ),
         }
+        self.check_quiet(ts_ns);
     }
 
     /// Bulk the kernel shed: adds it to both ends' traffic and peers. Only devices the
@@ -733,7 +734,6 @@ impl Analyzer {
                 self.dirty.insert(DeviceKey::Ip(this));
             }
         }
-        self.check_quiet(ts_ns);
     }
 
     fn mark_dirty(&mut self, key: DeviceKey) {
