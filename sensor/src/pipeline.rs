@@ -54,7 +54,8 @@ const BATCH_BYTES: usize = 1 << 20;
 /// no worker runs far ahead of another in packet time: the analyzer then sees
 /// observations from all workers in nearly packet-time order, as it does live, and
 /// baseline decisions (learned before, deviation after) do not depend on how a sparse
-/// capture happened to fill each worker's batch.
+/// capture happened to fill each worker's batch. Live, it also bounds how long a packet
+/// waits in a partial batch. A one-worker replay needs neither.
 const BATCH_FLUSH_NS: u64 = 10_000_000;
 /// Capacity of the channel into the EVE writer thread, in records.
 const EVE_QUEUE: usize = 16_384;
@@ -425,8 +426,11 @@ pub fn replay(
             }
             read_packets += 1;
             read_bytes += packet.data.len() as u64;
-            let due = flushed_at_ns
-                .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
+            // One worker of a replay has no other worker to stay level with: its batches
+            // fill up whatever the capture's packet rate.
+            let due = (workers > 1 || options.live)
+                && flushed_at_ns
+                    .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
             if due {
                 flushed_at_ns = Some(packet.ts_ns);
                 fold_reader(&mut read_packets, &mut read_bytes);
