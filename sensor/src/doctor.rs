@@ -187,19 +187,6 @@ fn driver(interface: &str) -> Option<String> {
         .filter(|d| !d.is_empty())
 }
 
-/// Receive queues the kernel has active (`/sys/class/net/IF/queues/rx-*`).
-fn active_rx_queues(interface: &str) -> u32 {
-    let dir = Path::new("/sys/class/net").join(interface).join("queues");
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count()
-        })
-        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
-}
-
 /// Tries to attach the pre-filter in `mode` and detaches it again.
 fn try_attach(interface: &str, mode: AttachMode) -> Result<AttachedMode, String> {
     let settings = XdpSettings {
@@ -299,22 +286,22 @@ pub fn diagnose(interface: &str) -> Report {
     }
 
     let queues = if exists {
-        active_rx_queues(interface)
+        afxdp::active_rx_queues(interface)
     } else {
         0
     };
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if exists {
-        // The capture opens one socket per queue the driver *could* have (ethtool's
-        // maximum); binding a queue that is not active fails.
-        let opened = afxdp::rx_queue_count(interface).unwrap_or(0);
-        if queues >= 1 && opened > queues {
+        // The capture opens one socket per active queue; inactive ones the driver
+        // could offer are capacity left unused.
+        let possible = afxdp::max_rx_queues(interface);
+        if queues >= 1 && possible > queues {
             doctor.flag(
                 Level::Warn,
                 "queues",
-                format!("{queues} RX queues active of {opened} possible"),
+                format!("{queues} RX queues active of {possible} possible"),
                 format!(
-                    "`otsensor run` opens a socket on all {opened}: activate them (`otsensor nic-setup --interface {interface} --queues {opened}`)"
+                    "`otsensor run` captures on the {queues} active: for more workers, activate more (`otsensor nic-setup --interface {interface} --queues {possible}`)"
                 ),
             );
         } else if queues >= 1 {

@@ -682,7 +682,34 @@ pub fn interface_index(ifname: &str) -> Result<u32, Error> {
 /// per queue is needed to see every redirected frame.
 pub fn rx_queue_count(ifname: &str) -> Result<u32, Error> {
     interface_index(ifname)?;
-    Ok(syscall::max_queues(ifname))
+    // Sockets can bind only queues the kernel has active (`real_num_rx_queues`, one
+    // `queues/rx-N` entry each); ethtool's maximum may be larger (e.g. a veth made with
+    // two queues and set to one), and binding beyond the active ones fails.
+    let active = active_rx_queues(ifname);
+    let max = syscall::max_queues(ifname);
+    Ok(if active == 0 {
+        max
+    } else {
+        active.min(max.max(1))
+    })
+}
+
+/// The most RX queues the driver could have (ethtool's channel maximum).
+pub fn max_rx_queues(ifname: &str) -> u32 {
+    syscall::max_queues(ifname)
+}
+
+/// Receive queues the kernel has active (`/sys/class/net/IF/queues/rx-*`).
+pub fn active_rx_queues(ifname: &str) -> u32 {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(ifname)
+        .join("queues");
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count() as u32
+    })
 }
 
 fn set_busy_poll(fd: &Fd, busy: BusyPoll) -> io::Result<()> {
