@@ -159,32 +159,15 @@ pub fn syslog_message(alert: &Alert, hostname: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{AlertStatus, Engine};
-    use crate::dissect::Protocol;
 
+    /// The shared sample, with a signature and message that need escaping.
     fn alert() -> Alert {
         Alert {
-            src_mac: None,
             id: 4,
             signature: "plc|stop\\now".into(),
-            signature_id: 1001,
-            category: "Operational".into(),
-            severity: Severity::HIGH,
-            engine: Engine::Operational,
-            mitre: "T0881".into(),
-            src_ip: Some("10.0.0.5".parse().expect("ip")),
-            src_port: Some(50000),
-            dest_ip: Some("10.0.0.10".parse().expect("ip")),
-            dest_port: Some(102),
-            proto: Some(6),
-            flow_id: Some(7),
-            app_proto: Some(Protocol::S7comm),
             message: "a=b\\c\nnext".into(),
-            context: serde_json::Value::Null,
-            first_ns: 1_700_000_000_000_000_000,
             last_ns: 1_700_000_000_500_000_000,
-            count: 1,
-            status: AlertStatus::New,
+            ..crate::control::tests_support::sample_alert()
         }
     }
 
