@@ -10,6 +10,8 @@
 //! [`Config::validate`] then checks what spans fields and builds the [`Policy`].
 
 mod value;
+/// Published policy snapshots and the workers' cheap view of them.
+mod watch;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_path_to_error::{Path as FieldPath, Segment};
 
 pub use value::HumanDuration;
+pub(crate) use watch::lock;
+pub use watch::{PolicySnapshots, PolicyWatch};
 
 /// The commented default configuration: what `otsensor default-config` prints and the
 /// example shipped in `deploy/`. Tests prove it parses to [`Config::default`].

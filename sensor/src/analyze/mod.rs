@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use otsensor_wire::layers::{self, Mac};
+use otsensor_wire::Protocol;
+
 use crate::config::Policy;
 use crate::detect::{self, Alert, AlertStatus, Detection};
-use crate::dissect::inspect::EventSink;
-use crate::dissect::Protocol;
-use crate::layers::{self, Mac};
 use crate::metrics::Metrics;
 use crate::observe::{
     mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
@@ -37,6 +37,7 @@ use crate::observe::{
 };
 use crate::oui;
 use crate::output::eve::EveRecord;
+use crate::output::eve::EventSink;
 use crate::output::sinks::AlertSinks;
 use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
