@@ -342,6 +342,8 @@ pub struct DetectionConfig {
     pub scan: ScanDetectionConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub silent_device: SilentDeviceConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub flood: FloodDetectionConfig,
     /// Hosts allowed to program controllers: `plc_programming` from them does not
     /// alert (hosts that programmed during learning are allowed too).
     #[serde(
@@ -376,6 +378,27 @@ impl Default for ScanDetectionConfig {
             address_scan_hosts: 50,
             discovery_sweep: 10,
             window: HumanDuration::from_secs(120),
+        }
+    }
+}
+
+/// `detection.flood`: half-open connection attempts against one device.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodDetectionConfig {
+    /// Connection attempts (TCP SYN without ACK) to one device within `window`, from
+    /// any number of sources, that make a denial-of-service flood.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub attempts: u32,
+    #[serde(deserialize_with = "value::positive_duration")]
+    pub window: HumanDuration,
+}
+
+impl Default for FloodDetectionConfig {
+    fn default() -> Self {
+        FloodDetectionConfig {
+            attempts: 100,
+            window: HumanDuration::from_secs(10),
         }
     }
 }
@@ -607,6 +630,9 @@ pub struct Policy {
     pub http_enabled: bool,
     pub silent_quiet_factor: u32,
     pub silent_quiet_floor_ns: u64,
+    /// `detection.flood.attempts` and `window`.
+    pub flood_attempts: u32,
+    pub flood_window_ns: u64,
     /// `detection.engineering_workstations`.
     pub engineering_workstations: Vec<IpNet>,
     pub http_listen: SocketAddr,
@@ -821,6 +847,9 @@ impl Config {
         check_positive("detection.silent_device.window", silent.window)?;
         check_count("detection.silent_device.quiet_factor", silent.quiet_factor)?;
         check_positive("detection.silent_device.quiet_floor", silent.quiet_floor)?;
+        let flood = &self.detection.flood;
+        check_count("detection.flood.attempts", flood.attempts)?;
+        check_positive("detection.flood.window", flood.window)?;
 
         if self.http.listen.port() == 0 {
             return Err(invalid(
@@ -871,6 +900,8 @@ impl Config {
             http_enabled: self.http.enabled,
             silent_quiet_factor: silent.quiet_factor,
             silent_quiet_floor_ns: silent.quiet_floor.as_nanos(),
+            flood_attempts: flood.attempts,
+            flood_window_ns: flood.window.as_nanos(),
             engineering_workstations: self
                 .detection
                 .engineering_workstations

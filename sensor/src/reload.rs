@@ -209,6 +209,8 @@ const SETTINGS: &[Setting] = &[
         LIVE,
         silent_quiet_floor_ns
     ),
+    setting!("detection.flood.attempts", LIVE, flood_attempts),
+    setting!("detection.flood.window", LIVE, flood_window_ns),
     setting!(
         "detection.engineering_workstations",
         LIVE,
@@ -310,6 +312,8 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         http_enabled: _,
         http_listen: _,
@@ -337,6 +341,8 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         ..running.clone()
     };

@@ -263,6 +263,8 @@ impl Worker {
                 // Joined after the SYN: the SYN-ACK's sender is the server.
                 if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
                     flow.initiator = other(side);
+                } else if !flags.has(TcpFlags::SYN) {
+                    flow.initiator = mid_stream_initiator(&key, side);
                 }
             }
             flow.app_proto = first_guess(&key, flow.initiator);
@@ -649,6 +651,27 @@ fn flow_endpoint(key: &FlowKey, side: Side) -> (std::net::IpAddr, u16) {
     match side {
         Side::Lo => (key.lo_ip, key.lo_port),
         Side::Hi => (key.hi_ip, key.hi_port),
+    }
+}
+
+/// Who opened a TCP session first seen mid-stream: the side whose port is a known
+/// service (an industrial protocol's or below 1024) is the server; when both or neither
+/// are, the lower port is. The analyzer corrects this with the ports it learned.
+fn mid_stream_initiator(key: &FlowKey, sender: Side) -> Side {
+    let (sender_port, receiver_port) = match sender {
+        Side::Lo => (key.lo_port, key.hi_port),
+        Side::Hi => (key.hi_port, key.lo_port),
+    };
+    let known = |port: u16| port < 1024 || Protocol::by_port(key.protocol, port).is_some();
+    let sender_serves = match (known(sender_port), known(receiver_port)) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => sender_port < receiver_port,
+    };
+    if sender_serves {
+        other(sender)
+    } else {
+        sender
     }
 }
 

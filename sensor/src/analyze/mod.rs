@@ -56,6 +56,7 @@ mod tests;
 
 use alerts::{parse_alert_key, AlertState, Subject};
 use control::FlowBook;
+use detections::flood::FloodState;
 use detections::flows::FlowStart;
 use detections::scan::ScanTracker;
 pub use inventory::{ClassGuess, DeviceRecord, IdentityChange, Roles};
@@ -100,6 +101,8 @@ pub struct AnalyzerCounters {
     pub alerts_over_capacity: u64,
     /// Scan trackers not created because `MAX_SCAN_SOURCES` sources were tracked.
     pub scan_sources_over_capacity: u64,
+    /// Flood targets not tracked because `MAX_FLOOD_TARGETS` were.
+    pub flood_targets_over_capacity: u64,
     /// Alert occurrences folded into an existing alert.
     pub alert_repeats: u64,
     pub store_commits: u64,
@@ -159,6 +162,8 @@ pub struct Analyzer {
     inventory_full_raised: bool,
     alert_table_full_raised: bool,
     scans: HashMap<IpAddr, ScanTracker>,
+    /// Connection attempts per (device, port), for floods.
+    floods: HashMap<(IpAddr, u16), FloodState>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
     store: Store,
@@ -231,6 +236,7 @@ impl Analyzer {
             inventory_full_raised: false,
             alert_table_full_raised: false,
             scans: HashMap::new(),
+            floods: HashMap::new(),
             next_quiet_check_ns: 0,
             store,
             store_version: 0,
