@@ -367,6 +367,10 @@ pub struct ScanDetectionConfig {
     /// or distinct Modbus unit ids of one server addressed by one client.
     #[serde(deserialize_with = "value::count_u32")]
     pub discovery_sweep: u32,
+    /// Distinct objects (Modbus function and address, S7 SZL ids) of one server
+    /// addressed by one client: an ICS object sweep.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub object_sweep: u32,
     #[serde(deserialize_with = "value::positive_duration")]
     pub window: HumanDuration,
 }
@@ -377,6 +381,7 @@ impl Default for ScanDetectionConfig {
             port_scan_ports: 25,
             address_scan_hosts: 50,
             discovery_sweep: 10,
+            object_sweep: 100,
             window: HumanDuration::from_secs(120),
         }
     }
@@ -624,6 +629,7 @@ pub struct Policy {
     pub port_scan_ports: u32,
     pub address_scan_hosts: u32,
     pub discovery_sweep: u32,
+    pub object_sweep: u32,
     pub scan_window_ns: u64,
     pub silent_unanswered_requests: u32,
     pub silent_window_ns: u64,
@@ -838,6 +844,7 @@ impl Config {
         check_count("detection.scan.port_scan_ports", scan.port_scan_ports)?;
         check_count("detection.scan.address_scan_hosts", scan.address_scan_hosts)?;
         check_count("detection.scan.discovery_sweep", scan.discovery_sweep)?;
+        check_count("detection.scan.object_sweep", scan.object_sweep)?;
         check_positive("detection.scan.window", scan.window)?;
         let silent = &self.detection.silent_device;
         check_count(
@@ -894,6 +901,7 @@ impl Config {
             port_scan_ports: scan.port_scan_ports,
             address_scan_hosts: scan.address_scan_hosts,
             discovery_sweep: scan.discovery_sweep,
+            object_sweep: scan.object_sweep,
             scan_window_ns: scan.window.as_nanos(),
             silent_unanswered_requests: silent.unanswered_requests,
             silent_window_ns: silent.window.as_nanos(),

@@ -215,6 +215,17 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+    /// A client addressed one object of a server: a Modbus (function, start address),
+    /// an S7 SZL (id, index). Reported once per flow and object per interval, so
+    /// normal polling costs little and a sweep over objects is seen.
+    ObjectAccess {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        object: u64,
+    },
     /// Packets of a conversation that the XDP pre-filter shed in the kernel (they never
     /// reached a worker), accounted there and read periodically: the delta since the
     /// last report. Oriented client to server as the kernel judged it.
@@ -241,6 +252,7 @@ impl Observation {
             | Observation::Command { ts_ns, .. }
             | Observation::Identity { ts_ns, .. }
             | Observation::ProtocolError { ts_ns, .. }
+            | Observation::ObjectAccess { ts_ns, .. }
             | Observation::KernelConversation { ts_ns, .. } => *ts_ns,
             Observation::FlowEnded(record) => record.last_ns,
         }

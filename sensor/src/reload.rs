@@ -192,6 +192,7 @@ const SETTINGS: &[Setting] = &[
         address_scan_hosts
     ),
     setting!("detection.scan.discovery_sweep", LIVE, discovery_sweep),
+    setting!("detection.scan.object_sweep", LIVE, object_sweep),
     setting!("detection.scan.window", LIVE, scan_window_ns),
     setting!(
         "detection.silent_device.unanswered_requests",
@@ -307,6 +308,7 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         port_scan_ports,
         address_scan_hosts,
         discovery_sweep,
+        object_sweep,
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,
@@ -336,6 +338,7 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         port_scan_ports,
         address_scan_hosts,
         discovery_sweep,
+        object_sweep,
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,

@@ -58,7 +58,7 @@ use alerts::{parse_alert_key, AlertState, Subject};
 use control::FlowBook;
 use detections::flood::FloodState;
 use detections::flows::FlowStart;
-use detections::scan::ScanTracker;
+use detections::scan::{ObjectSweep, ScanTracker};
 pub use inventory::{ClassGuess, DeviceRecord, IdentityChange, Roles};
 
 /// Peers remembered per device; more are counted.
@@ -103,6 +103,8 @@ pub struct AnalyzerCounters {
     pub scan_sources_over_capacity: u64,
     /// Flood targets not tracked because `MAX_FLOOD_TARGETS` were.
     pub flood_targets_over_capacity: u64,
+    /// (client, server) pairs not tracked for object sweeps at capacity.
+    pub object_sweeps_over_capacity: u64,
     /// Alert occurrences folded into an existing alert.
     pub alert_repeats: u64,
     pub store_commits: u64,
@@ -164,6 +166,8 @@ pub struct Analyzer {
     scans: HashMap<IpAddr, ScanTracker>,
     /// Connection attempts per (device, port), for floods.
     floods: HashMap<(IpAddr, u16), FloodState>,
+    /// Objects each (client, server, protocol) addressed in the current scan window.
+    object_sweeps: HashMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
     store: Store,
@@ -237,6 +241,7 @@ impl Analyzer {
             alert_table_full_raised: false,
             scans: HashMap::new(),
             floods: HashMap::new(),
+            object_sweeps: HashMap::new(),
             next_quiet_check_ns: 0,
             store,
             store_version: 0,
@@ -421,6 +426,16 @@ impl Analyzer {
                     (client, server)
                 };
                 self.protocol_error(ts_ns, flow_id, src, dst, protocol, kind, code);
+            }
+            Observation::ObjectAccess {
+                ts_ns,
+                client,
+                server,
+                protocol,
+                object,
+                ..
+            } => {
+                self.object_sweep(ts_ns, client, server, protocol, object);
             }
             Observation::KernelConversation {
                 ts_ns,

@@ -322,6 +322,21 @@ impl PduCtx<'_> {
         }
     }
 
+    /// Reports the object a request addresses (see `Observation::ObjectAccess`).
+    pub fn object_access(&mut self, protocol: Protocol, object: u64) {
+        let key = key_of((4u8, self.flow.flow_id, protocol, object));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::ObjectAccess {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                protocol,
+                object,
+            });
+        }
+    }
+
     /// Reports an identity attribute the sender of this PDU claims about itself.
     pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
         let (device, _) = self.sender();

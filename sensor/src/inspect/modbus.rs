@@ -164,6 +164,12 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 code = (code << 8) | u32::from(umas_function);
             }
             ctx.state.request(transaction, code, ctx.ts_ns);
+            if let Some(access) = adu.read_access(Direction::Request) {
+                ctx.object_access(
+                    Protocol::Modbus,
+                    (u64::from(function) << 16) | u64::from(access.address),
+                );
+            }
             ctx.command_to_unit(
                 Protocol::Modbus,
                 command_kind(&adu),

@@ -578,6 +578,14 @@ fn inspect_s7comm(s7: &S7comm<'_>, ctx: &mut PduCtx<'_>) {
             stats.szl_id.add(u32::from(szl_id));
         }
     }
+    if ctx.direction == Direction::Request {
+        if let Some((szl_id, index)) = userdata.as_ref().and_then(|userdata| userdata.szl()) {
+            ctx.object_access(
+                Protocol::S7comm,
+                (u64::from(szl_id) << 16) | u64::from(index),
+            );
+        }
+    }
     let reference = u32::from(s7.pdu_reference());
     match (rosctr, &userdata) {
         (Rosctr::Job, _) => {

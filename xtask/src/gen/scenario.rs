@@ -37,7 +37,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 27] = [
+pub const SCENARIOS: [&str; 28] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -64,6 +64,7 @@ pub const SCENARIOS: [&str; 27] = [
     "midstream_internet",
     "inbound_internet",
     "syn_flood",
+    "modbus_address_sweep",
     "combined",
 ];
 
@@ -1137,6 +1138,31 @@ fn attack(
                     dst: Some(RTU.addr()),
                 }],
                 Vec::new(),
+            )
+        }
+        // The engineering workstation reads 300 consecutive input registers of the
+        // PLC one at a time; past address 49 the PLC answers exception 02 (illegal
+        // data address). An ICS object sweep, and the exceptions themselves.
+        "modbus_address_sweep" => {
+            let mut exchanges = Vec::new();
+            for address in 0u16..300 {
+                let [hi, lo] = address.to_be_bytes();
+                let reply: &[u8] = if address < 50 {
+                    &[0x04, 0x02, 0x00, 0x2a]
+                } else {
+                    &[0x84, 0x02]
+                };
+                exchanges.push(cap.modbus_raw(&[0x04, hi, lo, 0x00, 0x01], reply));
+            }
+            cap.session(t, EWS.into(), plc, 502, Answer::Accept, exchanges)?;
+            (
+                vec![
+                    expect("scan", Some(EWS), plc_dst),
+                    expect("illegal_operation", Some(PLC_MODBUS), Some(EWS.addr())),
+                    // Function 4 from the EWS is a command key it never used.
+                    expect("new_conversation", Some(EWS), plc_dst),
+                ],
+                vec!["modbus"],
             )
         }
         "combined" => {

@@ -11,6 +11,17 @@ pub(in crate::analyze) struct ScanTracker {
     pub(in crate::analyze) units: VecDeque<(u64, IpAddr, u8)>,
 }
 
+/// (client, server, protocol) triples tracked for object sweeps.
+const MAX_OBJECT_SWEEPS: usize = 16_384;
+
+/// Distinct objects one client addressed on one server in the current window (at
+/// most `detection.scan.object_sweep` kept).
+#[derive(Default)]
+pub(in crate::analyze) struct ObjectSweep {
+    window_start_ns: u64,
+    objects: std::collections::HashSet<u64>,
+}
+
 impl Analyzer {
     /// Port and address scans over a sliding window of the source's flow starts.
     pub(in crate::analyze) fn track_scan(&mut self, flow: &FlowStart) {
@@ -189,6 +200,75 @@ impl Analyzer {
             subject,
             format!("{source} addressed {units} Modbus unit ids of {server} (ICS discovery sweep)"),
             serde_json::json!({ "kind": "modbus_unit_sweep", "units": units }),
+            vec![item],
+        );
+    }
+
+    /// ICS reconnaissance below the port level: one client addressing
+    /// `detection.scan.object_sweep` distinct objects (Modbus function and address, S7
+    /// SZL ids) of one server within a scan window. A client that did so while learning
+    /// (a gateway poller, a historian) becomes a known discoverer and is exempt.
+    pub(in crate::analyze) fn object_sweep(
+        &mut self,
+        ts_ns: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        object: u64,
+    ) {
+        let source = client.0;
+        let item = BaselineItem::Discoverer(source);
+        if self.baseline.contains(&item) {
+            return;
+        }
+        let key = (source, server.0, protocol);
+        let window = self.policy.scan_window_ns;
+        let threshold = self.policy.object_sweep as usize;
+        if !self.object_sweeps.contains_key(&key) && self.object_sweeps.len() >= MAX_OBJECT_SWEEPS {
+            self.object_sweeps
+                .retain(|_, sweep| ts_ns < sweep.window_start_ns.saturating_add(window));
+            if self.object_sweeps.len() >= MAX_OBJECT_SWEEPS {
+                self.counters.object_sweeps_over_capacity += 1;
+                return;
+            }
+        }
+        let sweep = self.object_sweeps.entry(key).or_default();
+        if ts_ns >= sweep.window_start_ns.saturating_add(window) || sweep.objects.is_empty() {
+            sweep.window_start_ns = ts_ns;
+            sweep.objects.clear();
+        }
+        // Bounded: once the threshold is reached the sweep is established.
+        if sweep.objects.len() >= threshold || !sweep.objects.insert(object) {
+            return;
+        }
+        if sweep.objects.len() < threshold {
+            return;
+        }
+        if self.is_learning(ts_ns) {
+            self.learn(item, ts_ns);
+            return;
+        }
+        let what = match protocol {
+            Protocol::Modbus => "Modbus register/coil addresses",
+            Protocol::S7comm => "S7 SZL lists",
+            _ => "objects",
+        };
+        self.raise(
+            "scan",
+            ts_ns,
+            Subject {
+                src: Some(source),
+                src_port: Some(client.1),
+                dst: Some(server.0),
+                dst_port: Some(server.1),
+                app_proto: Some(protocol),
+                ..Subject::default()
+            },
+            format!(
+                "{source} addressed {threshold} distinct {what} of {} within the scan window (ICS object sweep)",
+                server.0
+            ),
+            serde_json::json!({ "kind": "object_sweep", "objects": threshold, "protocol": protocol.name() }),
             vec![item],
         );
     }
