@@ -245,12 +245,128 @@ impl Observation {
 }
 
 /// An observation as it travels the channel, stamped by the worker's sink with the
-/// monotonic time it was sent ([`mono_ns`]), so the analyzer can measure
-/// packet-to-alert latency without changing what inspection code builds.
+/// monotonic time it was made ([`mono_ns`]), so the analyzer can measure
+/// packet-to-alert latency without changing what inspection code builds, and with the
+/// order key of the packet that caused it (see [`Merge`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamped {
     pub observation: Observation,
     pub mono_ns: u64,
+    /// The causing packet's place in the source's order: its index in a replay, its
+    /// capture time live. Non-decreasing along one producer's stream.
+    pub order: u64,
+}
+
+/// One producer's (worker's) observations since its last batch, in its order, and its
+/// watermark: every observation it will send later has an order key above `watermark`.
+#[derive(Debug, Default)]
+pub struct ObservationBatch {
+    pub producer: usize,
+    pub watermark: u64,
+    /// The producer is parked (live, no traffic): until its next batch its watermark
+    /// follows the wall clock (see [`Merge::idle_grace_ns`]).
+    pub idle: bool,
+    /// The producer has ended: nothing more will come from it.
+    pub last: bool,
+    pub items: Vec<Stamped>,
+}
+
+/// Watermark of a producer that has ended.
+pub const WATERMARK_END: u64 = u64::MAX;
+
+/// The analyzer's k-way merge of the workers' observation streams. Each worker's stream
+/// is in its own order; an observation is released once every worker's watermark has
+/// reached its order key, so the analyzer sees all workers' observations in one order
+/// (the source's packet order in a replay) whatever the number of workers and however
+/// the packets fell into batches. Ties go to the lower producer id.
+#[derive(Debug)]
+pub struct Merge {
+    producers: Vec<Producer>,
+    held: usize,
+    /// How far behind the wall clock an idle live producer's watermark is put.
+    pub idle_grace_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Producer {
+    queue: std::collections::VecDeque<Stamped>,
+    watermark: u64,
+    idle: bool,
+}
+
+impl Merge {
+    pub fn new(producers: usize) -> Merge {
+        Merge {
+            producers: (0..producers).map(|_| Producer::default()).collect(),
+            held: 0,
+            idle_grace_ns: 1_000_000,
+        }
+    }
+
+    /// Observations waiting for a slower producer's watermark.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// True when some producer is parked with a wall-clock watermark: the caller should
+    /// come back after a while even if no batch arrives.
+    pub fn waits_on_clock(&self) -> bool {
+        self.held > 0 && self.producers.iter().any(|p| p.idle)
+    }
+
+    /// Takes a batch in; its emptied vector is returned for reuse by its producer.
+    pub fn push(&mut self, batch: &mut ObservationBatch) {
+        let Some(producer) = self.producers.get_mut(batch.producer) else {
+            return;
+        };
+        self.held += batch.items.len();
+        producer.queue.extend(batch.items.drain(..));
+        producer.watermark = if batch.last {
+            WATERMARK_END
+        } else {
+            producer.watermark.max(batch.watermark)
+        };
+        producer.idle = batch.idle && !batch.last;
+    }
+
+    /// Ends every producer (the channel closed): everything held is released.
+    pub fn end_all(&mut self) {
+        for producer in &mut self.producers {
+            producer.watermark = WATERMARK_END;
+            producer.idle = false;
+        }
+    }
+
+    /// The next observation every producer's watermark has passed, if any. `wall_ns`
+    /// is the current wall-clock time, read before the batches were taken in (used only
+    /// for idle live producers).
+    pub fn pop(&mut self, wall_ns: u64) -> Option<Stamped> {
+        if self.held == 0 {
+            return None;
+        }
+        let clock = wall_ns.saturating_sub(self.idle_grace_ns);
+        let mut bound = u64::MAX;
+        let mut best: Option<(u64, usize)> = None;
+        for (index, producer) in self.producers.iter().enumerate() {
+            let watermark = if producer.idle {
+                producer.watermark.max(clock)
+            } else {
+                producer.watermark
+            };
+            bound = bound.min(watermark);
+            if let Some(head) = producer.queue.front() {
+                if best.is_none_or(|(order, _)| head.order < order) {
+                    best = Some((head.order, index));
+                }
+            }
+        }
+        let (order, index) = best?;
+        if order > bound {
+            return None;
+        }
+        self.held -= 1;
+        self.producers[index].queue.pop_front()
+    }
 }
 
 /// Nanoseconds on a monotonic clock shared by every thread of the process (counted
@@ -264,3 +380,10 @@ pub fn mono_ns() -> u64 {
 // Keep the message small: it is copied through a bounded, preallocated channel, and
 // carried inline so that ending a flow allocates nothing.
 const _: () = assert!(std::mem::size_of::<Observation>() <= 160);
+
+/// Nanoseconds since the Unix epoch (the wall clock live frames are stamped with).
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
