@@ -387,3 +387,79 @@ pub fn realtime_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(order: u64) -> Stamped {
+        Stamped {
+            observation: Observation::DeviceSeen {
+                ts_ns: order,
+                mac: None,
+                ip: None,
+                vlan: 0,
+            },
+            mono_ns: 0,
+            order,
+        }
+    }
+
+    fn batch(producer: usize, watermark: u64, orders: &[u64]) -> ObservationBatch {
+        ObservationBatch {
+            producer,
+            watermark,
+            items: orders.iter().map(|&o| seen(o)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn drain(merge: &mut Merge, wall_ns: u64) -> Vec<u64> {
+        std::iter::from_fn(|| merge.pop(wall_ns))
+            .map(|s| s.order)
+            .collect()
+    }
+
+    #[test]
+    fn releases_in_order_up_to_the_lowest_watermark() {
+        let mut merge = Merge::new(2);
+        merge.push(&mut batch(0, 10, &[1, 4, 9]));
+        // Worker 1 has said nothing yet: nothing may go.
+        assert_eq!(drain(&mut merge, 0), Vec::<u64>::new());
+        merge.push(&mut batch(1, 5, &[2, 5]));
+        assert_eq!(drain(&mut merge, 0), vec![1, 2, 4, 5]);
+        assert_eq!(merge.held(), 1);
+        // An empty batch (a tick) moves the watermark on.
+        merge.push(&mut batch(1, 12, &[]));
+        assert_eq!(drain(&mut merge, 0), vec![9]);
+        merge.push(&mut batch(1, 20, &[13]));
+        merge.push(&mut ObservationBatch {
+            producer: 0,
+            last: true,
+            ..batch(0, 0, &[11, 30])
+        });
+        assert_eq!(drain(&mut merge, 0), vec![11, 13]);
+        merge.end_all();
+        assert_eq!(drain(&mut merge, 0), vec![30]);
+        assert_eq!(merge.held(), 0);
+    }
+
+    #[test]
+    fn an_idle_producer_follows_the_wall_clock() {
+        let mut merge = Merge::new(2);
+        merge.idle_grace_ns = 100;
+        merge.push(&mut batch(0, 5_000, &[1_000, 4_000]));
+        merge.push(&mut ObservationBatch {
+            idle: true,
+            ..batch(1, 500, &[])
+        });
+        assert!(merge.waits_on_clock());
+        assert_eq!(drain(&mut merge, 1_050), vec![]);
+        assert_eq!(drain(&mut merge, 2_000), vec![1_000]);
+        assert_eq!(drain(&mut merge, 9_000), vec![4_000]);
+        // Busy again: its own watermark holds the others back.
+        merge.push(&mut batch(0, 20_000, &[15_000]));
+        merge.push(&mut batch(1, 10_000, &[9_500]));
+        assert_eq!(drain(&mut merge, 99_000), vec![9_500]);
+    }
+}

@@ -369,16 +369,19 @@ pub fn replay(
                 }
             };
             let take = |analyzer: &mut Analyzer, merge: &mut Merge, mut batch: ObservationBatch| {
-                if batch.producer >= workers {
+                if batch.producer >= workers || workers == 1 {
                     // The source's own observations (kernel-shed conversations) are
-                    // not ordered against packets: analysed as they come.
+                    // not ordered against packets: analysed as they come. One worker's
+                    // stream is already in order: nothing to merge.
                     for stamped in batch.items.drain(..) {
                         analyzer.handle(stamped);
                     }
-                    return;
+                } else {
+                    merge.push(&mut batch);
                 }
-                merge.push(&mut batch);
-                let _ = recycle_tx[batch.producer].try_send(batch.items);
+                if let Some(recycle) = recycle_tx.get(batch.producer) {
+                    let _ = recycle.try_send(batch.items);
+                }
             };
             loop {
                 // Spin briefly before parking: a busy pipeline sends a batch every few
