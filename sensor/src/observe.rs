@@ -454,7 +454,7 @@ mod tests {
             ..batch(1, 500, &[])
         });
         assert!(merge.waits_on_clock());
-        assert_eq!(drain(&mut merge, 1_050), vec![]);
+        assert_eq!(drain(&mut merge, 1_050), Vec::<u64>::new());
         assert_eq!(drain(&mut merge, 2_000), vec![1_000]);
         assert_eq!(drain(&mut merge, 9_000), vec![4_000]);
         // Busy again: its own watermark holds the others back.

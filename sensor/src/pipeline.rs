@@ -575,10 +575,7 @@ pub fn replay(
     let read_result = if let Some((mut worker, mut worker_metrics)) = inline_worker {
         let result = (|| -> Result<(), Error> {
             let mut batch_started = worker_metrics.is_some().then(Instant::now);
-            loop {
-                let Some(packet) = source.next_packet()? else {
-                    break;
-                };
+            while let Some(packet) = source.next_packet()? {
                 if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                     stopped = true;
                     break;
