@@ -3,11 +3,14 @@
 
 use std::net::IpAddr;
 
+use crossbeam_channel::{Receiver, Sender};
+
 use serde::Serialize;
 
-use crate::dissect::Protocol;
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::flow::table::{DirectionCounts, EndReason};
-use crate::layers::Mac;
 
 /// A finished flow, oriented client (initiator) to server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -386,6 +389,166 @@ pub fn realtime_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How a full observation channel is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Wait for room: offline replay, where completeness beats latency.
+    Block,
+    /// Drop and count: live capture, where a worker must never stall.
+    DropWhenFull,
+}
+
+/// The worker's side of the observation channel.
+///
+/// Batched (the pipeline): observations collect in a preallocated vector that goes to
+/// the analyzer as one [`ObservationBatch`] with the worker's watermark, once per batch
+/// of packets (or when full); the analyzer returns emptied vectors. Direct (unit tests,
+/// benchmarks): each observation is sent on its own.
+#[derive(Debug)]
+pub struct ObservationSink {
+    channel: Channel,
+    delivery: Delivery,
+    /// Order key of the packet being processed (stamped on what it causes).
+    order: u64,
+    /// The highest watermark published.
+    watermark: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+enum Channel {
+    Direct(Sender<Stamped>),
+    Batched {
+        producer: usize,
+        tx: Sender<ObservationBatch>,
+        free: Receiver<Vec<Stamped>>,
+        pending: Vec<Stamped>,
+    },
+}
+
+/// Observations per batch message: a fuller vector is sent at once.
+pub const OBSERVATION_BATCH: usize = 256;
+
+impl ObservationSink {
+    /// Sends each observation on its own (tests, benchmarks).
+    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
+        ObservationSink {
+            channel: Channel::Direct(tx),
+            delivery,
+            order: 0,
+            watermark: 0,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Sends observations in batches with this producer's watermark; `free` brings
+    /// emptied vectors back from the analyzer.
+    pub fn batched(
+        producer: usize,
+        tx: Sender<ObservationBatch>,
+        free: Receiver<Vec<Stamped>>,
+        delivery: Delivery,
+    ) -> ObservationSink {
+        ObservationSink {
+            channel: Channel::Batched {
+                producer,
+                tx,
+                free,
+                pending: Vec::with_capacity(OBSERVATION_BATCH),
+            },
+            delivery,
+            order: 0,
+            watermark: 0,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Sets the order key of the packet now processed; keys never go backwards.
+    #[inline]
+    pub fn set_order(&mut self, order: u64) {
+        self.order = self.order.max(order);
+    }
+
+    pub fn send(&mut self, observation: Observation) {
+        let stamped = Stamped {
+            observation,
+            mono_ns: mono_ns(),
+            order: self.order,
+        };
+        match &mut self.channel {
+            Channel::Direct(tx) => {
+                let delivered = match self.delivery {
+                    Delivery::Block => tx.send(stamped).is_ok(),
+                    Delivery::DropWhenFull => tx.try_send(stamped).is_ok(),
+                };
+                if delivered {
+                    self.sent += 1;
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            Channel::Batched { pending, .. } => {
+                if pending.len() < pending.capacity() {
+                    pending.push(stamped);
+                    return;
+                }
+                // Full: what is held goes now; the packet being processed may still
+                // cause more, so the watermark stays below its key.
+                let watermark = self.order.saturating_sub(1);
+                self.flush(watermark, false, false);
+                match &mut self.channel {
+                    Channel::Batched { pending, .. } if pending.len() < pending.capacity() => {
+                        pending.push(stamped)
+                    }
+                    _ => self.dropped += 1,
+                }
+            }
+        }
+    }
+
+    /// Sends what is held with `watermark` (the worker has processed every packet up to
+    /// it). `idle`: the worker parks; `last`: it ends. A live sink that finds the channel
+    /// full keeps the observations for the next flush (and drops new ones while full).
+    pub fn flush(&mut self, watermark: u64, idle: bool, last: bool) {
+        let Channel::Batched {
+            producer,
+            tx,
+            free,
+            pending,
+        } = &mut self.channel
+        else {
+            return;
+        };
+        self.watermark = self.watermark.max(watermark);
+        let fresh = free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(OBSERVATION_BATCH));
+        let items = std::mem::replace(pending, fresh);
+        let count = items.len() as u64;
+        let batch = ObservationBatch {
+            producer: *producer,
+            watermark: self.watermark,
+            idle,
+            last,
+            items,
+        };
+        let result = match self.delivery {
+            Delivery::Block => tx.send(batch).map_err(|e| e.into_inner()),
+            Delivery::DropWhenFull if last => tx.send(batch).map_err(|e| e.into_inner()),
+            Delivery::DropWhenFull => tx.try_send(batch).map_err(|e| e.into_inner()),
+        };
+        match result {
+            Ok(()) => self.sent += count,
+            // Keep them for the next try (the vector just taken is dropped); new
+            // observations are dropped and counted while the held vector is full.
+            Err(mut batch) => std::mem::swap(pending, &mut batch.items),
+        }
+    }
 }
 
 #[cfg(test)]

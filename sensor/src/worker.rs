@@ -5,181 +5,19 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
+use otsensor_wire::layers::{self, Anomaly, Frame, TcpFlags, Transport};
+use otsensor_wire::{self as wire, Direction, Protocol};
+
 use crate::capture::Packet;
-use crate::config::Policy;
-use crate::dissect::inspect::{
-    AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
-};
-use crate::dissect::{self, dnp3, Direction, Protocol};
+use crate::config::{Policy, PolicyWatch};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
-use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
-use crate::observe::{mono_ns, FlowRecord, Observation, ObservationBatch, Stamped};
-use crate::reload::PolicyWatch;
-
-/// How a full observation channel is handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Wait for room: offline replay, where completeness beats latency.
-    Block,
-    /// Drop and count: live capture, where a worker must never stall.
-    DropWhenFull,
-}
-
-/// The worker's side of the observation channel.
-///
-/// Batched (the pipeline): observations collect in a preallocated vector that goes to
-/// the analyzer as one [`ObservationBatch`] with the worker's watermark, once per batch
-/// of packets (or when full); the analyzer returns emptied vectors. Direct (unit tests,
-/// benchmarks): each observation is sent on its own.
-#[derive(Debug)]
-pub struct ObservationSink {
-    channel: Channel,
-    delivery: Delivery,
-    /// Order key of the packet being processed (stamped on what it causes).
-    order: u64,
-    /// The highest watermark published.
-    watermark: u64,
-    pub sent: u64,
-    pub dropped: u64,
-}
-
-#[derive(Debug)]
-enum Channel {
-    Direct(Sender<Stamped>),
-    Batched {
-        producer: usize,
-        tx: Sender<ObservationBatch>,
-        free: Receiver<Vec<Stamped>>,
-        pending: Vec<Stamped>,
-    },
-}
-
-/// Observations per batch message: a fuller vector is sent at once.
-pub const OBSERVATION_BATCH: usize = 256;
-
-impl ObservationSink {
-    /// Sends each observation on its own (tests, benchmarks).
-    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
-        ObservationSink {
-            channel: Channel::Direct(tx),
-            delivery,
-            order: 0,
-            watermark: 0,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Sends observations in batches with this producer's watermark; `free` brings
-    /// emptied vectors back from the analyzer.
-    pub fn batched(
-        producer: usize,
-        tx: Sender<ObservationBatch>,
-        free: Receiver<Vec<Stamped>>,
-        delivery: Delivery,
-    ) -> ObservationSink {
-        ObservationSink {
-            channel: Channel::Batched {
-                producer,
-                tx,
-                free,
-                pending: Vec::with_capacity(OBSERVATION_BATCH),
-            },
-            delivery,
-            order: 0,
-            watermark: 0,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Sets the order key of the packet now processed; keys never go backwards.
-    #[inline]
-    pub fn set_order(&mut self, order: u64) {
-        self.order = self.order.max(order);
-    }
-
-    pub fn send(&mut self, observation: Observation) {
-        let stamped = Stamped {
-            observation,
-            mono_ns: mono_ns(),
-            order: self.order,
-        };
-        match &mut self.channel {
-            Channel::Direct(tx) => {
-                let delivered = match self.delivery {
-                    Delivery::Block => tx.send(stamped).is_ok(),
-                    Delivery::DropWhenFull => tx.try_send(stamped).is_ok(),
-                };
-                if delivered {
-                    self.sent += 1;
-                } else {
-                    self.dropped += 1;
-                }
-            }
-            Channel::Batched { pending, .. } => {
-                if pending.len() < pending.capacity() {
-                    pending.push(stamped);
-                    return;
-                }
-                // Full: what is held goes now; the packet being processed may still
-                // cause more, so the watermark stays below its key.
-                let watermark = self.order.saturating_sub(1);
-                self.flush(watermark, false, false);
-                match &mut self.channel {
-                    Channel::Batched { pending, .. } if pending.len() < pending.capacity() => {
-                        pending.push(stamped)
-                    }
-                    _ => self.dropped += 1,
-                }
-            }
-        }
-    }
-
-    /// Sends what is held with `watermark` (the worker has processed every packet up to
-    /// it). `idle`: the worker parks; `last`: it ends. A live sink that finds the channel
-    /// full keeps the observations for the next flush (and drops new ones while full).
-    pub fn flush(&mut self, watermark: u64, idle: bool, last: bool) {
-        let Channel::Batched {
-            producer,
-            tx,
-            free,
-            pending,
-        } = &mut self.channel
-        else {
-            return;
-        };
-        self.watermark = self.watermark.max(watermark);
-        let fresh = free
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(OBSERVATION_BATCH));
-        let items = std::mem::replace(pending, fresh);
-        let count = items.len() as u64;
-        let batch = ObservationBatch {
-            producer: *producer,
-            watermark: self.watermark,
-            idle,
-            last,
-            items,
-        };
-        let result = match self.delivery {
-            Delivery::Block => tx.send(batch).map_err(|e| e.into_inner()),
-            Delivery::DropWhenFull if last => tx.send(batch).map_err(|e| e.into_inner()),
-            Delivery::DropWhenFull => tx.try_send(batch).map_err(|e| e.into_inner()),
-        };
-        match result {
-            Ok(()) => self.sent += count,
-            // Keep them for the next try (the vector just taken is dropped); new
-            // observations are dropped and counted while the held vector is full.
-            Err(mut batch) => std::mem::swap(pending, &mut batch.items),
-        }
-    }
-}
+use crate::inspect::{self, dnp3, AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::observe::{FlowRecord, Observation, ObservationSink};
+use crate::output::eve::EventSink;
 
 /// Everything a worker reports when it ends.
 #[derive(Clone, Debug, Default)]
@@ -301,7 +139,7 @@ struct Inspect {
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
-    segment_pool: dissect::reassembly::SegmentPool,
+    segment_pool: inspect::reassembly::SegmentPool,
 }
 
 impl Inspect {
@@ -322,7 +160,7 @@ impl Inspect {
             out: Outputs {
                 observations: &mut self.sink,
                 recent: &mut self.recent,
-                events: self.events.as_mut(),
+                events: self.events.as_mut().map(|e| e as _),
             },
             dnp3: &mut self.dnp3_pool,
             segments: &mut self.segment_pool,
@@ -397,8 +235,8 @@ impl Worker {
                     dnp3_pool: dnp3::ReassemblyPool::new(
                         dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
                     ),
-                    segment_pool: dissect::reassembly::SegmentPool::new(
-                        dissect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
+                    segment_pool: inspect::reassembly::SegmentPool::new(
+                        inspect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
                     ),
                 },
                 stream_pool: StreamPool::new(
@@ -417,14 +255,14 @@ impl Worker {
 
     /// Processes one captured packet; its capture time is its order key.
     pub fn process(&mut self, packet: &Packet<'_>) {
-        let frame = layers::slice(packet);
+        let frame = packet.slice();
         self.process_frame(&frame);
     }
 
     /// Processes one captured packet with an explicit order key (see
     /// [`Worker::process_frame_at`]).
     pub fn process_at(&mut self, packet: &Packet<'_>, order: u64) {
-        let frame = layers::slice(packet);
+        let frame = packet.slice();
         self.process_frame_at(&frame, order);
     }
 
@@ -477,6 +315,8 @@ impl Worker {
                 // Joined after the SYN: the SYN-ACK's sender is the server.
                 if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
                     flow.initiator = other(side);
+                } else if !flags.has(TcpFlags::SYN) {
+                    flow.initiator = mid_stream_initiator(&key, side);
                 }
             }
             flow.app_proto = first_guess(&key, flow.initiator);
@@ -630,7 +470,7 @@ impl Engine {
             return;
         };
         // No TCP dissector for this protocol yet: the flow is still named and counted.
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = flow_info(flow, side, frame);
@@ -646,7 +486,7 @@ impl Engine {
             counters: stream_counters,
             frame: frame_fn,
             on_pdu: |pdu: &[u8]| {
-                dissect::inspect(
+                crate::inspect::inspect(
                     protocol,
                     pdu,
                     &mut inspect.ctx(frame.ts_ns, direction, &info, app),
@@ -673,14 +513,14 @@ impl Engine {
         } = self;
         let app = &mut flow.app;
         let mut on_pdu = |pdu: &[u8]| {
-            dissect::inspect(
+            crate::inspect::inspect(
                 protocol,
                 pdu,
                 &mut inspect.ctx(frame.ts_ns, direction, &info, app),
             );
         };
-        match dissect::framer(protocol) {
-            Some(frame_fn) if !dissect::datagram_is_one_pdu(protocol) => {
+        match wire::framer(protocol) {
+            Some(frame_fn) if !wire::datagram_is_one_pdu(protocol) => {
                 frame_all(frame.payload, frame_fn, stream_counters, &mut on_pdu);
             }
             _ => on_pdu(frame.payload),
@@ -693,7 +533,7 @@ impl Engine {
         let Some(llc) = frame.llc else {
             return;
         };
-        if llc.dsap != dissect::bacnet::LLC_SAP || llc.ssap != dissect::bacnet::LLC_SAP {
+        if llc.dsap != wire::bacnet::LLC_SAP || llc.ssap != wire::bacnet::LLC_SAP {
             return;
         }
         let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -710,7 +550,7 @@ impl Engine {
         let mut ctx = self
             .inspect
             .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
-        dissect::bacnet::inspect_llc(llc.payload, &mut ctx);
+        inspect::bacnet::inspect_llc(llc.payload, &mut ctx);
     }
 
     /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).
@@ -722,7 +562,7 @@ impl Engine {
         let Some(protocol) = flow.app_proto else {
             return;
         };
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = FlowInfo {
@@ -747,7 +587,7 @@ impl Engine {
             counters: stream_counters,
             frame: frame_fn,
             on_pdu: |pdu: &[u8]| {
-                dissect::inspect(
+                crate::inspect::inspect(
                     protocol,
                     pdu,
                     &mut inspect.ctx(ts_ns, direction, &info, app),
@@ -775,7 +615,7 @@ impl Engine {
 fn recognised(flow: &mut Flow, payload: &[u8]) -> bool {
     if flow.app_proto.is_none() && flow.recognition_left > 0 {
         flow.recognition_left -= 1;
-        flow.app_proto = dissect::recognise(flow.key.protocol, payload);
+        flow.app_proto = wire::recognise(flow.key.protocol, payload);
     }
     flow.app_proto.is_some()
 }
@@ -815,6 +655,27 @@ fn flow_endpoint(key: &FlowKey, side: Side) -> (std::net::IpAddr, u16) {
     match side {
         Side::Lo => (key.lo_ip, key.lo_port),
         Side::Hi => (key.hi_ip, key.hi_port),
+    }
+}
+
+/// Who opened a TCP session first seen mid-stream: the side whose port is a known
+/// service (an industrial protocol's or below 1024) is the server; when both or neither
+/// are, the lower port is. The analyzer corrects this with the ports it learned.
+fn mid_stream_initiator(key: &FlowKey, sender: Side) -> Side {
+    let (sender_port, receiver_port) = match sender {
+        Side::Lo => (key.lo_port, key.hi_port),
+        Side::Hi => (key.hi_port, key.lo_port),
+    };
+    let known = |port: u16| port < 1024 || Protocol::by_port(key.protocol, port).is_some();
+    let sender_serves = match (known(sender_port), known(receiver_port)) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => sender_port < receiver_port,
+    };
+    if sender_serves {
+        other(sender)
+    } else {
+        sender
     }
 }
 

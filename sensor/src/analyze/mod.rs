@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use otsensor_wire::layers::{self, Mac};
+use otsensor_wire::Protocol;
+
 use crate::config::Policy;
 use crate::detect::{self, Alert, AlertStatus, Detection};
-use crate::dissect::inspect::EventSink;
-use crate::dissect::Protocol;
-use crate::layers::{self, Mac};
 use crate::metrics::Metrics;
 use crate::observe::{
     mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
@@ -41,6 +41,7 @@ use crate::observe::{
 };
 use crate::oui;
 use crate::output::eve::EveRecord;
+use crate::output::eve::EventSink;
 use crate::output::sinks::AlertSinks;
 use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
@@ -59,6 +60,7 @@ mod tests;
 
 use alerts::{parse_alert_key, AlertState, Subject};
 use control::FlowBook;
+use detections::flood::FloodState;
 use detections::flows::FlowStart;
 use detections::scan::ScanTracker;
 pub use inventory::{ClassGuess, DeviceRecord, IdentityChange, Roles};
@@ -103,6 +105,8 @@ pub struct AnalyzerCounters {
     pub alerts_over_capacity: u64,
     /// Scan trackers not created because `MAX_SCAN_SOURCES` sources were tracked.
     pub scan_sources_over_capacity: u64,
+    /// Flood targets not tracked because `MAX_FLOOD_TARGETS` were.
+    pub flood_targets_over_capacity: u64,
     /// Alert occurrences folded into an existing alert.
     pub alert_repeats: u64,
     pub store_commits: u64,
@@ -162,6 +166,8 @@ pub struct Analyzer {
     inventory_full_raised: bool,
     alert_table_full_raised: bool,
     scans: HashMap<IpAddr, ScanTracker>,
+    /// Connection attempts per (device, port), for floods.
+    floods: HashMap<(IpAddr, u16), FloodState>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
     store: Store,
@@ -234,6 +240,7 @@ impl Analyzer {
             inventory_full_raised: false,
             alert_table_full_raised: false,
             scans: HashMap::default(),
+            floods: HashMap::default(),
             next_quiet_check_ns: 0,
             store,
             store_version: 0,

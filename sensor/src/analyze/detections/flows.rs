@@ -21,6 +21,46 @@ pub(in crate::analyze) struct FlowStart {
     pub(in crate::analyze) tcp_flags: u8,
 }
 
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// True for addresses that never leave the site whatever `networks.internal` says:
+/// multicast, broadcast, link-local, unspecified, loopback and documentation ranges
+/// (RFC 5737, RFC 3849). None of them is "the internet".
+pub(in crate::analyze) fn stays_on_site(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_loopback()
+                || a == 0
+                || a >= 240
+                || (a, b, c) == (192, 0, 2)
+                || (a, b, c) == (198, 51, 100)
+                || (a, b, c) == (203, 0, 113)
+        }
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            v6.is_multicast()
+                || v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_unicast_link_local()
+                || (segments[0], segments[1]) == (0x2001, 0x0db8)
+        }
+    }
+}
+
+/// Sources no real host can have: multicast, broadcast, unspecified.
+pub(in crate::analyze) fn is_bogon_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    }
+}
+
 pub(in crate::analyze) fn is_remote_access(ip_protocol: u8, port: u16) -> bool {
     match ip_protocol {
         6 => REMOTE_ACCESS_TCP.contains(&port),
@@ -30,7 +70,16 @@ pub(in crate::analyze) fn is_remote_access(ip_protocol: u8, port: u16) -> bool {
 }
 
 impl Analyzer {
-    pub(in crate::analyze) fn flow_started(&mut self, flow: FlowStart) {
+    pub(in crate::analyze) fn flow_started(&mut self, mut flow: FlowStart) {
+        let tcp = flow.ip_protocol == 6;
+        // A TCP flow first seen after its SYN (a sensor starts mid-session, SYNs are
+        // lost under load, long sessions outlive flow timeouts) is judged like any
+        // other; the worker oriented it by its ports, and what the inventory learned
+        // about who serves which port overrides that guess.
+        let mid_stream = tcp && flow.tcp_flags & TCP_SYN == 0;
+        if mid_stream && self.serves(flow.client) && !self.serves(flow.server) {
+            std::mem::swap(&mut flow.client, &mut flow.server);
+        }
         let (client, server) = (flow.client.0, flow.server.0);
         let port = flow.server.1;
         let learning = self.is_learning(flow.ts_ns);
@@ -42,31 +91,41 @@ impl Analyzer {
         if let Some(device) = self.by_ip.get_mut(&server) {
             device.add_peer(client);
         }
+        // A connection attempt: a SYN without ACK (SYN-ACK-first flows were answered).
+        let attempt = tcp && flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if attempt && server_internal && !client_internal && !learning {
+            self.track_flood(&flow);
+        }
         let remote = is_remote_access(flow.ip_protocol, port);
-        // A TCP flow joined mid-stream has no reliable initiator: judge only real starts.
-        let opening = flow.ip_protocol != 6 || flow.tcp_flags & 0x12 == 0x02;
-        if client_internal != server_internal {
-            let (internal, external) = if client_internal {
-                (client, server)
-            } else {
-                (server, client)
+        let crosses_site =
+            client_internal != server_internal && !stays_on_site(client) && !stays_on_site(server);
+        // Outbound: judged at once. Inbound (a public client): judged when the
+        // handshake completes (at flow end), so spoofed SYNs never raise one alert
+        // per forged source (they feed `flood`).
+        if crosses_site && client_internal {
+            let item = BaselineItem::External {
+                internal: client,
+                external: server,
             };
-            let item = BaselineItem::External { internal, external };
             if learning {
                 self.learn(item, flow.ts_ns);
-            } else if opening
-                && !self.policy.is_external_allowed(external)
-                && !self.baseline.contains(&item)
-            {
+            } else if !self.policy.is_external_allowed(server) && !self.baseline.contains(&item) {
+                let how = if mid_stream {
+                    " (seen mid-session)"
+                } else {
+                    ""
+                };
                 self.raise_flow(
                     "internet_connection",
                     &flow,
-                    format!("{client} -> {server}:{port} leaves the internal networks"),
+                    format!(
+                        "outbound: {client} -> {server}:{port} leaves the internal networks{how}"
+                    ),
                     vec![item],
                 );
             }
         }
-        if remote {
+        if remote && !stays_on_site(client) && !stays_on_site(server) {
             let item = BaselineItem::RemoteAccess {
                 client,
                 server,
@@ -74,7 +133,7 @@ impl Analyzer {
             };
             if learning {
                 self.learn(item, flow.ts_ns);
-            } else if opening && !self.baseline.contains(&item) {
+            } else if !self.baseline.contains(&item) {
                 self.raise_flow(
                     "remote_access",
                     &flow,
@@ -94,9 +153,17 @@ impl Analyzer {
                 flow.ts_ns,
             );
         }
+        let opening = !tcp || flow.tcp_flags & 0x12 == 0x02;
         if opening && !learning {
             self.track_scan(&flow);
         }
+    }
+
+    /// True when the inventory saw `endpoint`'s device answer on that port.
+    fn serves(&self, endpoint: (IpAddr, u16)) -> bool {
+        self.by_ip
+            .get(&endpoint.0)
+            .is_some_and(|device| device.served.contains(&(6, endpoint.1)))
     }
 
     pub(in crate::analyze) fn flow_ended(&mut self, record: &FlowRecord) {
@@ -110,7 +177,21 @@ impl Analyzer {
         }
         let tcp = record.protocol == 6;
         let handshake = record.tcp_flags_to_client & 0x12 == 0x12;
-        let answered = record.to_client.packets > 0 && (!tcp || handshake);
+        // A session first seen mid-stream has no handshake in view: both sides sending
+        // without SYNs is an established session.
+        let mid_stream = tcp
+            && (record.tcp_flags_to_server | record.tcp_flags_to_client) & TCP_SYN == 0
+            && record.to_server.packets > 0;
+        let answered = record.to_client.packets > 0 && (!tcp || handshake || mid_stream);
+        // The client's ACK after the server's SYN-ACK: a spoofed SYN never gets here.
+        let completed = !tcp
+            || mid_stream
+            || (handshake
+                && record.tcp_flags_to_server & TCP_ACK != 0
+                && record.to_server.packets > 1);
+        if record.to_client.packets > 0 && completed {
+            self.inbound_internet(record, mid_stream);
+        }
         let service = (record.protocol, record.dest_port);
         let silent_window = self.policy.silent_window_ns;
         let threshold = u64::from(self.policy.silent_unanswered_requests);
@@ -201,6 +282,55 @@ impl Analyzer {
                 vec![item],
             );
         }
+    }
+
+    /// A public client that completed a session with an internal device.
+    fn inbound_internet(&mut self, record: &FlowRecord, mid_stream: bool) {
+        let (client, server) = (record.src_ip, record.dest_ip);
+        if self.policy.is_internal(client)
+            || !self.policy.is_internal(server)
+            || stays_on_site(client)
+            || stays_on_site(server)
+        {
+            return;
+        }
+        let item = BaselineItem::External {
+            internal: server,
+            external: client,
+        };
+        if self.is_learning(record.first_ns) {
+            self.learn(item, record.first_ns);
+            return;
+        }
+        if self.policy.is_external_allowed(client) || self.baseline.contains(&item) {
+            return;
+        }
+        let how = if mid_stream {
+            " (seen mid-session)"
+        } else {
+            ""
+        };
+        let subject = Subject {
+            src: Some(client),
+            src_port: Some(record.src_port),
+            dst: Some(server),
+            dst_port: Some(record.dest_port),
+            proto: Some(record.protocol),
+            flow_id: Some(record.flow_id),
+            app_proto: record.app_proto,
+            src_mac: None,
+        };
+        self.raise(
+            "internet_connection",
+            record.first_ns,
+            subject,
+            format!(
+                "inbound: {client} -> {server}:{} from outside the internal networks{how}",
+                record.dest_port
+            ),
+            serde_json::json!({ "direction": "inbound" }),
+            vec![item],
+        );
     }
 
     pub(in crate::analyze) fn raise_flow(

@@ -3,6 +3,8 @@
 
 /// Industrial commands and protocol errors.
 pub(crate) mod commands;
+/// Denial-of-service floods of connection attempts.
+pub(crate) mod flood;
 /// New conversations, internet connections, remote access.
 pub(crate) mod flows;
 /// Port/host scans, discovery bursts, Modbus unit-id sweeps.

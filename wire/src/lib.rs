@@ -1,5 +1,10 @@
-//! Industrial protocol dissectors: typed zero-copy views over PDUs, one file per
-//! protocol, and the per-flow dispatch that recognises a flow's protocol.
+//! otsensor-wire: the bottom layer of otsensor. Bytes in, typed views out: L2–L4
+//! slicing of a captured frame ([`layers`]), typed zero-copy views over industrial
+//! protocol PDUs (one module per protocol), their stream framers, and recognition of a
+//! flow's protocol by port or payload.
+//!
+//! **No I/O, no clock, no project dependencies**: what a PDU means to the sensor
+//! (statistics, observations, events) is `otsensor::inspect`'s business.
 
 // Shared by the protocol modules below (textual macro scope: defined before them).
 /// Declares a wire enum that keeps unknown values: `From<u8>`, `From<Self> for u8`,
@@ -48,12 +53,12 @@ macro_rules! wire_enum {
     };
 }
 
+/// Bounds-checked integer readers shared by the views.
+pub mod bytes;
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
-/// Fixed-capacity histograms for per-protocol statistics.
-pub mod histogram;
-/// Per-PDU inspection: statistics, EVE protocol events, observations.
-pub mod inspect;
+/// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
+pub mod layers;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
 #[cfg(test)]
@@ -67,8 +72,6 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
-/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
-pub mod reassembly;
 /// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
 pub mod s7comm;
 /// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
@@ -177,18 +180,6 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
 /// (EtherNet/IP over UDP carries one encapsulation or one class-1 I/O packet).
 pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
     matches!(protocol, Protocol::Enip | Protocol::Bacnet)
-}
-
-/// Inspects one whole PDU of `protocol`.
-pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
-    match protocol {
-        Protocol::Modbus => modbus::inspect(pdu, ctx),
-        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
-        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
-        Protocol::Enip => enip::inspect(pdu, ctx),
-        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
-        _ => ctx.count(protocol),
-    }
 }
 
 /// Recognises a protocol by its payload signature (a flow on an unexpected port).
