@@ -204,6 +204,16 @@ impl<'a> Frame<'a> {
 /// `ts_ns` (nanoseconds since the Unix epoch), `wire_len` bytes long on the wire. Never
 /// fails: what cannot be read is left empty and flagged in `anomaly`.
 pub fn slice(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_> {
+    if link == LinkType::Ethernet {
+        if let Some(frame) = slice_ipv4_fast(data, ts_ns, wire_len) {
+            return frame;
+        }
+    }
+    slice_lax(link, data, ts_ns, wire_len)
+}
+
+/// Slices with etherparse's lax slicer (every link type, every case).
+fn slice_lax(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_> {
     let mut frame = Frame::empty(ts_ns, wire_len);
     let sliced = match link {
         LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
@@ -275,6 +285,101 @@ pub fn slice(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_
     };
     fill(&mut frame, &sliced);
     frame
+}
+
+/// The common case sliced by hand: Ethernet, up to two VLAN tags, a complete
+/// unfragmented IPv4 packet (no AH) carrying a complete TCP or UDP header. Gives exactly
+/// what the lax slicer gives for such frames (see the tests) at a fraction of its cost;
+/// anything else (`None`) goes to the lax slicer.
+fn slice_ipv4_fast(data: &[u8], ts_ns: u64, wire_len: u32) -> Option<Frame<'_>> {
+    let be16 = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
+    };
+    let mut ether_type = be16(12)?;
+    let mut at = 14;
+    let mut vlan = [0u16; 2];
+    for slot in &mut vlan {
+        if !matches!(ether_type, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        *slot = be16(at)? & 0x0fff;
+        ether_type = be16(at + 2)?;
+        at += 4;
+    }
+    if ether_type != 0x0800 {
+        return None;
+    }
+    let ip = data.get(at..)?;
+    let (&version_ihl, header) = (ip.first()?, ip.get(..20)?);
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if version_ihl >> 4 != 4 || header_len < 20 || total_len < header_len || total_len > ip.len() {
+        return None;
+    }
+    // More-fragments flag or a fragment offset.
+    if u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let protocol = header[9];
+    let l4 = &ip[header_len..total_len];
+    let (transport, payload) = match protocol {
+        6 => {
+            let tcp = l4.get(..20)?;
+            let tcp_len = usize::from(tcp[12] >> 4) * 4;
+            if tcp_len < 20 || tcp_len > l4.len() {
+                return None;
+            }
+            let word =
+                |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
+            (
+                Transport::Tcp {
+                    src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+                    dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+                    flags: TcpFlags(tcp[13] & 0x1f),
+                    seq: word(4),
+                    ack: word(8),
+                },
+                &l4[tcp_len..],
+            )
+        }
+        17 => {
+            let udp = l4.get(..8)?;
+            let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            // As the lax slicer: the length field when it is plausible, else the slice.
+            let end = if udp_len < 8 || udp_len > l4.len() {
+                l4.len()
+            } else {
+                udp_len
+            };
+            (
+                Transport::Udp {
+                    src_port: u16::from_be_bytes([udp[0], udp[1]]),
+                    dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+                },
+                &l4[8..end],
+            )
+        }
+        _ => return None,
+    };
+    let mac = |at: usize| -> Option<Mac> { data.get(at..at + 6)?.try_into().ok() };
+    let addr =
+        |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+    Some(Frame {
+        ts_ns,
+        wire_len,
+        src_mac: mac(6),
+        dst_mac: mac(0),
+        vlan,
+        ether_type,
+        src_ip: Some(IpAddr::V4(addr(12))),
+        dst_ip: Some(IpAddr::V4(addr(16))),
+        fragment: false,
+        arp: None,
+        transport,
+        payload,
+        llc: None,
+        anomaly: None,
+    })
 }
 
 fn sll_address(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<Mac> {
@@ -440,6 +545,67 @@ mod tests {
                 payload: &[0x01, 0x20, 0xff, 0xff, 0x00, 0xff, 0x10, 0x08],
             })
         );
+    }
+
+    /// Ethernet, a VLAN tag, IPv4 and TCP with payload, then UDP.
+    fn ipv4_frames() -> Vec<Vec<u8>> {
+        let mut tcp = vec![
+            0x00, 0x1b, 0x1b, 0x00, 0x00, 0x02, 0x00, 0x0c, 0x29, 0x00, 0x00, 0x01,
+        ];
+        tcp.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
+        tcp.extend_from_slice(&[0x45, 0, 0, 52, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        tcp.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        tcp.extend_from_slice(&[
+            0xc0, 0x01, 0x01, 0xf6, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x18, 0x20, 0, 0, 0, 0, 0,
+        ]);
+        tcp.extend_from_slice(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 10]);
+        let mut udp = vec![0xff; 6];
+        udp.extend_from_slice(&[0x00, 0x0c, 0x29, 0x00, 0x00, 0x01, 0x08, 0x00]);
+        udp.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0]);
+        udp.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 255]);
+        udp.extend_from_slice(&[0xba, 0xc0, 0xba, 0xc0, 0, 20, 0, 0]);
+        udp.extend_from_slice(&[
+            0x81, 0x0b, 0x00, 0x0c, 0x01, 0x20, 0xff, 0xff, 0x00, 0xff, 0x10, 0x08,
+        ]);
+        udp.resize(60, 0);
+        vec![tcp, udp]
+    }
+
+    /// The hand-written IPv4 path gives exactly what the lax slicer gives, on valid
+    /// frames and on thousands of mutations of them (lengths, flags, versions, cuts).
+    #[test]
+    fn fast_ipv4_path_agrees_with_the_lax_slicer() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut fast = 0;
+        for base in ipv4_frames() {
+            for round in 0..20_000 {
+                let mut data = base.clone();
+                if round > 0 {
+                    for _ in 0..1 + next() % 3 {
+                        let at = (next() as usize) % data.len();
+                        data[at] = next() as u8;
+                    }
+                    if next() % 4 == 0 {
+                        data.truncate((next() as usize) % (data.len() + 1));
+                    }
+                }
+                if let Some(frame) = slice_ipv4_fast(&data, 7, 99) {
+                    fast += 1;
+                    assert_eq!(
+                        format!("{frame:?}"),
+                        format!("{:?}", slice_lax(LinkType::Ethernet, &data, 7, 99)),
+                        "{data:02x?}"
+                    );
+                }
+            }
+        }
+        assert!(fast > 10_000, "the fast path took only {fast} frames");
     }
 
     #[test]

@@ -131,6 +131,16 @@ impl Analyzer {
         let Some(((id, count, status), write)) = emit else {
             return;
         };
+        if !write {
+            // A repeat that is not written (throttled, learned or muted): when its row
+            // is already pending, updating the row is all there is to do, and no
+            // record is built.
+            if let Some(row) = self.pending_alerts.get_mut(&key) {
+                row.alert.last_ns = row.alert.last_ns.max(ts_ns);
+                row.alert.count = count;
+                return;
+            }
+        }
         let first_ns = ts_ns;
         let mut alert = Alert::of(detection);
         alert.id = id;

@@ -3,7 +3,9 @@
 //! Alerts and operator changes go through the store, which is where the CLI makes
 //! the same changes; what the analyzer holds in memory is refreshed from it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::{Analyzer, DeviceRecord};
@@ -22,73 +24,116 @@ use crate::store::{self, DeviceKey};
 /// counted in the totals only).
 const MAX_CONVERSATIONS: usize = 50_000;
 
-/// Ended flows, totalled per protocol and per conversation.
+/// Ended flows, totalled per protocol and per conversation. Keyed by typed labels, so
+/// that adding a flow allocates nothing; the API's text views are built when asked.
 #[derive(Debug, Default)]
 pub(super) struct FlowBook {
-    totals: FlowsSummary,
-    conversations: HashMap<(IpAddr, IpAddr, String), Conversation>,
+    flows_ended: u64,
+    packets: u64,
+    bytes: u64,
+    /// Flows and bytes per protocol.
+    by_protocol: HashMap<FlowLabel, (u64, u64)>,
+    conversations: HashMap<(IpAddr, IpAddr, FlowLabel), Tally>,
 }
 
-/// A flow's protocol for humans: the application protocol, or transport and server port.
-fn protocol_label(record: &FlowRecord) -> String {
-    match record.app_proto {
-        Some(protocol) => protocol.name().to_owned(),
-        None => format!(
-            "{}/{}",
-            proto_name(record.protocol).to_lowercase(),
-            record.dest_port
-        ),
+/// A flow's protocol: the application protocol, or transport and server port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FlowLabel {
+    App(otsensor_wire::Protocol),
+    Port { ip_protocol: u8, port: u16 },
+}
+
+impl FlowLabel {
+    fn of(record: &FlowRecord) -> FlowLabel {
+        match record.app_proto {
+            Some(protocol) => FlowLabel::App(protocol),
+            None => FlowLabel::Port {
+                ip_protocol: record.protocol,
+                port: record.dest_port,
+            },
+        }
     }
+
+    /// The label for humans (`modbus`, `tcp/443`).
+    fn text(self) -> String {
+        match self {
+            FlowLabel::App(protocol) => protocol.name().to_owned(),
+            FlowLabel::Port { ip_protocol, port } => {
+                format!("{}/{port}", proto_name(ip_protocol).to_lowercase())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
 }
 
 impl FlowBook {
     pub(super) fn add(&mut self, record: &FlowRecord) {
-        let protocol = protocol_label(record);
+        let label = FlowLabel::of(record);
         let packets = record.to_server.packets + record.to_client.packets;
         let bytes = record.to_server.bytes + record.to_client.bytes;
-        let totals = &mut self.totals;
-        totals.flows_ended += 1;
-        totals.packets += packets;
-        totals.bytes += bytes;
-        *totals.by_protocol.entry(protocol.clone()).or_default() += 1;
-        *totals
-            .bytes_by_protocol
-            .entry(protocol.clone())
-            .or_default() += bytes;
-        let key = (record.src_ip, record.dest_ip, protocol);
+        self.flows_ended += 1;
+        self.packets += packets;
+        self.bytes += bytes;
+        let by_protocol = self.by_protocol.entry(label).or_default();
+        by_protocol.0 += 1;
+        by_protocol.1 += bytes;
+        let key = (record.src_ip, record.dest_ip, label);
         if self.conversations.len() >= MAX_CONVERSATIONS && !self.conversations.contains_key(&key) {
             return;
         }
-        let conversation =
-            self.conversations
-                .entry(key)
-                .or_insert_with_key(|(client, server, protocol)| Conversation {
-                    client: *client,
-                    server: *server,
-                    protocol: protocol.clone(),
-                    flows: 0,
-                    packets: 0,
-                    bytes: 0,
-                });
-        conversation.flows += 1;
-        conversation.packets += packets;
-        conversation.bytes += bytes;
+        let tally = self.conversations.entry(key).or_default();
+        tally.flows += 1;
+        tally.packets += packets;
+        tally.bytes += bytes;
+    }
+
+    /// The totals and the conversations, as the API shows them.
+    fn summary(&self) -> FlowsSummary {
+        let mut summary = FlowsSummary {
+            flows_ended: self.flows_ended,
+            packets: self.packets,
+            bytes: self.bytes,
+            ..FlowsSummary::default()
+        };
+        for (label, (flows, bytes)) in &self.by_protocol {
+            *summary.by_protocol.entry(label.text()).or_default() += flows;
+            *summary.bytes_by_protocol.entry(label.text()).or_default() += bytes;
+        }
+        summary.conversations = self
+            .conversations
+            .iter()
+            .map(|(&(client, server, label), tally)| Conversation {
+                client,
+                server,
+                protocol: label.text(),
+                flows: tally.flows,
+                packets: tally.packets,
+                bytes: tally.bytes,
+            })
+            .collect();
+        summary
     }
 
     /// The peers of `ip` with the protocols and flows seen between them.
     fn peers_of(&self, ip: IpAddr) -> BTreeMap<IpAddr, (BTreeSet<String>, u64)> {
         let mut peers: BTreeMap<IpAddr, (BTreeSet<String>, u64)> = BTreeMap::new();
-        for conversation in self.conversations.values() {
-            let peer = if conversation.client == ip {
-                conversation.server
-            } else if conversation.server == ip {
-                conversation.client
+        for (&(client, server, label), tally) in &self.conversations {
+            let peer = if client == ip {
+                server
+            } else if server == ip {
+                client
             } else {
                 continue;
             };
             let entry = peers.entry(peer).or_default();
-            entry.0.insert(conversation.protocol.clone());
-            entry.1 += conversation.flows;
+            entry.0.insert(label.text());
+            entry.1 += tally.flows;
         }
         peers
     }
@@ -336,9 +381,8 @@ impl ControlHandler for Analyzer {
     }
 
     fn flows(&mut self) -> FlowsSummary {
-        let mut summary = self.flow_book.totals.clone();
-        let mut conversations: Vec<Conversation> =
-            self.flow_book.conversations.values().cloned().collect();
+        let mut summary = self.flow_book.summary();
+        let mut conversations = std::mem::take(&mut summary.conversations);
         conversations.sort_by(|a, b| {
             b.bytes
                 .cmp(&a.bytes)

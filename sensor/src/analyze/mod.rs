@@ -18,7 +18,11 @@
 //!
 //! The detections and their exact rules are listed in `docs/DETECTIONS.md`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// foldhash (seeded per process, like std's RandomState) instead of SipHash: the
+// analyzer's maps are keyed by addresses and looked up several times per observation.
+use foldhash::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,26 +231,26 @@ impl Analyzer {
     pub fn with_store(policy: Arc<Policy>, eve: Option<EventSink>, store: Store) -> Analyzer {
         let mut analyzer = Analyzer {
             policy,
-            by_ip: HashMap::new(),
-            by_mac: HashMap::new(),
-            macs_with_ip: HashSet::new(),
-            mac_ipv4: HashMap::new(),
-            conflicts: HashSet::new(),
-            baseline: HashSet::new(),
+            by_ip: HashMap::default(),
+            by_mac: HashMap::default(),
+            macs_with_ip: HashSet::default(),
+            mac_ipv4: HashMap::default(),
+            conflicts: HashSet::default(),
+            baseline: HashSet::default(),
             learning_started_ns: None,
             learning_ended: false,
-            alerts: HashMap::new(),
+            alerts: HashMap::default(),
             next_alert_id: 1,
             inventory_full_raised: false,
             alert_table_full_raised: false,
-            scans: HashMap::new(),
-            floods: HashMap::new(),
-            object_sweeps: HashMap::new(),
+            scans: HashMap::default(),
+            floods: HashMap::default(),
+            object_sweeps: HashMap::default(),
             next_quiet_check_ns: 0,
             store,
             store_version: 0,
             pending: store::Batch::default(),
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             pending_alerts: BTreeMap::new(),
             since_commit: 0,
             last_commit: Instant::now(),

@@ -39,7 +39,9 @@ impl Analyzer {
             app_proto: Some(protocol),
             ..Subject::default()
         };
-        let context = serde_json::json!({ "command": code, "kind": kind });
+        // Built only when an alert is raised: commands are the analyzer's most frequent
+        // observation after sightings.
+        let context = || serde_json::json!({ "command": code, "kind": kind });
         let command_item = BaselineItem::Command {
             client: c,
             server: s,
@@ -65,7 +67,7 @@ impl Analyzer {
                         "{} {kind:?} command (code {code:#x}) from {c} to {s}",
                         protocol.name()
                     ),
-                    context,
+                    context(),
                     Vec::new(),
                 );
             }
@@ -84,7 +86,7 @@ impl Analyzer {
                             "{} programming command (code {code:#x}) from {c}, not an engineering workstation",
                             protocol.name()
                         ),
-                        context,
+                        context(),
                         vec![item],
                     );
                 }
@@ -106,7 +108,7 @@ impl Analyzer {
                             "{c} wrote to {s} over {}, which it never did during learning",
                             protocol.name()
                         ),
-                        context,
+                        context(),
                         vec![item, command_item],
                     );
                 }
@@ -126,7 +128,7 @@ impl Analyzer {
                             "{} command {code:#x} from {c} to {s} is not in the baseline",
                             protocol.name()
                         ),
-                        context,
+                        context(),
                         vec![command_item],
                     );
                 }
