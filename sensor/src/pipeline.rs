@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
-use crate::control::{ControlHandler, ControlRequest};
+use crate::control::{ControlHandler, ControlRequest, SnapshotCell, SnapshotPublisher};
 use crate::dissect::inspect::EventSink;
 use crate::dissect::Protocol;
 use crate::flow;
@@ -127,6 +127,9 @@ pub struct ReplayOptions {
     /// observations; after the capture ends a `otsensor-control` thread keeps
     /// answering until every sender is gone (so `--serve` can explore the result).
     pub control: Option<Receiver<ControlRequest>>,
+    /// Where the analyzer publishes what the API's read endpoints serve (periodically
+    /// when something changed, at once after an operator's change, and at the end).
+    pub snapshot: Option<Arc<SnapshotCell>>,
     /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
     pub alert_sinks: Option<AlertSinks>,
     /// Config reload: workers look for a new policy snapshot once per batch and the
@@ -265,6 +268,7 @@ pub fn replay(
     }
     let analyzer_metrics = metrics.clone();
     let control = options.control;
+    let snapshot = options.snapshot;
     let sinks = options
         .alert_sinks
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
@@ -280,6 +284,14 @@ pub fn replay(
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
+            let mut publisher = snapshot.map(SnapshotPublisher::new);
+            let ticks = match &mut publisher {
+                Some(publisher) => {
+                    publisher.publish(&mut analyzer);
+                    crossbeam_channel::tick(crate::control::SNAPSHOT_INTERVAL)
+                }
+                None => crossbeam_channel::never(),
+            };
             loop {
                 crossbeam_channel::select! {
                     recv(obs_rx) -> observation => {
@@ -299,7 +311,15 @@ pub fn replay(
                     }
                     recv(requests) -> request => {
                         if let Ok(request) = request {
-                            analyzer.answer(request);
+                            match &mut publisher {
+                                Some(publisher) => publisher.answer(&mut analyzer, request),
+                                None => analyzer.answer(request),
+                            }
+                        }
+                    }
+                    recv(ticks) -> _ => {
+                        if let Some(publisher) = &mut publisher {
+                            publisher.tick(&mut analyzer);
                         }
                     }
                     recv(policy_updates) -> policy => {
@@ -316,6 +336,9 @@ pub fn replay(
                 metrics.observation_queue_depth.set(0);
                 analyzer.publish_learning();
             }
+            if let Some(publisher) = &mut publisher {
+                publisher.publish(&mut analyzer);
+            }
             let sink_reports = analyzer.take_sinks().close();
             analyzer.close_events();
             if let Some(requests) = control {
@@ -324,7 +347,10 @@ pub fn replay(
                     .name("otsensor-control".into())
                     .spawn(move || {
                         for request in requests {
-                            analyzer.answer(request);
+                            match &mut publisher {
+                                Some(publisher) => publisher.answer(&mut analyzer, request),
+                                None => analyzer.answer(request),
+                            }
                         }
                     });
             }

@@ -2,7 +2,14 @@
 //! record's fields) as body, and an optional `Authorization: Bearer` token. Any status
 //! outside 2xx, a timeout or a connection error is a failed delivery, retried by the
 //! sink thread with back-off.
+//!
+//! `https://` URLs are checked against the bundled public (WebPKI) roots, or only
+//! against the CA certificates of `outputs.webhook.ca_file` when it is given; a
+//! certificate that does not verify fails the delivery. Redirects are not followed
+//! (they could send the token elsewhere, or downgrade to `http://`).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ApiToken;
@@ -27,18 +34,61 @@ impl std::fmt::Debug for WebhookSink {
     }
 }
 
+/// `Ok` for an `http://` or `https://` URL with a host.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("is not valid: expected https://HOST[:PORT]/PATH (or http://)")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("is not valid: expected https://HOST[:PORT]/PATH (no user:password@)");
+    }
+    Ok(())
+}
+
 impl WebhookSink {
-    pub fn new(url: impl Into<String>, token: Option<ApiToken>) -> WebhookSink {
+    /// A sink for `url`; `ca_file` (PEM) replaces the public roots for `https://`.
+    pub fn new(
+        url: impl Into<String>,
+        token: Option<ApiToken>,
+        ca_file: Option<&Path>,
+    ) -> Result<WebhookSink, DeliveryError> {
+        let url = url.into();
+        let roots = match ca_file {
+            None => ureq::tls::RootCerts::WebPki,
+            Some(path) => {
+                let tls_error = |reason: String| DeliveryError::Tls {
+                    target: url.clone(),
+                    reason: format!("{}: {reason}", path.display()),
+                };
+                let pem = std::fs::read(path).map_err(|e| tls_error(e.to_string()))?;
+                let mut certificates = Vec::new();
+                for item in ureq::tls::parse_pem(&pem) {
+                    if let ureq::tls::PemItem::Certificate(certificate) =
+                        item.map_err(|e| tls_error(e.to_string()))?
+                    {
+                        certificates.push(certificate.to_owned());
+                    }
+                }
+                if certificates.is_empty() {
+                    return Err(tls_error("no PEM certificate in the file".to_owned()));
+                }
+                ureq::tls::RootCerts::Specific(Arc::new(certificates))
+            }
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(roots)
+            .build();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(true)
+            .max_redirects(0)
+            .tls_config(tls)
             .build()
             .into();
-        WebhookSink {
-            url: url.into(),
-            token,
-            agent,
-        }
+        Ok(WebhookSink { url, token, agent })
     }
 }
 
@@ -104,7 +154,8 @@ mod tests {
     fn posts_alert_json_with_bearer_token_and_fails_on_error_status() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let mut sink = WebhookSink::new(url, Some(ApiToken::new("0123456789abcdef")));
+        let mut sink =
+            WebhookSink::new(url, Some(ApiToken::new("0123456789abcdef")), None).expect("sink");
         let alert = crate::control::tests_support::sample_alert();
         let server = std::thread::spawn(move || {
             let first = serve_once(&listener, "200 OK");
