@@ -411,4 +411,67 @@ mod tests {
         let (second, _) = listener.accept().expect("reconnected");
         drop(second);
     }
+
+    /// A CA certificate (PEM) in a file, for TLS targets.
+    fn ca_file(name: &str) -> PathBuf {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+            .expect("ca");
+        let path = std::env::temp_dir().join(format!("otsensor-{name}-{}.pem", std::process::id()));
+        std::fs::write(&path, ca.pem()).expect("ca file");
+        path
+    }
+
+    /// A collector that accepts TCP and never answers: the TLS handshake fails within
+    /// the timeout instead of wedging the sink thread (and shutdown) for good.
+    #[test]
+    fn a_stalled_tls_collector_fails_the_delivery_within_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let held = std::thread::spawn(move || {
+            let accepted: Vec<_> = (0..2).filter_map(|_| listener.accept().ok()).collect();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(accepted);
+        });
+        let ca = ca_file("stall");
+        let mut sink = SyslogSink::new(SyslogTarget {
+            transport: Transport::Tls { ca_file: ca.clone() },
+            address,
+        })
+        .expect("sink");
+        sink.io_timeout = Duration::from_millis(300);
+        let alert = crate::control::tests_support::sample_alert();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let result = sink.deliver(&alert);
+            let took = started.elapsed();
+            assert!(result.is_err(), "a silent collector accepted the message");
+            assert!(took < Duration::from_secs(2), "deliver blocked for {took:?}");
+        }
+        let _ = std::fs::remove_file(ca);
+        held.join().expect("collector");
+    }
+
+    #[test]
+    fn stream_connections_use_tcp_keepalive() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let mut sink = SyslogSink::new(SyslogTarget {
+            transport: Transport::Tcp,
+            address,
+        })
+        .expect("sink");
+        sink.deliver(&crate::control::tests_support::sample_alert())
+            .expect("delivery");
+        let _peer = listener.accept().expect("accept");
+        let Some(Connection::Tcp(stream)) = &sink.connection else {
+            panic!("no TCP connection");
+        };
+        let socket = socket2::SockRef::from(stream);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"), KEEPALIVE_IDLE);
+        assert!(stream.read_timeout().expect("timeout").is_some());
+    }
 }
