@@ -25,6 +25,7 @@ const IDLE: usize = 1000;
 /// still ask ~2,000 times a second).
 const THINK: Duration = Duration::from_millis(100);
 const HEADER_TIMEOUT_S: f64 = 3.0;
+const IDLE_TIMEOUT_S: f64 = 10.0;
 const MAX_CONNECTIONS: u64 = 2048;
 const P99_LIMIT: Duration = Duration::from_millis(100);
 
@@ -136,7 +137,7 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
     std::fs::write(
         &config,
         format!(
-            "http:\n  api_token: \"{TOKEN}\"\n  header_timeout: {HEADER_TIMEOUT_S}s\n  idle_timeout: 10s\n  max_connections: {MAX_CONNECTIONS}\n"
+            "http:\n  api_token: \"{TOKEN}\"\n  header_timeout: {HEADER_TIMEOUT_S}s\n  idle_timeout: {IDLE_TIMEOUT_S}s\n  max_connections: {MAX_CONNECTIONS}\n"
         ),
     )
     .expect("config");
@@ -314,8 +315,10 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
         "only {} idle connections closed in {seconds} s",
         closed.len()
     );
+    // Closed by the header timeout: not before it, and before anything else could
+    // (the idle timeout; the monitor itself lags on a busy machine).
     assert!(
-        closed_min >= HEADER_TIMEOUT_S - 0.2 && closed_max <= HEADER_TIMEOUT_S + 3.0,
+        closed_min >= HEADER_TIMEOUT_S - 0.2 && closed_max < IDLE_TIMEOUT_S,
         "idle connections closed after {closed_min:.2}–{closed_max:.2} s, timeout {HEADER_TIMEOUT_S} s"
     );
 }

@@ -238,13 +238,20 @@ impl AppState {
         self
     }
 
-    /// The owner's latest snapshot; 503 until the first is published.
-    fn snapshot(&self) -> Result<Arc<ApiSnapshot>, ApiError> {
-        let snapshot = self.snapshot.load();
-        if snapshot.generation == 0 {
-            return Err(ApiError::Unavailable);
+    /// The owner's latest snapshot. Right after start (the server is up before the
+    /// pipeline) waits for the first one, then answers 503.
+    async fn snapshot(&self) -> Result<Arc<ApiSnapshot>, ApiError> {
+        let deadline = Instant::now() + OWNER_TIMEOUT;
+        loop {
+            let snapshot = self.snapshot.load();
+            if snapshot.generation > 0 {
+                return Ok(snapshot);
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Unavailable);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(snapshot)
     }
 
     /// Sends a request built around a reply slot and waits (off the async threads).
@@ -334,7 +341,7 @@ struct Health {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let snapshot = state.snapshot()?;
+    let snapshot = state.snapshot().await?;
     let analyzer = snapshot.health.clone().ok_or(ApiError::Unavailable)?;
     Ok(Json(Health {
         status: "ok",
@@ -350,7 +357,7 @@ async fn list_devices(
     State(state): State<AppState>,
     Query(filter): Query<DeviceFilter>,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.snapshot()?;
+    let snapshot = state.snapshot().await?;
     let devices: Vec<_> = snapshot
         .devices
         .iter()
@@ -365,7 +372,7 @@ async fn device(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let snapshot = state.snapshot()?;
+    let snapshot = state.snapshot().await?;
     match snapshot.device(&id) {
         Some(device) => Ok(Json(device).into_response()),
         None => Err(ApiError::NotFound(format!("no device {id}"))),
@@ -433,7 +440,7 @@ async fn change_alert(
 }
 
 async fn baseline(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let snapshot = state.snapshot()?;
+    let snapshot = state.snapshot().await?;
     let view = snapshot.baseline.as_ref().ok_or(ApiError::Unavailable)?;
     Ok(Json(view).into_response())
 }
@@ -460,7 +467,7 @@ async fn change_baseline(
 }
 
 async fn flows(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(&state.snapshot()?.flows).into_response())
+    Ok(Json(&state.snapshot().await?.flows).into_response())
 }
 
 /// Re-reads the configuration file: 200 with what changed and what needs a restart,
