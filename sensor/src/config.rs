@@ -476,7 +476,11 @@ pub fn read_secret_file(field: &str, path: &Path) -> Result<Option<ApiToken>, Er
         ));
     }
     if metadata.len() > 4096 {
-        return Err(invalid(field, shown, "is too large for a token (over 4 KiB)"));
+        return Err(invalid(
+            field,
+            shown,
+            "is too large for a token (over 4 KiB)",
+        ));
     }
     let text = std::fs::read_to_string(path)
         .map_err(|error| invalid(field, &shown, &format!("cannot be read: {error}")))?;

@@ -60,9 +60,8 @@ pub struct DeviceFilter {
 impl DeviceFilter {
     /// True when `device` passes every filter given.
     pub fn matches(&self, device: &DeviceSummary) -> bool {
-        let contains_ci = |haystack: &str, needle: &str| {
-            haystack.to_lowercase().contains(&needle.to_lowercase())
-        };
+        let contains_ci =
+            |haystack: &str, needle: &str| haystack.to_lowercase().contains(&needle.to_lowercase());
         self.class.as_deref().is_none_or(|c| device.class == c)
             && self
                 .protocol

@@ -124,7 +124,8 @@ impl OutputArgs {
             sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
         }
         if let Some(url) = self.webhook.or_else(|| policy.webhook_url.clone()) {
-            webhook::check_url(&url).map_err(|reason| anyhow::anyhow!("--webhook {url:?} {reason}"))?;
+            webhook::check_url(&url)
+                .map_err(|reason| anyhow::anyhow!("--webhook {url:?} {reason}"))?;
             let token = match std::env::var("OTSENSOR_WEBHOOK_TOKEN") {
                 Ok(token) => Some(ApiToken::new(token)),
                 Err(_) => policy.webhook_token.clone(),

@@ -93,16 +93,36 @@ fn foreign_hosts_origins_and_large_bodies_are_refused_and_answers_forbid_framing
             "{path}: {headers}"
         );
         assert!(headers.contains("x-frame-options: deny"), "{headers}");
-        assert!(headers.contains("x-content-type-options: nosniff"), "{headers}");
-        assert!(headers.contains("referrer-policy: no-referrer"), "{headers}");
+        assert!(
+            headers.contains("x-content-type-options: nosniff"),
+            "{headers}"
+        );
+        assert!(
+            headers.contains("referrer-policy: no-referrer"),
+            "{headers}"
+        );
     }
     let port = address.port();
     // DNS rebinding: the browser sends the attacker's name as Host.
-    let (status, _, body) = get_with(address, "/api/devices", &format!("rebind.example:{port}"), "");
+    let (status, _, body) = get_with(
+        address,
+        "/api/devices",
+        &format!("rebind.example:{port}"),
+        "",
+    );
     assert_eq!(status, 403, "{body}");
-    assert_eq!(get_with(address, "/api/devices", &format!("localhost:{port}"), "").0, 200);
     assert_eq!(
-        get_with(address, "/api/devices", &format!("SENSOR.plant.test:{port}"), "").0,
+        get_with(address, "/api/devices", &format!("localhost:{port}"), "").0,
+        200
+    );
+    assert_eq!(
+        get_with(
+            address,
+            "/api/devices",
+            &format!("SENSOR.plant.test:{port}"),
+            ""
+        )
+        .0,
         200
     );
     // A cross-site page's request carries its Origin.
@@ -113,7 +133,12 @@ fn foreign_hosts_origins_and_large_bodies_are_refused_and_answers_forbid_framing
         "Origin: http://evil.example\r\n",
     );
     assert_eq!(status, 403);
-    let (status, _, _) = get_with(address, "/api/alerts", &own, &format!("Origin: http://{own}\r\n"));
+    let (status, _, _) = get_with(
+        address,
+        "/api/alerts",
+        &own,
+        &format!("Origin: http://{own}\r\n"),
+    );
     assert_eq!(status, 200);
     // Bodies over http.max_body_bytes are refused before anything reads them.
     let (status, _, body) = raw(
@@ -127,7 +152,9 @@ fn foreign_hosts_origins_and_large_bodies_are_refused_and_answers_forbid_framing
     let metrics = get_text(&sensor.url("/metrics")).expect("metrics").1;
     for reason in ["host", "origin", "body"] {
         assert!(
-            metrics.contains(&format!("otsensor_http_rejected_total{{reason=\"{reason}\"}} 1")),
+            metrics.contains(&format!(
+                "otsensor_http_rejected_total{{reason=\"{reason}\"}} 1"
+            )),
             "{reason}:\n{metrics}"
         );
     }
@@ -168,7 +195,10 @@ fn slow_idle_and_excess_connections_are_bounded() {
     std::thread::sleep(Duration::from_millis(200));
     let mut ninth = TcpStream::connect(address).expect("connect (backlog)");
     ninth
-        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .expect("send");
     ninth
         .set_read_timeout(Some(Duration::from_millis(400)))
@@ -203,12 +233,22 @@ fn a_generated_token_is_written_to_a_private_file_and_never_printed() {
     let lines = sensor.stderr.lock().expect("stderr").clone();
     let file = lines
         .iter()
-        .find_map(|l| l.split_once("this session's token is in ").map(|(_, p)| p.trim()))
+        .find_map(|l| {
+            l.split_once("this session's token is in ")
+                .map(|(_, p)| p.trim())
+        })
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no token file announced:\n{}", lines.join("\n")));
-    let mode = std::fs::metadata(&file).expect("token file").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&file)
+        .expect("token file")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "{}", file.display());
-    let token = std::fs::read_to_string(&file).expect("token").trim().to_owned();
+    let token = std::fs::read_to_string(&file)
+        .expect("token")
+        .trim()
+        .to_owned();
     assert_eq!(token.len(), 32);
     assert!(
         !lines.iter().any(|l| l.contains(&token)),

@@ -157,7 +157,9 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new(3).expect("hist")));
+    let latencies = Arc::new(Mutex::new(
+        hdrhistogram::Histogram::<u64>::new(3).expect("hist"),
+    ));
 
     // Idle connections: never send a byte; reconnect when the sensor closes one.
     let idle_closed: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
@@ -239,7 +241,11 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
                     }
                     std::thread::sleep(THINK);
                 }
-                latencies.lock().expect("latencies").add(&local).expect("merge");
+                latencies
+                    .lock()
+                    .expect("latencies")
+                    .add(&local)
+                    .expect("merge");
             })
         })
         .collect();
@@ -290,7 +296,8 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
 
     assert_eq!(errors.load(Ordering::Relaxed), 0, "failed requests");
     assert!(
-        latencies.len() as f64 > 0.5 * ACTIVE as f64 * seconds as f64 * 1000.0 / (THINK.as_millis() as f64 + 100.0),
+        latencies.len() as f64
+            > 0.5 * ACTIVE as f64 * seconds as f64 * 1000.0 / (THINK.as_millis() as f64 + 100.0),
         "too few requests: {}",
         latencies.len()
     );
@@ -301,12 +308,18 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
         replay_seconds < seconds as f64 * 1.5 + 10.0,
         "the replay fell behind its clock: {replay_seconds:.1} s for {seconds} s"
     );
-    assert!(fds_max < sensor_nofile, "{fds_max} descriptors, limit {sensor_nofile}");
+    assert!(
+        fds_max < sensor_nofile,
+        "{fds_max} descriptors, limit {sensor_nofile}"
+    );
     assert!(
         fds_max <= fds_before + MAX_CONNECTIONS + 16,
         "{fds_max} descriptors: more than the connection cap"
     );
-    assert!(open_max <= MAX_CONNECTIONS as f64, "{open_max} connections open");
+    assert!(
+        open_max <= MAX_CONNECTIONS as f64,
+        "{open_max} connections open"
+    );
     // Every idle connection opened early enough was closed by the header timeout.
     assert_eq!(idle_open, IDLE);
     let rounds = (seconds as f64 / (HEADER_TIMEOUT_S + 0.2)).floor() as usize;

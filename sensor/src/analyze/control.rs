@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use super::{Analyzer, DeviceRecord};
 use crate::control::{
-    mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError,
-    ControlHandler, Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary,
-    HealthView, IdentityChange, PeerView, MAX_LIST,
+    mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError, ControlHandler,
+    Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
+    IdentityChange, PeerView, MAX_LIST,
 };
 use crate::detect::{Alert, AlertStatus};
 use crate::observe::{FlowRecord, IdentityField};
@@ -239,7 +239,10 @@ impl ControlHandler for Analyzer {
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
-        match self.committed_store().alerts_where(&filter.query(), MAX_LIST) {
+        match self
+            .committed_store()
+            .alerts_where(&filter.query(), MAX_LIST)
+        {
             Ok(stored) => stored.into_iter().map(|s| s.alert).collect(),
             Err(_) => {
                 self.counters.store_errors += 1;
@@ -358,9 +361,7 @@ impl ControlHandler for Analyzer {
                 detail(record, mine)
             })
             .collect();
-        devices.sort_by(|a, b| {
-            (a.summary.ip, &a.summary.id).cmp(&(b.summary.ip, &b.summary.id))
-        });
+        devices.sort_by(|a, b| (a.summary.ip, &a.summary.id).cmp(&(b.summary.ip, &b.summary.id)));
         ApiSnapshot {
             devices,
             flows: self.flows(),
@@ -626,6 +627,9 @@ mod tests {
         assert!(snapshot.device("10.0.0.10").is_some());
         assert!(snapshot.device("10.9.9.9").is_none());
         seen(&mut a, T0 + 2 * S, [10, 0, 0, 30], 30);
-        assert!(a.change_count() > before, "new observations change the snapshot");
+        assert!(
+            a.change_count() > before,
+            "new observations change the snapshot"
+        );
     }
 }

@@ -100,7 +100,10 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'u
 pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let mut response = check_and_run(&guard, request, next).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -121,15 +124,16 @@ async fn check_and_run(guard: &Guard, request: Request, next: Next) -> Response 
         .and_then(|v| v.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()));
     if !host.is_some_and(|h| guard.hosts.allows_authority(h)) {
-        guard.metrics.http_rejected.with_label_values(&["host"]).inc();
+        guard
+            .metrics
+            .http_rejected
+            .with_label_values(&["host"])
+            .inc();
         return ApiError::Forbidden("this Host is not one of http.allowed_hosts".to_owned())
             .into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
-        if !origin
-            .to_str()
-            .is_ok_and(|o| guard.hosts.allows_origin(o))
-        {
+        if !origin.to_str().is_ok_and(|o| guard.hosts.allows_origin(o)) {
             guard
                 .metrics
                 .http_rejected
@@ -146,7 +150,11 @@ async fn check_and_run(guard: &Guard, request: Request, next: Next) -> Response 
         .and_then(|v| v.parse::<u64>().ok());
     let max = guard.limits.max_body_bytes;
     if declared.is_some_and(|length| length > max as u64) {
-        guard.metrics.http_rejected.with_label_values(&["body"]).inc();
+        guard
+            .metrics
+            .http_rejected
+            .with_label_values(&["body"])
+            .inc();
         return ApiError::TooLarge(max).into_response();
     }
     // A body without a length (chunked) fails when it grows past the limit.
@@ -231,7 +239,10 @@ pub(super) async fn serve(
     }
     let _ = closing_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.request_timeout, drain).await.is_err() {
+    if tokio::time::timeout(limits.request_timeout, drain)
+        .await
+        .is_err()
+    {
         connections.abort_all();
     }
 }

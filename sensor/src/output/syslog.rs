@@ -206,13 +206,11 @@ impl SyslogSink {
                                 reason: e.to_string(),
                             }
                         })?;
-                        let mut client =
-                            rustls::ClientConnection::new(Arc::clone(config), name).map_err(
-                                |e| DeliveryError::Tls {
-                                    target: self.target.address.clone(),
-                                    reason: e.to_string(),
-                                },
-                            )?;
+                        let mut client = rustls::ClientConnection::new(Arc::clone(config), name)
+                            .map_err(|e| DeliveryError::Tls {
+                                target: self.target.address.clone(),
+                                reason: e.to_string(),
+                            })?;
                         // The whole handshake, not each read, is bounded: a collector
                         // trickling bytes cannot hold the sink either.
                         let deadline = Instant::now() + timeout;
@@ -417,8 +415,8 @@ mod tests {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
-            .expect("ca");
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
         let path = std::env::temp_dir().join(format!("otsensor-{name}-{}.pem", std::process::id()));
         std::fs::write(&path, ca.pem()).expect("ca file");
         path
@@ -437,7 +435,9 @@ mod tests {
         });
         let ca = ca_file("stall");
         let mut sink = SyslogSink::new(SyslogTarget {
-            transport: Transport::Tls { ca_file: ca.clone() },
+            transport: Transport::Tls {
+                ca_file: ca.clone(),
+            },
             address,
         })
         .expect("sink");
@@ -448,7 +448,10 @@ mod tests {
             let result = sink.deliver(&alert);
             let took = started.elapsed();
             assert!(result.is_err(), "a silent collector accepted the message");
-            assert!(took < Duration::from_secs(2), "deliver blocked for {took:?}");
+            assert!(
+                took < Duration::from_secs(2),
+                "deliver blocked for {took:?}"
+            );
         }
         let _ = std::fs::remove_file(ca);
         held.join().expect("collector");
@@ -471,7 +474,10 @@ mod tests {
         };
         let socket = socket2::SockRef::from(stream);
         assert!(socket.keepalive().expect("SO_KEEPALIVE"));
-        assert_eq!(socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"), KEEPALIVE_IDLE);
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
         assert!(stream.read_timeout().expect("timeout").is_some());
     }
 }

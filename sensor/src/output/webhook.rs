@@ -160,8 +160,8 @@ mod tests {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key"))
-            .expect("ca");
+        let ca =
+            CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
         let key = KeyPair::generate().expect("key");
         let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
             .expect("params")
@@ -228,13 +228,21 @@ mod tests {
         // Signed by a CA we were not told to trust, or checked against the public roots:
         // refused before any byte of the alert or the token is sent.
         let mut wrong_ca = WebhookSink::new(&url, token.clone(), Some(&other_file)).expect("sink");
-        assert!(wrong_ca.deliver(&alert).is_err(), "an unknown CA was accepted");
+        assert!(
+            wrong_ca.deliver(&alert).is_err(),
+            "an unknown CA was accepted"
+        );
         let mut public = WebhookSink::new(&url, token, None).expect("sink");
-        assert!(public.deliver(&alert).is_err(), "a private CA passed the WebPKI roots");
+        assert!(
+            public.deliver(&alert).is_err(),
+            "a private CA passed the WebPKI roots"
+        );
 
         let seen = server.join().expect("server");
         let (headers, body) = seen[0].clone().expect("first connection served");
-        assert!(headers.to_ascii_lowercase().contains("authorization: bearer 0123456789abcdef"));
+        assert!(headers
+            .to_ascii_lowercase()
+            .contains("authorization: bearer 0123456789abcdef"));
         assert!(body.contains("plc_stop"), "{body}");
         assert!(seen[1].is_err() && seen[2].is_err(), "{seen:?}");
         assert!(WebhookSink::new(&url, None, Some(&dir.join("missing.pem"))).is_err());
