@@ -322,9 +322,9 @@ fn api_answers_within_100ms_p99_under_200_clients_and_1000_idle_connections() {
     );
     // Every idle connection opened early enough was closed by the header timeout.
     assert_eq!(idle_open, IDLE);
-    let rounds = (seconds as f64 / (HEADER_TIMEOUT_S + 0.2)).floor() as usize;
+    // Every one of the first 1,000 was closed (the run is longer than the timeout).
     assert!(
-        closed.len() >= IDLE * rounds.max(1) * 9 / 10,
+        closed.len() >= IDLE,
         "only {} idle connections closed in {seconds} s",
         closed.len()
     );
