@@ -17,7 +17,7 @@ use otsensor_wire::Protocol;
 use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
-use crate::control::{ControlHandler, ControlRequest};
+use crate::control::{ControlHandler, ControlRequest, SnapshotCell, SnapshotPublisher};
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
@@ -147,6 +147,9 @@ pub struct ReplayOptions {
     /// observations; after the capture ends a `otsensor-control` thread keeps
     /// answering until every sender is gone (so `--serve` can explore the result).
     pub control: Option<Receiver<ControlRequest>>,
+    /// Where the analyzer publishes what the API's read endpoints serve (periodically
+    /// when something changed, at once after an operator's change, and at the end).
+    pub snapshot: Option<Arc<SnapshotCell>>,
     /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
     pub alert_sinks: Option<AlertSinks>,
     /// Config reload: workers look for a new policy snapshot once per batch and the
@@ -332,6 +335,7 @@ pub fn replay(
     }
     let analyzer_metrics = metrics.clone();
     let control = options.control;
+    let snapshot = options.snapshot;
     let sinks = options
         .alert_sinks
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
@@ -347,6 +351,11 @@ pub fn replay(
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
+            let mut publisher = snapshot.map(SnapshotPublisher::new);
+            if let Some(publisher) = &mut publisher {
+                publisher.publish(&mut analyzer);
+            }
+            let mut next_snapshot = std::time::Instant::now() + crate::control::SNAPSHOT_INTERVAL;
             let mut merge = Merge::new(workers);
             let mut next_metrics = ANALYZER_METRICS_EVERY;
             let mut release = |analyzer: &mut Analyzer, merge: &mut Merge, wall_ns: u64| {
@@ -402,6 +411,8 @@ pub fn replay(
                     None => {
                         let wait = if merge.waits_on_clock() {
                             Duration::from_millis(1)
+                        } else if publisher.is_some() {
+                            crate::control::SNAPSHOT_INTERVAL
                         } else {
                             Duration::from_secs(3600)
                         };
@@ -409,7 +420,10 @@ pub fn replay(
                             recv(obs_rx) -> batch => batch.map_err(|_| true),
                             recv(requests) -> request => {
                                 if let Ok(request) = request {
-                                    analyzer.answer(request);
+                                    match &mut publisher {
+                                        Some(publisher) => publisher.answer(&mut analyzer, request),
+                                        None => analyzer.answer(request),
+                                    }
                                 }
                                 Err(false)
                             }
@@ -443,10 +457,20 @@ pub fn replay(
                 }
                 if control.is_some() {
                     while let Ok(request) = requests.try_recv() {
-                        analyzer.answer(request);
+                        match &mut publisher {
+                            Some(publisher) => publisher.answer(&mut analyzer, request),
+                            None => analyzer.answer(request),
+                        }
                     }
                 }
                 release(&mut analyzer, &mut merge, wall_ns);
+                if let Some(publisher) = &mut publisher {
+                    let now = std::time::Instant::now();
+                    if now >= next_snapshot {
+                        publisher.tick(&mut analyzer);
+                        next_snapshot = now + crate::control::SNAPSHOT_INTERVAL;
+                    }
+                }
             }
             merge.end_all();
             release(&mut analyzer, &mut merge, u64::MAX);
@@ -457,6 +481,9 @@ pub fn replay(
                 metrics.observation_queue_depth.set(0);
                 analyzer.publish_learning();
             }
+            if let Some(publisher) = &mut publisher {
+                publisher.publish(&mut analyzer);
+            }
             let sink_reports = analyzer.take_sinks().close();
             analyzer.close_events();
             if let Some(requests) = control {
@@ -465,7 +492,10 @@ pub fn replay(
                     .name("otsensor-control".into())
                     .spawn(move || {
                         for request in requests {
-                            analyzer.answer(request);
+                            match &mut publisher {
+                                Some(publisher) => publisher.answer(&mut analyzer, request),
+                                None => analyzer.answer(request),
+                            }
                         }
                     });
             }

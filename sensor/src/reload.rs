@@ -233,9 +233,17 @@ const SETTINGS: &[Setting] = &[
     setting!("outputs.eve.protocol_events", RESTART, eve_protocol_events),
     setting!("http.enabled", RESTART, http_enabled),
     setting!("http.listen", RESTART, http_listen),
+    setting!("http.api_token_file", RESTART, http_api_token_file),
+    setting!("http.allowed_hosts", RESTART, http_limits.allowed_hosts),
+    setting!("http.max_connections", RESTART, http_limits.max_connections),
+    setting!("http.header_timeout", RESTART, http_limits.header_timeout),
+    setting!("http.idle_timeout", RESTART, http_limits.idle_timeout),
+    setting!("http.request_timeout", RESTART, http_limits.request_timeout),
+    setting!("http.max_body_bytes", RESTART, http_limits.max_body_bytes),
     setting!("outputs.syslog.url", RESTART, syslog_url),
     setting!("outputs.syslog.ca_file", RESTART, syslog_ca_file),
     setting!("outputs.webhook.url", RESTART, webhook_url),
+    setting!("outputs.webhook.ca_file", RESTART, webhook_ca_file),
     Setting {
         name: "outputs.webhook.token",
         live: RESTART,
@@ -320,10 +328,13 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         http_enabled: _,
         http_listen: _,
         http_api_token: _,
+        http_api_token_file: _,
+        http_limits: _,
         syslog_url: _,
         syslog_ca_file: _,
         webhook_url: _,
         webhook_token: _,
+        webhook_ca_file: _,
     } = new.clone();
     let merged = Policy {
         internal_networks,
@@ -599,15 +610,15 @@ mod tests {
 
     #[test]
     fn every_policy_field_is_classified() {
-        // `merge` destructures `Policy` exhaustively (31 fields); SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 39);
+        // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
+        assert_eq!(SETTINGS.len(), 47);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
             18,
             "the 18 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 21);
+        assert_eq!(restart.len(), 29);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(

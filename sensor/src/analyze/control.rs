@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::{Analyzer, DeviceRecord};
 use crate::clock::rfc3339_micros;
 use crate::control::{
-    mac_text, AlertFilter, BaselineAction, BaselineView, ControlError, ControlHandler,
+    mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError, ControlHandler,
     Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
     IdentityChange, PeerView, MAX_LIST,
 };
@@ -23,6 +23,9 @@ use crate::store::{self, DeviceKey};
 /// Conversations kept for the flow summary (bounded memory under floods; more are
 /// counted in the totals only).
 const MAX_CONVERSATIONS: usize = 50_000;
+
+/// A device's peers: protocols and flows seen with each.
+type Peers = BTreeMap<IpAddr, (BTreeSet<String>, u64)>;
 
 /// Ended flows, totalled per protocol and per conversation. Keyed by typed labels, so
 /// that adding a flow allocates nothing; the API's text views are built when asked.
@@ -120,8 +123,21 @@ impl FlowBook {
         summary
     }
 
+    /// Every address's peers, in one pass over the conversations (for snapshots).
+    fn peers_index(&self) -> HashMap<IpAddr, Peers> {
+        let mut index: HashMap<IpAddr, Peers> = HashMap::default();
+        for (&(client, server, label), tally) in &self.conversations {
+            for (ip, peer) in [(client, server), (server, client)] {
+                let entry = index.entry(ip).or_default().entry(peer).or_default();
+                entry.0.insert(label.text());
+                entry.1 += tally.flows;
+            }
+        }
+        index
+    }
+
     /// The peers of `ip` with the protocols and flows seen between them.
-    fn peers_of(&self, ip: IpAddr) -> BTreeMap<IpAddr, (BTreeSet<String>, u64)> {
+    fn peers_of(&self, ip: IpAddr) -> Peers {
         let mut peers: BTreeMap<IpAddr, (BTreeSet<String>, u64)> = BTreeMap::new();
         for (&(client, server, label), tally) in &self.conversations {
             let peer = if client == ip {
@@ -139,15 +155,42 @@ impl FlowBook {
     }
 }
 
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    haystack.to_lowercase().contains(&needle.to_lowercase())
-}
-
 fn device_id(record: &DeviceRecord) -> String {
     match (record.ip, record.mac.as_ref()) {
         (Some(ip), _) => ip.to_string(),
         (None, Some(mac)) => mac_text(mac),
         (None, None) => String::new(),
+    }
+}
+
+/// A device with its identity history and `peers`.
+fn detail(record: &DeviceRecord, mut peers: Peers) -> DeviceDetail {
+    // Peers seen only in flows still open, or beyond the book's capacity.
+    for peer in &record.peers {
+        peers.entry(*peer).or_default();
+    }
+    DeviceDetail {
+        summary: summary(record),
+        identity: record.identity.clone(),
+        identity_history: record
+            .identity_history
+            .iter()
+            .map(|change| IdentityChange {
+                timestamp: rfc3339_micros(change.ts_ns),
+                protocol: change.protocol,
+                field: change.field,
+                previous: Some(change.old.clone()),
+                value: change.new.clone(),
+            })
+            .collect(),
+        peers: peers
+            .into_iter()
+            .map(|(ip, (protocols, flows))| PeerView {
+                ip,
+                protocols: protocols.into_iter().collect(),
+                flows,
+            })
+            .collect(),
     }
 }
 
@@ -168,36 +211,6 @@ fn summary(record: &DeviceRecord) -> DeviceSummary {
         packets: record.packets_sent + record.packets_received,
         bytes: record.bytes_sent + record.bytes_received,
     }
-}
-
-fn matches_filter(device: &DeviceSummary, filter: &DeviceFilter) -> bool {
-    filter.class.as_deref().is_none_or(|c| device.class == c)
-        && filter
-            .protocol
-            .as_deref()
-            .is_none_or(|p| device.protocols.iter().any(|dp| dp.name() == p))
-        && filter.q.as_deref().is_none_or(|q| {
-            [
-                Some(device.id.as_str()),
-                device.mac.as_deref(),
-                device.vendor.as_deref(),
-                device.model.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|field| contains_ci(field, q))
-        })
-}
-
-fn alert_matches(alert: &Alert, filter: &AlertFilter) -> bool {
-    filter.severity.is_none_or(|s| alert.severity.0 <= s)
-        && filter
-            .signature
-            .as_deref()
-            .is_none_or(|s| alert.signature == s)
-        && filter
-            .device
-            .is_none_or(|ip| alert.src_ip == Some(ip) || alert.dest_ip == Some(ip))
 }
 
 impl Analyzer {
@@ -255,7 +268,7 @@ impl ControlHandler for Analyzer {
         let mut out: Vec<DeviceSummary> = self
             .device_records()
             .map(summary)
-            .filter(|d| matches_filter(d, filter))
+            .filter(|d| filter.matches(d))
             .collect();
         out.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.id.cmp(&b.id)));
         out.truncate(MAX_LIST);
@@ -264,46 +277,19 @@ impl ControlHandler for Analyzer {
 
     fn device(&mut self, id: &str) -> Option<DeviceDetail> {
         let record = self.find_device(id)?;
-        let mut peers = record
+        let peers = record
             .ip
             .map(|ip| self.flow_book.peers_of(ip))
             .unwrap_or_default();
-        // Peers seen only in flows still open, or beyond the book's capacity.
-        for peer in &record.peers {
-            peers.entry(*peer).or_default();
-        }
-        Some(DeviceDetail {
-            summary: summary(record),
-            identity: record.identity.clone(),
-            identity_history: record
-                .identity_history
-                .iter()
-                .map(|change| IdentityChange {
-                    timestamp: rfc3339_micros(change.ts_ns),
-                    protocol: change.protocol,
-                    field: change.field,
-                    previous: Some(change.old.clone()),
-                    value: change.new.clone(),
-                })
-                .collect(),
-            peers: peers
-                .into_iter()
-                .map(|(ip, (protocols, flows))| PeerView {
-                    ip,
-                    protocols: protocols.into_iter().collect(),
-                    flows,
-                })
-                .collect(),
-        })
+        Some(detail(record, peers))
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
-        match self.committed_store().alerts(filter.status, MAX_LIST) {
-            Ok(stored) => stored
-                .into_iter()
-                .map(|s| s.alert)
-                .filter(|a| alert_matches(a, filter))
-                .collect(),
+        match self
+            .committed_store()
+            .alerts_where(&filter.query(), MAX_LIST)
+        {
+            Ok(stored) => stored.into_iter().map(|s| s.alert).collect(),
             Err(_) => {
                 self.counters.store_errors += 1;
                 Vec::new()
@@ -406,6 +392,34 @@ impl ControlHandler for Analyzer {
             learning: self.is_learning(self.latest_ns),
             capture_finished: self.capture_finished,
         }
+    }
+
+    fn snapshot(&mut self) -> ApiSnapshot {
+        let mut peers = self.flow_book.peers_index();
+        let mut devices: Vec<DeviceDetail> = self
+            .device_records()
+            .map(|record| {
+                let mine = record
+                    .ip
+                    .and_then(|ip| peers.remove(&ip))
+                    .unwrap_or_default();
+                detail(record, mine)
+            })
+            .collect();
+        devices.sort_by(|a, b| (a.summary.ip, &a.summary.id).cmp(&(b.summary.ip, &b.summary.id)));
+        ApiSnapshot {
+            devices,
+            flows: self.flows(),
+            baseline: Some(self.baseline()),
+            health: Some(self.health()),
+            generation: 0,
+        }
+    }
+
+    fn change_count(&self) -> u64 {
+        // Observations change inventory, flows and health; the end of the capture
+        // changes health.
+        self.counters.observations + u64::from(self.capture_finished)
     }
 }
 
@@ -566,5 +580,101 @@ mod tests {
         assert!(entries_before > 0);
         seen(&mut a, T0 + 50 * S, [10, 0, 0, 5], 5);
         assert!(ask(&mut a, ControlRequest::Baseline).learning);
+    }
+
+    /// 10,000 newer low-severity alerts after one high-severity alert (ids from 1).
+    fn noisy_store() -> store::Store {
+        let mut db = store::Store::in_memory().expect("store");
+        let mut batch = store::Batch::default();
+        let mut high = crate::control::tests_support::sample_alert();
+        high.id = 1;
+        high.count = 1;
+        batch.alerts.push(store::AlertRow {
+            alert: high,
+            learn: Vec::new(),
+        });
+        for i in 0..10_000u32 {
+            let mut low = crate::control::tests_support::sample_alert();
+            low.id = u64::from(i) + 2;
+            low.signature = "new_device".into();
+            low.severity = crate::detect::Severity::LOW;
+            low.src_ip = Some(IpAddr::from((0x0a01_0000u32 + i).to_be_bytes()));
+            low.dest_ip = None;
+            low.last_ns = T0 + u64::from(i + 1) * S;
+            low.count = 1;
+            batch.alerts.push(store::AlertRow {
+                alert: low,
+                learn: Vec::new(),
+            });
+        }
+        db.write(&batch).expect("write");
+        db
+    }
+
+    #[test]
+    fn alert_filters_run_before_the_limit() {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(0);
+        let policy = Arc::new(config.validate().expect("policy"));
+        let mut a = Analyzer::with_store(policy, None, noisy_store());
+        let high = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    severity: Some(1),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(high.len(), 1, "newer noise must not hide the high alert");
+        assert_eq!(high[0].signature, "plc_stop");
+        let by_signature = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    signature: Some("plc_stop".into()),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(by_signature.len(), 1);
+        let by_device = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    device: Some(IpAddr::from([10, 0, 0, 10])),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(by_device.len(), 1);
+        let all = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(AlertFilter::default(), tx)
+        });
+        assert_eq!(all.len(), MAX_LIST);
+    }
+
+    #[test]
+    fn the_snapshot_holds_every_device_with_the_detail_the_api_answers() {
+        let mut a = analyzer(0);
+        seen(&mut a, T0, [10, 0, 0, 10], 10);
+        seen(&mut a, T0, [10, 0, 0, 20], 20);
+        a.observe(modbus_flow(T0 + S, [10, 0, 0, 20], [10, 0, 0, 10]));
+        let before = a.change_count();
+        let snapshot = a.snapshot();
+        assert_eq!(snapshot.devices.len(), a.device_count() as usize);
+        for device in &snapshot.devices {
+            let asked = a.device(&device.summary.id).expect("device");
+            assert_eq!(&asked, device);
+        }
+        assert_eq!(snapshot.health, Some(a.health()));
+        assert_eq!(snapshot.flows, a.flows());
+        assert!(snapshot.device("10.0.0.10").is_some());
+        assert!(snapshot.device("10.9.9.9").is_none());
+        seen(&mut a, T0 + 2 * S, [10, 0, 0, 30], 30);
+        assert!(
+            a.change_count() > before,
+            "new observations change the snapshot"
+        );
     }
 }
