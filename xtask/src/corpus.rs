@@ -20,6 +20,9 @@ fn target_of(ports: (u16, u16)) -> Option<&'static str> {
         47808 => Some("bacnet"),
         44818 | 2222 => Some("enip"),
         102 => Some("s7comm"),
+        2404 => Some("iec104"),
+        4840 => Some("opcua"),
+        1883 => Some("mqtt"),
         _ => None,
     };
     by_port(ports.1).or_else(|| by_port(ports.0))

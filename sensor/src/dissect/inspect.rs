@@ -105,6 +105,9 @@ pub struct ProtocolStats {
     pub bacnet: super::bacnet::Stats,
     pub enip: super::enip::Stats,
     pub s7comm: super::s7comm::Stats,
+    pub iec104: super::iec104_inspect::Stats,
+    pub opcua: super::opcua_inspect::Stats,
+    pub mqtt: super::mqtt_inspect::Stats,
 }
 
 impl ProtocolStats {
@@ -120,6 +123,9 @@ impl ProtocolStats {
         self.bacnet.merge(&other.bacnet);
         self.enip.merge(&other.enip);
         self.s7comm.merge(&other.s7comm);
+        self.iec104.merge(&other.iec104);
+        self.opcua.merge(&other.opcua);
+        self.mqtt.merge(&other.mqtt);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -136,6 +142,9 @@ impl ProtocolStats {
         put(Protocol::Bacnet, self.bacnet.summary());
         put(Protocol::Enip, self.enip.summary());
         put(Protocol::S7comm, self.s7comm.summary());
+        put(Protocol::Iec104, self.iec104.summary());
+        put(Protocol::OpcUa, self.opcua.summary());
+        put(Protocol::Mqtt, self.mqtt.summary());
         details
     }
 }
@@ -375,6 +384,9 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
+    Iec104(super::iec104_inspect::Iec104Event),
+    OpcUa(super::opcua_inspect::OpcUaEvent),
+    Mqtt(super::mqtt_inspect::MqttEvent),
 }
 
 impl EventBody {
@@ -385,6 +397,9 @@ impl EventBody {
             EventBody::Bacnet(_) => Protocol::Bacnet,
             EventBody::Enip(_) => Protocol::Enip,
             EventBody::S7comm(_) => Protocol::S7comm,
+            EventBody::Iec104(_) => Protocol::Iec104,
+            EventBody::OpcUa(_) => Protocol::OpcUa,
+            EventBody::Mqtt(_) => Protocol::Mqtt,
         }
     }
 }

@@ -48,6 +48,18 @@ macro_rules! wire_enum {
     };
 }
 
+/// IEC 60870-5-104: APCI (I/S/U formats) and ASDUs with their information objects.
+pub mod iec104;
+/// IEC 104 inspection: statistics, commands by kind, errors, EVE events.
+pub mod iec104_inspect;
+/// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
+pub mod opcua;
+/// OPC UA inspection: statistics, services as commands, errors, identity, EVE events.
+pub mod opcua_inspect;
+/// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
+pub mod mqtt;
+/// MQTT inspection: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
+pub mod mqtt_inspect;
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
 /// Fixed-capacity histograms for per-protocol statistics.
@@ -169,6 +181,9 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
         Protocol::Enip => Some(enip::frame),
         // TPKT framing; the S7 inspector tells S7comm from S7comm-plus per PDU.
         Protocol::S7comm | Protocol::S7commPlus => Some(s7comm::frame),
+        Protocol::Iec104 => Some(iec104::frame),
+        Protocol::OpcUa => Some(opcua::frame),
+        Protocol::Mqtt => Some(mqtt::frame),
         _ => None,
     }
 }
@@ -187,7 +202,9 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
         Protocol::Bacnet => bacnet::inspect(pdu, ctx),
         Protocol::Enip => enip::inspect(pdu, ctx),
         Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
-        _ => ctx.count(protocol),
+        Protocol::Iec104 => iec104_inspect::inspect(pdu, ctx),
+        Protocol::OpcUa => opcua_inspect::inspect(pdu, ctx),
+        Protocol::Mqtt => mqtt_inspect::inspect(pdu, ctx),
     }
 }
 
@@ -197,6 +214,9 @@ pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
         6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
         6 if s7comm::looks_like(payload) => Some(Protocol::S7comm),
         6 if enip::looks_like(payload) => Some(Protocol::Enip),
+        6 if iec104::looks_like(payload) => Some(Protocol::Iec104),
+        6 if opcua::looks_like(payload) => Some(Protocol::OpcUa),
+        6 if mqtt::looks_like(payload) => Some(Protocol::Mqtt),
         6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
         17 if bacnet::looks_like(payload) => Some(Protocol::Bacnet),
         17 if enip::looks_like(payload) || enip::looks_like_io(payload) => Some(Protocol::Enip),
