@@ -98,11 +98,12 @@ const COMPARED: &[(&str, &[&str])] = &[
         ],
     ),
     ("mqtt", &["msgtype", "connack_code"]),
+    ("goose", &["appid", "gocb_ref"]),
 ];
 
 /// Protocols added after the first five, and the fewest shared captures each must be
 /// compared on (so a renamed capture or a lost record count cannot pass silently).
-const MIN_CAPTURES: &[(&str, usize)] = &[("iec104", 3), ("opcua", 14), ("mqtt", 1)];
+const MIN_CAPTURES: &[(&str, usize)] = &[("iec104", 3), ("opcua", 14), ("mqtt", 1), ("goose", 2)];
 
 /// (capture, protocol, histogram or "records", why the counts differ).
 const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[

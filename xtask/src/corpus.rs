@@ -74,6 +74,9 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
             if let Some(target) = frame.ports().and_then(target_of) {
                 save(target, frame.payload)?;
             }
+            if frame.src_ip.is_none() && frame.ether_type == 0x88B8 {
+                save("goose", frame.payload)?;
+            }
             // The frame target takes runs of 16 frames in its [link][len][bytes] format.
             let len = packet.data.len().min(255);
             window.push(link_selector(packet.link));

@@ -785,7 +785,10 @@ mod tests {
         let bytes = hex(STARTDT_ACT);
         let apdu = Apdu::new_checked(&bytes).expect("valid APDU");
         assert_eq!(apdu.u_function(), Some(UFunction::StartDtAct));
-        assert_eq!(apdu.u_function().and_then(UFunction::name), Some("STARTDT act"));
+        assert_eq!(
+            apdu.u_function().and_then(UFunction::name),
+            Some("STARTDT act")
+        );
     }
 
     #[test]
@@ -896,7 +899,10 @@ mod tests {
             Apdu::new_checked(&hex("68044300000000")),
             Err(Error::TrailingBytes(1))
         );
-        assert_eq!(Apdu::new_checked(&[]), Err(Error::Truncated { need: 2, have: 0 }));
+        assert_eq!(
+            Apdu::new_checked(&[]),
+            Err(Error::Truncated { need: 2, have: 0 })
+        );
         // I-format with a 4-octet ASDU.
         let bytes = hex("68080000000064010600");
         let apdu = Apdu::new_checked(&bytes).expect("APCI is fine");
@@ -917,7 +923,9 @@ mod tests {
         // C_SC_NA_1 claiming 2 objects with one present.
         let bytes = hex("680e040042002d0206000a0002000001");
         let asdu = Apdu::new_checked(&bytes).unwrap().asdu().unwrap();
-        assert!(asdu.anomalies().contains(Anomalies::OBJECTS_LENGTH_MISMATCH));
+        assert!(asdu
+            .anomalies()
+            .contains(Anomalies::OBJECTS_LENGTH_MISMATCH));
         assert_eq!(asdu.objects().count(), 1);
         assert_eq!(
             asdu.anomalies().labels().collect::<Vec<_>>(),
@@ -964,8 +972,16 @@ mod tests {
                     assert!(asdu.anomalies().is_empty(), "{name}: {pdu:02x?}");
                 }
             }
-            assert_eq!(formats, expected_histogram(name, "iec104", "apci_type"), "{name}");
-            assert_eq!(types, expected_histogram(name, "iec104", "type_id"), "{name}");
+            assert_eq!(
+                formats,
+                expected_histogram(name, "iec104", "apci_type"),
+                "{name}"
+            );
+            assert_eq!(
+                types,
+                expected_histogram(name, "iec104", "type_id"),
+                "{name}"
+            );
         }
     }
 }

@@ -108,6 +108,7 @@ pub struct ProtocolStats {
     pub iec104: super::iec104_inspect::Stats,
     pub opcua: super::opcua_inspect::Stats,
     pub mqtt: super::mqtt_inspect::Stats,
+    pub goose: super::goose_inspect::Stats,
 }
 
 impl ProtocolStats {
@@ -126,6 +127,7 @@ impl ProtocolStats {
         self.iec104.merge(&other.iec104);
         self.opcua.merge(&other.opcua);
         self.mqtt.merge(&other.mqtt);
+        self.goose.merge(&other.goose);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -145,6 +147,7 @@ impl ProtocolStats {
         put(Protocol::Iec104, self.iec104.summary());
         put(Protocol::OpcUa, self.opcua.summary());
         put(Protocol::Mqtt, self.mqtt.summary());
+        put(Protocol::Goose, self.goose.summary());
         details
     }
 }
@@ -387,6 +390,7 @@ pub enum EventBody {
     Iec104(super::iec104_inspect::Iec104Event),
     OpcUa(super::opcua_inspect::OpcUaEvent),
     Mqtt(super::mqtt_inspect::MqttEvent),
+    Goose(super::goose_inspect::GooseEvent),
 }
 
 impl EventBody {
@@ -400,6 +404,7 @@ impl EventBody {
             EventBody::Iec104(_) => Protocol::Iec104,
             EventBody::OpcUa(_) => Protocol::OpcUa,
             EventBody::Mqtt(_) => Protocol::Mqtt,
+            EventBody::Goose(_) => Protocol::Goose,
         }
     }
 }

@@ -48,26 +48,30 @@ macro_rules! wire_enum {
     };
 }
 
+/// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
+pub mod dnp3;
+/// IEC 61850 GOOSE (EtherType 0x88B8): header and BER-encoded goosePdu.
+pub mod goose;
+/// GOOSE inspection: statistics (APPID, gocbRef), malformed APDUs, EVE events.
+pub mod goose_inspect;
+/// Fixed-capacity histograms for per-protocol statistics.
+pub mod histogram;
 /// IEC 60870-5-104: APCI (I/S/U formats) and ASDUs with their information objects.
 pub mod iec104;
 /// IEC 104 inspection: statistics, commands by kind, errors, EVE events.
 pub mod iec104_inspect;
-/// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
-pub mod opcua;
-/// OPC UA inspection: statistics, services as commands, errors, identity, EVE events.
-pub mod opcua_inspect;
-/// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
-pub mod mqtt;
-/// MQTT inspection: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
-pub mod mqtt_inspect;
-/// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
-pub mod dnp3;
-/// Fixed-capacity histograms for per-protocol statistics.
-pub mod histogram;
 /// Per-PDU inspection: statistics, EVE protocol events, observations.
 pub mod inspect;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
+/// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
+pub mod mqtt;
+/// MQTT inspection: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
+pub mod mqtt_inspect;
+/// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
+pub mod opcua;
+/// OPC UA inspection: statistics, services as commands, errors, identity, EVE events.
+pub mod opcua_inspect;
 #[cfg(test)]
 mod test_capture;
 
@@ -101,10 +105,11 @@ pub enum Protocol {
     Iec104,
     OpcUa,
     Mqtt,
+    Goose,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 9] = [
+    pub const ALL: [Protocol; 10] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -114,6 +119,7 @@ impl Protocol {
         Protocol::Iec104,
         Protocol::OpcUa,
         Protocol::Mqtt,
+        Protocol::Goose,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -129,6 +135,7 @@ impl Protocol {
             Protocol::Iec104 => "iec104",
             Protocol::OpcUa => "opcua",
             Protocol::Mqtt => "mqtt",
+            Protocol::Goose => "goose",
         }
     }
 
@@ -147,6 +154,14 @@ impl Protocol {
             (6, 2404) => Some(Protocol::Iec104),
             (6, 4840) => Some(Protocol::OpcUa),
             (6, 1883 | 8883) => Some(Protocol::Mqtt),
+            _ => None,
+        }
+    }
+
+    /// The protocol carried directly in an Ethernet frame of this EtherType.
+    pub fn by_ether_type(ether_type: u16) -> Option<Protocol> {
+        match ether_type {
+            goose::ETHER_TYPE => Some(Protocol::Goose),
             _ => None,
         }
     }
@@ -205,6 +220,7 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
         Protocol::Iec104 => iec104_inspect::inspect(pdu, ctx),
         Protocol::OpcUa => opcua_inspect::inspect(pdu, ctx),
         Protocol::Mqtt => mqtt_inspect::inspect(pdu, ctx),
+        Protocol::Goose => goose_inspect::inspect(pdu, ctx),
     }
 }
 

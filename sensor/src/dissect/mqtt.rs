@@ -539,7 +539,10 @@ mod tests {
         // PUBLISH QoS 1, retain, topic "a/b", packet id 10, payload "on".
         let bytes = hex("33090003612f62000a6f6e");
         let packet = Packet::new_checked(&bytes).expect("valid PUBLISH");
-        assert_eq!((packet.qos(), packet.retain(), packet.dup()), (1, true, false));
+        assert_eq!(
+            (packet.qos(), packet.retain(), packet.dup()),
+            (1, true, false)
+        );
         assert_eq!(packet.topic(), Some(&b"a/b"[..]));
         assert_eq!(packet.packet_id(), Some(10));
         assert!(packet.anomalies().is_empty());
@@ -566,7 +569,10 @@ mod tests {
 
     #[test]
     fn rejects_and_framing() {
-        assert_eq!(Packet::new_checked(&[]), Err(Error::Truncated { need: 2, have: 0 }));
+        assert_eq!(
+            Packet::new_checked(&[]),
+            Err(Error::Truncated { need: 2, have: 0 })
+        );
         assert_eq!(Packet::new_checked(&[0x00, 0x00]), Err(Error::ReservedType));
         assert_eq!(
             Packet::new_checked(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),

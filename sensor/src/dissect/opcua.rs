@@ -120,9 +120,7 @@ impl MessageType {
     pub fn is_secure(self) -> bool {
         matches!(
             self,
-            MessageType::OpenSecureChannel
-                | MessageType::Message
-                | MessageType::CloseSecureChannel
+            MessageType::OpenSecureChannel | MessageType::Message | MessageType::CloseSecureChannel
         )
     }
 }
@@ -233,7 +231,12 @@ const SERVICES: &[(u32, u32, &str, ServiceKind)] = &[
     (506, 509, "DeleteReferences", ServiceKind::NodeManagement),
     (527, 530, "Browse", ServiceKind::Browse),
     (533, 536, "BrowseNext", ServiceKind::Browse),
-    (554, 557, "TranslateBrowsePathsToNodeIds", ServiceKind::Browse),
+    (
+        554,
+        557,
+        "TranslateBrowsePathsToNodeIds",
+        ServiceKind::Browse,
+    ),
     (560, 563, "RegisterNodes", ServiceKind::Browse),
     (566, 569, "UnregisterNodes", ServiceKind::Browse),
     (615, 618, "QueryFirst", ServiceKind::Browse),
@@ -271,20 +274,22 @@ pub fn service(type_id: u32) -> Option<(Service, Direction)> {
         };
         return Some((fault, Direction::Response));
     }
-    SERVICES.iter().find_map(|&(request, response, name, kind)| {
-        let service = Service {
-            request_id: request,
-            name,
-            kind,
-        };
-        if type_id == request {
-            Some((service, Direction::Request))
-        } else if type_id == response {
-            Some((service, Direction::Response))
-        } else {
-            None
-        }
-    })
+    SERVICES
+        .iter()
+        .find_map(|&(request, response, name, kind)| {
+            let service = Service {
+                request_id: request,
+                name,
+                kind,
+            };
+            if type_id == request {
+                Some((service, Direction::Request))
+            } else if type_id == response {
+                Some((service, Direction::Response))
+            } else {
+                None
+            }
+        })
 }
 
 /// A bounds-checked little-endian reader over binary-encoded fields (Part 6 §5.2).
@@ -320,7 +325,8 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Option<u32> {
-        self.bytes(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.bytes(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     pub fn i32(&mut self) -> Option<i32> {
@@ -526,17 +532,17 @@ impl<'a> Message<'a> {
         }
         let mut r = Reader::new(self.body());
         let secure_channel_id = r.u32()?;
-        let (security_policy_uri, token_id) =
-            if self.message_type == MessageType::OpenSecureChannel {
-                // Asymmetric algorithm security header (Part 6 §6.7.2.3).
-                let uri = r.string()?;
-                r.string()?; // SenderCertificate
-                r.string()?; // ReceiverCertificateThumbprint
-                (Some(uri), None)
-            } else {
-                // Symmetric algorithm security header: the token id.
-                (None, Some(r.u32()?))
-            };
+        let (security_policy_uri, token_id) = if self.message_type == MessageType::OpenSecureChannel
+        {
+            // Asymmetric algorithm security header (Part 6 §6.7.2.3).
+            let uri = r.string()?;
+            r.string()?; // SenderCertificate
+            r.string()?; // ReceiverCertificateThumbprint
+            (Some(uri), None)
+        } else {
+            // Symmetric algorithm security header: the token id.
+            (None, Some(r.u32()?))
+        };
         Some(Secure {
             secure_channel_id,
             security_policy_uri,
@@ -850,7 +856,10 @@ pub fn frame(buf: &[u8]) -> Framing {
         };
     }
     if MessageType::from_bytes([buf[0], buf[1], buf[2]]).is_none()
-        || matches!(ChunkType::from(buf[field::CHUNK_TYPE]), ChunkType::Unknown(_))
+        || matches!(
+            ChunkType::from(buf[field::CHUNK_TYPE]),
+            ChunkType::Unknown(_)
+        )
     {
         return Framing::Resync(1);
     }
@@ -947,7 +956,10 @@ mod tests {
         let body = secure.service().expect("service body");
         assert_eq!(body.numeric_id(), Some(446));
         let (service, direction) = body.service().expect("known service");
-        assert_eq!((service.name, direction), ("OpenSecureChannel", Direction::Request));
+        assert_eq!(
+            (service.name, direction),
+            ("OpenSecureChannel", Direction::Request)
+        );
         assert_eq!(body.open_security_mode(), Some(SecurityMode::None));
         assert_eq!(body.request_header().map(|h| h.request_handle), Some(0));
         assert_eq!(body.response_header(), None);
@@ -1002,7 +1014,9 @@ mod tests {
         body.extend((-1i32).to_le_bytes()); // discovery urls
         body.extend((-1i32).to_le_bytes()); // certificate
         body.extend(2u32.to_le_bytes()); // Sign
-        body.extend(string(b"http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256"));
+        body.extend(string(
+            b"http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256",
+        ));
         body.extend(0i32.to_le_bytes()); // no token policies
         body.extend((-1i32).to_le_bytes());
         body.push(3);
@@ -1093,7 +1107,9 @@ mod tests {
             let mut services: HashMap<String, u64> = HashMap::new();
             for (_, pdu) in &pdus {
                 let message = Message::new_checked(pdu).expect("framed message parses");
-                *types.entry(message.message_type().name().into()).or_default() += 1;
+                *types
+                    .entry(message.message_type().name().into())
+                    .or_default() += 1;
                 if let Some(id) = message
                     .secure()
                     .and_then(|s| s.service())
@@ -1102,7 +1118,11 @@ mod tests {
                     *services.entry(id.to_string()).or_default() += 1;
                 }
             }
-            assert_eq!(types, expected_histogram(name, "opcua", "msg_type"), "{name}");
+            assert_eq!(
+                types,
+                expected_histogram(name, "opcua", "msg_type"),
+                "{name}"
+            );
             assert_eq!(
                 services,
                 expected_histogram(name, "opcua", "service_nodeid"),

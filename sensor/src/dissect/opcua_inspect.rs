@@ -134,9 +134,7 @@ fn command_kind(kind: ServiceKind) -> Option<CommandKind> {
     Some(match kind {
         ServiceKind::Write | ServiceKind::HistoryUpdate => CommandKind::Write,
         ServiceKind::Call | ServiceKind::NodeManagement => CommandKind::Program,
-        ServiceKind::Read | ServiceKind::Browse | ServiceKind::Subscription => {
-            CommandKind::Read
-        }
+        ServiceKind::Read | ServiceKind::Browse | ServiceKind::Subscription => CommandKind::Read,
         ServiceKind::Discovery => CommandKind::Discovery,
         ServiceKind::Session | ServiceKind::Fault => return None,
     })
@@ -208,7 +206,11 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     }
 }
 
-fn inspect_service(body: &super::opcua::ServiceBody<'_>, ctx: &mut PduCtx<'_>, event: &mut OpcUaEvent) {
+fn inspect_service(
+    body: &super::opcua::ServiceBody<'_>,
+    ctx: &mut PduCtx<'_>,
+    event: &mut OpcUaEvent,
+) {
     let Some(id) = body.numeric_id() else {
         return;
     };
