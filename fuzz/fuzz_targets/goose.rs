@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::goose::Goose;
+use otsensor_wire::goose::Goose;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(goose) = Goose::new_checked(data) {

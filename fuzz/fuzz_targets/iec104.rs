@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::iec104::{self, Apdu};
-use otsensor::dissect::Framing;
+use otsensor_wire::iec104::{self, Apdu};
+use otsensor_wire::Framing;
 
 fn exercise(apdu: &Apdu<'_>) {
     let _ = (apdu.length(), apdu.control(), apdu.format().name());

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::mqtt::{self, Packet};
-use otsensor::dissect::Framing;
+use otsensor_wire::mqtt::{self, Packet};
+use otsensor_wire::Framing;
 
 fn exercise(packet: &Packet<'_>) {
     let _ = (packet.packet_type().name(), packet.flags(), packet.remaining_length());

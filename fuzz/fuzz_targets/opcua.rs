@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::opcua::{self, Message, Reader};
-use otsensor::dissect::Framing;
+use otsensor_wire::opcua::{self, Message, Reader};
+use otsensor_wire::Framing;
 
 fn exercise(message: &Message<'_>) {
     let _ = (message.message_type().name(), message.chunk_type(), message.size());

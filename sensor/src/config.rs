@@ -10,6 +10,8 @@
 //! [`Config::validate`] then checks what spans fields and builds the [`Policy`].
 
 mod value;
+/// Published policy snapshots and the workers' cheap view of them.
+mod watch;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_path_to_error::{Path as FieldPath, Segment};
 
 pub use value::HumanDuration;
+pub(crate) use watch::lock;
+pub use watch::{PolicySnapshots, PolicyWatch};
 
 /// The commented default configuration: what `otsensor default-config` prints and the
 /// example shipped in `deploy/`. Tests prove it parses to [`Config::default`].
@@ -338,6 +342,8 @@ pub struct DetectionConfig {
     pub scan: ScanDetectionConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub silent_device: SilentDeviceConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub flood: FloodDetectionConfig,
     /// Hosts allowed to program controllers: `plc_programming` from them does not
     /// alert (hosts that programmed during learning are allowed too).
     #[serde(
@@ -372,6 +378,27 @@ impl Default for ScanDetectionConfig {
             address_scan_hosts: 50,
             discovery_sweep: 10,
             window: HumanDuration::from_secs(120),
+        }
+    }
+}
+
+/// `detection.flood`: half-open connection attempts against one device.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodDetectionConfig {
+    /// Connection attempts (TCP SYN without ACK) to one device within `window`, from
+    /// any number of sources, that make a denial-of-service flood.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub attempts: u32,
+    #[serde(deserialize_with = "value::positive_duration")]
+    pub window: HumanDuration,
+}
+
+impl Default for FloodDetectionConfig {
+    fn default() -> Self {
+        FloodDetectionConfig {
+            attempts: 100,
+            window: HumanDuration::from_secs(10),
         }
     }
 }
@@ -603,6 +630,9 @@ pub struct Policy {
     pub http_enabled: bool,
     pub silent_quiet_factor: u32,
     pub silent_quiet_floor_ns: u64,
+    /// `detection.flood.attempts` and `window`.
+    pub flood_attempts: u32,
+    pub flood_window_ns: u64,
     /// `detection.engineering_workstations`.
     pub engineering_workstations: Vec<IpNet>,
     pub http_listen: SocketAddr,
@@ -817,6 +847,9 @@ impl Config {
         check_positive("detection.silent_device.window", silent.window)?;
         check_count("detection.silent_device.quiet_factor", silent.quiet_factor)?;
         check_positive("detection.silent_device.quiet_floor", silent.quiet_floor)?;
+        let flood = &self.detection.flood;
+        check_count("detection.flood.attempts", flood.attempts)?;
+        check_positive("detection.flood.window", flood.window)?;
 
         if self.http.listen.port() == 0 {
             return Err(invalid(
@@ -867,6 +900,8 @@ impl Config {
             http_enabled: self.http.enabled,
             silent_quiet_factor: silent.quiet_factor,
             silent_quiet_floor_ns: silent.quiet_floor.as_nanos(),
+            flood_attempts: flood.attempts,
+            flood_window_ns: flood.window.as_nanos(),
             engineering_workstations: self
                 .detection
                 .engineering_workstations

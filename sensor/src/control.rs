@@ -15,9 +15,10 @@ use std::net::IpAddr;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::detect::{Alert, AlertStatus};
-use crate::dissect::Protocol;
-use crate::layers::Mac;
 use crate::observe::IdentityField;
 
 /// Capacity of the HTTP → owner request channel.

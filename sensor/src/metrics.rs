@@ -24,10 +24,11 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use otsensor_wire::Protocol;
+
 use crate::analyze::AnalyzerCounters;
-use crate::dissect::inspect::ProtocolStats;
-use crate::dissect::Protocol;
 use crate::flow::stream::StreamCounters;
+use crate::inspect::ProtocolStats;
 use crate::worker::WorkerCounters;
 
 /// Why a metric could not be registered or encoded.

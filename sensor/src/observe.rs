@@ -3,11 +3,14 @@
 
 use std::net::IpAddr;
 
+use crossbeam_channel::Sender;
+
 use serde::Serialize;
 
-use crate::dissect::Protocol;
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::flow::table::{DirectionCounts, EndReason};
-use crate::layers::Mac;
 
 /// A finished flow, oriented client (initiator) to server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,3 +267,48 @@ pub fn mono_ns() -> u64 {
 // Keep the message small: it is copied through a bounded, preallocated channel, and
 // carried inline so that ending a flow allocates nothing.
 const _: () = assert!(std::mem::size_of::<Observation>() <= 160);
+
+/// How a full observation channel is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Wait for room: offline replay, where completeness beats latency.
+    Block,
+    /// Drop and count: live capture, where a worker must never stall.
+    DropWhenFull,
+}
+
+/// The worker's side of the observation channel.
+#[derive(Debug)]
+pub struct ObservationSink {
+    tx: Sender<Stamped>,
+    delivery: Delivery,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+impl ObservationSink {
+    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
+        ObservationSink {
+            tx,
+            delivery,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn send(&mut self, observation: Observation) {
+        let observation = Stamped {
+            observation,
+            mono_ns: mono_ns(),
+        };
+        let delivered = match self.delivery {
+            Delivery::Block => self.tx.send(observation).is_ok(),
+            Delivery::DropWhenFull => self.tx.try_send(observation).is_ok(),
+        };
+        if delivered {
+            self.sent += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
+}

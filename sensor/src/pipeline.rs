@@ -12,23 +12,24 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 
+use otsensor_wire::Protocol;
+
 use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
 use crate::control::{ControlHandler, ControlRequest};
-use crate::dissect::inspect::EventSink;
-use crate::dissect::Protocol;
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
-use crate::layers;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::observe::Stamped;
+use crate::observe::{Delivery, ObservationSink};
+use crate::output::eve::EventSink;
 use crate::output::eve::{EveRecord, EveWriter};
 use crate::output::sinks::AlertSinks;
 use crate::reload::SharedPolicy;
 use crate::store::Store;
-use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
+use crate::worker::{Worker, WorkerCounters, WorkerReport};
 
 /// Where one packet of a batch lies.
 #[derive(Clone, Copy, Debug)]
@@ -441,8 +442,8 @@ pub fn replay(
             }
             let owner = match options.spread {
                 _ if workers == 1 => 0,
-                Spread::FlowHash => flow::frame_owner(&layers::slice(&packet), workers),
-                Spread::Asymmetric => flow::asymmetric_queue(&layers::slice(&packet), workers),
+                Spread::FlowHash => flow::frame_owner(&packet.slice(), workers),
+                Spread::Asymmetric => flow::asymmetric_queue(&packet.slice(), workers),
             };
             let batch = &mut filling[owner];
             if batch.is_full_for(packet.data.len()) || pacer.is_some() && !batch.entries.is_empty()
@@ -574,7 +575,7 @@ fn run_worker(
                     worker.refresh_policy();
                     let started = metrics.is_some().then(Instant::now);
                     for packet in batch.packets() {
-                        let frame = layers::slice(&packet);
+                        let frame = packet.slice();
                         // Under flow-hash spreading the reader already chose the owner.
                         let owner = if check_owner {
                             flow::frame_owner(&frame, workers)

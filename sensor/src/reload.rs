@@ -15,15 +15,14 @@
 //! packet; the analyzer receives the snapshot on a channel in its select loop.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use crate::config::{Config, Error as ConfigError, Policy};
+use crate::config::{lock, Config, Error as ConfigError, Policy, PolicySnapshots, PolicyWatch};
 use crate::metrics::ConfigMetrics;
 
 /// Why a reload was refused. The running policy is unchanged in every case.
@@ -56,11 +55,11 @@ pub struct ReloadOutcome {
     pub kernel_maps_updated: bool,
 }
 
-/// The current policy, shared by the reloader (writer) and the pipeline (readers).
+/// The current policy, shared by the reloader (writer) and the pipeline (readers): the
+/// published snapshots ([`PolicySnapshots`], which the workers watch) and, live, the
+/// kernel maps a reload rewrites before publishing.
 pub struct SharedPolicy {
-    generation: AtomicU64,
-    current: Mutex<Arc<Policy>>,
-    subscribers: Mutex<Vec<Sender<Arc<Policy>>>>,
+    snapshots: Arc<PolicySnapshots>,
     #[cfg(target_os = "linux")]
     kernel: Mutex<Option<crate::ebpf::PolicyMaps>>,
 }
@@ -73,56 +72,38 @@ impl std::fmt::Debug for SharedPolicy {
     }
 }
 
-/// A poisoned lock only means another thread panicked while holding it; the data (an
-/// `Arc` or a list of senders) is still whole, so carry on with it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl SharedPolicy {
     /// Generation 1: the policy the sensor starts with.
     pub fn new(policy: Arc<Policy>) -> Arc<SharedPolicy> {
         Arc::new(SharedPolicy {
-            generation: AtomicU64::new(1),
-            current: Mutex::new(policy),
-            subscribers: Mutex::new(Vec::new()),
+            snapshots: PolicySnapshots::new(policy),
             #[cfg(target_os = "linux")]
             kernel: Mutex::new(None),
         })
     }
 
     pub fn current(&self) -> Arc<Policy> {
-        Arc::clone(&lock(&self.current))
+        self.snapshots.current()
     }
 
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.snapshots.generation()
     }
 
     /// A per-worker view that notices a new snapshot with one atomic load.
     pub fn watch(self: &Arc<Self>) -> PolicyWatch {
-        PolicyWatch {
-            seen: self.generation(),
-            shared: Arc::clone(self),
-        }
+        self.snapshots.watch()
     }
 
     /// A channel that receives every snapshot published from now on (for a thread that
     /// waits in a `select!`, such as the analyzer).
     pub fn subscribe(&self) -> Receiver<Arc<Policy>> {
-        // Unbounded: reloads are rare operator actions, and a reader must never miss one.
-        let (tx, rx) = crossbeam_channel::unbounded();
-        lock(&self.subscribers).push(tx);
-        rx
+        self.snapshots.subscribe()
     }
 
     /// Makes `policy` current; returns its generation.
     pub fn publish(&self, policy: Arc<Policy>) -> u64 {
-        *lock(&self.current) = Arc::clone(&policy);
-        // Subscribers first, generation last: an observation a worker makes under the
-        // new policy is sent after the analyzer's copy is already in its channel.
-        lock(&self.subscribers).retain(|tx| tx.send(Arc::clone(&policy)).is_ok());
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        self.snapshots.publish(policy)
     }
 
     /// Hands over the live filter's policy maps: reloads rewrite them from now on.
@@ -165,26 +146,6 @@ impl SharedPolicy {
     #[cfg(not(target_os = "linux"))]
     fn update_kernel(&self, _policy: &Policy) -> Result<bool, ReloadError> {
         Ok(false)
-    }
-}
-
-/// A worker's view of the [`SharedPolicy`].
-#[derive(Debug)]
-pub struct PolicyWatch {
-    shared: Arc<SharedPolicy>,
-    seen: u64,
-}
-
-impl PolicyWatch {
-    /// The new snapshot if one was published since the last call (one atomic load when
-    /// nothing changed: cheap enough for once per batch).
-    pub fn changed(&mut self) -> Option<Arc<Policy>> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation == self.seen {
-            return None;
-        }
-        self.seen = generation;
-        Some(self.shared.current())
     }
 }
 
@@ -248,6 +209,8 @@ const SETTINGS: &[Setting] = &[
         LIVE,
         silent_quiet_floor_ns
     ),
+    setting!("detection.flood.attempts", LIVE, flood_attempts),
+    setting!("detection.flood.window", LIVE, flood_window_ns),
     setting!(
         "detection.engineering_workstations",
         LIVE,
@@ -349,6 +312,8 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         http_enabled: _,
         http_listen: _,
@@ -376,6 +341,8 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         ..running.clone()
     };

@@ -28,9 +28,10 @@ use std::str::FromStr;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::detect::{Alert, AlertStatus};
-use crate::dissect::Protocol;
-use crate::layers::Mac;
 
 pub const SCHEMA_VERSION: i64 = 1;
 

@@ -5,66 +5,19 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use otsensor_wire::layers::{self, Anomaly, Frame, TcpFlags, Transport};
+use otsensor_wire::{self as wire, Direction, Protocol};
+
 use crate::capture::Packet;
-use crate::config::Policy;
-use crate::dissect::inspect::{
-    AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
-};
-use crate::dissect::{self, dnp3, Direction, Protocol};
+use crate::config::{Policy, PolicyWatch};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
-use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
-use crate::observe::{mono_ns, FlowRecord, Observation, Stamped};
-use crate::reload::PolicyWatch;
-
-/// How a full observation channel is handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Wait for room: offline replay, where completeness beats latency.
-    Block,
-    /// Drop and count: live capture, where a worker must never stall.
-    DropWhenFull,
-}
-
-/// The worker's side of the observation channel.
-#[derive(Debug)]
-pub struct ObservationSink {
-    tx: Sender<Stamped>,
-    delivery: Delivery,
-    pub sent: u64,
-    pub dropped: u64,
-}
-
-impl ObservationSink {
-    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
-        ObservationSink {
-            tx,
-            delivery,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    pub fn send(&mut self, observation: Observation) {
-        let observation = Stamped {
-            observation,
-            mono_ns: mono_ns(),
-        };
-        let delivered = match self.delivery {
-            Delivery::Block => self.tx.send(observation).is_ok(),
-            Delivery::DropWhenFull => self.tx.try_send(observation).is_ok(),
-        };
-        if delivered {
-            self.sent += 1;
-        } else {
-            self.dropped += 1;
-        }
-    }
-}
+use crate::inspect::{self, dnp3, AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::observe::{FlowRecord, Observation, ObservationSink};
+use crate::output::eve::EventSink;
 
 /// Everything a worker reports when it ends.
 #[derive(Clone, Debug, Default)]
@@ -180,7 +133,7 @@ struct Engine {
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
-    segment_pool: dissect::reassembly::SegmentPool,
+    segment_pool: inspect::reassembly::SegmentPool,
 }
 
 /// One worker's state.
@@ -254,8 +207,8 @@ impl Worker {
                 dnp3_pool: dnp3::ReassemblyPool::new(
                     dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
                 ),
-                segment_pool: dissect::reassembly::SegmentPool::new(
-                    dissect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
+                segment_pool: inspect::reassembly::SegmentPool::new(
+                    inspect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
                 ),
             },
             devices: DeviceDedup::new(),
@@ -268,7 +221,7 @@ impl Worker {
 
     /// Processes one captured packet.
     pub fn process(&mut self, packet: &Packet<'_>) {
-        let frame = layers::slice(packet);
+        let frame = packet.slice();
         self.process_frame(&frame);
     }
 
@@ -311,6 +264,8 @@ impl Worker {
                 // Joined after the SYN: the SYN-ACK's sender is the server.
                 if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
                     flow.initiator = other(side);
+                } else if !flags.has(TcpFlags::SYN) {
+                    flow.initiator = mid_stream_initiator(&key, side);
                 }
             }
             flow.app_proto = first_guess(&key, flow.initiator);
@@ -445,7 +400,7 @@ impl Engine {
             return;
         };
         // No TCP dissector for this protocol yet: the flow is still named and counted.
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = flow_info(flow, side, frame);
@@ -469,7 +424,7 @@ impl Engine {
                 let out = Outputs {
                     observations: &mut *sink,
                     recent: &mut *recent,
-                    events: events.as_mut(),
+                    events: events.as_mut().map(|e| e as _),
                 };
                 let mut ctx = PduCtx {
                     ts_ns: frame.ts_ns,
@@ -481,7 +436,7 @@ impl Engine {
                     dnp3: &mut *dnp3_pool,
                     segments: &mut *segment_pool,
                 };
-                dissect::inspect(protocol, pdu, &mut ctx);
+                inspect::inspect(protocol, pdu, &mut ctx);
             },
         };
         stream[index].on_segment(seq, frame.payload, &mut framer);
@@ -511,7 +466,7 @@ impl Engine {
             let out = Outputs {
                 observations: &mut *sink,
                 recent: &mut *recent,
-                events: events.as_mut(),
+                events: events.as_mut().map(|e| e as _),
             };
             let mut ctx = PduCtx {
                 ts_ns: frame.ts_ns,
@@ -523,10 +478,10 @@ impl Engine {
                 dnp3: &mut *dnp3_pool,
                 segments: &mut *segment_pool,
             };
-            dissect::inspect(protocol, pdu, &mut ctx);
+            inspect::inspect(protocol, pdu, &mut ctx);
         };
-        match dissect::framer(protocol) {
-            Some(frame_fn) if !dissect::datagram_is_one_pdu(protocol) => {
+        match wire::framer(protocol) {
+            Some(frame_fn) if !wire::datagram_is_one_pdu(protocol) => {
                 frame_all(frame.payload, frame_fn, stream_counters, &mut on_pdu);
             }
             _ => on_pdu(frame.payload),
@@ -571,10 +526,10 @@ impl Engine {
             out: Outputs {
                 observations: sink,
                 recent,
-                events: events.as_mut(),
+                events: events.as_mut().map(|e| e as _),
             },
         };
-        dissect::inspect(protocol, frame.payload, &mut ctx);
+        inspect::inspect(protocol, frame.payload, &mut ctx);
     }
 
     /// BACnet over 802.2 LLC (SAP 0x82): no IP, so no flow. Each PDU is inspected on
@@ -583,7 +538,7 @@ impl Engine {
         let Some(llc) = frame.llc else {
             return;
         };
-        if llc.dsap != dissect::bacnet::LLC_SAP || llc.ssap != dissect::bacnet::LLC_SAP {
+        if llc.dsap != wire::bacnet::LLC_SAP || llc.ssap != wire::bacnet::LLC_SAP {
             return;
         }
         let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -617,10 +572,10 @@ impl Engine {
             out: Outputs {
                 observations: sink,
                 recent,
-                events: events.as_mut(),
+                events: events.as_mut().map(|e| e as _),
             },
         };
-        dissect::bacnet::inspect_llc(llc.payload, &mut ctx);
+        inspect::bacnet::inspect_llc(llc.payload, &mut ctx);
     }
 
     /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).
@@ -632,7 +587,7 @@ impl Engine {
         let Some(protocol) = flow.app_proto else {
             return;
         };
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = FlowInfo {
@@ -665,7 +620,7 @@ impl Engine {
                 let out = Outputs {
                     observations: &mut *sink,
                     recent: &mut *recent,
-                    events: events.as_mut(),
+                    events: events.as_mut().map(|e| e as _),
                 };
                 let mut ctx = PduCtx {
                     ts_ns,
@@ -677,7 +632,7 @@ impl Engine {
                     dnp3: &mut *dnp3_pool,
                     segments: &mut *segment_pool,
                 };
-                dissect::inspect(protocol, pdu, &mut ctx);
+                inspect::inspect(protocol, pdu, &mut ctx);
             },
         };
         stream[index].flush(&mut framer);
@@ -701,7 +656,7 @@ impl Engine {
 fn recognised(flow: &mut Flow, payload: &[u8]) -> bool {
     if flow.app_proto.is_none() && flow.recognition_left > 0 {
         flow.recognition_left -= 1;
-        flow.app_proto = dissect::recognise(flow.key.protocol, payload);
+        flow.app_proto = wire::recognise(flow.key.protocol, payload);
     }
     flow.app_proto.is_some()
 }
@@ -741,6 +696,27 @@ fn flow_endpoint(key: &FlowKey, side: Side) -> (std::net::IpAddr, u16) {
     match side {
         Side::Lo => (key.lo_ip, key.lo_port),
         Side::Hi => (key.hi_ip, key.hi_port),
+    }
+}
+
+/// Who opened a TCP session first seen mid-stream: the side whose port is a known
+/// service (an industrial protocol's or below 1024) is the server; when both or neither
+/// are, the lower port is. The analyzer corrects this with the ports it learned.
+fn mid_stream_initiator(key: &FlowKey, sender: Side) -> Side {
+    let (sender_port, receiver_port) = match sender {
+        Side::Lo => (key.lo_port, key.hi_port),
+        Side::Hi => (key.hi_port, key.lo_port),
+    };
+    let known = |port: u16| port < 1024 || Protocol::by_port(key.protocol, port).is_some();
+    let sender_serves = match (known(sender_port), known(receiver_port)) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => sender_port < receiver_port,
+    };
+    if sender_serves {
+        other(sender)
+    } else {
+        sender
     }
 }
 

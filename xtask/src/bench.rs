@@ -15,9 +15,9 @@ use otsensor::analyze::Analyzer;
 use otsensor::capture::memory::MemoryCapture;
 use otsensor::capture::pcap::PcapFiles;
 use otsensor::config::Config;
-use otsensor::layers;
+use otsensor::observe::{Delivery, ObservationSink};
 use otsensor::pipeline::{self, ReplayOptions};
-use otsensor::worker::{Delivery, ObservationSink, Worker};
+use otsensor::worker::Worker;
 
 /// Counts allocations made by threads that opted in, to prove the hot path allocates
 /// nothing. Other threads (the analyzer) are not counted.
@@ -97,7 +97,7 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut sum = 0u64;
         for packet in capture.iter() {
-            let frame = layers::slice(&packet);
+            let frame = packet.slice();
             sum = sum.wrapping_add(frame.payload.len() as u64);
         }
         black_box(sum);

@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::Context;
 use otsensor::capture::pcap::PcapFile;
 use otsensor::capture::{LinkType, PacketSource};
-use otsensor::layers;
 
 /// Seeds per target at most: enough variety, quick to load.
 const MAX_SEEDS: usize = 400;
@@ -70,7 +69,7 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
         let mut window: Vec<u8> = Vec::new();
         let mut frames = 0;
         while let Some(packet) = file.next_packet()? {
-            let frame = layers::slice(&packet);
+            let frame = packet.slice();
             if let Some(target) = frame.ports().and_then(target_of) {
                 save(target, frame.payload)?;
             }

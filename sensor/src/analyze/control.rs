@@ -7,14 +7,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::{Analyzer, DeviceRecord};
+use crate::clock::rfc3339_micros;
 use crate::control::{
     mac_text, AlertFilter, BaselineAction, BaselineView, ControlError, ControlHandler,
     Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
     IdentityChange, PeerView, MAX_LIST,
 };
 use crate::detect::{Alert, AlertStatus};
+use crate::flow::proto_name;
 use crate::observe::{FlowRecord, IdentityField};
-use crate::output::eve::{proto_name, rfc3339_micros};
 use crate::store::{self, DeviceKey};
 
 /// Conversations kept for the flow summary (bounded memory under floods; more are
@@ -371,9 +372,9 @@ mod tests {
     use super::*;
     use crate::config::{Config, HumanDuration};
     use crate::control::{reply_channel, ControlRequest};
-    use crate::dissect::Protocol;
     use crate::flow::table::{DirectionCounts, EndReason};
     use crate::observe::Observation;
+    use otsensor_wire::Protocol;
 
     fn analyzer(learning_s: u64) -> Analyzer {
         let mut config = Config::default();

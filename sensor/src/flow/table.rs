@@ -60,13 +60,13 @@ pub struct Flow {
     /// Set once a FIN from both sides or a RST was seen: the shorter timeout applies.
     pub closed: bool,
     /// The application protocol, once recognised.
-    pub app_proto: Option<crate::dissect::Protocol>,
+    pub app_proto: Option<otsensor_wire::Protocol>,
     /// Payload packets left in which to recognise the protocol by its signature.
     pub recognition_left: u8,
     /// TCP framing state per side (indexed like `sent`).
     pub stream: [crate::flow::stream::StreamDir; 2],
     /// The protocol's per-flow state (request matching, ...).
-    pub app: crate::dissect::inspect::AppState,
+    pub app: crate::inspect::AppState,
     prev: u32,
     next: u32,
 }

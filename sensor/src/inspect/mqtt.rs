@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::histogram::Histogram;
-use super::inspect::{EventBody, PduCtx};
-use super::mqtt::{connack_is_auth_failure, Packet, PacketType};
-use super::{Direction, Protocol};
+use crate::inspect::histogram::Histogram;
+use crate::inspect::{EventBody, PduCtx};
 use crate::observe::{CommandKind, ProtocolErrorKind, ShortText};
+use otsensor_wire::mqtt::{connack_is_auth_failure, Packet, PacketType};
+use otsensor_wire::{Direction, Protocol};
 
 /// `AppState::flags`: the protocol level from CONNECT (0 = not seen).
 const LEVEL_MASK: u32 = 0x0F;
@@ -57,7 +57,7 @@ impl Stats {
             "anomalies",
             &self.anomalies,
             self.anomalies.to_map(|bit| {
-                super::mqtt::Anomalies(1 << bit)
+                otsensor_wire::mqtt::Anomalies(1 << bit)
                     .labels()
                     .next()
                     .unwrap_or("unknown")

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::goose::{Anomalies, Goose};
-use super::histogram::Histogram;
-use super::inspect::{EventBody, PduCtx};
-use super::Protocol;
+use crate::inspect::histogram::Histogram;
+use crate::inspect::{EventBody, PduCtx};
 use crate::observe::{ProtocolErrorKind, ShortText};
+use otsensor_wire::goose::{Anomalies, Goose};
+use otsensor_wire::Protocol;
 
 /// Distinct gocbRefs counted per worker; more are counted in `overflow`.
 const TEXT_SLOTS: usize = 64;

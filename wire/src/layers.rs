@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 
-use crate::capture::{LinkType, Packet};
-
 /// A MAC address.
 pub type Mac = [u8; 6];
 
@@ -104,6 +102,38 @@ impl<'a> Llc<'a> {
     }
 }
 
+/// The link-layer framing of a packet, from the capture's link type (DLT / LINKTYPE_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113): 16-byte Linux cooked header.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): 20-byte Linux cooked header v2.
+    LinuxSll2,
+    /// LINKTYPE_NULL (0): 4-byte address family in the capturing host's byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): like NULL but the family is in network byte order.
+    Loop,
+    /// LINKTYPE_RAW (101), DLT_RAW (12/14), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229).
+    RawIp,
+}
+
+impl LinkType {
+    /// Maps a pcap LINKTYPE number to a supported link type.
+    pub fn from_linktype(value: i32) -> Option<LinkType> {
+        Some(match value {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            _ => return None,
+        })
+    }
+}
+
 /// One frame, sliced. Borrowed from the packet; cheap to build.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -129,10 +159,10 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    fn empty(packet: &Packet<'a>) -> Frame<'a> {
+    fn empty(ts_ns: u64, wire_len: u32) -> Frame<'a> {
         Frame {
-            ts_ns: packet.ts_ns,
-            wire_len: packet.wire_len,
+            ts_ns,
+            wire_len,
             src_mac: None,
             dst_mac: None,
             vlan: [0; 2],
@@ -170,12 +200,12 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Slices one captured packet. Never fails: what cannot be read is left empty and
-/// flagged in `anomaly`.
-pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
-    let mut frame = Frame::empty(packet);
-    let data = packet.data;
-    let sliced = match packet.link {
+/// Slices one captured frame: `data` as read with `link`'s framing, captured at
+/// `ts_ns` (nanoseconds since the Unix epoch), `wire_len` bytes long on the wire. Never
+/// fails: what cannot be read is left empty and flagged in `anomaly`.
+pub fn slice(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_> {
+    let mut frame = Frame::empty(ts_ns, wire_len);
+    let sliced = match link {
         LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
             Ok(sliced) => sliced,
             Err(_) => {
@@ -214,7 +244,7 @@ pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
             };
             let family = [family[0], family[1], family[2], family[3]];
             // DLT_NULL stores the family in the capturing host's byte order; accept both.
-            let value = if packet.link == LinkType::Loop {
+            let value = if link == LinkType::Loop {
                 u32::from_be_bytes(family)
             } else {
                 let le = u32::from_le_bytes(family);
@@ -404,13 +434,7 @@ mod tests {
     #[test]
     fn llc_of_an_8023_frame_without_padding() {
         let data = bacnet_llc_frame();
-        let packet = Packet {
-            ts_ns: 1,
-            link: LinkType::Ethernet,
-            data: &data,
-            wire_len: 60,
-        };
-        let frame = slice(&packet);
+        let frame = slice(LinkType::Ethernet, &data, 1, 60);
         assert_eq!(frame.src_ip, None);
         assert_eq!(
             frame.llc,
@@ -431,13 +455,7 @@ mod tests {
         data.extend_from_slice(&[0x00, 0x17, 0xa4, 0xdd, 0x98, 0x1e]);
         data.extend_from_slice(&[0x81, 0x00, 0x80, 0x0a, 0x88, 0xb8]);
         data.extend_from_slice(&[0x20, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00]);
-        let packet = Packet {
-            ts_ns: 1,
-            link: LinkType::Ethernet,
-            data: &data,
-            wire_len: data.len() as u32,
-        };
-        let frame = slice(&packet);
+        let frame = slice(LinkType::Ethernet, &data, 1, data.len() as u32);
         assert_eq!(frame.ether_type, 0x88B8);
         assert_eq!(frame.vlan[0], 10);
         assert_eq!(frame.src_ip, None);
@@ -451,13 +469,7 @@ mod tests {
         // ARP's ethertype: not a length.
         data[12] = 0x08;
         data[13] = 0x06;
-        let packet = Packet {
-            ts_ns: 1,
-            link: LinkType::Ethernet,
-            data: &data,
-            wire_len: 60,
-        };
-        assert_eq!(slice(&packet).llc, None);
+        assert_eq!(slice(LinkType::Ethernet, &data, 1, 60).llc, None);
         // Length 2: DSAP and SSAP without a control field.
         assert_eq!(Llc::parse(2, &[0x82, 0x82, 0x03]), None);
         // I-format control (2 bytes).

@@ -12,7 +12,7 @@
 //! differ (properties after the variable header) the accessor takes the protocol
 //! level, which a flow learns from its CONNECT.
 
-use super::Framing;
+use crate::Framing;
 
 /// The default TCP port (8883 is MQTT over TLS: recognised, not dissected).
 pub const PORT: u16 = 1883;
@@ -469,7 +469,7 @@ pub fn looks_like(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::test_capture::{expected_histogram, framed_pdus};
+    use crate::test_capture::{expected_histogram, framed_pdus};
     use std::collections::HashMap;
 
     fn hex(text: &str) -> Vec<u8> {

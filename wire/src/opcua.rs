@@ -15,7 +15,7 @@
 //! SignAndEncrypt, or an asymmetric security policy other than None on OPN) cannot be
 //! read, and the accessors then report what they cannot see as `None`.
 
-use super::{Direction, Framing};
+use crate::{Direction, Framing};
 
 /// Byte offsets of the message header (Part 6 §7.1.2.2).
 mod field {
@@ -903,7 +903,7 @@ pub fn looks_like(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::test_capture::{expected_histogram, framed_pdus};
+    use crate::test_capture::{expected_histogram, framed_pdus};
     use std::collections::HashMap;
 
     fn hex(text: &str) -> Vec<u8> {

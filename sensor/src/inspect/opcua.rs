@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::histogram::Histogram;
-use super::inspect::{EventBody, PduCtx};
-use super::opcua::{status_is_bad, Message, MessageType, SecurityMode, ServiceKind};
-use super::{Direction, Protocol};
+use crate::inspect::histogram::Histogram;
+use crate::inspect::{EventBody, PduCtx};
 use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
+use otsensor_wire::opcua::{status_is_bad, Message, MessageType, SecurityMode, ServiceKind};
+use otsensor_wire::{Direction, Protocol};
 
 /// `AppState::flags`: the channel's security mode (0 = not seen, else the
 /// MessageSecurityMode value 1-3).
@@ -207,7 +207,7 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
 }
 
 fn inspect_service(
-    body: &super::opcua::ServiceBody<'_>,
+    body: &otsensor_wire::opcua::ServiceBody<'_>,
     ctx: &mut PduCtx<'_>,
     event: &mut OpcUaEvent,
 ) {
@@ -276,7 +276,7 @@ fn inspect_service(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::opcua::POLICY_NONE;
+    use otsensor_wire::opcua::POLICY_NONE;
 
     #[test]
     fn policy_names() {

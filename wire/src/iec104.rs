@@ -14,7 +14,7 @@
 //! identification, and a count that does not fit the bytes is an [`Anomalies`] flag,
 //! not an error.
 
-use super::{Direction, Framing};
+use crate::{Direction, Framing};
 
 /// Byte offsets of the APCI (104 §5.1, figure 6).
 mod field {
@@ -739,7 +739,7 @@ pub fn sender_of(cause: Cause) -> Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dissect::test_capture::{expected_histogram, framed_pdus};
+    use crate::test_capture::{expected_histogram, framed_pdus};
     use std::collections::HashMap;
 
     fn hex(text: &str) -> Vec<u8> {

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::histogram::Histogram;
-use super::iec104::{Apdu, Cause, Format, TypeKind};
-use super::inspect::{EventBody, PduCtx};
-use super::Protocol;
+use crate::inspect::histogram::Histogram;
+use crate::inspect::{EventBody, PduCtx};
 use crate::observe::{CommandKind, ProtocolErrorKind};
+use otsensor_wire::iec104::{Apdu, Cause, Format, TypeKind};
+use otsensor_wire::Protocol;
 
 /// Per-worker IEC 104 statistics, keyed like the tshark-derived summaries
 /// (`../shared/tools/ORACLE.md`: apci_type, u_type, type_id, cot, negative, test).
@@ -83,7 +83,7 @@ impl Stats {
             "anomalies",
             &self.anomalies,
             self.anomalies.to_map(|bit| {
-                super::iec104::Anomalies(1 << bit)
+                otsensor_wire::iec104::Anomalies(1 << bit)
                     .labels()
                     .next()
                     .unwrap_or("unknown")

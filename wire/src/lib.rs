@@ -1,5 +1,10 @@
-//! Industrial protocol dissectors: typed zero-copy views over PDUs, one file per
-//! protocol, and the per-flow dispatch that recognises a flow's protocol.
+//! otsensor-wire: the bottom layer of otsensor. Bytes in, typed views out: L2–L4
+//! slicing of a captured frame ([`layers`]), typed zero-copy views over industrial
+//! protocol PDUs (one module per protocol), their stream framers, and recognition of a
+//! flow's protocol by port or payload.
+//!
+//! **No I/O, no clock, no project dependencies**: what a PDU means to the sensor
+//! (statistics, observations, events) is `otsensor::inspect`'s business.
 
 // Shared by the protocol modules below (textual macro scope: defined before them).
 /// Declares a wire enum that keeps unknown values: `From<u8>`, `From<Self> for u8`,
@@ -48,30 +53,22 @@ macro_rules! wire_enum {
     };
 }
 
+/// Bounds-checked integer readers shared by the views.
+pub mod bytes;
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
 /// IEC 61850 GOOSE (EtherType 0x88B8): header and BER-encoded goosePdu.
 pub mod goose;
-/// GOOSE inspection: statistics (APPID, gocbRef), malformed APDUs, EVE events.
-pub mod goose_inspect;
-/// Fixed-capacity histograms for per-protocol statistics.
-pub mod histogram;
 /// IEC 60870-5-104: APCI (I/S/U formats) and ASDUs with their information objects.
 pub mod iec104;
-/// IEC 104 inspection: statistics, commands by kind, errors, EVE events.
-pub mod iec104_inspect;
-/// Per-PDU inspection: statistics, EVE protocol events, observations.
-pub mod inspect;
+/// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
+pub mod layers;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
 /// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
 pub mod mqtt;
-/// MQTT inspection: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
-pub mod mqtt_inspect;
 /// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
 pub mod opcua;
-/// OPC UA inspection: statistics, services as commands, errors, identity, EVE events.
-pub mod opcua_inspect;
 #[cfg(test)]
 mod test_capture;
 
@@ -83,8 +80,6 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
-/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
-pub mod reassembly;
 /// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
 pub mod s7comm;
 /// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
@@ -207,21 +202,6 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
 /// (EtherNet/IP over UDP carries one encapsulation or one class-1 I/O packet).
 pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
     matches!(protocol, Protocol::Enip | Protocol::Bacnet)
-}
-
-/// Inspects one whole PDU of `protocol`.
-pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
-    match protocol {
-        Protocol::Modbus => modbus::inspect(pdu, ctx),
-        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
-        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
-        Protocol::Enip => enip::inspect(pdu, ctx),
-        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
-        Protocol::Iec104 => iec104_inspect::inspect(pdu, ctx),
-        Protocol::OpcUa => opcua_inspect::inspect(pdu, ctx),
-        Protocol::Mqtt => mqtt_inspect::inspect(pdu, ctx),
-        Protocol::Goose => goose_inspect::inspect(pdu, ctx),
-    }
 }
 
 /// Recognises a protocol by its payload signature (a flow on an unexpected port).

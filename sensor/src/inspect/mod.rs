@@ -8,14 +8,54 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crossbeam_channel::Sender;
 use serde::Serialize;
 
-use super::{Direction, Protocol};
-use crate::layers::Mac;
-use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind, ShortText};
-use crate::output::eve::EveRecord;
-use crate::worker::{Delivery, ObservationSink};
+use otsensor_wire::layers::Mac;
+use otsensor_wire::{Direction, Protocol};
+
+use crate::observe::{
+    CommandKind, IdentityField, Observation, ObservationSink, ProtocolErrorKind, ShortText,
+};
+
+/// BACnet: statistics, device control, identities, segmented messages.
+pub mod bacnet;
+/// DNP3: statistics, transport reassembly pool, commands, IIN-based errors.
+pub mod dnp3;
+/// EtherNet/IP and CIP: statistics, identities, commands, CIP errors.
+pub mod enip;
+/// IEC 61850 GOOSE: statistics (APPID, gocbRef), malformed APDUs, EVE events.
+pub mod goose;
+/// Fixed-capacity histograms for per-protocol statistics.
+pub mod histogram;
+/// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
+pub mod iec104;
+/// Modbus/TCP: statistics, commands (per unit), device identification, exceptions.
+pub mod modbus;
+/// MQTT: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
+pub mod mqtt;
+/// OPC UA: statistics, services as commands, errors, identity, EVE events.
+pub mod opcua;
+/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
+pub mod reassembly;
+/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities.
+pub mod s7comm;
+#[cfg(test)]
+pub(crate) mod test_capture;
+
+/// Inspects one whole PDU of `protocol`.
+pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    match protocol {
+        Protocol::Modbus => modbus::inspect(pdu, ctx),
+        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
+        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
+        Protocol::Enip => enip::inspect(pdu, ctx),
+        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
+        Protocol::Iec104 => iec104::inspect(pdu, ctx),
+        Protocol::OpcUa => opcua::inspect(pdu, ctx),
+        Protocol::Mqtt => mqtt::inspect(pdu, ctx),
+        Protocol::Goose => goose::inspect(pdu, ctx),
+    }
+}
 
 /// The flow a PDU belongs to, oriented client (initiator) to server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +89,11 @@ pub struct AppState {
     pub unanswered: u32,
     /// Protocol-specific small state (e.g. COTP connection seen).
     pub flags: u32,
-    /// DNP3 transport reassembly slots in the worker's [`super::dnp3::ReassemblyPool`],
+    /// DNP3 transport reassembly slots in the worker's [`dnp3::ReassemblyPool`],
     /// per direction (request, response); 0 = none.
     pub dnp3_slots: [u16; 2],
     /// Message reassembly buffers (COTP, BACnet segmentation) in the worker's
-    /// [`super::reassembly::SegmentPool`], per direction (request, response); 0 = none.
+    /// [`reassembly::SegmentPool`], per direction (request, response); 0 = none.
     pub segment_slots: [u16; 2],
 }
 
@@ -100,15 +140,15 @@ pub struct ProtocolStats {
     /// Responses matched to a request, and the sum of their response times.
     pub matched_responses: [u64; Protocol::COUNT],
     pub response_time_ns_sum: [u64; Protocol::COUNT],
-    pub modbus: super::modbus::Stats,
-    pub dnp3: super::dnp3::Stats,
-    pub bacnet: super::bacnet::Stats,
-    pub enip: super::enip::Stats,
-    pub s7comm: super::s7comm::Stats,
-    pub iec104: super::iec104_inspect::Stats,
-    pub opcua: super::opcua_inspect::Stats,
-    pub mqtt: super::mqtt_inspect::Stats,
-    pub goose: super::goose_inspect::Stats,
+    pub modbus: modbus::Stats,
+    pub dnp3: dnp3::Stats,
+    pub bacnet: bacnet::Stats,
+    pub enip: enip::Stats,
+    pub s7comm: s7comm::Stats,
+    pub iec104: iec104::Stats,
+    pub opcua: opcua::Stats,
+    pub mqtt: mqtt::Stats,
+    pub goose: goose::Stats,
 }
 
 impl ProtocolStats {
@@ -152,35 +192,16 @@ impl ProtocolStats {
     }
 }
 
-/// Bounded channel of EVE records from workers, counted like observations.
-#[derive(Debug)]
-pub struct EventSink {
-    tx: Sender<EveRecord>,
-    delivery: Delivery,
-    pub sent: u64,
-    pub dropped: u64,
+/// Where protocol events go: the EVE writer's queue in the sensor
+/// (`output::eve::EventSink`), a vector in tests. Inspection produces plain data and
+/// knows nothing of EVE's records.
+pub trait ProtocolEventSink: std::fmt::Debug {
+    fn send_event(&mut self, event: ProtocolEvent);
 }
 
-impl EventSink {
-    pub fn new(tx: Sender<EveRecord>, delivery: Delivery) -> EventSink {
-        EventSink {
-            tx,
-            delivery,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    pub fn send(&mut self, record: EveRecord) {
-        let delivered = match self.delivery {
-            Delivery::Block => self.tx.send(record).is_ok(),
-            Delivery::DropWhenFull => self.tx.try_send(record).is_ok(),
-        };
-        if delivered {
-            self.sent += 1;
-        } else {
-            self.dropped += 1;
-        }
+impl ProtocolEventSink for Vec<ProtocolEvent> {
+    fn send_event(&mut self, event: ProtocolEvent) {
+        self.push(event);
     }
 }
 
@@ -222,7 +243,7 @@ pub struct Outputs<'a> {
     pub observations: &'a mut ObservationSink,
     pub recent: &'a mut RecentCache,
     /// Present when `outputs.eve.protocol_events` is on.
-    pub events: Option<&'a mut EventSink>,
+    pub events: Option<&'a mut dyn ProtocolEventSink>,
 }
 
 /// Everything a protocol's `inspect` sees besides the PDU bytes.
@@ -235,9 +256,9 @@ pub struct PduCtx<'a> {
     pub stats: &'a mut ProtocolStats,
     pub out: Outputs<'a>,
     /// The worker's DNP3 transport reassemblers (a fragment spans link frames).
-    pub dnp3: &'a mut super::dnp3::ReassemblyPool,
+    pub dnp3: &'a mut dnp3::ReassemblyPool,
     /// The worker's message reassembly buffers (S7 over COTP, BACnet segmentation).
-    pub segments: &'a mut super::reassembly::SegmentPool,
+    pub segments: &'a mut reassembly::SegmentPool,
 }
 
 impl PduCtx<'_> {
@@ -291,7 +312,7 @@ impl PduCtx<'_> {
             body,
         };
         if let Some(events) = self.out.events.as_deref_mut() {
-            events.send(EveRecord::Protocol(event));
+            events.send_event(event);
         }
     }
 
@@ -387,10 +408,10 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
-    Iec104(super::iec104_inspect::Iec104Event),
-    OpcUa(super::opcua_inspect::OpcUaEvent),
-    Mqtt(super::mqtt_inspect::MqttEvent),
-    Goose(super::goose_inspect::GooseEvent),
+    Iec104(iec104::Iec104Event),
+    OpcUa(opcua::OpcUaEvent),
+    Mqtt(mqtt::MqttEvent),
+    Goose(goose::GooseEvent),
 }
 
 impl EventBody {
@@ -480,6 +501,6 @@ pub struct S7commEvent {
     pub error_class: Option<u8>,
     pub error_code: Option<u8>,
     /// The addressed items of a read-var or write-var request (empty otherwise).
-    pub items: arrayvec::ArrayVec<super::s7comm::VarItem, MAX_S7_ITEMS_PER_EVENT>,
+    pub items: arrayvec::ArrayVec<otsensor_wire::s7comm::VarItem, MAX_S7_ITEMS_PER_EVENT>,
     pub items_omitted: u16,
 }
