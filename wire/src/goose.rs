@@ -354,7 +354,7 @@ mod tests {
         );
         // Header only: no goosePdu.
         let bytes = hex("3001000880000001");
-        let goose = Goose::new_checked(&bytes).unwrap();
+        let goose = Goose::new_checked(&bytes).expect("fixture parses");
         assert!(goose.simulation_bit());
         assert_eq!(goose.pdu(), None);
         let anomalies = goose.anomalies();
@@ -367,7 +367,7 @@ mod tests {
         let bytes = hex("3001000c61028005");
         assert!(Goose::new_checked(&bytes).is_err());
         let bytes = hex("3001000c0000000061028005");
-        let goose = Goose::new_checked(&bytes).unwrap();
+        let goose = Goose::new_checked(&bytes).expect("fixture parses");
         assert_eq!(goose.pdu(), None);
         // Unsigned decoding: negative and over-long integers are refused.
         assert_eq!(unsigned(&[0x80]), None);

@@ -825,7 +825,10 @@ mod tests {
         assert!(apdu.anomalies().is_empty());
 
         let bytes = hex(END_OF_INIT);
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().expect("ASDU");
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("ASDU");
         assert_eq!(asdu.type_id(), TypeId::MEiNa1);
         assert_eq!(asdu.cause(), Cause::Initialized);
         assert_eq!(sender_of(asdu.cause()), Direction::Response);
@@ -844,26 +847,35 @@ mod tests {
         assert_eq!(sender_of(asdu.cause()), Direction::Request);
 
         let bytes = hex(SETPOINT_FLOAT);
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().expect("ASDU");
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("ASDU");
         assert_eq!(asdu.type_id().kind(), TypeKind::Setpoint);
         let object = asdu.objects().next().expect("one object");
         assert_eq!(object.address, 1);
-        let value = f32::from_le_bytes(object.element[..4].try_into().unwrap());
-        assert!((value - 3.14).abs() < 1e-6);
+        // IEEE 754 single 0x4048F5C3 (3.14), little-endian on the wire.
+        assert_eq!(&object.element[..4], &[0xc3, 0xf5, 0x48, 0x40]);
         assert!(asdu.anomalies().is_empty());
     }
 
     #[test]
     fn monitor_objects_with_and_without_time() {
         let bytes = hex(SINGLE_POINTS);
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().expect("ASDU");
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("ASDU");
         assert_eq!(asdu.cause(), Cause::Interrogated);
         let addresses: Vec<u32> = asdu.objects().map(|o| o.address).collect();
         assert_eq!(addresses, vec![1, 2, 3, 4]);
         assert!(asdu.anomalies().is_empty());
 
         let bytes = hex(SINGLE_POINT_TIME);
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().expect("ASDU");
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("ASDU");
         assert_eq!(asdu.type_id(), TypeId::MSpTb1);
         let object = asdu.objects().next().expect("one object");
         assert_eq!((object.address, object.element.len()), (13, 8));
@@ -874,7 +886,10 @@ mod tests {
     fn sequence_objects_count_up() {
         // M_ME_NB_1 (11), SQ=1, 3 elements from IOA 100, spont, CA 1.
         let bytes = hex("6816000000000b8303000100640000010000020000030000");
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().expect("ASDU");
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("ASDU");
         assert!(asdu.sequence());
         let addresses: Vec<u32> = asdu.objects().map(|o| o.address).collect();
         assert_eq!(addresses, vec![100, 101, 102]);
@@ -910,19 +925,25 @@ mod tests {
         assert!(apdu.anomalies().contains(Anomalies::ASDU_TRUNCATED));
         // U-format with two function bits.
         let bytes = hex("68040f000000");
-        let apdu = Apdu::new_checked(&bytes).unwrap();
+        let apdu = Apdu::new_checked(&bytes).expect("fixture parses");
         assert_eq!(apdu.u_function(), Some(UFunction::Unknown(0x03)));
         assert!(apdu.anomalies().contains(Anomalies::BAD_U_FUNCTION));
         // Unknown type 200, cause 0, 2 objects claimed, 1 present.
         let bytes = hex("680e00000000c80200000a0001000001");
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().unwrap();
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("fixture parses");
         let anomalies = asdu.anomalies();
         assert!(anomalies.contains(Anomalies::UNKNOWN_TYPE));
         assert!(anomalies.contains(Anomalies::UNKNOWN_CAUSE));
         assert_eq!(asdu.objects().count(), 0);
         // C_SC_NA_1 claiming 2 objects with one present.
         let bytes = hex("680e040042002d0206000a0002000001");
-        let asdu = Apdu::new_checked(&bytes).unwrap().asdu().unwrap();
+        let asdu = Apdu::new_checked(&bytes)
+            .expect("fixture parses")
+            .asdu()
+            .expect("fixture parses");
         assert!(asdu
             .anomalies()
             .contains(Anomalies::OBJECTS_LENGTH_MISMATCH));

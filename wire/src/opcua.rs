@@ -1066,7 +1066,8 @@ mod tests {
             Err(Error::TrailingBytes(1))
         );
         // A MSG whose body stops inside the sequence header.
-        let message = Message::new_checked(b"MSGF\x0c\x00\x00\x00\x01\x00\x00\x00").unwrap();
+        let message =
+            Message::new_checked(b"MSGF\x0c\x00\x00\x00\x01\x00\x00\x00").expect("fixture parses");
         assert_eq!(message.secure(), None);
         // A DiagnosticInfo nested deeper than the limit.
         let deep = [0x40u8; 32];

@@ -119,35 +119,35 @@ impl Stats {
 /// The `goose` EVE protocol event: one per APDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct GooseEvent {
+    // INT32U fields (8-1 annex A) as u32: keeps the event, and so every EVE record, small.
     /// The publisher's MAC address (`aa:bb:..`), as GOOSE has no IP.
-    pub src_mac: Option<ShortText>,
+    pub src_mac: Option<MacText>,
     pub appid: u16,
     pub gocb_ref: Option<ShortText>,
-    pub dat_set: Option<ShortText>,
-    pub go_id: Option<ShortText>,
-    pub st_num: Option<u64>,
-    pub sq_num: Option<u64>,
+    pub st_num: Option<u32>,
+    pub sq_num: Option<u32>,
     /// The PDU's simulation (edition 1: test) field.
     pub simulation: Option<bool>,
     /// The simulation bit of Reserved 1 (edition 2).
     pub simulation_bit: bool,
-    pub conf_rev: Option<u64>,
+    pub conf_rev: Option<u32>,
     pub nds_com: Option<bool>,
-    pub num_dat_set_entries: Option<u64>,
-    pub time_allowed_to_live: Option<u64>,
+    pub num_dat_set_entries: Option<u32>,
+    pub time_allowed_to_live: Option<u32>,
 }
 
-fn mac_text(mac: [u8; 6]) -> ShortText {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 17];
-    for (i, byte) in mac.iter().enumerate() {
-        out[i * 3] = HEX[usize::from(byte >> 4)];
-        out[i * 3 + 1] = HEX[usize::from(byte & 0x0F)];
-        if i < 5 {
-            out[i * 3 + 2] = b':';
-        }
+/// A MAC address that serialises as `aa:bb:cc:dd:ee:ff` (6 bytes in the event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MacText(pub [u8; 6]);
+
+impl Serialize for MacText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        serializer.collect_str(&format_args!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        ))
     }
-    ShortText::from_bytes(&out)
 }
 
 /// Inspects one GOOSE APDU (the Ethernet payload after EtherType 0x88B8).
@@ -186,19 +186,27 @@ pub fn inspect(apdu: &[u8], ctx: &mut PduCtx<'_>) {
     if ctx.events_enabled() {
         let text = |v: Option<&[u8]>| v.map(ShortText::from_bytes);
         ctx.event(EventBody::Goose(GooseEvent {
-            src_mac: ctx.flow.client_mac.map(mac_text),
+            src_mac: ctx.flow.client_mac.map(MacText),
             appid: goose.appid(),
             gocb_ref: text(pdu.and_then(|p| p.gocb_ref)),
-            dat_set: text(pdu.and_then(|p| p.dat_set)),
-            go_id: text(pdu.and_then(|p| p.go_id)),
-            st_num: pdu.and_then(|p| p.st_num),
-            sq_num: pdu.and_then(|p| p.sq_num),
+            st_num: pdu
+                .and_then(|p| p.st_num)
+                .and_then(|v| u32::try_from(v).ok()),
+            sq_num: pdu
+                .and_then(|p| p.sq_num)
+                .and_then(|v| u32::try_from(v).ok()),
             simulation,
             simulation_bit: goose.simulation_bit(),
-            conf_rev: pdu.and_then(|p| p.conf_rev),
+            conf_rev: pdu
+                .and_then(|p| p.conf_rev)
+                .and_then(|v| u32::try_from(v).ok()),
             nds_com: pdu.and_then(|p| p.nds_com),
-            num_dat_set_entries: pdu.and_then(|p| p.num_dat_set_entries),
-            time_allowed_to_live: pdu.and_then(|p| p.time_allowed_to_live),
+            num_dat_set_entries: pdu
+                .and_then(|p| p.num_dat_set_entries)
+                .and_then(|v| u32::try_from(v).ok()),
+            time_allowed_to_live: pdu
+                .and_then(|p| p.time_allowed_to_live)
+                .and_then(|v| u32::try_from(v).ok()),
         }));
     }
 }
@@ -226,7 +234,7 @@ mod tests {
 
     #[test]
     fn mac_text_is_colon_hex() {
-        let text = mac_text([0x01, 0x0c, 0xcd, 0x01, 0x00, 0xff]);
-        assert_eq!(text.as_str(), "01:0c:cd:01:00:ff");
+        let text = serde_json::to_string(&MacText([0x01, 0x0c, 0xcd, 0x01, 0x00, 0xff]));
+        assert_eq!(text.ok().as_deref(), Some("\"01:0c:cd:01:00:ff\""));
     }
 }

@@ -157,11 +157,9 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 }
             }
         }
-        PacketType::Subscribe => {
-            if ctx.direction == Direction::Request {
-                for (filter, _) in packet.subscriptions(level).take(16) {
-                    ctx.command(Protocol::Mqtt, CommandKind::Read, topic_key(filter));
-                }
+        PacketType::Subscribe if ctx.direction == Direction::Request => {
+            for (filter, _) in packet.subscriptions(level).take(16) {
+                ctx.command(Protocol::Mqtt, CommandKind::Read, topic_key(filter));
             }
         }
         PacketType::Suback => {
