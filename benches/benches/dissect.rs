@@ -22,6 +22,9 @@ fn main() {
         (Protocol::Bacnet, "bacnet"),
         (Protocol::Enip, "enip"),
         (Protocol::S7comm, "s7comm"),
+        (Protocol::Iec104, "iec104"),
+        (Protocol::OpcUa, "opcua"),
+        (Protocol::Mqtt, "mqtt"),
     ];
     println!(
         "{:<8} {:>8} {:>12} {:>14} {:>8}",

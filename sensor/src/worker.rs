@@ -291,6 +291,7 @@ impl Worker {
         if frame.src_ip.is_none() {
             self.counters.non_ip += 1;
             self.engine.dissect_llc(frame);
+            self.engine.dissect_ethertype(frame);
             return;
         }
         if frame.fragment {
@@ -525,6 +526,50 @@ impl Engine {
             }
             _ => on_pdu(frame.payload),
         }
+    }
+
+    /// Industrial protocols carried directly in an EtherType (GOOSE): no IP, so no
+    /// flow. Each PDU is inspected on its own like LLC BACnet, the source MAC as the
+    /// sender and the destination (multicast) MAC as the receiver.
+    fn dissect_ethertype(&mut self, frame: &Frame<'_>) {
+        let Some(protocol) = Protocol::by_ether_type(frame.ether_type) else {
+            return;
+        };
+        let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        let info = FlowInfo {
+            flow_id: 0,
+            client: unspecified,
+            server: unspecified,
+            client_mac: frame.src_mac,
+            server_mac: frame.dst_mac,
+            ip_protocol: 0,
+            vlan: frame.vlan[0],
+        };
+        let mut state = AppState::default();
+        let Engine {
+            sink,
+            events,
+            stats,
+            recent,
+            dnp3_pool,
+            segment_pool,
+            ..
+        } = self;
+        let mut ctx = PduCtx {
+            ts_ns: frame.ts_ns,
+            direction: Direction::Request,
+            flow: &info,
+            state: &mut state,
+            stats,
+            dnp3: dnp3_pool,
+            segments: segment_pool,
+            out: Outputs {
+                observations: sink,
+                recent,
+                events: events.as_mut().map(|e| e as _),
+            },
+        };
+        inspect::inspect(protocol, frame.payload, &mut ctx);
     }
 
     /// BACnet over 802.2 LLC (SAP 0x82): no IP, so no flow. Each PDU is inspected on

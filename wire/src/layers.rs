@@ -415,9 +415,14 @@ fn fill<'a>(frame: &mut Frame<'a>, sliced: &LaxSlicedPacket<'a>) {
             _ => Anomaly::Malformed,
         });
     }
-    if sliced.net.is_none() && frame.ether_type <= MAX_8023_LENGTH {
+    if sliced.net.is_none() {
         if let Some(ether) = sliced.ether_payload() {
-            frame.llc = Llc::parse(frame.ether_type, ether.payload);
+            if frame.ether_type <= MAX_8023_LENGTH {
+                frame.llc = Llc::parse(frame.ether_type, ether.payload);
+            } else {
+                // A non-IP EtherType (GOOSE, PROFINET, LLDP): its payload as is.
+                frame.payload = ether.payload;
+            }
         }
     }
     match &sliced.net {
@@ -606,6 +611,22 @@ mod tests {
             }
         }
         assert!(fast > 10_000, "the fast path took only {fast} frames");
+    }
+
+    #[test]
+    fn payload_of_a_non_ip_ethertype_behind_a_vlan_tag() {
+        // goose-demo-single.pcap #1, cut after the GOOSE header: VLAN 10, EtherType
+        // 0x88B8, APPID 0x2000.
+        let mut data = vec![0x01, 0x0c, 0xcd, 0x01, 0x00, 0x01];
+        data.extend_from_slice(&[0x00, 0x17, 0xa4, 0xdd, 0x98, 0x1e]);
+        data.extend_from_slice(&[0x81, 0x00, 0x80, 0x0a, 0x88, 0xb8]);
+        data.extend_from_slice(&[0x20, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00]);
+        let frame = slice(LinkType::Ethernet, &data, 1, data.len() as u32);
+        assert_eq!(frame.ether_type, 0x88B8);
+        assert_eq!(frame.vlan[0], 10);
+        assert_eq!(frame.src_ip, None);
+        assert_eq!(frame.llc, None);
+        assert_eq!(frame.payload, &data[18..]);
     }
 
     #[test]

@@ -23,10 +23,18 @@ pub mod bacnet;
 pub mod dnp3;
 /// EtherNet/IP and CIP: statistics, identities, commands, CIP errors.
 pub mod enip;
+/// IEC 61850 GOOSE: statistics (APPID, gocbRef), malformed APDUs, EVE events.
+pub mod goose;
 /// Fixed-capacity histograms for per-protocol statistics.
 pub mod histogram;
+/// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
+pub mod iec104;
 /// Modbus/TCP: statistics, commands (per unit), device identification, exceptions.
 pub mod modbus;
+/// MQTT: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
+pub mod mqtt;
+/// OPC UA: statistics, services as commands, errors, identity, EVE events.
+pub mod opcua;
 /// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
 pub mod reassembly;
 /// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities.
@@ -42,7 +50,10 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::Bacnet => bacnet::inspect(pdu, ctx),
         Protocol::Enip => enip::inspect(pdu, ctx),
         Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
-        _ => ctx.count(protocol),
+        Protocol::Iec104 => iec104::inspect(pdu, ctx),
+        Protocol::OpcUa => opcua::inspect(pdu, ctx),
+        Protocol::Mqtt => mqtt::inspect(pdu, ctx),
+        Protocol::Goose => goose::inspect(pdu, ctx),
     }
 }
 
@@ -134,6 +145,10 @@ pub struct ProtocolStats {
     pub bacnet: bacnet::Stats,
     pub enip: enip::Stats,
     pub s7comm: s7comm::Stats,
+    pub iec104: iec104::Stats,
+    pub opcua: opcua::Stats,
+    pub mqtt: mqtt::Stats,
+    pub goose: goose::Stats,
 }
 
 impl ProtocolStats {
@@ -149,6 +164,10 @@ impl ProtocolStats {
         self.bacnet.merge(&other.bacnet);
         self.enip.merge(&other.enip);
         self.s7comm.merge(&other.s7comm);
+        self.iec104.merge(&other.iec104);
+        self.opcua.merge(&other.opcua);
+        self.mqtt.merge(&other.mqtt);
+        self.goose.merge(&other.goose);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -165,6 +184,10 @@ impl ProtocolStats {
         put(Protocol::Bacnet, self.bacnet.summary());
         put(Protocol::Enip, self.enip.summary());
         put(Protocol::S7comm, self.s7comm.summary());
+        put(Protocol::Iec104, self.iec104.summary());
+        put(Protocol::OpcUa, self.opcua.summary());
+        put(Protocol::Mqtt, self.mqtt.summary());
+        put(Protocol::Goose, self.goose.summary());
         details
     }
 }
@@ -400,6 +423,10 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
+    Iec104(iec104::Iec104Event),
+    OpcUa(opcua::OpcUaEvent),
+    Mqtt(mqtt::MqttEvent),
+    Goose(goose::GooseEvent),
 }
 
 impl EventBody {
@@ -410,6 +437,10 @@ impl EventBody {
             EventBody::Bacnet(_) => Protocol::Bacnet,
             EventBody::Enip(_) => Protocol::Enip,
             EventBody::S7comm(_) => Protocol::S7comm,
+            EventBody::Iec104(_) => Protocol::Iec104,
+            EventBody::OpcUa(_) => Protocol::OpcUa,
+            EventBody::Mqtt(_) => Protocol::Mqtt,
+            EventBody::Goose(_) => Protocol::Goose,
         }
     }
 }
