@@ -546,29 +546,9 @@ impl Engine {
             vlan: frame.vlan[0],
         };
         let mut state = AppState::default();
-        let Engine {
-            sink,
-            events,
-            stats,
-            recent,
-            dnp3_pool,
-            segment_pool,
-            ..
-        } = self;
-        let mut ctx = PduCtx {
-            ts_ns: frame.ts_ns,
-            direction: Direction::Request,
-            flow: &info,
-            state: &mut state,
-            stats,
-            dnp3: dnp3_pool,
-            segments: segment_pool,
-            out: Outputs {
-                observations: sink,
-                recent,
-                events: events.as_mut().map(|e| e as _),
-            },
-        };
+        let mut ctx = self
+            .inspect
+            .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
         inspect::inspect(protocol, frame.payload, &mut ctx);
     }
 
