@@ -73,7 +73,7 @@ impl HostGuard {
             return self.listen.is_unspecified() || ip == self.listen || ip.is_loopback();
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        !host.is_empty() && self.names.iter().any(|name| *name == host)
+        !host.is_empty() && self.names.contains(&host)
     }
 
     /// `origin` is `scheme://authority` (browsers send no path).

@@ -17,6 +17,9 @@ use crate::observe::{Delivery, FlowRecord};
 
 /// What the EVE writer thread receives: from the analyzer (flows, later alerts) and,
 /// when protocol events are on, from the workers.
+// Protocol events are the variant workers send per PDU: boxing them would allocate on
+// the hot path, so the size difference is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EveRecord {
     Flow(FlowRecord),

@@ -170,16 +170,16 @@ mod tests {
         (ca.pem(), cert.der().clone(), key.serialize_der())
     }
 
+    /// Per connection: the request received, or the handshake's failure.
+    type ServerThread = std::thread::JoinHandle<Vec<Result<(String, String), String>>>;
+
     /// An https server on 127.0.0.1: answers 200 to each request over TLS, and reports
     /// what it received (or the handshake's failure) per connection.
     fn https_server(
         cert: rustls::pki_types::CertificateDer<'static>,
         key: Vec<u8>,
         connections: usize,
-    ) -> (
-        String,
-        std::thread::JoinHandle<Vec<Result<(String, String), String>>>,
-    ) {
+    ) -> (String, ServerThread) {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
