@@ -611,12 +611,12 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 47);
+        assert_eq!(SETTINGS.len(), 50);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
-            18,
-            "the 18 fields `merge` takes from the new file"
+            21,
+            "the 21 fields `merge` takes from the new file"
         );
         assert_eq!(restart.len(), 29);
         let doc = include_str!("../../docs/CONFIG.md");
