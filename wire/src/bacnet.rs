@@ -15,7 +15,6 @@
 
 use crate::bytes::be16;
 
-
 /// Errors of the BACnet views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

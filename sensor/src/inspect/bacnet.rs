@@ -702,7 +702,6 @@ mod tests {
     const REJECT: &str = "810a00090100600709";
     const ABORT: &str = "810a00090100710704";
 
-
     /// A worker's outputs for driving [`inspect`] PDU by PDU on one flow.
     mod harness {
         use super::super::inspect;
