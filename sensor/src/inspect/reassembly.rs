@@ -206,8 +206,10 @@ mod tests {
     #[test]
     fn release_flow_frees_both_directions() {
         let mut pool = SegmentPool::new(4);
-        let mut state = AppState::default();
-        state.segment_slots = [pool.acquire().unwrap_or(0), pool.acquire().unwrap_or(0)];
+        let mut state = AppState {
+            segment_slots: [pool.acquire().unwrap_or(0), pool.acquire().unwrap_or(0)],
+            ..AppState::default()
+        };
         assert_eq!(pool.in_use(), 2);
         pool.release_flow(&mut state);
         assert_eq!(state.segment_slots, [0, 0]);
