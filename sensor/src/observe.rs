@@ -95,6 +95,9 @@ pub enum ProtocolErrorKind {
     DeviceIndication,
     /// Authentication or password failure.
     AuthFailure,
+    /// A message that breaks its protocol's spec but parses (Modbus `Anomalies` flags,
+    /// S7comm bytes after the data part): the code says which.
+    SpecViolation,
 }
 
 /// A short text carried inline (identity values): at most 64 bytes, cut on a UTF-8

@@ -129,6 +129,15 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
         }
     };
     ctx.count(Protocol::Modbus);
+    let anomalies = adu.anomalies(ctx.direction);
+    if !anomalies.is_empty() {
+        // The flags as the code: one report per flow and combination per interval.
+        ctx.protocol_error(
+            Protocol::Modbus,
+            ProtocolErrorKind::SpecViolation,
+            u32::from(anomalies.0),
+        );
+    }
     let function = adu.raw_function_code() & !EXCEPTION_BIT;
     let exception = adu
         .is_exception()

@@ -506,6 +506,11 @@ fn release_tsdu(ctx: &mut PduCtx<'_>) {
 
 fn inspect_s7comm(s7: &S7comm<'_>, ctx: &mut PduCtx<'_>) {
     let rosctr = s7.rosctr();
+    if s7.trailing_bytes() > 0 {
+        // The COTP payload runs past the lengths in the S7 header.
+        let trailing = u32::try_from(s7.trailing_bytes()).unwrap_or(u32::MAX);
+        ctx.protocol_error(Protocol::S7comm, ProtocolErrorKind::SpecViolation, trailing);
+    }
     let function = if s7.parameter().is_empty() {
         None
     } else {
