@@ -270,6 +270,7 @@ const SETTINGS: &[Setting] = &[
     setting!("http.enabled", RESTART, http_enabled),
     setting!("http.listen", RESTART, http_listen),
     setting!("outputs.syslog.url", RESTART, syslog_url),
+    setting!("outputs.nats", RESTART, nats),
     setting!("outputs.syslog.ca_file", RESTART, syslog_ca_file),
     setting!("outputs.webhook.url", RESTART, webhook_url),
     Setting {
@@ -357,6 +358,7 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         syslog_ca_file: _,
         webhook_url: _,
         webhook_token: _,
+        nats: _,
     } = new.clone();
     let merged = Policy {
         internal_networks,
@@ -630,14 +632,14 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively (31 fields); SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 39);
+        assert_eq!(SETTINGS.len(), 40);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
             18,
             "the 18 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 21);
+        assert_eq!(restart.len(), 22);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(
