@@ -314,12 +314,20 @@ impl NatsCluster {
                 .filter(|(other, _)| *other != index)
                 .map(|(_, (_, c))| format!("\"nats-route://127.0.0.1:{c}\""))
                 .collect();
+            // A single node is no cluster (JetStream refuses a cluster without routes).
+            let cluster_block = if size > 1 {
+                format!(
+                    "cluster {{\n  name: fleet-lab\n  listen: \"127.0.0.1:{cluster}\"\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                )
+            } else {
+                String::new()
+            };
             let text = format!(
                 "server_name: n{index}\nlisten: \"127.0.0.1:{client}\"\n\
                  jetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 64MB\n  max_file_store: 1GB\n}}\n\
-                 cluster {{\n  name: fleet-lab\n  listen: \"127.0.0.1:{cluster}\"\n  routes: [{}]\n}}\n{authorization}",
+                 {cluster_block}{authorization}",
                 store.display(),
-                routes.join(", ")
             );
             let config = dir.join(format!("nats-{index}.conf"));
             std::fs::write(&config, text)?;
