@@ -83,7 +83,10 @@ async fn publish(
         };
         let payload = serde_json::to_vec(&envelope)?;
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, envelope.msg_id().as_str());
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            envelope.msg_id().as_str(),
+        );
         headers.insert(SIGNATURE_HEADER, key.sign(&payload).as_str());
         let ack = js
             .publish_with_headers(envelope.subject("otsensor"), headers, payload.into())
@@ -143,24 +146,34 @@ pub fn run(options: &BenchOptions) -> Result<()> {
     let mut hub = fleet_lab::start_hub(&options.binary, &hub_config, &urls, &postgres.url(), port)?;
     fleet_lab::wait_until("the stream", Duration::from_secs(60), || {
         runtime
-            .block_on(js.get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
-                "otsensor-hub",
-                "OTSENSOR",
-            ))
+            .block_on(
+                js.get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                    "otsensor-hub",
+                    "OTSENSOR",
+                ),
+            )
             .ok()
     })?;
     hub.terminate(Duration::from_secs(10));
 
     let key = SensorKey::new(fleet_lab::sensor_secret("bench1").as_bytes());
     let started = Instant::now();
-    runtime.block_on(publish(&js, &sensors[0], &key, 1..options.messages + 1, None))?;
+    runtime.block_on(publish(
+        &js,
+        &sensors[0],
+        &key,
+        1..options.messages + 1,
+        None,
+    ))?;
     let publish_s = started.elapsed().as_secs_f64();
     let publish_rate = options.messages as f64 / publish_s;
 
     let _hub = fleet_lab::start_hub(&options.binary, &hub_config, &urls, &postgres.url(), port)?;
-    let first = fleet_lab::wait_until("the first applied message", Duration::from_secs(120), || {
-        (hub_applied(port) > 0.0).then(Instant::now)
-    })?;
+    let first = fleet_lab::wait_until(
+        "the first applied message",
+        Duration::from_secs(120),
+        || (hub_applied(port) > 0.0).then(Instant::now),
+    )?;
     let done = fleet_lab::wait_until("the backlog applied", Duration::from_secs(600), || {
         (hub_applied(port) >= options.messages as f64).then(Instant::now)
     })?;
@@ -169,7 +182,13 @@ pub fn run(options: &BenchOptions) -> Result<()> {
 
     let key = SensorKey::new(fleet_lab::sensor_secret("latency").as_bytes());
     let pace = Duration::from_secs_f64(1.0 / options.rate.max(1) as f64);
-    runtime.block_on(publish(&js, &sensors[1], &key, 1..options.alerts + 1, Some(pace)))?;
+    runtime.block_on(publish(
+        &js,
+        &sensors[1],
+        &key,
+        1..options.alerts + 1,
+        Some(pace),
+    ))?;
     let url = postgres.url();
     let (p50, p99, n) = runtime.block_on(async {
         let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;

@@ -30,7 +30,10 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, command: &mut Command) -> Result<Proc> {
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
@@ -99,7 +102,15 @@ impl Proc {
     pub fn log_tail(&self) -> String {
         self.log
             .lock()
-            .map(|l| l.iter().rev().take(20).rev().cloned().collect::<Vec<_>>().join("\n"))
+            .map(|l| {
+                l.iter()
+                    .rev()
+                    .take(20)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     }
 }
@@ -116,7 +127,11 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Polls until `check` answers or `timeout` passes.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
@@ -140,7 +155,9 @@ pub fn find_program(name: &str, extra_dirs: &[&str]) -> Result<Option<PathBuf>> 
         return Ok(Some(found));
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        bail!("{name} is not installed (scripts/deps.sh installs it); CI=true makes this a failure");
+        bail!(
+            "{name} is not installed (scripts/deps.sh installs it); CI=true makes this a failure"
+        );
     }
     eprintln!("SKIPPED: {name} is not installed (scripts/deps.sh installs it)");
     Ok(None)
@@ -355,9 +372,11 @@ impl NatsCluster {
         )?;
         node.proc = Some(proc);
         let port = node.client_port;
-        wait_until(&format!("nats node {index} listening"), Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        })?;
+        wait_until(
+            &format!("nats node {index} listening"),
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        )?;
         Ok(())
     }
 
@@ -479,7 +498,11 @@ pub fn write_hub_config(
     for sensor in sensors {
         let key = dir.join(format!("{}.key", sensor.id));
         std::fs::write(&key, sensor_secret(&sensor.id))?;
-        text.push_str(&format!("  {}:\n    key_file: {}\n", sensor.id, key.display()));
+        text.push_str(&format!(
+            "  {}:\n    key_file: {}\n",
+            sensor.id,
+            key.display()
+        ));
     }
     let path = dir.join("hub.yaml");
     std::fs::write(&path, text)?;
@@ -504,7 +527,13 @@ pub fn lab_users(sensors: &[SensorSpec]) -> Vec<NatsUser> {
 }
 
 /// Starts `otsensor hub` and waits for its HTTP address.
-pub fn start_hub(binary: &Path, config: &Path, urls: &[String], postgres: &str, port: u16) -> Result<Proc> {
+pub fn start_hub(
+    binary: &Path,
+    config: &Path,
+    urls: &[String],
+    postgres: &str,
+    port: u16,
+) -> Result<Proc> {
     let proc = Proc::spawn(
         "hub",
         Command::new(binary)
@@ -557,9 +586,11 @@ pub fn start_sensor(
             .arg(format!("127.0.0.1:{http_port}"))
             .arg(capture),
     )?;
-    wait_until(&format!("sensor {} HTTP", spec.id), Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()
-    })?;
+    wait_until(
+        &format!("sensor {} HTTP", spec.id),
+        Duration::from_secs(30),
+        || std::net::TcpStream::connect(("127.0.0.1", http_port)).ok(),
+    )?;
     Ok(SensorProc {
         spec: spec.clone(),
         proc,
@@ -592,7 +623,10 @@ pub fn http(method: &str, port: u16, path: &str, token: Option<&str>) -> Result<
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     // Chunked bodies: axum streams JSON in one chunk; strip the framing.
-    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if response
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(&body)
     } else {
         body
@@ -628,7 +662,9 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 /// Sums every sample of a metric family whose labels contain `labels`.
 pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels))
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
+        })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
 }
@@ -692,9 +728,19 @@ pub fn run(options: &LabOptions) -> Result<()> {
             "2s",
         )?;
         let db = options.dir.join(format!("{}.db", spec.id));
-        running.push(start_sensor(&options.binary, spec, &config, &capture, &db, options.speed)?);
+        running.push(start_sensor(
+            &options.binary,
+            spec,
+            &config,
+            &capture,
+            &db,
+            options.speed,
+        )?);
     }
-    println!("fleet lab: dashboard  http://127.0.0.1:{}/", options.hub_port);
+    println!(
+        "fleet lab: dashboard  http://127.0.0.1:{}/",
+        options.hub_port
+    );
     println!("           api token  {API_TOKEN}");
     println!("           NATS       {}", cluster.urls().join(","));
     println!("           PostgreSQL {}", postgres.url());

@@ -287,7 +287,8 @@ fn main() -> Result<()> {
             port,
             speed,
         } => {
-            let dir = std::env::temp_dir().join(format!("otsensor-fleet-lab-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("otsensor-fleet-lab-{}", std::process::id()));
             let result = xtask::fleet_lab::run(&xtask::fleet_lab::LabOptions {
                 binary: otsensor.unwrap_or_else(default_otsensor),
                 dir: dir.clone(),
@@ -303,7 +304,8 @@ fn main() -> Result<()> {
             alerts,
             rate,
         } => {
-            let dir = std::env::temp_dir().join(format!("otsensor-fleet-bench-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("otsensor-fleet-bench-{}", std::process::id()));
             let result = xtask::fleet_bench::run(&xtask::fleet_bench::BenchOptions {
                 binary: otsensor.unwrap_or_else(default_otsensor),
                 dir: dir.clone(),

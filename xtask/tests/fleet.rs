@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use xtask::fleet_lab::{
-    self, free_port, http, lab_users, metric, metric_sum, start_hub, start_sensor,
-    wait_until, write_hub_config, write_sensor_config, NatsCluster, Postgres, SensorProc,
-    SensorSpec, API_TOKEN,
+    self, free_port, http, lab_users, metric, metric_sum, start_hub, start_sensor, wait_until,
+    write_hub_config, write_sensor_config, NatsCluster, Postgres, SensorProc, SensorSpec,
+    API_TOKEN,
 };
 use xtask::gen::scenario::{self, ExpectedAlert, ScenarioTruth};
 
@@ -28,7 +28,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("otsensor-fleet-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("otsensor-fleet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
@@ -45,7 +46,11 @@ fn otsensor_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let binary = dir.join("otsensor");
-    assert!(binary.exists(), "{} missing: build the workspace first", binary.display());
+    assert!(
+        binary.exists(),
+        "{} missing: build the workspace first",
+        binary.display()
+    );
     binary
 }
 
@@ -71,7 +76,11 @@ impl Db {
         Db { runtime, client }
     }
 
-    fn rows(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Vec<tokio_postgres::Row> {
+    fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<tokio_postgres::Row> {
         self.runtime
             .block_on(self.client.query(sql, params))
             .unwrap_or_default()
@@ -128,7 +137,10 @@ fn capture_finished(sensor: &SensorProc) -> bool {
     http("GET", sensor.http_port, "/api/health", None)
         .ok()
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-        .and_then(|h| h.pointer("/analyzer/capture_finished").and_then(|v| v.as_bool()))
+        .and_then(|h| {
+            h.pointer("/analyzer/capture_finished")
+                .and_then(|v| v.as_bool())
+        })
         .unwrap_or(false)
 }
 
@@ -205,30 +217,36 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
     assert!(deepest > 0.0, "no sensor spooled while the bus was down");
 
     for sensor in &running {
-        wait_until(&format!("{} replay to finish", sensor.spec.id), Duration::from_secs(120), || {
-            capture_finished(sensor).then_some(())
-        })
+        wait_until(
+            &format!("{} replay to finish", sensor.spec.id),
+            Duration::from_secs(120),
+            || capture_finished(sensor).then_some(()),
+        )
         .expect("replays finish");
     }
     let db = Db::connect(&postgres.url());
-    let converged = wait_until("the hub's PostgreSQL to converge", Duration::from_secs(120), || {
-        for sensor in &running {
-            let truth = &truths[&sensor.spec.id];
-            let (alerts, rows) = db.alerts(&sensor.spec.id);
-            if alerts != expected(truth) || rows != alerts.len() {
-                return None;
+    let converged = wait_until(
+        "the hub's PostgreSQL to converge",
+        Duration::from_secs(120),
+        || {
+            for sensor in &running {
+                let truth = &truths[&sensor.spec.id];
+                let (alerts, rows) = db.alerts(&sensor.spec.id);
+                if alerts != expected(truth) || rows != alerts.len() {
+                    return None;
+                }
+                let theirs = sensor_devices(sensor)?;
+                if db.devices(&sensor.spec.id) != theirs || theirs.is_empty() {
+                    return None;
+                }
+                let spool = metric(&sensor_metrics(sensor), "otsensor_fleet_spool_messages");
+                if spool != Some(0.0) {
+                    return None;
+                }
             }
-            let theirs = sensor_devices(sensor)?;
-            if db.devices(&sensor.spec.id) != theirs || theirs.is_empty() {
-                return None;
-            }
-            let spool = metric(&sensor_metrics(sensor), "otsensor_fleet_spool_messages");
-            if spool != Some(0.0) {
-                return None;
-            }
-        }
-        Some(())
-    });
+            Some(())
+        },
+    );
     if converged.is_err() {
         for sensor in &running {
             let truth = &truths[&sensor.spec.id];
@@ -257,7 +275,10 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
          (SELECT count(*) FROM device_sightings s WHERE s.site = d.site AND s.device_id = d.device_id) = 2",
         &[],
     );
-    assert!(shared[0].get::<_, i64>(0) > 0, "s1 and s2 watch the same plant");
+    assert!(
+        shared[0].get::<_, i64>(0) > 0,
+        "s1 and s2 watch the same plant"
+    );
 
     // The latency the sensors saw, end to end (analyzer → outbox → JetStream → hub →
     // commit), outages included.
@@ -279,11 +300,15 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
     assert_eq!(status, 200);
     let fleet: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
     assert_eq!(fleet.len(), 3, "{body}");
-    assert!(fleet.iter().all(|s| s.get("heartbeat").is_some_and(|h| !h.is_null())));
+    assert!(fleet
+        .iter()
+        .all(|s| s.get("heartbeat").is_some_and(|h| !h.is_null())));
     let (_, body) = http("GET", hub_port, "/api/alerts?sensor=s3", None).expect("alerts");
     let s3: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
     assert_eq!(s3.len(), expected(&truths["s3"]).len());
-    assert!(s3.iter().all(|a| a["sensor_id"] == "s3" && a["site"] == "plant-b"));
+    assert!(s3
+        .iter()
+        .all(|a| a["sensor_id"] == "s3" && a["site"] == "plant-b"));
     let (_, body) = http("GET", hub_port, "/api/devices?site=plant-b", None).expect("devices");
     let b: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
     assert_eq!(b.len(), db.devices("s3").len());
@@ -301,14 +326,23 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
     assert_eq!(status, 401);
     let (status, body) = http("POST", hub_port, &path, Some(API_TOKEN)).expect("post");
     assert_eq!(status, 200, "{body}");
-    let (_, body) = http("GET", running[0].http_port, &format!("/api/alerts/{sensor_id}"), None)
-        .expect("sensor alert");
+    let (_, body) = http(
+        "GET",
+        running[0].http_port,
+        &format!("/api/alerts/{sensor_id}"),
+        None,
+    )
+    .expect("sensor alert");
     let on_sensor: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(on_sensor["status"], "acknowledged");
-    wait_until("the acknowledgement back in PostgreSQL", Duration::from_secs(30), || {
-        let rows = db.rows("SELECT status FROM alerts WHERE id = $1", &[&hub_id]);
-        (rows.first()?.get::<_, String>(0) == "acknowledged").then_some(())
-    })
+    wait_until(
+        "the acknowledgement back in PostgreSQL",
+        Duration::from_secs(30),
+        || {
+            let rows = db.rows("SELECT status FROM alerts WHERE id = $1", &[&hub_id]);
+            (rows.first()?.get::<_, String>(0) == "acknowledged").then_some(())
+        },
+    )
     .expect("state change comes back");
 
     // Forged and malformed messages on the bus are refused and counted, never applied.
@@ -323,10 +357,8 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
             .await
             .expect("connect");
         let js = async_nats::jetstream::new(client.clone());
-        let mut forged: serde_json::Value = serde_json::from_str(
-            &serde_json::to_string(&target).expect("json"),
-        )
-        .expect("json");
+        let mut forged: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&target).expect("json")).expect("json");
         forged["id"] = serde_json::json!(987_654);
         let envelope = serde_json::json!({
             "v": 1, "sensor_id": "s1", "site": "plant-a", "seq": u64::MAX / 2,
@@ -336,20 +368,28 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
         let wrong = otsensor::fleet::SensorKey::new(b"not-the-key-of-s1-0123456789abcdef");
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Otsensor-Signature", wrong.sign(&payload).as_str());
-        js.publish_with_headers("otsensor.fleet.plant-a.s1.alert", headers, payload.clone().into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        js.publish_with_headers(
+            "otsensor.fleet.plant-a.s1.alert",
+            headers,
+            payload.clone().into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
         // Signed with s1's real key, but not a message.
         let right = otsensor::fleet::SensorKey::new(fleet_lab::sensor_secret("s1").as_bytes());
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Otsensor-Signature", right.sign(b"{not json").as_str());
-        js.publish_with_headers("otsensor.fleet.plant-a.s1.alert", headers, "{not json".into())
-            .await
-            .expect("publish")
-            .await
-            .expect("stored");
+        js.publish_with_headers(
+            "otsensor.fleet.plant-a.s1.alert",
+            headers,
+            "{not json".into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
         // A command not signed with s1's key is refused by the sensor.
         let command = serde_json::json!({
             "v": 1, "sensor_id": "s1", "issued_ns": otsensor::fleet::now_ns(),
@@ -366,21 +406,33 @@ fn the_hub_converges_to_every_sensors_truth_through_node_hub_and_bus_failures() 
         let reply: serde_json::Value = serde_json::from_slice(&reply.payload).expect("json");
         assert_eq!(reply["ok"], false, "{reply}");
     });
-    wait_until("the forged messages counted", Duration::from_secs(30), || {
-        let (_, text) = http("GET", hub_port, "/metrics", None).ok()?;
-        let bad = metric_sum(&text, "otsensor_hub_rejected_total", "bad_signature");
-        let malformed = metric_sum(&text, "otsensor_hub_rejected_total", "malformed");
-        (bad >= 1.0 && malformed >= 1.0).then_some(())
-    })
+    wait_until(
+        "the forged messages counted",
+        Duration::from_secs(30),
+        || {
+            let (_, text) = http("GET", hub_port, "/metrics", None).ok()?;
+            let bad = metric_sum(&text, "otsensor_hub_rejected_total", "bad_signature");
+            let malformed = metric_sum(&text, "otsensor_hub_rejected_total", "malformed");
+            (bad >= 1.0 && malformed >= 1.0).then_some(())
+        },
+    )
     .expect("rejections counted");
     let forged = db.rows("SELECT count(*) FROM alerts WHERE alert_id = 987654", &[]);
     assert_eq!(forged[0].get::<_, i64>(0), 0, "a forged alert was applied");
     let text = sensor_metrics(&running[0]);
     assert!(metric_sum(&text, "otsensor_fleet_commands_total", "bad_signature") >= 1.0);
     assert!(metric_sum(&text, "otsensor_fleet_commands_total", "applied") >= 1.0);
-    let (_, body) = http("GET", running[0].http_port, &format!("/api/alerts/{sensor_id}"), None)
-        .expect("sensor alert");
-    assert!(body.contains("\"acknowledged\""), "the forged mute changed the alert: {body}");
+    let (_, body) = http(
+        "GET",
+        running[0].http_port,
+        &format!("/api/alerts/{sensor_id}"),
+        None,
+    )
+    .expect("sensor alert");
+    assert!(
+        body.contains("\"acknowledged\""),
+        "the forged mute changed the alert: {body}"
+    );
     drop(hub);
     drop(running);
 }
@@ -404,8 +456,15 @@ fn the_outbox_keeps_its_bound_dropping_heartbeats_first_and_drains_in_order() {
     let sensors = vec![spec.clone()];
     let bound: u64 = 128 * 1024;
     let placeholder = vec![format!("nats://127.0.0.1:{}", free_port().expect("port"))];
-    let config = write_sensor_config(&dir.0, &spec, &placeholder, truth.learning_duration_s, bound, "100ms")
-        .expect("config");
+    let config = write_sensor_config(
+        &dir.0,
+        &spec,
+        &placeholder,
+        truth.learning_duration_s,
+        bound,
+        "100ms",
+    )
+    .expect("config");
     let db_path = dir.0.join("s9.db");
     // 200 s of capture at 20x: alerts and devices queue behind ~100 heartbeats.
     let sensor = start_sensor(&binary, &spec, &config, &capture, &db_path, 20.0).expect("sensor");
@@ -423,9 +482,22 @@ fn the_outbox_keeps_its_bound_dropping_heartbeats_first_and_drains_in_order() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let text = sensor_metrics(&sensor);
-    assert!(max_bytes > 0.0 && max_bytes <= bound as f64, "outbox {max_bytes} bytes, bound {bound}");
-    assert!(metric_sum(&text, "otsensor_fleet_spool_dropped_total", "heartbeat") > 0.0, "{text}");
-    assert_eq!(metric_sum(&text, "otsensor_fleet_spool_dropped_total", "class=\"alert\""), 0.0);
+    assert!(
+        max_bytes > 0.0 && max_bytes <= bound as f64,
+        "outbox {max_bytes} bytes, bound {bound}"
+    );
+    assert!(
+        metric_sum(&text, "otsensor_fleet_spool_dropped_total", "heartbeat") > 0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_sum(
+            &text,
+            "otsensor_fleet_spool_dropped_total",
+            "class=\"alert\""
+        ),
+        0.0
+    );
     drop(sensor);
 
     // The bus comes (on other ports: the sensor is restarted with them, continuing its
@@ -438,9 +510,23 @@ fn the_outbox_keeps_its_bound_dropping_heartbeats_first_and_drains_in_order() {
     };
     let hub_config = write_hub_config(&dir.0, &sensors, 1, 2_000).expect("hub config");
     let hub_port = free_port().expect("port");
-    let hub = start_hub(&binary, &hub_config, &cluster.urls(), &postgres.url(), hub_port).expect("hub");
-    let config = write_sensor_config(&dir.0, &spec, &cluster.urls(), truth.learning_duration_s, bound, "100ms")
-        .expect("config");
+    let hub = start_hub(
+        &binary,
+        &hub_config,
+        &cluster.urls(),
+        &postgres.url(),
+        hub_port,
+    )
+    .expect("hub");
+    let config = write_sensor_config(
+        &dir.0,
+        &spec,
+        &cluster.urls(),
+        truth.learning_duration_s,
+        bound,
+        "100ms",
+    )
+    .expect("config");
     // An empty capture file: the restarted sensor only drains its outbox.
     let empty = dir.0.join("empty.pcap");
     let mut bytes = Vec::new();
@@ -453,12 +539,22 @@ fn the_outbox_keeps_its_bound_dropping_heartbeats_first_and_drains_in_order() {
     std::fs::write(&empty, bytes).expect("empty pcap");
     let sensor = start_sensor(&binary, &spec, &config, &empty, &db_path, 1.0).expect("sensor");
     let db = Db::connect(&postgres.url());
-    let result = wait_until("the outbox drained into the hub", Duration::from_secs(60), || {
-        let (alerts, rows) = db.alerts("s9");
-        (alerts == expected(&truth) && rows == alerts.len()).then_some(())
-    });
+    let result = wait_until(
+        "the outbox drained into the hub",
+        Duration::from_secs(60),
+        || {
+            let (alerts, rows) = db.alerts("s9");
+            (alerts == expected(&truth) && rows == alerts.len()).then_some(())
+        },
+    );
     if result.is_err() {
-        eprintln!("hub alerts {:?}\ntruth {:?}\n{}\n{}", db.alerts("s9"), expected(&truth), sensor.proc.log_tail(), hub.log_tail());
+        eprintln!(
+            "hub alerts {:?}\ntruth {:?}\n{}\n{}",
+            db.alerts("s9"),
+            expected(&truth),
+            sensor.proc.log_tail(),
+            hub.log_tail()
+        );
         panic!("the outbox did not drain");
     }
     // In order: the alert events' sequence numbers rise with their alert ids' first
