@@ -135,6 +135,8 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // The JetStream context spawns its acker on the current runtime.
+    let _entered = runtime.enter();
     let client = runtime.block_on(
         async_nats::ConnectOptions::new()
             .user_and_password("hub".into(), fleet_lab::nats_password("hub"))
