@@ -26,6 +26,10 @@ needs=(
   "util-linux:setpriv"
   "procps:pgrep"
   "passwd:/usr/sbin/useradd"
+  # Fleet tests (issue 16): a 3-node JetStream cluster and a PostgreSQL instance,
+  # started by the tests themselves in temporary directories.
+  "nats-server:nats-server"
+  "postgresql:/usr/lib/postgresql/15/bin/pg_ctl"
 )
 missing=()
 for entry in "${needs[@]}"; do

@@ -293,6 +293,152 @@ pub struct OutputsConfig {
     pub syslog: SyslogOutputConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub webhook: WebhookOutputConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub nats: NatsOutputConfig,
+}
+
+/// `outputs.nats`: alerts, inventory changes, baseline state and heartbeats to NATS
+/// JetStream for `otsensor hub` (see `docs/FLEET.md`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsOutputConfig {
+    /// `nats://HOST:PORT` (or `tls://`) of the cluster's servers; empty for no fleet.
+    pub url: Vec<String>,
+    /// This sensor's name in the fleet (`A-Z a-z 0-9 _ -`, at most 64).
+    pub sensor_id: Option<String>,
+    /// The site (plant, substation, building) it watches; same characters.
+    pub site: Option<String>,
+    /// The JetStream stream (created by the hub).
+    pub stream: String,
+    /// First subject token: messages go to `PREFIX.fleet.SITE.SENSOR.KIND`.
+    pub subject_prefix: String,
+    /// NATS user name; with `password_file`.
+    pub user: Option<String>,
+    /// File holding the NATS password.
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates of the servers (requires TLS).
+    pub ca_file: Option<PathBuf>,
+    /// This sensor's signing key (at least 32 characters), shared with the hub only.
+    pub key_file: Option<PathBuf>,
+    /// The on-disk outbox.
+    pub spool_dir: PathBuf,
+    /// Most bytes the outbox holds; heartbeats are dropped first, alerts last.
+    pub spool_max_bytes: u64,
+    /// How often a heartbeat with the sensor's health is sent.
+    pub heartbeat_interval: HumanDuration,
+}
+
+impl Default for NatsOutputConfig {
+    fn default() -> Self {
+        NatsOutputConfig {
+            url: Vec::new(),
+            sensor_id: None,
+            site: None,
+            stream: "OTSENSOR".to_owned(),
+            subject_prefix: "otsensor".to_owned(),
+            user: None,
+            password_file: None,
+            ca_file: None,
+            key_file: None,
+            spool_dir: PathBuf::from("/var/lib/otsensor/spool"),
+            spool_max_bytes: 256 * 1024 * 1024,
+            heartbeat_interval: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+impl NatsOutputConfig {
+    /// The validated settings, or none when no URL is configured.
+    fn settings(&self) -> Result<Option<crate::output::nats::NatsSettings>, Error> {
+        if self.url.is_empty() {
+            return Ok(None);
+        }
+        for (index, url) in self.url.iter().enumerate() {
+            let ok = ["nats://", "tls://"].iter().any(|scheme| {
+                url.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ', ',']))
+            });
+            if !ok {
+                return Err(invalid(
+                    &format!("outputs.nats.url[{index}]"),
+                    format!("{url:?}"),
+                    "is not a NATS server: give nats://HOST:PORT or tls://HOST:PORT",
+                ));
+            }
+        }
+        let name = |field: &str, value: &Option<String>| -> Result<String, Error> {
+            match value {
+                Some(v) if crate::fleet::valid_name(v) => Ok(v.clone()),
+                Some(v) => Err(invalid(
+                    field,
+                    format!("{v:?}"),
+                    "is not valid: 1 to 64 of A-Z a-z 0-9 _ -",
+                )),
+                None => Err(invalid(field, "null", "is required with outputs.nats.url")),
+            }
+        };
+        let sensor_id = name("outputs.nats.sensor_id", &self.sensor_id)?;
+        let site = name("outputs.nats.site", &self.site)?;
+        let token = |field: &str, value: &str| -> Result<(), Error> {
+            if crate::fleet::valid_name(value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field,
+                    format!("{value:?}"),
+                    "is not valid: 1 to 64 of A-Z a-z 0-9 _ -",
+                ))
+            }
+        };
+        token("outputs.nats.stream", &self.stream)?;
+        token("outputs.nats.subject_prefix", &self.subject_prefix)?;
+        let Some(key_file) = self.key_file.clone() else {
+            return Err(invalid(
+                "outputs.nats.key_file",
+                "null",
+                "is required with outputs.nats.url: the hub only accepts signed messages",
+            ));
+        };
+        if self.user.is_some() != self.password_file.is_some() {
+            return Err(invalid(
+                "outputs.nats.user",
+                format!("{:?}", self.user),
+                "and outputs.nats.password_file go together",
+            ));
+        }
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(invalid("outputs.nats.spool_dir", "\"\"", "is required"));
+        }
+        if self.spool_max_bytes < 64 * 1024 {
+            return Err(invalid(
+                "outputs.nats.spool_max_bytes",
+                self.spool_max_bytes,
+                "is too small: at least 65536",
+            ));
+        }
+        let heartbeat = self.heartbeat_interval.as_duration();
+        if heartbeat < std::time::Duration::from_millis(100) {
+            return Err(invalid(
+                "outputs.nats.heartbeat_interval",
+                self.heartbeat_interval,
+                "is too short: at least 100ms",
+            ));
+        }
+        Ok(Some(crate::output::nats::NatsSettings {
+            urls: self.url.clone(),
+            sensor_id,
+            site,
+            stream: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            user: self.user.clone(),
+            password_file: self.password_file.clone(),
+            ca_file: self.ca_file.clone(),
+            key_file,
+            spool_dir: self.spool_dir.clone(),
+            spool_max_bytes: self.spool_max_bytes,
+            heartbeat_interval: heartbeat,
+        }))
+    }
 }
 
 /// `outputs.syslog`: alerts as CEF in RFC 5424 syslog messages, to a SIEM.
@@ -739,6 +885,8 @@ pub struct Policy {
     /// `outputs.webhook.token` or the content of `outputs.webhook.token_file`.
     pub webhook_token: Option<ApiToken>,
     pub webhook_ca_file: Option<PathBuf>,
+    /// `outputs.nats`, validated; none without a URL.
+    pub nats: Option<crate::output::nats::NatsSettings>,
 }
 
 impl Policy {
@@ -1083,6 +1231,7 @@ impl Config {
             webhook_url: webhook.url.clone(),
             webhook_token,
             webhook_ca_file: webhook.ca_file.clone(),
+            nats: self.outputs.nats.settings()?,
         })
     }
 }

@@ -156,7 +156,7 @@ pub struct DeviceDetail {
 }
 
 /// Learning state of the baseline.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaselineView {
     pub learning: bool,
     /// 0 to 1.
@@ -201,7 +201,7 @@ pub struct FlowsSummary {
 }
 
 /// The owner's view of its health.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HealthView {
     pub devices: u64,
     pub alerts: u64,

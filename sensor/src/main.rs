@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 use otsensor::capture::pcap::PcapFiles;
 use otsensor::detect::AlertStatus;
 
+use otsensor::changes::ChangeSender;
 use otsensor::config::{ApiToken, Config, Error as ConfigError};
 use otsensor::control::SnapshotCell;
 use otsensor::http::{token, AppState, HttpServer};
 use otsensor::metrics::Metrics;
 use otsensor::output::eve::{EveWriter, Rotation};
+use otsensor::output::nats::NatsOutput;
 use otsensor::output::sinks::{self, AlertSinks};
 use otsensor::output::syslog::{SyslogSink, SyslogTarget};
 use otsensor::output::webhook::{self, WebhookSink};
@@ -69,6 +71,8 @@ struct OutputArgs {
 struct Outputs {
     options: ReplayOptions,
     server: Option<HttpServer>,
+    /// `outputs.nats`: stopped after the pipeline (and the server) so it can drain.
+    fleet: Option<NatsOutput>,
 }
 
 impl OutputArgs {
@@ -136,13 +140,31 @@ impl OutputArgs {
         let mut server = None;
         let mut control = None;
         let mut snapshot = None;
+        // The HTTP server and the fleet's commands both ask the analyzer.
+        let (control_tx, control_rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+        let mut fleet = None;
+        if let Some(settings) = policy.nats.clone() {
+            let (changes, rx, dropped) = ChangeSender::channel(otsensor::changes::CHANGE_QUEUE);
+            sinks.set_state_changes(changes);
+            fleet = Some(
+                NatsOutput::start(
+                    settings,
+                    rx,
+                    dropped,
+                    control_tx.clone(),
+                    Some(Arc::clone(&metrics)),
+                )
+                .context("outputs.nats")?,
+            );
+            control = Some(control_rx.clone());
+        }
         if let Some(address) = serve {
             let (token, source) = token::resolve(
                 policy.http_api_token.clone(),
                 policy.http_api_token_file.as_deref(),
             )
             .context("http.api_token_file")?;
-            let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
+            let (tx, rx) = (control_tx.clone(), control_rx.clone());
             let cell = SnapshotCell::new();
             let mut state = AppState::new(tx, Arc::clone(&cell), Arc::clone(&metrics), Some(token));
             if let Some(path) = &database {
@@ -183,6 +205,7 @@ impl OutputArgs {
                 ..Default::default()
             },
             server,
+            fleet,
         })
     }
 }
@@ -266,6 +289,22 @@ enum Command {
     Doctor {
         #[arg(long)]
         interface: String,
+    },
+    /// The fleet hub: consume what sensors publish to NATS JetStream into PostgreSQL and
+    /// serve the fleet's dashboard and API (docs/FLEET.md).
+    Hub {
+        /// NATS servers, comma-separated (overrides nats.url of --config).
+        #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+        nats: Vec<String>,
+        /// PostgreSQL connection URL (overrides postgres of --config).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Serve the dashboard, /api and /metrics here (overrides listen of --config).
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
+        /// Hub configuration (YAML): sensors and their keys, API token, NATS credentials.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -416,7 +455,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
-            let Outputs { options, server } = outputs.open(&policy, Metrics::new()?, None)?;
+            let Outputs {
+                options,
+                server,
+                fleet,
+            } = outputs.open(&policy, Metrics::new()?, None)?;
             let mut source = PcapFiles::open(&files)?;
             let summary = pipeline::replay(
                 &mut source,
@@ -449,6 +492,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 wait_for_termination()?;
                 server.stop();
+            }
+            if let Some(fleet) = fleet {
+                fleet.stop();
             }
             Ok(if truncated.is_empty() {
                 ExitCode::SUCCESS
@@ -519,14 +565,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("otsensor: capture capabilities dropped after attach");
                 let reload = ReloadService::start(reloader, true).context("SIGHUP handler")?;
                 let opened = outputs.open(&open_policy, metrics, Some(reload.requests()));
-                let Outputs { options, server } = match opened {
+                let Outputs {
+                    options,
+                    server,
+                    fleet,
+                } = match opened {
                     Ok(opened) => opened,
                     Err(error) => {
                         reload.stop();
                         return Err(error);
                     }
                 };
-                running = Some((server, reload));
+                running = Some((server, reload, fleet));
                 Ok(ReplayOptions {
                     reloadable_policy: Some(shared),
                     ..options
@@ -536,11 +586,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "otsensor: starting capture on {interface}; SIGHUP reloads the configuration, SIGINT or SIGTERM stops"
             );
             let live = otsensor::live::run_after_attach(&interface, policy, stop, after_attach);
-            if let Some((server, reload)) = running {
+            if let Some((server, reload, fleet)) = running {
                 if let Some(server) = server {
                     server.stop();
                 }
                 reload.stop();
+                if let Some(fleet) = fleet {
+                    fleet.stop();
+                }
             }
             let live = live?;
             print_summary(&live.summary);
@@ -602,6 +655,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Hub {
+            nats,
+            postgres,
+            serve,
+            config,
+        } => {
+            let mut hub = match &config {
+                Some(path) => otsensor::hub::HubConfig::load(path)?,
+                None => otsensor::hub::HubConfig::default(),
+            };
+            if !nats.is_empty() {
+                hub.nats.url = nats;
+            }
+            if postgres.is_some() {
+                hub.postgres = postgres;
+            }
+            if serve.is_some() {
+                hub.listen = serve;
+            }
+            otsensor::hub::run(hub, stop_flag()?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::DefaultConfig => {
             print!("{}", otsensor::config::DEFAULT_CONFIG_YAML);

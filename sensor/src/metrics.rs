@@ -764,6 +764,170 @@ impl Metrics {
     }
 }
 
+/// The sensor's `outputs.nats` metrics (registered by [`Metrics::fleet`], once).
+#[derive(Clone)]
+pub struct FleetMetrics {
+    pub published: IntCounterVec,
+    pub duplicates: IntCounter,
+    pub publish_failures: IntCounter,
+    pub connected: IntGauge,
+    pub spool_messages: IntGauge,
+    pub spool_bytes: IntGauge,
+    pub spool_dropped: IntCounterVec,
+    pub spool_errors: IntCounter,
+    pub changes_dropped: IntCounter,
+    pub commands: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers the fleet output's metrics (call once: a second call fails).
+    pub fn fleet(&self) -> Result<FleetMetrics, Error> {
+        let r = &self.registry;
+        Ok(FleetMetrics {
+            published: counter_vec(
+                r,
+                "otsensor_fleet_published_total",
+                "Fleet messages acknowledged by JetStream, by kind",
+                &["kind"],
+            )?,
+            duplicates: counter(
+                r,
+                "otsensor_fleet_duplicates_total",
+                "Re-sent fleet messages JetStream recognised as duplicates",
+            )?,
+            publish_failures: counter(
+                r,
+                "otsensor_fleet_publish_failures_total",
+                "Publish rounds that failed or timed out (retried)",
+            )?,
+            connected: gauge(
+                r,
+                "otsensor_fleet_connected",
+                "1 while connected to a NATS server",
+            )?,
+            spool_messages: gauge(
+                r,
+                "otsensor_fleet_spool_messages",
+                "Fleet messages waiting in the outbox",
+            )?,
+            spool_bytes: gauge(
+                r,
+                "otsensor_fleet_spool_bytes",
+                "Bytes of fleet messages waiting in the outbox",
+            )?,
+            spool_dropped: counter_vec(
+                r,
+                "otsensor_fleet_spool_dropped_total",
+                "Fleet messages dropped to keep the outbox bound, by class (heartbeat, state, alert)",
+                &["class"],
+            )?,
+            spool_errors: counter(
+                r,
+                "otsensor_fleet_spool_errors_total",
+                "Outbox file errors",
+            )?,
+            changes_dropped: counter(
+                r,
+                "otsensor_fleet_changes_dropped_total",
+                "State changes the analyzer could not queue for the fleet (channel full)",
+            )?,
+            commands: counter_vec(
+                r,
+                "otsensor_fleet_commands_total",
+                "Hub commands received, by result (applied, failed, or why refused)",
+                &["result"],
+            )?,
+        })
+    }
+}
+
+/// `otsensor hub`'s metrics, in a registry of its own.
+pub struct HubMetrics {
+    registry: Registry,
+    pub messages: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub duplicates: IntCounter,
+    pub batches: IntCounter,
+    pub db_errors: IntCounter,
+    pub sensors: IntGauge,
+    pub commands: IntCounterVec,
+    pub alert_latency: prometheus::Histogram,
+}
+
+impl std::fmt::Debug for HubMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubMetrics").finish_non_exhaustive()
+    }
+}
+
+impl HubMetrics {
+    pub fn new() -> Result<Arc<HubMetrics>, Error> {
+        let r = Registry::new();
+        let alert_latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "otsensor_hub_alert_latency_seconds",
+                "From the sensor's analyzer emitting an alert change to its commit in PostgreSQL",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )?;
+        r.register(Box::new(alert_latency.clone()))?;
+        Ok(Arc::new(HubMetrics {
+            messages: counter_vec(
+                &r,
+                "otsensor_hub_messages_total",
+                "Fleet messages applied to PostgreSQL, by kind",
+                &["kind"],
+            )?,
+            rejected: counter_vec(
+                &r,
+                "otsensor_hub_rejected_total",
+                "Fleet messages refused, by reason (bad_signature, malformed, unknown_sensor, ...)",
+                &["reason"],
+            )?,
+            duplicates: counter(
+                &r,
+                "otsensor_hub_duplicates_total",
+                "Messages already applied (redelivered or re-sent), acknowledged without effect",
+            )?,
+            batches: counter(
+                &r,
+                "otsensor_hub_batches_total",
+                "Batches committed to PostgreSQL",
+            )?,
+            db_errors: counter(
+                &r,
+                "otsensor_hub_db_errors_total",
+                "PostgreSQL errors (the batch is retried)",
+            )?,
+            sensors: gauge(&r, "otsensor_hub_sensors", "Sensors known to the hub")?,
+            commands: counter_vec(
+                &r,
+                "otsensor_hub_commands_total",
+                "Operator commands sent to sensors, by result",
+                &["result"],
+            )?,
+            alert_latency,
+            registry: r,
+        }))
+    }
+
+    pub fn render(&self) -> Result<String, Error> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|_| Error::NotUtf8)
+    }
+
+    pub fn family_names(&self) -> Vec<String> {
+        self.registry
+            .gather()
+            .iter()
+            .map(|family| family.name().to_owned())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -809,7 +973,10 @@ mod tests {
     fn every_metric_is_documented() {
         let doc = include_str!("../../docs/METRICS.md");
         let metrics = Metrics::new().expect("registry");
-        for name in metrics.family_names() {
+        let fleet = metrics.fleet().expect("fleet metrics");
+        drop(fleet);
+        let hub = HubMetrics::new().expect("hub registry");
+        for name in metrics.family_names().into_iter().chain(hub.family_names()) {
             assert!(
                 doc.contains(&format!("`{name}`")),
                 "{name} missing from docs/METRICS.md"

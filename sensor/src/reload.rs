@@ -241,6 +241,7 @@ const SETTINGS: &[Setting] = &[
     setting!("http.request_timeout", RESTART, http_limits.request_timeout),
     setting!("http.max_body_bytes", RESTART, http_limits.max_body_bytes),
     setting!("outputs.syslog.url", RESTART, syslog_url),
+    setting!("outputs.nats", RESTART, nats),
     setting!("outputs.syslog.ca_file", RESTART, syslog_ca_file),
     setting!("outputs.webhook.url", RESTART, webhook_url),
     setting!("outputs.webhook.ca_file", RESTART, webhook_ca_file),
@@ -335,6 +336,7 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         webhook_url: _,
         webhook_token: _,
         webhook_ca_file: _,
+        nats: _,
     } = new.clone();
     let merged = Policy {
         internal_networks,
@@ -611,14 +613,14 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 50);
+        assert_eq!(SETTINGS.len(), 51);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
             21,
             "the 21 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 29);
+        assert_eq!(restart.len(), 30);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(

@@ -7,6 +7,10 @@ pub mod bench;
 pub mod corpus;
 /// `flood-devices`: a flood of random sources against the inventory cap.
 pub mod device_flood;
+/// `fleet-bench`: hub ingest rate and alert → PostgreSQL latency.
+pub mod fleet_bench;
+/// `fleet-lab`: NATS cluster, PostgreSQL, hub and sensors on loopback (tests use it too).
+pub mod fleet_lab;
 /// `flood`: distinct-flow floods generated in memory, for bounded-memory checks.
 pub mod flood;
 /// `gen mix`: deterministic synthetic plant captures with a ground-truth sidecar.

@@ -76,6 +76,33 @@ enum Task {
         #[arg(long)]
         no_build: bool,
     },
+    /// A fleet on loopback: a 3-node NATS JetStream cluster, PostgreSQL, the hub and three
+    /// sensors replaying generated plants; prints the dashboard URL, tears down on Enter.
+    FleetLab {
+        /// The otsensor binary (default: $CARGO_TARGET_DIR or target, release/otsensor).
+        #[arg(long)]
+        otsensor: Option<PathBuf>,
+        /// Port of the hub's dashboard on 127.0.0.1.
+        #[arg(long, default_value_t = 8480)]
+        port: u16,
+        /// Replay speed (multiple of capture time); the plants run 200 s of capture.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+    /// Hub ingest rate (messages/s into PostgreSQL) and alert → PostgreSQL latency on a
+    /// loopback 3-node cluster, against JetStream's own publish rate in the same run.
+    FleetBench {
+        #[arg(long)]
+        otsensor: Option<PathBuf>,
+        /// Messages for the ingest measurement.
+        #[arg(long, default_value_t = 30_000)]
+        messages: u64,
+        /// Alerts for the latency measurement (sent at `--rate` per second).
+        #[arg(long, default_value_t = 2_000)]
+        alerts: u64,
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
     /// Benchmark the pipeline on a capture loaded into memory, against the null
     /// pipeline (read + slice) measured in the same run.
     Replay {
@@ -255,6 +282,40 @@ fn main() -> Result<()> {
                 repeat: repeat.max(1),
             })?;
         }
+        Task::FleetLab {
+            otsensor,
+            port,
+            speed,
+        } => {
+            let dir =
+                std::env::temp_dir().join(format!("otsensor-fleet-lab-{}", std::process::id()));
+            let result = xtask::fleet_lab::run(&xtask::fleet_lab::LabOptions {
+                binary: otsensor.unwrap_or_else(default_otsensor),
+                dir: dir.clone(),
+                hub_port: port,
+                speed,
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
+        Task::FleetBench {
+            otsensor,
+            messages,
+            alerts,
+            rate,
+        } => {
+            let dir =
+                std::env::temp_dir().join(format!("otsensor-fleet-bench-{}", std::process::id()));
+            let result = xtask::fleet_bench::run(&xtask::fleet_bench::BenchOptions {
+                binary: otsensor.unwrap_or_else(default_otsensor),
+                dir: dir.clone(),
+                messages,
+                alerts,
+                rate,
+            });
+            let _ = std::fs::remove_dir_all(&dir);
+            result?;
+        }
         Task::LiveBench {
             otsensor,
             packets,
@@ -282,4 +343,13 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `$CARGO_TARGET_DIR` (or `target`)`/release/otsensor`.
+fn default_otsensor() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("release")
+        .join("otsensor")
 }

@@ -118,8 +118,19 @@ pub fn build_deb(options: &PackageOptions) -> Result<PathBuf> {
         &root.join("lib/systemd/system/otsensor.service"),
         0o644,
     )?;
+    // The fleet hub (docs/FLEET.md): a second unit, not enabled, and its configuration.
+    install(
+        &deploy.join("otsensor-hub.service"),
+        &root.join("lib/systemd/system/otsensor-hub.service"),
+        0o644,
+    )?;
+    install(
+        &deploy.join("otsensor-hub.yaml"),
+        &root.join("etc/otsensor/hub.yaml"),
+        0o640,
+    )?;
     let doc = root.join("usr/share/doc/otsensor");
-    for file in ["OPERATIONS.md", "CONFIG.md", "METRICS.md"] {
+    for file in ["OPERATIONS.md", "CONFIG.md", "METRICS.md", "FLEET.md"] {
         let source = options.workspace.join("docs").join(file);
         if source.exists() {
             install(&source, &doc.join(file), 0o644)?;

@@ -529,6 +529,8 @@ fn installed_package_runs_as_the_unit_would() {
         "./etc/otsensor/otsensor.yaml",
         "./etc/default/otsensor",
         "./lib/systemd/system/otsensor.service",
+        "./lib/systemd/system/otsensor-hub.service",
+        "./etc/otsensor/hub.yaml",
     ] {
         assert!(
             contents.contains(path),
@@ -552,6 +554,11 @@ fn installed_package_runs_as_the_unit_would() {
 
     // ---- the unit --------------------------------------------------------------------
     run("systemd-analyze", &["verify", UNIT]).expect("systemd-analyze verify");
+    run(
+        "systemd-analyze",
+        &["verify", "/lib/systemd/system/otsensor-hub.service"],
+    )
+    .expect("systemd-analyze verify otsensor-hub.service");
     let security = run("systemd-analyze", &["security", "--offline=true", UNIT])
         .expect("systemd-analyze security");
     let score: f64 = security

@@ -179,6 +179,7 @@ impl Analyzer {
                 }
             }
             self.sinks.send(&alert);
+            self.changes.alert(&alert);
             if let Some(eve) = self.eve.as_mut() {
                 eve.send(EveRecord::Alert(Box::new(alert)));
             }

@@ -327,7 +327,9 @@ impl ControlHandler for Analyzer {
         if self.reload().is_err() {
             self.counters.store_errors += 1;
         }
-        self.alert(id).ok_or(ControlError::NoSuchAlert { id })
+        let alert = self.alert(id).ok_or(ControlError::NoSuchAlert { id })?;
+        self.changes.alert(&alert);
+        Ok(alert)
     }
 
     fn baseline(&mut self) -> BaselineView {
@@ -363,7 +365,9 @@ impl ControlHandler for Analyzer {
             self.learning_started_ns = None;
         }
         self.publish_learning();
-        Ok(self.baseline())
+        let view = self.baseline();
+        self.changes.baseline(&view);
+        Ok(view)
     }
 
     fn flows(&mut self) -> FlowsSummary {

@@ -185,6 +185,8 @@ pub struct Analyzer {
     /// Syslog/CEF, webhook and the alert metrics (EVE alerts go through `eve`, which
     /// waits rather than drops).
     sinks: AlertSinks,
+    /// Alerts, devices and baseline changes for the fleet (`outputs.nats`).
+    changes: crate::changes::ChangeSender,
     metrics: Option<Arc<Metrics>>,
     /// Flows and conversations for the API's flow summary.
     flow_book: FlowBook,
@@ -256,6 +258,7 @@ impl Analyzer {
             last_commit: Instant::now(),
             eve,
             sinks: AlertSinks::new(None),
+            changes: crate::changes::ChangeSender::default(),
             metrics: None,
             flow_book: FlowBook::default(),
             latest_ns: 0,
@@ -272,7 +275,10 @@ impl Analyzer {
 
     /// Sends raised alerts to `sinks` too, and records alert latency and learning
     /// progress in `metrics`.
-    pub fn set_outputs(&mut self, sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
+    pub fn set_outputs(&mut self, mut sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
+        if let Some(changes) = sinks.take_state_changes() {
+            self.changes = changes;
+        }
         self.sinks = sinks;
         self.metrics = metrics;
     }
@@ -468,6 +474,7 @@ impl Analyzer {
             if let DeviceKey::Mac(mac) = key {
                 if self.macs_with_ip.contains(&mac) {
                     // Represented by its IPs: not a device row of its own.
+                    self.changes.device_removed(&mac);
                     batch.forget_devices.push(key);
                     continue;
                 }
@@ -477,6 +484,7 @@ impl Analyzer {
                 DeviceKey::Mac(mac) => self.by_mac.get(&mac),
             };
             if let Some(record) = record {
+                self.changes.device(record);
                 batch.devices.push(DeviceRow {
                     key,
                     first_seen_ns: record.first_seen_ns,

@@ -594,7 +594,7 @@ impl Drop for HttpServer {
 }
 
 /// The embedded dashboard.
-mod dashboard {
+pub(crate) mod dashboard {
     use axum::http::header;
     use axum::response::IntoResponse;
 

@@ -73,6 +73,8 @@ pub struct AlertSinks {
     eve: Option<Sender<EveRecord>>,
     metrics: Option<Arc<Metrics>>,
     eve_dropped: u64,
+    /// Handed to the analyzer by `Analyzer::set_outputs` (`outputs.nats`).
+    state_changes: Option<crate::changes::ChangeSender>,
 }
 
 impl std::fmt::Debug for AlertSinks {
@@ -93,6 +95,7 @@ impl AlertSinks {
             eve: None,
             metrics,
             eve_dropped: 0,
+            state_changes: None,
         }
     }
 
@@ -118,6 +121,18 @@ impl AlertSinks {
             thread,
         });
         Ok(())
+    }
+
+    /// Also hands the analyzer this sender of fleet state changes. Unlike the sinks it
+    /// stays with the analyzer after the capture ends (operator actions still change
+    /// alert states then).
+    pub fn set_state_changes(&mut self, changes: crate::changes::ChangeSender) {
+        self.state_changes = Some(changes);
+    }
+
+    /// The state-change sender, for the analyzer.
+    pub fn take_state_changes(&mut self) -> Option<crate::changes::ChangeSender> {
+        self.state_changes.take()
     }
 
     pub fn is_empty(&self) -> bool {
