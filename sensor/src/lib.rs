@@ -10,10 +10,10 @@
 pub mod analyze;
 /// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.
 pub mod capture;
-/// Packet time formatted for people (RFC 3339 with microseconds).
-pub mod clock;
 /// Fleet state changes (alerts, devices, baseline) the analyzer emits for NATS.
 pub mod changes;
+/// Packet time formatted for people (RFC 3339 with microseconds).
+pub mod clock;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
 /// The control seam: requests from the HTTP server to the owner of inventory and alerts.
@@ -32,10 +32,10 @@ pub mod fleet;
 pub mod flow;
 /// axum: `/metrics`, the JSON API and the embedded dashboard; one `ApiError` type.
 pub mod http;
-/// Per-PDU inspection: statistics, protocol events and observations from the views.
-pub mod inspect;
 /// `otsensor hub`: the fleet's JetStream consumer, PostgreSQL store and API.
 pub mod hub;
+/// Per-PDU inspection: statistics, protocol events and observations from the views.
+pub mod inspect;
 /// `otsensor run`: live capture through the pipeline, with the kernel's books.
 #[cfg(target_os = "linux")]
 pub mod live;

@@ -21,11 +21,11 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::ToSql;
 
 use super::Hub;
+use crate::clock::rfc3339_micros;
 use crate::control::MAX_LIST;
 use crate::detect::AlertStatus;
 use crate::fleet::{self, Action, Command, CommandReply, SIGNATURE_HEADER, VERSION};
 use crate::http::{dashboard, ApiError};
-use crate::clock::rfc3339_micros;
 
 /// How long an operator action waits for the sensor.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
