@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::advisories::DeviceMatch;
 use crate::config::Policy;
 use crate::detect::{self, Alert, AlertStatus, Detection};
 use crate::dissect::inspect::EventSink;
@@ -42,6 +43,7 @@ use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
 mod control;
 use control::FlowBook;
+mod vulnerabilities;
 
 /// Peers remembered per device; more are counted.
 const MAX_PEERS: usize = 64;
@@ -127,6 +129,9 @@ pub struct DeviceRecord {
     /// interval for the quiet-device rule.
     #[serde(default)]
     pub learned_gap_ns: u64,
+    /// CISA advisories its identity matches (see `analyze/vulnerabilities.rs`).
+    #[serde(default)]
+    pub vulnerabilities: Vec<DeviceMatch>,
     #[serde(skip)]
     silent: Option<u64>,
     #[serde(skip)]
@@ -184,6 +189,7 @@ impl DeviceRecord {
             programmed_others: false,
             learning_sightings: 0,
             learned_gap_ns: 0,
+            vulnerabilities: Vec::new(),
             silent: None,
             unanswered: (0, 0),
         }
@@ -363,6 +369,8 @@ pub struct Analyzer {
     metrics: Option<Arc<Metrics>>,
     /// Flows and conversations for the API's flow summary.
     flow_book: FlowBook,
+    /// The advisory catalogue and the vulnerable-device counts.
+    vulnerabilities: vulnerabilities::Vulnerabilities,
     /// Latest packet time observed: "now" for the baseline's progress.
     latest_ns: u64,
     /// Set when the capture source ended (a replay); a live sensor never finishes.
@@ -431,6 +439,7 @@ impl Analyzer {
             sinks: AlertSinks::new(None),
             metrics: None,
             flow_book: FlowBook::default(),
+            vulnerabilities: vulnerabilities::Vulnerabilities::default(),
             latest_ns: 0,
             capture_finished: false,
             latency: new_histogram(),
@@ -440,6 +449,7 @@ impl Analyzer {
         if analyzer.reload().is_err() || analyzer.load_devices().is_err() {
             analyzer.counters.store_errors += 1;
         }
+        analyzer.rematch_all();
         analyzer
     }
 
@@ -448,6 +458,7 @@ impl Analyzer {
     pub fn set_outputs(&mut self, sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
         self.sinks = sinks;
         self.metrics = metrics;
+        self.publish_vulnerable_devices();
     }
 
     /// Lets go of the EVE channel (the capture ended: nothing more to write), so the
@@ -546,6 +557,8 @@ impl Analyzer {
             }
         }
         self.store_version = self.store.data_version()?;
+        // New advisories imported by `otsensor advisories import`.
+        self.refresh_advisories();
         Ok(())
     }
 
@@ -1447,7 +1460,13 @@ impl Analyzer {
         let new = value.as_str().to_owned();
         let old = record.identity.insert(field, new.clone());
         self.dirty.insert(DeviceKey::Ip(device));
+        if vulnerabilities::matters(field) && old.as_ref() != Some(&new) {
+            self.rematch_device(device, ts_ns);
+        }
         let Some(old) = old.filter(|old| *old != new) else {
+            return;
+        };
+        let Some(record) = self.by_ip.get_mut(&device) else {
             return;
         };
         if record.identity_history.len() >= MAX_IDENTITY_HISTORY {

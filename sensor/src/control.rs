@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+use crate::advisories::view::{VulnerabilitiesView, VulnerabilityView};
 use crate::detect::{Alert, AlertStatus};
 use crate::dissect::Protocol;
 use crate::layers::Mac;
@@ -95,6 +96,8 @@ pub struct DeviceSummary {
     pub last_seen: String,
     pub packets: u64,
     pub bytes: u64,
+    /// CISA advisories the device matches, best first (`crate::advisories`).
+    pub vulnerabilities: Vec<VulnerabilityView>,
 }
 
 /// A peer of a device.
@@ -185,6 +188,7 @@ pub enum ControlRequest {
     ChangeBaseline(BaselineAction, Reply<Result<BaselineView, ControlError>>),
     Flows(Reply<FlowsSummary>),
     Health(Reply<HealthView>),
+    Vulnerabilities(Reply<VulnerabilitiesView>),
 }
 
 /// Answers control requests; implemented by whoever owns the state.
@@ -198,6 +202,7 @@ pub trait ControlHandler {
     fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError>;
     fn flows(&mut self) -> FlowsSummary;
     fn health(&mut self) -> HealthView;
+    fn vulnerabilities(&mut self) -> VulnerabilitiesView;
 
     /// Answers one request. A reply nobody waits for any more is dropped silently.
     fn answer(&mut self, request: ControlRequest) {
@@ -228,6 +233,9 @@ pub trait ControlHandler {
             }
             ControlRequest::Health(reply) => {
                 let _ = reply.try_send(self.health());
+            }
+            ControlRequest::Vulnerabilities(reply) => {
+                let _ = reply.try_send(self.vulnerabilities());
             }
         }
     }

@@ -91,7 +91,7 @@ pub struct Alert {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 17] = [
+pub const CATALOGUE: [Detection; 18] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -261,6 +261,16 @@ pub const CATALOGUE: [Detection; 17] = [
         mitre: "",
         description: "The analyzer holds its maximum number of distinct alerts; new ones are counted, not stored (raised once).",
         response: "Triage and acknowledge alerts; look for a flood.",
+    },
+    Detection {
+        name: "vulnerable_device",
+        id: 1018,
+        engine: Engine::Anomaly,
+        category: "Known vulnerability",
+        severity: Severity::MEDIUM,
+        mitre: "T0866",
+        description: "A device matches a CISA ICS advisory with high confidence (exact model or order number, firmware in the affected range): when it first matches, or when its firmware changes into an affected range.",
+        response: "Read the advisory (context.advisories); apply the vendor's fix or mitigations, or restrict access to the device.",
     },
 ];
 

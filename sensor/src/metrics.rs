@@ -86,6 +86,8 @@ pub struct Metrics {
     pub sink_retries: IntCounterVec,
     pub alerts: IntCounterVec,
     pub learning_active: IntGauge,
+    /// Devices matching a CISA advisory with high or medium confidence, by severity.
+    pub vulnerable_devices: IntGaugeVec,
     pub learning_progress: prometheus::Gauge,
     pub start_time: prometheus::Gauge,
     pub packet_latency: Arc<LatencySummary>,
@@ -224,6 +226,7 @@ impl Metrics {
             sink_retries: counter_vec(&r, "otsensor_sink_retries_total", "Delivery retries of an output sink.", &["sink"])?,
             alerts: counter_vec(&r, "otsensor_alerts_total", "Alerts raised, per signature and severity.", &["signature", "severity"])?,
             learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
+            vulnerable_devices: gauge_vec(&r, "otsensor_vulnerable_devices", "Devices matching a CISA ICS advisory with high or medium confidence, by the severity of the worst match.", &["severity"])?,
             learning_progress: {
                 let g = prometheus::Gauge::new("otsensor_learning_progress_ratio", "Fraction of the learning period elapsed (0 to 1).")?;
                 r.register(Box::new(g.clone()))?;

@@ -121,6 +121,7 @@ fn summary(record: &DeviceRecord) -> DeviceSummary {
         last_seen: rfc3339_micros(record.last_seen_ns),
         packets: record.packets_sent + record.packets_received,
         bytes: record.bytes_sent + record.bytes_received,
+        vulnerabilities: record.vulnerabilities.iter().map(Into::into).collect(),
     }
 }
 
@@ -205,6 +206,10 @@ impl Analyzer {
 }
 
 impl ControlHandler for Analyzer {
+    fn vulnerabilities(&mut self) -> crate::advisories::view::VulnerabilitiesView {
+        self.vulnerabilities_view()
+    }
+
     fn list_devices(&mut self, filter: &DeviceFilter) -> Vec<DeviceSummary> {
         let mut out: Vec<DeviceSummary> = self
             .device_records()

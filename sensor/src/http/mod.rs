@@ -195,6 +195,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/baseline", get(baseline))
         .route("/api/baseline/{action}", post(change_baseline))
         .route("/api/flows", get(flows))
+        .route("/api/vulnerabilities", get(vulnerabilities))
         .route("/api/config/reload", post(reload_config))
         .fallback(not_found)
         .with_state(state)
@@ -336,6 +337,10 @@ async fn change_baseline(
 
 async fn flows(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(state.ask(ControlRequest::Flows).await?).into_response())
+}
+
+async fn vulnerabilities(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.ask(ControlRequest::Vulnerabilities).await?).into_response())
 }
 
 /// Re-reads the configuration file: 200 with what changed and what needs a restart,
