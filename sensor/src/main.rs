@@ -394,7 +394,11 @@ fn advisories_command(action: AdvisoriesAction) -> anyhow::Result<ExitCode> {
                 .collect();
             let imported = stored.len();
             let catalogue = advisories::embedded().with_imports(stored);
-            let newest = catalogue.advisories().iter().map(|a| a.revised.as_str()).max();
+            let newest = catalogue
+                .advisories()
+                .iter()
+                .map(|a| a.revised.as_str())
+                .max();
             let status = serde_json::json!({
                 "embedded": advisories::embedded().source(),
                 "imported": imported,

@@ -71,7 +71,10 @@ fn every_shared_csaf_file_parses_or_is_skipped_with_a_reason() {
             Ok(advisory) => {
                 parsed += 1;
                 products += advisory.products.len();
-                assert!(!advisory.id.is_empty() && !advisory.vulns.is_empty(), "{path:?}");
+                assert!(
+                    !advisory.id.is_empty() && !advisory.vulns.is_empty(),
+                    "{path:?}"
+                );
             }
             Err(error) => skipped.push((path.clone(), error.to_string())),
         }
@@ -91,7 +94,11 @@ fn every_shared_csaf_file_parses_or_is_skipped_with_a_reason() {
     let embedded = advisories::embedded();
     assert_eq!(embedded.len(), parsed);
     assert_eq!(embedded.entries(), products);
-    assert!(embedded.source().contains("6960219f"), "{}", embedded.source());
+    assert!(
+        embedded.source().contains("6960219f"),
+        "{}",
+        embedded.source()
+    );
 }
 
 /// Advisory id → (confidence, CVEs, max CVSS in tenths) of a device's matches.
@@ -103,10 +110,7 @@ fn found(matches: &[DeviceMatch]) -> Found {
         .map(|m| {
             let mut cves = m.cves.clone();
             cves.sort();
-            (
-                m.advisory.clone(),
-                (m.confidence, cves, m.max_cvss_tenths),
-            )
+            (m.advisory.clone(), (m.confidence, cves, m.max_cvss_tenths))
         })
         .collect()
 }
@@ -120,7 +124,10 @@ fn ids(found: &Found, confidence: Confidence) -> Vec<&str> {
 }
 
 /// Replays `capture` into a fresh store and returns the device records with an identity.
-fn replay_devices(capture: &str, scratch: &Scratch) -> (Vec<serde_json::Value>, BTreeMap<String, u64>) {
+fn replay_devices(
+    capture: &str,
+    scratch: &Scratch,
+) -> (Vec<serde_json::Value>, BTreeMap<String, u64>) {
     let db = scratch.0.join(format!("{capture}.db"));
     let policy = Arc::new(Config::default().validate().expect("config"));
     let mut source = PcapFiles::open(&[shared().join("pcaps").join(capture)]).expect("capture");
@@ -185,7 +192,11 @@ fn real_capture_identities_match_the_hand_checked_advisories() {
             (Confidence::Medium, vec!["CVE-2022-1161".to_owned()], 100)
         )])
     );
-    assert_eq!(alerts.get("vulnerable_device"), None, "family only: {alerts:?}");
+    assert_eq!(
+        alerts.get("vulnerable_device"),
+        None,
+        "family only: {alerts:?}"
+    );
 
     // S7-300 CPU 315-2 PN/DP, SZL 0x0011/0x001C: 6ES7 315-2EH14-0AB0, firmware V3.2.6.
     let (devices, alerts) = replay_devices("s7comm-ident-szl-upload.pcap", &scratch);
@@ -234,10 +245,8 @@ fn real_capture_identities_match_the_hand_checked_advisories() {
 }
 
 fn identity(fields: &[(IdentityField, &str)]) -> Identity {
-    let map: BTreeMap<IdentityField, String> = fields
-        .iter()
-        .map(|(f, v)| (*f, (*v).to_owned()))
-        .collect();
+    let map: BTreeMap<IdentityField, String> =
+        fields.iter().map(|(f, v)| (*f, (*v).to_owned())).collect();
     Identity::from_fields(&map, None)
 }
 
@@ -277,10 +286,17 @@ fn fixture_identities_and_negative_cases() {
             "ICSA-23-257-01",
         ]
     );
+    // Its product_status lists both CVEs for the ">= 4.4.0" entry, whose name says
+    // "(only affected by CVE-2019-10943)": the text wins.
     assert_eq!(s7_1200["ICSA-19-344-06"].1, ["CVE-2019-10943"]);
     // Fixed versions: <V4.5.0 (21-152-01, 22-286-04), <V4.4.0 (20-105-08); and the
     // CP 1243-1 of 22-132-13 is another product of the family.
-    for fixed in ["ICSA-21-152-01", "ICSA-22-286-04", "ICSA-20-105-08", "ICSA-22-132-13"] {
+    for fixed in [
+        "ICSA-21-152-01",
+        "ICSA-22-286-04",
+        "ICSA-20-105-08",
+        "ICSA-22-132-13",
+    ] {
         assert!(!s7_1200.contains_key(fixed), "{fixed}");
     }
 
@@ -323,13 +339,19 @@ fn fixture_identities_and_negative_cases() {
     // 1756-EN2T series D: fixed at 11.4 for every advisory naming series D; series B
     // is "all versions" in ICSA-18-310-02 while series D there is <= 10.10.
     let en2t_d = found(&catalogue.matches(&identity(&[
-        (IdentityField::Vendor, "Rockwell Automation/Allen-Bradley (1)"),
+        (
+            IdentityField::Vendor,
+            "Rockwell Automation/Allen-Bradley (1)",
+        ),
         (IdentityField::Product, "1756-EN2T/D"),
         (IdentityField::Firmware, "11.4"),
     ])));
     assert!(en2t_d.is_empty(), "{en2t_d:?}");
     let en2t_b = found(&catalogue.matches(&identity(&[
-        (IdentityField::Vendor, "Rockwell Automation/Allen-Bradley (1)"),
+        (
+            IdentityField::Vendor,
+            "Rockwell Automation/Allen-Bradley (1)",
+        ),
         (IdentityField::Product, "1756-EN2T/B"),
         (IdentityField::Firmware, "11.4"),
     ])));
@@ -337,7 +359,10 @@ fn fixture_identities_and_negative_cases() {
 
     // No firmware reported: an exact model is only medium, and says why.
     let unknown = catalogue.matches(&identity(&[
-        (IdentityField::Vendor, "Rockwell Automation/Allen-Bradley (1)"),
+        (
+            IdentityField::Vendor,
+            "Rockwell Automation/Allen-Bradley (1)",
+        ),
         (IdentityField::Product, "1756-EN2T/D"),
     ]));
     let en2t = unknown
@@ -345,7 +370,11 @@ fn fixture_identities_and_negative_cases() {
         .find(|m| m.advisory == "ICSA-23-193-01")
         .expect("ICSA-23-193-01");
     assert_eq!(en2t.confidence, Confidence::Medium);
-    assert!(en2t.reason.contains("firmware not reported"), "{}", en2t.reason);
+    assert!(
+        en2t.reason.contains("firmware not reported"),
+        "{}",
+        en2t.reason
+    );
     assert_eq!(
         en2t.cves,
         ["CVE-2023-3595".to_owned(), "CVE-2023-3596".to_owned()]
@@ -387,7 +416,10 @@ fn firmware_changing_into_an_affected_range_raises_vulnerable_device() {
         vlan: 0,
     });
     for (field, value) in [
-        (IdentityField::Vendor, "Rockwell Automation/Allen-Bradley (1)"),
+        (
+            IdentityField::Vendor,
+            "Rockwell Automation/Allen-Bradley (1)",
+        ),
         (IdentityField::Firmware, "11.4"),
         (IdentityField::Product, "1756-EN2T/D"),
     ] {
@@ -462,7 +494,11 @@ fn import_command_stores_newer_advisories_and_skips_others_with_a_reason() {
         serde_json::to_vec(&csaf_document()).expect("json"),
     )
     .expect("write");
-    std::fs::write(dir.join("2099/broken.json"), b"{\"document\": {\"csaf_version\": ").expect("write");
+    std::fs::write(
+        dir.join("2099/broken.json"),
+        b"{\"document\": {\"csaf_version\": ",
+    )
+    .expect("write");
     std::fs::write(dir.join("README.txt"), b"notes").expect("write");
     // A real advisory the embedded table already has, in the same revision.
     std::fs::copy(
@@ -517,7 +553,10 @@ fn import_command_stores_newer_advisories_and_skips_others_with_a_reason() {
         vlan: 0,
     });
     for (field, value) in [
-        (IdentityField::Vendor, "Rockwell Automation/Allen-Bradley (1)"),
+        (
+            IdentityField::Vendor,
+            "Rockwell Automation/Allen-Bradley (1)",
+        ),
         (IdentityField::Product, "1756-EN9Z/A"),
         (IdentityField::Firmware, "2.1"),
     ] {

@@ -102,8 +102,7 @@ pub fn generate(dir: &Path, out: &Path) -> Result<Generated> {
     // What the sensor reads back must be what was written.
     let back = table::read(&text).map_err(|e| anyhow::anyhow!("table: {e}"))?;
     anyhow::ensure!(back == list, "the table does not read back as written");
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(text.as_bytes())?;
     let gzip = encoder.finish()?;
     std::fs::write(out, &gzip).with_context(|| out.display().to_string())?;

@@ -53,8 +53,11 @@ pub(super) fn clean(text: &str) -> String {
 
 /// A `product_version` leaf that names a model (`1763-L16DWD`) rather than a version.
 fn names_a_model(text: &str) -> bool {
-    text.split_once('-')
-        .is_some_and(|(_, after)| after.trim_start().starts_with(|c: char| c.is_ascii_alphabetic()))
+    text.split_once('-').is_some_and(|(_, after)| {
+        after
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_alphabetic())
+    })
 }
 
 /// One leaf of the product tree.
@@ -64,7 +67,13 @@ struct Leaf {
     range: String,
 }
 
-fn walk(branch: &Value, depth: usize, vendor: &str, names: &mut Vec<String>, out: &mut BTreeMap<String, Leaf>) {
+fn walk(
+    branch: &Value,
+    depth: usize,
+    vendor: &str,
+    names: &mut Vec<String>,
+    out: &mut BTreeMap<String, Leaf>,
+) {
     let Some(branches) = branch.get("branches").and_then(Value::as_array) else {
         return;
     };
@@ -146,7 +155,10 @@ pub fn parse(bytes: &[u8]) -> Result<Advisory, Error> {
         return Err(Error::Version(version.to_owned()));
     }
     let category = text(&doc, &["document", "category"]).unwrap_or("");
-    if !matches!(category, "csaf_security_advisory" | "csaf_vex" | "csaf_base") {
+    if !matches!(
+        category,
+        "csaf_security_advisory" | "csaf_vex" | "csaf_base"
+    ) {
         return Err(Error::Category(category.to_owned()));
     }
     let id = text(&doc, &["document", "tracking", "id"])
@@ -224,7 +236,10 @@ pub fn parse(bytes: &[u8]) -> Result<Advisory, Error> {
                 .flatten()
                 .filter_map(Value::as_str)
             {
-                affected.entry(product.to_owned()).or_default().insert(index);
+                affected
+                    .entry(product.to_owned())
+                    .or_default()
+                    .insert(index);
             }
         }
     }
@@ -253,7 +268,9 @@ pub fn parse(bytes: &[u8]) -> Result<Advisory, Error> {
     }
     // Same product and range listed under two ids: one entry.
     products.sort_by(|a, b| (&a.vendor, &a.name, &a.range).cmp(&(&b.vendor, &b.name, &b.range)));
-    products.dedup_by(|a, b| a.vendor == b.vendor && a.name == b.name && a.range == b.range && a.vulns == b.vulns);
+    products.dedup_by(|a, b| {
+        a.vendor == b.vendor && a.name == b.name && a.range == b.range && a.vulns == b.vulns
+    });
     Ok(Advisory {
         id,
         title,

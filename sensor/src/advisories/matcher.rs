@@ -37,9 +37,7 @@ use crate::observe::IdentityField;
 const MAX_VENDOR_ONLY: usize = 5;
 
 /// How sure a match is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
     /// Exact model or order number, firmware in the affected range.
@@ -113,7 +111,10 @@ pub struct Identity {
 
 impl Identity {
     /// From an inventory record's identity attributes.
-    pub fn from_fields(fields: &BTreeMap<IdentityField, String>, mac_vendor: Option<&str>) -> Identity {
+    pub fn from_fields(
+        fields: &BTreeMap<IdentityField, String>,
+        mac_vendor: Option<&str>,
+    ) -> Identity {
         let get = |field| fields.get(&field).filter(|v| !v.trim().is_empty()).cloned();
         Identity {
             vendor: get(IdentityField::Vendor),
@@ -141,8 +142,20 @@ impl Identity {
 
 /// Words that are no vendor's name.
 const VENDOR_STOP: [&str; 14] = [
-    "inc", "llc", "ltd", "co", "corp", "corporation", "company", "gmbh", "ag", "sa", "the",
-    "ltda", "limited", "bv",
+    "inc",
+    "llc",
+    "ltd",
+    "co",
+    "corp",
+    "corporation",
+    "company",
+    "gmbh",
+    "ag",
+    "sa",
+    "the",
+    "ltda",
+    "limited",
+    "bv",
 ];
 
 /// The comparable keys of a vendor text (several for `A, B and C`).
@@ -254,7 +267,10 @@ fn device_catalogs(identity: &Identity) -> Vec<Catalog> {
     };
     // An order number or product name written with spaces (`6ES7 315-2EH14-0AB0`,
     // `BMX P34 2020`) is one catalogue number; a model or module name is not.
-    for text in [&identity.order_number, &identity.product].into_iter().flatten() {
+    for text in [&identity.order_number, &identity.product]
+        .into_iter()
+        .flatten()
+    {
         let whole = compact(text);
         if is_siemens_order(&whole) || text.split_whitespace().count() <= 3 {
             add(whole);
@@ -404,20 +420,21 @@ impl Entry {
             }
             if token == "SERIES" {
                 if let Some(next) = raw.get(i + 1) {
-                    series.extend(
-                        next.split(['/', ','])
-                            .filter_map(|s| {
-                                let mut c = s.chars();
-                                match (c.next(), c.next()) {
-                                    (Some(l), None) if l.is_ascii_alphabetic() => Some(l),
-                                    _ => None,
-                                }
-                            }),
-                    );
+                    series.extend(next.split(['/', ',']).filter_map(|s| {
+                        let mut c = s.chars();
+                        match (c.next(), c.next()) {
+                            (Some(l), None) if l.is_ascii_alphabetic() => Some(l),
+                            _ => None,
+                        }
+                    }));
                 }
             }
         }
-        let orders = raw.iter().filter(|t| is_siemens_order(t)).cloned().collect();
+        let orders = raw
+            .iter()
+            .filter(|t| is_siemens_order(t))
+            .cloned()
+            .collect();
         let wildcards = raw
             .iter()
             .filter_map(|t| t.strip_suffix('*'))
@@ -446,7 +463,12 @@ enum Kind {
     Family,
 }
 
-fn product_match(entry: &Entry, identity: &Identity, catalogs: &[Catalog], vendor: &str) -> Option<(Kind, String)> {
+fn product_match(
+    entry: &Entry,
+    identity: &Identity,
+    catalogs: &[Catalog],
+    vendor: &str,
+) -> Option<(Kind, String)> {
     for catalog in catalogs {
         let named = entry.tokens.contains(&catalog.full) || entry.tokens.contains(&catalog.base);
         let series_agrees = match (catalog.series, entry.series.is_empty()) {
@@ -454,7 +476,10 @@ fn product_match(entry: &Entry, identity: &Identity, catalogs: &[Catalog], vendo
             _ => true,
         };
         if named && series_agrees {
-            return Some((Kind::Exact, format!("order/catalogue number {}", catalog.full)));
+            return Some((
+                Kind::Exact,
+                format!("order/catalogue number {}", catalog.full),
+            ));
         }
     }
     for text in [&identity.product, &identity.model].into_iter().flatten() {
@@ -504,7 +529,10 @@ fn product_match(entry: &Entry, identity: &Identity, catalogs: &[Catalog], vendo
                 && device.bytes().any(|b| b.is_ascii_digit())
                 && device.bytes().any(|b| b.is_ascii_alphabetic());
         if significant && entry.words.contains(&device) {
-            return Some((Kind::Family, format!("product {text:?} in the entry's name")));
+            return Some((
+                Kind::Family,
+                format!("product {text:?} in the entry's name"),
+            ));
         }
     }
     None
@@ -617,11 +645,16 @@ impl Catalogue {
         }
         let mut out: Vec<DeviceMatch> = best.into_values().collect();
         out.sort_by(|a, b| {
-            (a.confidence, std::cmp::Reverse(a.max_cvss_tenths), &a.advisory).cmp(&(
-                b.confidence,
-                std::cmp::Reverse(b.max_cvss_tenths),
-                &b.advisory,
-            ))
+            (
+                a.confidence,
+                std::cmp::Reverse(a.max_cvss_tenths),
+                &a.advisory,
+            )
+                .cmp(&(
+                    b.confidence,
+                    std::cmp::Reverse(b.max_cvss_tenths),
+                    &b.advisory,
+                ))
         });
         let mut vendor_only = 0;
         out.retain(|m| {
@@ -646,6 +679,22 @@ impl Catalogue {
                 .filter_map(|&i| advisory.vulns.get(usize::from(i)))
                 .collect()
         };
+        // CISA sometimes narrows an entry in its text: ">= 4.4.0 (only affected by
+        // CVE-2019-10943)" while product_status lists every CVE for it.
+        let only: Vec<&str> = [product.range.as_str(), product.name.as_str()]
+            .iter()
+            .filter_map(|text| text.find("only affected by").map(|at| &text[at..]))
+            .flat_map(|text| text.split(|c: char| c.is_whitespace() || ",;()".contains(c)))
+            .filter(|word| word.starts_with("CVE-"))
+            .collect();
+        let vulns = if vulns.iter().any(|v| only.contains(&v.cve.as_str())) {
+            vulns
+                .into_iter()
+                .filter(|v| only.contains(&v.cve.as_str()))
+                .collect()
+        } else {
+            vulns
+        };
         let max_cvss_tenths = vulns.iter().map(|v| v.cvss_tenths).max().unwrap_or(0);
         DeviceMatch {
             advisory: advisory.id.clone(),
@@ -668,7 +717,10 @@ mod tests {
 
     #[test]
     fn vendor_keys_ignore_legal_forms_and_know_aliases() {
-        assert_eq!(vendor_keys("Schneider Electric Software, LLC"), ["schneider"]);
+        assert_eq!(
+            vendor_keys("Schneider Electric Software, LLC"),
+            ["schneider"]
+        );
         assert_eq!(
             vendor_keys("Rockwell Automation/Allen-Bradley (1)"),
             ["rockwell"]

@@ -177,7 +177,10 @@ pub fn embedded() -> Arc<Catalogue> {
             .unwrap_or("embedded advisory table")
             .to_owned();
         // The table is generated and tested; an unreadable one is an empty catalogue.
-        Arc::new(Catalogue::new(table::read(text).unwrap_or_default(), source))
+        Arc::new(Catalogue::new(
+            table::read(text).unwrap_or_default(),
+            source,
+        ))
     }))
 }
 
@@ -229,9 +232,10 @@ pub fn import_dir(dir: &Path, known: &Catalogue) -> ImportReport {
     files_under(dir, &mut files, &mut report.skipped);
     for path in files {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            report
-                .skipped
-                .push((path, "not a .json file (CSAF documents are JSON)".to_owned()));
+            report.skipped.push((
+                path,
+                "not a .json file (CSAF documents are JSON)".to_owned(),
+            ));
             continue;
         }
         let bytes = match std::fs::metadata(&path) {
@@ -273,7 +277,10 @@ pub fn import_dir(dir: &Path, known: &Catalogue) -> ImportReport {
 
 /// `otsensor advisories import`: reads `dir` against what the sensor has (embedded
 /// table and earlier imports in `store`) and stores the newer advisories.
-pub fn import_into_store(dir: &Path, store: &mut crate::store::Store) -> crate::store::Result<ImportReport> {
+pub fn import_into_store(
+    dir: &Path,
+    store: &mut crate::store::Store,
+) -> crate::store::Result<ImportReport> {
     let stored: Vec<Advisory> = store
         .imported_advisories()?
         .iter()
@@ -306,7 +313,11 @@ mod tests {
         let catalogue = embedded();
         assert!(catalogue.len() > 2000, "{}", catalogue.len());
         assert!(catalogue.entries() > 10_000, "{}", catalogue.entries());
-        assert!(catalogue.source().contains("CISA"), "{}", catalogue.source());
+        assert!(
+            catalogue.source().contains("CISA"),
+            "{}",
+            catalogue.source()
+        );
         assert!(catalogue.get("ICSA-24-004-01").is_some());
     }
 }

@@ -75,7 +75,10 @@ pub fn read(text: &str) -> Result<Vec<Advisory>, Error> {
     let mut out: Vec<Advisory> = Vec::new();
     let mut vendor = String::new();
     for (i, line) in text.lines().enumerate() {
-        let error = |reason| Error { line: i + 1, reason };
+        let error = |reason| Error {
+            line: i + 1,
+            reason,
+        };
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -119,7 +122,10 @@ pub fn read(text: &str) -> Result<Vec<Advisory>, Error> {
                         .collect::<Option<Vec<_>>>()
                         .ok_or_else(|| error("bad vulnerability index"))?
                 };
-                if vulns.iter().any(|&v| usize::from(v) >= advisory.vulns.len()) {
+                if vulns
+                    .iter()
+                    .any(|&v| usize::from(v) >= advisory.vulns.len())
+                {
                     return Err(error("vulnerability index out of range"));
                 }
                 advisory.products.push(Product {

@@ -426,10 +426,11 @@ impl Range {
     pub fn fixed(&self) -> Option<&Version> {
         match self {
             Range::Versions {
-                upper: Some(Bound {
-                    version,
-                    inclusive: false,
-                }),
+                upper:
+                    Some(Bound {
+                        version,
+                        inclusive: false,
+                    }),
                 ..
             } => Some(version),
             _ => None,
@@ -458,7 +459,10 @@ mod tests {
         assert_eq!(v("SV3.51").parts(), [3, 51]);
         assert_eq!(v("v.32.011").parts(), [32, 11]);
         assert_eq!(v("V4.8 SP5").parts(), [4, 8, 5]);
-        assert_eq!(v(">= 4.4.0 (only CVE-2019-10943)".trim_start_matches(['>', '=', ' '])).parts(), [4, 4, 0]);
+        assert_eq!(
+            v(">= 4.4.0 (only CVE-2019-10943)".trim_start_matches(['>', '=', ' '])).parts(),
+            [4, 4, 0]
+        );
         assert_eq!(Version::parse("Feb 10 2021"), None);
         assert_eq!(Version::parse(""), None);
     }

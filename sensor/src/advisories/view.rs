@@ -66,4 +66,3 @@ pub struct VulnerabilitiesView {
     /// Devices with any match, worst first.
     pub devices: Vec<VulnerableDevice>,
 }
-

@@ -24,7 +24,9 @@ use crate::advisories::view::SEVERITIES;
 
 /// The catalogue in force and what the gauge shows.
 pub(super) struct Vulnerabilities {
-    catalogue: Arc<Catalogue>,
+    /// Built on first use (decompressing and indexing the table takes tens of
+    /// milliseconds; a run without device identities never needs it).
+    catalogue: Option<Arc<Catalogue>>,
     /// The store's import revision the catalogue includes.
     revision: Option<i64>,
     /// Vulnerable devices (a high or medium match) by the severity of their worst one.
@@ -34,7 +36,7 @@ pub(super) struct Vulnerabilities {
 impl Default for Vulnerabilities {
     fn default() -> Vulnerabilities {
         Vulnerabilities {
-            catalogue: advisories::embedded(),
+            catalogue: None,
             revision: None,
             counts: BTreeMap::new(),
         }
@@ -44,7 +46,7 @@ impl Default for Vulnerabilities {
 impl std::fmt::Debug for Vulnerabilities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vulnerabilities")
-            .field("advisories", &self.catalogue.len())
+            .field("advisories", &self.catalogue.as_ref().map(|c| c.len()))
             .field("revision", &self.revision)
             .finish()
     }
@@ -96,11 +98,10 @@ impl Analyzer {
                 return;
             }
         };
-        let embedded = advisories::embedded();
         self.vulnerabilities.catalogue = if imported.is_empty() {
-            embedded
+            None
         } else {
-            Arc::new(embedded.with_imports(imported))
+            Some(Arc::new(advisories::embedded().with_imports(imported)))
         };
         self.rematch_all();
     }
@@ -127,8 +128,12 @@ impl Analyzer {
         let Some(record) = self.by_ip.get_mut(&ip) else {
             return;
         };
+        let catalogue = self
+            .vulnerabilities
+            .catalogue
+            .get_or_insert_with(advisories::embedded);
         let identity = Identity::from_fields(&record.identity, record.vendor);
-        let matches = self.vulnerabilities.catalogue.matches(&identity);
+        let matches = catalogue.matches(&identity);
         if matches == record.vulnerabilities {
             return;
         }
@@ -239,7 +244,11 @@ impl Analyzer {
             })
             .collect();
         devices.sort_by(|(a, x), (b, y)| b.cmp(a).then_with(|| x.device.cmp(&y.device)));
-        let catalogue = &self.vulnerabilities.catalogue;
+        let catalogue = self
+            .vulnerabilities
+            .catalogue
+            .clone()
+            .unwrap_or_else(advisories::embedded);
         VulnerabilitiesView {
             source: catalogue.source().to_owned(),
             advisories: catalogue.len(),
