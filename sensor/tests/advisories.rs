@@ -380,6 +380,26 @@ fn fixture_identities_and_negative_cases() {
         ["CVE-2023-3595".to_owned(), "CVE-2023-3596".to_owned()]
     );
 
+    // Cost of one match (printed, not asserted: timings belong in benchmarks).
+    let s7 = identity(&[
+        (IdentityField::OrderNumber, "6ES7 214-1AG40-0XB0"),
+        (IdentityField::Model, "CPU 1214C DC/DC/DC"),
+        (IdentityField::Firmware, "V4.5.0"),
+    ]);
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        assert!(!catalogue.matches(&s7).is_empty());
+    }
+    let per_match = started.elapsed() / 100;
+    let started = std::time::Instant::now();
+    let rebuilt = advisories::Catalogue::new(catalogue.advisories().to_vec(), String::new());
+    eprintln!(
+        "one S7-1200 match: {per_match:?}; indexing {} advisories / {} entries: {:?}",
+        rebuilt.len(),
+        rebuilt.entries(),
+        started.elapsed()
+    );
+
     // A vendor and nothing else: vendor-only matches, capped and marked low.
     let vendor_only = catalogue.matches(&identity(&[(IdentityField::Vendor, "Siemens AG")]));
     assert_eq!(vendor_only.len(), 5);

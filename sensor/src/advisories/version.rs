@@ -203,7 +203,7 @@ impl Range {
     /// Reads a `product_version_range` or `product_version` name.
     pub fn parse(text: &str) -> Range {
         let mut rest = text.trim();
-        if rest.len() > 5 && rest[..5].eq_ignore_ascii_case("vers:") {
+        if rest.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("vers:")) {
             // `vers:<scheme>/<constraints>`.
             rest = match rest.split_once('/') {
                 Some((_, constraints)) => constraints.trim(),
@@ -525,6 +525,8 @@ mod tests {
     fn text_it_cannot_read_is_unknown() {
         for text in [
             "<= Serial Numbers 2310****",
+            "vé 1.0",
+            "versé:all/*",
             "All versions in default configuration",
             "< Feb 10 2021",
             "<=",

@@ -23,6 +23,7 @@ use crate::store::DeviceKey;
 use crate::advisories::view::SEVERITIES;
 
 /// The catalogue in force and what the gauge shows.
+#[derive(Default)]
 pub(super) struct Vulnerabilities {
     /// Built on first use (decompressing and indexing the table takes tens of
     /// milliseconds; a run without device identities never needs it).
@@ -31,16 +32,6 @@ pub(super) struct Vulnerabilities {
     revision: Option<i64>,
     /// Vulnerable devices (a high or medium match) by the severity of their worst one.
     counts: BTreeMap<&'static str, i64>,
-}
-
-impl Default for Vulnerabilities {
-    fn default() -> Vulnerabilities {
-        Vulnerabilities {
-            catalogue: None,
-            revision: None,
-            counts: BTreeMap::new(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Vulnerabilities {
