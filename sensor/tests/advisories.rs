@@ -17,7 +17,7 @@ use otsensor::advisories::{self, csaf, Confidence, DeviceMatch, Identity};
 use otsensor::analyze::Analyzer;
 use otsensor::capture::pcap::PcapFiles;
 use otsensor::config::Config;
-use otsensor::dissect::Protocol;
+use otsensor_wire::Protocol;
 use otsensor::observe::{IdentityField, Observation, ShortText};
 use otsensor::pipeline::{self, ReplayOptions};
 use otsensor::store::Store;

@@ -66,3 +66,12 @@ pub struct VulnerabilitiesView {
     /// Devices with any match, worst first.
     pub devices: Vec<VulnerableDevice>,
 }
+
+impl VulnerabilitiesView {
+    /// Fills in where the advisory catalogue came from and its size.
+    pub fn describe(&mut self, catalogue: &super::Catalogue) {
+        catalogue.source().clone_into(&mut self.source);
+        self.advisories = catalogue.len();
+        self.products = catalogue.entries();
+    }
+}

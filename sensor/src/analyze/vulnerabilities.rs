@@ -32,6 +32,10 @@ pub(super) struct Vulnerabilities {
     revision: Option<i64>,
     /// Vulnerable devices (a high or medium match) by the severity of their worst one.
     counts: BTreeMap<&'static str, i64>,
+    /// True when `catalogue` includes imported advisories.
+    imports: bool,
+    /// Catalogue changes so far (imports picked up).
+    changes: u64,
 }
 
 impl std::fmt::Debug for Vulnerabilities {
@@ -89,6 +93,8 @@ impl Analyzer {
                 return;
             }
         };
+        self.vulnerabilities.imports = !imported.is_empty();
+        self.vulnerabilities.changes += 1;
         self.vulnerabilities.catalogue = if imported.is_empty() {
             None
         } else {
@@ -200,7 +206,8 @@ impl Analyzer {
         }
     }
 
-    /// The answer of `GET /api/vulnerabilities`.
+    /// The answer of `GET /api/vulnerabilities` without the catalogue's description
+    /// (see [`VulnerabilitiesView::describe`]).
     pub(super) fn vulnerabilities_view(&self) -> VulnerabilitiesView {
         let mut devices: Vec<(Option<u8>, VulnerableDevice)> = self
             .by_ip
@@ -235,15 +242,10 @@ impl Analyzer {
             })
             .collect();
         devices.sort_by(|(a, x), (b, y)| b.cmp(a).then_with(|| x.device.cmp(&y.device)));
-        let catalogue = self
-            .vulnerabilities
-            .catalogue
-            .clone()
-            .unwrap_or_else(advisories::embedded);
         VulnerabilitiesView {
-            source: catalogue.source().to_owned(),
-            advisories: catalogue.len(),
-            products: catalogue.entries(),
+            source: String::new(),
+            advisories: 0,
+            products: 0,
             vulnerable_devices: SEVERITIES
                 .iter()
                 .map(|s| {
@@ -253,5 +255,16 @@ impl Analyzer {
                 .collect(),
             devices: devices.into_iter().map(|(_, d)| d).collect(),
         }
+    }
+
+    /// The catalogue in force when it includes imported advisories (`None`: the
+    /// embedded one, which the reader builds when it needs it).
+    pub(super) fn imported_catalogue(&self) -> Option<Arc<Catalogue>> {
+        self.vulnerabilities.catalogue.clone().filter(|_| self.vulnerabilities.imports)
+    }
+
+    /// Grows when the catalogue changes (an import), for the API's snapshot.
+    pub(super) fn advisory_changes(&self) -> u64 {
+        self.vulnerabilities.changes
     }
 }
