@@ -17,10 +17,10 @@ use otsensor::advisories::{self, csaf, Confidence, DeviceMatch, Identity};
 use otsensor::analyze::Analyzer;
 use otsensor::capture::pcap::PcapFiles;
 use otsensor::config::Config;
-use otsensor_wire::Protocol;
 use otsensor::observe::{IdentityField, Observation, ShortText};
 use otsensor::pipeline::{self, ReplayOptions};
 use otsensor::store::Store;
+use otsensor_wire::Protocol;
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")

@@ -203,7 +203,10 @@ impl Range {
     /// Reads a `product_version_range` or `product_version` name.
     pub fn parse(text: &str) -> Range {
         let mut rest = text.trim();
-        if rest.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("vers:")) {
+        if rest
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("vers:"))
+        {
             // `vers:<scheme>/<constraints>`.
             rest = match rest.split_once('/') {
                 Some((_, constraints)) => constraints.trim(),

@@ -55,10 +55,10 @@ mod control;
 mod detections;
 /// Device records, sightings, identities, address claims.
 mod inventory;
-/// Known vulnerabilities: advisory matches of the inventory.
-mod vulnerabilities;
 #[cfg(test)]
 mod tests;
+/// Known vulnerabilities: advisory matches of the inventory.
+mod vulnerabilities;
 
 use alerts::{parse_alert_key, AlertState, Subject};
 use control::FlowBook;

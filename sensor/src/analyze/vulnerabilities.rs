@@ -260,7 +260,10 @@ impl Analyzer {
     /// The catalogue in force when it includes imported advisories (`None`: the
     /// embedded one, which the reader builds when it needs it).
     pub(super) fn imported_catalogue(&self) -> Option<Arc<Catalogue>> {
-        self.vulnerabilities.catalogue.clone().filter(|_| self.vulnerabilities.imports)
+        self.vulnerabilities
+            .catalogue
+            .clone()
+            .filter(|_| self.vulnerabilities.imports)
     }
 
     /// Grows when the catalogue changes (an import), for the API's snapshot.
