@@ -271,3 +271,89 @@ impl Analyzer {
         self.vulnerabilities.changes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::advisories::{Advisory, Product, Vuln};
+    use crate::config::Config;
+    use crate::control::ControlHandler;
+    use crate::observe::{Observation, ShortText};
+    use crate::store::Store;
+    use otsensor_wire::Protocol;
+
+    /// An advisory imported while the analyzer runs reaches the API snapshot: the
+    /// catalogue in force, the device's matches, and a change the publisher notices.
+    #[test]
+    fn an_import_reaches_the_api_snapshot() {
+        let policy = Arc::new(Config::default().validate().expect("policy"));
+        let store = Store::temporary().expect("store");
+        let path = store.path().expect("file").to_path_buf();
+        let mut a = Analyzer::with_store(policy, None, store);
+        let ip: IpAddr = "10.0.0.9".parse().expect("ip");
+        a.observe(Observation::DeviceSeen {
+            ts_ns: 1,
+            mac: None,
+            ip: Some(ip),
+            vlan: 0,
+        });
+        for (field, value) in [
+            (IdentityField::Vendor, "Rockwell Automation"),
+            (IdentityField::Product, "1756-EN9Z/A"),
+            (IdentityField::Firmware, "2.1"),
+        ] {
+            a.observe(Observation::Identity {
+                ts_ns: 2,
+                device: ip,
+                protocol: Protocol::Enip,
+                field,
+                value: ShortText::from_bytes(value.as_bytes()),
+            });
+        }
+        let before = a.snapshot();
+        assert!(before.catalogue.is_none(), "nothing imported yet");
+        let listed = |view: &VulnerabilitiesView| {
+            view.devices
+                .iter()
+                .flat_map(|d| d.vulnerabilities.iter().map(|v| v.advisory.clone()))
+                .collect::<Vec<_>>()
+        };
+        let view = before.vulnerabilities.expect("view");
+        assert!(!listed(&view).contains(&"ICSA-99-001-01".to_owned()));
+        let changes = a.change_count();
+
+        let advisory = Advisory {
+            id: "ICSA-99-001-01".into(),
+            title: "Example EtherNet/IP module".into(),
+            released: "2099-01-01".into(),
+            revised: "2099-01-02".into(),
+            vulns: vec![Vuln {
+                cve: "CVE-2099-0001".into(),
+                cvss_tenths: 91,
+            }],
+            products: vec![Product {
+                vendor: "Rockwell Automation".into(),
+                name: "1756-EN9Z".into(),
+                range: "<= 2.001".into(),
+                vulns: Vec::new(),
+            }],
+        };
+        let mut record = String::new();
+        table::write(&advisory, &mut record);
+        Store::open(&path)
+            .expect("second connection")
+            .import_advisories(&[(advisory.id.clone(), advisory.revised.clone(), record)])
+            .expect("import");
+        a.reload().expect("reload");
+
+        assert!(a.change_count() > changes, "the publisher sees the import");
+        let after = a.snapshot();
+        let catalogue = after.catalogue.as_ref().expect("imported catalogue");
+        assert_eq!(catalogue.len(), advisories::embedded().len() + 1);
+        let mut view = after.vulnerabilities.clone().expect("view");
+        assert_eq!(listed(&view), ["ICSA-99-001-01"]);
+        assert_eq!(view.devices[0].severity.as_deref(), Some("critical"));
+        view.describe(catalogue);
+        assert_eq!(view.advisories, catalogue.len());
+    }
+}
