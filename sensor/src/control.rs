@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use otsensor_wire::layers::Mac;
 use otsensor_wire::Protocol;
 
+use crate::advisories::view::{VulnerabilitiesView, VulnerabilityView};
+use crate::advisories::Catalogue;
 use crate::detect::{Alert, AlertStatus};
 use crate::observe::IdentityField;
 
@@ -134,6 +136,8 @@ pub struct DeviceSummary {
     pub last_seen: String,
     pub packets: u64,
     pub bytes: u64,
+    /// CISA advisories the device matches, best first (`crate::advisories`).
+    pub vulnerabilities: Vec<VulnerabilityView>,
 }
 
 /// A peer of a device.
@@ -223,6 +227,13 @@ pub struct ApiSnapshot {
     pub flows: FlowsSummary,
     pub baseline: Option<BaselineView>,
     pub health: Option<HealthView>,
+    /// The devices matching advisories; `source`, `advisories` and `products` are left
+    /// empty: the reader describes [`ApiSnapshot::catalogue`] (building the embedded
+    /// catalogue is the reader's cost, never the analyzer's).
+    pub vulnerabilities: Option<VulnerabilitiesView>,
+    /// The advisory catalogue in force when it includes imported advisories; `None`:
+    /// the embedded one ([`crate::advisories::embedded`]).
+    pub catalogue: Option<Arc<Catalogue>>,
     /// Counts publications (0: nothing published yet).
     pub generation: u64,
 }

@@ -91,7 +91,7 @@ pub struct Alert {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 18] = [
+pub const CATALOGUE: [Detection; 19] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -271,6 +271,16 @@ pub const CATALOGUE: [Detection; 18] = [
         mitre: "T0814",
         description: "Connection attempts (TCP SYN without ACK) against one device reached detection.flood.attempts within detection.flood.window, from any number of sources: one alert per target, updated while the flood lasts, with the rate, the number of sources and a sample of them. Attempts from impossible sources (multicast, broadcast, unspecified) are counted as bogons in the same alert, never alerted one by one.",
         response: "Check the target's availability at once; find where the frames enter the network (switch port, router) and filter them there.",
+    },
+    Detection {
+        name: "vulnerable_device",
+        id: 1019,
+        engine: Engine::Anomaly,
+        category: "Known vulnerability",
+        severity: Severity::MEDIUM,
+        mitre: "T0866",
+        description: "A device matches a CISA ICS advisory with high confidence (exact model or order number, firmware in the affected range): when it first matches, or when its firmware changes into an affected range.",
+        response: "Read the advisory (context.advisories); apply the vendor's fix or mitigations, or restrict access to the device.",
     },
 ];
 

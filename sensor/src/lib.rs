@@ -6,6 +6,8 @@
 //! [`observe::Observation`]s that the single [`analyze`] thread folds into inventory and
 //! alerts. [`pipeline`] wires the threads; [`output`] writes events.
 
+/// Known vulnerabilities: CISA ICS advisories (CSAF), embedded and imported, matched to devices.
+pub mod advisories;
 /// The analyzer thread: inventory, counts and (later) detections.
 pub mod analyze;
 /// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.

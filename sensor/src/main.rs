@@ -269,6 +269,11 @@ enum Command {
         #[command(subcommand)]
         action: AlertsAction,
     },
+    /// Known vulnerabilities: import newer CISA CSAF advisories into the database.
+    Advisories {
+        #[command(subcommand)]
+        action: AdvisoriesAction,
+    },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
     /// Print the default configuration.
@@ -323,6 +328,20 @@ enum BaselineAction {
 struct Db {
     #[arg(long)]
     db: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdvisoriesAction {
+    /// Read every CSAF 2.0 file under DIR and store the advisories newer than the
+    /// sensor's (new ids or later revisions); other files are skipped with the reason.
+    /// A running sensor picks them up at its next commit.
+    Import {
+        dir: PathBuf,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Print the advisory catalogue in force (embedded and imported) as JSON.
+    Status(Db),
 }
 
 #[derive(Subcommand, Debug)]
@@ -408,6 +427,52 @@ fn alerts_command(action: AlertsAction) -> anyhow::Result<ExitCode> {
         AlertsAction::Ack { id, .. } => store.set_alert_status(id, AlertStatus::Acknowledged)?,
         AlertsAction::Learn { id, .. } => store.learn_alert(id)?,
         AlertsAction::Mute { id, .. } => store.set_alert_status(id, AlertStatus::Muted)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn advisories_command(action: AdvisoriesAction) -> anyhow::Result<ExitCode> {
+    use otsensor::advisories;
+    match action {
+        AdvisoriesAction::Import { dir, db } => {
+            anyhow::ensure!(dir.is_dir(), "{}: not a directory", dir.display());
+            let mut store = open_store(&db)?;
+            let report = advisories::import_into_store(&dir, &mut store)?;
+            for (path, reason) in &report.skipped {
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            println!(
+                "imported {} advisories ({} already known, {} files skipped) into {}",
+                report.imported.len(),
+                report.unchanged,
+                report.skipped.len(),
+                db.display()
+            );
+        }
+        AdvisoriesAction::Status(Db { db }) => {
+            let store = open_store(&db)?;
+            let stored: Vec<advisories::Advisory> = store
+                .imported_advisories()?
+                .iter()
+                .filter_map(|block| advisories::table::read(block).ok())
+                .flatten()
+                .collect();
+            let imported = stored.len();
+            let catalogue = advisories::embedded().with_imports(stored);
+            let newest = catalogue
+                .advisories()
+                .iter()
+                .map(|a| a.revised.as_str())
+                .max();
+            let status = serde_json::json!({
+                "embedded": advisories::embedded().source(),
+                "imported": imported,
+                "advisories": catalogue.len(),
+                "products": catalogue.entries(),
+                "newest": newest,
+            });
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -612,6 +677,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detach { interface } => detach_command(interface),
         Command::Baseline { action } => baseline_command(action),
         Command::Alerts { action } => alerts_command(action),
+        Command::Advisories { action } => advisories_command(action),
         Command::NicSetup {
             interface,
             queues,

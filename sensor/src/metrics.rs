@@ -90,6 +90,8 @@ pub struct Metrics {
     pub http_connections_open: IntGauge,
     pub http_rejected: IntCounterVec,
     pub learning_active: IntGauge,
+    /// Devices matching a CISA advisory with high or medium confidence, by severity.
+    pub vulnerable_devices: IntGaugeVec,
     pub learning_progress: prometheus::Gauge,
     pub start_time: prometheus::Gauge,
     pub packet_latency: Arc<LatencySummary>,
@@ -231,6 +233,7 @@ impl Metrics {
             http_connections_open: gauge(&r, "otsensor_http_connections_open", "HTTP connections open now (at most http.max_connections).")?,
             http_rejected: counter_vec(&r, "otsensor_http_rejected_total", "HTTP requests refused: Host or Origin not allowed, body too large, request timeout.", &["reason"])?,
             learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
+            vulnerable_devices: gauge_vec(&r, "otsensor_vulnerable_devices", "Devices matching a CISA ICS advisory with high or medium confidence, by the severity of the worst match.", &["severity"])?,
             learning_progress: {
                 let g = prometheus::Gauge::new("otsensor_learning_progress_ratio", "Fraction of the learning period elapsed (0 to 1).")?;
                 r.register(Box::new(g.clone()))?;

@@ -764,6 +764,63 @@ impl Store {
     }
 }
 
+/// Advisories imported by `otsensor advisories import` (see `crate::advisories`):
+/// `advisories(id TEXT PRIMARY KEY, revised TEXT, record TEXT)`, `record` being the
+/// advisory in the table's text form; the `advisories_revision` meta key counts imports
+/// so the analyzer knows when to reload. The table is created on first use.
+impl Store {
+    fn advisories_table(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS advisories (
+                 id TEXT PRIMARY KEY,
+                 revised TEXT NOT NULL,
+                 record TEXT NOT NULL);",
+        )?;
+        Ok(())
+    }
+
+    /// Adds or replaces advisories (`(id, revised date, record)`) in one transaction.
+    pub fn import_advisories(&mut self, rows: &[(String, String, String)]) -> Result<()> {
+        self.advisories_table()?;
+        let revision = self.advisories_revision()? + 1;
+        let tx = self.conn.transaction()?;
+        for (id, revised, record) in rows {
+            tx.execute(
+                "INSERT INTO advisories (id, revised, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET revised = excluded.revised, record = excluded.record",
+                params![id, revised, record],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('advisories_revision', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [revision.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every imported advisory's record, by id.
+    pub fn imported_advisories(&self) -> Result<Vec<String>> {
+        if self.advisories_revision()? == 0 {
+            return Ok(Vec::new());
+        }
+        let mut statement = self
+            .conn
+            .prepare("SELECT record FROM advisories ORDER BY id")?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// How many imports the store has seen (0: none).
+    pub fn advisories_revision(&self) -> Result<i64> {
+        Ok(self
+            .meta("advisories_revision")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Project automation behind `cargo xtask`, as a library so that integration tests can
 //! call the generators directly.
 
+/// `gen-advisories`: the embedded CISA ICS advisory table from CSAF documents.
+pub mod advisories;
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
 /// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.

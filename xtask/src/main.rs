@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use xtask::{bench, device_flood, gen, oui, vendors};
+use xtask::{advisories, bench, device_flood, gen, oui, vendors};
 
 #[global_allocator]
 static ALLOCATOR: bench::CountingAllocator = bench::CountingAllocator;
@@ -56,6 +56,14 @@ enum Task {
         #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
         csv: PathBuf,
         #[arg(long, default_value = "sensor/data/oui.tsv")]
+        out: PathBuf,
+    },
+    /// Regenerate sensor/data/advisories.tsv.gz (known vulnerabilities) from a
+    /// directory of CISA CSAF 2.0 advisories.
+    GenAdvisories {
+        /// The CSAF directory (e.g. ../shared/advisories/cisa-csaf-ot).
+        dir: PathBuf,
+        #[arg(long, default_value = "sensor/data/advisories.tsv.gz")]
         out: PathBuf,
     },
     /// Regenerate wire/src/vendors/table.rs (CIP and BACnet vendor ids) from
@@ -251,6 +259,22 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| "(unknown version)".to_owned());
             let prefixes = oui::generate(&csv, &version, &out)?;
             eprintln!("wrote {} ({prefixes} prefixes)", out.display());
+        }
+        Task::GenAdvisories { dir, out } => {
+            let generated = advisories::generate(&dir, &out)?;
+            for (path, reason) in &generated.skipped {
+                eprintln!("skipped {}: {reason}", path.display());
+            }
+            eprintln!(
+                "wrote {} ({} files, {} advisories, {} products, {} skipped; {} bytes of text, {} gzip)",
+                out.display(),
+                generated.files,
+                generated.advisories,
+                generated.products,
+                generated.skipped.len(),
+                generated.text_bytes,
+                generated.gzip_bytes,
+            );
         }
         Task::GenVendors { values, out } => {
             let (cip, bacnet) = vendors::generate(values.as_deref(), &out)?;

@@ -210,6 +210,7 @@ fn summary(record: &DeviceRecord) -> DeviceSummary {
         last_seen: rfc3339_micros(record.last_seen_ns),
         packets: record.packets_sent + record.packets_received,
         bytes: record.bytes_sent + record.bytes_received,
+        vulnerabilities: record.vulnerabilities.iter().map(Into::into).collect(),
     }
 }
 
@@ -416,14 +417,16 @@ impl ControlHandler for Analyzer {
             flows: self.flows(),
             baseline: Some(self.baseline()),
             health: Some(self.health()),
+            vulnerabilities: Some(self.vulnerabilities_view()),
+            catalogue: self.imported_catalogue(),
             generation: 0,
         }
     }
 
     fn change_count(&self) -> u64 {
         // Observations change inventory, flows and health; the end of the capture
-        // changes health.
-        self.counters.observations + u64::from(self.capture_finished)
+        // changes health; an import changes the advisory catalogue.
+        self.counters.observations + u64::from(self.capture_finished) + self.advisory_changes()
     }
 }
 

@@ -2,6 +2,7 @@
 //! device records, sightings, identities, address claims and kernel-accounted traffic.
 
 use super::*;
+use crate::advisories::DeviceMatch;
 
 /// A client/server role per protocol.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,9 @@ pub struct DeviceRecord {
     /// interval for the quiet-device rule.
     #[serde(default)]
     pub learned_gap_ns: u64,
+    /// CISA advisories its identity matches (see `analyze/vulnerabilities.rs`).
+    #[serde(default)]
+    pub vulnerabilities: Vec<DeviceMatch>,
     #[serde(skip)]
     pub(in crate::analyze) silent: Option<u64>,
     #[serde(skip)]
@@ -116,6 +120,7 @@ impl DeviceRecord {
             programmed_others: false,
             learning_sightings: 0,
             learned_gap_ns: 0,
+            vulnerabilities: Vec::new(),
             silent: None,
             unanswered: (0, 0),
         }
@@ -464,7 +469,13 @@ impl Analyzer {
         let new = value.as_str().to_owned();
         let old = record.identity.insert(field, new.clone());
         self.dirty.insert(DeviceKey::Ip(device));
+        if vulnerabilities::matters(field) && old.as_ref() != Some(&new) {
+            self.rematch_device(device, ts_ns);
+        }
         let Some(old) = old.filter(|old| *old != new) else {
+            return;
+        };
+        let Some(record) = self.by_ip.get_mut(&device) else {
             return;
         };
         if record.identity_history.len() >= MAX_IDENTITY_HISTORY {

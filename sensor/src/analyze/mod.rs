@@ -57,6 +57,8 @@ mod detections;
 mod inventory;
 #[cfg(test)]
 mod tests;
+/// Known vulnerabilities: advisory matches of the inventory.
+mod vulnerabilities;
 
 use alerts::{parse_alert_key, AlertState, Subject};
 use control::FlowBook;
@@ -190,6 +192,8 @@ pub struct Analyzer {
     metrics: Option<Arc<Metrics>>,
     /// Flows and conversations for the API's flow summary.
     flow_book: FlowBook,
+    /// The advisory catalogue and the vulnerable-device counts.
+    vulnerabilities: vulnerabilities::Vulnerabilities,
     /// Latest packet time observed: "now" for the baseline's progress.
     latest_ns: u64,
     /// Set when the capture source ended (a replay); a live sensor never finishes.
@@ -261,6 +265,7 @@ impl Analyzer {
             changes: crate::changes::ChangeSender::default(),
             metrics: None,
             flow_book: FlowBook::default(),
+            vulnerabilities: vulnerabilities::Vulnerabilities::default(),
             latest_ns: 0,
             capture_finished: false,
             latency: new_histogram(),
@@ -270,6 +275,7 @@ impl Analyzer {
         if analyzer.reload().is_err() || analyzer.load_devices().is_err() {
             analyzer.counters.store_errors += 1;
         }
+        analyzer.rematch_all();
         analyzer
     }
 
@@ -281,6 +287,7 @@ impl Analyzer {
         }
         self.sinks = sinks;
         self.metrics = metrics;
+        self.publish_vulnerable_devices();
     }
 
     /// Lets go of the EVE channel (the capture ended: nothing more to write), so the
@@ -334,6 +341,8 @@ impl Analyzer {
             }
         }
         self.store_version = self.store.data_version()?;
+        // New advisories imported by `otsensor advisories import`.
+        self.refresh_advisories();
         Ok(())
     }
 

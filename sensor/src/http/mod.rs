@@ -31,6 +31,7 @@ use axum::{Json, Router};
 use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use crate::advisories;
 use crate::config::ApiToken;
 use crate::control::{
     reply_channel, AlertFilter, ApiSnapshot, BaselineAction, ControlError, ControlRequest,
@@ -305,6 +306,7 @@ pub fn router(state: AppState, hosts: HostGuard, limits: HttpLimits) -> Router {
         .route("/api/baseline", get(baseline))
         .route("/api/baseline/{action}", post(change_baseline))
         .route("/api/flows", get(flows))
+        .route("/api/vulnerabilities", get(vulnerabilities))
         .route("/api/config/reload", post(reload_config))
         .fallback(not_found)
         .with_state(state)
@@ -468,6 +470,23 @@ async fn change_baseline(
 
 async fn flows(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(&state.snapshot().await?.flows).into_response())
+}
+
+async fn vulnerabilities(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = state.snapshot().await?;
+    let mut view = snapshot
+        .vulnerabilities
+        .clone()
+        .ok_or(ApiError::Unavailable)?;
+    let catalogue = match &snapshot.catalogue {
+        Some(catalogue) => Arc::clone(catalogue),
+        // The embedded catalogue is built once per process, on first use.
+        None => tokio::task::spawn_blocking(advisories::embedded)
+            .await
+            .map_err(|_| ApiError::Unavailable)?,
+    };
+    view.describe(&catalogue);
+    Ok(Json(view).into_response())
 }
 
 /// Re-reads the configuration file: 200 with what changed and what needs a restart,
@@ -680,6 +699,7 @@ mod tests {
             "/api/devices",
             "/api/baseline",
             "/api/flows",
+            "/api/vulnerabilities",
             "/api/alerts",
             "/api/alerts?severity=1&signature=plc_stop&device=10.0.0.10",
             "/api/alerts/1",

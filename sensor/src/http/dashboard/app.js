@@ -59,7 +59,7 @@ function el(tag, attrs = {}, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -172,12 +172,13 @@ async function devices(query = "") {
     el("div", { class: "toolbar" }, search),
     el("div", { class: "panel" }, list.length ? el("table", { id: "device-table" },
       el("thead", {}, el("tr", {}, header("Address", "ip"), header("Class", "class"), header("Vendor / model", "vendor", "hide-narrow"),
-        header("Firmware", "firmware", "hide-narrow"), el("th", {}, "Protocols"), header("Last seen", "last_seen", "hide-narrow"), header("Bytes", "bytes"))),
+        header("Firmware", "firmware", "hide-narrow"), el("th", {}, "Vulnerabilities"), el("th", {}, "Protocols"), header("Last seen", "last_seen", "hide-narrow"), header("Bytes", "bytes"))),
       el("tbody", {}, list.map(d => el("tr", {},
         el("td", {}, el("a", { href: "#/devices/" + encodeURIComponent(d.id) }, d.id), d.mac && d.ip ? el("div", { class: "muted" }, d.mac) : null),
         el("td", {}, el("span", { class: "pill", style: `background:${CLASS_COLORS[d.class] || "#8c959f"}22` }, label(d.class))),
         el("td", { class: "hide-narrow" }, [d.vendor, d.model].filter(Boolean).join(" · ") || "–"),
         el("td", { class: "hide-narrow" }, d.firmware || "–"),
+        el("td", { class: "vuln-cell" }, vulnSummary(d.vulnerabilities || [])),
         el("td", {}, d.protocols.map(p => el("span", { class: "pill", style: `border-left:3px solid ${protoColor(p)}` }, p))),
         el("td", { class: "hide-narrow" }, fmtTime(d.last_seen)),
         el("td", { class: "num" }, fmtBytes(d.bytes)))))) : el("div", { class: "empty" }, "No devices match")));
@@ -211,7 +212,9 @@ async function deviceDetail(id) {
           el("tbody", {}, d.peers.map(p => el("tr", {}, el("td", {}, el("a", { href: "#/devices/" + encodeURIComponent(p.ip) }, p.ip)),
             el("td", {}, p.protocols.map(x => el("span", { class: "pill" }, x))), el("td", { class: "num" }, fmtNumber(p.flows))))))
           : el("div", { class: "empty" }, "No peers yet")),
-      el("section", { class: "panel" }, el("h2", {}, "Alerts"), alertTable(alerts, false))));
+      el("section", { class: "panel" }, el("h2", {}, "Alerts"), alertTable(alerts, false))),
+    el("section", { class: "panel", id: "device-vulnerabilities" }, el("h2", {}, "Known vulnerabilities (CISA ICS advisories)"),
+      vulnTable((d.vulnerabilities || []).map(v => [null, v]))));
 }
 
 function kv(k, v) { return [el("dt", {}, k), el("dd", {}, v)]; }
@@ -322,6 +325,59 @@ function actionButton(alert, action, text, disabled) {
   } }, text);
 }
 
+// Known vulnerabilities: matches of the inventory against CISA's ICS advisories
+// (GET /api/vulnerabilities). Confidence: high = exact model and firmware in range,
+// medium = product family or version undecidable, low = vendor only.
+function cvssClass(score) {
+  return score >= 9 ? "critical" : score >= 7 ? "high" : score >= 4 ? "medium" : score > 0 ? "low" : "none";
+}
+function cvssBadge(score) {
+  return el("span", { class: "cvss cvss-" + cvssClass(score), title: "CVSS " + score.toFixed(1) }, score.toFixed(1));
+}
+function vulnSummary(list) {
+  const sure = list.filter(v => v.confidence !== "low");
+  if (!list.length) return el("span", { class: "muted" }, "–");
+  if (!sure.length) return el("span", { class: "muted", title: "vendor-only matches" }, `${list.length} vendor only`);
+  const worst = Math.max(...sure.map(v => v.max_cvss));
+  const high = sure.filter(v => v.confidence === "high").length;
+  return el("span", {}, cvssBadge(worst), ` ${sure.length} advisor${sure.length > 1 ? "ies" : "y"}`,
+    high ? el("span", { class: "conf conf-high" }, `${high} high`) : null);
+}
+// rows: [device or null, match]; the device column shows when the first row has one.
+function vulnTable(rows) {
+  if (!rows.length) return el("div", { class: "empty" }, "No advisory matches");
+  const withDevice = !!rows[0][0];
+  return el("table", { class: "vuln-table", id: "vuln-table" },
+    el("thead", {}, el("tr", {}, withDevice ? el("th", {}, "Device") : null, el("th", {}, "CVSS"), el("th", {}, "Advisory"),
+      el("th", {}, "Confidence"), el("th", { class: "hide-narrow" }, "Affected product"), el("th", { class: "hide-narrow" }, "Why"))),
+    el("tbody", {}, rows.map(([device, v]) => el("tr", {},
+      device ? el("td", {}, el("a", { href: "#/devices/" + encodeURIComponent(device.device) }, device.device),
+        el("div", { class: "muted" }, [device.vendor, device.model, device.firmware].filter(Boolean).join(" · "))) : null,
+      el("td", {}, cvssBadge(v.max_cvss)),
+      el("td", {}, el("strong", {}, v.advisory), el("div", {}, v.title),
+        el("div", { class: "cves" }, v.cves.slice(0, 8).map(c => el("span", { class: "pill" }, c)), v.cves.length > 8 ? `+${v.cves.length - 8}` : null)),
+      el("td", {}, el("span", { class: "conf conf-" + v.confidence }, v.confidence)),
+      el("td", { class: "hide-narrow" }, v.product, el("div", { class: "muted" }, "affected: " + v.affected + (v.fixed ? " · fixed in " + v.fixed : ""))),
+      el("td", { class: "hide-narrow muted" }, v.reason)))));
+}
+let vulnConfidence = "medium";
+async function vulnerabilities() {
+  const view = await api("/api/vulnerabilities");
+  const rank = { high: 0, medium: 1, low: 2 };
+  const rows = [];
+  for (const d of view.devices) for (const v of d.vulnerabilities) if (rank[v.confidence] <= rank[vulnConfidence]) rows.push([d, v]);
+  rows.sort((a, b) => rank[a[1].confidence] - rank[b[1].confidence] || b[1].max_cvss - a[1].max_cvss);
+  const filter = el("select", { id: "vuln-confidence", onchange: e => { vulnConfidence = e.target.value; render(vulnerabilities, true); } },
+    [["high", "High confidence"], ["medium", "High and medium"], ["low", "All, with vendor only"]].map(([v, t]) => el("option", { value: v, selected: v === vulnConfidence }, t)));
+  const counts = view.vulnerable_devices || {};
+  return el("div", {},
+    el("h1", {}, "Known vulnerabilities ", el("span", { class: "muted" }, `(${view.devices.filter(d => d.severity).length} devices)`)),
+    el("div", { class: "cards" }, ["critical", "high", "medium", "low"].map(s =>
+      el("div", { class: "card" }, el("div", { class: "label" }, `${s} devices`), el("div", { class: "value cvss-text-" + s }, fmtNumber(counts[s] || 0))))),
+    el("div", { class: "toolbar" }, filter, el("span", { class: "muted" }, `${fmtNumber(view.advisories)} advisories, ${fmtNumber(view.products)} products · ${view.source}`)),
+    el("div", { class: "panel" }, rows.length ? vulnTable(rows) : el("div", { class: "empty" }, "No device matches an advisory at this confidence")));
+}
+
 function debounce(fn, ms) { let t; return () => { clearTimeout(t); t = setTimeout(fn, ms); }; }
 
 let current = null;
@@ -345,7 +401,7 @@ function route() {
   const [page, arg] = hash.split("/");
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   if (page === "devices" && arg) return render(() => deviceDetail(decodeURIComponent(arg)));
-  render({ overview, devices: () => devices(), map: networkMap, alerts }[page] || overview);
+  render({ overview, devices: () => devices(), map: networkMap, alerts, vulnerabilities }[page] || overview);
 }
 
 async function refreshStatus() {

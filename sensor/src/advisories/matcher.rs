@@ -1,0 +1,755 @@
+//! Matching a device's identity (vendor, product/model/order number, firmware) to the
+//! product entries of the advisories.
+//!
+//! **Vendors** are compared by a key: the first significant word of each vendor named
+//! (`Schneider Electric Software, LLC` → `schneider`; `Rockwell Automation/Allen-Bradley
+//! (1)` → `rockwell`, with `allen` an alias). A device without a reported vendor takes
+//! it from a Siemens order number (`6ES7…`) or, last, from its MAC's OUI.
+//!
+//! **Products**, most specific first:
+//! - *exact*: a catalogue or order number the device reports appears as a token of the
+//!   entry (`1756-EN2T Series D`, `(6ES7511-1AK02-0AB0)`), with the series agreeing
+//!   when both name one; or the entry is the device's product/model name;
+//! - *family*: the entry names the device's product family (`SIMATIC S7-1200 CPU
+//!   family`, `ControlLogix 5570 controllers`, `Modicon M340 CPU (part numbers
+//!   BMXP34*)`) — from a small table of catalogue prefixes per vendor, from part-number
+//!   wildcards, or from the device's own product name inside the entry's — and the
+//!   entry names no other specific order number and is not engineering software;
+//! - *vendor only*: the device reported a vendor and nothing else to match on.
+//!
+//! **Versions** follow [`Range`]: a firmware outside the range is no match (fixed or
+//! not affected); a firmware the device did not report, or a range the parser cannot
+//! read, lowers an exact match to medium confidence and says why.
+//!
+//! **Confidence**: high = exact model and firmware in the affected range; medium =
+//! product family (firmware in range or undecidable), or exact model with the version
+//! undecidable; low = vendor only.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::version::{Range, Version};
+use super::{Advisory, Catalogue};
+use crate::observe::IdentityField;
+
+/// Vendor-only matches kept per device (the highest CVSS first).
+const MAX_VENDOR_ONLY: usize = 5;
+
+/// How sure a match is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Exact model or order number, firmware in the affected range.
+    High,
+    /// Product family, or exact model whose version could not be compared.
+    Medium,
+    /// Vendor only.
+    Low,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::High => "high",
+            Confidence::Medium => "medium",
+            Confidence::Low => "low",
+        }
+    }
+}
+
+/// Severity of a CVSS v3 base score (FIRST's qualitative rating scale).
+pub fn severity(cvss_tenths: u8) -> &'static str {
+    match cvss_tenths {
+        90.. => "critical",
+        70..=89 => "high",
+        40..=69 => "medium",
+        1..=39 => "low",
+        0 => "none",
+    }
+}
+
+/// One advisory that applies to a device, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMatch {
+    pub advisory: String,
+    pub title: String,
+    pub cves: Vec<String>,
+    /// Highest CVSS base score of the matched vulnerabilities, in tenths (98 = 9.8).
+    pub max_cvss_tenths: u8,
+    pub severity: String,
+    pub confidence: Confidence,
+    /// The advisory's product entry that matched, and its affected versions.
+    pub product: String,
+    pub affected: String,
+    /// First fixed version, when the range ends below one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+    pub reason: String,
+}
+
+impl DeviceMatch {
+    pub fn max_cvss(&self) -> f64 {
+        f64::from(self.max_cvss_tenths) / 10.0
+    }
+}
+
+/// What the matcher reads of a device.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// Reported vendor (protocol identity).
+    pub vendor: Option<String>,
+    /// Registered owner of the MAC's OUI.
+    pub mac_vendor: Option<String>,
+    /// Product name, model, order number, module name.
+    pub product: Option<String>,
+    pub model: Option<String>,
+    pub order_number: Option<String>,
+    pub name: Option<String>,
+    pub firmware: Option<String>,
+}
+
+impl Identity {
+    /// From an inventory record's identity attributes.
+    pub fn from_fields(
+        fields: &BTreeMap<IdentityField, String>,
+        mac_vendor: Option<&str>,
+    ) -> Identity {
+        let get = |field| fields.get(&field).filter(|v| !v.trim().is_empty()).cloned();
+        Identity {
+            vendor: get(IdentityField::Vendor),
+            mac_vendor: mac_vendor.map(str::to_owned),
+            product: get(IdentityField::Product),
+            model: get(IdentityField::Model),
+            order_number: get(IdentityField::OrderNumber),
+            name: get(IdentityField::Name),
+            firmware: get(IdentityField::Firmware),
+        }
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [&self.order_number, &self.product, &self.model, &self.name]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// Whether anything but the vendor identifies the product.
+    fn has_product(&self) -> bool {
+        self.texts().next().is_some()
+    }
+}
+
+/// Words that are no vendor's name.
+const VENDOR_STOP: [&str; 14] = [
+    "inc",
+    "llc",
+    "ltd",
+    "co",
+    "corp",
+    "corporation",
+    "company",
+    "gmbh",
+    "ag",
+    "sa",
+    "the",
+    "ltda",
+    "limited",
+    "bv",
+];
+
+/// The comparable keys of a vendor text (several for `A, B and C`).
+pub fn vendor_keys(text: &str) -> Vec<String> {
+    let mut plain = String::with_capacity(text.len());
+    let mut depth = 0u32;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    let plain = plain.replace(" and ", ",");
+    let mut keys = Vec::new();
+    for part in plain.split([',', '/', '&', ';']) {
+        let Some(first) = part
+            .split(|c: char| !c.is_alphanumeric())
+            .find(|w| !w.is_empty() && !VENDOR_STOP.contains(w))
+        else {
+            continue;
+        };
+        let key = match first {
+            "allen" => "rockwell",
+            "telemecanique" | "modicon" => "schneider",
+            "ge" => "general",
+            other => other,
+        };
+        if !keys.iter().any(|k| k == key) {
+            keys.push(key.to_owned());
+        }
+    }
+    keys
+}
+
+/// Upper-case, alphanumeric words separated by single spaces, with a space at each end
+/// (so ` WORD ` finds whole words).
+fn words(text: &str) -> String {
+    let mut out = String::from(" ");
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        out.push_str(&word.to_uppercase());
+        out.push(' ');
+    }
+    out
+}
+
+/// Upper case without spaces: `6ES7 315-2EH14-0AB0` → `6ES7315-2EH14-0AB0`.
+fn compact(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// A Siemens order number (MLFB): `6ES7511-1AK02-0AB0`, `6AG1214-1AG40-2XB0`.
+fn is_siemens_order(compact: &str) -> bool {
+    let b = compact.as_bytes();
+    b.len() >= 12
+        && b[0] == b'6'
+        && b[1].is_ascii_alphabetic()
+        && b[2].is_ascii_alphabetic()
+        && b[3].is_ascii_digit()
+        && compact.contains('-')
+}
+
+/// A catalogue-number-like token: digits and letters, with a hyphen or long enough.
+fn is_catalog(token: &str) -> bool {
+    token.len() >= 5
+        && token.bytes().any(|b| b.is_ascii_digit())
+        && token.bytes().any(|b| b.is_ascii_alphabetic())
+        && (token.contains('-') || token.len() >= 8)
+}
+
+/// A catalogue number a device reported, with its series letter (`1756-EN2T/D`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Catalog {
+    full: String,
+    base: String,
+    series: Option<char>,
+}
+
+fn split_series(token: &str) -> (String, Option<char>) {
+    if let Some((base, series)) = token.rsplit_once('/') {
+        let mut chars = series.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            if c.is_ascii_alphabetic() {
+                return (base.to_owned(), Some(c));
+            }
+        }
+    }
+    (token.to_owned(), None)
+}
+
+fn device_catalogs(identity: &Identity) -> Vec<Catalog> {
+    let mut out: Vec<Catalog> = Vec::new();
+    let mut add = |token: String| {
+        let (base, series) = split_series(&token);
+        if is_catalog(&base) && !out.iter().any(|c| c.full == token) {
+            out.push(Catalog {
+                full: token,
+                base,
+                series,
+            });
+        }
+    };
+    // An order number or product name written with spaces (`6ES7 315-2EH14-0AB0`,
+    // `BMX P34 2020`) is one catalogue number; a model or module name is not.
+    for text in [&identity.order_number, &identity.product]
+        .into_iter()
+        .flatten()
+    {
+        let whole = compact(text);
+        if is_siemens_order(&whole) || text.split_whitespace().count() <= 3 {
+            add(whole);
+        }
+    }
+    for text in identity.texts() {
+        for token in text.split(|c: char| c.is_whitespace() || "(),;:".contains(c)) {
+            add(compact(token));
+        }
+    }
+    out
+}
+
+/// Product families by catalogue prefix: the words an advisory uses for the family.
+fn families(vendor: &str, catalog: &str) -> &'static [&'static str] {
+    let starts = |p: &str| catalog.starts_with(p);
+    match vendor {
+        "rockwell" => {
+            if starts("1756-L5") {
+                &["CONTROLLOGIX 5550"]
+            } else if starts("1756-L6") {
+                &["CONTROLLOGIX 5560", "GUARDLOGIX 5560"]
+            } else if starts("1756-L7") {
+                &["CONTROLLOGIX 5570", "GUARDLOGIX 5570"]
+            } else if starts("1756-L8") {
+                &["CONTROLLOGIX 5580", "GUARDLOGIX 5580"]
+            } else if starts("1769-L") && catalog.get(8..10) == Some("ER") {
+                &["COMPACTLOGIX 5370", "COMPACT GUARDLOGIX 5370"]
+            } else if starts("1769-L") {
+                &["1769 COMPACTLOGIX"]
+            } else if starts("1768-L") {
+                &["1768 COMPACTLOGIX"]
+            } else if starts("5069-L3") {
+                &["COMPACTLOGIX 5380", "COMPACT GUARDLOGIX 5380"]
+            } else if starts("5069-L4") {
+                &["COMPACTLOGIX 5480"]
+            } else if starts("1766-L") {
+                &["MICROLOGIX 1400"]
+            } else if starts("1763-L") {
+                &["MICROLOGIX 1100"]
+            } else if starts("1762-L") {
+                &["MICROLOGIX 1200"]
+            } else if starts("1764-") {
+                &["MICROLOGIX 1500"]
+            } else if starts("1747-L5") {
+                &["SLC 500"]
+            } else {
+                &[]
+            }
+        }
+        "siemens" => {
+            let line = catalog.get(..6).unwrap_or("");
+            match line {
+                "6ES721" | "6AG121" | "6AG221" => &["S7 1200"],
+                "6ES751" | "6AG151" | "6AG251" => &["S7 1500"],
+                "6ES731" | "6AG131" => &["S7 300"],
+                "6ES741" | "6AG141" => &["S7 400"],
+                _ => &[],
+            }
+        }
+        "schneider" => {
+            if starts("BMXP34") {
+                &["MODICON M340", "M340 CPU", "M340 CPUS"]
+            } else if starts("BMEP58") || starts("BMEH58") {
+                &["MODICON M580"]
+            } else if starts("TSXP57") || starts("TSXH57") {
+                &["MODICON PREMIUM"]
+            } else if starts("140CPU") {
+                &["MODICON QUANTUM"]
+            } else if starts("TM221") {
+                &["MODICON M221"]
+            } else if starts("TM241") {
+                &["MODICON M241"]
+            } else if starts("TM251") {
+                &["MODICON M251"]
+            } else if starts("TM258") {
+                &["MODICON M258"]
+            } else if starts("171CBU") {
+                &["MODICON MOMENTUM"]
+            } else if starts("BMKC80") {
+                &["MODICON MC80"]
+            } else {
+                &[]
+            }
+        }
+        _ => &[],
+    }
+}
+
+/// Entry words that make it engineering or simulation software, not a device.
+const SOFTWARE: [&str; 12] = [
+    " SOFTWARE ",
+    " STUDIO ",
+    " DESIGNER ",
+    " PLCSIM ",
+    " EMULATE ",
+    " SIMULATOR ",
+    " TIA PORTAL ",
+    " STEP 7 ",
+    " WINCC ",
+    " ECHO ",
+    " SOFTLOGIX ",
+    " BUILDER ",
+];
+
+/// One product entry, prepared for matching.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub advisory: u32,
+    pub product: u32,
+    words: String,
+    /// Compact tokens and concatenations of 2 and 3 neighbours.
+    tokens: HashSet<String>,
+    /// Specific order numbers it names (Siemens MLFBs).
+    orders: Vec<String>,
+    /// Part-number wildcards (`BMXP34*` → `BMXP34`).
+    wildcards: Vec<String>,
+    series: Vec<char>,
+    software: bool,
+    range: Range,
+}
+
+impl Entry {
+    pub(super) fn new(advisory: u32, product: u32, name: &str, range: &str) -> Entry {
+        let words = words(name);
+        let raw: Vec<String> = name
+            .split(|c: char| c.is_whitespace() || "(),;".contains(c))
+            .map(|t| compact(t.trim_end_matches(['.', ':'])))
+            .filter(|t| !t.is_empty())
+            .collect();
+        let mut tokens = HashSet::new();
+        let mut series = Vec::new();
+        for (i, token) in raw.iter().enumerate() {
+            let (base, letter) = split_series(token);
+            if let Some(letter) = letter {
+                if is_catalog(&base) {
+                    series.push(letter);
+                    tokens.insert(base);
+                }
+            }
+            tokens.insert(token.clone());
+            if let Some(next) = raw.get(i + 1) {
+                tokens.insert(format!("{token}{next}"));
+                if let Some(third) = raw.get(i + 2) {
+                    tokens.insert(format!("{token}{next}{third}"));
+                }
+            }
+            if token == "SERIES" {
+                if let Some(next) = raw.get(i + 1) {
+                    series.extend(next.split(['/', ',']).filter_map(|s| {
+                        let mut c = s.chars();
+                        match (c.next(), c.next()) {
+                            (Some(l), None) if l.is_ascii_alphabetic() => Some(l),
+                            _ => None,
+                        }
+                    }));
+                }
+            }
+        }
+        let orders = raw
+            .iter()
+            .filter(|t| is_siemens_order(t))
+            .cloned()
+            .collect();
+        let wildcards = raw
+            .iter()
+            .filter_map(|t| t.strip_suffix('*'))
+            .map(|t| t.trim_end_matches('*').to_owned())
+            .filter(|t| t.len() >= 3)
+            .collect();
+        let software = SOFTWARE.iter().any(|w| words.contains(w));
+        Entry {
+            advisory,
+            product,
+            words,
+            tokens,
+            orders,
+            wildcards,
+            series,
+            software,
+            range: Range::parse(range),
+        }
+    }
+}
+
+/// How a product entry matched, before versions.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Exact,
+    Family,
+}
+
+fn product_match(
+    entry: &Entry,
+    identity: &Identity,
+    catalogs: &[Catalog],
+    vendor: &str,
+) -> Option<(Kind, String)> {
+    for catalog in catalogs {
+        let named = entry.tokens.contains(&catalog.full) || entry.tokens.contains(&catalog.base);
+        let series_agrees = match (catalog.series, entry.series.is_empty()) {
+            (Some(s), false) => entry.series.contains(&s),
+            _ => true,
+        };
+        if named && series_agrees {
+            return Some((
+                Kind::Exact,
+                format!("order/catalogue number {}", catalog.full),
+            ));
+        }
+    }
+    for text in [&identity.product, &identity.model].into_iter().flatten() {
+        let device = words(text);
+        if device.len() > 3 && entry.words.trim() == device.trim() {
+            return Some((Kind::Exact, format!("product name {text:?}")));
+        }
+    }
+    if entry.software {
+        return None;
+    }
+    let names_other_order = !entry.orders.is_empty();
+    for catalog in catalogs {
+        if let Some(wildcard) = entry
+            .wildcards
+            .iter()
+            .find(|w| catalog.base.replace('-', "").starts_with(w.as_str()))
+        {
+            return Some((
+                Kind::Family,
+                format!("part number {} in family {wildcard}*", catalog.full),
+            ));
+        }
+        if names_other_order {
+            continue;
+        }
+        let key = catalog.base.replace(' ', "");
+        for family in families(vendor, &key) {
+            // A communication processor or module of the family is another product.
+            let module = entry.words.contains(" CP ") || entry.words.contains(" CM ");
+            if !module && entry.words.contains(&format!(" {family} ")) {
+                return Some((
+                    Kind::Family,
+                    format!("{} is a {}", catalog.full, family.to_lowercase()),
+                ));
+            }
+        }
+    }
+    if names_other_order {
+        return None;
+    }
+    for text in identity.texts() {
+        let device = words(text);
+        // At least two words, or one with letters and digits: not a bare number.
+        let significant = device.split_whitespace().count() >= 2
+            || device.trim().len() >= 4
+                && device.bytes().any(|b| b.is_ascii_digit())
+                && device.bytes().any(|b| b.is_ascii_alphabetic());
+        if significant && entry.words.contains(&device) {
+            return Some((
+                Kind::Family,
+                format!("product {text:?} in the entry's name"),
+            ));
+        }
+    }
+    None
+}
+
+impl Catalogue {
+    /// The vendor keys a device is matched under.
+    fn device_vendors(identity: &Identity, catalogs: &[Catalog]) -> Vec<String> {
+        if let Some(vendor) = &identity.vendor {
+            let keys = vendor_keys(vendor);
+            if !keys.is_empty() {
+                return keys;
+            }
+        }
+        if catalogs.iter().any(|c| is_siemens_order(&c.full)) {
+            return vec!["siemens".to_owned()];
+        }
+        identity
+            .mac_vendor
+            .as_deref()
+            .map(vendor_keys)
+            .unwrap_or_default()
+    }
+
+    /// Every advisory that applies to `identity`, best first (confidence, then CVSS).
+    pub fn matches(&self, identity: &Identity) -> Vec<DeviceMatch> {
+        let catalogs = device_catalogs(identity);
+        let vendors = Self::device_vendors(identity, &catalogs);
+        let firmware = identity.firmware.as_deref().and_then(Version::parse);
+        // Advisory index → best match so far.
+        let mut best: HashMap<u32, DeviceMatch> = HashMap::new();
+        // Several entries of one advisory: the best confidence wins; entries of equal
+        // confidence add their CVEs.
+        let mut consider = |advisory: u32, found: DeviceMatch| match best.get_mut(&advisory) {
+            Some(old) if old.confidence == found.confidence => {
+                for cve in found.cves {
+                    if !old.cves.contains(&cve) {
+                        old.cves.push(cve);
+                    }
+                }
+                if found.max_cvss_tenths > old.max_cvss_tenths {
+                    old.max_cvss_tenths = found.max_cvss_tenths;
+                    old.severity = found.severity;
+                }
+            }
+            Some(old) if old.confidence < found.confidence => {}
+            _ => {
+                best.insert(advisory, found);
+            }
+        };
+        for vendor in &vendors {
+            let Some(entries) = self.by_vendor.get(vendor) else {
+                continue;
+            };
+            if !identity.has_product() {
+                if identity.vendor.is_some() {
+                    for &i in entries {
+                        let entry = &self.entries[i as usize];
+                        consider(
+                            entry.advisory,
+                            self.describe(
+                                entry,
+                                Confidence::Low,
+                                format!("vendor {vendor} only; the device reported no product"),
+                            ),
+                        );
+                    }
+                }
+                continue;
+            }
+            for &i in entries {
+                let entry = &self.entries[i as usize];
+                let Some((kind, why)) = product_match(entry, identity, &catalogs, vendor) else {
+                    continue;
+                };
+                let in_range = firmware.as_ref().map(|f| (f, entry.range.contains(f)));
+                let (confidence, reason) = match (kind, in_range, &entry.range) {
+                    (_, Some((_, Some(false))), _) => continue,
+                    (Kind::Exact, _, Range::All) => (
+                        Confidence::High,
+                        format!("exact model ({why}); all versions affected"),
+                    ),
+                    (Kind::Exact, Some((f, Some(true))), _) => (
+                        Confidence::High,
+                        format!("exact model ({why}); firmware {f} in affected range"),
+                    ),
+                    (Kind::Exact, None, _) => (
+                        Confidence::Medium,
+                        format!("exact model ({why}); firmware not reported"),
+                    ),
+                    (Kind::Exact, Some((_, None)), _) => (
+                        Confidence::Medium,
+                        format!("exact model ({why}); version range not understood"),
+                    ),
+                    (Kind::Family, Some((f, Some(true))), _) => (
+                        Confidence::Medium,
+                        format!("product family ({why}); firmware {f} in affected range"),
+                    ),
+                    (Kind::Family, Some((_, None)), _) => (
+                        Confidence::Medium,
+                        format!("product family ({why}); version range not understood"),
+                    ),
+                    (Kind::Family, None, _) => (
+                        Confidence::Medium,
+                        format!("product family ({why}); firmware not reported"),
+                    ),
+                };
+                consider(entry.advisory, self.describe(entry, confidence, reason));
+            }
+        }
+        let mut out: Vec<DeviceMatch> = best.into_values().collect();
+        out.sort_by(|a, b| {
+            (
+                a.confidence,
+                std::cmp::Reverse(a.max_cvss_tenths),
+                &a.advisory,
+            )
+                .cmp(&(
+                    b.confidence,
+                    std::cmp::Reverse(b.max_cvss_tenths),
+                    &b.advisory,
+                ))
+        });
+        let mut vendor_only = 0;
+        out.retain(|m| {
+            if m.confidence != Confidence::Low {
+                return true;
+            }
+            vendor_only += 1;
+            vendor_only <= MAX_VENDOR_ONLY
+        });
+        out
+    }
+
+    fn describe(&self, entry: &Entry, confidence: Confidence, reason: String) -> DeviceMatch {
+        let advisory: &Advisory = &self.advisories[entry.advisory as usize];
+        let product = &advisory.products[entry.product as usize];
+        let vulns: Vec<&super::Vuln> = if product.vulns.is_empty() {
+            advisory.vulns.iter().collect()
+        } else {
+            product
+                .vulns
+                .iter()
+                .filter_map(|&i| advisory.vulns.get(usize::from(i)))
+                .collect()
+        };
+        // CISA sometimes narrows an entry in its text: ">= 4.4.0 (only affected by
+        // CVE-2019-10943)" while product_status lists every CVE for it.
+        let only: Vec<&str> = [product.range.as_str(), product.name.as_str()]
+            .iter()
+            .filter_map(|text| text.find("only affected by").map(|at| &text[at..]))
+            .flat_map(|text| text.split(|c: char| c.is_whitespace() || ",;()".contains(c)))
+            .filter(|word| word.starts_with("CVE-"))
+            .collect();
+        let vulns = if vulns.iter().any(|v| only.contains(&v.cve.as_str())) {
+            vulns
+                .into_iter()
+                .filter(|v| only.contains(&v.cve.as_str()))
+                .collect()
+        } else {
+            vulns
+        };
+        let max_cvss_tenths = vulns.iter().map(|v| v.cvss_tenths).max().unwrap_or(0);
+        DeviceMatch {
+            advisory: advisory.id.clone(),
+            title: advisory.title.clone(),
+            cves: vulns.iter().map(|v| v.cve.clone()).collect(),
+            max_cvss_tenths,
+            severity: severity(max_cvss_tenths).to_owned(),
+            confidence,
+            product: product.name.clone(),
+            affected: product.range.clone(),
+            fixed: entry.range.fixed().map(ToString::to_string),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_keys_ignore_legal_forms_and_know_aliases() {
+        assert_eq!(
+            vendor_keys("Schneider Electric Software, LLC"),
+            ["schneider"]
+        );
+        assert_eq!(
+            vendor_keys("Rockwell Automation/Allen-Bradley (1)"),
+            ["rockwell"]
+        );
+        assert_eq!(vendor_keys("Siemens AG"), ["siemens"]);
+        assert_eq!(
+            vendor_keys("ABB, Phoenix Contact, Schneider Electric, Siemens, and WAGO"),
+            ["abb", "phoenix", "schneider", "siemens", "wago"]
+        );
+        assert_eq!(vendor_keys("General Electric (GE)"), ["general"]);
+    }
+
+    #[test]
+    fn catalogs_split_series_and_join_siemens_order_numbers() {
+        let identity = Identity {
+            product: Some("1756-EN2T/D".into()),
+            order_number: Some("6ES7 315-2EH14-0AB0".into()),
+            ..Identity::default()
+        };
+        let catalogs = device_catalogs(&identity);
+        assert!(catalogs.contains(&Catalog {
+            full: "6ES7315-2EH14-0AB0".into(),
+            base: "6ES7315-2EH14-0AB0".into(),
+            series: None
+        }));
+        assert!(catalogs.contains(&Catalog {
+            full: "1756-EN2T/D".into(),
+            base: "1756-EN2T".into(),
+            series: Some('D')
+        }));
+    }
+}
