@@ -12,48 +12,20 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use xtask::testlab;
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    testlab::run(program, args).map_err(|e| format!("{e:#}"))
 }
 
 /// Root and the tools are required; outside CI their absence skips, in CI it fails.
 fn allowed() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .is_some_and(|uid| uid == "0");
-    let missing: Vec<&str> = ["ip", "nsenter", "tcpreplay", "ethtool"]
-        .into_iter()
-        .filter(|tool| Command::new(tool).arg("--version").output().is_err())
-        .collect();
-    if root && missing.is_empty() {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !in_ci,
-        "live_run needs root and {missing:?}; CI=true forbids skipping"
-    );
-    eprintln!("live_run: SKIPPED (root: {root}, missing tools: {missing:?})");
-    false
+    testlab::require_lab("otsensor_run_captures_a_plant_exactly", &["taskset"])
 }
 
-/// The namespaces, the veth pair and the processes of one test run.
+/// The shared lab (namespaces, veth pair, scratch directory) and the sensor process.
 struct Lab {
+    lab: testlab::Lab,
     tx_ns: String,
     rx_ns: String,
     tx_if: String,
@@ -64,53 +36,30 @@ struct Lab {
 
 impl Lab {
     fn create() -> Lab {
-        let id = std::process::id();
-        let dir = std::env::temp_dir().join(format!("ots-live-{id}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab {
-            tx_ns: format!("otl-tx-{id}"),
-            rx_ns: format!("otl-rx-{id}"),
-            tx_if: format!("otla{id}"),
-            rx_if: format!("otlb{id}"),
+        let mut lab = testlab::Lab::new("l").expect("lab");
+        let pair = lab.pair(2).expect("veth pair");
+        // Keep 802.1Q tags in the frame bytes.
+        lab.keep_rx_vlan_tags(&pair);
+        let dir = lab.dir().to_owned();
+        Lab {
+            lab,
+            tx_ns: pair.tx_ns,
+            rx_ns: pair.rx_ns,
+            tx_if: pair.tx_if,
+            rx_if: pair.rx_if,
             dir,
             children: Vec::new(),
-        };
-        run("ip", &["netns", "add", &lab.tx_ns]).expect("netns");
-        run("ip", &["netns", "add", &lab.rx_ns]).expect("netns");
-        #[rustfmt::skip]
-        run("ip", &["link", "add", &lab.tx_if, "numtxqueues", "2", "numrxqueues", "2", "type", "veth",
-                    "peer", "name", &lab.rx_if, "numtxqueues", "2", "numrxqueues", "2"]).expect("veth");
-        run("ip", &["link", "set", &lab.tx_if, "netns", &lab.tx_ns]).expect("move");
-        run("ip", &["link", "set", &lab.rx_if, "netns", &lab.rx_ns]).expect("move");
-        for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
-            // No IPv6 on the pair: the kernel's own ND/MLD frames would spoil exact counts.
-            let sysctl = format!("net.ipv6.conf.{ifname}.disable_ipv6=1");
-            run("ip", &["netns", "exec", ns, "sysctl", "-qw", &sysctl]).expect("sysctl");
-            run("ip", &["-n", ns, "link", "set", ifname, "up"]).expect("up");
         }
-        // Keep 802.1Q tags in the frame bytes and every frame GRO-eligible for veth's
-        // native XDP path (drivers/net/veth.c).
-        #[rustfmt::skip]
-        run("ip", &["netns", "exec", &lab.tx_ns, "ethtool", "-K", &lab.tx_if, "tso", "off", "txvlan", "off"]).expect("ethtool");
-        let _ = run(
-            "ip",
-            &[
-                "netns", "exec", &lab.rx_ns, "ethtool", "-K", &lab.rx_if, "rxvlan", "off",
-            ],
-        );
-        lab
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The sensor first; dropping `lab` then deletes the namespaces and the files.
         for mut child in self.children.drain(..) {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = run("ip", &["netns", "del", &self.tx_ns]);
-        let _ = run("ip", &["netns", "del", &self.rx_ns]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -143,7 +92,7 @@ fn otsensor_run_captures_a_plant_exactly() {
         return;
     }
     let mut lab = Lab::create();
-    let names = (lab.tx_ns.clone(), lab.rx_ns.clone());
+    let names = (lab.tx_ns.clone(), lab.rx_ns.clone(), lab.rx_if.clone());
     let capture = lab.dir.join("plant.pcap");
     let options = xtask::gen::MixOptions {
         packets: 30_000,
@@ -197,13 +146,11 @@ fn otsensor_run_captures_a_plant_exactly() {
     // A paced send: the test is about exact accounting, not about the top rate. Pinned
     // to one CPU because a packet socket picks the veth queue by the sending CPU, which
     // would scatter one flow's segments over queues (a real NIC's RSS keeps them on one).
-    #[rustfmt::skip]
-    let sent = run(
-        "ip",
-        &["netns", "exec", &lab.tx_ns, "taskset", "-c", "0", "tcpreplay", "--pps", "20000", "-i", &lab.tx_if,
-          capture.to_str().expect("utf-8")],
-    )
-    .expect("tcpreplay");
+    let sent = lab
+        .lab
+        .tcpreplay(&lab.tx_ns, &lab.tx_if, &capture, &["--pps", "20000"])
+        .expect("tcpreplay");
+    let sent = String::from_utf8_lossy(&sent.stdout).into_owned();
     assert!(
         sent.contains("30000 packets") || sent.contains("Actual: 30000"),
         "tcpreplay: {sent}"
@@ -259,14 +206,11 @@ fn otsensor_run_captures_a_plant_exactly() {
     );
 
     drop(lab);
-    let netns = run("ip", &["netns", "list"]).unwrap_or_default();
-    assert!(
-        !netns.contains(&names.0) && !netns.contains(&names.1),
-        "namespaces left: {netns}"
-    );
+    let left = testlab::Lab::leftovers(&[names.0.clone(), names.1.clone()]);
+    assert!(left.is_empty(), "namespaces left: {left:?}");
     let processes = run(
         "pgrep",
-        &["-f", &format!("run --interface otlb{}", std::process::id())],
+        &["-f", &format!("run --interface {}", names.2)],
     )
     .unwrap_or_default();
     assert!(
