@@ -68,7 +68,10 @@ fn same_counts_for_any_worker_count_and_spreading() {
     assert_eq!(reference.packets, capture.len() as u64);
     // The reference itself is held to an independent count: tshark's dissection of the
     // same files, flows and devices by the sensor's documented definitions.
-    if testlab::require_tools("same_counts_for_any_worker_count_and_spreading", &["tshark"]) {
+    if testlab::require_tools(
+        "same_counts_for_any_worker_count_and_spreading",
+        &["tshark"],
+    ) {
         let census = xtask::oracle::census(&files).expect("tshark census");
         assert_eq!(census.frames, reference.packets, "tshark read every frame");
         assert_eq!(

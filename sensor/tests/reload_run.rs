@@ -30,7 +30,8 @@ impl Lab {
         let ns = lab.namespace("reload").expect("namespace");
         let ifname = lab.ifname("");
         let peer = lab.ifname("p");
-        lab.veth((&ns, &ifname), (&ns, &peer), 1).expect("veth pair");
+        lab.veth((&ns, &ifname), (&ns, &peer), 1)
+            .expect("veth pair");
         lab.up(&ns, &ifname).expect("link up");
         lab.up(&ns, &peer).expect("link up");
         let config = lab.dir().join("otsensor.yaml");

@@ -208,11 +208,8 @@ fn otsensor_run_captures_a_plant_exactly() {
     drop(lab);
     let left = testlab::Lab::leftovers(&[names.0.clone(), names.1.clone()]);
     assert!(left.is_empty(), "namespaces left: {left:?}");
-    let processes = run(
-        "pgrep",
-        &["-f", &format!("run --interface {}", names.2)],
-    )
-    .unwrap_or_default();
+    let processes =
+        run("pgrep", &["-f", &format!("run --interface {}", names.2)]).unwrap_or_default();
     assert!(
         processes.trim().is_empty(),
         "otsensor left running: {processes}"

@@ -23,7 +23,10 @@ fn api_serves_the_replayed_scenario_and_refuses_changes_without_token() {
         "health counts every packet read"
     );
     let device_count = health["analyzer"]["devices"].as_u64().unwrap_or(0);
-    assert_eq!(device_count, truth.devices, "the scenario's devices: {health}");
+    assert_eq!(
+        device_count, truth.devices,
+        "the scenario's devices: {health}"
+    );
 
     let devices = get_json(&sensor.url("/api/devices")).expect("devices");
     let list = devices.as_array().expect("array");
