@@ -234,7 +234,12 @@ fn check(
         .iter()
         .find(|(c, p, k, _, _)| *c == capture && *p == protocol && *k == key);
     let listed: Vec<(String, u64, u64)> = known
-        .map(|(_, _, _, diffs, _)| diffs.iter().map(|(k, w, g)| ((*k).to_owned(), *w, *g)).collect())
+        .map(|(_, _, _, diffs, _)| {
+            diffs
+                .iter()
+                .map(|(k, w, g)| ((*k).to_owned(), *w, *g))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some((c, p, k, _, _)) = known {
         used.insert((*c, *p, *k));
@@ -334,7 +339,12 @@ fn protocol_counts_equal_tsharks() {
             } else {
                 vec![(String::new(), want, got)]
             };
-            check(&mut failures, &mut used, (name, "s7commplus", "records"), found);
+            check(
+                &mut failures,
+                &mut used,
+                (name, "s7commplus", "records"),
+                found,
+            );
         }
         for (protocol, keys) in relevant {
             compared += 1;

@@ -80,7 +80,10 @@ pub fn require_tools(test: &str, tools: &[&str]) -> bool {
     }
     skip(
         test,
-        &format!("missing {} (scripts/deps.sh installs them)", missing.join(", ")),
+        &format!(
+            "missing {} (scripts/deps.sh installs them)",
+            missing.join(", ")
+        ),
     );
     false
 }
@@ -90,7 +93,10 @@ pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    skip(test, "needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)");
+    skip(
+        test,
+        "needs root (CAP_BPF, CAP_NET_ADMIN, network namespaces)",
+    );
     false
 }
 
@@ -230,7 +236,10 @@ impl Lab {
             self.no_ipv6(ns, ifname)?;
             self.up(ns, ifname)?;
         }
-        self.ethtool(&pair.tx_ns, &["-K", &pair.tx_if, "tso", "off", "txvlan", "off"])?;
+        self.ethtool(
+            &pair.tx_ns,
+            &["-K", &pair.tx_if, "tso", "off", "txvlan", "off"],
+        )?;
         Ok(pair)
     }
 

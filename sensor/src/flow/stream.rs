@@ -591,12 +591,11 @@ mod tests {
     fn a_gap_across_the_wrap_is_counted_once() {
         let mut pool = StreamPool::new(4, 128);
         // A (before the wrap) is lost; B after it is held; the stream moves on far ahead.
-        let (pdus, counters) = run_from(
-            ISN_NEAR_WRAP,
-            &[(0, B), (100, A)],
-            &mut pool,
-        );
+        let (pdus, counters) = run_from(ISN_NEAR_WRAP, &[(0, B), (100, A)], &mut pool);
         assert_eq!(pdus, vec![B.to_vec(), A.to_vec()]);
-        assert_eq!(counters.gaps, 2, "the lost A, then the bytes between B and 100");
+        assert_eq!(
+            counters.gaps, 2,
+            "the lost A, then the bytes between B and 100"
+        );
     }
 }
