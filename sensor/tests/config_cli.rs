@@ -191,7 +191,7 @@ fn leaves(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, se
             }
         }
         other => {
-            out.insert(prefix.to_owned(), other.clone());
+            out.insert(prefix.to_owned(), normalized(other));
         }
     }
 }
@@ -224,6 +224,18 @@ fn doc_value(text: &str) -> serde_json::Value {
         return n.into();
     }
     serde_json::Value::String(text.to_owned())
+}
+
+/// A printed scalar read the way [`doc_value`] reads the docs, so that how the YAML
+/// parser types a scalar (`0x8892`, `8`) does not matter.
+fn normalized(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(text) => doc_value(text),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(normalized).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 /// The `default` column of docs/CONFIG.md's field tables (and the one list documented
