@@ -366,7 +366,12 @@ fn protocol_counts_equal_tsharks() {
             } else {
                 vec![(String::new(), want, got)]
             };
-            check(&mut failures, &mut used, (name, protocol, "records"), found);
+            check(
+                &mut failures,
+                &mut used,
+                (name, *protocol, "records"),
+                found,
+            );
             let our_details = ours.protocol_details.get(protocol);
             for key in *keys {
                 let (want, got) = match key.split_once('.') {
@@ -388,7 +393,7 @@ fn protocol_counts_equal_tsharks() {
                 check(
                     &mut failures,
                     &mut used,
-                    (name, protocol, key),
+                    (name, *protocol, *key),
                     differences(&want, &got),
                 );
             }
