@@ -91,4 +91,9 @@ impl HandoffRings {
     pub fn workers(&self) -> usize {
         self.workers
     }
+
+    /// True when frames can be handed off (a worker must then watch its inbox).
+    pub fn enabled(&self) -> bool {
+        !self.rings.is_empty()
+    }
 }

@@ -1,19 +1,61 @@
-//! Test support: the PDUs of a capture's TCP streams, framed by a dissector's framer,
-//! so that dissector tests can compare themselves with the tshark expectations in
-//! `../shared/pcaps/expected`.
+//! Test support: the PDUs of a capture's TCP streams, framed by a view's framer, so that
+//! view tests (here, and `otsensor`'s inspection and dissection tests through the
+//! `test-support` feature) can compare themselves with the tshark expectations in
+//! `../shared/pcaps/expected`. The crate has no capture reader (it does no I/O); this
+//! one reads a whole pcap or pcapng file with pcap-parser, for tests only.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::capture::pcap::PcapFile;
-use crate::capture::PacketSource;
-use crate::dissect::{Direction, Framing};
-use crate::layers::{self, Transport};
+use pcap_parser::pcapng::Block;
+use pcap_parser::{PcapBlockOwned, PcapError};
+
+use crate::layers::{self, LinkType, Transport};
+use crate::{Direction, Framing};
 
 /// The shared capture directory.
 pub fn pcap_path(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps")).join(name)
+}
+
+/// Every frame of a capture with its link type, in file order.
+fn frames(name: &str) -> Vec<(LinkType, Vec<u8>)> {
+    let file = std::fs::File::open(pcap_path(name)).expect("capture opens");
+    let mut reader = pcap_parser::create_reader(1 << 20, file).expect("pcap or pcapng");
+    let mut links = Vec::new();
+    let mut frames = Vec::new();
+    loop {
+        match reader.next() {
+            Ok((offset, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(header) => links = vec![header.network.0],
+                    PcapBlockOwned::Legacy(record) => frames.push((links[0], record.data.to_vec())),
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => links.clear(),
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        links.push(idb.linktype.0)
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        let len = (epb.caplen as usize).min(epb.data.len());
+                        frames.push((links[epb.if_id as usize], epb.data[..len].to_vec()));
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        let len = (spb.origlen as usize).min(spb.data.len());
+                        frames.push((links[0], spb.data[..len].to_vec()));
+                    }
+                    PcapBlockOwned::NG(_) => {}
+                }
+                reader.consume(offset);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => reader.refill().expect("capture reads"),
+            Err(other) => panic!("{name}: {other:?}"),
+        }
+    }
+    frames
+        .into_iter()
+        .map(|(link, data)| (LinkType::from_linktype(link).expect("supported link"), data))
+        .collect()
 }
 
 /// One TCP direction's reassembly state: in-order bytes not yet framed.
@@ -32,12 +74,11 @@ pub fn framed_pdus(
     server_port: u16,
     framer: fn(&[u8]) -> Framing,
 ) -> (Vec<(Direction, Vec<u8>)>, usize) {
-    let mut source = PcapFile::open(&pcap_path(name)).expect("capture opens");
     let mut streams: HashMap<(IpAddr, u16, IpAddr, u16), Stream> = HashMap::new();
     let mut pdus = Vec::new();
     let mut skipped = 0;
-    while let Some(packet) = source.next_packet().expect("capture reads") {
-        let frame = layers::slice(&packet);
+    for (link, data) in frames(name) {
+        let frame = layers::slice(link, &data, 0, data.len() as u32);
         let Transport::Tcp {
             src_port,
             dst_port,
