@@ -439,7 +439,10 @@ fn protocol_counts_equal_tsharks() {
     // the loop above: a capture that silently stopped being compared fails.
     let (pairs, plus) = comparable(&summaries);
     assert_eq!(compared_plus, plus, "S7comm-plus captures compared");
-    assert_eq!(compared_by_protocol, pairs, "captures compared per protocol");
+    assert_eq!(
+        compared_by_protocol, pairs,
+        "captures compared per protocol"
+    );
     // The shared set as it stands (../shared/pcaps/expected, 102 summaries).
     let want: BTreeMap<&str, usize> = CAPTURES_PER_PROTOCOL.iter().copied().collect();
     assert_eq!(
