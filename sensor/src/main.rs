@@ -25,6 +25,8 @@ use otsensor::pipeline::{self, ReplayOptions, Summary};
 use otsensor::reload::{ReloadService, Reloader, SharedPolicy};
 use otsensor::store::Store;
 
+mod progress;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "otsensor",
@@ -101,7 +103,7 @@ impl OutputArgs {
                     .eve_rotate_bytes
                     .map(|max_bytes| Rotation { max_bytes, keep: 5 });
                 let mut writer = EveWriter::open_rotating(&path, rotation)
-                    .with_context(|| format!("--eve {}", path.display()))?;
+                    .map_err(|error| eve_open_error(&path, error))?;
                 writer.reopen_on_sighup().context("SIGHUP handler")?;
                 Some(writer)
             }
@@ -256,6 +258,9 @@ enum Command {
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// No progress line (it is shown only when stderr is a terminal anyway).
+        #[arg(long, short)]
+        quiet: bool,
         #[command(flatten)]
         outputs: OutputArgs,
     },
@@ -374,6 +379,25 @@ enum AlertsAction {
         #[arg(long)]
         db: PathBuf,
     },
+}
+
+/// Why the EVE file did not open; for a permission problem (a file left by an earlier
+/// run as root, then a service running as its own user), what to do about it.
+fn eve_open_error(path: &Path, error: std::io::Error) -> anyhow::Error {
+    if error.kind() != std::io::ErrorKind::PermissionDenied {
+        return anyhow::Error::new(error).context(format!("--eve {}", path.display()));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    anyhow::anyhow!(
+        "--eve {}: {error}: the file or its directory belongs to another user (an earlier run \
+         as root?); give them to the user otsensor runs as, e.g. `chown -R otsensor:otsensor {}` \
+         (installing or reconfiguring the package does this: dpkg-reconfigure otsensor)",
+        path.display(),
+        dir.display()
+    )
 }
 
 fn open_store(path: &Path) -> anyhow::Result<Store> {
@@ -513,6 +537,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             realtime,
             realtime_speed,
             summary_json,
+            quiet,
             outputs,
         } => {
             let mut config = load_config(config.as_ref())?;
@@ -520,12 +545,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.pipeline.workers = workers;
             }
             let policy = Arc::new(config.validate()?);
+            let metrics = Metrics::new()?;
             let Outputs {
                 options,
                 server,
                 fleet,
-            } = outputs.open(&policy, Metrics::new()?, None)?;
+            } = outputs.open(&policy, Arc::clone(&metrics), None)?;
             let mut source = PcapFiles::open(&files)?;
+            let progress = progress::Progress::start(&files, metrics, quiet);
             let summary = pipeline::replay(
                 &mut source,
                 policy,
@@ -535,7 +562,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     stop: Some(stop_flag()?),
                     ..options
                 },
-            )?;
+            );
+            if let Some(progress) = progress {
+                progress.finish();
+            }
+            let summary = summary?;
             print_summary(&summary);
             if let Some(path) = summary_json {
                 let json = serde_json::to_string_pretty(&summary)?;

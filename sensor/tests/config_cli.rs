@@ -1,5 +1,6 @@
 //! `otsensor default-config` and `otsensor check-config`, run as the built binary.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -56,9 +57,18 @@ fn default_config_prints_the_commented_template_and_it_checks_ok() {
     let output = otsensor(&["default-config"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let printed = text(&output.stdout);
-    assert_eq!(printed, otsensor::config::DEFAULT_CONFIG_YAML);
+    // The file operators are pointed to, read from disk (not the constant the binary
+    // embeds), and the documented defaults of docs/CONFIG.md, checked below.
+    let deploy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/otsensor.yaml"
+    ))
+    .expect("deploy/otsensor.yaml");
+    assert_eq!(
+        printed, deploy,
+        "default-config prints deploy/otsensor.yaml"
+    );
     assert!(printed.contains("# Worker threads"), "comments missing");
-    assert!(printed.contains("idle_timeout: 10m"));
 
     let scratch = Scratch::new("default-config");
     let path = scratch.file("otsensor.yaml", &printed);
@@ -164,5 +174,144 @@ fn check_config_reports_a_missing_file() {
     assert!(
         stderr.contains("/nonexistent/otsensor.yaml: cannot read"),
         "{stderr}"
+    );
+}
+
+/// Every leaf of a YAML document as (dotted path, value).
+fn leaves(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(&path, value, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), normalized(other));
+        }
+    }
+}
+
+/// A default as docs/CONFIG.md writes it (`7d`, `[502, 20000]`, `0x8892`, `null`) as
+/// the value YAML would give.
+fn doc_value(text: &str) -> serde_json::Value {
+    let text = text.trim();
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let items: Vec<serde_json::Value> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(doc_value)
+            .collect();
+        return serde_json::Value::Array(items);
+    }
+    match text {
+        "null" => return serde_json::Value::Null,
+        "true" => return serde_json::Value::Bool(true),
+        "false" => return serde_json::Value::Bool(false),
+        _ => {}
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(n) = u64::from_str_radix(hex, 16) {
+            return n.into();
+        }
+    }
+    if let Ok(n) = text.parse::<u64>() {
+        return n.into();
+    }
+    serde_json::Value::String(text.to_owned())
+}
+
+/// A printed scalar read the way [`doc_value`] reads the docs, so that how the YAML
+/// parser types a scalar (`0x8892`, `8`) does not matter.
+fn normalized(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(text) => doc_value(text),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(normalized).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// The `default` column of docs/CONFIG.md's field tables (and the one list documented
+/// in prose), by dotted path.
+fn documented_defaults() -> BTreeMap<String, serde_json::Value> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONFIG.md"))
+        .expect("docs/CONFIG.md");
+    let fields = doc
+        .split_once("## Fields")
+        .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
+        .expect("a Fields section");
+    let mut defaults = BTreeMap::new();
+    let mut section = String::new();
+    for line in fields.lines() {
+        if let Some(heading) = line.strip_prefix("### `").and_then(|h| h.strip_suffix('`')) {
+            section = heading.to_owned();
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("A list of IP addresses or CIDR networks, default `")
+        {
+            let value = rest.split('`').next().unwrap_or("");
+            defaults.insert(section.clone(), doc_value(value));
+            continue;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(field), Some(default)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        let Some(field) = field.strip_prefix('`').and_then(|f| f.strip_suffix('`')) else {
+            continue;
+        };
+        // `a`, `b`, `c` is a list; one `x` is a scalar.
+        let quoted: Vec<&str> = default.split('`').skip(1).step_by(2).collect();
+        let value = match quoted.as_slice() {
+            [one] => doc_value(one),
+            many => serde_json::Value::Array(many.iter().map(|v| doc_value(v)).collect()),
+        };
+        defaults.insert(format!("{section}.{field}"), value);
+    }
+    defaults
+}
+
+#[test]
+fn printed_defaults_are_the_documented_ones() {
+    let output = otsensor(&["default-config"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed: serde_json::Value = match serde_saphyr::from_str(&text(&output.stdout)) {
+        Ok(value) => value,
+        Err(error) => panic!("printed config is not YAML: {error}"),
+    };
+    let mut printed_leaves = BTreeMap::new();
+    leaves("", &printed, &mut printed_leaves);
+    let documented = documented_defaults();
+    assert!(
+        documented.len() > 30,
+        "only {} documented fields found: {documented:?}",
+        documented.len()
+    );
+    let mut differences = Vec::new();
+    for (path, value) in &printed_leaves {
+        match documented.get(path) {
+            None => differences.push(format!("{path}: printed {value}, not documented")),
+            Some(doc) if doc != value => {
+                differences.push(format!("{path}: printed {value}, documented {doc}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for path in documented.keys() {
+        if !printed_leaves.contains_key(path) {
+            differences.push(format!("{path}: documented, not printed"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "default-config and docs/CONFIG.md disagree:\n{}",
+        differences.join("\n")
     );
 }

@@ -101,12 +101,34 @@ const COMPARED: &[(&str, &[&str])] = &[
     ("goose", &["appid", "gocb_ref"]),
 ];
 
-/// Protocols added after the first five, and the fewest shared captures each must be
-/// compared on (so a renamed capture or a lost record count cannot pass silently).
-const MIN_CAPTURES: &[(&str, usize)] = &[("iec104", 3), ("opcua", 14), ("mqtt", 1), ("goose", 2)];
+/// The (capture, protocol) pairs compared per protocol in the shared set as it stands
+/// (../shared/pcaps/expected): a summary lost, a capture renamed or a protocol no
+/// longer recognised changes these, and so does a new capture (add it here).
+const CAPTURES_PER_PROTOCOL: &[(&str, usize)] = &[
+    ("bacnet", 4),
+    ("dnp3", 23),
+    ("enip", 8),
+    ("goose", 2),
+    ("iec104", 3),
+    ("modbus", 9),
+    ("mqtt", 1),
+    ("opcua", 14),
+    ("s7comm", 16),
+];
 
-/// (capture, protocol, histogram or "records", why the counts differ).
-const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
+/// One investigated difference: (capture, protocol, histogram or "records", every key
+/// that differs as (key, tshark's count, otsensor's count), with `""` as the key of
+/// "records", why). Exact: a new difference in the same histogram, or a changed count,
+/// fails the test, and so does an entry that no longer differs.
+type Known = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, u64, u64)],
+    &'static str,
+);
+
+const KNOWN_DIFFERENCES: &[Known] = &[
     // A fuzzed stream: frame 6 holds a 10-byte ADU and 2 stray zero bytes; frame 7, next
     // in sequence, holds a whole ADU with function 34. otsensor resyncs past the stray
     // bytes (counted in resync_bytes) and dissects frame 7; tshark takes the stray bytes
@@ -115,15 +137,23 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "modbus-fuzz-72",
         "modbus",
         "records",
+        &[("", 17, 18)],
         "tshark misses an ADU after 2 stray bytes",
     ),
     (
         "modbus-fuzz-72",
         "modbus",
         "func_code",
+        &[("34", 0, 1)],
         "same ADU: function 34",
     ),
-    ("modbus-fuzz-72", "modbus", "unit_id", "same ADU: unit 1"),
+    (
+        "modbus-fuzz-72",
+        "modbus",
+        "unit_id",
+        &[("1", 17, 18)],
+        "same ADU: unit 1",
+    ),
     // tshark 4.0 lists object headers only for the functions it decodes objects of
     // (read, write, select/operate, freezes 7-10, enable/disable unsolicited, some file
     // functions, responses); otsensor counts the headers of every fragment.
@@ -131,18 +161,21 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "dnp3-assign-class",
         "dnp3",
         "objects",
+        &[("g1v0", 0, 1), ("g60v3", 0, 1)],
         "tshark skips ASSIGN_CLASS (22) objects g60v3, g1v0",
     ),
     (
         "dnp3-conformance-8.6.2.2-unknown-func",
         "dnp3",
         "objects",
+        &[("g60v1", 1, 2)],
         "tshark skips the g60v1 header of undefined function 112",
     ),
     (
         "dnp3-sav5-challenge-response",
         "dnp3",
         "objects",
+        &[("g120v1", 0, 1), ("g120v2", 0, 1)],
         "tshark 4.0 skips SAv5 g120v1/g120v2 of AUTHENTICATE_REQ/RESP (32, 131)",
     ),
     // Also: two DISABLE_UNSOLICITED requests whose third header has the reserved
@@ -152,6 +185,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "dnp3-digitalbond-part1",
         "dnp3",
         "objects",
+        &[("g60v2", 12, 16), ("g60v4", 12, 10)],
         "tshark skips STOP_APPL (18) objects (4 x g60v2); g60v4 behind qualifier 0xED",
     ),
     // AUTHENTICATE_RESP (131) carries IIN (1815 4.2.2: every response function does);
@@ -160,6 +194,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "dnp3-sav5-challenge-response",
         "dnp3",
         "iin_bits",
+        &[("rst", 1, 2), ("tsr", 1, 2)],
         "tshark does not decode the IIN of FC 131",
     ),
     // 9 link frames whose transport segments run FIR seq 0 .. FIN seq 8 form one
@@ -169,12 +204,14 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "dnp3-write-vto-empty-string",
         "dnp3",
         "al_func",
+        &[("2", 4, 1)],
         "one WRITE fragment, tshark reports 4",
     ),
     (
         "dnp3-write-vto-empty-string",
         "dnp3",
         "objects",
+        &[("g112v0", 4, 1)],
         "same fragment: one g112v0 header, tshark 4",
     ),
     // Userdata group 1 (programmer commands: variable tables, forces) carries item
@@ -186,12 +223,14 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
         "s7comm-step7-read-vartab",
         "s7comm",
         "return_code",
+        &[("255", 428, 218)],
         "VarTab item return codes inside userdata group 1 are not parsed",
     ),
     (
         "s7comm-step7-rw-vartab",
         "s7comm",
         "return_code",
+        &[("0", 9, 0), ("255", 21, 10)],
         "VarTab item return codes inside userdata group 1 are not parsed",
     ),
 ];
@@ -206,10 +245,56 @@ fn replay(capture: &Path) -> Summary {
     pipeline::replay(&mut source, policy, ReplayOptions::default()).expect("replay")
 }
 
-fn known(capture: &str, protocol: &str, key: &str) -> bool {
-    KNOWN_DIFFERENCES
+/// The keys whose counts differ, as (key, tshark, otsensor), sorted by key.
+fn differences(
+    want: &BTreeMap<String, u64>,
+    got: &BTreeMap<String, u64>,
+) -> Vec<(String, u64, u64)> {
+    let keys: std::collections::BTreeSet<&String> = want.keys().chain(got.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (w, g) = (
+                want.get(k).copied().unwrap_or(0),
+                got.get(k).copied().unwrap_or(0),
+            );
+            (w != g).then(|| (k.clone(), w, g))
+        })
+        .collect()
+}
+
+/// Checks one comparison against `KNOWN_DIFFERENCES`: its differences must be exactly
+/// the listed ones (none when nothing is listed). Records a failure otherwise, and
+/// marks the entry as used.
+fn check(
+    failures: &mut Vec<String>,
+    used: &mut std::collections::BTreeSet<(&'static str, &'static str, &'static str)>,
+    (capture, protocol, key): (&str, &str, &str),
+    found: Vec<(String, u64, u64)>,
+) {
+    let known = KNOWN_DIFFERENCES
         .iter()
-        .any(|(c, p, k, _)| *c == capture && *p == protocol && *k == key)
+        .find(|(c, p, k, _, _)| *c == capture && *p == protocol && *k == key);
+    let listed: Vec<(String, u64, u64)> = known
+        .map(|(_, _, _, diffs, _)| {
+            diffs
+                .iter()
+                .map(|(k, w, g)| ((*k).to_owned(), *w, *g))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some((c, p, k, _, _)) = known {
+        used.insert((*c, *p, *k));
+    }
+    if found != listed {
+        let as_rust: Vec<String> = found
+            .iter()
+            .map(|(k, w, g)| format!("({k:?}, {w}, {g})"))
+            .collect();
+        failures.push(format!(
+            "{capture}: {protocol}.{key}: differences (key, tshark, otsensor) &[{}], listed {listed:?}",
+            as_rust.join(", ")
+        ));
+    }
 }
 
 fn as_counts(value: Option<&Value>) -> BTreeMap<String, u64> {
@@ -230,6 +315,26 @@ fn s7comm_plus_pdus(expected: &Value) -> Option<u64> {
     (count > 0).then_some(count)
 }
 
+/// S7comm-plus captures in the shared set.
+const S7COMM_PLUS_CAPTURES: usize = 4;
+
+/// How many captures per protocol and S7comm-plus captures the summaries hold: tshark
+/// records of a compared protocol, and COTP payloads starting 0x72.
+fn comparable(summaries: &[PathBuf]) -> (BTreeMap<&'static str, usize>, usize) {
+    let (mut pairs, mut plus) = (BTreeMap::new(), 0);
+    for path in summaries {
+        let text = std::fs::read_to_string(path).expect("read");
+        let expected: Value = serde_json::from_str(&text).expect("JSON");
+        for (protocol, _) in COMPARED {
+            if expected["records"].get(*protocol).is_some() {
+                *pairs.entry(*protocol).or_insert(0) += 1;
+            }
+        }
+        plus += usize::from(s7comm_plus_pdus(&expected).is_some());
+    }
+    (pairs, plus)
+}
+
 #[test]
 fn protocol_counts_equal_tsharks() {
     let expected_dir = shared_pcaps().join("expected");
@@ -240,8 +345,8 @@ fn protocol_counts_equal_tsharks() {
         .collect();
     summaries.sort();
     let mut failures = Vec::new();
-    let mut compared = 0;
     let mut compared_plus = 0;
+    let mut used = std::collections::BTreeSet::new();
     let mut compared_by_protocol: BTreeMap<&str, usize> = BTreeMap::new();
     for summary_path in &summaries {
         let expected: Value =
@@ -269,22 +374,33 @@ fn protocol_counts_equal_tsharks() {
         if let Some(want) = plus_expected {
             compared_plus += 1;
             let got = ours.protocols.get("s7commplus").copied().unwrap_or(0);
-            if want != got && !known(name, "s7commplus", "records") {
-                failures.push(format!(
-                    "{name}: s7commplus PDUs: tshark {want} (cotp payload 0x72), otsensor {got}"
-                ));
-            }
+            let found = if want == got {
+                Vec::new()
+            } else {
+                vec![(String::new(), want, got)]
+            };
+            check(
+                &mut failures,
+                &mut used,
+                (name, "s7commplus", "records"),
+                found,
+            );
         }
         for (protocol, keys) in relevant {
-            compared += 1;
             *compared_by_protocol.entry(protocol).or_default() += 1;
             let want = records.get(*protocol).copied().unwrap_or(0);
             let got = ours.protocols.get(*protocol).copied().unwrap_or(0);
-            if want != got && !known(name, protocol, "records") {
-                failures.push(format!(
-                    "{name}: {protocol} PDUs: tshark {want}, otsensor {got}"
-                ));
-            }
+            let found = if want == got {
+                Vec::new()
+            } else {
+                vec![(String::new(), want, got)]
+            };
+            check(
+                &mut failures,
+                &mut used,
+                (name, *protocol, "records"),
+                found,
+            );
             let our_details = ours.protocol_details.get(protocol);
             for key in *keys {
                 let (want, got) = match key.split_once('.') {
@@ -303,26 +419,37 @@ fn protocol_counts_equal_tsharks() {
                     ),
                 };
                 let (want, got) = (as_counts(want), as_counts(got));
-                if want != got && !known(name, protocol, key) {
-                    failures.push(format!(
-                        "{name}: {protocol}.{key}: tshark {want:?}, otsensor {got:?}"
-                    ));
-                }
+                check(
+                    &mut failures,
+                    &mut used,
+                    (name, *protocol, *key),
+                    differences(&want, &got),
+                );
             }
         }
     }
-    assert!(
-        compared_plus >= 4,
-        "compared S7comm-plus on only {compared_plus} captures"
-    );
-    assert!(
-        compared >= 9,
-        "compared only {compared} capture/protocol pairs"
-    );
-    for (protocol, min) in MIN_CAPTURES {
-        let n = compared_by_protocol.get(protocol).copied().unwrap_or(0);
-        assert!(n >= *min, "compared {protocol} on {n} captures, want {min}");
+    for (capture, protocol, key, _, _) in KNOWN_DIFFERENCES {
+        if !used.contains(&(*capture, *protocol, *key)) {
+            failures.push(format!(
+                "{capture}: {protocol}.{key}: listed in KNOWN_DIFFERENCES but never compared"
+            ));
+        }
     }
+    // Every summary in expected/ with a compared protocol, counted independently of
+    // the loop above: a capture that silently stopped being compared fails.
+    let (pairs, plus) = comparable(&summaries);
+    assert_eq!(compared_plus, plus, "S7comm-plus captures compared");
+    assert_eq!(
+        compared_by_protocol, pairs,
+        "captures compared per protocol"
+    );
+    // The shared set as it stands (../shared/pcaps/expected, 102 summaries).
+    let want: BTreeMap<&str, usize> = CAPTURES_PER_PROTOCOL.iter().copied().collect();
+    assert_eq!(
+        (pairs, plus),
+        (want, S7COMM_PLUS_CAPTURES),
+        "comparable captures per protocol in the shared summaries"
+    );
     assert!(
         failures.is_empty(),
         "{} differences from tshark:\n{}",

@@ -2,19 +2,19 @@
 //! dissectors and compares histograms with the tshark-derived summaries in
 //! `../shared/pcaps/expected/` (field mapping in `shared/tools/ORACLE.md`).
 //!
-//! TCP streams are reassembled here in the simplest way that matches tshark: per
-//! direction, segments that start before the next expected sequence number are
-//! retransmissions and are dropped (tshark does not re-dissect them); the rest is
-//! appended and cut with the dissector's `frame()`.
+//! TCP streams are reassembled by `otsensor_wire::test_capture::framed_pdus` (the view
+//! tests' reassembler, the simplest that matches tshark: per direction, segments that
+//! start before the next expected sequence number are retransmissions and are dropped;
+//! the rest is appended and cut with the dissector's `frame()`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use otsensor::capture::pcap::PcapFile;
 use otsensor::capture::PacketSource;
 use otsensor_wire::layers::Transport;
-use otsensor_wire::{bacnet, cip, enip, s7comm, Framing};
+use otsensor_wire::test_capture::framed_pdus;
+use otsensor_wire::{bacnet, cip, enip, s7comm};
 
 type Histogram = BTreeMap<String, u64>;
 type Histograms = BTreeMap<&'static str, Histogram>;
@@ -62,82 +62,15 @@ fn assert_histogram(ours: &Histograms, expected: &serde_json::Value, key: &'stat
     assert_eq!(have, want, "histogram {key}");
 }
 
-/// One direction of a TCP connection: bytes not yet framed and the next sequence
-/// number expected.
-#[derive(Default)]
-struct Direction {
-    buffer: Vec<u8>,
-    next_seq: Option<u32>,
-}
-
-type StreamKey = (IpAddr, u16, IpAddr, u16);
-
-/// Calls `on_pdu` for every PDU that `framer` cuts from TCP payloads to or from
-/// `port`, and `on_udp` for every UDP payload to or from `udp_ports`.
-fn replay(
-    name: &str,
-    tcp_port: Option<u16>,
-    udp_ports: &[u16],
-    framer: fn(&[u8]) -> Framing,
-    mut on_pdu: impl FnMut(&[u8], bool),
-    mut on_udp: impl FnMut(&[u8], u16, u16),
-) {
+/// Calls `on_udp` for every UDP payload to or from `udp_ports`, in capture order.
+fn replay_udp(name: &str, udp_ports: &[u16], mut on_udp: impl FnMut(&[u8], u16, u16)) {
     let mut source = PcapFile::open(&capture(name)).expect("capture opens");
-    let mut streams: HashMap<StreamKey, Direction> = HashMap::new();
     while let Some(packet) = source.next_packet().expect("capture reads") {
         let frame = packet.slice();
-        let (Some(src), Some(dst)) = (frame.src_ip, frame.dst_ip) else {
-            continue;
-        };
-        match frame.transport {
-            Transport::Udp { src_port, dst_port }
-                if udp_ports.contains(&src_port) || udp_ports.contains(&dst_port) =>
-            {
+        if let Transport::Udp { src_port, dst_port } = frame.transport {
+            if udp_ports.contains(&src_port) || udp_ports.contains(&dst_port) {
                 on_udp(frame.payload, src_port, dst_port);
             }
-            Transport::Tcp {
-                src_port,
-                dst_port,
-                seq,
-                flags,
-                ..
-            } => {
-                let Some(port) = tcp_port else { continue };
-                if src_port != port && dst_port != port {
-                    continue;
-                }
-                let direction = streams.entry((src, src_port, dst, dst_port)).or_default();
-                // SYN consumes one sequence number.
-                let syn = u32::from(flags.0 & 0x02 != 0);
-                if frame.payload.is_empty() {
-                    if syn == 1 {
-                        direction.next_seq = Some(seq.wrapping_add(1));
-                    }
-                    continue;
-                }
-                if let Some(next) = direction.next_seq {
-                    // A segment starting before the expected byte is a retransmission.
-                    if (seq.wrapping_sub(next) as i32) < 0 {
-                        continue;
-                    }
-                }
-                direction.next_seq = Some(seq.wrapping_add(frame.payload.len() as u32));
-                direction.buffer.extend_from_slice(frame.payload);
-                let to_server = dst_port == port;
-                loop {
-                    match framer(&direction.buffer) {
-                        Framing::Frame(len) => {
-                            let pdu: Vec<u8> = direction.buffer.drain(..len).collect();
-                            on_pdu(&pdu, to_server);
-                        }
-                        Framing::Resync(skip) => {
-                            direction.buffer.drain(..skip.min(direction.buffer.len()));
-                        }
-                        Framing::Need(_) => break,
-                    }
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -211,22 +144,15 @@ fn bacnet_llc_npdus(name: &str) -> Vec<Vec<u8>> {
 
 fn bacnet_histograms(name: &str) -> Histograms {
     let mut h = Histograms::new();
-    replay(
-        name,
-        None,
-        &[47808],
-        |_| Framing::Need(usize::MAX),
-        |_, _| {},
-        |payload, _, _| {
-            let Ok(bvlc) = bacnet::Bvlc::new_checked(payload) else {
-                return;
-            };
-            bump(&mut h, "bvlc_function", bvlc.function().code());
-            if let Some(npdu) = bvlc.npdu() {
-                record_npdu(&mut h, npdu);
-            }
-        },
-    );
+    replay_udp(name, &[47808], |payload, _, _| {
+        let Ok(bvlc) = bacnet::Bvlc::new_checked(payload) else {
+            return;
+        };
+        bump(&mut h, "bvlc_function", bvlc.function().code());
+        if let Some(npdu) = bvlc.npdu() {
+            record_npdu(&mut h, npdu);
+        }
+    });
     for npdu in bacnet_llc_npdus(name) {
         record_npdu(&mut h, &npdu);
     }
@@ -277,12 +203,9 @@ fn bacnet_example_inventory_values() {
     // The example's devices announce themselves and answer model-name reads.
     let mut devices = std::collections::BTreeSet::new();
     let mut models = std::collections::BTreeSet::new();
-    replay(
+    replay_udp(
         "bacnet-iam-readproperty-example.pcap",
-        None,
         &[47808],
-        |_| Framing::Need(usize::MAX),
-        |_, _| {},
         |payload, _, _| {
             let Some(apdu) = bacnet::apdu_of(payload) else {
                 return;
@@ -352,40 +275,35 @@ fn record_encapsulation(h: &mut Histograms, pdu: &enip::Encapsulation<'_>) {
 }
 
 fn enip_histograms(name: &str) -> (Histograms, Histograms) {
-    // Both callbacks record encapsulation headers (TCP and UDP 44818).
-    let encapsulation = std::cell::RefCell::new(Histograms::new());
+    // TCP and UDP 44818 both carry encapsulation headers.
+    let mut encapsulation = Histograms::new();
     let mut messages = Histograms::new();
     let mut io = 0u64;
-    replay(
-        name,
-        Some(44818),
-        &[2222, 44818],
-        enip::frame,
-        |pdu, _| {
-            let Ok(pdu) = enip::Encapsulation::new_checked(pdu) else {
-                return;
-            };
-            record_encapsulation(&mut encapsulation.borrow_mut(), &pdu);
-            if let Some(cip) = pdu.cip() {
-                record_cip(&mut messages, cip.message);
+    let (pdus, _) = framed_pdus(name, 44818, enip::frame);
+    for (_, pdu) in &pdus {
+        let Ok(pdu) = enip::Encapsulation::new_checked(pdu) else {
+            continue;
+        };
+        record_encapsulation(&mut encapsulation, &pdu);
+        if let Some(cip) = pdu.cip() {
+            record_cip(&mut messages, cip.message);
+        }
+    }
+    replay_udp(name, &[2222, 44818], |payload, src_port, dst_port| {
+        if src_port == 2222 || dst_port == 2222 {
+            if enip::IoPacket::parse(payload).is_some() {
+                io += 1;
             }
-        },
-        |payload, src_port, dst_port| {
-            if src_port == 2222 || dst_port == 2222 {
-                if enip::IoPacket::parse(payload).is_some() {
-                    io += 1;
-                }
-                return;
-            }
-            if let Ok(pdu) = enip::Encapsulation::new_checked(payload) {
-                record_encapsulation(&mut encapsulation.borrow_mut(), &pdu);
-            }
-        },
-    );
+            return;
+        }
+        if let Ok(pdu) = enip::Encapsulation::new_checked(payload) {
+            record_encapsulation(&mut encapsulation, &pdu);
+        }
+    });
     if io > 0 {
         messages.entry("io").or_default().insert("true".into(), io);
     }
-    (encapsulation.into_inner(), messages)
+    (encapsulation, messages)
 }
 
 #[test]
@@ -423,49 +341,43 @@ fn enip_cl5000_reboot_restart_matches_tshark() {
 
 fn s7_histograms(name: &str) -> Histograms {
     let mut h = Histograms::new();
-    replay(
-        name,
-        Some(102),
-        &[],
-        s7comm::frame,
-        |pdu, _| {
-            let Ok(tpkt) = s7comm::Tpkt::new_checked(pdu) else {
-                return;
-            };
-            let Ok(cotp) = s7comm::Cotp::new_checked(tpkt.payload()) else {
-                return;
-            };
-            let s7 = match cotp.pdu_type() {
-                s7comm::CotpType::Data if s7comm::is_s7comm_plus(cotp.payload()) => {
-                    bump(&mut h, "cotp_payload_first_byte", s7comm::PROTOCOL_ID_PLUS);
-                    return;
-                }
-                s7comm::CotpType::Data => s7comm::S7comm::new_checked(cotp.payload()),
-                other => {
-                    bump(&mut h, "cotp_type", other.code());
-                    return;
-                }
-            };
-            let Ok(s7) = s7 else { return };
-            bump(&mut h, "rosctr", s7.rosctr().code());
-            if let Some(function) = s7.function() {
-                bump(&mut h, "function", function.code());
+    let (pdus, _) = framed_pdus(name, 102, s7comm::frame);
+    for (_, pdu) in &pdus {
+        let Ok(tpkt) = s7comm::Tpkt::new_checked(pdu) else {
+            continue;
+        };
+        let Ok(cotp) = s7comm::Cotp::new_checked(tpkt.payload()) else {
+            continue;
+        };
+        let s7 = match cotp.pdu_type() {
+            s7comm::CotpType::Data if s7comm::is_s7comm_plus(cotp.payload()) => {
+                bump(&mut h, "cotp_payload_first_byte", s7comm::PROTOCOL_ID_PLUS);
+                continue;
             }
-            if let Some(error) = s7.header_error().filter(|&e| e != 0) {
-                let [class, code] = error.to_be_bytes();
-                bump(&mut h, "header_error", format!("{class}/{code}"));
+            s7comm::CotpType::Data => s7comm::S7comm::new_checked(cotp.payload()),
+            other => {
+                bump(&mut h, "cotp_type", other.code());
+                continue;
             }
-            if let Some(name) = s7.pi_service() {
-                bump(&mut h, "pi_service", String::from_utf8_lossy(name));
+        };
+        let Ok(s7) = s7 else { continue };
+        bump(&mut h, "rosctr", s7.rosctr().code());
+        if let Some(function) = s7.function() {
+            bump(&mut h, "function", function.code());
+        }
+        if let Some(error) = s7.header_error().filter(|&e| e != 0) {
+            let [class, code] = error.to_be_bytes();
+            bump(&mut h, "header_error", format!("{class}/{code}"));
+        }
+        if let Some(name) = s7.pi_service() {
+            bump(&mut h, "pi_service", String::from_utf8_lossy(name));
+        }
+        if let Some(userdata) = s7.userdata() {
+            if let Some((id, _)) = userdata.szl() {
+                bump(&mut h, "szl_id", id);
             }
-            if let Some(userdata) = s7.userdata() {
-                if let Some((id, _)) = userdata.szl() {
-                    bump(&mut h, "szl_id", id);
-                }
-            }
-        },
-        |_, _, _| {},
-    );
+        }
+    }
     h
 }
 

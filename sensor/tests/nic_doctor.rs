@@ -2,65 +2,43 @@
 //! test creates (`ip netns exec` gives the commands that namespace's /sys as well).
 #![cfg(target_os = "linux")]
 
-mod xdp_frames;
-
 use std::process::{Command, Output};
+
+use xtask::testlab;
 
 const QUEUES: u32 = 3;
 
-/// A namespace holding a veth pair with `QUEUES` queues; removed on drop.
+/// A namespace holding a veth pair with `QUEUES` queues; removed on drop (the shared
+/// `xtask::testlab::Lab` does the work).
 struct Lab {
+    lab: testlab::Lab,
     ns: String,
     ifname: String,
 }
 
 impl Lab {
     fn create(tag: &str) -> Lab {
-        let id = std::process::id();
-        let lab = Lab {
-            ns: format!("ots-{tag}-{id}"),
-            ifname: format!("ots{tag}{id}"),
-        };
-        let peer = format!("{}p", lab.ifname);
-        let q = QUEUES.to_string();
-        sh("ip", &["netns", "add", &lab.ns]);
-        sh(
-            "ip",
-            &[
-                "-n",
-                &lab.ns,
-                "link",
-                "add",
-                &lab.ifname,
-                "numrxqueues",
-                &q,
-                "numtxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "numrxqueues",
-                &q,
-                "numtxqueues",
-                &q,
-            ],
-        );
-        lab
+        let mut lab = testlab::Lab::new(tag).expect("lab");
+        let ns = lab.namespace("nic").expect("namespace");
+        let ifname = lab.ifname("");
+        let peer = lab.ifname("p");
+        lab.veth((&ns, &ifname), (&ns, &peer), QUEUES)
+            .expect("veth pair");
+        Lab { lab, ns, ifname }
     }
 
     fn otsensor(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_otsensor")])
+        self.lab
+            .exec(&self.ns, env!("CARGO_BIN_EXE_otsensor"))
             .args(args)
             .output()
             .expect("run otsensor")
     }
 
     fn inside(&self, program: &str, args: &[&str]) -> String {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.ns, program])
+        let output = self
+            .lab
+            .exec(&self.ns, program)
             .args(args)
             .output()
             .expect("run in namespace");
@@ -84,21 +62,6 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
-fn sh(program: &str, args: &[&str]) {
-    let output = Command::new(program).args(args).output().expect(program);
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -108,10 +71,7 @@ fn text(output: &Output) -> String {
 }
 
 fn allowed(test: &str) -> bool {
-    let tools = ["ip", "ethtool"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    tools && xdp_frames::kernel_tests_allowed(test)
+    testlab::require_root(test) && testlab::require_tools(test, &["ip", "ethtool"])
 }
 
 #[test]
@@ -230,19 +190,9 @@ fn doctor_warns_when_fewer_queues_are_active_than_capture_opens() {
         return;
     }
     let lab = Lab::create("dq");
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.ns,
-            "ethtool",
-            "-L",
-            &lab.ifname,
-            "rx",
-            "1",
-        ],
-    );
+    lab.lab
+        .ethtool(&lab.ns, &["-L", &lab.ifname, "rx", "1"])
+        .expect("ethtool -L");
     let output = lab.otsensor(&["doctor", "--interface", &lab.ifname]);
     let out = text(&output);
     let queues = out
@@ -256,8 +206,10 @@ fn doctor_warns_when_fewer_queues_are_active_than_capture_opens() {
     );
 
     // Capture opens the active queue only (binding an inactive one would fail).
-    let output = Command::new("ip")
-        .args(["netns", "exec", &lab.ns, "timeout", "-s", "INT", "3"])
+    let output = lab
+        .lab
+        .exec(&lab.ns, "timeout")
+        .args(["-s", "INT", "3"])
         .arg(env!("CARGO_BIN_EXE_otsensor"))
         .args(["run", "--interface", &lab.ifname, "--eve", "-"])
         .output()

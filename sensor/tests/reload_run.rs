@@ -3,18 +3,21 @@
 //! sensor keeps running on the old one; the reload metrics count both.
 #![cfg(target_os = "linux")]
 
-mod xdp_frames;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use xtask::testlab;
+
 const TOKEN: &str = "reload-test-token-0123456789";
 const LISTEN: &str = "127.0.0.1:19750";
 
+/// The namespace with its veth pair, the config file and the sensor; removed on drop
+/// (`xtask::testlab::Lab` deletes the namespace and its scratch directory).
 struct Lab {
+    lab: testlab::Lab,
     ns: String,
     ifname: String,
     config: PathBuf,
@@ -23,48 +26,22 @@ struct Lab {
 
 impl Lab {
     fn create() -> Lab {
-        let id = std::process::id();
-        let lab = Lab {
-            ns: format!("ots-reload-{id}"),
-            ifname: format!("otsr{id}"),
-            config: std::env::temp_dir().join(format!("otsensor-reload-run-{id}.yaml")),
+        let mut lab = testlab::Lab::new("rl").expect("lab");
+        let ns = lab.namespace("reload").expect("namespace");
+        let ifname = lab.ifname("");
+        let peer = lab.ifname("p");
+        lab.veth((&ns, &ifname), (&ns, &peer), 1)
+            .expect("veth pair");
+        lab.up(&ns, &ifname).expect("link up");
+        lab.up(&ns, &peer).expect("link up");
+        let config = lab.dir().join("otsensor.yaml");
+        Lab {
+            lab,
+            ns,
+            ifname,
+            config,
             child: None,
-        };
-        let peer = format!("{}p", lab.ifname);
-        for args in [
-            vec!["netns", "add", &lab.ns],
-            vec![
-                "-n",
-                &lab.ns,
-                "link",
-                "add",
-                &lab.ifname,
-                "numrxqueues",
-                "1",
-                "numtxqueues",
-                "1",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-                "numrxqueues",
-                "1",
-                "numtxqueues",
-                "1",
-            ],
-            vec!["-n", &lab.ns, "link", "set", "lo", "up"],
-            vec!["-n", &lab.ns, "link", "set", &lab.ifname, "up"],
-            vec!["-n", &lab.ns, "link", "set", &peer, "up"],
-        ] {
-            let output = Command::new("ip").args(&args).output().expect("ip");
-            assert!(
-                output.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
         }
-        lab
     }
 
     fn write_config(&self, ports: &str) {
@@ -75,16 +52,10 @@ impl Lab {
     }
 
     fn curl(&self, args: &[&str]) -> (String, String) {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "curl",
-                "-s",
-                "-w",
-                "\n%{http_code}",
-            ])
+        let output = self
+            .lab
+            .exec(&self.ns, "curl")
+            .args(["-s", "-w", "\n%{http_code}"])
             .args(args)
             .output()
             .expect("curl");
@@ -118,8 +89,6 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = std::fs::remove_file(&self.config);
     }
 }
 
@@ -137,22 +106,16 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
 
 #[test]
 fn sighup_and_api_reload_refuse_invalid_files_and_keep_running() {
-    let tools = ["ip", "curl"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if !tools || !xdp_frames::kernel_tests_allowed("sighup_and_api_reload") {
+    const TEST: &str = "sighup_and_api_reload_refuse_invalid_files_and_keep_running";
+    if !testlab::require_root(TEST) || !testlab::require_tools(TEST, &["ip", "curl"]) {
         return;
     }
     let mut lab = Lab::create();
     lab.write_config("[502]");
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns,
-            env!("CARGO_BIN_EXE_otsensor"),
-            "run",
-        ])
+    let mut child = lab
+        .lab
+        .exec(&lab.ns, env!("CARGO_BIN_EXE_otsensor"))
+        .arg("run")
         .args(["--interface", &lab.ifname, "--eve", "-", "--config"])
         .arg(&lab.config)
         .stdout(Stdio::null())

@@ -147,3 +147,55 @@ fn summary_json_has_the_documented_keys() {
     assert_eq!(json["packets"], 102 + 10, "two files replayed in order");
     assert_eq!(json["flows"], 2);
 }
+
+/// `otsensor replay` under a pseudo-terminal (util-linux `script`), stdout and stderr
+/// together as the terminal shows them.
+fn replay_on_a_terminal(extra: &str) -> String {
+    let capture = shared("modbus-mei-device-id-exception.pcap");
+    // --realtime: the 3 s capture takes 3 s, long enough for several redraws.
+    let command = format!(
+        "{} replay --realtime {extra} {}",
+        env!("CARGO_BIN_EXE_otsensor"),
+        capture.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("run script");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn replay_shows_progress_on_a_terminal_only() {
+    if !xtask::testlab::require_tools("replay_shows_progress_on_a_terminal_only", &["script"]) {
+        return;
+    }
+    let shown = replay_on_a_terminal("");
+    assert!(
+        shown.contains("\r\x1b[2Kreplay ") && shown.contains("ETA") && shown.contains("alerts "),
+        "no progress line on a terminal: {shown:?}"
+    );
+    assert!(shown.contains("pkt/s"), "{shown:?}");
+    let quiet = replay_on_a_terminal("--quiet");
+    assert!(
+        !quiet.contains("ETA"),
+        "--quiet still shows progress: {quiet:?}"
+    );
+    // Not a terminal: nothing but the summary.
+    let piped = otsensor(&[
+        "replay",
+        "--realtime",
+        shared("modbus-mei-device-id-exception.pcap")
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(
+        !stderr(&piped).contains("ETA") && !stderr(&piped).contains('\r'),
+        "progress on a pipe: {:?}",
+        stderr(&piped)
+    );
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("packets"));
+}

@@ -26,6 +26,7 @@ use otsensor::capture::{LinkType, Packet, PacketSource};
 use otsensor::ebpf::{AttachMode, Counter, XdpFilter, XdpSettings};
 use serde_json::{json, Value};
 use xdp_frames::*;
+use xtask::testlab;
 
 const QUEUES: u32 = 2;
 const FIRST_PACKETS: u32 = 4;
@@ -222,7 +223,10 @@ fn hex(bytes: &[u8]) -> String {
 // ---- the test -----------------------------------------------------------------------
 
 /// Namespaces, links, files and processes of one run; all removed on drop.
+/// The shared lab (two namespaces, the veth pair, a scratch directory) and the
+/// receivers; everything removed on drop.
 struct Lab {
+    lab: testlab::Lab,
     tx_ns: String,
     rx_ns: String,
     tx_if: String,
@@ -232,78 +236,23 @@ struct Lab {
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    testlab::run(program, args).map_err(|e| format!("{e:#}"))
 }
 
 impl Lab {
     fn create() -> Lab {
-        let id = std::process::id();
-        let lab = Lab {
-            tx_ns: format!("ots-tx-{id}"),
-            rx_ns: format!("ots-rx-{id}"),
-            tx_if: format!("otsa{id}"),
-            rx_if: format!("otsb{id}"),
-            pcap: std::env::temp_dir().join(format!("ots-xdp-{id}.pcap")),
+        let mut lab = testlab::Lab::new("x").expect("lab");
+        let pair = lab.pair(QUEUES).expect("lab setup");
+        let pcap = lab.dir().join("traffic.pcap");
+        Lab {
+            lab,
+            tx_ns: pair.tx_ns,
+            rx_ns: pair.rx_ns,
+            tx_if: pair.tx_if,
+            rx_if: pair.rx_if,
+            pcap,
             children: Vec::new(),
-        };
-        let q = QUEUES.to_string();
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", &lab.tx_ns],
-            vec!["netns", "add", &lab.rx_ns],
-            vec![
-                "link",
-                "add",
-                &lab.tx_if,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &lab.rx_if,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ],
-            vec!["link", "set", &lab.tx_if, "netns", &lab.tx_ns],
-            vec!["link", "set", &lab.rx_if, "netns", &lab.rx_ns],
-        ];
-        for step in steps {
-            run("ip", &step).expect("lab setup");
         }
-        for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
-            // No IPv6 on the pair: the kernel's own ND/MLD frames would spoil exact counts.
-            let sysctl = format!("net.ipv6.conf.{ifname}.disable_ipv6=1");
-            run("ip", &["netns", "exec", ns, "sysctl", "-qw", &sysctl]).expect("sysctl");
-            run("ip", &["-n", ns, "link", "set", ifname, "up"]).expect("link up");
-        }
-        // Defensive: veth runs native XDP in its NAPI path, which it uses only for frames
-        // eligible for GRO, a test that reads the sender's TSO features
-        // (drivers/net/veth.c, veth_skb_is_eligible_for_gro). With TSO off every frame
-        // qualifies. (On the 6.18 kernel of the development VM the counts are exact
-        // either way.)
-        run(
-            "ip",
-            &[
-                "netns", "exec", &lab.tx_ns, "ethtool", "-K", &lab.tx_if, "tso", "off",
-            ],
-        )
-        .expect("ethtool");
-        lab
     }
 
     /// Starts the receiver in the receiving namespace and waits for its READY line.
@@ -358,11 +307,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Receivers first; dropping `lab` then deletes the namespaces (and with them
+        // the veth pair) and the capture file.
         self.kill_receivers();
-        // Deleting a namespace destroys the veth end inside it, and with it the pair.
-        let _ = run("ip", &["netns", "del", &self.tx_ns]);
-        let _ = run("ip", &["netns", "del", &self.rx_ns]);
-        let _ = std::fs::remove_file(&self.pcap);
     }
 }
 
@@ -466,17 +413,10 @@ fn write_pcap(path: &PathBuf, frames: &[(Vec<u8>, Expect)]) {
 }
 
 fn tools_present() -> bool {
-    let missing: Vec<&str> = ["ip", "nsenter", "tcpreplay", "ethtool"]
-        .into_iter()
-        .filter(|tool| Command::new(tool).arg("--version").output().is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(!in_ci, "xdp_netns: missing tools {missing:?} (apt-get install iproute2 util-linux tcpreplay ethtool)");
-    eprintln!("xdp_netns: SKIPPED: missing tools {missing:?}");
-    false
+    testlab::require_tools(
+        "xdp_netns_end_to_end",
+        &["ip", "nsenter", "tcpreplay", "ethtool"],
+    )
 }
 
 fn counter(result: &Value, counter: Counter) -> (u64, u64) {
@@ -526,22 +466,9 @@ fn replay_and_check(lab: &mut Lab, mode: &str, frames: &[(Vec<u8>, Expect)]) -> 
         "stale attachment replaced"
     );
 
-    let pcap = lab.pcap.to_string_lossy().into_owned();
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.tx_ns,
-            "tcpreplay",
-            "-q",
-            "-t",
-            "-i",
-            &lab.tx_if,
-            &pcap,
-        ],
-    )
-    .expect("tcpreplay");
+    lab.lab
+        .tcpreplay(&lab.tx_ns, &lab.tx_if, &lab.pcap, &["-q", "-t"])
+        .expect("tcpreplay");
     std::thread::sleep(Duration::from_millis(500));
     writeln!(stdin, "stop").expect("stop receiver");
     let result = wait_for(&lines, "RESULT ", Duration::from_secs(30));
@@ -703,11 +630,8 @@ fn xdp_netns_end_to_end() {
 
     // Nothing left behind: namespaces, links, processes (waited above or in drop),
     // and none of the four programs the receivers loaded.
-    let netns = run("ip", &["netns", "list"]).unwrap_or_default();
-    assert!(
-        !netns.contains(&names.0) && !netns.contains(&names.1),
-        "{netns}"
-    );
+    let left = testlab::Lab::leftovers(&[names.0.clone(), names.1.clone()]);
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
     assert!(run("ip", &["link", "show", &names.2]).is_err());
     assert!(run("ip", &["link", "show", &names.3]).is_err());
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -826,22 +750,9 @@ fn otsensor_run_and_check(lab: &mut Lab, frames: &[(Vec<u8>, Expect)]) {
     }
     let address = address.expect("otsensor printed its HTTP address");
 
-    let pcap = lab.pcap.to_string_lossy().into_owned();
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &lab.tx_ns,
-            "tcpreplay",
-            "-q",
-            "-t",
-            "-i",
-            &lab.tx_if,
-            &pcap,
-        ],
-    )
-    .expect("tcpreplay");
+    lab.lab
+        .tcpreplay(&lab.tx_ns, &lab.tx_if, &lab.pcap, &["-q", "-t"])
+        .expect("tcpreplay");
     // Metrics are folded every second by the reader (also while idle).
     std::thread::sleep(Duration::from_millis(2500));
     let url = format!("http://{address}/metrics");

@@ -69,8 +69,10 @@ pub mod modbus;
 pub mod mqtt;
 /// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
 pub mod opcua;
-#[cfg(test)]
-mod test_capture;
+/// Test support (feature `test-support`): a shared capture's TCP streams framed by a
+/// view's framer, and tshark's expected histograms.
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_capture;
 
 use serde::Serialize;
 

@@ -1,5 +1,6 @@
 //! Test support: the PDUs of a capture's TCP streams, framed by a view's framer, so that
-//! view tests can compare themselves with the tshark expectations in
+//! view tests (here, and `otsensor`'s inspection and dissection tests through the
+//! `test-support` feature) can compare themselves with the tshark expectations in
 //! `../shared/pcaps/expected`. The crate has no capture reader (it does no I/O); this
 //! one reads a whole pcap or pcapng file with pcap-parser, for tests only.
 

@@ -54,7 +54,9 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
-fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
+/// Runs `f` counting the allocations this thread makes (with [`CountingAllocator`] as
+/// the global allocator; zero otherwise).
+pub fn count_allocations<T>(f: impl FnOnce() -> T) -> (T, u64) {
     ALLOCATIONS.with(|n| n.set(0));
     COUNTING.with(|c| c.set(true));
     let result = f();
@@ -244,6 +246,32 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The allocations one worker makes on the packets of `capture` after the first
+/// `warmup` (which create the first flows, take the first stream buffers and fill the
+/// de-duplication caches), with an analyzer consuming its observations on another
+/// thread: the per-packet path's count, which must be 0. Returns (allocations, packets
+/// measured). Needs [`CountingAllocator`] as the process's global allocator.
+pub fn worker_allocations(
+    policy: &Arc<otsensor::config::Policy>,
+    capture: &MemoryCapture,
+    warmup: usize,
+) -> anyhow::Result<(u64, u64)> {
+    with_worker(policy, |worker| {
+        let mut packets = capture.iter();
+        for packet in packets.by_ref().take(warmup) {
+            worker.process(&packet);
+        }
+        let mut measured = 0u64;
+        let ((), allocations) = count_allocations(|| {
+            for packet in packets {
+                worker.process(&packet);
+                measured += 1;
+            }
+        });
+        (allocations, measured)
+    })
 }
 
 /// Runs `f` with a fresh worker whose observations an analyzer thread consumes.

@@ -19,9 +19,17 @@ pub mod flood;
 pub mod gen;
 /// `live-bench`: zero-loss send rates of otsensor and tcpdump on a veth pair.
 pub mod live_bench;
+/// tshark's view of a capture (flows, devices, `oracle.py` summaries): the
+/// independent check of generated captures and of the sensor's totals.
+pub mod oracle;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
 /// `package`: the Debian package (binary, config, hardened systemd unit, user).
 pub mod package;
+/// Network namespaces, veth pairs and tcpreplay for kernel tests and `live-bench`;
+/// the skip rule (`SKIPPED:`, never under `CI=true`).
+pub mod testlab;
 /// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.
 pub mod vendors;
+/// `xdp-bench`: the XDP pre-filter against the empty program; fails above its target.
+pub mod xdp_bench;

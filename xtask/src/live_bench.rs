@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::testlab::{self, run};
+
 /// Options of one benchmark run.
 #[derive(Debug, Clone)]
 pub struct LiveBench {
@@ -65,114 +67,52 @@ impl Capturer {
     }
 }
 
-/// The namespaces, the veth pair, the capture file and the capturer; removed on drop.
+/// The lab (namespaces, veth pair, scratch directory) and the capturer; removed on
+/// drop.
 struct Lab {
-    tx_ns: String,
-    rx_ns: String,
-    tx_if: String,
-    rx_if: String,
-    dir: PathBuf,
+    lab: testlab::Lab,
+    pair: testlab::Pair,
     capturer: Option<Child>,
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !output.status.success() {
-        bail!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 impl Lab {
     fn create(queues: u32) -> Result<Lab> {
-        let id = std::process::id();
-        let dir = std::env::temp_dir().join(format!("ots-live-bench-{id}"));
-        std::fs::create_dir_all(&dir).context("temporary directory")?;
         // The guard exists before the first namespace, so a failing step still cleans up.
-        let lab = Lab {
-            tx_ns: format!("ots-btx-{id}"),
-            rx_ns: format!("ots-brx-{id}"),
-            tx_if: format!("otsbt{id}"),
-            rx_if: format!("otsbr{id}"),
-            dir,
+        let mut lab = testlab::Lab::new("lb")?;
+        let pair = lab.pair(queues)?;
+        Ok(Lab {
+            lab,
+            pair,
             capturer: None,
-        };
-        let q = queues.to_string();
-        run("ip", &["netns", "add", &lab.tx_ns])?;
-        run("ip", &["netns", "add", &lab.rx_ns])?;
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &lab.tx_if,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &lab.rx_if,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ],
-        )?;
-        run("ip", &["link", "set", &lab.tx_if, "netns", &lab.tx_ns])?;
-        run("ip", &["link", "set", &lab.rx_if, "netns", &lab.rx_ns])?;
-        for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
-            // No IPv6: the kernel's own ND/MLD frames would count as sent-but-not-ours.
-            let sysctl = format!("net.ipv6.conf.{ifname}.disable_ipv6=1");
-            run("ip", &["netns", "exec", ns, "sysctl", "-qw", &sysctl])?;
-            run("ip", &["-n", ns, "link", "set", ifname, "up"])?;
-        }
-        // veth runs native XDP only for frames eligible for GRO (drivers/net/veth.c,
-        // veth_skb_is_eligible_for_gro); with the sender's TSO off every frame is.
-        run(
-            "ip",
-            &[
-                "netns", "exec", &lab.tx_ns, "ethtool", "-K", &lab.tx_if, "tso", "off",
-            ],
-        )?;
-        Ok(lab)
+        })
     }
 
     fn pcap(&self) -> PathBuf {
-        self.dir.join("mix.pcap")
+        self.lab.dir().join("mix.pcap")
     }
 
     fn summary(&self) -> PathBuf {
-        self.dir.join("summary.json")
+        self.lab.dir().join("summary.json")
     }
 
     /// Starts a capturer in the receiving namespace; returns its stderr lines once it
     /// reported that it is ready.
     fn start(&mut self, capturer: Capturer, bench: &LiveBench) -> Result<mpsc::Receiver<String>> {
-        let netns = format!("--net=/run/netns/{}", self.rx_ns);
         let mut command = Command::new("nsenter");
-        command.arg(&netns);
+        command.arg(format!("--net=/run/netns/{}", self.pair.rx_ns));
         let ready_marker = match capturer {
             Capturer::Otsensor => {
                 let _ = std::fs::remove_file(self.summary());
                 command
                     .arg(&bench.otsensor)
-                    .args(["run", "--interface", &self.rx_if, "--workers"])
+                    .args(["run", "--interface", &self.pair.rx_if, "--workers"])
                     .arg(bench.workers.to_string())
                     .arg("--summary-json")
                     .arg(self.summary());
                 "otsensor: attached to"
             }
             Capturer::Tcpdump => {
-                command.args(["tcpdump", "-n", "-i", &self.rx_if, "-w", "/dev/null"]);
+                command.args(["tcpdump", "-n", "-i", &self.pair.rx_if, "-w", "/dev/null"]);
                 "listening on"
             }
         };
@@ -237,19 +177,9 @@ impl Lab {
         } else {
             format!("--pps={pps}")
         };
-        let out = run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.tx_ns,
-                "tcpreplay",
-                &rate,
-                "-i",
-                &self.tx_if,
-                &pcap,
-            ],
-        )?;
+        #[rustfmt::skip]
+        let out = run("ip", &["netns", "exec", &self.pair.tx_ns, "tcpreplay", &rate, "-i",
+                              &self.pair.tx_if, &pcap])?;
         let number_after = |label: &str| -> Option<f64> {
             let line = out.lines().find(|l| l.trim_start().starts_with(label))?;
             let rest = line.split_once(label)?.1.trim();
@@ -294,15 +224,12 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The capturer goes first; dropping `lab` then deletes the namespaces (and with
+        // them the veth pair and any XDP program attached to it).
         if let Some(mut child) = self.capturer.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Deleting a namespace destroys the veth end inside it, and with it the pair
-        // and any XDP program attached to it.
-        let _ = run("ip", &["netns", "del", &self.tx_ns]);
-        let _ = run("ip", &["netns", "del", &self.rx_ns]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -425,10 +352,8 @@ fn report_trial(capturer: Capturer, trial: &Trial) {
 /// Runs the benchmark and prints a Markdown table.
 pub fn live_bench(bench: &LiveBench) -> Result<()> {
     for tool in ["ip", "nsenter", "tcpreplay", "tcpdump", "ethtool"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            bail!(
-                "{tool} is missing (apt-get install iproute2 util-linux tcpreplay tcpdump ethtool)"
-            );
+        if testlab::find_program(tool).is_none() {
+            bail!("{tool} is missing (scripts/deps.sh installs it)");
         }
     }
     if !bench.otsensor.is_file() {

@@ -143,6 +143,20 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
+    /// The XDP pre-filter's cost per frame against the empty XDP program
+    /// (BPF_PROG_TEST_RUN, same run; needs root). Exits non-zero when a frame costs
+    /// more than the empty program plus --target-ns.
+    XdpBench {
+        /// Runs per round inside the kernel.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Alternating rounds; the least disturbed of each is kept.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Allowed cost over the empty program (DESIGN's target: 75 ns).
+        #[arg(long, default_value_t = 75.0)]
+        target_ns: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -364,6 +378,27 @@ fn main() -> Result<()> {
                 queues,
                 workers,
             })?;
+        }
+        Task::XdpBench {
+            repeat,
+            rounds,
+            target_ns,
+        } => {
+            let bench = xtask::xdp_bench::XdpBench {
+                repeat,
+                rounds,
+                target_ns,
+            };
+            let results = xtask::xdp_bench::run(&bench)?;
+            let over = xtask::xdp_bench::over_target(&results, target_ns);
+            if !over.is_empty() {
+                let names: Vec<&str> = over.iter().map(|c| c.name).collect();
+                anyhow::bail!(
+                    "XDP pre-filter above empty + {target_ns} ns on: {}",
+                    names.join(", ")
+                );
+            }
+            println!("xdp-bench: every frame within empty + {target_ns} ns");
         }
     }
     Ok(())

@@ -161,7 +161,7 @@ fn dashboard_shows_the_replay_and_acknowledges_alerts() {
     let sensor = Sensor::serve(&[], std::slice::from_ref(&capture), &config);
     let health = sensor.wait_replayed();
     let devices = health["analyzer"]["devices"].as_u64().unwrap_or(0) as usize;
-    assert!(devices >= 4);
+    assert_eq!(devices as u64, truth.devices, "the scenario's devices");
 
     let port = free_port();
     let _driver = Guard::spawn(
@@ -200,7 +200,7 @@ fn dashboard_shows_the_replay_and_acknowledges_alerts() {
         .to_owned();
     let browser = Browser { base, session };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        exercise(&browser, &sensor, devices)
+        exercise(&browser, &sensor, devices, truth.alerts.len())
     }));
     let _ = browser.call("DELETE", "", None);
     if let Err(panic) = result {
@@ -208,7 +208,7 @@ fn dashboard_shows_the_replay_and_acknowledges_alerts() {
     }
 }
 
-fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
+fn exercise(browser: &Browser, sensor: &Sensor, devices: usize, expected_alerts: usize) {
     // The token arrives in the fragment and is kept by the page.
     browser.go(&sensor.url(&format!("/#token={TOKEN}")));
     browser.wait_all("#devices-by-class .row", 1);
@@ -263,7 +263,11 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
     browser.go(&sensor.url("/#/alerts"));
     let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
     let alerts = alerts.as_array().expect("array");
-    assert!(alerts.len() >= 5, "the scenario raises alerts");
+    assert_eq!(
+        alerts.len(),
+        expected_alerts,
+        "the scenario's alerts, no more, no fewer"
+    );
     let rows = browser.wait_all("#alert-table tbody tr", alerts.len());
     assert_eq!(rows.len(), alerts.len());
     // Newest first, as the API lists them.

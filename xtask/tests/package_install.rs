@@ -19,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use xtask::testlab;
+
 /// The exposure score `systemd-analyze security --offline=true` gives the unit
 /// (systemd 252: 2.1 "OK"; recorded in docs/OPERATIONS.md). A change to the unit that
 /// loosens it past this fails the test.
@@ -47,53 +49,37 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 /// Root and the tools are required; outside CI their absence skips, in CI it fails.
 /// A machine that has otsensor installed for real is never touched.
 fn allowed() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .is_some_and(|uid| uid == "0");
-    let missing: Vec<&str> = [
-        "ip",
-        "nsenter",
-        "tcpreplay",
-        "ethtool",
-        "dpkg-deb",
-        "systemd-analyze",
-        "setpriv",
-        "prlimit",
-        "taskset",
-    ]
-    .into_iter()
-    .filter(|tool| Command::new(tool).arg("--version").output().is_err())
-    .collect();
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if !root || !missing.is_empty() {
-        assert!(
-            !in_ci,
-            "package_install needs root and {missing:?} (scripts/deps.sh); CI=true forbids skipping"
-        );
-        eprintln!("package_install: SKIPPED (root: {root}, missing tools: {missing:?})");
+    const TEST: &str = "installed_package_runs_as_the_unit_would";
+    #[rustfmt::skip]
+    let tools = ["dpkg-deb", "systemd-analyze", "setpriv", "prlimit", "taskset", "getent", "pgrep"];
+    if !testlab::require_lab(TEST, &tools) {
         return false;
     }
     let installed = run("dpkg-query", &["-W", "-f", "${Status}", "otsensor"])
         .is_ok_and(|status| status.contains("installed") && !status.contains("not-installed"));
     let user = run("getent", &["passwd", "otsensor"]).is_ok();
     if installed || user {
-        assert!(
-            !in_ci,
-            "package_install: otsensor is already installed (package: {installed}, user: {user})"
-        );
-        eprintln!(
-            "package_install: SKIPPED: otsensor already installed here; the test would purge it"
+        testlab::skip(
+            TEST,
+            &format!(
+                "otsensor is installed here for real (package: {installed}, user: {user}); \
+                 the test would purge it"
+            ),
         );
         return false;
     }
     true
 }
 
-/// Everything the test creates; removed on drop, whatever happened.
+/// What an install owns. With no package installed, whatever exists there is left by
+/// hand runs (`otsensor run` as root creates `/var/log/otsensor/eve.json`): the test
+/// moves it aside, starts from nothing, and puts it back when it ends.
+const STATE: [&str; 3] = ["/var/lib/otsensor", "/var/log/otsensor", "/etc/otsensor"];
+
+/// Everything the test creates; removed on drop, whatever happened (the shared
+/// `xtask::testlab::Lab` holds the namespaces and the scratch directory).
 struct Lab {
+    lab: testlab::Lab,
     tx_ns: String,
     rx_ns: String,
     tx_if: String,
@@ -101,39 +87,39 @@ struct Lab {
     dir: PathBuf,
     sensor: Option<Child>,
     installed: bool,
+    /// State paths moved aside before the test: (original, aside).
+    aside: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Lab {
     fn create() -> Lab {
-        let id = std::process::id();
-        let dir = std::env::temp_dir().join(format!("ots-pkg-{id}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let lab = Lab {
-            tx_ns: format!("otp-tx-{id}"),
-            rx_ns: format!("otp-rx-{id}"),
-            tx_if: format!("otpa{id}"),
-            rx_if: format!("otpb{id}"),
+        let mut lab = testlab::Lab::new("p").expect("lab");
+        let pair = lab.pair(2).expect("veth pair");
+        let dir = lab.dir().to_owned();
+        let mut lab = Lab {
+            lab,
+            tx_ns: pair.tx_ns,
+            rx_ns: pair.rx_ns,
+            tx_if: pair.tx_if,
+            rx_if: pair.rx_if,
             dir,
             sensor: None,
             installed: false,
+            aside: Vec::new(),
         };
-        run("ip", &["netns", "add", &lab.tx_ns]).expect("netns");
-        run("ip", &["netns", "add", &lab.rx_ns]).expect("netns");
-        #[rustfmt::skip]
-        run("ip", &["link", "add", &lab.tx_if, "numtxqueues", "2", "numrxqueues", "2", "type", "veth",
-                    "peer", "name", &lab.rx_if, "numtxqueues", "2", "numrxqueues", "2"]).expect("veth");
-        run("ip", &["link", "set", &lab.tx_if, "netns", &lab.tx_ns]).expect("move");
-        run("ip", &["link", "set", &lab.rx_if, "netns", &lab.rx_ns]).expect("move");
-        for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
-            let sysctl = format!("net.ipv6.conf.{ifname}.disable_ipv6=1");
-            run("ip", &["netns", "exec", ns, "sysctl", "-qw", &sysctl]).expect("sysctl");
-            run("ip", &["-n", ns, "link", "set", ifname, "up"]).expect("up");
+        // A known start: nothing of an earlier hand run where the package will write.
+        for path in STATE {
+            let path = PathBuf::from(path);
+            if path.exists() {
+                let aside = PathBuf::from(format!(
+                    "{}.package-test-{}",
+                    path.display(),
+                    std::process::id()
+                ));
+                std::fs::rename(&path, &aside).expect("move earlier state aside");
+                lab.aside.push((path, aside));
+            }
         }
-        // The sensor serves /metrics on 127.0.0.1 inside its namespace.
-        run("ip", &["-n", &lab.rx_ns, "link", "set", "lo", "up"]).expect("lo up");
-        // Every frame GRO-eligible for veth's native XDP path (drivers/net/veth.c).
-        #[rustfmt::skip]
-        run("ip", &["netns", "exec", &lab.tx_ns, "ethtool", "-K", &lab.tx_if, "tso", "off", "txvlan", "off"]).expect("ethtool");
         lab
     }
 
@@ -147,11 +133,11 @@ impl Lab {
     /// Sends the scenario from the far end of the veth.
     fn replay(&self, capture: &Path) -> String {
         // Pinned to one CPU: a packet socket picks the veth queue by the sending CPU.
-        #[rustfmt::skip]
-        let sent = run("ip", &["netns", "exec", &self.tx_ns, "taskset", "-c", "0", "tcpreplay", "--pps", "20000",
-                               "-i", &self.tx_if, capture.to_str().expect("utf-8")])
+        let sent = self
+            .lab
+            .tcpreplay(&self.tx_ns, &self.tx_if, capture, &["--pps", "20000"])
             .expect("tcpreplay");
-        sent
+        String::from_utf8_lossy(&sent.stdout).into_owned()
     }
 
     /// GET `path` from the sensor's HTTP server inside the namespace: this test binary
@@ -180,9 +166,14 @@ impl Drop for Lab {
         if self.installed {
             let _ = run("dpkg", &["--purge", "otsensor"]);
         }
-        let _ = run("ip", &["netns", "del", &self.tx_ns]);
-        let _ = run("ip", &["netns", "del", &self.rx_ns]);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // What the test made (or a failed purge left) goes; earlier state comes back.
+        for path in STATE {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        for (path, aside) in self.aside.drain(..) {
+            let _ = std::fs::rename(&aside, &path);
+        }
+        // Dropping `lab` deletes the namespaces and the scratch directory.
     }
 }
 
@@ -537,6 +528,12 @@ fn installed_package_runs_as_the_unit_would() {
             "{path} not in the package:\n{contents}"
         );
     }
+    // An operator tried the binary by hand, as root, before installing the package:
+    // `otsensor run` (no --eve) created the default EVE file, owned by root.
+    std::fs::create_dir_all("/var/log/otsensor").expect("hand-run log directory");
+    std::fs::write("/var/log/otsensor/eve.json", "").expect("hand-run EVE file");
+    let hand_run = std::fs::metadata("/var/log/otsensor/eve.json").expect("EVE file");
+    assert_eq!(hand_run.uid(), 0, "the test runs as root");
     lab.installed = true;
     run("dpkg", &["-i", deb.to_str().expect("utf-8")]).expect("dpkg -i");
     let passwd = run("getent", &["passwd", "otsensor"]).expect("user otsensor created");
@@ -548,6 +545,12 @@ fn installed_package_runs_as_the_unit_would() {
     assert!(uid < 1000, "a system user: {passwd}");
     let state = std::fs::metadata("/var/lib/otsensor").expect("/var/lib/otsensor");
     assert_eq!(state.uid(), uid, "/var/lib/otsensor owned by otsensor");
+    let eve = std::fs::metadata("/var/log/otsensor/eve.json").expect("EVE file");
+    assert_eq!(
+        (eve.uid(), eve.gid()),
+        (uid, state.gid()),
+        "the hand run's root-owned EVE file is the service user's after install"
+    );
     let conffiles =
         run("dpkg-query", &["-W", "-f", "${Conffiles}", "otsensor"]).expect("conffiles");
     assert!(conffiles.contains(CONFIG), "{conffiles}");
@@ -710,11 +713,8 @@ fn installed_package_runs_as_the_unit_would() {
     let attached = run("ip", &["-n", &names.1, "-d", "link", "show", &names.2]).expect("link");
     assert!(!attached.contains("prog/xdp"), "XDP left: {attached}");
     drop(lab);
-    let netns = run("ip", &["netns", "list"]).unwrap_or_default();
-    assert!(
-        !netns.contains(&names.0) && !netns.contains(&names.1),
-        "{netns}"
-    );
+    let left = testlab::Lab::leftovers(&[names.0.clone(), names.1.clone()]);
+    assert!(left.is_empty(), "namespaces left: {left:?}");
 
     reload.expect("SIGHUP reload (valid taken, invalid refused, capture continues)");
 }

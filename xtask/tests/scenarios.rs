@@ -108,6 +108,7 @@ fn every_scenario_raises_exactly_its_ground_truth() {
                 "{name} with {workers} workers: raised (left) differs from the truth (right)"
             );
             assert_eq!(summary.alerts, expected.len() as u64, "{name}");
+            assert_eq!(summary.devices, truth.devices, "{name}: devices");
         }
         checked += 1;
     }

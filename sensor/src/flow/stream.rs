@@ -409,10 +409,19 @@ mod tests {
     }
 
     fn run(segments: &[(u32, &[u8])], pool: &mut StreamPool) -> (Vec<Vec<u8>>, StreamCounters) {
+        run_from(999, segments, pool)
+    }
+
+    /// Like `run`, after a SYN with initial sequence number `isn`.
+    fn run_from(
+        isn: u32,
+        segments: &[(u32, &[u8])],
+        pool: &mut StreamPool,
+    ) -> (Vec<Vec<u8>>, StreamCounters) {
         let mut pdus = Vec::new();
         let mut counters = StreamCounters::default();
         let mut dir = StreamDir::default();
-        dir.on_syn(999);
+        dir.on_syn(isn);
         {
             let mut framer = Framer {
                 pool,
@@ -505,5 +514,88 @@ mod tests {
         let (pdus, counters) = run(&[(1000, &[3, 0]), (1002, &[0]), (1003, A)], &mut pool);
         assert_eq!(counters.pool_exhausted, 1);
         assert_eq!(pdus, vec![A.to_vec()], "framing resyncs on the next PDU");
+    }
+
+    // ---- sequence numbers wrapping past 2^32 (RFC 9293 3.4: modulo-2^32 arithmetic) ----
+
+    /// Data starts three bytes before the wrap: A fills MAX-2..=MAX, B starts at 0.
+    const ISN_NEAR_WRAP: u32 = u32::MAX - 3;
+    const FIRST: u32 = u32::MAX - 2;
+
+    #[test]
+    fn pdus_on_both_sides_of_the_wrap() {
+        let mut pool = StreamPool::new(4, 128);
+        let (pdus, counters) = run_from(ISN_NEAR_WRAP, &[(FIRST, A), (0, B)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(counters.retransmitted_segments, 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn one_segment_across_the_wrap() {
+        let mut pool = StreamPool::new(4, 128);
+        let joined = [3, 0, 0, 4, 0, 0, 0];
+        let (pdus, counters) = run_from(ISN_NEAR_WRAP, &[(FIRST, &joined), (4, A)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec(), A.to_vec()]);
+        assert_eq!(counters.gaps, 0);
+    }
+
+    #[test]
+    fn a_pdu_split_at_the_wrap() {
+        let mut pool = StreamPool::new(4, 128);
+        // B's first byte is the last before the wrap, its rest after it.
+        let (pdus, counters) = run_from(
+            u32::MAX - 4,
+            &[(u32::MAX - 3, &[3, 0, 0, 4]), (0, &[0, 0, 0])],
+            &mut pool,
+        );
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn retransmission_across_the_wrap_is_not_seen_twice() {
+        let mut pool = StreamPool::new(4, 128);
+        let joined = [3, 0, 0, 4, 0, 0, 0];
+        // The whole segment again, then a retransmission that starts before the wrap and
+        // carries new bytes after it, then an old segment from before the wrap.
+        let (pdus, counters) = run_from(
+            ISN_NEAR_WRAP,
+            &[
+                (FIRST, &joined),
+                (FIRST, &joined),
+                (FIRST, &[3, 0, 0, 4, 0, 0, 0, 3, 0, 0]),
+                (FIRST, A),
+                (7, B),
+            ],
+            &mut pool,
+        );
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec(), A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.retransmitted_segments, 2);
+        assert_eq!(counters.gaps, 0);
+    }
+
+    #[test]
+    fn out_of_order_across_the_wrap_waits_for_the_gap() {
+        let mut pool = StreamPool::new(4, 128);
+        let (pdus, counters) = run_from(ISN_NEAR_WRAP, &[(0, B), (FIRST, A)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.out_of_order_segments, 1);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_gap_across_the_wrap_is_counted_once() {
+        let mut pool = StreamPool::new(4, 128);
+        // A (before the wrap) is lost; B after it is held; the stream moves on far ahead.
+        let (pdus, counters) = run_from(ISN_NEAR_WRAP, &[(0, B), (100, A)], &mut pool);
+        assert_eq!(pdus, vec![B.to_vec(), A.to_vec()]);
+        assert_eq!(
+            counters.gaps, 2,
+            "the lost A, then the bytes between B and 100"
+        );
     }
 }

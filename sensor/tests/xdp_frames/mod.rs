@@ -149,20 +149,5 @@ pub fn payload(len: usize) -> Vec<u8> {
 /// Outside CI a non-root run skips with a printed reason; in CI (CI=true) it fails,
 /// so a misconfigured runner cannot turn the kernel tests into silent passes.
 pub fn kernel_tests_allowed(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|line| line.starts_with("Uid:"))
-        .and_then(|line| line.split_whitespace().nth(2))
-        .unwrap_or("");
-    if euid == "0" {
-        return true;
-    }
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !in_ci,
-        "{test}: needs root for BPF and AF_XDP, and CI=true forbids skipping"
-    );
-    eprintln!("{test}: SKIPPED: needs root (CAP_BPF, CAP_NET_ADMIN)");
-    false
+    xtask::testlab::require_root(test)
 }

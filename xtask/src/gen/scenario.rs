@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pcap::{PcapWriter, Resolution};
 use super::proto::{bacnet, dnp3, enip, modbus, s7comm};
+use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
 use super::{truth_path, MS, SECOND};
 
@@ -85,6 +86,10 @@ pub struct ScenarioTruth {
     /// Application protocols whose inspection the attack relies on.
     pub protocols: Vec<String>,
     pub alerts: Vec<ExpectedAlert>,
+    /// Devices in the capture by the analyzer's definition, counted from the frames as
+    /// written (`truth::Tracker`, the mix generator's truth).
+    #[serde(default)]
+    pub devices: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -504,15 +509,18 @@ impl Capture {
         )
     }
 
-    fn write(mut self, out: &Path) -> Result<()> {
+    /// Writes the capture; returns its device count.
+    fn write(mut self, out: &Path) -> Result<u64> {
         self.frames.sort_by_key(|(ts, order, _)| (*ts, *order));
         let mut writer =
             PcapWriter::create(out, Resolution::Nano).with_context(|| out.display().to_string())?;
+        let mut tracker = Tracker::default();
         for (ts, _, frame) in &self.frames {
             writer.write(*ts, frame)?;
+            tracker.frame(*ts, frame)?;
         }
         writer.finish()?;
-        Ok(())
+        Ok(tracker.devices())
     }
 }
 
@@ -1212,13 +1220,14 @@ pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
     let mut protocols: Vec<String> = protocols.iter().map(|p| (*p).to_owned()).collect();
     protocols.sort();
     protocols.dedup();
-    cap.write(out)?;
+    let devices = cap.write(out)?;
     let truth = ScenarioTruth {
         name: name.to_owned(),
         learning_duration_s: LEARNING_S,
         attack_at_s: ATTACK_S,
         protocols,
         alerts,
+        devices,
     };
     let path = truth_path(out);
     std::fs::write(&path, serde_json::to_string_pretty(&truth)? + "\n")

@@ -302,6 +302,16 @@ impl Tracker {
         self.packets
     }
 
+    /// Devices so far, by the analyzer's definition (module doc).
+    pub fn devices(&self) -> u64 {
+        let mac_only = self
+            .source_macs
+            .iter()
+            .filter(|mac| !self.macs_with_ip.contains(*mac))
+            .count();
+        (self.device_ips.len() + mac_only) as u64
+    }
+
     /// The finished truth; an error if a flow would have been counted twice.
     pub fn finish(self, seed: u64) -> Result<Truth> {
         if self.flow_splits > 0 {
@@ -316,16 +326,11 @@ impl Tracker {
                 self.max_flow_gap_ns / 1_000_000_000
             );
         }
-        let mac_only = self
-            .source_macs
-            .iter()
-            .filter(|mac| !self.macs_with_ip.contains(*mac))
-            .count();
         Ok(Truth {
             packets: self.packets,
             bytes: self.bytes,
             flows: self.flow_count,
-            devices: (self.device_ips.len() + mac_only) as u64,
+            devices: self.devices(),
             protocols: self
                 .protocols
                 .iter()

@@ -89,18 +89,14 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
-/// Whether a program is installed; tests that need it say so and skip when it is not.
+/// Whether a program is installed. When it is not, the calling test is skipped
+/// (`SKIPPED:` line) outside CI and fails under `CI=true` (`xtask::testlab::skip`).
 pub fn have(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"]
-            .iter()
-            .any(|dir| Path::new(dir).join(program).is_file());
-    if !found {
-        eprintln!("SKIPPED: {program} is not installed (scripts/deps.sh installs it)");
-    }
-    found
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("an operator-surface test")
+        .to_owned();
+    xtask::testlab::require_tools(&test, &[program])
 }
 
 pub fn program_path(program: &str) -> PathBuf {
