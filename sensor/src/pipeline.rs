@@ -25,7 +25,7 @@ use crate::layers;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::observe::Stamped;
 use crate::output::eve::{EveRecord, EveWriter};
-use crate::output::sinks::AlertSinks;
+use crate::output::sinks::{AlertSinks, SinkReport};
 use crate::reload::SharedPolicy;
 use crate::store::Store;
 use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
@@ -193,12 +193,71 @@ pub struct Summary {
     pub eve_write_errors: u64,
 }
 
-/// Runs the whole pipeline over a packet source until it ends.
-pub fn replay(
-    source: &mut dyn PacketSource,
+/// The threads every run has behind its workers, the EVE writer and the analyzer, and
+/// what a worker needs to reach them. Shared by replay (a reader thread feeds the
+/// workers, below) and live capture (each worker reads its own queue: `crate::live`).
+pub(crate) struct Backend {
+    /// The policy in force at the start (the reloadable one's current snapshot).
+    pub policy: Arc<Policy>,
+    pub workers: usize,
+    pub obs_tx: Sender<Stamped>,
+    pub eve_tx: Option<Sender<EveRecord>>,
+    pub eve_thread: Option<thread::JoinHandle<(u64, u64)>>,
+    pub analyzer: thread::JoinHandle<(AnalyzerReport, Vec<(&'static str, SinkReport)>)>,
+    /// How workers deliver observations and protocol events (live: drop when full).
+    pub delivery: Delivery,
+    pub protocol_events: bool,
+    pub metrics: Option<Arc<Metrics>>,
+    pub started: Instant,
+}
+
+impl Backend {
+    /// A worker wired to the analyzer (and the EVE writer for protocol events), following
+    /// reloads of `reloadable`.
+    pub(crate) fn new_worker(&self, id: usize, reloadable: Option<&Arc<SharedPolicy>>) -> Worker {
+        let sink = ObservationSink::new(self.obs_tx.clone(), self.delivery);
+        let events = match &self.eve_tx {
+            Some(tx) if self.protocol_events => Some(EventSink::new(tx.clone(), self.delivery)),
+            _ => None,
+        };
+        let mut worker = Worker::new(id, Arc::clone(&self.policy), sink, events);
+        if let Some(shared) = reloadable {
+            worker.watch_policy(shared.watch());
+        }
+        worker
+    }
+
+    /// Waits for the analyzer and the EVE writer once every worker has ended (and every
+    /// other observation sender is gone), and builds the run's summary.
+    pub(crate) fn finish(self, merged: WorkerReport, stopped: bool) -> Result<Summary, Error> {
+        let Backend {
+            workers,
+            obs_tx,
+            eve_tx,
+            eve_thread,
+            analyzer,
+            started,
+            ..
+        } = self;
+        drop(obs_tx);
+        finish_run(FinishRun {
+            merged,
+            analyzer,
+            eve_tx,
+            eve_thread,
+            started,
+            stopped,
+            workers,
+        })
+    }
+}
+
+/// Starts the EVE writer and the analyzer (taking the outputs, store and control
+/// channel out of `options`).
+pub(crate) fn start_backend(
     policy: Arc<Policy>,
-    options: ReplayOptions,
-) -> Result<Summary, Error> {
+    options: &mut ReplayOptions,
+) -> Result<Backend, Error> {
     let started = Instant::now();
     let policy = match &options.reloadable_policy {
         Some(shared) => shared.current(),
@@ -209,7 +268,7 @@ pub fn replay(
     let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
 
     // The EVE writer thread: the one owner of the output file.
-    let (eve_tx, eve_thread) = match options.eve {
+    let (eve_tx, eve_thread) = match options.eve.take() {
         Some(mut writer) => {
             let (tx, rx) = bounded::<EveRecord>(EVE_QUEUE);
             let handle = thread::Builder::new()
@@ -256,7 +315,7 @@ pub fn replay(
 
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
-    let store = options.store;
+    let store = options.store.take();
     let metrics = options.metrics.clone();
     if let Some(metrics) = &metrics {
         metrics
@@ -264,9 +323,10 @@ pub fn replay(
             .set(i64::try_from(policy.observation_queue).unwrap_or(i64::MAX));
     }
     let analyzer_metrics = metrics.clone();
-    let control = options.control;
+    let control = options.control.take();
     let sinks = options
         .alert_sinks
+        .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
@@ -331,6 +391,41 @@ pub fn replay(
             (report, sink_reports)
         })
         .map_err(|_| Error::Thread("spawn analyzer"))?;
+    Ok(Backend {
+        policy,
+        workers,
+        obs_tx,
+        eve_tx,
+        eve_thread,
+        analyzer,
+        delivery,
+        protocol_events,
+        metrics,
+        started,
+    })
+}
+
+/// Runs the whole pipeline over a packet source until it ends.
+pub fn replay(
+    source: &mut dyn PacketSource,
+    policy: Arc<Policy>,
+    mut options: ReplayOptions,
+) -> Result<Summary, Error> {
+    let Backend {
+        policy,
+        workers,
+        obs_tx,
+        eve_tx,
+        eve_thread,
+        analyzer,
+        delivery,
+        protocol_events,
+        metrics,
+        started,
+    } = start_backend(policy, &mut options)?;
+    let event_sink = |tx: &Option<Sender<EveRecord>>, delivery: Delivery| {
+        tx.clone().map(|tx| EventSink::new(tx, delivery))
+    };
 
     // Per worker: a channel of full batches in, and a channel of empty batches back.
     const IN_FLIGHT: usize = 4;
@@ -383,16 +478,6 @@ pub fn replay(
         free_batches.push(free_rx);
         handles.push(handle);
     }
-    // The source's own observations (kernel-shed conversations).
-    let stamp = |observation| Stamped {
-        observation,
-        mono_ns: crate::observe::mono_ns(),
-    };
-    let source_obs_tx = obs_tx.clone();
-    source.attach_observations(Box::new(move |observation| {
-        source_obs_tx.try_send(stamp(observation)).is_ok()
-    }));
-    let final_obs_tx = obs_tx.clone();
     drop(obs_tx);
 
     let mut pacer = (options.realtime || options.realtime_speed.is_some())
@@ -461,8 +546,6 @@ pub fn replay(
         Ok(())
     })();
     fold_reader(&mut read_packets, &mut read_bytes);
-    source.finish_observations(&mut |observation| final_obs_tx.send(stamp(observation)).is_ok());
-    drop(final_obs_tx);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
     for (owner, batch) in filling.into_iter().enumerate() {
@@ -478,6 +561,41 @@ pub fn replay(
             .map_err(|_| Error::Thread("worker panicked"))?;
         merged.merge(&report);
     }
+    let summary = finish_run(FinishRun {
+        merged,
+        analyzer,
+        eve_tx,
+        eve_thread,
+        started,
+        stopped,
+        workers,
+    });
+    read_result?;
+    summary
+}
+
+/// What is left to wait for and report once every worker has ended.
+struct FinishRun {
+    merged: WorkerReport,
+    analyzer: thread::JoinHandle<(AnalyzerReport, Vec<(&'static str, SinkReport)>)>,
+    eve_tx: Option<Sender<EveRecord>>,
+    eve_thread: Option<thread::JoinHandle<(u64, u64)>>,
+    started: Instant,
+    stopped: bool,
+    workers: usize,
+}
+
+/// Joins the analyzer and then the EVE writer, and builds the summary.
+fn finish_run(run: FinishRun) -> Result<Summary, Error> {
+    let FinishRun {
+        merged,
+        analyzer,
+        eve_tx,
+        eve_thread,
+        started,
+        stopped,
+        workers,
+    } = run;
     let WorkerReport {
         counters,
         protocols: protocol_stats,
@@ -493,7 +611,6 @@ pub fn replay(
             .map_err(|_| Error::Thread("EVE writer panicked"))?,
         None => (0, 0),
     };
-    read_result?;
 
     let elapsed = started.elapsed().as_secs_f64();
     let protocols = Protocol::ALL

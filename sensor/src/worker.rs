@@ -337,6 +337,11 @@ impl Worker {
         self.counters.handoffs_truncated += u64::from(truncated);
     }
 
+    /// A frame for another worker's flow that its full ring could not take (live).
+    pub fn note_handoff_dropped(&mut self) {
+        self.counters.handoffs_dropped += 1;
+    }
+
     pub fn note_handoffs_received(&mut self, frames: u64) {
         self.counters.handoffs_received += frames;
     }

@@ -63,8 +63,8 @@ struct Lab {
 }
 
 impl Lab {
-    fn create() -> Lab {
-        let id = std::process::id();
+    fn create(queues: u32) -> Lab {
+        let id = format!("{}{queues}", std::process::id());
         let dir = std::env::temp_dir().join(format!("ots-live-{id}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let lab = Lab {
@@ -78,8 +78,10 @@ impl Lab {
         run("ip", &["netns", "add", &lab.tx_ns]).expect("netns");
         run("ip", &["netns", "add", &lab.rx_ns]).expect("netns");
         #[rustfmt::skip]
-        run("ip", &["link", "add", &lab.tx_if, "numtxqueues", "2", "numrxqueues", "2", "type", "veth",
-                    "peer", "name", &lab.rx_if, "numtxqueues", "2", "numrxqueues", "2"]).expect("veth");
+        let q = queues.to_string();
+        #[rustfmt::skip]
+        run("ip", &["link", "add", &lab.tx_if, "numtxqueues", &q, "numrxqueues", &q, "type", "veth",
+                    "peer", "name", &lab.rx_if, "numtxqueues", &q, "numrxqueues", &q]).expect("veth");
         run("ip", &["link", "set", &lab.tx_if, "netns", &lab.tx_ns]).expect("move");
         run("ip", &["link", "set", &lab.rx_if, "netns", &lab.rx_ns]).expect("move");
         for (ns, ifname) in [(&lab.tx_ns, &lab.tx_if), (&lab.rx_ns, &lab.rx_if)] {
@@ -137,12 +139,33 @@ fn kernel(summary: &Value, counter: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn otsensor_run_captures_a_plant_exactly() {
     if !allowed() {
         return;
     }
-    let mut lab = Lab::create();
+    // One after the other: both send at a fixed rate on the same two cores.
+    for queues in [1, 2] {
+        captures_a_plant_exactly(queues);
+    }
+}
+
+/// `otsensor run` on a veth with `queues` RX queues: one worker thread per queue and
+/// no other thread that reads packets; exact books; the whole plant seen.
+fn captures_a_plant_exactly(queues: u32) {
+    let mut lab = Lab::create(queues);
     let names = (lab.tx_ns.clone(), lab.rx_ns.clone());
     let capture = lab.dir.join("plant.pcap");
     let options = xtask::gen::MixOptions {
@@ -161,7 +184,7 @@ fn otsensor_run_captures_a_plant_exactly() {
             "--interface",
             &lab.rx_if,
             "--workers",
-            "2",
+            &queues.to_string(),
             "--eve",
             "-",
             "--summary-json",
@@ -192,6 +215,26 @@ fn otsensor_run_captures_a_plant_exactly() {
         if line.contains("attached to") {
             break;
         }
+    }
+
+    // One worker thread per queue, named after its queue; the rest of the process is
+    // the main thread (housekeeping), the analyzer and the outputs: no reader thread.
+    let threads = thread_names(pid);
+    let workers: Vec<&String> = threads
+        .iter()
+        .filter(|n| n.starts_with("otsensor-q"))
+        .collect();
+    let expected: Vec<String> = (0..queues).map(|q| format!("otsensor-q{q}")).collect();
+    assert_eq!(
+        workers,
+        expected.iter().collect::<Vec<_>>(),
+        "threads: {threads:?}"
+    );
+    for name in &threads {
+        assert!(
+            !name.contains("reader") && !name.starts_with("otsensor-worke"),
+            "unexpected thread {name:?} in {threads:?}"
+        );
     }
 
     // A paced send: the test is about exact accounting, not about the top rate. Pinned
@@ -231,8 +274,16 @@ fn otsensor_run_captures_a_plant_exactly() {
     assert_eq!(kernel(&summary, "no_socket"), 0);
     // Every redirected frame reached the pipeline; the queues' books balance.
     assert_eq!(count(&summary, "packets"), redirected);
-    for queue in summary["kernel"]["queues"].as_array().expect("queues") {
+    assert_eq!(count(&summary, "workers"), u64::from(queues), "one worker per queue");
+    let books = summary["kernel"]["queues"].as_array().expect("queues");
+    assert_eq!(books.len(), queues as usize);
+    for queue in books {
         assert_eq!(queue["unaccounted"], 0, "{queue}");
+        assert_eq!(
+            count(queue, "redirected"),
+            count(queue, "received") + count(queue, "kernel_drops"),
+            "{queue}"
+        );
     }
     // Every industrial PDU, conversation and device of the plant was seen.
     for protocol in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {
