@@ -29,6 +29,8 @@ use crate::worker::WorkerReport;
 
 /// Longest sleep of the housekeeping thread between looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// Wait after detaching before the workers' last look at their rings.
+const DETACH_GRACE: Duration = Duration::from_millis(20);
 
 /// Why live capture failed, in the installer's terms.
 #[derive(Debug, thiserror::Error)]
@@ -173,11 +175,6 @@ pub fn run_after_attach(
         reason,
     })?;
     let attach = capture.attach_report();
-    let queues = capture.queue_count();
-    eprintln!(
-        "otsensor: attached to {interface} ({:?} mode, {queues} queues, one worker each)",
-        attach.mode,
-    );
     if attach.fell_back_to_generic {
         eprintln!("otsensor: warning: {interface}: the driver has no native XDP; using generic mode (slower)");
     }
@@ -288,14 +285,25 @@ fn capture_until_stopped(
             }
         }
     }
+    if spawn_error.is_none() {
+        // Printed once the workers run: scripts and tests wait for it before sending.
+        eprintln!(
+            "otsensor: attached to {interface} ({:?} mode, {} queues, one worker each)",
+            capture.attach_report().mode,
+            handles.len()
+        );
+    }
     let mut books = books::Books::new(backend.metrics.clone(), backend.obs_tx.clone());
     while spawn_error.is_none() && !stop.load(Ordering::Relaxed) {
         let due = books.tick(capture);
         let nap = due.saturating_duration_since(Instant::now()).min(STOP_POLL);
         thread::sleep(nap.max(Duration::from_millis(1)));
     }
-    // Nothing new arrives once the program is detached; the workers empty their rings.
+    // Nothing new arrives once the program is detached (after a grace period for a
+    // NAPI poll that ran the old program and flushes its redirects at its end); the
+    // workers then empty their rings.
     let _ = capture.detach();
+    thread::sleep(DETACH_GRACE);
     crew.drain();
     let mut merged = WorkerReport::default();
     let mut panicked = false;

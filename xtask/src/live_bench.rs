@@ -218,12 +218,20 @@ impl Lab {
         let ready_marker = match capturer {
             Capturer::Otsensor => {
                 let _ = std::fs::remove_file(self.summary());
+                // No learning phase: every device and conversation of the mix is new
+                // and alerts, so the run measures packet → alert latency too.
+                let config = self.dir.join("bench.yaml");
+                std::fs::write(&config, "learning:\n  duration: 0s\n")
+                    .context("benchmark config")?;
                 command
                     .arg(&bench.otsensor)
                     .args(["run", "--interface", &self.rx_if, "--workers"])
                     .arg(bench.workers.to_string())
                     .arg("--summary-json")
-                    .arg(self.summary());
+                    .arg(self.summary())
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--eve", "/dev/null"]);
                 "otsensor: attached to"
             }
             Capturer::Tcpdump => {
@@ -256,8 +264,10 @@ impl Lab {
                 Err(_) => bail!("{}: never became ready", capturer.name()),
             }
         }
-        // tcpdump prints "listening" just before its first poll; give both a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        // tcpdump prints "listening" just before its first poll, otsensor "attached"
+        // just before it starts its workers: give both a moment (a loaded machine may
+        // take a while to schedule new threads).
+        std::thread::sleep(Duration::from_millis(1000));
         Ok(rx)
     }
 
@@ -281,7 +291,14 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(lines.try_iter().collect())
+        // The exit statistics may still be on their way through the reader thread: take
+        // lines until it hangs up (the pipe closed with the process).
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            rest.push(line);
+        }
+        Ok(rest)
     }
 
     /// Sends the mix once at `pps` (0: top speed); returns (packets sent, achieved pps).

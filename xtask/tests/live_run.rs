@@ -219,12 +219,20 @@ fn captures_a_plant_exactly(queues: u32) {
 
     // One worker thread per queue, named after its queue; the rest of the process is
     // the main thread (housekeeping), the analyzer and the outputs: no reader thread.
-    let threads = thread_names(pid);
+    // The workers start right after the attach message: give them a moment.
+    let expected: Vec<String> = (0..queues).map(|q| format!("otsensor-q{q}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_names(pid);
+    while threads.iter().filter(|n| n.starts_with("otsensor-q")).count() < expected.len()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        threads = thread_names(pid);
+    }
     let workers: Vec<&String> = threads
         .iter()
         .filter(|n| n.starts_with("otsensor-q"))
         .collect();
-    let expected: Vec<String> = (0..queues).map(|q| format!("otsensor-q{q}")).collect();
     assert_eq!(
         workers,
         expected.iter().collect::<Vec<_>>(),
