@@ -520,6 +520,7 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
         &lab.tx_ns,
         &lab.tx_if,
         crate::sender::load_frames(&lab.pcap())?,
+        true,
     )?);
     eprintln!(
         "live-bench: {} packets, {} flows, {} devices; veth pair with {} queues",

@@ -52,8 +52,17 @@ pub fn load_frames(pcap: &Path) -> Result<Vec<Vec<u8>>> {
 
 impl Sender {
     /// Opens the socket on `ifname` inside the network namespace `netns` (a name under
-    /// /run/netns).
-    pub fn open(netns: &str, ifname: &str, frames: Vec<Vec<u8>>) -> Result<Sender> {
+    /// /run/netns). With `bypass_qdisc` frames go straight to the driver (fastest; on a
+    /// multi-queue veth the queue then follows the sending CPU, so one flow's frames can
+    /// land on several queues); without it the kernel picks the queue by the flow hash,
+    /// as a NIC's symmetric RSS would (every frame of a flow, both directions, on one
+    /// queue).
+    pub fn open(
+        netns: &str,
+        ifname: &str,
+        frames: Vec<Vec<u8>>,
+        bypass_qdisc: bool,
+    ) -> Result<Sender> {
         let path = format!("/run/netns/{netns}");
         let ifname = ifname.to_owned();
         let fd = std::thread::spawn(move || -> Result<OwnedFd> {
@@ -63,7 +72,7 @@ impl Sender {
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(io::Error::last_os_error()).context("setns");
             }
-            open_socket(&ifname)
+            open_socket(&ifname, bypass_qdisc)
         })
         .join()
         .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
@@ -155,7 +164,7 @@ impl Sender {
     }
 }
 
-fn open_socket(ifname: &str) -> Result<OwnedFd> {
+fn open_socket(ifname: &str, bypass_qdisc: bool) -> Result<OwnedFd> {
     let name = CString::new(ifname).context("interface name")?;
     // SAFETY: `name` is a valid NUL-terminated string for the call.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -170,7 +179,7 @@ fn open_socket(ifname: &str) -> Result<OwnedFd> {
     }
     // SAFETY: `raw` is a fresh descriptor owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let one: libc::c_int = 1;
+    let one = libc::c_int::from(bypass_qdisc);
     // SAFETY: `one` is a live c_int and its size is passed.
     let rc = unsafe {
         libc::setsockopt(
