@@ -161,7 +161,10 @@ fn live_receiver(ifname: &str, settings: &XdpSettings) {
     std::io::stdout().flush().expect("flush");
     let mut sockets = live.take_sockets();
     assert_eq!(sockets.len(), QUEUES as usize);
-    assert!(live.take_sockets().is_empty(), "sockets are handed out once");
+    assert!(
+        live.take_sockets().is_empty(),
+        "sockets are handed out once"
+    );
     let waker = Arc::new(Waker::new().expect("eventfd"));
     let stop = Arc::new(AtomicBool::new(false));
     {

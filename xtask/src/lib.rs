@@ -13,11 +13,11 @@ pub mod flood;
 pub mod gen;
 /// `live-bench`: zero-loss send rates of otsensor and tcpdump on a veth pair.
 pub mod live_bench;
-/// The live benchmark's sender: preloaded frames over AF_PACKET, qdisc bypassed.
-pub mod sender;
 /// `gen-oui`: the MAC vendor table from the IEEE registry.
 pub mod oui;
 /// `package`: the Debian package (binary, config, hardened systemd unit, user).
 pub mod package;
+/// The live benchmark's sender: preloaded frames over AF_PACKET, qdisc bypassed.
+pub mod sender;
 /// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.
 pub mod vendors;

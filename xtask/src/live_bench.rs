@@ -89,7 +89,12 @@ fn process_cpu_s(pid: u32) -> f64 {
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3, utime 14, stime 15 (proc(5)), so indices 11 and 12.
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / USER_HZ
 }
 
@@ -295,7 +300,8 @@ impl Lab {
         // lines until it hangs up (the pipe closed with the process).
         let mut rest = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             rest.push(line);
         }
         Ok(rest)
@@ -557,20 +563,28 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
     };
     drop(lab);
 
-    println!(
-        "sender alone (AF_PACKET, qdisc bypass, sendmmsg): {ceiling_pps:.0} pps\n"
-    );
+    println!("sender alone (AF_PACKET, qdisc bypass, sendmmsg): {ceiling_pps:.0} pps\n");
     println!("| capturer | highest zero-loss rate (sent) | trials |");
     println!("|---|---|---|");
     for (capturer, found) in &results {
         let best = found.best.map_or("none".to_owned(), |t| {
-            let bound = if found.sender_bound { " (lower bound: sender-bound)" } else { "" };
-            format!("{:.0} pps (asked {}){bound}", t.achieved_pps, t.requested_pps)
+            let bound = if found.sender_bound {
+                " (lower bound: sender-bound)"
+            } else {
+                ""
+            };
+            format!(
+                "{:.0} pps (asked {}){bound}",
+                t.achieved_pps, t.requested_pps
+            )
         });
         println!("| {} | {best} | {} |", capturer.name(), found.trials.len());
     }
     if rate(1) > 0.0 {
-        println!("\nzero-loss ratio otsensor / tcpdump: {:.2}", rate(0) / rate(1));
+        println!(
+            "\nzero-loss ratio otsensor / tcpdump: {:.2}",
+            rate(0) / rate(1)
+        );
     }
     println!(
         "\nat {common} pps: | capturer | lost | process CPU s | softirq CPU s | CPU s per Mpkt |"

@@ -223,7 +223,11 @@ fn captures_a_plant_exactly(queues: u32) {
     let expected: Vec<String> = (0..queues).map(|q| format!("otsensor-q{q}")).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut threads = thread_names(pid);
-    while threads.iter().filter(|n| n.starts_with("otsensor-q")).count() < expected.len()
+    while threads
+        .iter()
+        .filter(|n| n.starts_with("otsensor-q"))
+        .count()
+        < expected.len()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(50));
@@ -277,7 +281,11 @@ fn captures_a_plant_exactly(queues: u32) {
     assert_eq!(kernel(&summary, "no_socket"), 0);
     // Every redirected frame reached the pipeline; the queues' books balance.
     assert_eq!(count(&summary, "packets"), redirected);
-    assert_eq!(count(&summary, "workers"), u64::from(queues), "one worker per queue");
+    assert_eq!(
+        count(&summary, "workers"),
+        u64::from(queues),
+        "one worker per queue"
+    );
     let books = summary["kernel"]["queues"].as_array().expect("queues");
     assert_eq!(books.len(), queues as usize);
     for queue in books {

@@ -145,7 +145,9 @@ impl Books {
                 })
             };
             let (before, now) = (sum(&self.queues_folded), sum(&queues));
-            metrics.reader_packets.inc_by(now.0.saturating_sub(before.0));
+            metrics
+                .reader_packets
+                .inc_by(now.0.saturating_sub(before.0));
             metrics.reader_bytes.inc_by(now.1.saturating_sub(before.1));
             metrics.fold_queues(&mut self.queues_folded, &queues);
         }

@@ -168,10 +168,7 @@ impl QueueWorker {
                 continue;
             }
             if let Err(error) = socket.wait_or_woken(waker, IDLE_TICK) {
-                eprintln!(
-                    "otsensor: queue {}: poll failed: {error}",
-                    socket.queue()
-                );
+                eprintln!("otsensor: queue {}: poll failed: {error}", socket.queue());
                 thread::sleep(IDLE_TICK);
             }
             waker.unpark();
