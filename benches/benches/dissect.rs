@@ -7,10 +7,11 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use otsensor::dissect::inspect::{AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
-use otsensor::dissect::{self, dnp3, Protocol};
-use otsensor::worker::{Delivery, ObservationSink};
+use otsensor::inspect::dnp3;
+use otsensor::inspect::{AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use otsensor::observe::{Delivery, ObservationSink};
 use otsensor_benches::pdus;
+use otsensor_wire::Protocol;
 
 const ROUNDS: usize = 200;
 
@@ -21,6 +22,9 @@ fn main() {
         (Protocol::Bacnet, "bacnet"),
         (Protocol::Enip, "enip"),
         (Protocol::S7comm, "s7comm"),
+        (Protocol::Iec104, "iec104"),
+        (Protocol::OpcUa, "opcua"),
+        (Protocol::Mqtt, "mqtt"),
     ];
     println!(
         "{:<8} {:>8} {:>12} {:>14} {:>8}",
@@ -49,7 +53,7 @@ fn main() {
         let mut recent = RecentCache::new(16_384, 60_000_000_000);
         let mut stats = ProtocolStats::default();
         let mut pool = dnp3::ReassemblyPool::new(64);
-        let mut segments = otsensor::dissect::reassembly::SegmentPool::new(16);
+        let mut segments = otsensor::inspect::reassembly::SegmentPool::new(16);
         let mut state = AppState::default();
         let host = |last| (IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 0);
         let info = FlowInfo {
@@ -78,7 +82,7 @@ fn main() {
                     dnp3: &mut pool,
                     segments: &mut segments,
                 };
-                dissect::inspect(protocol, pdu, &mut ctx);
+                otsensor::inspect::inspect(protocol, pdu, &mut ctx);
             }
             while rx.try_recv().is_ok() {}
         }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use otsensor::capture::pcap::PcapFile;
 use otsensor::capture::PacketSource;
-use otsensor::dissect::{self, Direction, Protocol};
-use otsensor::layers::{self, Transport};
+use otsensor_wire::layers::Transport;
+use otsensor_wire::{self as dissect, Direction, Protocol};
 
 /// The shared captures beside the repository.
 pub fn shared_pcaps() -> PathBuf {
@@ -34,7 +34,7 @@ pub fn pdus(protocol: Protocol, prefix: &str) -> Vec<(Vec<u8>, Direction)> {
             continue;
         };
         while let Ok(Some(packet)) = source.next_packet() {
-            let frame = layers::slice(&packet);
+            let frame = packet.slice();
             let (ip_protocol, ports) = match frame.transport {
                 Transport::Tcp {
                     src_port, dst_port, ..

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::bacnet::{self, Apdu, Bvlc, Npdu, Tags};
+use otsensor_wire::bacnet::{self, Apdu, Bvlc, Npdu, Tags};
 
 fn apdu(apdu: &Apdu<'_>) {
     let _ = (

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::dnp3::{self, Fragment, LinkFrame, TransportReassembler};
-use otsensor::dissect::Framing;
+use otsensor_wire::dnp3::{self, Fragment, LinkFrame, TransportReassembler};
+use otsensor_wire::Framing;
 
 fn exercise_fragment(bytes: &[u8]) {
     let Ok(fragment) = Fragment::new_checked(bytes) else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::{cip, enip};
+use otsensor_wire::{cip, enip};
 
 fn request(request: &cip::Request<'_>, depth: u8) {
     let _ = (

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use otsensor::capture::{LinkType, Packet};
 use otsensor::config::Config;
-use otsensor::worker::{Delivery, ObservationSink, Worker};
+use otsensor::observe::{Delivery, ObservationSink};
+use otsensor::worker::Worker;
 
 const LINKS: [LinkType; 6] = [
     LinkType::Ethernet,

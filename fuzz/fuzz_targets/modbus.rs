@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::modbus::{self, Adu};
-use otsensor::dissect::{Direction, Framing};
+use otsensor_wire::modbus::{self, Adu};
+use otsensor_wire::{Direction, Framing};
 
 fn exercise(adu: &Adu<'_>) {
     let _ = (adu.transaction_id(), adu.protocol_id(), adu.length(), adu.unit_id());

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use otsensor::dissect::s7comm::{self, Cotp, S7comm, SzlResponse, Tpkt};
+use otsensor_wire::s7comm::{self, Cotp, S7comm, SzlResponse, Tpkt};
 
 fn s7(pdu: &S7comm<'_>) {
     let _ = (

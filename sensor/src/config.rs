@@ -10,16 +10,21 @@
 //! [`Config::validate`] then checks what spans fields and builds the [`Policy`].
 
 mod value;
+/// Published policy snapshots and the workers' cheap view of them.
+mod watch;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_path_to_error::{Path as FieldPath, Segment};
 
 pub use value::HumanDuration;
+pub(crate) use watch::lock;
+pub use watch::{PolicySnapshots, PolicyWatch};
 
 /// The commented default configuration: what `otsensor default-config` prints and the
 /// example shipped in `deploy/`. Tests prove it parses to [`Config::default`].
@@ -315,10 +320,15 @@ pub struct SyslogOutputConfig {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookOutputConfig {
-    /// `http://HOST:PORT/PATH`; none for no webhook.
+    /// `https://HOST[:PORT]/PATH` (or `http://` on a trusted network); none for no webhook.
     pub url: Option<String>,
     /// Sent as `Authorization: Bearer <token>`.
     pub token: Option<ApiToken>,
+    /// A file (mode 0600 or stricter) holding the token instead of `token`.
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificates that sign the receiver's certificate (`https://`); none
+    /// trusts the bundled public (WebPKI) roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `outputs.eve`: EVE JSON lines.
@@ -349,6 +359,8 @@ pub struct DetectionConfig {
     pub scan: ScanDetectionConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub silent_device: SilentDeviceConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub flood: FloodDetectionConfig,
     /// Hosts allowed to program controllers: `plc_programming` from them does not
     /// alert (hosts that programmed during learning are allowed too).
     #[serde(
@@ -372,6 +384,10 @@ pub struct ScanDetectionConfig {
     /// or distinct Modbus unit ids of one server addressed by one client.
     #[serde(deserialize_with = "value::count_u32")]
     pub discovery_sweep: u32,
+    /// Distinct objects (Modbus function and address, S7 SZL ids) of one server
+    /// addressed by one client: an ICS object sweep.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub object_sweep: u32,
     #[serde(deserialize_with = "value::positive_duration")]
     pub window: HumanDuration,
 }
@@ -382,7 +398,29 @@ impl Default for ScanDetectionConfig {
             port_scan_ports: 25,
             address_scan_hosts: 50,
             discovery_sweep: 10,
+            object_sweep: 100,
             window: HumanDuration::from_secs(120),
+        }
+    }
+}
+
+/// `detection.flood`: half-open connection attempts against one device.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FloodDetectionConfig {
+    /// Connection attempts (TCP SYN without ACK) to one device within `window`, from
+    /// any number of sources, that make a denial-of-service flood.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub attempts: u32,
+    #[serde(deserialize_with = "value::positive_duration")]
+    pub window: HumanDuration,
+}
+
+impl Default for FloodDetectionConfig {
+    fn default() -> Self {
+        FloodDetectionConfig {
+            attempts: 100,
+            window: HumanDuration::from_secs(10),
         }
     }
 }
@@ -425,9 +463,25 @@ pub struct HttpConfig {
     pub enabled: bool,
     #[serde(deserialize_with = "value::socket_addr")]
     pub listen: SocketAddr,
-    /// Bearer token required by state-changing API calls; none makes the sensor
-    /// generate a random one at start and print it on standard error.
+    /// Bearer token required by state-changing API calls.
     pub api_token: Option<ApiToken>,
+    /// A file (mode 0600 or stricter) holding the token instead of `api_token`; when
+    /// missing, the sensor creates it (0600) with a random token. With neither, the
+    /// sensor writes a random token to a private file and prints the file's path.
+    pub api_token_file: Option<PathBuf>,
+    /// Host names the sensor answers to besides its listen address and `localhost`
+    /// (a request with any other `Host` or `Origin` is refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: u32,
+    /// Time a client has to send a request's headers.
+    pub header_timeout: HumanDuration,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// Longest time to answer one request (503 after).
+    pub request_timeout: HumanDuration,
+    /// Largest request body accepted (the API takes none; 413 beyond).
+    pub max_body_bytes: u32,
 }
 
 impl Default for HttpConfig {
@@ -436,6 +490,70 @@ impl Default for HttpConfig {
             enabled: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 9750)),
             api_token: None,
+            api_token_file: None,
+            allowed_hosts: Vec::new(),
+            max_connections: 2048,
+            header_timeout: HumanDuration::from_secs(10),
+            idle_timeout: HumanDuration::from_secs(30),
+            request_timeout: HumanDuration::from_secs(15),
+            max_body_bytes: 65_536,
+        }
+    }
+}
+
+/// Reads a secret from a file only its owner may read (`field` names the setting in
+/// errors); surrounding whitespace is ignored. `Ok(None)` when the file does not exist.
+pub fn read_secret_file(field: &str, path: &Path) -> Result<Option<ApiToken>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = format!("{:?}", path.display().to_string());
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(invalid(field, shown, &format!("cannot be read: {error}"))),
+    };
+    if metadata.permissions().mode() & 0o077 != 0 {
+        return Err(invalid(
+            field,
+            shown,
+            "is readable by group or others: `chmod 600` it (it holds a secret)",
+        ));
+    }
+    if metadata.len() > 4096 {
+        return Err(invalid(
+            field,
+            shown,
+            "is too large for a token (over 4 KiB)",
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| invalid(field, &shown, &format!("cannot be read: {error}")))?;
+    Ok(Some(ApiToken::new(text.trim())))
+}
+
+/// What one HTTP client may hold, and who may ask (`http.*`, used by `crate::http`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Threads for blocking work (database reads, waiting on the analyzer).
+    pub blocking_threads: usize,
+    /// Host names (besides the listen address and `localhost`) the sensor answers to.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 2048,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(15),
+            max_body_bytes: 64 * 1024,
+            blocking_threads: 8,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -613,20 +731,30 @@ pub struct Policy {
     pub port_scan_ports: u32,
     pub address_scan_hosts: u32,
     pub discovery_sweep: u32,
+    pub object_sweep: u32,
     pub scan_window_ns: u64,
     pub silent_unanswered_requests: u32,
     pub silent_window_ns: u64,
     pub http_enabled: bool,
     pub silent_quiet_factor: u32,
     pub silent_quiet_floor_ns: u64,
+    /// `detection.flood.attempts` and `window`.
+    pub flood_attempts: u32,
+    pub flood_window_ns: u64,
     /// `detection.engineering_workstations`.
     pub engineering_workstations: Vec<IpNet>,
     pub http_listen: SocketAddr,
+    /// `http.api_token`, or the content of `http.api_token_file` when it exists.
     pub http_api_token: Option<ApiToken>,
+    /// Where a generated token goes when `http.api_token_file` does not exist yet.
+    pub http_api_token_file: Option<PathBuf>,
+    pub http_limits: HttpLimits,
     pub syslog_url: Option<String>,
     pub syslog_ca_file: Option<PathBuf>,
     pub webhook_url: Option<String>,
+    /// `outputs.webhook.token` or the content of `outputs.webhook.token_file`.
     pub webhook_token: Option<ApiToken>,
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 impl Policy {
@@ -822,19 +950,35 @@ impl Config {
         }
         let webhook = &self.outputs.webhook;
         if let Some(url) = &webhook.url {
-            if !url.starts_with("http://") {
-                return Err(invalid(
-                    "outputs.webhook.url",
-                    format!("{url:?}"),
-                    "is not valid: expected http://HOST:PORT/PATH",
-                ));
-            }
+            crate::output::webhook::check_url(url)
+                .map_err(|reason| invalid("outputs.webhook.url", format!("{url:?}"), reason))?;
         }
+        let webhook_token = match (&webhook.token, &webhook.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "outputs.webhook.token_file",
+                    "<redacted>",
+                    "is not valid together with outputs.webhook.token: give one of them",
+                ))
+            }
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => Some(
+                read_secret_file("outputs.webhook.token_file", path)?.ok_or_else(|| {
+                    invalid(
+                        "outputs.webhook.token_file",
+                        format!("{:?}", path.display().to_string()),
+                        "does not exist",
+                    )
+                })?,
+            ),
+            (None, None) => None,
+        };
 
         let scan = &self.detection.scan;
         check_count("detection.scan.port_scan_ports", scan.port_scan_ports)?;
         check_count("detection.scan.address_scan_hosts", scan.address_scan_hosts)?;
         check_count("detection.scan.discovery_sweep", scan.discovery_sweep)?;
+        check_count("detection.scan.object_sweep", scan.object_sweep)?;
         check_positive("detection.scan.window", scan.window)?;
         let silent = &self.detection.silent_device;
         check_count(
@@ -844,6 +988,9 @@ impl Config {
         check_positive("detection.silent_device.window", silent.window)?;
         check_count("detection.silent_device.quiet_factor", silent.quiet_factor)?;
         check_positive("detection.silent_device.quiet_floor", silent.quiet_floor)?;
+        let flood = &self.detection.flood;
+        check_count("detection.flood.attempts", flood.attempts)?;
+        check_positive("detection.flood.window", flood.window)?;
 
         if self.http.listen.port() == 0 {
             return Err(invalid(
@@ -852,9 +999,52 @@ impl Config {
                 "is not valid: give a fixed port (Prometheus and operators need to find it)",
             ));
         }
-        if let Some(token) = &self.http.api_token {
+        let http = &self.http;
+        if let Some(token) = &http.api_token {
             check_api_token(token)?;
         }
+        let http_api_token = match (&http.api_token, &http.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "http.api_token_file",
+                    format!("{:?}", "<redacted>"),
+                    "is not valid together with http.api_token: give one of them",
+                ))
+            }
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => match read_secret_file("http.api_token_file", path)? {
+                Some(token) => {
+                    check_api_token(&token).map_err(|_| {
+                        invalid(
+                            "http.api_token_file",
+                            format!("{:?}", path.display().to_string()),
+                            "holds a token shorter than 16 characters or with spaces",
+                        )
+                    })?;
+                    Some(token)
+                }
+                None => None,
+            },
+            (None, None) => None,
+        };
+        for (index, host) in http.allowed_hosts.iter().enumerate() {
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return Err(invalid(
+                    &format!("http.allowed_hosts[{index}]"),
+                    format!("{host:?}"),
+                    "is not a host name (letters, digits, '-' and '.'; no port)",
+                ));
+            }
+        }
+        check_count("http.max_connections", http.max_connections)?;
+        check_count("http.max_body_bytes", http.max_body_bytes)?;
+        check_positive("http.header_timeout", http.header_timeout)?;
+        check_positive("http.idle_timeout", http.idle_timeout)?;
+        check_positive("http.request_timeout", http.request_timeout)?;
 
         Ok(Policy {
             workers: pipeline.workers,
@@ -891,12 +1081,15 @@ impl Config {
             port_scan_ports: scan.port_scan_ports,
             address_scan_hosts: scan.address_scan_hosts,
             discovery_sweep: scan.discovery_sweep,
+            object_sweep: scan.object_sweep,
             scan_window_ns: scan.window.as_nanos(),
             silent_unanswered_requests: silent.unanswered_requests,
             silent_window_ns: silent.window.as_nanos(),
             http_enabled: self.http.enabled,
             silent_quiet_factor: silent.quiet_factor,
             silent_quiet_floor_ns: silent.quiet_floor.as_nanos(),
+            flood_attempts: flood.attempts,
+            flood_window_ns: flood.window.as_nanos(),
             engineering_workstations: self
                 .detection
                 .engineering_workstations
@@ -904,11 +1097,22 @@ impl Config {
                 .map(IpNet::trunc)
                 .collect(),
             http_listen: self.http.listen,
-            http_api_token: self.http.api_token.clone(),
+            http_api_token,
+            http_api_token_file: http.api_token_file.clone(),
+            http_limits: HttpLimits {
+                max_connections: usize::try_from(http.max_connections).unwrap_or(usize::MAX),
+                header_timeout: http.header_timeout.as_duration(),
+                idle_timeout: http.idle_timeout.as_duration(),
+                request_timeout: http.request_timeout.as_duration(),
+                max_body_bytes: usize::try_from(http.max_body_bytes).unwrap_or(usize::MAX),
+                allowed_hosts: http.allowed_hosts.clone(),
+                ..HttpLimits::default()
+            },
             syslog_url: syslog.url.clone(),
             syslog_ca_file: syslog.ca_file.clone(),
             webhook_url: webhook.url.clone(),
-            webhook_token: webhook.token.clone(),
+            webhook_token,
+            webhook_ca_file: webhook.ca_file.clone(),
         })
     }
 }

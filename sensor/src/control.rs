@@ -11,13 +11,16 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::detect::{Alert, AlertStatus};
-use crate::dissect::Protocol;
-use crate::layers::Mac;
 use crate::observe::IdentityField;
 
 /// Capacity of the HTTP → owner request channel.
@@ -55,6 +58,30 @@ pub struct DeviceFilter {
     pub class: Option<String>,
 }
 
+impl DeviceFilter {
+    /// True when `device` passes every filter given.
+    pub fn matches(&self, device: &DeviceSummary) -> bool {
+        let contains_ci =
+            |haystack: &str, needle: &str| haystack.to_lowercase().contains(&needle.to_lowercase());
+        self.class.as_deref().is_none_or(|c| device.class == c)
+            && self
+                .protocol
+                .as_deref()
+                .is_none_or(|p| device.protocols.iter().any(|dp| dp.name() == p))
+            && self.q.as_deref().is_none_or(|q| {
+                [
+                    Some(device.id.as_str()),
+                    device.mac.as_deref(),
+                    device.vendor.as_deref(),
+                    device.model.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|field| contains_ci(field, q))
+            })
+    }
+}
+
 /// Filters of the alert list (all optional, combined with AND).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -65,6 +92,18 @@ pub struct AlertFilter {
     pub signature: Option<String>,
     /// Alerts whose source or destination is this address.
     pub device: Option<IpAddr>,
+}
+
+impl AlertFilter {
+    /// The filter as a database query.
+    pub fn query(&self) -> crate::store::AlertQuery {
+        crate::store::AlertQuery {
+            status: self.status,
+            max_severity: self.severity,
+            signature: self.signature.clone(),
+            device: self.device,
+        }
+    }
 }
 
 /// One identity attribute as reported at a time.
@@ -173,6 +212,129 @@ pub struct HealthView {
     pub capture_finished: bool,
 }
 
+/// What the read endpoints answer from, published by the owner of the state so that
+/// reading never waits for (or costs) the analyzer thread: devices (with detail), flows,
+/// baseline and health. Alerts are read from the database instead (`store`), where
+/// filters run in SQL.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSnapshot {
+    /// Every device, sorted by address then id.
+    pub devices: Vec<DeviceDetail>,
+    pub flows: FlowsSummary,
+    pub baseline: Option<BaselineView>,
+    pub health: Option<HealthView>,
+    /// Counts publications (0: nothing published yet).
+    pub generation: u64,
+}
+
+impl ApiSnapshot {
+    /// The device `id` names: an IP address, or the MAC of a layer-2-only device.
+    pub fn device(&self, id: &str) -> Option<&DeviceDetail> {
+        if let Ok(ip) = id.parse::<IpAddr>() {
+            return self.devices.iter().find(|d| d.summary.ip == Some(ip));
+        }
+        let mac = id.to_lowercase();
+        self.devices
+            .iter()
+            .find(|d| d.summary.ip.is_none() && d.summary.mac.as_deref() == Some(mac.as_str()))
+    }
+}
+
+/// The latest [`ApiSnapshot`]: the owner swaps in a whole new one, readers clone the
+/// `Arc` (the lock is held for a pointer copy, never while building or serialising).
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    current: RwLock<Arc<ApiSnapshot>>,
+}
+
+impl SnapshotCell {
+    pub fn new() -> Arc<SnapshotCell> {
+        Arc::new(SnapshotCell::default())
+    }
+
+    pub fn load(&self) -> Arc<ApiSnapshot> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn store(&self, snapshot: ApiSnapshot) {
+        let snapshot = Arc::new(snapshot);
+        match self.current.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+}
+
+/// Shortest time between two periodic publications.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(500);
+/// A periodic publication may use at most 1/this of the owner's time: after a build
+/// that took `t`, the next periodic one waits at least `t * SNAPSHOT_DUTY` (at 100,000
+/// devices a build takes tens of milliseconds; the analyzer must keep up with traffic).
+const SNAPSHOT_DUTY: u32 = 10;
+
+/// Publishes the owner's snapshots: periodically when something changed (bounded in
+/// the owner's time, however many clients read), at once after an operator's change
+/// (so the client that made it reads it back).
+#[derive(Debug)]
+pub struct SnapshotPublisher {
+    cell: Arc<SnapshotCell>,
+    generation: u64,
+    /// What the last publication saw (the owner's change counter).
+    seen: Option<u64>,
+    not_before: Instant,
+}
+
+impl SnapshotPublisher {
+    pub fn new(cell: Arc<SnapshotCell>) -> SnapshotPublisher {
+        SnapshotPublisher {
+            cell,
+            generation: 0,
+            seen: None,
+            not_before: Instant::now(),
+        }
+    }
+
+    /// Builds and publishes now.
+    pub fn publish<H: ControlHandler + ?Sized>(&mut self, owner: &mut H) {
+        let started = Instant::now();
+        let mut snapshot = owner.snapshot();
+        self.generation += 1;
+        snapshot.generation = self.generation;
+        self.seen = Some(owner.change_count());
+        self.cell.store(snapshot);
+        let took = started.elapsed();
+        self.not_before = Instant::now() + (took * SNAPSHOT_DUTY).max(SNAPSHOT_INTERVAL);
+    }
+
+    /// The periodic publication: only when the owner changed and its time budget allows.
+    pub fn tick<H: ControlHandler + ?Sized>(&mut self, owner: &mut H) {
+        if Instant::now() < self.not_before || self.seen == Some(owner.change_count()) {
+            return;
+        }
+        self.publish(owner);
+    }
+
+    /// Answers `request`; a state change is published before its reply is sent.
+    pub fn answer<H: ControlHandler + ?Sized>(&mut self, owner: &mut H, request: ControlRequest) {
+        match request {
+            ControlRequest::SetAlertStatus(id, status, reply) => {
+                let result = owner.set_alert_status(id, status);
+                self.publish(owner);
+                let _ = reply.try_send(result);
+            }
+            ControlRequest::ChangeBaseline(action, reply) => {
+                let result = owner.change_baseline(action);
+                self.publish(owner);
+                let _ = reply.try_send(result);
+            }
+            other => owner.answer(other),
+        }
+    }
+}
+
 /// A request to the owner of inventory, alerts and baseline.
 #[derive(Debug)]
 pub enum ControlRequest {
@@ -198,6 +360,10 @@ pub trait ControlHandler {
     fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError>;
     fn flows(&mut self) -> FlowsSummary;
     fn health(&mut self) -> HealthView;
+    /// Everything the read endpoints serve, built in one go.
+    fn snapshot(&mut self) -> ApiSnapshot;
+    /// Grows whenever what [`ControlHandler::snapshot`] returns may have changed.
+    fn change_count(&self) -> u64;
 
     /// Answers one request. A reply nobody waits for any more is dropped silently.
     fn answer(&mut self, request: ControlRequest) {

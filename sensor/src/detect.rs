@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dissect::Protocol;
+use otsensor_wire::Protocol;
 
 /// Suricata's severity scale: 1 is the highest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,7 +91,7 @@ pub struct Alert {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 17] = [
+pub const CATALOGUE: [Detection; 18] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -109,7 +109,7 @@ pub const CATALOGUE: [Detection; 17] = [
         category: "Internet connection",
         severity: Severity::HIGH,
         mitre: "T0883",
-        description: "An internal device opened a connection to an address outside networks.internal and the external allowlist, not seen during learning.",
+        description: "An internal device opened a connection to an address outside networks.internal and the external allowlist, not seen during learning (outbound, judged at the first packet, also for sessions first seen mid-stream), or a public address completed a session with an internal device (inbound, judged when the flow ends or idles out, so spoofed SYNs never raise it). Multicast, broadcast, link-local, unspecified, loopback and documentation addresses never count as the internet.",
         response: "Check why the device reaches the internet; block it at the firewall or add the destination to networks.external_allowlist.",
     },
     Detection {
@@ -261,6 +261,16 @@ pub const CATALOGUE: [Detection; 17] = [
         mitre: "",
         description: "The analyzer holds its maximum number of distinct alerts; new ones are counted, not stored (raised once).",
         response: "Triage and acknowledge alerts; look for a flood.",
+    },
+    Detection {
+        name: "flood",
+        id: 1018,
+        engine: Engine::Anomaly,
+        category: "Denial of service",
+        severity: Severity::HIGH,
+        mitre: "T0814",
+        description: "Connection attempts (TCP SYN without ACK) against one device reached detection.flood.attempts within detection.flood.window, from any number of sources: one alert per target, updated while the flood lasts, with the rate, the number of sources and a sample of them. Attempts from impossible sources (multicast, broadcast, unspecified) are counted as bogons in the same alert, never alerted one by one.",
+        response: "Check the target's availability at once; find where the frames enter the network (switch port, router) and filter them there.",
     },
 ];
 

@@ -1,8 +1,9 @@
 //! The kernel fast path's user-space half: loads the XDP pre-filter embedded in the
 //! binary (`sensor-ebpf/sensor.bpf.c`, built by `build.rs`), fills its tables from the
 //! settings, attaches it (driver mode, generic as a logged and flagged fallback),
-//! registers AF_XDP sockets, reads its per-CPU counters and per-flow accounting, writes
-//! flow verdicts, and measures it with `BPF_PROG_TEST_RUN`.
+//! registers AF_XDP sockets, reads its per-CPU counters and per-flow accounting, and
+//! writes flow verdicts. Measuring it with `BPF_PROG_TEST_RUN` is for tests and
+//! benchmarks (feature `test-support`).
 //!
 //! [`abi`](crate::ebpf::abi) mirrors `sensor-ebpf/shared.h`, the only contract with the program; every
 //! type there has its size asserted at compile time.
@@ -13,17 +14,25 @@
 
 use std::collections::HashMap as StdHashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
+use std::os::fd::AsRawFd;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 /// The policy maps as handles of their own, for config reload from another thread.
 mod policy_maps;
 pub use policy_maps::PolicyMaps;
+/// The rtnetlink client: an interface's XDP attachment, set and removed by fd.
+mod netlink;
+pub use netlink::{xdp_attachment, XdpAttachmentInfo};
+/// For tests and benchmarks only (feature `test-support`): BPF_PROG_TEST_RUN, the empty
+/// program as a cost floor, and a legacy netlink attachment that outlives its process.
+#[cfg(feature = "test-support")]
+mod test_support;
+#[cfg(feature = "test-support")]
+pub use test_support::{bench_pair, bench_prog_test_run, BenchResult};
 
 /// The compiled program, embedded so the binary needs no file beside it. eBPF objects
 /// are ELF64 with 8-byte aligned headers, hence the aligned include.
@@ -32,8 +41,15 @@ static PROGRAM_OBJECT: &[u8] =
 
 /// Name of the pre-filter program in the object (`SEC("xdp") int otsensor_xdp`).
 pub const PROGRAM_NAME: &str = "otsensor_xdp";
-/// Name of the empty program compiled beside it: the floor for benchmarks.
+/// Name of the empty program compiled beside it: the floor for benchmarks, loaded only
+/// with the `test-support` feature.
 pub const EMPTY_PROGRAM_NAME: &str = "otsensor_empty";
+
+/// The programs [`XdpFilter::load`] verifies and loads.
+#[cfg(not(feature = "test-support"))]
+const LOADED_PROGRAMS: &[&str] = &[PROGRAM_NAME];
+#[cfg(feature = "test-support")]
+const LOADED_PROGRAMS: &[&str] = &[PROGRAM_NAME, EMPTY_PROGRAM_NAME];
 
 /// Mirrors of `sensor-ebpf/shared.h`. Change both files together.
 pub mod abi {
@@ -711,7 +727,9 @@ struct Attachment {
 enum AttachmentKind {
     /// A bpf_link: detached when its fd closes, so also when the process dies.
     Link(XdpLinkId),
-    /// A netlink attachment: outlives the process unless detached.
+    /// A netlink attachment: outlives the process unless detached (only
+    /// `attach_legacy_netlink`, feature `test-support`, makes one).
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
     Netlink { flags: u32 },
 }
 
@@ -726,14 +744,15 @@ pub struct AttachReport {
 }
 
 impl XdpFilter {
-    /// Loads the embedded object, verifies both programs, and fills the tables.
+    /// Loads the embedded object, verifies the pre-filter (and, for benchmarks, the
+    /// empty program), and fills the tables.
     pub fn load(settings: &XdpSettings) -> Result<XdpFilter, Error> {
         // Best effort: on 5.11+ kernels memory is charged to the cgroup instead.
         let _ = raise_memlock_rlimit();
         let mut ebpf = EbpfLoader::new()
             .load(PROGRAM_OBJECT)
             .map_err(|e| Error::Load(Box::new(e)))?;
-        for name in [PROGRAM_NAME, EMPTY_PROGRAM_NAME] {
+        for &name in LOADED_PROGRAMS {
             let program: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(Error::MissingProgram { name })?
@@ -920,35 +939,10 @@ impl XdpFilter {
                 program.detach(link).map_err(program_error(PROGRAM_NAME))?;
             }
             Some((ifindex, AttachmentKind::Netlink { flags })) => {
-                netlink_set_xdp(ifindex, -1, flags)?;
+                netlink::set_xdp(ifindex, -1, flags)?;
             }
             None => {}
         }
-        Ok(())
-    }
-
-    /// Attaches in generic mode through netlink instead of a bpf_link: the way kernels
-    /// before 5.9 (and tools such as `ip link set ... xdp`) attach, where the program
-    /// stays attached after its process dies. Used to reproduce a crashed run's stale
-    /// attachment in tests; [`XdpFilter::attach`] is the normal path.
-    pub fn attach_legacy_netlink(&mut self, ifname: &str) -> Result<(), Error> {
-        let ifindex = if_index(ifname)?;
-        let program = self.program_mut(PROGRAM_NAME)?;
-        let fd = program
-            .fd()
-            .map_err(program_error(PROGRAM_NAME))?
-            .as_fd()
-            .as_raw_fd();
-        netlink_set_xdp(ifindex, fd, rtnl::XDP_FLAGS_SKB_MODE)?;
-        self.attachment = Some(Attachment {
-            ifname: ifname.to_string(),
-            ifindex,
-            mode: AttachedMode::Generic,
-            fell_back: false,
-            link: AttachmentKind::Netlink {
-                flags: rtnl::XDP_FLAGS_SKB_MODE,
-            },
-        });
         Ok(())
     }
 
@@ -1075,24 +1069,6 @@ impl XdpFilter {
             Err(e) => Err(map_error("verdicts")(e)),
         }
     }
-
-    /// Runs `program` over `frame` `repeat` times with BPF_PROG_TEST_RUN and returns the
-    /// kernel's mean time per run and the program's return value.
-    pub fn test_run(
-        &mut self,
-        program: &'static str,
-        frame: &[u8],
-        repeat: u32,
-    ) -> Result<(Duration, u32), Error> {
-        let program = self.program_mut(program)?;
-        let mut options = TestRunOptions::new();
-        options.data_in = Some(frame);
-        options.repeat = repeat.max(1);
-        let result = program
-            .test_run(options)
-            .map_err(program_error(PROGRAM_NAME))?;
-        Ok((result.duration, result.return_value))
-    }
 }
 
 impl Drop for XdpFilter {
@@ -1136,141 +1112,6 @@ pub fn if_index(ifname: &str) -> Result<u32, Error> {
     }
 }
 
-/// Result of [`bench_pair`]: mean ns per packet of the pre-filter and of the empty
-/// program, measured alternately in the same run.
-#[derive(Clone, Copy, Debug)]
-pub struct BenchResult {
-    pub program: Duration,
-    pub empty: Duration,
-    /// The pre-filter's XDP action for the frame (1 drop, 2 pass, 4 redirect).
-    pub action: u32,
-}
-
-/// Mean time per packet of the pre-filter on `frame`, measured with BPF_PROG_TEST_RUN
-/// (`repeat` runs in the kernel), with default settings and no socket registered.
-pub fn bench_prog_test_run(frame: &[u8], repeat: u32) -> Result<Duration, Error> {
-    let mut filter = XdpFilter::load(&XdpSettings::default())?;
-    Ok(filter.test_run(PROGRAM_NAME, frame, repeat)?.0)
-}
-
-/// The pre-filter and the empty program on `frame`, `rounds` alternating rounds of
-/// `repeat` runs each; returns the minimum mean of each (the least disturbed round).
-pub fn bench_pair(frame: &[u8], repeat: u32, rounds: u32) -> Result<BenchResult, Error> {
-    let mut filter = XdpFilter::load(&XdpSettings::default())?;
-    let mut program = Duration::MAX;
-    let mut empty = Duration::MAX;
-    let mut action = 0;
-    for _ in 0..rounds.max(1) {
-        let (d, a) = filter.test_run(PROGRAM_NAME, frame, repeat)?;
-        program = program.min(d);
-        action = a;
-        empty = empty.min(filter.test_run(EMPTY_PROGRAM_NAME, frame, repeat)?.0);
-    }
-    Ok(BenchResult {
-        program,
-        empty,
-        action,
-    })
-}
-
-// ---- rtnetlink: find and remove a stale XDP attachment ---------------------------
-
-/// uapi/linux/if_link.h and rtnetlink.h constants used below.
-mod rtnl {
-    pub const IFLA_XDP: u16 = 43;
-    pub const IFLA_XDP_FD: u16 = 1;
-    pub const IFLA_XDP_ATTACHED: u16 = 2;
-    pub const IFLA_XDP_FLAGS: u16 = 3;
-    pub const IFLA_XDP_PROG_ID: u16 = 4;
-    pub const NLA_F_NESTED: u16 = 1 << 15;
-    pub const XDP_ATTACHED_NONE: u8 = 0;
-    pub const XDP_ATTACHED_DRV: u8 = 1;
-    pub const XDP_ATTACHED_SKB: u8 = 2;
-    pub const XDP_ATTACHED_HW: u8 = 3;
-    pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-    pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-    pub const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
-    /// sizeof(struct nlmsghdr), sizeof(struct ifinfomsg).
-    pub const NLMSG_HDR_LEN: usize = 16;
-    pub const IFINFO_LEN: usize = 16;
-}
-
-/// An XDP program attached to an interface, as rtnetlink reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct XdpAttachmentInfo {
-    pub prog_id: u32,
-    /// IFLA_XDP_ATTACHED: 1 driver, 2 generic, 3 hardware, 4 several.
-    pub attached: u8,
-}
-
-/// Which XDP program (if any) `ifindex` has, from RTM_GETLINK's IFLA_XDP.
-pub fn xdp_attachment(ifindex: u32) -> Result<Option<XdpAttachmentInfo>, Error> {
-    let socket = NetlinkSocket::open()?;
-    let mut request = netlink_header(libc::RTM_GETLINK, libc::NLM_F_REQUEST as u16);
-    push_ifinfo(&mut request, ifindex);
-    finish(&mut request);
-    socket.send(&request)?;
-    let mut buffer = vec![0u8; 65_536];
-    let len = socket.recv(&mut buffer)?;
-    let reply = buffer.get(..len).unwrap_or(&[]);
-    let msg_type = u16_at(reply, 4);
-    if msg_type == Some(libc::NLMSG_ERROR as u16) {
-        let errno = i32_at(reply, rtnl::NLMSG_HDR_LEN).unwrap_or(0);
-        return Err(Error::Netlink(std::io::Error::from_raw_os_error(-errno)));
-    }
-    let attrs = reply
-        .get(rtnl::NLMSG_HDR_LEN + rtnl::IFINFO_LEN..)
-        .unwrap_or(&[]);
-    let Some(xdp) = find_attr(attrs, rtnl::IFLA_XDP) else {
-        return Ok(None);
-    };
-    let attached = find_attr(xdp, rtnl::IFLA_XDP_ATTACHED)
-        .and_then(|v| v.first().copied())
-        .unwrap_or(rtnl::XDP_ATTACHED_NONE);
-    if attached == rtnl::XDP_ATTACHED_NONE {
-        return Ok(None);
-    }
-    let prog_id = find_attr(xdp, rtnl::IFLA_XDP_PROG_ID)
-        .and_then(|v| u32_at(v, 0))
-        .unwrap_or(0);
-    Ok(Some(XdpAttachmentInfo { prog_id, attached }))
-}
-
-/// Detaches whatever XDP program `ifindex` has in `attached` mode (netlink, fd -1).
-fn netlink_detach(ifindex: u32, attached: u8) -> Result<(), Error> {
-    let flags = match attached {
-        rtnl::XDP_ATTACHED_DRV => rtnl::XDP_FLAGS_DRV_MODE,
-        rtnl::XDP_ATTACHED_SKB => rtnl::XDP_FLAGS_SKB_MODE,
-        rtnl::XDP_ATTACHED_HW => rtnl::XDP_FLAGS_HW_MODE,
-        _ => 0,
-    };
-    netlink_set_xdp(ifindex, -1, flags)
-}
-
-/// RTM_SETLINK with IFLA_XDP { FD = `prog_fd` (-1 detaches), FLAGS = `flags` }.
-fn netlink_set_xdp(ifindex: u32, prog_fd: i32, flags: u32) -> Result<(), Error> {
-    let socket = NetlinkSocket::open()?;
-    let mut request = netlink_header(
-        libc::RTM_SETLINK,
-        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
-    );
-    push_ifinfo(&mut request, ifindex);
-    let mut nested = Vec::new();
-    push_attr(&mut nested, rtnl::IFLA_XDP_FD, &prog_fd.to_ne_bytes());
-    push_attr(&mut nested, rtnl::IFLA_XDP_FLAGS, &flags.to_ne_bytes());
-    push_attr(&mut request, rtnl::IFLA_XDP | rtnl::NLA_F_NESTED, &nested);
-    finish(&mut request);
-    socket.send(&request)?;
-    let mut buffer = vec![0u8; 4096];
-    let len = socket.recv(&mut buffer)?;
-    let reply = buffer.get(..len).unwrap_or(&[]);
-    match i32_at(reply, rtnl::NLMSG_HDR_LEN) {
-        Some(0) => Ok(()),
-        Some(errno) => Err(Error::Netlink(std::io::Error::from_raw_os_error(-errno))),
-        None => Err(Error::Netlink(std::io::Error::other("short netlink reply"))),
-    }
-}
-
 /// `otsensor detach`: removes a stale otsensor XDP program (one no running process holds)
 /// from `ifname`; returns its id, or None when the interface had no program. A program
 /// held by a running sensor, or any other program, is an error and left in place.
@@ -1310,130 +1151,8 @@ fn remove_stale_attachment(ifname: &str, ifindex: u32) -> Result<Option<u32>, Er
         "otsensor: warning: interface {ifname}: removing stale otsensor XDP program {} left by an earlier run",
         info.prog_id
     );
-    netlink_detach(ifindex, info.attached)?;
+    netlink::detach(ifindex, info.attached)?;
     Ok(Some(info.prog_id))
-}
-
-struct NetlinkSocket(std::os::fd::OwnedFd);
-
-impl NetlinkSocket {
-    fn open() -> Result<NetlinkSocket, Error> {
-        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::Netlink(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just returned by socket(2), is valid and owned by nobody else.
-        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        Ok(NetlinkSocket(owned))
-    }
-
-    fn send(&self, message: &[u8]) -> Result<(), Error> {
-        // SAFETY: `message` is a valid buffer of the given length for the whole call;
-        // the kernel (pid 0) is the default destination of an unbound netlink socket.
-        let sent = unsafe {
-            libc::send(
-                self.0.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(Error::Netlink(std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-
-    fn recv(&self, buffer: &mut [u8]) -> Result<usize, Error> {
-        // SAFETY: `buffer` is valid for writes of its length for the whole call.
-        let received = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        if received < 0 {
-            return Err(Error::Netlink(std::io::Error::last_os_error()));
-        }
-        Ok(received as usize)
-    }
-}
-
-fn netlink_header(msg_type: u16, flags: u16) -> Vec<u8> {
-    let mut message = Vec::with_capacity(64);
-    message.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, set by finish()
-    message.extend_from_slice(&msg_type.to_ne_bytes());
-    message.extend_from_slice(&flags.to_ne_bytes());
-    message.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
-    message.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel assigns
-    message
-}
-
-fn push_ifinfo(message: &mut Vec<u8>, ifindex: u32) {
-    message.push(libc::AF_UNSPEC as u8); // ifi_family
-    message.push(0); // padding
-    message.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
-    message.extend_from_slice(&(ifindex as i32).to_ne_bytes());
-    message.extend_from_slice(&0u32.to_ne_bytes()); // ifi_flags
-    message.extend_from_slice(&0u32.to_ne_bytes()); // ifi_change
-}
-
-fn push_attr(message: &mut Vec<u8>, attr_type: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    message.extend_from_slice(&(len as u16).to_ne_bytes());
-    message.extend_from_slice(&attr_type.to_ne_bytes());
-    message.extend_from_slice(payload);
-    while !message.len().is_multiple_of(4) {
-        message.push(0);
-    }
-}
-
-fn finish(message: &mut [u8]) {
-    let len = (message.len() as u32).to_ne_bytes();
-    if let Some(slot) = message.get_mut(..4) {
-        slot.copy_from_slice(&len);
-    }
-}
-
-fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
-    let b: [u8; 2] = bytes.get(offset..offset.checked_add(2)?)?.try_into().ok()?;
-    Some(u16::from_ne_bytes(b))
-}
-
-fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
-    let b: [u8; 4] = bytes.get(offset..offset.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_ne_bytes(b))
-}
-
-fn i32_at(bytes: &[u8], offset: usize) -> Option<i32> {
-    u32_at(bytes, offset).map(|v| v as i32)
-}
-
-/// Walks a run of netlink attributes and returns the payload of the first `wanted`.
-fn find_attr(mut attrs: &[u8], wanted: u16) -> Option<&[u8]> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16_at(attrs, 0)?);
-        let attr_type = u16_at(attrs, 2)? & !rtnl::NLA_F_NESTED;
-        if len < 4 {
-            return None;
-        }
-        let payload = attrs.get(4..len)?;
-        if attr_type == wanted {
-            return Some(payload);
-        }
-        let advance = (len + 3) & !3;
-        attrs = attrs.get(advance..).unwrap_or(&[]);
-    }
-    None
 }
 
 #[cfg(test)]
@@ -1497,20 +1216,6 @@ mod tests {
         assert_eq!(totals.packets, 10);
         assert_eq!(totals.flows, 2);
         assert_eq!(totals.last_seen_monotonic_ns, 101);
-    }
-
-    #[test]
-    fn find_attr_walks_padded_attributes() {
-        let mut attrs = Vec::new();
-        push_attr(&mut attrs, 7, &[1, 2, 3]);
-        push_attr(&mut attrs, rtnl::IFLA_XDP_PROG_ID, &42u32.to_ne_bytes());
-        assert_eq!(find_attr(&attrs, 7), Some(&[1u8, 2, 3][..]));
-        assert_eq!(
-            find_attr(&attrs, rtnl::IFLA_XDP_PROG_ID).and_then(|v| u32_at(v, 0)),
-            Some(42)
-        );
-        assert_eq!(find_attr(&attrs, 9), None);
-        assert_eq!(find_attr(&[5, 0, 1], 1), None);
     }
 
     /// The C header is the contract: its counter enum and constants must match `abi`.

@@ -1,7 +1,8 @@
 //! otsensor: a passive security sensor for industrial (OT) and IoT networks.
 //!
-//! Packets come from a [`capture`] source, are sliced by [`layers`], owned per flow by
-//! one [`worker`] (symmetric [`flow`] hash), dissected by [`dissect`], and turned into
+//! Packets come from a [`capture`] source, are sliced by [`otsensor_wire::layers`],
+//! owned per flow by one [`worker`] (symmetric [`flow`] hash), read through the
+//! `otsensor_wire` protocol views by [`inspect`], and turned into
 //! [`observe::Observation`]s that the single [`analyze`] thread folds into inventory and
 //! alerts. [`pipeline`] wires the threads; [`output`] writes events.
 
@@ -9,14 +10,14 @@
 pub mod analyze;
 /// Packet sources: pcap/pcapng files (and, later, AF_XDP) behind one interface.
 pub mod capture;
+/// Packet time formatted for people (RFC 3339 with microseconds).
+pub mod clock;
 /// The YAML configuration, validated into an immutable `Policy`.
 pub mod config;
 /// The control seam: requests from the HTTP server to the owner of inventory and alerts.
 pub mod control;
 /// The detection catalogue and the `Alert` record.
 pub mod detect;
-/// Industrial protocol dissectors: typed zero-copy views over PDUs.
-pub mod dissect;
 /// `otsensor doctor`: can this box capture on an interface, and what to fix.
 #[cfg(target_os = "linux")]
 pub mod doctor;
@@ -27,8 +28,8 @@ pub mod ebpf;
 pub mod flow;
 /// axum: `/metrics`, the JSON API and the embedded dashboard; one `ApiError` type.
 pub mod http;
-/// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
-pub mod layers;
+/// Per-PDU inspection: statistics, protocol events and observations from the views.
+pub mod inspect;
 /// `otsensor run`: live capture through the pipeline, with the kernel's books.
 #[cfg(target_os = "linux")]
 pub mod live;

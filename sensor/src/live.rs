@@ -251,9 +251,9 @@ fn capture_until_stopped(
     stop: &AtomicBool,
 ) -> Result<Summary, Error> {
     let interface = capture.interface().to_owned();
-    let mut backend = pipeline::start_backend(policy, &mut options)?;
     let sockets = capture.take_sockets();
-    backend.workers = sockets.len();
+    // The analyzer merges one stream per queue worker.
+    let mut backend = pipeline::start_backend(policy, Some(sockets.len()), &mut options)?;
     let crew = Arc::new(
         queue::Crew::new(sockets.len(), backend.policy.handoff_queue).map_err(|source| {
             Error::Start {
@@ -267,18 +267,26 @@ fn capture_until_stopped(
     for (id, socket) in sockets.into_iter().enumerate() {
         let queue = socket.queue();
         let cpu = live::queue_cpu(&interface, queue, &backend.policy.capture_cpus);
+        let worker = match backend.new_worker(id, options.reloadable_policy.as_ref()) {
+            Ok(worker) => worker,
+            Err(error) => {
+                spawn_error = Some(error);
+                break;
+            }
+        };
         let worker = queue::QueueWorker {
-            worker: backend.new_worker(id, options.reloadable_policy.as_ref()),
+            worker,
             socket,
             cpu,
             crew: Arc::clone(&crew),
             metrics: backend.metrics.as_ref().map(|m| m.worker(id)),
         };
+        let name = format!("otsensor-q{queue}");
         match thread::Builder::new()
-            .name(format!("otsensor-q{queue}"))
+            .name(name.clone())
             .spawn(move || worker.run())
         {
-            Ok(handle) => handles.push(handle),
+            Ok(handle) => handles.push((name, handle)),
             Err(_) => {
                 spawn_error = Some(pipeline::Error::Thread("spawn queue worker"));
                 break;
@@ -293,7 +301,11 @@ fn capture_until_stopped(
             handles.len()
         );
     }
-    let mut books = books::Books::new(backend.metrics.clone(), backend.obs_tx.clone());
+    let mut books = books::Books::new(
+        backend.metrics.clone(),
+        backend.obs_tx.clone(),
+        backend.workers,
+    );
     while spawn_error.is_none() && !stop.load(Ordering::Relaxed) {
         let due = books.tick(capture);
         let nap = due.saturating_duration_since(Instant::now()).min(STOP_POLL);
@@ -306,10 +318,14 @@ fn capture_until_stopped(
     thread::sleep(DETACH_GRACE);
     crew.drain();
     let mut merged = WorkerReport::default();
+    let mut threads = Vec::with_capacity(handles.len());
     let mut panicked = false;
-    for handle in handles {
+    for (name, handle) in handles {
         match handle.join() {
-            Ok(report) => merged.merge(&report),
+            Ok((report, cpu)) => {
+                merged.merge(&report);
+                threads.extend(cpu.map(|cpu_seconds| pipeline::ThreadCpu { name, cpu_seconds }));
+            }
             Err(_) => panicked = true,
         }
     }
@@ -320,5 +336,5 @@ fn capture_until_stopped(
     if panicked {
         return Err(pipeline::Error::Thread("queue worker panicked").into());
     }
-    Ok(backend.finish(merged, false)?)
+    Ok(backend.finish(merged, false, threads)?)
 }

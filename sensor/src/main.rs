@@ -12,12 +12,13 @@ use otsensor::capture::pcap::PcapFiles;
 use otsensor::detect::AlertStatus;
 
 use otsensor::config::{ApiToken, Config, Error as ConfigError};
-use otsensor::http::{AppState, HttpServer};
+use otsensor::control::SnapshotCell;
+use otsensor::http::{token, AppState, HttpServer};
 use otsensor::metrics::Metrics;
 use otsensor::output::eve::{EveWriter, Rotation};
 use otsensor::output::sinks::{self, AlertSinks};
 use otsensor::output::syslog::{SyslogSink, SyslogTarget};
-use otsensor::output::webhook::WebhookSink;
+use otsensor::output::webhook::{self, WebhookSink};
 use otsensor::pipeline::{self, ReplayOptions, Summary};
 use otsensor::reload::{ReloadService, Reloader, SharedPolicy};
 use otsensor::store::Store;
@@ -57,8 +58,9 @@ struct OutputArgs {
     /// PEM CA certificates for --syslog tls:// (overrides outputs.syslog.ca_file).
     #[arg(long, value_name = "FILE")]
     syslog_ca: Option<PathBuf>,
-    /// POST each alert's JSON to this URL (overrides outputs.webhook.url; bearer token
-    /// from $OTSENSOR_WEBHOOK_TOKEN or outputs.webhook.token_file).
+    /// POST each alert's JSON to this URL, https:// or http:// (overrides
+    /// outputs.webhook.url; bearer token from $OTSENSOR_WEBHOOK_TOKEN, else
+    /// outputs.webhook.token or outputs.webhook.token_file; CA from outputs.webhook.ca_file).
     #[arg(long, value_name = "URL")]
     webhook: Option<String>,
 }
@@ -101,10 +103,19 @@ impl OutputArgs {
             }
             None => None,
         };
+        let serve = match self.serve {
+            Some(address) => Some(address.unwrap_or(policy.http_listen)),
+            None => policy.http_enabled.then_some(policy.http_listen),
+        };
         let store = match &self.db {
             Some(path) => Some(open_store(path)?),
+            // The API reads alerts through connections of its own, which need a file.
+            None if serve.is_some() => {
+                Some(Store::temporary().context("temporary database for --serve")?)
+            }
             None => None,
         };
+        let database = store.as_ref().and_then(|s| s.path().map(Path::to_path_buf));
         let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
         let syslog = self.syslog.or_else(|| policy.syslog_url.clone());
         if let Some(url) = syslog {
@@ -113,39 +124,53 @@ impl OutputArgs {
             sinks.add(SyslogSink::new(target)?, sinks::DEFAULT_QUEUE)?;
         }
         if let Some(url) = self.webhook.or_else(|| policy.webhook_url.clone()) {
+            webhook::check_url(&url)
+                .map_err(|reason| anyhow::anyhow!("--webhook {url:?} {reason}"))?;
             let token = match std::env::var("OTSENSOR_WEBHOOK_TOKEN") {
                 Ok(token) => Some(ApiToken::new(token)),
                 Err(_) => policy.webhook_token.clone(),
             };
-            sinks.add(WebhookSink::new(url, token), sinks::DEFAULT_QUEUE)?;
+            let sink = WebhookSink::new(url, token, policy.webhook_ca_file.as_deref())?;
+            sinks.add(sink, sinks::DEFAULT_QUEUE)?;
         }
         let mut server = None;
         let mut control = None;
-        let serve = match self.serve {
-            Some(address) => Some(address.unwrap_or(policy.http_listen)),
-            None => policy.http_enabled.then_some(policy.http_listen),
-        };
+        let mut snapshot = None;
         if let Some(address) = serve {
-            let token = match policy.http_api_token.clone() {
-                Some(token) => token,
-                None => {
-                    let token = ApiToken::new(random_token()?);
-                    eprintln!(
-                        "otsensor: no http.api_token configured; this session's token is {}",
-                        token.expose()
-                    );
-                    token
-                }
-            };
+            let (token, source) = token::resolve(
+                policy.http_api_token.clone(),
+                policy.http_api_token_file.as_deref(),
+            )
+            .context("http.api_token_file")?;
             let (tx, rx) = crossbeam_channel::bounded(otsensor::control::CONTROL_QUEUE);
-            let mut state = AppState::new(tx, Arc::clone(&metrics), Some(token));
+            let cell = SnapshotCell::new();
+            let mut state = AppState::new(tx, Arc::clone(&cell), Arc::clone(&metrics), Some(token));
+            if let Some(path) = &database {
+                state = state.with_alert_database(path);
+            }
             if let Some(reload) = reload {
                 state = state.with_reload(reload);
             }
-            let started = HttpServer::start(address, state)?;
+            let mut started = HttpServer::start(address, state, policy.http_limits.clone())?;
+            // The token itself is never printed: stderr goes to the journal.
+            match source {
+                token::TokenSource::Configured => {}
+                token::TokenSource::Created(file) => eprintln!(
+                    "otsensor: generated an API token in {} (http.api_token_file)",
+                    file.display()
+                ),
+                token::TokenSource::Temporary { file, dir } => {
+                    eprintln!(
+                        "otsensor: no http.api_token configured; this session's token is in {}",
+                        file.display()
+                    );
+                    started.remove_on_stop(dir);
+                }
+            }
             eprintln!("otsensor: serving http://{}/", started.local_addr());
             server = Some(started);
             control = Some(rx);
+            snapshot = Some(cell);
         }
         Ok(Outputs {
             options: ReplayOptions {
@@ -153,6 +178,7 @@ impl OutputArgs {
                 store,
                 metrics: Some(Arc::clone(&metrics)),
                 control,
+                snapshot,
                 alert_sinks: Some(sinks),
                 ..Default::default()
             },
@@ -630,16 +656,6 @@ fn wait_for_termination() -> anyhow::Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     Ok(())
-}
-
-/// 128 random bits from the kernel, as hex.
-fn random_token() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("/dev/urandom")?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn print_summary(summary: &Summary) {

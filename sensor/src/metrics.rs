@@ -24,10 +24,11 @@ use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use otsensor_wire::Protocol;
+
 use crate::analyze::AnalyzerCounters;
-use crate::dissect::inspect::ProtocolStats;
-use crate::dissect::Protocol;
 use crate::flow::stream::StreamCounters;
+use crate::inspect::ProtocolStats;
 use crate::worker::WorkerCounters;
 
 /// Why a metric could not be registered or encoded.
@@ -85,6 +86,9 @@ pub struct Metrics {
     pub sink_failures: IntCounterVec,
     pub sink_retries: IntCounterVec,
     pub alerts: IntCounterVec,
+    pub http_connections: IntCounter,
+    pub http_connections_open: IntGauge,
+    pub http_rejected: IntCounterVec,
     pub learning_active: IntGauge,
     pub learning_progress: prometheus::Gauge,
     pub start_time: prometheus::Gauge,
@@ -223,6 +227,9 @@ impl Metrics {
             sink_failures: counter_vec(&r, "otsensor_sink_failures_total", "Failed delivery attempts of an output sink (each is retried with back-off).", &["sink"])?,
             sink_retries: counter_vec(&r, "otsensor_sink_retries_total", "Delivery retries of an output sink.", &["sink"])?,
             alerts: counter_vec(&r, "otsensor_alerts_total", "Alerts raised, per signature and severity.", &["signature", "severity"])?,
+            http_connections: counter(&r, "otsensor_http_connections_total", "HTTP connections accepted.")?,
+            http_connections_open: gauge(&r, "otsensor_http_connections_open", "HTTP connections open now (at most http.max_connections).")?,
+            http_rejected: counter_vec(&r, "otsensor_http_rejected_total", "HTTP requests refused: Host or Origin not allowed, body too large, request timeout.", &["reason"])?,
             learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
             learning_progress: {
                 let g = prometheus::Gauge::new("otsensor_learning_progress_ratio", "Fraction of the learning period elapsed (0 to 1).")?;

@@ -3,11 +3,14 @@
 
 use std::net::IpAddr;
 
+use crossbeam_channel::{Receiver, Sender};
+
 use serde::Serialize;
 
-use crate::dissect::Protocol;
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::flow::table::{DirectionCounts, EndReason};
-use crate::layers::Mac;
 
 /// A finished flow, oriented client (initiator) to server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +95,9 @@ pub enum ProtocolErrorKind {
     DeviceIndication,
     /// Authentication or password failure.
     AuthFailure,
+    /// A message that breaks its protocol's spec but parses (Modbus `Anomalies` flags,
+    /// S7comm bytes after the data part): the code says which.
+    SpecViolation,
 }
 
 /// A short text carried inline (identity values): at most 64 bytes, cut on a UTF-8
@@ -212,6 +218,17 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+    /// A client addressed one object of a server: a Modbus (function, start address),
+    /// an S7 SZL (id, index). Reported once per flow and object per interval, so
+    /// normal polling costs little and a sweep over objects is seen.
+    ObjectAccess {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        object: u64,
+    },
     /// Packets of a conversation that the XDP pre-filter shed in the kernel (they never
     /// reached a worker), accounted there and read periodically: the delta since the
     /// last report. Oriented client to server as the kernel judged it.
@@ -238,6 +255,7 @@ impl Observation {
             | Observation::Command { ts_ns, .. }
             | Observation::Identity { ts_ns, .. }
             | Observation::ProtocolError { ts_ns, .. }
+            | Observation::ObjectAccess { ts_ns, .. }
             | Observation::KernelConversation { ts_ns, .. } => *ts_ns,
             Observation::FlowEnded(record) => record.last_ns,
         }
@@ -245,12 +263,128 @@ impl Observation {
 }
 
 /// An observation as it travels the channel, stamped by the worker's sink with the
-/// monotonic time it was sent ([`mono_ns`]), so the analyzer can measure
-/// packet-to-alert latency without changing what inspection code builds.
+/// monotonic time it was made ([`mono_ns`]), so the analyzer can measure
+/// packet-to-alert latency without changing what inspection code builds, and with the
+/// order key of the packet that caused it (see [`Merge`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamped {
     pub observation: Observation,
     pub mono_ns: u64,
+    /// The causing packet's place in the source's order: its index in a replay, its
+    /// capture time live. Non-decreasing along one producer's stream.
+    pub order: u64,
+}
+
+/// One producer's (worker's) observations since its last batch, in its order, and its
+/// watermark: every observation it will send later has an order key above `watermark`.
+#[derive(Debug, Default)]
+pub struct ObservationBatch {
+    pub producer: usize,
+    pub watermark: u64,
+    /// The producer is parked (live, no traffic): until its next batch its watermark
+    /// follows the wall clock (see [`Merge::idle_grace_ns`]).
+    pub idle: bool,
+    /// The producer has ended: nothing more will come from it.
+    pub last: bool,
+    pub items: Vec<Stamped>,
+}
+
+/// Watermark of a producer that has ended.
+pub const WATERMARK_END: u64 = u64::MAX;
+
+/// The analyzer's k-way merge of the workers' observation streams. Each worker's stream
+/// is in its own order; an observation is released once every worker's watermark has
+/// reached its order key, so the analyzer sees all workers' observations in one order
+/// (the source's packet order in a replay) whatever the number of workers and however
+/// the packets fell into batches. Ties go to the lower producer id.
+#[derive(Debug)]
+pub struct Merge {
+    producers: Vec<Producer>,
+    held: usize,
+    /// How far behind the wall clock an idle live producer's watermark is put.
+    pub idle_grace_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Producer {
+    queue: std::collections::VecDeque<Stamped>,
+    watermark: u64,
+    idle: bool,
+}
+
+impl Merge {
+    pub fn new(producers: usize) -> Merge {
+        Merge {
+            producers: (0..producers).map(|_| Producer::default()).collect(),
+            held: 0,
+            idle_grace_ns: 1_000_000,
+        }
+    }
+
+    /// Observations waiting for a slower producer's watermark.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// True when some producer is parked with a wall-clock watermark: the caller should
+    /// come back after a while even if no batch arrives.
+    pub fn waits_on_clock(&self) -> bool {
+        self.held > 0 && self.producers.iter().any(|p| p.idle)
+    }
+
+    /// Takes a batch in; its emptied vector is returned for reuse by its producer.
+    pub fn push(&mut self, batch: &mut ObservationBatch) {
+        let Some(producer) = self.producers.get_mut(batch.producer) else {
+            return;
+        };
+        self.held += batch.items.len();
+        producer.queue.extend(batch.items.drain(..));
+        producer.watermark = if batch.last {
+            WATERMARK_END
+        } else {
+            producer.watermark.max(batch.watermark)
+        };
+        producer.idle = batch.idle && !batch.last;
+    }
+
+    /// Ends every producer (the channel closed): everything held is released.
+    pub fn end_all(&mut self) {
+        for producer in &mut self.producers {
+            producer.watermark = WATERMARK_END;
+            producer.idle = false;
+        }
+    }
+
+    /// The next observation every producer's watermark has passed, if any. `wall_ns`
+    /// is the current wall-clock time, read before the batches were taken in (used only
+    /// for idle live producers).
+    pub fn pop(&mut self, wall_ns: u64) -> Option<Stamped> {
+        if self.held == 0 {
+            return None;
+        }
+        let clock = wall_ns.saturating_sub(self.idle_grace_ns);
+        let mut bound = u64::MAX;
+        let mut best: Option<(u64, usize)> = None;
+        for (index, producer) in self.producers.iter().enumerate() {
+            let watermark = if producer.idle {
+                producer.watermark.max(clock)
+            } else {
+                producer.watermark
+            };
+            bound = bound.min(watermark);
+            if let Some(head) = producer.queue.front() {
+                if best.is_none_or(|(order, _)| head.order < order) {
+                    best = Some((head.order, index));
+                }
+            }
+        }
+        let (order, index) = best?;
+        if order > bound {
+            return None;
+        }
+        self.held -= 1;
+        self.producers[index].queue.pop_front()
+    }
 }
 
 /// Nanoseconds on a monotonic clock shared by every thread of the process (counted
@@ -264,3 +398,246 @@ pub fn mono_ns() -> u64 {
 // Keep the message small: it is copied through a bounded, preallocated channel, and
 // carried inline so that ending a flow allocates nothing.
 const _: () = assert!(std::mem::size_of::<Observation>() <= 160);
+
+/// Nanoseconds since the Unix epoch (the wall clock live frames are stamped with).
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// How a full observation channel is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Wait for room: offline replay, where completeness beats latency.
+    Block,
+    /// Drop and count: live capture, where a worker must never stall.
+    DropWhenFull,
+}
+
+/// The worker's side of the observation channel.
+///
+/// Batched (the pipeline): observations collect in a preallocated vector that goes to
+/// the analyzer as one [`ObservationBatch`] with the worker's watermark, once per batch
+/// of packets (or when full); the analyzer returns emptied vectors. Direct (unit tests,
+/// benchmarks): each observation is sent on its own.
+#[derive(Debug)]
+pub struct ObservationSink {
+    channel: Channel,
+    delivery: Delivery,
+    /// Order key of the packet being processed (stamped on what it causes).
+    order: u64,
+    /// The highest watermark published.
+    watermark: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+enum Channel {
+    Direct(Sender<Stamped>),
+    Batched {
+        producer: usize,
+        tx: Sender<ObservationBatch>,
+        free: Receiver<Vec<Stamped>>,
+        pending: Vec<Stamped>,
+    },
+}
+
+/// Observations per batch message: a fuller vector is sent at once.
+pub const OBSERVATION_BATCH: usize = 256;
+
+impl ObservationSink {
+    /// Sends each observation on its own (tests, benchmarks).
+    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
+        ObservationSink {
+            channel: Channel::Direct(tx),
+            delivery,
+            order: 0,
+            watermark: 0,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Sends observations in batches with this producer's watermark; `free` brings
+    /// emptied vectors back from the analyzer.
+    pub fn batched(
+        producer: usize,
+        tx: Sender<ObservationBatch>,
+        free: Receiver<Vec<Stamped>>,
+        delivery: Delivery,
+    ) -> ObservationSink {
+        ObservationSink {
+            channel: Channel::Batched {
+                producer,
+                tx,
+                free,
+                pending: Vec::with_capacity(OBSERVATION_BATCH),
+            },
+            delivery,
+            order: 0,
+            watermark: 0,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Sets the order key of the packet now processed; keys never go backwards.
+    #[inline]
+    pub fn set_order(&mut self, order: u64) {
+        self.order = self.order.max(order);
+    }
+
+    pub fn send(&mut self, observation: Observation) {
+        let stamped = Stamped {
+            observation,
+            mono_ns: mono_ns(),
+            order: self.order,
+        };
+        match &mut self.channel {
+            Channel::Direct(tx) => {
+                let delivered = match self.delivery {
+                    Delivery::Block => tx.send(stamped).is_ok(),
+                    Delivery::DropWhenFull => tx.try_send(stamped).is_ok(),
+                };
+                if delivered {
+                    self.sent += 1;
+                } else {
+                    self.dropped += 1;
+                }
+            }
+            Channel::Batched { pending, .. } => {
+                if pending.len() < pending.capacity() {
+                    pending.push(stamped);
+                    return;
+                }
+                // Full: what is held goes now; the packet being processed may still
+                // cause more, so the watermark stays below its key.
+                let watermark = self.order.saturating_sub(1);
+                self.flush(watermark, false, false);
+                match &mut self.channel {
+                    Channel::Batched { pending, .. } if pending.len() < pending.capacity() => {
+                        pending.push(stamped)
+                    }
+                    _ => self.dropped += 1,
+                }
+            }
+        }
+    }
+
+    /// Sends what is held with `watermark` (the worker has processed every packet up to
+    /// it). `idle`: the worker parks; `last`: it ends. A live sink that finds the channel
+    /// full keeps the observations for the next flush (and drops new ones while full).
+    pub fn flush(&mut self, watermark: u64, idle: bool, last: bool) {
+        let Channel::Batched {
+            producer,
+            tx,
+            free,
+            pending,
+        } = &mut self.channel
+        else {
+            return;
+        };
+        self.watermark = self.watermark.max(watermark);
+        let fresh = free
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(OBSERVATION_BATCH));
+        let items = std::mem::replace(pending, fresh);
+        let count = items.len() as u64;
+        let batch = ObservationBatch {
+            producer: *producer,
+            watermark: self.watermark,
+            idle,
+            last,
+            items,
+        };
+        let result = match self.delivery {
+            Delivery::Block => tx.send(batch).map_err(|e| e.into_inner()),
+            Delivery::DropWhenFull if last => tx.send(batch).map_err(|e| e.into_inner()),
+            Delivery::DropWhenFull => tx.try_send(batch).map_err(|e| e.into_inner()),
+        };
+        match result {
+            Ok(()) => self.sent += count,
+            // Keep them for the next try (the vector just taken is dropped); new
+            // observations are dropped and counted while the held vector is full.
+            Err(mut batch) => std::mem::swap(pending, &mut batch.items),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(order: u64) -> Stamped {
+        Stamped {
+            observation: Observation::DeviceSeen {
+                ts_ns: order,
+                mac: None,
+                ip: None,
+                vlan: 0,
+            },
+            mono_ns: 0,
+            order,
+        }
+    }
+
+    fn batch(producer: usize, watermark: u64, orders: &[u64]) -> ObservationBatch {
+        ObservationBatch {
+            producer,
+            watermark,
+            items: orders.iter().map(|&o| seen(o)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn drain(merge: &mut Merge, wall_ns: u64) -> Vec<u64> {
+        std::iter::from_fn(|| merge.pop(wall_ns))
+            .map(|s| s.order)
+            .collect()
+    }
+
+    #[test]
+    fn releases_in_order_up_to_the_lowest_watermark() {
+        let mut merge = Merge::new(2);
+        merge.push(&mut batch(0, 10, &[1, 4, 9]));
+        // Worker 1 has said nothing yet: nothing may go.
+        assert_eq!(drain(&mut merge, 0), Vec::<u64>::new());
+        merge.push(&mut batch(1, 5, &[2, 5]));
+        assert_eq!(drain(&mut merge, 0), vec![1, 2, 4, 5]);
+        assert_eq!(merge.held(), 1);
+        // An empty batch (a tick) moves the watermark on.
+        merge.push(&mut batch(1, 12, &[]));
+        assert_eq!(drain(&mut merge, 0), vec![9]);
+        merge.push(&mut batch(1, 20, &[13]));
+        merge.push(&mut ObservationBatch {
+            producer: 0,
+            last: true,
+            ..batch(0, 0, &[11, 30])
+        });
+        assert_eq!(drain(&mut merge, 0), vec![11, 13]);
+        merge.end_all();
+        assert_eq!(drain(&mut merge, 0), vec![30]);
+        assert_eq!(merge.held(), 0);
+    }
+
+    #[test]
+    fn an_idle_producer_follows_the_wall_clock() {
+        let mut merge = Merge::new(2);
+        merge.idle_grace_ns = 100;
+        merge.push(&mut batch(0, 5_000, &[1_000, 4_000]));
+        merge.push(&mut ObservationBatch {
+            idle: true,
+            ..batch(1, 500, &[])
+        });
+        assert!(merge.waits_on_clock());
+        assert_eq!(drain(&mut merge, 1_050), Vec::<u64>::new());
+        assert_eq!(drain(&mut merge, 2_000), vec![1_000]);
+        assert_eq!(drain(&mut merge, 9_000), vec![4_000]);
+        // Busy again: its own watermark holds the others back.
+        merge.push(&mut batch(0, 20_000, &[15_000]));
+        merge.push(&mut batch(1, 10_000, &[9_500]));
+        assert_eq!(drain(&mut merge, 99_000), vec![9_500]);
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::layers::Mac;
+use otsensor_wire::layers::Mac;
 
 const TABLE: &str = include_str!("../data/oui.tsv");
 

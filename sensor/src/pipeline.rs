@@ -12,28 +12,32 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 
+use otsensor_wire::Protocol;
+
 use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
-use crate::control::{ControlHandler, ControlRequest};
-use crate::dissect::inspect::EventSink;
-use crate::dissect::Protocol;
+use crate::control::{ControlHandler, ControlRequest, SnapshotCell, SnapshotPublisher};
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
-use crate::layers;
 use crate::metrics::{Metrics, WorkerMetrics};
-use crate::observe::Stamped;
+use crate::observe::{
+    Delivery, Merge, ObservationBatch, ObservationSink, Stamped, OBSERVATION_BATCH,
+};
+use crate::output::eve::EventSink;
 use crate::output::eve::{EveRecord, EveWriter};
 use crate::output::sinks::{AlertSinks, SinkReport};
 use crate::reload::SharedPolicy;
 use crate::store::Store;
-use crate::worker::{Delivery, ObservationSink, Worker, WorkerCounters, WorkerReport};
+use crate::worker::{Worker, WorkerCounters, WorkerReport};
 
 /// Where one packet of a batch lies.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     ts_ns: u64,
+    /// The packet's index in the source: its order key.
+    seq: u64,
     start: u32,
     len: u32,
     wire_len: u32,
@@ -47,16 +51,25 @@ pub struct Batch {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
     max_packets: usize,
+    /// Index of the last packet the reader had read when it handed this batch over:
+    /// every packet of this worker's up to it is in this batch or an earlier one.
+    upto: u64,
 }
 
 const BATCH_BYTES: usize = 1 << 20;
-/// Partly filled batches are handed over once packet time has moved this far, so that
-/// no worker runs far ahead of another in packet time: the analyzer then sees
-/// observations from all workers in nearly packet-time order, as it does live, and
-/// baseline decisions (learned before, deviation after) do not depend on how a sparse
-/// capture happened to fill each worker's batch. Live, it also bounds how long a packet
-/// waits in a partial batch. A one-worker replay needs neither.
-const BATCH_FLUSH_NS: u64 = 10_000_000;
+/// Every this many packets read per worker, the reader hands every worker what it
+/// holds (an empty batch is a watermark tick), so that a worker with little traffic
+/// does not hold back the analyzer's merge of the others' observations. Counted in
+/// packets, not packet time: balanced traffic fills whole batches before the tick,
+/// however sparse the capture.
+const TICK_BATCHES: u64 = 4;
+/// Live (a reader-driven live source): the reader also hands over what it holds once
+/// this much packet (wall-clock) time has passed, so that observations wait at most
+/// about this long for a quiet worker's watermark.
+const LIVE_TICK_NS: u64 = 1_000_000;
+/// Replay with one worker runs it on the reader's thread; it publishes its watermark
+/// (sends its observations) every this many packets.
+const INLINE_BATCH: u64 = 256;
 /// Capacity of the channel into the EVE writer thread, in records.
 const EVE_QUEUE: usize = 16_384;
 
@@ -66,6 +79,7 @@ impl Batch {
             bytes: Vec::with_capacity(BATCH_BYTES),
             entries: Vec::with_capacity(max_packets),
             max_packets,
+            upto: 0,
         }
     }
 
@@ -73,11 +87,12 @@ impl Batch {
         self.entries.len() >= self.max_packets || self.bytes.len() + len > self.bytes.capacity()
     }
 
-    fn push(&mut self, packet: &Packet<'_>) {
+    fn push(&mut self, packet: &Packet<'_>, seq: u64) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(packet.data);
         self.entries.push(Entry {
             ts_ns: packet.ts_ns,
+            seq,
             start: start as u32,
             len: packet.data.len() as u32,
             wire_len: packet.wire_len,
@@ -90,13 +105,18 @@ impl Batch {
         self.entries.clear();
     }
 
-    /// The packets of this batch, in order.
-    pub fn packets(&self) -> impl Iterator<Item = Packet<'_>> {
-        self.entries.iter().map(|e| Packet {
-            ts_ns: e.ts_ns,
-            link: e.link,
-            data: &self.bytes[e.start as usize..(e.start + e.len) as usize],
-            wire_len: e.wire_len,
+    /// The packets of this batch, in order, with their order keys.
+    pub fn packets(&self) -> impl Iterator<Item = (Packet<'_>, u64)> {
+        self.entries.iter().map(|e| {
+            (
+                Packet {
+                    ts_ns: e.ts_ns,
+                    link: e.link,
+                    data: &self.bytes[e.start as usize..(e.start + e.len) as usize],
+                    wire_len: e.wire_len,
+                },
+                e.seq,
+            )
         })
     }
 }
@@ -127,6 +147,9 @@ pub struct ReplayOptions {
     /// observations; after the capture ends a `otsensor-control` thread keeps
     /// answering until every sender is gone (so `--serve` can explore the result).
     pub control: Option<Receiver<ControlRequest>>,
+    /// Where the analyzer publishes what the API's read endpoints serve (periodically
+    /// when something changed, at once after an operator's change, and at the end).
+    pub snapshot: Option<Arc<SnapshotCell>>,
     /// Where alerts go besides EVE (syslog, webhook); closed (drained) at the end.
     pub alert_sinks: Option<AlertSinks>,
     /// Config reload: workers look for a new policy snapshot once per batch and the
@@ -139,6 +162,12 @@ const EVE_IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200
 
 /// Observations between two refreshes of the analyzer's metrics.
 const ANALYZER_METRICS_EVERY: u64 = 1024;
+/// Emptied observation vectors a worker keeps in reserve.
+const RECYCLED_VECTORS: usize = 16;
+/// How often a thread looks for work again before it parks (some microseconds: a busy
+/// pipeline hands over a batch every ~100 µs per worker, and on a small machine a long
+/// spin would take the core from the thread it waits for).
+const SPIN_TRIES: u32 = 256;
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,6 +220,39 @@ pub struct Summary {
     /// EVE records written, and write failures.
     pub eve_events: u64,
     pub eve_write_errors: u64,
+    /// CPU time of each thread of the run (reader, workers, analyzer, EVE writer), read
+    /// by each thread as it ends; empty where the kernel does not say.
+    pub threads: Vec<ThreadCpu>,
+}
+
+/// One thread's CPU time over a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub cpu_seconds: f64,
+}
+
+/// CPU time the calling thread has used, in nanoseconds: `/proc/thread-self/schedstat`
+/// (nanoseconds on CPU), else `stat` (utime + stime in clock ticks, assumed 100 Hz).
+pub fn thread_cpu_ns() -> Option<u64> {
+    if let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        if let Some(ns) = text.split_whitespace().next().and_then(|f| f.parse().ok()) {
+            return Some(ns);
+        }
+    }
+    let text = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000)
+}
+
+fn thread_cpu(name: impl Into<String>, since_ns: u64) -> Option<ThreadCpu> {
+    Some(ThreadCpu {
+        name: name.into(),
+        cpu_seconds: thread_cpu_ns()?.saturating_sub(since_ns) as f64 / 1e9,
+    })
 }
 
 /// The threads every run has behind its workers, the EVE writer and the analyzer, and
@@ -199,11 +261,17 @@ pub struct Summary {
 pub(crate) struct Backend {
     /// The policy in force at the start (the reloadable one's current snapshot).
     pub policy: Arc<Policy>,
+    /// Workers whose streams the analyzer merges (producers `0..workers`).
     pub workers: usize,
-    pub obs_tx: Sender<Stamped>,
+    /// Observation batches to the analyzer. A producer id of `workers` or above is not
+    /// ordered against packets (live: the kernel's conversation reports).
+    pub obs_tx: Sender<ObservationBatch>,
+    /// Per worker, the analyzer's returns of emptied observation vectors (taken by
+    /// [`Backend::new_worker`]).
+    recycled: Vec<Option<Receiver<Vec<Stamped>>>>,
     pub eve_tx: Option<Sender<EveRecord>>,
-    pub eve_thread: Option<thread::JoinHandle<(u64, u64)>>,
-    pub analyzer: thread::JoinHandle<(AnalyzerReport, Vec<(&'static str, SinkReport)>)>,
+    pub eve_thread: Option<thread::JoinHandle<EveOutcome>>,
+    pub analyzer: thread::JoinHandle<AnalyzerOutcome>,
     /// How workers deliver observations and protocol events (live: drop when full).
     pub delivery: Delivery,
     pub protocol_events: bool,
@@ -211,11 +279,30 @@ pub(crate) struct Backend {
     pub started: Instant,
 }
 
+/// What the analyzer thread returns: its report, the alert sinks' reports, its CPU.
+type AnalyzerOutcome = (
+    AnalyzerReport,
+    Vec<(&'static str, SinkReport)>,
+    Option<ThreadCpu>,
+);
+/// What the EVE writer returns: records written, write failures, its CPU.
+type EveOutcome = (u64, u64, Option<ThreadCpu>);
+
 impl Backend {
-    /// A worker wired to the analyzer (and the EVE writer for protocol events), following
-    /// reloads of `reloadable`.
-    pub(crate) fn new_worker(&self, id: usize, reloadable: Option<&Arc<SharedPolicy>>) -> Worker {
-        let sink = ObservationSink::new(self.obs_tx.clone(), self.delivery);
+    /// Worker `id` (one of `0..workers`, each taken once) wired to the analyzer through
+    /// a batched observation sink (and to the EVE writer for protocol events),
+    /// following reloads of `reloadable`.
+    pub(crate) fn new_worker(
+        &mut self,
+        id: usize,
+        reloadable: Option<&Arc<SharedPolicy>>,
+    ) -> Result<Worker, Error> {
+        let recycled = self
+            .recycled
+            .get_mut(id)
+            .and_then(Option::take)
+            .ok_or(Error::Thread("spawn worker"))?;
+        let sink = ObservationSink::batched(id, self.obs_tx.clone(), recycled, self.delivery);
         let events = match &self.eve_tx {
             Some(tx) if self.protocol_events => Some(EventSink::new(tx.clone(), self.delivery)),
             _ => None,
@@ -224,12 +311,18 @@ impl Backend {
         if let Some(shared) = reloadable {
             worker.watch_policy(shared.watch());
         }
-        worker
+        Ok(worker)
     }
 
     /// Waits for the analyzer and the EVE writer once every worker has ended (and every
-    /// other observation sender is gone), and builds the run's summary.
-    pub(crate) fn finish(self, merged: WorkerReport, stopped: bool) -> Result<Summary, Error> {
+    /// other observation sender is gone), and builds the run's summary. `threads`: the
+    /// CPU time of the threads the caller ran (workers).
+    pub(crate) fn finish(
+        self,
+        merged: WorkerReport,
+        stopped: bool,
+        threads: Vec<ThreadCpu>,
+    ) -> Result<Summary, Error> {
         let Backend {
             workers,
             obs_tx,
@@ -248,14 +341,17 @@ impl Backend {
             started,
             stopped,
             workers,
+            threads,
         })
     }
 }
 
-/// Starts the EVE writer and the analyzer (taking the outputs, store and control
-/// channel out of `options`).
+/// Starts the EVE writer and the analyzer (taking the outputs, store, control channel
+/// and snapshot cell out of `options`). `workers`: the number of worker streams the
+/// analyzer merges (default: the policy's).
 pub(crate) fn start_backend(
     policy: Arc<Policy>,
+    workers: Option<usize>,
     options: &mut ReplayOptions,
 ) -> Result<Backend, Error> {
     let started = Instant::now();
@@ -264,8 +360,15 @@ pub(crate) fn start_backend(
         None => policy,
     };
     let policy_updates = options.reloadable_policy.as_ref().map(|s| s.subscribe());
-    let workers = policy.workers.max(1);
-    let (obs_tx, obs_rx) = bounded::<Stamped>(policy.observation_queue);
+    let workers = workers.unwrap_or(policy.workers).max(1);
+    // One channel of observation batches from every worker (and the source) to the
+    // analyzer, and per worker a channel that returns the emptied vectors.
+    let (obs_tx, obs_rx) = bounded::<ObservationBatch>(
+        (policy.observation_queue / OBSERVATION_BATCH).max(2 * workers + 2),
+    );
+    let (recycle_tx, recycle_rx): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| bounded::<Vec<Stamped>>(RECYCLED_VECTORS))
+        .unzip();
 
     // The EVE writer thread: the one owner of the output file.
     let (eve_tx, eve_thread) = match options.eve.take() {
@@ -294,7 +397,7 @@ pub(crate) fn start_backend(
                         }
                     }
                     failures += u64::from(writer.flush().is_err());
-                    (writer.events, failures)
+                    (writer.events, failures, thread_cpu("otsensor-eve", 0))
                 })
                 .map_err(|_| Error::Thread("spawn EVE writer"))?;
             (Some(tx), Some(handle))
@@ -324,6 +427,7 @@ pub(crate) fn start_backend(
     }
     let analyzer_metrics = metrics.clone();
     let control = options.control.take();
+    let snapshot = options.snapshot.take();
     let sinks = options
         .alert_sinks
         .take()
@@ -340,41 +444,138 @@ pub(crate) fn start_backend(
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
             let mut folded = AnalyzerCounters::default();
+            let mut publisher = snapshot.map(SnapshotPublisher::new);
+            if let Some(publisher) = &mut publisher {
+                publisher.publish(&mut analyzer);
+            }
+            let mut next_snapshot = std::time::Instant::now() + crate::control::SNAPSHOT_INTERVAL;
+            let mut merge = Merge::new(workers);
+            let mut next_metrics = ANALYZER_METRICS_EVERY;
+            let mut release = |analyzer: &mut Analyzer, merge: &mut Merge, wall_ns: u64| {
+                while let Some(stamped) = merge.pop(wall_ns) {
+                    analyzer.handle(stamped);
+                }
+                if let Some(metrics) = &analyzer_metrics {
+                    if analyzer.counters.observations >= next_metrics {
+                        next_metrics = analyzer.counters.observations + ANALYZER_METRICS_EVERY;
+                        metrics.fold_analyzer(
+                            &mut folded,
+                            &analyzer.counters,
+                            analyzer.device_count(),
+                        );
+                        metrics
+                            .observation_queue_depth
+                            .set((obs_rx.len() * OBSERVATION_BATCH / 2 + merge.held()) as i64);
+                        analyzer.publish_learning();
+                    }
+                }
+            };
+            let take = |analyzer: &mut Analyzer, merge: &mut Merge, mut batch: ObservationBatch| {
+                if batch.producer >= workers || workers == 1 {
+                    // The source's own observations (kernel-shed conversations) are
+                    // not ordered against packets: analysed as they come. One worker's
+                    // stream is already in order: nothing to merge.
+                    for stamped in batch.items.drain(..) {
+                        analyzer.handle(stamped);
+                    }
+                } else {
+                    merge.push(&mut batch);
+                }
+                if let Some(recycle) = recycle_tx.get(batch.producer) {
+                    let _ = recycle.try_send(batch.items);
+                }
+            };
             loop {
-                crossbeam_channel::select! {
-                    recv(obs_rx) -> observation => {
-                        let Ok(stamped) = observation else { break };
-                        // A reload published before this observation was sent applies to it.
+                // Spin briefly before parking: a busy pipeline sends a batch every few
+                // microseconds, and a futex wake-up costs more than that.
+                let mut spun = 0;
+                let first = loop {
+                    match obs_rx.try_recv() {
+                        Ok(batch) => break Some(batch),
+                        Err(_) if spun < SPIN_TRIES => {
+                            spun += 1;
+                            std::hint::spin_loop();
+                        }
+                        Err(_) => break None,
+                    }
+                };
+                let first = match first {
+                    Some(batch) => Ok(batch),
+                    None => {
+                        let wait = if merge.waits_on_clock() {
+                            Duration::from_millis(1)
+                        } else if publisher.is_some() {
+                            crate::control::SNAPSHOT_INTERVAL
+                        } else {
+                            Duration::from_secs(3600)
+                        };
+                        crossbeam_channel::select! {
+                            recv(obs_rx) -> batch => batch.map_err(|_| true),
+                            recv(requests) -> request => {
+                                if let Ok(request) = request {
+                                    match &mut publisher {
+                                        Some(publisher) => publisher.answer(&mut analyzer, request),
+                                        None => analyzer.answer(request),
+                                    }
+                                }
+                                Err(false)
+                            }
+                            recv(policy_updates) -> policy => {
+                                if let Ok(policy) = policy {
+                                    analyzer.set_policy(policy);
+                                }
+                                Err(false)
+                            }
+                            default(wait) => Err(false),
+                        }
+                    }
+                };
+                // The wall clock is read before the batches are taken in (see `Merge::pop`).
+                let wall_ns = crate::observe::realtime_ns();
+                match first {
+                    Ok(batch) => {
+                        // A reload published before these observations were sent applies to them.
                         if let Ok(policy) = policy_updates.try_recv() {
                             analyzer.set_policy(policy);
                         }
-                        analyzer.handle(stamped);
-                        if let Some(metrics) = &analyzer_metrics {
-                            if analyzer.counters.observations.is_multiple_of(ANALYZER_METRICS_EVERY) {
-                                metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
-                                metrics.observation_queue_depth.set(obs_rx.len() as i64);
-                                analyzer.publish_learning();
-                            }
+                        take(&mut analyzer, &mut merge, batch);
+                        // Drain what else is queued before releasing: one pass of the
+                        // merge per burst.
+                        for batch in obs_rx.try_iter().take(64) {
+                            take(&mut analyzer, &mut merge, batch);
                         }
                     }
-                    recv(requests) -> request => {
-                        if let Ok(request) = request {
-                            analyzer.answer(request);
-                        }
-                    }
-                    recv(policy_updates) -> policy => {
-                        if let Ok(policy) = policy {
-                            analyzer.set_policy(policy);
+                    Err(true) => break,
+                    Err(false) => {}
+                }
+                if control.is_some() {
+                    while let Ok(request) = requests.try_recv() {
+                        match &mut publisher {
+                            Some(publisher) => publisher.answer(&mut analyzer, request),
+                            None => analyzer.answer(request),
                         }
                     }
                 }
+                release(&mut analyzer, &mut merge, wall_ns);
+                if let Some(publisher) = &mut publisher {
+                    let now = std::time::Instant::now();
+                    if now >= next_snapshot {
+                        publisher.tick(&mut analyzer);
+                        next_snapshot = now + crate::control::SNAPSHOT_INTERVAL;
+                    }
+                }
             }
+            merge.end_all();
+            release(&mut analyzer, &mut merge, u64::MAX);
             analyzer.capture_finished = true;
             let report = analyzer.finish();
             if let Some(metrics) = &analyzer_metrics {
                 metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
                 metrics.observation_queue_depth.set(0);
                 analyzer.publish_learning();
+            }
+            if let Some(publisher) = &mut publisher {
+                publisher.publish(&mut analyzer);
             }
             let sink_reports = analyzer.take_sinks().close();
             analyzer.close_events();
@@ -384,17 +585,21 @@ pub(crate) fn start_backend(
                     .name("otsensor-control".into())
                     .spawn(move || {
                         for request in requests {
-                            analyzer.answer(request);
+                            match &mut publisher {
+                                Some(publisher) => publisher.answer(&mut analyzer, request),
+                                None => analyzer.answer(request),
+                            }
                         }
                     });
             }
-            (report, sink_reports)
+            (report, sink_reports, thread_cpu("otsensor-analyzer", 0))
         })
         .map_err(|_| Error::Thread("spawn analyzer"))?;
     Ok(Backend {
         policy,
         workers,
         obs_tx,
+        recycled: recycle_rx.into_iter().map(Some).collect(),
         eve_tx,
         eve_thread,
         analyzer,
@@ -411,21 +616,13 @@ pub fn replay(
     policy: Arc<Policy>,
     mut options: ReplayOptions,
 ) -> Result<Summary, Error> {
-    let Backend {
-        policy,
-        workers,
-        obs_tx,
-        eve_tx,
-        eve_thread,
-        analyzer,
-        delivery,
-        protocol_events,
-        metrics,
-        started,
-    } = start_backend(policy, &mut options)?;
-    let event_sink = |tx: &Option<Sender<EveRecord>>, delivery: Delivery| {
-        tx.clone().map(|tx| EventSink::new(tx, delivery))
-    };
+    let mut backend = start_backend(policy, None, &mut options)?;
+    let (policy, workers) = (Arc::clone(&backend.policy), backend.workers);
+    let metrics = backend.metrics.clone();
+
+    // One worker of a replay runs on this thread: it reads the source itself, so no
+    // packet is copied into a batch or handed over.
+    let inline = workers == 1 && !options.live && options.spread == Spread::FlowHash;
 
     // Per worker: a channel of full batches in, and a channel of empty batches back.
     const IN_FLIGHT: usize = 4;
@@ -438,27 +635,23 @@ pub fn replay(
         Spread::Asymmetric => HandoffRings::new(workers, policy.handoff_queue),
     };
     let finished = Arc::new(AtomicUsize::new(0));
+    let mut inline_worker = None;
     for id in 0..workers {
+        let worker = backend.new_worker(id, options.reloadable_policy.as_ref())?;
+        let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
+        if inline {
+            inline_worker = Some((worker, worker_metrics));
+            break;
+        }
         let (full_tx, full_rx) = bounded::<Batch>(IN_FLIGHT);
         let (free_tx, free_rx) = bounded::<Batch>(IN_FLIGHT + 1);
         for _ in 0..IN_FLIGHT {
             let _ = free_tx.send(Batch::new(policy.batch_packets));
         }
         filling.push(Batch::new(policy.batch_packets));
-        let sink = ObservationSink::new(obs_tx.clone(), delivery);
-        let events = if protocol_events {
-            event_sink(&eve_tx, delivery)
-        } else {
-            None
-        };
-        let mut worker = Worker::new(id, Arc::clone(&policy), sink, events);
-        if let Some(shared) = &options.reloadable_policy {
-            worker.watch_policy(shared.watch());
-        }
         let rings = rings.clone();
         let check_owner = options.spread != Spread::FlowHash;
         let finished = Arc::clone(&finished);
-        let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
 
         let handle = thread::Builder::new()
             .name(format!("otsensor-worker-{id}"))
@@ -478,13 +671,11 @@ pub fn replay(
         free_batches.push(free_rx);
         handles.push(handle);
     }
-    drop(obs_tx);
 
     let mut pacer = (options.realtime || options.realtime_speed.is_some())
         .then(|| Pacer::new(options.realtime_speed.unwrap_or(1.0)));
     let stop = options.stop;
     let mut stopped = false;
-    let mut flushed_at_ns: Option<u64> = None;
     // Counted locally and folded into the metrics once per batch handed over.
     let (mut read_packets, mut read_bytes) = (0u64, 0u64);
     let fold_reader = |packets: &mut u64, bytes: &mut u64| {
@@ -493,83 +684,156 @@ pub fn replay(
             metrics.reader_bytes.inc_by(std::mem::take(bytes));
         }
     };
-    let read_result = (|| -> Result<(), Error> {
-        loop {
-            // Hand over partial batches before waiting on a live source with nothing
-            // ready, and every 10 ms of packet time (alerts must not wait for a full
-            // batch).
-            if source.idle() {
-                fold_reader(&mut read_packets, &mut read_bytes);
-                flush_batches(&mut filling, &free_batches, &to_workers)?;
+    // Packets read so far: the next packet's order key.
+    let mut seq = 0u64;
+    let reader_cpu_ns = thread_cpu_ns().unwrap_or(0);
+    let mut inline_report = None;
+    let read_result = if let Some((mut worker, mut worker_metrics)) = inline_worker {
+        let result = (|| -> Result<(), Error> {
+            let mut batch_started = worker_metrics.is_some().then(Instant::now);
+            while let Some(packet) = source.next_packet()? {
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    stopped = true;
+                    break;
+                }
+                read_packets += 1;
+                read_bytes += packet.data.len() as u64;
+                if let Some(pacer) = pacer.as_mut() {
+                    pacer.wait_for(packet.ts_ns);
+                }
+                worker.process_at(&packet, seq);
+                seq += 1;
+                if seq.is_multiple_of(INLINE_BATCH) || pacer.is_some() {
+                    worker.publish_watermark(seq - 1);
+                    worker.refresh_policy();
+                    fold_reader(&mut read_packets, &mut read_bytes);
+                    if let (Some(metrics), Some(started)) = (worker_metrics.as_mut(), batch_started)
+                    {
+                        metrics.record_batch(started.elapsed(), INLINE_BATCH);
+                        let (protocols, stream) = worker.stats();
+                        metrics.fold(&worker.counters(), protocols, stream);
+                        batch_started = Some(Instant::now());
+                    }
+                }
             }
-            let Some(packet) = source.next_packet()? else {
-                break;
-            };
-            if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
-                stopped = true;
-                break;
-            }
-            read_packets += 1;
-            read_bytes += packet.data.len() as u64;
-            // One worker of a replay has no other worker to stay level with: its batches
-            // fill up whatever the capture's packet rate.
-            let due = (workers > 1 || options.live)
-                && flushed_at_ns
-                    .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= BATCH_FLUSH_NS);
-            if due {
-                flushed_at_ns = Some(packet.ts_ns);
-                fold_reader(&mut read_packets, &mut read_bytes);
-                flush_batches(&mut filling, &free_batches, &to_workers)?;
-            }
-            if let Some(pacer) = pacer.as_mut() {
-                pacer.wait_for(packet.ts_ns);
-            }
-            let owner = match options.spread {
-                _ if workers == 1 => 0,
-                Spread::FlowHash => flow::frame_owner(&layers::slice(&packet), workers),
-                Spread::Asymmetric => flow::asymmetric_queue(&layers::slice(&packet), workers),
-            };
-            let batch = &mut filling[owner];
-            if batch.is_full_for(packet.data.len()) || pacer.is_some() && !batch.entries.is_empty()
-            {
-                let next = free_batches[owner]
-                    .recv()
-                    .map_err(|_| Error::Thread("worker stopped"))?;
-                let full = std::mem::replace(batch, next);
-                fold_reader(&mut read_packets, &mut read_bytes);
-                to_workers[owner]
-                    .send(full)
-                    .map_err(|_| Error::Thread("worker stopped"))?;
-            }
-            filling[owner].push(&packet);
+            Ok(())
+        })();
+        let report = worker.finish();
+        if let Some(metrics) = worker_metrics.as_mut() {
+            metrics.fold(&report.counters, &report.protocols, &report.stream);
+            metrics.flush();
         }
-        Ok(())
-    })();
+        inline_report = Some(report);
+        result
+    } else {
+        (|| -> Result<(), Error> {
+            let tick = (policy.batch_packets as u64)
+                .saturating_mul(workers as u64)
+                .saturating_mul(TICK_BATCHES)
+                .max(1);
+            // Per worker: the reader's position when it last handed that worker a batch.
+            let mut handed_upto = vec![0u64; workers];
+            let mut ticked_at_ns: Option<u64> = None;
+            loop {
+                // Hand over what is held before waiting on a live source with nothing
+                // ready (alerts must not wait for a full batch).
+                if source.idle() && seq > 0 {
+                    fold_reader(&mut read_packets, &mut read_bytes);
+                    hand_over_all(
+                        &mut filling,
+                        &free_batches,
+                        &to_workers,
+                        &mut handed_upto,
+                        seq - 1,
+                    )?;
+                }
+                let Some(packet) = source.next_packet()? else {
+                    break;
+                };
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    stopped = true;
+                    break;
+                }
+                read_packets += 1;
+                read_bytes += packet.data.len() as u64;
+                if let Some(pacer) = pacer.as_mut() {
+                    pacer.wait_for(packet.ts_ns);
+                }
+                let owner = match options.spread {
+                    _ if workers == 1 => 0,
+                    Spread::FlowHash => flow::frame_owner(&packet.slice(), workers),
+                    Spread::Asymmetric => flow::asymmetric_queue(&packet.slice(), workers),
+                };
+                let batch = &mut filling[owner];
+                if batch.is_full_for(packet.data.len()) {
+                    let next = free_batches[owner]
+                        .recv()
+                        .map_err(|_| Error::Thread("worker stopped"))?;
+                    let mut full = std::mem::replace(batch, next);
+                    full.upto = seq.saturating_sub(1);
+                    handed_upto[owner] = full.upto;
+                    fold_reader(&mut read_packets, &mut read_bytes);
+                    to_workers[owner]
+                        .send(full)
+                        .map_err(|_| Error::Thread("worker stopped"))?;
+                }
+                filling[owner].push(&packet, seq);
+                // Keep every worker's watermark moving: by packet count in a replay; live
+                // (and paced), also by time, so a quiet queue delays no alert for long.
+                let due = if options.live {
+                    ticked_at_ns
+                        .is_none_or(|at| packet.ts_ns < at || packet.ts_ns - at >= LIVE_TICK_NS)
+                } else {
+                    pacer.is_some()
+                };
+                if due || (seq + 1).is_multiple_of(tick) {
+                    ticked_at_ns = Some(packet.ts_ns);
+                    fold_reader(&mut read_packets, &mut read_bytes);
+                    hand_over_all(
+                        &mut filling,
+                        &free_batches,
+                        &to_workers,
+                        &mut handed_upto,
+                        seq,
+                    )?;
+                }
+                seq += 1;
+            }
+            Ok(())
+        })()
+    };
     fold_reader(&mut read_packets, &mut read_bytes);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
-    for (owner, batch) in filling.into_iter().enumerate() {
+    for (owner, mut batch) in filling.into_iter().enumerate() {
         if !batch.entries.is_empty() {
+            batch.upto = seq.saturating_sub(1);
             let _ = to_workers[owner].send(batch);
         }
     }
     drop(to_workers);
-    let mut merged = WorkerReport::default();
-    for handle in handles {
-        let report = handle
+    let mut threads: Vec<ThreadCpu> = thread_cpu(
+        if inline_report.is_some() {
+            "reader+worker-0"
+        } else {
+            "reader"
+        },
+        reader_cpu_ns,
+    )
+    .into_iter()
+    .collect();
+    let mut merged = inline_report.unwrap_or_default();
+    for (id, handle) in handles.into_iter().enumerate() {
+        let (report, cpu) = handle
             .join()
             .map_err(|_| Error::Thread("worker panicked"))?;
         merged.merge(&report);
+        threads.extend(cpu.map(|cpu_seconds| ThreadCpu {
+            name: format!("otsensor-worker-{id}"),
+            cpu_seconds,
+        }));
     }
-    let summary = finish_run(FinishRun {
-        merged,
-        analyzer,
-        eve_tx,
-        eve_thread,
-        started,
-        stopped,
-        workers,
-    });
+    let summary = backend.finish(merged, stopped, threads);
     read_result?;
     summary
 }
@@ -577,12 +841,14 @@ pub fn replay(
 /// What is left to wait for and report once every worker has ended.
 struct FinishRun {
     merged: WorkerReport,
-    analyzer: thread::JoinHandle<(AnalyzerReport, Vec<(&'static str, SinkReport)>)>,
+    analyzer: thread::JoinHandle<AnalyzerOutcome>,
     eve_tx: Option<Sender<EveRecord>>,
-    eve_thread: Option<thread::JoinHandle<(u64, u64)>>,
+    eve_thread: Option<thread::JoinHandle<EveOutcome>>,
     started: Instant,
     stopped: bool,
     workers: usize,
+    /// CPU time of the threads that already ended (reader, workers).
+    threads: Vec<ThreadCpu>,
 }
 
 /// Joins the analyzer and then the EVE writer, and builds the summary.
@@ -595,20 +861,26 @@ fn finish_run(run: FinishRun) -> Result<Summary, Error> {
         started,
         stopped,
         workers,
+        mut threads,
     } = run;
     let WorkerReport {
         counters,
         protocols: protocol_stats,
         stream,
     } = merged;
-    let (report, _sink_reports) = analyzer
+    let (report, _sink_reports, analyzer_cpu) = analyzer
         .join()
         .map_err(|_| Error::Thread("analyzer panicked"))?;
+    threads.extend(analyzer_cpu);
     drop(eve_tx);
     let (eve_events, eve_write_errors) = match eve_thread {
-        Some(handle) => handle
-            .join()
-            .map_err(|_| Error::Thread("EVE writer panicked"))?,
+        Some(handle) => {
+            let (events, errors, cpu) = handle
+                .join()
+                .map_err(|_| Error::Thread("EVE writer panicked"))?;
+            threads.extend(cpu);
+            (events, errors)
+        }
         None => (0, 0),
     };
 
@@ -646,23 +918,29 @@ fn finish_run(run: FinishRun) -> Result<Summary, Error> {
         analyzer: report,
         eve_events,
         eve_write_errors,
+        threads,
     })
 }
 
-/// Sends every non-empty batch being filled to its worker.
-fn flush_batches(
+/// Hands every worker what it holds, with the reader's position `upto`; a worker that
+/// holds nothing gets an empty batch (a watermark tick) unless it is already there.
+fn hand_over_all(
     filling: &mut [Batch],
     free_batches: &[Receiver<Batch>],
     to_workers: &[Sender<Batch>],
+    handed_upto: &mut [u64],
+    upto: u64,
 ) -> Result<(), Error> {
     for (owner, batch) in filling.iter_mut().enumerate() {
-        if batch.entries.is_empty() {
+        if batch.entries.is_empty() && handed_upto[owner] == upto {
             continue;
         }
         let next = free_batches[owner]
             .recv()
             .map_err(|_| Error::Thread("worker stopped"))?;
-        let full = std::mem::replace(batch, next);
+        let mut full = std::mem::replace(batch, next);
+        full.upto = upto;
+        handed_upto[owner] = upto;
         to_workers[owner]
             .send(full)
             .map_err(|_| Error::Thread("worker stopped"))?;
@@ -680,18 +958,28 @@ fn run_worker(
     finished: Arc<AtomicUsize>,
     check_owner: bool,
     mut metrics: Option<WorkerMetrics>,
-) -> WorkerReport {
+) -> (WorkerReport, Option<f64>) {
     let me = worker.id;
     let workers = rings.workers();
+    let handoffs = rings.enabled();
     let mut input_open = true;
     loop {
         if input_open {
-            match batches.recv_timeout(Duration::from_millis(1)) {
+            // Spin briefly, then park. With hand-offs the worker must also come back to
+            // its inbox, so it parks for at most a millisecond.
+            let received = match recv_spinning(&batches) {
+                Some(batch) => Ok(batch),
+                None if handoffs => batches.recv_timeout(Duration::from_millis(1)),
+                None => batches
+                    .recv()
+                    .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+            };
+            match received {
                 Ok(mut batch) => {
                     worker.refresh_policy();
                     let started = metrics.is_some().then(Instant::now);
-                    for packet in batch.packets() {
-                        let frame = layers::slice(&packet);
+                    for (packet, seq) in batch.packets() {
+                        let frame = packet.slice();
                         // Under flow-hash spreading the reader already chose the owner.
                         let owner = if check_owner {
                             flow::frame_owner(&frame, workers)
@@ -699,11 +987,12 @@ fn run_worker(
                             me
                         };
                         if owner == me {
-                            worker.process_frame(&frame);
+                            worker.process_frame_at(&frame, seq);
                         } else {
                             hand_off(&mut worker, &rings, owner, &packet);
                         }
                     }
+                    worker.publish_watermark(batch.upto);
                     if let (Some(metrics), Some(started)) = (metrics.as_mut(), started) {
                         metrics.record_batch(started.elapsed(), batch.entries.len() as u64);
                         let (protocols, stream) = worker.stats();
@@ -720,6 +1009,12 @@ fn run_worker(
                 }
             }
         }
+        if !handoffs {
+            if input_open {
+                continue;
+            }
+            break;
+        }
         let received = drain_inbox(&mut worker, &rings);
         if !input_open && received == 0 {
             // Everyone's input is drained and pushed: one last look at the inbox.
@@ -735,7 +1030,19 @@ fn run_worker(
         metrics.fold(&report.counters, &report.protocols, &report.stream);
         metrics.flush();
     }
-    report
+    (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
+}
+
+/// Takes a message if one comes within a short spin; `None` means park.
+fn recv_spinning<T>(rx: &Receiver<T>) -> Option<T> {
+    for _ in 0..SPIN_TRIES {
+        match rx.try_recv() {
+            Ok(item) => return Some(item),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    None
 }
 
 /// Processes every frame other workers handed to this one; returns how many.
@@ -746,7 +1053,9 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
             continue;
         };
         while let Some(frame) = ring.pop() {
-            worker.process(&frame.packet());
+            // Ordered as the receiving worker's latest packet (the sender's index is not
+            // carried): hand-offs are for NICs without symmetric RSS.
+            worker.process_frame_at(&frame.frame(), 0);
             received += 1;
         }
     }
@@ -759,10 +1068,11 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
 fn hand_off(worker: &mut Worker, rings: &HandoffRings, owner: usize, packet: &Packet<'_>) {
     let Some(ring) = rings.ring(worker.id, owner) else {
         // Hand-off disabled yet a foreign frame arrived: process it here rather than lose it.
-        worker.process(packet);
+        worker.process_at(packet, 0);
         return;
     };
-    let (mut frame, cut) = HandoffFrame::copy_of(packet);
+    let (mut frame, cut) =
+        HandoffFrame::copy_of(packet.ts_ns, packet.link, packet.data, packet.wire_len);
     worker.note_handoff_sent(cut);
     loop {
         match ring.push(frame) {

@@ -15,15 +15,14 @@
 //! packet; the analyzer receives the snapshot on a channel in its select loop.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use crate::config::{Config, Error as ConfigError, Policy};
+use crate::config::{lock, Config, Error as ConfigError, Policy, PolicySnapshots, PolicyWatch};
 use crate::metrics::ConfigMetrics;
 
 /// Why a reload was refused. The running policy is unchanged in every case.
@@ -56,11 +55,11 @@ pub struct ReloadOutcome {
     pub kernel_maps_updated: bool,
 }
 
-/// The current policy, shared by the reloader (writer) and the pipeline (readers).
+/// The current policy, shared by the reloader (writer) and the pipeline (readers): the
+/// published snapshots ([`PolicySnapshots`], which the workers watch) and, live, the
+/// kernel maps a reload rewrites before publishing.
 pub struct SharedPolicy {
-    generation: AtomicU64,
-    current: Mutex<Arc<Policy>>,
-    subscribers: Mutex<Vec<Sender<Arc<Policy>>>>,
+    snapshots: Arc<PolicySnapshots>,
     #[cfg(target_os = "linux")]
     kernel: Mutex<Option<crate::ebpf::PolicyMaps>>,
 }
@@ -73,56 +72,38 @@ impl std::fmt::Debug for SharedPolicy {
     }
 }
 
-/// A poisoned lock only means another thread panicked while holding it; the data (an
-/// `Arc` or a list of senders) is still whole, so carry on with it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl SharedPolicy {
     /// Generation 1: the policy the sensor starts with.
     pub fn new(policy: Arc<Policy>) -> Arc<SharedPolicy> {
         Arc::new(SharedPolicy {
-            generation: AtomicU64::new(1),
-            current: Mutex::new(policy),
-            subscribers: Mutex::new(Vec::new()),
+            snapshots: PolicySnapshots::new(policy),
             #[cfg(target_os = "linux")]
             kernel: Mutex::new(None),
         })
     }
 
     pub fn current(&self) -> Arc<Policy> {
-        Arc::clone(&lock(&self.current))
+        self.snapshots.current()
     }
 
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.snapshots.generation()
     }
 
     /// A per-worker view that notices a new snapshot with one atomic load.
     pub fn watch(self: &Arc<Self>) -> PolicyWatch {
-        PolicyWatch {
-            seen: self.generation(),
-            shared: Arc::clone(self),
-        }
+        self.snapshots.watch()
     }
 
     /// A channel that receives every snapshot published from now on (for a thread that
     /// waits in a `select!`, such as the analyzer).
     pub fn subscribe(&self) -> Receiver<Arc<Policy>> {
-        // Unbounded: reloads are rare operator actions, and a reader must never miss one.
-        let (tx, rx) = crossbeam_channel::unbounded();
-        lock(&self.subscribers).push(tx);
-        rx
+        self.snapshots.subscribe()
     }
 
     /// Makes `policy` current; returns its generation.
     pub fn publish(&self, policy: Arc<Policy>) -> u64 {
-        *lock(&self.current) = Arc::clone(&policy);
-        // Subscribers first, generation last: an observation a worker makes under the
-        // new policy is sent after the analyzer's copy is already in its channel.
-        lock(&self.subscribers).retain(|tx| tx.send(Arc::clone(&policy)).is_ok());
-        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        self.snapshots.publish(policy)
     }
 
     /// Hands over the live filter's policy maps: reloads rewrite them from now on.
@@ -165,26 +146,6 @@ impl SharedPolicy {
     #[cfg(not(target_os = "linux"))]
     fn update_kernel(&self, _policy: &Policy) -> Result<bool, ReloadError> {
         Ok(false)
-    }
-}
-
-/// A worker's view of the [`SharedPolicy`].
-#[derive(Debug)]
-pub struct PolicyWatch {
-    shared: Arc<SharedPolicy>,
-    seen: u64,
-}
-
-impl PolicyWatch {
-    /// The new snapshot if one was published since the last call (one atomic load when
-    /// nothing changed: cheap enough for once per batch).
-    pub fn changed(&mut self) -> Option<Arc<Policy>> {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation == self.seen {
-            return None;
-        }
-        self.seen = generation;
-        Some(self.shared.current())
     }
 }
 
@@ -231,6 +192,7 @@ const SETTINGS: &[Setting] = &[
         address_scan_hosts
     ),
     setting!("detection.scan.discovery_sweep", LIVE, discovery_sweep),
+    setting!("detection.scan.object_sweep", LIVE, object_sweep),
     setting!("detection.scan.window", LIVE, scan_window_ns),
     setting!(
         "detection.silent_device.unanswered_requests",
@@ -248,6 +210,8 @@ const SETTINGS: &[Setting] = &[
         LIVE,
         silent_quiet_floor_ns
     ),
+    setting!("detection.flood.attempts", LIVE, flood_attempts),
+    setting!("detection.flood.window", LIVE, flood_window_ns),
     setting!(
         "detection.engineering_workstations",
         LIVE,
@@ -272,9 +236,17 @@ const SETTINGS: &[Setting] = &[
     setting!("outputs.eve.protocol_events", RESTART, eve_protocol_events),
     setting!("http.enabled", RESTART, http_enabled),
     setting!("http.listen", RESTART, http_listen),
+    setting!("http.api_token_file", RESTART, http_api_token_file),
+    setting!("http.allowed_hosts", RESTART, http_limits.allowed_hosts),
+    setting!("http.max_connections", RESTART, http_limits.max_connections),
+    setting!("http.header_timeout", RESTART, http_limits.header_timeout),
+    setting!("http.idle_timeout", RESTART, http_limits.idle_timeout),
+    setting!("http.request_timeout", RESTART, http_limits.request_timeout),
+    setting!("http.max_body_bytes", RESTART, http_limits.max_body_bytes),
     setting!("outputs.syslog.url", RESTART, syslog_url),
     setting!("outputs.syslog.ca_file", RESTART, syslog_ca_file),
     setting!("outputs.webhook.url", RESTART, webhook_url),
+    setting!("outputs.webhook.ca_file", RESTART, webhook_ca_file),
     Setting {
         name: "outputs.webhook.token",
         live: RESTART,
@@ -350,19 +322,25 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         port_scan_ports,
         address_scan_hosts,
         discovery_sweep,
+        object_sweep,
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         http_enabled: _,
         http_listen: _,
         http_api_token: _,
+        http_api_token_file: _,
+        http_limits: _,
         syslog_url: _,
         syslog_ca_file: _,
         webhook_url: _,
         webhook_token: _,
+        webhook_ca_file: _,
     } = new.clone();
     let merged = Policy {
         internal_networks,
@@ -377,11 +355,14 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         port_scan_ports,
         address_scan_hosts,
         discovery_sweep,
+        object_sweep,
         scan_window_ns,
         silent_unanswered_requests,
         silent_window_ns,
         silent_quiet_factor,
         silent_quiet_floor_ns,
+        flood_attempts,
+        flood_window_ns,
         engineering_workstations,
         ..running.clone()
     };
@@ -636,14 +617,14 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 42);
+        assert_eq!(SETTINGS.len(), 53);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
-            18,
-            "the 18 fields `merge` takes from the new file"
+            21,
+            "the 21 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 24);
+        assert_eq!(restart.len(), 32);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(

@@ -23,14 +23,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use otsensor_wire::layers::Mac;
+use otsensor_wire::Protocol;
+
 use crate::detect::{Alert, AlertStatus};
-use crate::dissect::Protocol;
-use crate::layers::Mac;
 
 pub const SCHEMA_VERSION: i64 = 1;
 
@@ -48,6 +49,11 @@ pub enum Error {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("no alert with id {0}")]
     NoSuchAlert(u64),
+    #[error("database directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -285,6 +291,30 @@ pub type AlertStateRow = (String, u64, AlertStatus, u64, u64);
 /// A connection to the database.
 pub struct Store {
     conn: Connection,
+    /// The file, when there is one (readers open their own connections to it).
+    path: Option<PathBuf>,
+    /// A private directory removed when this connection closes ([`Store::temporary`]).
+    temporary: Option<PathBuf>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = self.temporary.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Which alerts to list: every filter given must hold (they run in SQL, before the
+/// limit, so newer noise never hides an older match).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    pub status: Option<AlertStatus>,
+    /// Most severe level to include (1 high, 2 medium, 3 low).
+    pub max_severity: Option<u8>,
+    pub signature: Option<String>,
+    /// Source or destination.
+    pub device: Option<IpAddr>,
 }
 
 impl fmt::Debug for Store {
@@ -314,12 +344,68 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     /// A private in-memory database (replays without `--db`).
     pub fn in_memory() -> Result<Store> {
         Self::init(Connection::open_in_memory()?)
+    }
+
+    /// A private database in a new directory only this user can enter, removed when the
+    /// store is dropped: a run without `--db` that serves the API, whose readers need a
+    /// file to open.
+    pub fn temporary() -> Result<Store> {
+        use std::os::unix::fs::DirBuilderExt;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("otsensor-{}-{nanos:x}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| Error::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let mut store = match Store::open(&dir.join("otsensor.db")) {
+            Ok(store) => store,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+        };
+        store.temporary = Some(dir);
+        Ok(store)
+    }
+
+    /// A read-only connection to an existing database file (the HTTP API's readers):
+    /// it can neither write nor create, and waits at most `busy` for a lock.
+    pub fn open_read_only(path: &Path, busy: std::time::Duration) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| Error::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(busy)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(Store {
+            conn,
+            path: Some(path.to_path_buf()),
+            temporary: None,
+        })
+    }
+
+    /// The database file; none for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     fn init(conn: Connection) -> Result<Store> {
@@ -348,9 +434,14 @@ impl Store {
                  count INTEGER NOT NULL,
                  status TEXT NOT NULL,
                  learn TEXT NOT NULL,
-                 record TEXT NOT NULL);",
+                 record TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (last_ns DESC, id DESC);",
         )?;
-        let store = Store { conn };
+        let store = Store {
+            conn,
+            path: None,
+            temporary: None,
+        };
         match store.meta("schema_version")? {
             Some(found) => {
                 let found: i64 = found.parse().unwrap_or(0);
@@ -520,6 +611,24 @@ impl Store {
         self.select_alerts(
             "WHERE ?1 IS NULL OR status = ?1 ORDER BY last_ns DESC, id DESC LIMIT ?2",
             params![status.map(AlertStatus::as_str), to_i64(limit as u64)],
+        )
+    }
+
+    /// Stored alerts matching `query`, newest first, at most `limit`.
+    pub fn alerts_where(&self, query: &AlertQuery, limit: usize) -> Result<Vec<StoredAlert>> {
+        self.select_alerts(
+            "WHERE (?1 IS NULL OR status = ?1)
+               AND (?2 IS NULL OR severity <= ?2)
+               AND (?3 IS NULL OR signature = ?3)
+               AND (?4 IS NULL OR src_ip = ?4 OR dest_ip = ?4)
+             ORDER BY last_ns DESC, id DESC LIMIT ?5",
+            params![
+                query.status.map(AlertStatus::as_str),
+                query.max_severity,
+                query.signature,
+                query.device.map(|ip| ip.to_string()),
+                to_i64(limit as u64)
+            ],
         )
     }
 

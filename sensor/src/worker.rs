@@ -5,66 +5,19 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use otsensor_wire::layers::{self, Anomaly, Frame, TcpFlags, Transport};
+use otsensor_wire::{self as wire, Direction, Protocol};
+
 use crate::capture::Packet;
-use crate::config::Policy;
-use crate::dissect::inspect::{
-    AppState, EventSink, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache,
-};
-use crate::dissect::{self, dnp3, Direction, Protocol};
+use crate::config::{Policy, PolicyWatch};
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
-use crate::layers::{self, Anomaly, Frame, TcpFlags, Transport};
-use crate::observe::{mono_ns, FlowRecord, Observation, Stamped};
-use crate::reload::PolicyWatch;
-
-/// How a full observation channel is handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Wait for room: offline replay, where completeness beats latency.
-    Block,
-    /// Drop and count: live capture, where a worker must never stall.
-    DropWhenFull,
-}
-
-/// The worker's side of the observation channel.
-#[derive(Debug)]
-pub struct ObservationSink {
-    tx: Sender<Stamped>,
-    delivery: Delivery,
-    pub sent: u64,
-    pub dropped: u64,
-}
-
-impl ObservationSink {
-    pub fn new(tx: Sender<Stamped>, delivery: Delivery) -> ObservationSink {
-        ObservationSink {
-            tx,
-            delivery,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    pub fn send(&mut self, observation: Observation) {
-        let observation = Stamped {
-            observation,
-            mono_ns: mono_ns(),
-        };
-        let delivered = match self.delivery {
-            Delivery::Block => self.tx.send(observation).is_ok(),
-            Delivery::DropWhenFull => self.tx.try_send(observation).is_ok(),
-        };
-        if delivered {
-            self.sent += 1;
-        } else {
-            self.dropped += 1;
-        }
-    }
-}
+use crate::inspect::{self, dnp3, AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::observe::{FlowRecord, Observation, ObservationSink};
+use crate::output::eve::EventSink;
 
 /// Everything a worker reports when it ends.
 #[derive(Clone, Debug, Default)]
@@ -173,14 +126,46 @@ const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 /// statistics and the rate-limit cache. Split from the table so that ending a flow
 /// inside a table operation can still flush its streams through the dissectors.
 struct Engine {
-    sink: ObservationSink,
-    events: Option<EventSink>,
+    inspect: Inspect,
     stream_pool: StreamPool,
     stream_counters: StreamCounters,
+}
+
+/// What per-PDU inspection writes to: split from the stream buffers, which the framer
+/// holds while it hands PDUs to inspection.
+struct Inspect {
+    sink: ObservationSink,
+    events: Option<EventSink>,
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
-    segment_pool: dissect::reassembly::SegmentPool,
+    segment_pool: inspect::reassembly::SegmentPool,
+}
+
+impl Inspect {
+    /// The context of one PDU: the one place a [`PduCtx`] is built.
+    fn ctx<'a>(
+        &'a mut self,
+        ts_ns: u64,
+        direction: Direction,
+        flow: &'a FlowInfo,
+        state: &'a mut AppState,
+    ) -> PduCtx<'a> {
+        PduCtx {
+            ts_ns,
+            direction,
+            flow,
+            state,
+            stats: &mut self.stats,
+            out: Outputs {
+                observations: &mut self.sink,
+                recent: &mut self.recent,
+                events: self.events.as_mut().map(|e| e as _),
+            },
+            dnp3: &mut self.dnp3_pool,
+            segments: &mut self.segment_pool,
+        }
+    }
 }
 
 /// One worker's state.
@@ -242,21 +227,23 @@ impl Worker {
             flows: FlowTable::new(per_worker, timeouts),
             policy,
             engine: Engine {
-                sink,
-                events,
+                inspect: Inspect {
+                    sink,
+                    events,
+                    stats: ProtocolStats::default(),
+                    recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
+                    dnp3_pool: dnp3::ReassemblyPool::new(
+                        dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
+                    ),
+                    segment_pool: inspect::reassembly::SegmentPool::new(
+                        inspect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
+                    ),
+                },
                 stream_pool: StreamPool::new(
                     STREAM_BUFFERS.min(per_worker / 4 + 64),
                     STREAM_BUFFER_BYTES,
                 ),
                 stream_counters: StreamCounters::default(),
-                stats: ProtocolStats::default(),
-                recent: RecentCache::new(RECENT_SLOTS, OBSERVATION_REFRESH_NS),
-                dnp3_pool: dnp3::ReassemblyPool::new(
-                    dnp3::REASSEMBLY_SLOTS.min(per_worker / 8 + 16),
-                ),
-                segment_pool: dissect::reassembly::SegmentPool::new(
-                    dissect::reassembly::SEGMENT_SLOTS.min(per_worker / 16 + 16),
-                ),
             },
             devices: DeviceDedup::new(),
             counters: WorkerCounters::default(),
@@ -266,14 +253,32 @@ impl Worker {
         }
     }
 
-    /// Processes one captured packet.
+    /// Processes one captured packet; its capture time is its order key.
     pub fn process(&mut self, packet: &Packet<'_>) {
-        let frame = layers::slice(packet);
+        let frame = packet.slice();
         self.process_frame(&frame);
     }
 
-    /// Processes one sliced frame.
+    /// Processes one captured packet with an explicit order key (see
+    /// [`Worker::process_frame_at`]).
+    pub fn process_at(&mut self, packet: &Packet<'_>, order: u64) {
+        let frame = packet.slice();
+        self.process_frame_at(&frame, order);
+    }
+
+    /// Processes one sliced frame whose order key is its capture time: live capture,
+    /// where frames are stamped from the wall clock as they are taken off the ring.
+    /// Publish the watermark with [`Worker::publish_watermark`] after each ring batch.
     pub fn process_frame(&mut self, frame: &Frame<'_>) {
+        self.process_frame_at(frame, frame.ts_ns);
+    }
+
+    /// Processes one sliced frame. `order` is its place in the source's order (a
+    /// replay's packet index, live its capture time); what the frame causes is stamped
+    /// with it so the analyzer can merge workers in that order. Keys must not go
+    /// backwards within a worker (a smaller key counts as the last one: hand-offs).
+    pub fn process_frame_at(&mut self, frame: &Frame<'_>, order: u64) {
+        self.engine.inspect.sink.set_order(order);
         self.counters.packets += 1;
         self.counters.bytes += u64::from(frame.wire_len);
         self.advance_clock(frame.ts_ns);
@@ -286,6 +291,7 @@ impl Worker {
         if frame.src_ip.is_none() {
             self.counters.non_ip += 1;
             self.engine.dissect_llc(frame);
+            self.engine.dissect_ethertype(frame);
             return;
         }
         if frame.fragment {
@@ -310,10 +316,12 @@ impl Worker {
                 // Joined after the SYN: the SYN-ACK's sender is the server.
                 if flags.has(TcpFlags::SYN) && flags.has(TcpFlags::ACK) {
                     flow.initiator = other(side);
+                } else if !flags.has(TcpFlags::SYN) {
+                    flow.initiator = mid_stream_initiator(&key, side);
                 }
             }
             flow.app_proto = first_guess(&key, flow.initiator);
-            self.engine.sink.send(flow_started(flow, frame));
+            self.engine.inspect.sink.send(flow_started(flow, frame));
         }
         self.engine.dissect(flow, side, frame);
         if let Transport::Tcp { flags, .. } = frame.transport {
@@ -330,6 +338,28 @@ impl Worker {
                 flow.closed = true;
             }
         }
+    }
+
+    /// Sends the observations made so far to the analyzer with this watermark: every
+    /// frame this worker will process later has an order key above it. Call once per
+    /// batch of frames (replay: the source's index of the last packet read; live: the
+    /// wall clock, read after the frames were taken off the ring).
+    pub fn publish_watermark(&mut self, watermark: u64) {
+        self.engine.inspect.sink.flush(watermark, false, false);
+    }
+
+    /// Live, before parking with nothing to do: publishes `wall_ns` (the realtime clock
+    /// now) and tells the analyzer that, until this worker's next batch, its watermark
+    /// follows the wall clock, so an idle queue does not hold back the others.
+    pub fn publish_idle(&mut self, wall_ns: u64) {
+        self.engine.inspect.sink.flush(wall_ns, true, false);
+    }
+
+    /// Live, with no frame to process: moves packet time to the wall clock `now_ns`, so
+    /// idle flows expire; what that causes is ordered at `now_ns`.
+    pub fn idle_until(&mut self, now_ns: u64) {
+        self.engine.inspect.sink.set_order(now_ns);
+        self.advance_clock(now_ns);
     }
 
     pub fn note_handoff_sent(&mut self, truncated: bool) {
@@ -383,7 +413,7 @@ impl Worker {
         }
         let key = foldhash::fast::FixedState::with_seed(7).hash_one((ip, mac, frame.vlan[0]));
         if self.devices.should_report(key, frame.ts_ns) {
-            self.engine.sink.send(Observation::DeviceSeen {
+            self.engine.inspect.sink.send(Observation::DeviceSeen {
                 ts_ns: frame.ts_ns,
                 mac,
                 ip,
@@ -397,17 +427,21 @@ impl Worker {
         let engine = &mut self.engine;
         self.flows
             .drain(|flow, reason| engine.end_flow(flow, reason));
+        self.engine
+            .inspect
+            .sink
+            .flush(crate::observe::WATERMARK_END, false, true);
         let counters = self.counters();
         WorkerReport {
             counters,
-            protocols: self.engine.stats,
+            protocols: self.engine.inspect.stats,
             stream: self.engine.stream_counters,
         }
     }
 
     /// The protocol and stream statistics so far (for the per-batch metrics fold).
     pub fn stats(&self) -> (&ProtocolStats, &StreamCounters) {
-        (&self.engine.stats, &self.engine.stream_counters)
+        (&self.engine.inspect.stats, &self.engine.stream_counters)
     }
 
     /// A snapshot of the counters, including the flow table's and the sink's.
@@ -421,8 +455,8 @@ impl Worker {
             flows_created: created,
             flows_expired: expired,
             flows_evicted: evicted,
-            observations_sent: self.engine.sink.sent,
-            observations_dropped: self.engine.sink.dropped,
+            observations_sent: self.engine.inspect.sink.sent,
+            observations_dropped: self.engine.inspect.sink.dropped,
             ..self.counters.clone()
         }
     }
@@ -449,43 +483,27 @@ impl Engine {
             return;
         };
         // No TCP dissector for this protocol yet: the flow is still named and counted.
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = flow_info(flow, side, frame);
         let direction = direction_of(flow, side);
         let Flow { stream, app, .. } = flow;
         let Engine {
-            sink,
-            events,
+            inspect,
             stream_pool,
             stream_counters,
-            stats,
-            recent,
-            dnp3_pool,
-            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
             counters: stream_counters,
             frame: frame_fn,
             on_pdu: |pdu: &[u8]| {
-                let out = Outputs {
-                    observations: &mut *sink,
-                    recent: &mut *recent,
-                    events: events.as_mut(),
-                };
-                let mut ctx = PduCtx {
-                    ts_ns: frame.ts_ns,
-                    direction,
-                    flow: &info,
-                    state: &mut *app,
-                    stats: &mut *stats,
-                    out,
-                    dnp3: &mut *dnp3_pool,
-                    segments: &mut *segment_pool,
-                };
-                dissect::inspect(protocol, pdu, &mut ctx);
+                crate::inspect::inspect(
+                    protocol,
+                    pdu,
+                    &mut inspect.ctx(frame.ts_ns, direction, &info, app),
+                );
             },
         };
         stream[index].on_segment(seq, frame.payload, &mut framer);
@@ -502,39 +520,48 @@ impl Engine {
         let info = flow_info(flow, side, frame);
         let direction = direction_of(flow, side);
         let Engine {
-            sink,
-            events,
+            inspect,
             stream_counters,
-            stats,
-            recent,
-            dnp3_pool,
-            segment_pool,
             ..
         } = self;
+        let app = &mut flow.app;
         let mut on_pdu = |pdu: &[u8]| {
-            let out = Outputs {
-                observations: &mut *sink,
-                recent: &mut *recent,
-                events: events.as_mut(),
-            };
-            let mut ctx = PduCtx {
-                ts_ns: frame.ts_ns,
-                direction,
-                flow: &info,
-                state: &mut flow.app,
-                stats: &mut *stats,
-                out,
-                dnp3: &mut *dnp3_pool,
-                segments: &mut *segment_pool,
-            };
-            dissect::inspect(protocol, pdu, &mut ctx);
+            crate::inspect::inspect(
+                protocol,
+                pdu,
+                &mut inspect.ctx(frame.ts_ns, direction, &info, app),
+            );
         };
-        match dissect::framer(protocol) {
-            Some(frame_fn) if !dissect::datagram_is_one_pdu(protocol) => {
+        match wire::framer(protocol) {
+            Some(frame_fn) if !wire::datagram_is_one_pdu(protocol) => {
                 frame_all(frame.payload, frame_fn, stream_counters, &mut on_pdu);
             }
             _ => on_pdu(frame.payload),
         }
+    }
+
+    /// Industrial protocols carried directly in an EtherType (GOOSE): no IP, so no
+    /// flow. Each PDU is inspected on its own like LLC BACnet, the source MAC as the
+    /// sender and the destination (multicast) MAC as the receiver.
+    fn dissect_ethertype(&mut self, frame: &Frame<'_>) {
+        let Some(protocol) = Protocol::by_ether_type(frame.ether_type) else {
+            return;
+        };
+        let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        let info = FlowInfo {
+            flow_id: 0,
+            client: unspecified,
+            server: unspecified,
+            client_mac: frame.src_mac,
+            server_mac: frame.dst_mac,
+            ip_protocol: 0,
+            vlan: frame.vlan[0],
+        };
+        let mut state = AppState::default();
+        let mut ctx = self
+            .inspect
+            .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
+        inspect::inspect(protocol, frame.payload, &mut ctx);
     }
 
     /// BACnet over 802.2 LLC (SAP 0x82): no IP, so no flow. Each PDU is inspected on
@@ -543,7 +570,7 @@ impl Engine {
         let Some(llc) = frame.llc else {
             return;
         };
-        if llc.dsap != dissect::bacnet::LLC_SAP || llc.ssap != dissect::bacnet::LLC_SAP {
+        if llc.dsap != wire::bacnet::LLC_SAP || llc.ssap != wire::bacnet::LLC_SAP {
             return;
         }
         let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -557,30 +584,10 @@ impl Engine {
             vlan: frame.vlan[0],
         };
         let mut state = AppState::default();
-        let Engine {
-            sink,
-            events,
-            stats,
-            recent,
-            dnp3_pool,
-            segment_pool,
-            ..
-        } = self;
-        let mut ctx = PduCtx {
-            ts_ns: frame.ts_ns,
-            direction: Direction::Request,
-            flow: &info,
-            state: &mut state,
-            stats,
-            dnp3: dnp3_pool,
-            segments: segment_pool,
-            out: Outputs {
-                observations: sink,
-                recent,
-                events: events.as_mut(),
-            },
-        };
-        dissect::bacnet::inspect_llc(llc.payload, &mut ctx);
+        let mut ctx = self
+            .inspect
+            .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
+        inspect::bacnet::inspect_llc(llc.payload, &mut ctx);
     }
 
     /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).
@@ -592,7 +599,7 @@ impl Engine {
         let Some(protocol) = flow.app_proto else {
             return;
         };
-        let Some(frame_fn) = dissect::framer(protocol) else {
+        let Some(frame_fn) = wire::framer(protocol) else {
             return;
         };
         let info = FlowInfo {
@@ -608,36 +615,20 @@ impl Engine {
         let ts_ns = flow.last_ns;
         let Flow { stream, app, .. } = flow;
         let Engine {
-            sink,
-            events,
+            inspect,
             stream_pool,
             stream_counters,
-            stats,
-            recent,
-            dnp3_pool,
-            segment_pool,
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
             counters: stream_counters,
             frame: frame_fn,
             on_pdu: |pdu: &[u8]| {
-                let out = Outputs {
-                    observations: &mut *sink,
-                    recent: &mut *recent,
-                    events: events.as_mut(),
-                };
-                let mut ctx = PduCtx {
-                    ts_ns,
-                    direction,
-                    flow: &info,
-                    state: &mut *app,
-                    stats: &mut *stats,
-                    out,
-                    dnp3: &mut *dnp3_pool,
-                    segments: &mut *segment_pool,
-                };
-                dissect::inspect(protocol, pdu, &mut ctx);
+                crate::inspect::inspect(
+                    protocol,
+                    pdu,
+                    &mut inspect.ctx(ts_ns, direction, &info, app),
+                );
             },
         };
         stream[index].flush(&mut framer);
@@ -650,9 +641,9 @@ impl Engine {
         for dir in &flow.stream {
             dir.release(&mut self.stream_pool);
         }
-        self.dnp3_pool.release_flow(&mut flow.app);
-        self.segment_pool.release_flow(&mut flow.app);
-        self.sink.send(flow_ended(flow, reason));
+        self.inspect.dnp3_pool.release_flow(&mut flow.app);
+        self.inspect.segment_pool.release_flow(&mut flow.app);
+        self.inspect.sink.send(flow_ended(flow, reason));
     }
 }
 
@@ -661,7 +652,7 @@ impl Engine {
 fn recognised(flow: &mut Flow, payload: &[u8]) -> bool {
     if flow.app_proto.is_none() && flow.recognition_left > 0 {
         flow.recognition_left -= 1;
-        flow.app_proto = dissect::recognise(flow.key.protocol, payload);
+        flow.app_proto = wire::recognise(flow.key.protocol, payload);
     }
     flow.app_proto.is_some()
 }
@@ -701,6 +692,27 @@ fn flow_endpoint(key: &FlowKey, side: Side) -> (std::net::IpAddr, u16) {
     match side {
         Side::Lo => (key.lo_ip, key.lo_port),
         Side::Hi => (key.hi_ip, key.hi_port),
+    }
+}
+
+/// Who opened a TCP session first seen mid-stream: the side whose port is a known
+/// service (an industrial protocol's or below 1024) is the server; when both or neither
+/// are, the lower port is. The analyzer corrects this with the ports it learned.
+fn mid_stream_initiator(key: &FlowKey, sender: Side) -> Side {
+    let (sender_port, receiver_port) = match sender {
+        Side::Lo => (key.lo_port, key.hi_port),
+        Side::Hi => (key.hi_port, key.lo_port),
+    };
+    let known = |port: u16| port < 1024 || Protocol::by_port(key.protocol, port).is_some();
+    let sender_serves = match (known(sender_port), known(receiver_port)) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => sender_port < receiver_port,
+    };
+    if sender_serves {
+        other(sender)
+    } else {
+        sender
     }
 }
 

@@ -84,7 +84,26 @@ const COMPARED: &[(&str, &[&str])] = &[
             "szl_id",
         ],
     ),
+    (
+        "iec104",
+        &["apci_type", "u_type", "type_id", "cot", "negative", "test"],
+    ),
+    (
+        "opcua",
+        &[
+            "msg_type",
+            "service_nodeid",
+            "bad_service_result",
+            "transport_error",
+        ],
+    ),
+    ("mqtt", &["msgtype", "connack_code"]),
+    ("goose", &["appid", "gocb_ref"]),
 ];
+
+/// Protocols added after the first five, and the fewest shared captures each must be
+/// compared on (so a renamed capture or a lost record count cannot pass silently).
+const MIN_CAPTURES: &[(&str, usize)] = &[("iec104", 3), ("opcua", 14), ("mqtt", 1), ("goose", 2)];
 
 /// (capture, protocol, histogram or "records", why the counts differ).
 const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
@@ -223,6 +242,7 @@ fn protocol_counts_equal_tsharks() {
     let mut failures = Vec::new();
     let mut compared = 0;
     let mut compared_plus = 0;
+    let mut compared_by_protocol: BTreeMap<&str, usize> = BTreeMap::new();
     for summary_path in &summaries {
         let expected: Value =
             serde_json::from_str(&std::fs::read_to_string(summary_path).expect("read"))
@@ -257,6 +277,7 @@ fn protocol_counts_equal_tsharks() {
         }
         for (protocol, keys) in relevant {
             compared += 1;
+            *compared_by_protocol.entry(protocol).or_default() += 1;
             let want = records.get(*protocol).copied().unwrap_or(0);
             let got = ours.protocols.get(*protocol).copied().unwrap_or(0);
             if want != got && !known(name, protocol, "records") {
@@ -298,6 +319,10 @@ fn protocol_counts_equal_tsharks() {
         compared >= 9,
         "compared only {compared} capture/protocol pairs"
     );
+    for (protocol, min) in MIN_CAPTURES {
+        let n = compared_by_protocol.get(protocol).copied().unwrap_or(0);
+        assert!(n >= *min, "compared {protocol} on {n} captures, want {min}");
+    }
     assert!(
         failures.is_empty(),
         "{} differences from tshark:\n{}",

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use otsensor::capture::pcap::PcapFile;
 use otsensor::capture::PacketSource;
-use otsensor::dissect::{bacnet, cip, enip, s7comm, Framing};
-use otsensor::layers::{slice, Transport};
+use otsensor_wire::layers::Transport;
+use otsensor_wire::{bacnet, cip, enip, s7comm, Framing};
 
 type Histogram = BTreeMap<String, u64>;
 type Histograms = BTreeMap<&'static str, Histogram>;
@@ -85,7 +85,7 @@ fn replay(
     let mut source = PcapFile::open(&capture(name)).expect("capture opens");
     let mut streams: HashMap<StreamKey, Direction> = HashMap::new();
     while let Some(packet) = source.next_packet().expect("capture reads") {
-        let frame = slice(&packet);
+        let frame = packet.slice();
         let (Some(src), Some(dst)) = (frame.src_ip, frame.dst_ip) else {
             continue;
         };
@@ -606,7 +606,7 @@ fn looks_like_recognises_own_ports_and_nothing_else() {
         let s7_capture = name.starts_with("s7comm");
         let mut source = PcapFile::open(&capture(name)).expect("capture opens");
         while let Some(packet) = source.next_packet().expect("capture reads") {
-            let frame = slice(&packet);
+            let frame = packet.slice();
             let payload = frame.payload;
             let Some((sport, dport)) = frame.ports() else {
                 continue;

@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::Context;
 use otsensor::capture::pcap::PcapFile;
 use otsensor::capture::{LinkType, PacketSource};
-use otsensor::layers;
 
 /// Seeds per target at most: enough variety, quick to load.
 const MAX_SEEDS: usize = 400;
@@ -20,6 +19,9 @@ fn target_of(ports: (u16, u16)) -> Option<&'static str> {
         47808 => Some("bacnet"),
         44818 | 2222 => Some("enip"),
         102 => Some("s7comm"),
+        2404 => Some("iec104"),
+        4840 => Some("opcua"),
+        1883 => Some("mqtt"),
         _ => None,
     };
     by_port(ports.1).or_else(|| by_port(ports.0))
@@ -67,9 +69,12 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
         let mut window: Vec<u8> = Vec::new();
         let mut frames = 0;
         while let Some(packet) = file.next_packet()? {
-            let frame = layers::slice(&packet);
+            let frame = packet.slice();
             if let Some(target) = frame.ports().and_then(target_of) {
                 save(target, frame.payload)?;
+            }
+            if frame.src_ip.is_none() && frame.ether_type == 0x88B8 {
+                save("goose", frame.payload)?;
             }
             // The frame target takes runs of 16 frames in its [link][len][bytes] format.
             let len = packet.data.len().min(255);

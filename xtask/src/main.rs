@@ -58,13 +58,13 @@ enum Task {
         #[arg(long, default_value = "sensor/data/oui.tsv")]
         out: PathBuf,
     },
-    /// Regenerate sensor/src/dissect/vendors/table.rs (CIP and BACnet vendor ids) from
+    /// Regenerate wire/src/vendors/table.rs (CIP and BACnet vendor ids) from
     /// tshark's value strings.
     GenVendors {
         /// Output of `tshark -G values`; runs tshark when absent.
         #[arg(long)]
         values: Option<PathBuf>,
-        #[arg(long, default_value = "sensor/src/dissect/vendors/table.rs")]
+        #[arg(long, default_value = "wire/src/vendors/table.rs")]
         out: PathBuf,
     },
     /// Build the release binary and the Debian package (dpkg-deb); prints its path.

@@ -104,7 +104,9 @@ pub fn build_deb(options: &PackageOptions) -> Result<PathBuf> {
     install(&options.binary, &root.join("usr/bin/otsensor"), 0o755)?;
     // The default configuration as the binary prints it, so it always matches the
     // binary's own defaults and field names.
-    let config = output(Command::new(&options.binary).arg("default-config"))?;
+    let config = installed_config(&output(
+        Command::new(&options.binary).arg("default-config"),
+    )?)?;
     write(&root.join("etc/otsensor/otsensor.yaml"), &config, 0o640)?;
     install(
         &deploy.join("debian/default"),
@@ -193,4 +195,35 @@ pub fn package(out_dir: Option<PathBuf>, skip_build: bool) -> Result<PathBuf> {
         binary,
         out_dir,
     })
+}
+
+/// The packaged configuration: the defaults, with HTTP on (loopback) and its API token in
+/// a file of the state directory that the sensor creates (0600) at first start. The
+/// unit follows `http.enabled`, so an operator turns HTTP off there.
+fn installed_config(defaults: &str) -> Result<String> {
+    let mut out = String::with_capacity(defaults.len() + 64);
+    let mut in_http = false;
+    let (mut enabled, mut token_file) = (false, false);
+    for line in defaults.lines() {
+        if !line.starts_with(' ') && !line.starts_with('#') && !line.is_empty() {
+            in_http = line == "http:";
+        }
+        let line = match line {
+            "  enabled: false" if in_http => {
+                enabled = true;
+                "  enabled: true"
+            }
+            "  api_token_file: null" if in_http => {
+                token_file = true;
+                "  api_token_file: /var/lib/otsensor/api-token"
+            }
+            other => other,
+        };
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !(enabled && token_file) {
+        anyhow::bail!("default-config has no http.enabled / http.api_token_file to set");
+    }
+    Ok(out)
 }

@@ -1,5 +1,5 @@
 //! `cargo xtask gen-vendors`: the CIP (ODVA) and BACnet (ASHRAE) vendor id tables
-//! `sensor/src/dissect/vendors/table.rs` from tshark's value strings (`tshark -G
+//! `wire/src/vendors/table.rs` from tshark's value strings (`tshark -G
 //! values`, rows of the fields `enip.lir.vendor` and `bacapp.vendor_identifier`).
 //! Output is a Rust data file: two sorted `(id, name)` slices, binary-searched at run
 //! time.

@@ -216,6 +216,28 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize) {
     browser.wait_all("#traffic-by-protocol .row", 1);
     browser.screenshot("overview");
 
+    // A link carrying another token never silently replaces the stored one: the page
+    // loads anew (query), the token dialog opens with a notice, storage is unchanged.
+    browser.go(&sensor.url("/?relink#token=someone-elses-token-0123456789"));
+    browser.wait_all("#token-dialog[open] #token-notice:not([hidden])", 1);
+    let script = |code: &str| {
+        browser.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": code, "args": [] })),
+        )
+    };
+    assert_eq!(
+        script("return localStorage.getItem('otsensor-token');"),
+        TOKEN,
+        "the link's token replaced the stored one"
+    );
+    script("document.getElementById('token-dialog').close('cancel'); return null;");
+    assert_eq!(
+        script("return localStorage.getItem('otsensor-token');"),
+        TOKEN
+    );
+
     browser.go(&sensor.url("/#/devices"));
     let rows = browser.wait_all("#device-table tbody tr", devices);
     assert_eq!(rows.len(), devices, "every device is listed");

@@ -588,9 +588,13 @@ fn installed_package_runs_as_the_unit_would() {
         }
     }
     assert_eq!(argv.first().map(String::as_str), Some("/usr/bin/otsensor"));
-    assert!(argv.iter().any(|a| a == "--serve"), "{exec_start}");
+    // HTTP follows http.enabled (on in the packaged configuration), never a flag.
+    assert!(!argv.iter().any(|a| a == "--serve"), "{exec_start}");
+    assert_eq!(unit_values(&unit, "LimitNOFILE"), "8192");
+    let installed = std::fs::read_to_string(CONFIG).expect("config");
+    assert!(installed.contains("\n  enabled: true\n"), "{installed}");
     run("/usr/bin/otsensor", &["check-config", CONFIG]).expect("ExecStartPre");
-    // Where the default config serves HTTP (ExecStart's --serve takes http.listen).
+    // Where the default config serves HTTP (http.listen).
     let listen = run("/usr/bin/otsensor", &["default-config"])
         .expect("default-config")
         .lines()

@@ -101,6 +101,7 @@ fn every_scenario_raises_exactly_its_ground_truth() {
         }
         for workers in [1, 2, 4] {
             let summary = run(&capture, &truth, workers, None, None);
+            assert_nothing_on_site_is_the_internet(name, &summary);
             let got = raised(&summary);
             assert_eq!(
                 got, expected,
@@ -111,6 +112,60 @@ fn every_scenario_raises_exactly_its_ground_truth() {
         checked += 1;
     }
     assert!(checked >= 13, "only {checked} scenarios checked");
+}
+
+/// Multicast, broadcast, link-local, unspecified and documentation addresses never
+/// leave the site (written out here independently of the sensor's own rule).
+fn stays_on_site(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            a >= 224
+                || a == 0
+                || (a, b) == (169, 254)
+                || [(192, 0, 2), (198, 51, 100), (203, 0, 113)].contains(&(a, b, c))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            first & 0xff00 == 0xff00
+                || first & 0xffc0 == 0xfe80
+                || v6.is_unspecified()
+                || (first, v6.segments()[1]) == (0x2001, 0x0db8)
+        }
+    }
+}
+
+fn assert_nothing_on_site_is_the_internet(name: &str, summary: &Summary) {
+    for alert in &summary.analyzer.raised {
+        if alert.signature != "internet_connection" {
+            continue;
+        }
+        for ip in [alert.src, alert.dst].into_iter().flatten() {
+            assert!(
+                !stays_on_site(ip),
+                "{name}: internet_connection names {ip}, which never leaves the site: {alert:?}"
+            );
+        }
+    }
+}
+
+/// With no learning at all every conversation across the site boundary alerts, so the
+/// clean plant's multicast, broadcast and link-local chatter is judged too.
+#[test]
+fn multicast_broadcast_and_link_local_traffic_is_never_the_internet() {
+    let dir = scratch("on-site");
+    let (capture, mut truth) = generate("clean", &dir);
+    truth.learning_duration_s = 0;
+    let summary = run(&capture, &truth, 2, None, None);
+    assert_nothing_on_site_is_the_internet("clean without learning", &summary);
+    // The plant's one real external destination does alert: the check saw alerts.
+    let internet: Vec<_> = summary
+        .analyzer
+        .raised
+        .iter()
+        .filter(|alert| alert.signature == "internet_connection")
+        .collect();
+    assert_eq!(internet.len(), 1, "{internet:?}");
 }
 
 #[test]

@@ -3,98 +3,156 @@
 //! Alerts and operator changes go through the store, which is where the CLI makes
 //! the same changes; what the analyzer holds in memory is refreshed from it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::{Analyzer, DeviceRecord};
+use crate::clock::rfc3339_micros;
 use crate::control::{
-    mac_text, AlertFilter, BaselineAction, BaselineView, ControlError, ControlHandler,
+    mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError, ControlHandler,
     Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
     IdentityChange, PeerView, MAX_LIST,
 };
 use crate::detect::{Alert, AlertStatus};
+use crate::flow::proto_name;
 use crate::observe::{FlowRecord, IdentityField};
-use crate::output::eve::{proto_name, rfc3339_micros};
 use crate::store::{self, DeviceKey};
 
 /// Conversations kept for the flow summary (bounded memory under floods; more are
 /// counted in the totals only).
 const MAX_CONVERSATIONS: usize = 50_000;
 
-/// Ended flows, totalled per protocol and per conversation.
+/// A device's peers: protocols and flows seen with each.
+type Peers = BTreeMap<IpAddr, (BTreeSet<String>, u64)>;
+
+/// Ended flows, totalled per protocol and per conversation. Keyed by typed labels, so
+/// that adding a flow allocates nothing; the API's text views are built when asked.
 #[derive(Debug, Default)]
 pub(super) struct FlowBook {
-    totals: FlowsSummary,
-    conversations: HashMap<(IpAddr, IpAddr, String), Conversation>,
+    flows_ended: u64,
+    packets: u64,
+    bytes: u64,
+    /// Flows and bytes per protocol.
+    by_protocol: HashMap<FlowLabel, (u64, u64)>,
+    conversations: HashMap<(IpAddr, IpAddr, FlowLabel), Tally>,
 }
 
-/// A flow's protocol for humans: the application protocol, or transport and server port.
-fn protocol_label(record: &FlowRecord) -> String {
-    match record.app_proto {
-        Some(protocol) => protocol.name().to_owned(),
-        None => format!(
-            "{}/{}",
-            proto_name(record.protocol).to_lowercase(),
-            record.dest_port
-        ),
+/// A flow's protocol: the application protocol, or transport and server port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FlowLabel {
+    App(otsensor_wire::Protocol),
+    Port { ip_protocol: u8, port: u16 },
+}
+
+impl FlowLabel {
+    fn of(record: &FlowRecord) -> FlowLabel {
+        match record.app_proto {
+            Some(protocol) => FlowLabel::App(protocol),
+            None => FlowLabel::Port {
+                ip_protocol: record.protocol,
+                port: record.dest_port,
+            },
+        }
     }
+
+    /// The label for humans (`modbus`, `tcp/443`).
+    fn text(self) -> String {
+        match self {
+            FlowLabel::App(protocol) => protocol.name().to_owned(),
+            FlowLabel::Port { ip_protocol, port } => {
+                format!("{}/{port}", proto_name(ip_protocol).to_lowercase())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
 }
 
 impl FlowBook {
     pub(super) fn add(&mut self, record: &FlowRecord) {
-        let protocol = protocol_label(record);
+        let label = FlowLabel::of(record);
         let packets = record.to_server.packets + record.to_client.packets;
         let bytes = record.to_server.bytes + record.to_client.bytes;
-        let totals = &mut self.totals;
-        totals.flows_ended += 1;
-        totals.packets += packets;
-        totals.bytes += bytes;
-        *totals.by_protocol.entry(protocol.clone()).or_default() += 1;
-        *totals
-            .bytes_by_protocol
-            .entry(protocol.clone())
-            .or_default() += bytes;
-        let key = (record.src_ip, record.dest_ip, protocol);
+        self.flows_ended += 1;
+        self.packets += packets;
+        self.bytes += bytes;
+        let by_protocol = self.by_protocol.entry(label).or_default();
+        by_protocol.0 += 1;
+        by_protocol.1 += bytes;
+        let key = (record.src_ip, record.dest_ip, label);
         if self.conversations.len() >= MAX_CONVERSATIONS && !self.conversations.contains_key(&key) {
             return;
         }
-        let conversation =
-            self.conversations
-                .entry(key)
-                .or_insert_with_key(|(client, server, protocol)| Conversation {
-                    client: *client,
-                    server: *server,
-                    protocol: protocol.clone(),
-                    flows: 0,
-                    packets: 0,
-                    bytes: 0,
-                });
-        conversation.flows += 1;
-        conversation.packets += packets;
-        conversation.bytes += bytes;
+        let tally = self.conversations.entry(key).or_default();
+        tally.flows += 1;
+        tally.packets += packets;
+        tally.bytes += bytes;
+    }
+
+    /// The totals and the conversations, as the API shows them.
+    fn summary(&self) -> FlowsSummary {
+        let mut summary = FlowsSummary {
+            flows_ended: self.flows_ended,
+            packets: self.packets,
+            bytes: self.bytes,
+            ..FlowsSummary::default()
+        };
+        for (label, (flows, bytes)) in &self.by_protocol {
+            *summary.by_protocol.entry(label.text()).or_default() += flows;
+            *summary.bytes_by_protocol.entry(label.text()).or_default() += bytes;
+        }
+        summary.conversations = self
+            .conversations
+            .iter()
+            .map(|(&(client, server, label), tally)| Conversation {
+                client,
+                server,
+                protocol: label.text(),
+                flows: tally.flows,
+                packets: tally.packets,
+                bytes: tally.bytes,
+            })
+            .collect();
+        summary
+    }
+
+    /// Every address's peers, in one pass over the conversations (for snapshots).
+    fn peers_index(&self) -> HashMap<IpAddr, Peers> {
+        let mut index: HashMap<IpAddr, Peers> = HashMap::default();
+        for (&(client, server, label), tally) in &self.conversations {
+            for (ip, peer) in [(client, server), (server, client)] {
+                let entry = index.entry(ip).or_default().entry(peer).or_default();
+                entry.0.insert(label.text());
+                entry.1 += tally.flows;
+            }
+        }
+        index
     }
 
     /// The peers of `ip` with the protocols and flows seen between them.
-    fn peers_of(&self, ip: IpAddr) -> BTreeMap<IpAddr, (BTreeSet<String>, u64)> {
+    fn peers_of(&self, ip: IpAddr) -> Peers {
         let mut peers: BTreeMap<IpAddr, (BTreeSet<String>, u64)> = BTreeMap::new();
-        for conversation in self.conversations.values() {
-            let peer = if conversation.client == ip {
-                conversation.server
-            } else if conversation.server == ip {
-                conversation.client
+        for (&(client, server, label), tally) in &self.conversations {
+            let peer = if client == ip {
+                server
+            } else if server == ip {
+                client
             } else {
                 continue;
             };
             let entry = peers.entry(peer).or_default();
-            entry.0.insert(conversation.protocol.clone());
-            entry.1 += conversation.flows;
+            entry.0.insert(label.text());
+            entry.1 += tally.flows;
         }
         peers
     }
-}
-
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    haystack.to_lowercase().contains(&needle.to_lowercase())
 }
 
 fn device_id(record: &DeviceRecord) -> String {
@@ -102,6 +160,37 @@ fn device_id(record: &DeviceRecord) -> String {
         (Some(ip), _) => ip.to_string(),
         (None, Some(mac)) => mac_text(mac),
         (None, None) => String::new(),
+    }
+}
+
+/// A device with its identity history and `peers`.
+fn detail(record: &DeviceRecord, mut peers: Peers) -> DeviceDetail {
+    // Peers seen only in flows still open, or beyond the book's capacity.
+    for peer in &record.peers {
+        peers.entry(*peer).or_default();
+    }
+    DeviceDetail {
+        summary: summary(record),
+        identity: record.identity.clone(),
+        identity_history: record
+            .identity_history
+            .iter()
+            .map(|change| IdentityChange {
+                timestamp: rfc3339_micros(change.ts_ns),
+                protocol: change.protocol,
+                field: change.field,
+                previous: Some(change.old.clone()),
+                value: change.new.clone(),
+            })
+            .collect(),
+        peers: peers
+            .into_iter()
+            .map(|(ip, (protocols, flows))| PeerView {
+                ip,
+                protocols: protocols.into_iter().collect(),
+                flows,
+            })
+            .collect(),
     }
 }
 
@@ -122,36 +211,6 @@ fn summary(record: &DeviceRecord) -> DeviceSummary {
         packets: record.packets_sent + record.packets_received,
         bytes: record.bytes_sent + record.bytes_received,
     }
-}
-
-fn matches_filter(device: &DeviceSummary, filter: &DeviceFilter) -> bool {
-    filter.class.as_deref().is_none_or(|c| device.class == c)
-        && filter
-            .protocol
-            .as_deref()
-            .is_none_or(|p| device.protocols.iter().any(|dp| dp.name() == p))
-        && filter.q.as_deref().is_none_or(|q| {
-            [
-                Some(device.id.as_str()),
-                device.mac.as_deref(),
-                device.vendor.as_deref(),
-                device.model.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|field| contains_ci(field, q))
-        })
-}
-
-fn alert_matches(alert: &Alert, filter: &AlertFilter) -> bool {
-    filter.severity.is_none_or(|s| alert.severity.0 <= s)
-        && filter
-            .signature
-            .as_deref()
-            .is_none_or(|s| alert.signature == s)
-        && filter
-            .device
-            .is_none_or(|ip| alert.src_ip == Some(ip) || alert.dest_ip == Some(ip))
 }
 
 impl Analyzer {
@@ -209,7 +268,7 @@ impl ControlHandler for Analyzer {
         let mut out: Vec<DeviceSummary> = self
             .device_records()
             .map(summary)
-            .filter(|d| matches_filter(d, filter))
+            .filter(|d| filter.matches(d))
             .collect();
         out.sort_by(|a, b| a.ip.cmp(&b.ip).then_with(|| a.id.cmp(&b.id)));
         out.truncate(MAX_LIST);
@@ -218,46 +277,19 @@ impl ControlHandler for Analyzer {
 
     fn device(&mut self, id: &str) -> Option<DeviceDetail> {
         let record = self.find_device(id)?;
-        let mut peers = record
+        let peers = record
             .ip
             .map(|ip| self.flow_book.peers_of(ip))
             .unwrap_or_default();
-        // Peers seen only in flows still open, or beyond the book's capacity.
-        for peer in &record.peers {
-            peers.entry(*peer).or_default();
-        }
-        Some(DeviceDetail {
-            summary: summary(record),
-            identity: record.identity.clone(),
-            identity_history: record
-                .identity_history
-                .iter()
-                .map(|change| IdentityChange {
-                    timestamp: rfc3339_micros(change.ts_ns),
-                    protocol: change.protocol,
-                    field: change.field,
-                    previous: Some(change.old.clone()),
-                    value: change.new.clone(),
-                })
-                .collect(),
-            peers: peers
-                .into_iter()
-                .map(|(ip, (protocols, flows))| PeerView {
-                    ip,
-                    protocols: protocols.into_iter().collect(),
-                    flows,
-                })
-                .collect(),
-        })
+        Some(detail(record, peers))
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
-        match self.committed_store().alerts(filter.status, MAX_LIST) {
-            Ok(stored) => stored
-                .into_iter()
-                .map(|s| s.alert)
-                .filter(|a| alert_matches(a, filter))
-                .collect(),
+        match self
+            .committed_store()
+            .alerts_where(&filter.query(), MAX_LIST)
+        {
+            Ok(stored) => stored.into_iter().map(|s| s.alert).collect(),
             Err(_) => {
                 self.counters.store_errors += 1;
                 Vec::new()
@@ -335,9 +367,8 @@ impl ControlHandler for Analyzer {
     }
 
     fn flows(&mut self) -> FlowsSummary {
-        let mut summary = self.flow_book.totals.clone();
-        let mut conversations: Vec<Conversation> =
-            self.flow_book.conversations.values().cloned().collect();
+        let mut summary = self.flow_book.summary();
+        let mut conversations = std::mem::take(&mut summary.conversations);
         conversations.sort_by(|a, b| {
             b.bytes
                 .cmp(&a.bytes)
@@ -362,6 +393,34 @@ impl ControlHandler for Analyzer {
             capture_finished: self.capture_finished,
         }
     }
+
+    fn snapshot(&mut self) -> ApiSnapshot {
+        let mut peers = self.flow_book.peers_index();
+        let mut devices: Vec<DeviceDetail> = self
+            .device_records()
+            .map(|record| {
+                let mine = record
+                    .ip
+                    .and_then(|ip| peers.remove(&ip))
+                    .unwrap_or_default();
+                detail(record, mine)
+            })
+            .collect();
+        devices.sort_by(|a, b| (a.summary.ip, &a.summary.id).cmp(&(b.summary.ip, &b.summary.id)));
+        ApiSnapshot {
+            devices,
+            flows: self.flows(),
+            baseline: Some(self.baseline()),
+            health: Some(self.health()),
+            generation: 0,
+        }
+    }
+
+    fn change_count(&self) -> u64 {
+        // Observations change inventory, flows and health; the end of the capture
+        // changes health.
+        self.counters.observations + u64::from(self.capture_finished)
+    }
 }
 
 #[cfg(test)]
@@ -371,9 +430,9 @@ mod tests {
     use super::*;
     use crate::config::{Config, HumanDuration};
     use crate::control::{reply_channel, ControlRequest};
-    use crate::dissect::Protocol;
     use crate::flow::table::{DirectionCounts, EndReason};
     use crate::observe::Observation;
+    use otsensor_wire::Protocol;
 
     fn analyzer(learning_s: u64) -> Analyzer {
         let mut config = Config::default();
@@ -521,5 +580,101 @@ mod tests {
         assert!(entries_before > 0);
         seen(&mut a, T0 + 50 * S, [10, 0, 0, 5], 5);
         assert!(ask(&mut a, ControlRequest::Baseline).learning);
+    }
+
+    /// 10,000 newer low-severity alerts after one high-severity alert (ids from 1).
+    fn noisy_store() -> store::Store {
+        let mut db = store::Store::in_memory().expect("store");
+        let mut batch = store::Batch::default();
+        let mut high = crate::control::tests_support::sample_alert();
+        high.id = 1;
+        high.count = 1;
+        batch.alerts.push(store::AlertRow {
+            alert: high,
+            learn: Vec::new(),
+        });
+        for i in 0..10_000u32 {
+            let mut low = crate::control::tests_support::sample_alert();
+            low.id = u64::from(i) + 2;
+            low.signature = "new_device".into();
+            low.severity = crate::detect::Severity::LOW;
+            low.src_ip = Some(IpAddr::from((0x0a01_0000u32 + i).to_be_bytes()));
+            low.dest_ip = None;
+            low.last_ns = T0 + u64::from(i + 1) * S;
+            low.count = 1;
+            batch.alerts.push(store::AlertRow {
+                alert: low,
+                learn: Vec::new(),
+            });
+        }
+        db.write(&batch).expect("write");
+        db
+    }
+
+    #[test]
+    fn alert_filters_run_before_the_limit() {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(0);
+        let policy = Arc::new(config.validate().expect("policy"));
+        let mut a = Analyzer::with_store(policy, None, noisy_store());
+        let high = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    severity: Some(1),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(high.len(), 1, "newer noise must not hide the high alert");
+        assert_eq!(high[0].signature, "plc_stop");
+        let by_signature = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    signature: Some("plc_stop".into()),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(by_signature.len(), 1);
+        let by_device = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(
+                AlertFilter {
+                    device: Some(IpAddr::from([10, 0, 0, 10])),
+                    ..AlertFilter::default()
+                },
+                tx,
+            )
+        });
+        assert_eq!(by_device.len(), 1);
+        let all = ask(&mut a, |tx| {
+            ControlRequest::ListAlerts(AlertFilter::default(), tx)
+        });
+        assert_eq!(all.len(), MAX_LIST);
+    }
+
+    #[test]
+    fn the_snapshot_holds_every_device_with_the_detail_the_api_answers() {
+        let mut a = analyzer(0);
+        seen(&mut a, T0, [10, 0, 0, 10], 10);
+        seen(&mut a, T0, [10, 0, 0, 20], 20);
+        a.observe(modbus_flow(T0 + S, [10, 0, 0, 20], [10, 0, 0, 10]));
+        let before = a.change_count();
+        let snapshot = a.snapshot();
+        assert_eq!(snapshot.devices.len(), a.device_count() as usize);
+        for device in &snapshot.devices {
+            let asked = a.device(&device.summary.id).expect("device");
+            assert_eq!(&asked, device);
+        }
+        assert_eq!(snapshot.health, Some(a.health()));
+        assert_eq!(snapshot.flows, a.flows());
+        assert!(snapshot.device("10.0.0.10").is_some());
+        assert!(snapshot.device("10.9.9.9").is_none());
+        seen(&mut a, T0 + 2 * S, [10, 0, 0, 30], 30);
+        assert!(
+            a.change_count() > before,
+            "new observations change the snapshot"
+        );
     }
 }

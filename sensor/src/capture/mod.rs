@@ -17,37 +17,10 @@ pub mod pcap;
 
 use std::path::PathBuf;
 
-/// The link-layer framing of a packet, from the capture's link type (DLT / LINKTYPE_*).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinkType {
-    /// LINKTYPE_ETHERNET (1).
-    Ethernet,
-    /// LINKTYPE_LINUX_SLL (113): 16-byte Linux cooked header.
-    LinuxSll,
-    /// LINKTYPE_LINUX_SLL2 (276): 20-byte Linux cooked header v2.
-    LinuxSll2,
-    /// LINKTYPE_NULL (0): 4-byte address family in the capturing host's byte order.
-    Null,
-    /// LINKTYPE_LOOP (108): like NULL but the family is in network byte order.
-    Loop,
-    /// LINKTYPE_RAW (101), DLT_RAW (12/14), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229).
-    RawIp,
-}
+use otsensor_wire::layers::{self, Frame};
 
-impl LinkType {
-    /// Maps a pcap LINKTYPE number to a supported link type.
-    pub fn from_linktype(value: i32) -> Option<LinkType> {
-        Some(match value {
-            1 => LinkType::Ethernet,
-            113 => LinkType::LinuxSll,
-            276 => LinkType::LinuxSll2,
-            0 => LinkType::Null,
-            108 => LinkType::Loop,
-            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
-            _ => return None,
-        })
-    }
-}
+/// The link types a capture may carry; defined with the slicer that reads them.
+pub use otsensor_wire::layers::LinkType;
 
 /// One captured frame. `data` borrows from the source until its next call.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +33,13 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// The frame's length on the wire.
     pub wire_len: u32,
+}
+
+impl<'a> Packet<'a> {
+    /// Slices the packet's L2–L4 headers (see [`otsensor_wire::layers::slice`]).
+    pub fn slice(&self) -> Frame<'a> {
+        layers::slice(self.link, self.data, self.ts_ns, self.wire_len)
+    }
 }
 
 /// Why a source could not deliver packets.

@@ -8,7 +8,19 @@ pub mod table;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crate::layers::{Frame, Mac};
+use otsensor_wire::layers::{Frame, Mac};
+
+/// The transport name as Suricata writes it.
+pub fn proto_name(protocol: u8) -> String {
+    match protocol {
+        6 => "TCP".to_owned(),
+        17 => "UDP".to_owned(),
+        1 => "ICMP".to_owned(),
+        58 => "IPv6-ICMP".to_owned(),
+        132 => "SCTP".to_owned(),
+        other => other.to_string(),
+    }
+}
 
 /// A flow's identity, the same for both directions: the lower (ip, port) endpoint first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@
 //! Retransmitted bytes are skipped by sequence number, so no PDU is seen twice; a gap that
 //! does not fill, an exhausted pool or an over-long PDU are counted and framing resyncs.
 
-use crate::dissect::Framing;
+use otsensor_wire::Framing;
 
 const NIL: u32 = u32::MAX;
 /// An out-of-order segment further ahead than this is treated as a gap at once.

@@ -2,16 +2,24 @@
 //! the JSON API under `/api` (documented in `docs/API.md`), and the dashboard (assets
 //! embedded in the binary; nothing is loaded from elsewhere).
 //!
-//! **The server owns no sensor state.** Reads and changes go to the state's owner as
-//! [`ControlRequest`]s; the answer comes back on a one-slot channel. Waiting happens on
-//! tokio's blocking pool so the async threads stay free.
+//! **The server owns no sensor state, and reading costs its owner nothing.** Devices,
+//! flows, baseline and health are served from the [`ApiSnapshot`] the analyzer
+//! publishes (at most every [`crate::control::SNAPSHOT_INTERVAL`], and within a
+//! tenth of its time); alerts come from read-only connections to the database, filters
+//! in SQL. However many clients loop on GETs, the analyzer's work does not grow. Only
+//! changes go to the state's owner as [`ControlRequest`]s; the answer comes back on a
+//! one-slot channel. Waiting happens on tokio's (bounded) blocking pool.
+//!
+//! **Every resource a client can hold is bounded** (`server`): connections, header and
+//! idle time, request time, body size; `Host`/`Origin` must name the sensor.
 //!
 //! **Every state-changing endpoint needs `Authorization: Bearer <http.api_token>`**;
 //! without a configured token they are refused (401) as well. The comparison is
 //! constant-time ([`ApiToken::matches`]).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::{Path as FilePath, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -25,12 +33,23 @@ use serde::Serialize;
 
 use crate::config::ApiToken;
 use crate::control::{
-    reply_channel, AlertFilter, BaselineAction, ControlError, ControlRequest, DeviceFilter,
-    HealthView,
+    reply_channel, AlertFilter, ApiSnapshot, BaselineAction, ControlError, ControlRequest,
+    DeviceFilter, HealthView, SnapshotCell, MAX_LIST,
 };
-use crate::detect::AlertStatus;
+use crate::detect::{Alert, AlertStatus};
 use crate::metrics::Metrics;
 use crate::reload::{self, ReloadError, ReloadOutcome, ReloadRequest};
+use crate::store::{self, Store};
+
+mod server;
+pub mod token;
+
+pub use server::{HostGuard, HttpLimits};
+
+/// Read-only database connections kept open for the alert endpoints.
+const ALERT_READERS: usize = 4;
+/// How long a read waits for a database lock (the analyzer's commits are short).
+const READ_BUSY: Duration = Duration::from_secs(2);
 
 /// How long the API waits for the state's owner before answering 503.
 const OWNER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,6 +71,10 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     Unauthorized,
+    /// `Host` or `Origin` does not name this sensor.
+    Forbidden(String),
+    /// The request body is over the limit (bytes).
+    TooLarge(usize),
     NotFound(String),
     BadRequest(String),
     Conflict(String),
@@ -76,6 +99,12 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "this endpoint needs Authorization: Bearer <http.api_token>".to_owned(),
             ),
+            ApiError::Forbidden(what) => (StatusCode::FORBIDDEN, "forbidden", what),
+            ApiError::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request bodies are limited to {limit} bytes"),
+            ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", what),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, "bad_request", what),
             ApiError::Conflict(what) => (StatusCode::CONFLICT, "conflict", what),
@@ -85,7 +114,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                "the analyzer did not answer in time".to_owned(),
+                "the sensor did not answer in time".to_owned(),
             ),
             ApiError::Internal(what) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", what),
         };
@@ -117,10 +146,60 @@ impl From<ControlError> for ApiError {
     }
 }
 
+/// Read-only connections to the database, for the alert endpoints (never the
+/// analyzer's connection): at most [`ALERT_READERS`] reads at once.
+pub struct AlertReaders {
+    path: PathBuf,
+    idle: Mutex<Vec<Store>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl AlertReaders {
+    pub fn new(path: &FilePath) -> AlertReaders {
+        AlertReaders {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(ALERT_READERS),
+        }
+    }
+
+    /// Runs `read` on a pooled connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Store) -> store::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(OWNER_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| ApiError::Unavailable)?
+            .map_err(|_| ApiError::Unavailable)?;
+        let readers = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || {
+            let pooled = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => Store::open_read_only(&readers.path, READ_BUSY)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
+            };
+            let result = read(&connection).map_err(|e| ApiError::Internal(e.to_string()));
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(connection);
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        drop(permit);
+        result
+    }
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     control: Sender<ControlRequest>,
+    snapshot: Arc<SnapshotCell>,
+    /// None: alerts are asked of the owner (an in-memory database has no file to open).
+    alerts: Option<Arc<AlertReaders>>,
     metrics: Arc<Metrics>,
     token: Option<ApiToken>,
     started: Instant,
@@ -129,13 +208,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `snapshot` is what the owner publishes (the pipeline's `ReplayOptions::snapshot`).
     pub fn new(
         control: Sender<ControlRequest>,
+        snapshot: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
         token: Option<ApiToken>,
     ) -> AppState {
         AppState {
             control,
+            snapshot,
+            alerts: None,
             metrics,
             token,
             started: Instant::now(),
@@ -143,10 +226,32 @@ impl AppState {
         }
     }
 
+    /// Reads alerts from this database file instead of asking the owner.
+    pub fn with_alert_database(mut self, path: &FilePath) -> AppState {
+        self.alerts = Some(Arc::new(AlertReaders::new(path)));
+        self
+    }
+
     /// Enables `POST /api/config/reload` (the reload thread's request channel).
     pub fn with_reload(mut self, requests: Sender<ReloadRequest>) -> AppState {
         self.reload = Some(requests);
         self
+    }
+
+    /// The owner's latest snapshot. Right after start (the server is up before the
+    /// pipeline) waits for the first one, then answers 503.
+    async fn snapshot(&self) -> Result<Arc<ApiSnapshot>, ApiError> {
+        let deadline = Instant::now() + OWNER_TIMEOUT;
+        loop {
+            let snapshot = self.snapshot.load();
+            if snapshot.generation > 0 {
+                return Ok(snapshot);
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Unavailable);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends a request built around a reply slot and waits (off the async threads).
@@ -179,8 +284,13 @@ impl AppState {
     }
 }
 
-/// The routes.
-pub fn router(state: AppState) -> Router {
+/// The routes, behind the guard (`server::guard`: Host/Origin, limits, headers).
+pub fn router(state: AppState, hosts: HostGuard, limits: HttpLimits) -> Router {
+    let guard = server::Guard {
+        hosts,
+        limits,
+        metrics: Arc::clone(&state.metrics),
+    };
     Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/app.js", get(dashboard::script))
@@ -198,6 +308,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/config/reload", post(reload_config))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, server::guard))
 }
 
 async fn not_found() -> ApiError {
@@ -230,7 +341,8 @@ struct Health {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let analyzer = state.ask(ControlRequest::Health).await?;
+    let snapshot = state.snapshot().await?;
+    let analyzer = snapshot.health.clone().ok_or(ApiError::Unavailable)?;
     Ok(Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
@@ -245,23 +357,23 @@ async fn list_devices(
     State(state): State<AppState>,
     Query(filter): Query<DeviceFilter>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(
-        state
-            .ask(move |tx| ControlRequest::ListDevices(filter, tx))
-            .await?,
-    )
-    .into_response())
+    let snapshot = state.snapshot().await?;
+    let devices: Vec<_> = snapshot
+        .devices
+        .iter()
+        .map(|device| &device.summary)
+        .filter(|summary| filter.matches(summary))
+        .take(MAX_LIST)
+        .collect();
+    Ok(Json(devices).into_response())
 }
 
 async fn device(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let wanted = id.clone();
-    match state
-        .ask(move |tx| ControlRequest::Device(wanted, tx))
-        .await?
-    {
+    let snapshot = state.snapshot().await?;
+    match snapshot.device(&id) {
         Some(device) => Ok(Json(device).into_response()),
         None => Err(ApiError::NotFound(format!("no device {id}"))),
     }
@@ -271,16 +383,34 @@ async fn list_alerts(
     State(state): State<AppState>,
     Query(filter): Query<AlertFilter>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(
-        state
-            .ask(move |tx| ControlRequest::ListAlerts(filter, tx))
-            .await?,
-    )
-    .into_response())
+    let alerts: Vec<Alert> = match &state.alerts {
+        Some(readers) => {
+            let query = filter.query();
+            readers
+                .read(move |db| db.alerts_where(&query, MAX_LIST))
+                .await?
+                .into_iter()
+                .map(|stored| stored.alert)
+                .collect()
+        }
+        None => {
+            state
+                .ask(move |tx| ControlRequest::ListAlerts(filter, tx))
+                .await?
+        }
+    };
+    Ok(Json(alerts).into_response())
 }
 
 async fn alert(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Response, ApiError> {
-    match state.ask(move |tx| ControlRequest::Alert(id, tx)).await? {
+    let found = match &state.alerts {
+        Some(readers) => readers
+            .read(move |db| db.alert(id))
+            .await?
+            .map(|stored| stored.alert),
+        None => state.ask(move |tx| ControlRequest::Alert(id, tx)).await?,
+    };
+    match found {
         Some(alert) => Ok(Json(alert).into_response()),
         None => Err(ApiError::NotFound(format!("no alert {id}"))),
     }
@@ -310,7 +440,9 @@ async fn change_alert(
 }
 
 async fn baseline(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.ask(ControlRequest::Baseline).await?).into_response())
+    let snapshot = state.snapshot().await?;
+    let view = snapshot.baseline.as_ref().ok_or(ApiError::Unavailable)?;
+    Ok(Json(view).into_response())
 }
 
 async fn change_baseline(
@@ -335,7 +467,7 @@ async fn change_baseline(
 }
 
 async fn flows(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.ask(ControlRequest::Flows).await?).into_response())
+    Ok(Json(&state.snapshot().await?.flows).into_response())
 }
 
 /// Re-reads the configuration file: 200 with what changed and what needs a restart,
@@ -364,6 +496,8 @@ async fn reload_config(
 /// A running server: its address, and how to stop it.
 pub struct HttpServer {
     address: SocketAddr,
+    /// Removed when the server stops (a generated token's private directory).
+    remove_on_stop: Option<PathBuf>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -378,8 +512,13 @@ impl std::fmt::Debug for HttpServer {
 
 impl HttpServer {
     /// Binds `address` now (so a taken port fails here) and serves on a thread of its
-    /// own with a two-thread tokio runtime.
-    pub fn start(address: SocketAddr, state: AppState) -> Result<HttpServer, Error> {
+    /// own with a two-thread tokio runtime and at most `limits.blocking_threads`
+    /// blocking threads.
+    pub fn start(
+        address: SocketAddr,
+        state: AppState,
+        limits: HttpLimits,
+    ) -> Result<HttpServer, Error> {
         let listener = std::net::TcpListener::bind(address)
             .map_err(|source| Error::Bind { address, source })?;
         let local = listener
@@ -390,12 +529,15 @@ impl HttpServer {
             .map_err(|source| Error::Bind { address, source })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(limits.blocking_threads.max(1))
             .thread_name("otsensor-http")
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(state);
+        let hosts = HostGuard::new(local, &limits.allowed_hosts);
+        let metrics = Arc::clone(&state.metrics);
+        let app = router(state, hosts, limits.clone());
         let thread = thread::Builder::new()
             .name("otsensor-http".into())
             .spawn(move || {
@@ -403,16 +545,16 @@ impl HttpServer {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
                         return;
                     };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = shutdown_rx.await;
-                        })
-                        .await;
+                    server::serve(listener, app, limits, metrics, async {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await;
                 });
             })
             .map_err(Error::Runtime)?;
         Ok(HttpServer {
             address: local,
+            remove_on_stop: None,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         })
@@ -420,6 +562,11 @@ impl HttpServer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Removes `dir` (and what it holds) when the server stops.
+    pub fn remove_on_stop(&mut self, dir: PathBuf) {
+        self.remove_on_stop = Some(dir);
     }
 
     /// Stops accepting, finishes requests in flight, and joins the server thread.
@@ -433,6 +580,9 @@ impl HttpServer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(dir) = self.remove_on_stop.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -454,14 +604,9 @@ mod dashboard {
 
     pub async fn index() -> impl IntoResponse {
         (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                // Everything is served from here; nothing may load from elsewhere.
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'",
-                ),
-            ],
+            // Everything is served from here; nothing may load from elsewhere (the
+            // Content-Security-Policy of every answer is set by `server::guard`).
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             INDEX,
         )
     }
@@ -475,5 +620,79 @@ mod dashboard {
 
     pub async fn style() -> impl IntoResponse {
         ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::Analyzer;
+    use crate::config::Config;
+    use crate::control::SnapshotPublisher;
+
+    fn get(agent: &ureq::Agent, url: &str) -> (u16, String, Duration) {
+        let started = Instant::now();
+        let mut response = agent.get(url).call().expect("GET");
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().expect("body");
+        (status, body, started.elapsed())
+    }
+
+    /// The analyzer never answers a control request here (as when it is busy with
+    /// traffic): every read endpoint still answers at once, from the snapshot and the
+    /// database, and alert filters run before the limit.
+    #[test]
+    fn reads_never_wait_for_the_analyzer() {
+        let policy = Arc::new(Config::default().validate().expect("policy"));
+        let mut db = Store::temporary().expect("store");
+        let path = db.path().expect("file").to_path_buf();
+        let mut batch = store::Batch::default();
+        let mut alert = crate::control::tests_support::sample_alert();
+        alert.id = 1;
+        alert.count = 1;
+        batch.alerts.push(store::AlertRow {
+            alert,
+            learn: Vec::new(),
+        });
+        db.write(&batch).expect("write");
+        let mut analyzer = Analyzer::with_store(Arc::clone(&policy), None, db);
+        let cell = SnapshotCell::new();
+        SnapshotPublisher::new(Arc::clone(&cell)).publish(&mut analyzer);
+
+        // Nobody reads this channel.
+        let (control, _unanswered) = crossbeam_channel::bounded(1);
+        let metrics = Metrics::new().expect("metrics");
+        let state = AppState::new(control, cell, metrics, None).with_alert_database(&path);
+        let server = HttpServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            state,
+            HttpLimits::default(),
+        )
+        .expect("server");
+        let base = format!("http://{}", server.local_addr());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        for path in [
+            "/api/health",
+            "/api/devices",
+            "/api/baseline",
+            "/api/flows",
+            "/api/alerts",
+            "/api/alerts?severity=1&signature=plc_stop&device=10.0.0.10",
+            "/api/alerts/1",
+        ] {
+            let (status, body, took) = get(&agent, &format!("{base}{path}"));
+            assert_eq!(status, 200, "{path}: {body}");
+            assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+        }
+        let (_, alerts, _) = get(&agent, &format!("{base}/api/alerts?severity=1"));
+        assert!(alerts.contains("plc_stop"), "{alerts}");
+        let (_, none, _) = get(&agent, &format!("{base}/api/alerts?severity=1&signature=x"));
+        assert_eq!(none, "[]");
+        server.stop();
+        drop(analyzer);
     }
 }

@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 use crate::capture::live::{LiveCapture, QueueAccounting};
 use crate::ebpf::{ConversationKey, ConversationTotals, KernelCounters};
 use crate::metrics::Metrics;
-use crate::observe::{mono_ns, Observation, Stamped};
+use crate::observe::{mono_ns, Observation, ObservationBatch, Stamped};
 
 /// How often the kernel's per-conversation accounting of shed bulk is read: a walk of
 /// the whole flow map (one system call per entry), so seconds, not milliseconds.
@@ -35,7 +35,10 @@ pub struct Books {
     kernel_folded: KernelCounters,
     queues_folded: Vec<QueueAccounting>,
     events_logged: u32,
-    observations: Sender<Stamped>,
+    observations: Sender<ObservationBatch>,
+    /// The producer id the conversation reports go under: one the analyzer does not
+    /// order against packets (the workers are `0..producer`).
+    producer: usize,
 }
 
 impl std::fmt::Debug for Books {
@@ -45,7 +48,12 @@ impl std::fmt::Debug for Books {
 }
 
 impl Books {
-    pub fn new(metrics: Option<Arc<Metrics>>, observations: Sender<Stamped>) -> Books {
+    /// `observations`: the analyzer's channel; `workers`: how many workers send on it.
+    pub fn new(
+        metrics: Option<Arc<Metrics>>,
+        observations: Sender<ObservationBatch>,
+        workers: usize,
+    ) -> Books {
         let now = Instant::now();
         Books {
             conversations_reported: HashMap::new(),
@@ -56,6 +64,7 @@ impl Books {
             queues_folded: Vec::new(),
             events_logged: 0,
             observations,
+            producer: workers,
         }
     }
 
@@ -63,9 +72,9 @@ impl Books {
     pub fn tick(&mut self, capture: &LiveCapture) -> Instant {
         let now = Instant::now();
         if now >= self.conversations_due {
-            let observations = self.observations.clone();
+            let (observations, producer) = (self.observations.clone(), self.producer);
             let all_taken = self.report_conversations(capture, &mut |observation| {
-                observations.try_send(stamp(observation)).is_ok()
+                observations.try_send(stamp(producer, observation)).is_ok()
             });
             self.conversations_due = now
                 + if all_taken {
@@ -84,9 +93,9 @@ impl Books {
     /// The last round once the workers ended: the final conversation report (waiting
     /// for room in the analyzer's channel) and the final counters.
     pub fn finish(mut self, capture: &LiveCapture) {
-        let observations = self.observations.clone();
+        let (observations, producer) = (self.observations.clone(), self.producer);
         self.report_conversations(capture, &mut |observation| {
-            observations.send(stamp(observation)).is_ok()
+            observations.send(stamp(producer, observation)).is_ok()
         });
         self.fold_metrics(capture);
     }
@@ -201,9 +210,16 @@ impl Books {
     }
 }
 
-fn stamp(observation: Observation) -> Stamped {
-    Stamped {
-        observation,
-        mono_ns: mono_ns(),
+/// One conversation report as its own message (a few per conversation every
+/// [`CONVERSATIONS_EVERY`]: not the hot path).
+fn stamp(producer: usize, observation: Observation) -> ObservationBatch {
+    ObservationBatch {
+        producer,
+        items: vec![Stamped {
+            observation,
+            mono_ns: mono_ns(),
+            order: 0,
+        }],
+        ..Default::default()
     }
 }

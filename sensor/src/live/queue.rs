@@ -19,8 +19,9 @@ use crate::capture::afxdp::{self, QueueSocket, Waker};
 use crate::capture::Packet;
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
-use crate::layers;
 use crate::metrics::WorkerMetrics;
+use crate::observe::realtime_ns;
+use crate::pipeline::thread_cpu_ns;
 use crate::worker::{Worker, WorkerReport};
 
 /// Empty looks at the rings before a worker parks: a hand-off or the next frame of a
@@ -83,8 +84,9 @@ pub struct QueueWorker {
 }
 
 impl QueueWorker {
-    /// Runs until [`Crew::drain`] and every ring is empty; returns the worker's report.
-    pub fn run(self) -> WorkerReport {
+    /// Runs until [`Crew::drain`] and every ring is empty; returns the worker's report
+    /// and the thread's CPU seconds.
+    pub fn run(self) -> (WorkerReport, Option<f64>) {
         let QueueWorker {
             mut worker,
             mut socket,
@@ -106,15 +108,18 @@ impl QueueWorker {
         // not be symmetric, so the owner is checked per frame (one hash).
         let check_owner = workers > 1;
         let Some(waker) = crew.wakers.get(me) else {
-            return worker.finish();
+            return (worker.finish(), None);
         };
+        // The watermark last published: frames taken later are stamped after it, but a
+        // frame a peer handed over may be older, and is ordered just after it.
+        let mut published = 0u64;
         let mut empty_rounds = 0u32;
         let mut done_with_queue = false;
         loop {
             worker.refresh_policy();
             let started = metrics.is_some().then(Instant::now);
             let got = socket.recv_batch(&mut |packet: Packet<'_>| {
-                let frame = layers::slice(&packet);
+                let frame = packet.slice();
                 let owner = if check_owner {
                     flow::frame_owner(&frame, workers)
                 } else {
@@ -131,8 +136,11 @@ impl QueueWorker {
                     metrics.record_batch(started.elapsed(), got as u64);
                 }
             }
-            let handed = drain_inbox(&mut worker, &crew.rings);
+            let handed = drain_inbox(&mut worker, &crew.rings, published);
             if got + handed > 0 {
+                // Every frame taken from now on is stamped after this.
+                published = realtime_ns();
+                worker.publish_watermark(published);
                 if let Some(metrics) = metrics.as_mut() {
                     let (protocols, stream) = worker.stats();
                     metrics.fold(&worker.counters(), protocols, stream);
@@ -148,7 +156,7 @@ impl QueueWorker {
                     crew.finished.fetch_add(1, Ordering::AcqRel);
                 }
                 if crew.finished.load(Ordering::Acquire) == workers {
-                    drain_inbox(&mut worker, &crew.rings);
+                    drain_inbox(&mut worker, &crew.rings, published);
                     break;
                 }
                 thread::yield_now();
@@ -160,7 +168,7 @@ impl QueueWorker {
                 continue;
             }
             empty_rounds = 0;
-            idle(&mut worker, &mut metrics);
+            published = idle(&mut worker, &mut metrics);
             waker.park();
             // A peer that pushed before it saw `parked` did not wake us: look once more.
             if inbox_waiting(me, &crew.rings) || crew.drain.load(Ordering::SeqCst) {
@@ -178,30 +186,24 @@ impl QueueWorker {
             metrics.fold(&report.counters, &report.protocols, &report.stream);
             metrics.flush();
         }
-        report
+        (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
     }
 }
 
-/// A worker with nothing to do: time still passes. Its clock follows the wall clock
-/// (live packet time is the wall clock at reception), so idle flows expire and are
-/// reported without waiting for the next frame.
-///
-/// Watermark hook: this is where an idle live worker publishes "no observation of mine
-/// will be older than `now`" (packet-time merge in the analyzer); the observations it
-/// sends while busy carry their packets' times.
-fn idle(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) {
-    worker.advance_clock(realtime_ns());
+/// A worker with nothing to do, about to park: time still passes. Its clock follows
+/// the wall clock (live packet time is the wall clock at reception), so idle flows
+/// expire and are reported without waiting for the next frame; then it publishes the
+/// wall clock as its watermark and declares itself idle, so that until its next batch
+/// the analyzer's merge does not wait for it. Returns the watermark published.
+fn idle(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) -> u64 {
+    let now = realtime_ns();
+    worker.idle_until(now);
+    worker.publish_idle(now);
     if let Some(metrics) = metrics.as_mut() {
         let (protocols, stream) = worker.stats();
         metrics.fold(&worker.counters(), protocols, stream);
     }
-}
-
-fn realtime_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    now
 }
 
 /// Copies a frame to its owner's ring and wakes the owner if it is parked; a full ring
@@ -211,7 +213,8 @@ fn hand_off(worker: &mut Worker, crew: &Crew, owner: usize, packet: &Packet<'_>)
         worker.process(packet);
         return;
     };
-    let (frame, cut) = HandoffFrame::copy_of(packet);
+    let (frame, cut) =
+        HandoffFrame::copy_of(packet.ts_ns, packet.link, packet.data, packet.wire_len);
     match ring.push(frame) {
         Ok(()) => {
             worker.note_handoff_sent(cut);
@@ -223,15 +226,18 @@ fn hand_off(worker: &mut Worker, crew: &Crew, owner: usize, packet: &Packet<'_>)
     }
 }
 
-/// Processes every frame other workers handed to this one; returns how many.
-fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
+/// Processes every frame other workers handed to this one; returns how many. A frame
+/// stamped before this worker's last watermark `published` is ordered just after it.
+fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, published: u64) -> usize {
     let mut received = 0;
     for from in 0..rings.workers() {
         let Some(ring) = rings.ring(from, worker.id) else {
             continue;
         };
-        while let Some(frame) = ring.pop() {
-            worker.process(&frame.packet());
+        while let Some(handed) = ring.pop() {
+            let frame = handed.frame();
+            let order = frame.ts_ns.max(published.saturating_add(1));
+            worker.process_frame_at(&frame, order);
             received += 1;
         }
     }

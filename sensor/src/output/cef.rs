@@ -7,8 +7,9 @@
 
 use std::fmt::Write as _;
 
+use crate::clock::rfc3339_micros;
 use crate::detect::{Alert, Severity};
-use crate::output::eve::{proto_name, rfc3339_micros};
+use crate::flow::proto_name;
 
 /// The CEF header's vendor and product.
 pub const VENDOR: &str = "otsensor";

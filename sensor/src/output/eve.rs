@@ -6,14 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use crate::clock::rfc3339_micros;
 use crate::detect::Alert;
-use crate::dissect::inspect::{EventBody, ProtocolEvent};
-use crate::observe::FlowRecord;
+use crate::flow::proto_name;
+use crate::inspect::{EventBody, ProtocolEvent, ProtocolEventSink};
+use crate::observe::{Delivery, FlowRecord};
 
 /// What the EVE writer thread receives: from the analyzer (flows, later alerts) and,
 /// when protocol events are on, from the workers.
+// Protocol events are the variant workers send per PDU: boxing them would allocate on
+// the hot path, so the size difference is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EveRecord {
     Flow(FlowRecord),
@@ -21,27 +27,42 @@ pub enum EveRecord {
     Alert(Box<Alert>),
 }
 
-/// RFC 3339 UTC time with microseconds, from packet-time nanoseconds.
-pub fn rfc3339_micros(ts_ns: u64) -> String {
-    let secs = (ts_ns / 1_000_000_000) as i64;
-    let micros = (ts_ns % 1_000_000_000) / 1_000;
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    let base = time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00".to_owned());
-    format!("{base}.{micros:06}+00:00")
+/// Bounded channel of EVE records from workers and the analyzer, counted like
+/// observations.
+#[derive(Debug)]
+pub struct EventSink {
+    tx: Sender<EveRecord>,
+    delivery: Delivery,
+    pub sent: u64,
+    pub dropped: u64,
 }
 
-/// The transport name as Suricata writes it.
-pub fn proto_name(protocol: u8) -> String {
-    match protocol {
-        6 => "TCP".to_owned(),
-        17 => "UDP".to_owned(),
-        1 => "ICMP".to_owned(),
-        58 => "IPv6-ICMP".to_owned(),
-        132 => "SCTP".to_owned(),
-        other => other.to_string(),
+impl EventSink {
+    pub fn new(tx: Sender<EveRecord>, delivery: Delivery) -> EventSink {
+        EventSink {
+            tx,
+            delivery,
+            sent: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn send(&mut self, record: EveRecord) {
+        let delivered = match self.delivery {
+            Delivery::Block => self.tx.send(record).is_ok(),
+            Delivery::DropWhenFull => self.tx.try_send(record).is_ok(),
+        };
+        if delivered {
+            self.sent += 1;
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+impl ProtocolEventSink for EventSink {
+    fn send_event(&mut self, event: ProtocolEvent) {
+        self.send(EveRecord::Protocol(event));
     }
 }
 
@@ -443,14 +464,5 @@ mod tests {
         assert_eq!(fresh.lines().count(), 1);
         assert!(fresh.contains("\"flow_id\":2"));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_with_microseconds() {
-        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(
-            rfc3339_micros(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456+00:00"
-        );
     }
 }

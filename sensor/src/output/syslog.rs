@@ -10,6 +10,11 @@
 //! written again on the next connection when the previous one turns out closed. The
 //! result is at-least-once delivery (a SIEM may see a duplicate, never a gap); the
 //! CEF `externalId` (the alert id) lets it de-duplicate.
+//!
+//! **A collector cannot wedge the sink.** Connect, the TLS handshake, every read and
+//! every write are bounded by [`IO_TIMEOUT`], and TCP keepalive finds a collector that
+//! vanished without closing: a server that accepts the connection and never answers
+//! costs one failed (retried) delivery, and shutdown waits at most that long.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
@@ -22,8 +27,12 @@ use crate::detect::Alert;
 use crate::output::cef::syslog_message;
 use crate::output::sinks::{Deliver, DeliveryError};
 
-/// How long a connect or write may take before it counts as failed.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connect, the TLS handshake, a read or a write may take before it counts
+/// as failed.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle time before the first TCP keepalive probe, and between probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// Messages written this recently are re-sent if their connection turns out closed.
 pub const RESEND_WINDOW: Duration = Duration::from_secs(2);
 /// At most this many messages are kept for re-sending.
@@ -88,6 +97,8 @@ pub struct SyslogSink {
     hostname: String,
     connection: Option<Connection>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// [`IO_TIMEOUT`] (shorter in tests).
+    io_timeout: Duration,
     /// Frames written on the current stream connection recently (see module docs).
     recent: VecDeque<(Instant, String)>,
     /// Frames written again after a reconnect.
@@ -130,6 +141,7 @@ impl SyslogSink {
             hostname: hostname(),
             connection: None,
             tls,
+            io_timeout: IO_TIMEOUT,
             recent: VecDeque::new(),
             resent: 0,
         })
@@ -162,12 +174,22 @@ impl SyslogSink {
                 Ok(Connection::Udp(socket))
             }
             Transport::Tcp | Transport::Tls { .. } => {
-                let stream = TcpStream::connect_timeout(&address, IO_TIMEOUT)
+                let timeout = self.io_timeout;
+                let mut stream = TcpStream::connect_timeout(&address, timeout)
                     .map_err(|e| io_error(&self.target, e))?;
                 stream
-                    .set_write_timeout(Some(IO_TIMEOUT))
+                    .set_write_timeout(Some(timeout))
+                    .map_err(|e| io_error(&self.target, e))?;
+                stream
+                    .set_read_timeout(Some(timeout))
                     .map_err(|e| io_error(&self.target, e))?;
                 let _ = stream.set_nodelay(true);
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE_IDLE)
+                    .with_interval(KEEPALIVE_INTERVAL);
+                socket2::SockRef::from(&stream)
+                    .set_tcp_keepalive(&keepalive)
+                    .map_err(|e| io_error(&self.target, e))?;
                 match &self.tls {
                     None => Ok(Connection::Tcp(stream)),
                     Some(config) => {
@@ -184,11 +206,28 @@ impl SyslogSink {
                                 reason: e.to_string(),
                             }
                         })?;
-                        let client = rustls::ClientConnection::new(Arc::clone(config), name)
+                        let mut client = rustls::ClientConnection::new(Arc::clone(config), name)
                             .map_err(|e| DeliveryError::Tls {
                                 target: self.target.address.clone(),
                                 reason: e.to_string(),
                             })?;
+                        // The whole handshake, not each read, is bounded: a collector
+                        // trickling bytes cannot hold the sink either.
+                        let deadline = Instant::now() + timeout;
+                        while client.is_handshaking() {
+                            if Instant::now() >= deadline {
+                                return Err(DeliveryError::Tls {
+                                    target: self.target.address.clone(),
+                                    reason: "handshake timed out".to_owned(),
+                                });
+                            }
+                            client
+                                .complete_io(&mut stream)
+                                .map_err(|e| DeliveryError::Tls {
+                                    target: self.target.address.clone(),
+                                    reason: format!("handshake: {e}"),
+                                })?;
+                        }
                         Ok(Connection::Tls(Box::new(rustls::StreamOwned::new(
                             client, stream,
                         ))))
@@ -369,5 +408,76 @@ mod tests {
         sink.deliver(&alert).expect("second delivery");
         let (second, _) = listener.accept().expect("reconnected");
         drop(second);
+    }
+
+    /// A CA certificate (PEM) in a file, for TLS targets.
+    fn ca_file(name: &str) -> PathBuf {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        let path = std::env::temp_dir().join(format!("otsensor-{name}-{}.pem", std::process::id()));
+        std::fs::write(&path, ca.pem()).expect("ca file");
+        path
+    }
+
+    /// A collector that accepts TCP and never answers: the TLS handshake fails within
+    /// the timeout instead of wedging the sink thread (and shutdown) for good.
+    #[test]
+    fn a_stalled_tls_collector_fails_the_delivery_within_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let held = std::thread::spawn(move || {
+            let accepted: Vec<_> = (0..2).filter_map(|_| listener.accept().ok()).collect();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(accepted);
+        });
+        let ca = ca_file("stall");
+        let mut sink = SyslogSink::new(SyslogTarget {
+            transport: Transport::Tls {
+                ca_file: ca.clone(),
+            },
+            address,
+        })
+        .expect("sink");
+        sink.io_timeout = Duration::from_millis(300);
+        let alert = crate::control::tests_support::sample_alert();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let result = sink.deliver(&alert);
+            let took = started.elapsed();
+            assert!(result.is_err(), "a silent collector accepted the message");
+            assert!(
+                took < Duration::from_secs(2),
+                "deliver blocked for {took:?}"
+            );
+        }
+        let _ = std::fs::remove_file(ca);
+        held.join().expect("collector");
+    }
+
+    #[test]
+    fn stream_connections_use_tcp_keepalive() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let mut sink = SyslogSink::new(SyslogTarget {
+            transport: Transport::Tcp,
+            address,
+        })
+        .expect("sink");
+        sink.deliver(&crate::control::tests_support::sample_alert())
+            .expect("delivery");
+        let _peer = listener.accept().expect("accept");
+        let Some(Connection::Tcp(stream)) = &sink.connection else {
+            panic!("no TCP connection");
+        };
+        let socket = socket2::SockRef::from(stream);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
+        assert!(stream.read_timeout().expect("timeout").is_some());
     }
 }

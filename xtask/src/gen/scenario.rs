@@ -37,7 +37,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 23] = [
+pub const SCENARIOS: [&str; 28] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -60,6 +60,11 @@ pub const SCENARIOS: [&str; 23] = [
     "new_conversation",
     "unauthorized_write",
     "ip_conflict",
+    "midstream_c2",
+    "midstream_internet",
+    "inbound_internet",
+    "syn_flood",
+    "modbus_address_sweep",
     "combined",
 ];
 
@@ -111,8 +116,15 @@ const RTU: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x30], [10, 10, 0, 30
 const BACNET: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x40], [10, 10, 0, 40]);
 const NEWCOMER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x99], [10, 10, 0, 99]);
 const SPOOFER_MAC: wire::Mac = [0x00, 0x0c, 0x29, 0x66, 0x66, 0x66];
-const UPDATE_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+// Public addresses outside the documentation ranges: those (RFC 5737) never count as
+// the internet.
+const UPDATE_SERVER: Ipv4Addr = Ipv4Addr::new(185, 199, 108, 10);
+const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(45, 33, 32, 7);
+/// A public host that completes a session with the Modbus PLC (inbound).
+const INBOUND_HOST: Ipv4Addr = Ipv4Addr::new(45, 33, 32, 8);
+/// The HMI's IPv6 link-local address (mDNS, DHCPv6 chatter).
+const HMI_LINK_LOCAL: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0x021b, 0x21ff, 0xfe00, 0x0010);
 
 const FIRMWARE: &str = "V2.1";
 const IDENTITY: (&str, &str, &str) = ("Schneider Electric", "BMX P34 2020", FIRMWARE);
@@ -328,6 +340,89 @@ impl Capture {
             sseq + 1,
             tcp_flags::ACK,
             Vec::new(),
+        )
+    }
+
+    /// An established TCP session first seen mid-stream: `exchanges` pairs of data
+    /// segments, no SYN and no FIN in the capture; `server_first` makes the server's
+    /// segment the first one seen.
+    fn mid_session(
+        &mut self,
+        t0: u64,
+        client: Peer,
+        server: Peer,
+        ports: (u16, u16),
+        exchanges: u64,
+        server_first: bool,
+    ) -> Result<()> {
+        let (mut cseq, mut sseq) = (7_000_000u32, 90_000_000u32);
+        let out = ports;
+        let back = (ports.1, ports.0);
+        let data = tcp_flags::PSH | tcp_flags::ACK;
+        for i in 0..exchanges {
+            let t = t0 + i * 200 * MS;
+            let request = b"cat /etc/passwd\n".to_vec();
+            let reply = vec![b'x'; 200];
+            let (rlen, plen) = (request.len() as u32, reply.len() as u32);
+            if server_first {
+                self.tcp(t, server, client, back, sseq, cseq, data, reply)?;
+                self.tcp(
+                    t + 5 * MS,
+                    client,
+                    server,
+                    out,
+                    cseq,
+                    sseq + plen,
+                    data,
+                    request,
+                )?;
+            } else {
+                self.tcp(t, client, server, out, cseq, sseq, data, request)?;
+                self.tcp(
+                    t + 5 * MS,
+                    server,
+                    client,
+                    back,
+                    sseq,
+                    cseq + rlen,
+                    data,
+                    reply,
+                )?;
+            }
+            cseq += rlen;
+            sseq += plen;
+        }
+        Ok(())
+    }
+
+    /// A UDP datagram from `from` to a multicast or broadcast group (its MAC given).
+    #[allow(clippy::too_many_arguments)]
+    fn udp_group(
+        &mut self,
+        ts_ns: u64,
+        src_mac: wire::Mac,
+        src: IpAddr,
+        group_mac: wire::Mac,
+        group: IpAddr,
+        ports: (u16, u16),
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 {
+                    src: src_mac,
+                    dst: group_mac,
+                    vlan: 0,
+                },
+                net: Net::Udp {
+                    src,
+                    dst: group,
+                    sport: ports.0,
+                    dport: ports.1,
+                    payload,
+                },
+            },
         )
     }
 
@@ -550,6 +645,56 @@ fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
             iam,
         )?;
     }
+    // Chatter that never leaves the site: mDNS to 224.0.0.251, IPv6 link-local mDNS
+    // and DHCPv6 to ff02::/16 all along; SSDP to 239.255.255.250 from the S7 PLC only
+    // after learning (a new pair, and still not the internet).
+    let mdns_v4 = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251));
+    let mdns_v6 = IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb));
+    let dhcpv6 = IpAddr::V6(std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2));
+    let hmi_v6 = IpAddr::V6(HMI_LINK_LOCAL);
+    let query = vec![0u8; 12];
+    for tick in (0..options.end_s).step_by(30) {
+        let t = at(tick) + 7 * SECOND;
+        let (mac, v4) = (HMI.mac, HMI.addr());
+        cap.udp_group(
+            t,
+            mac,
+            v4,
+            [0x01, 0x00, 0x5e, 0, 0, 0xfb],
+            mdns_v4,
+            (5353, 5353),
+            query.clone(),
+        )?;
+        cap.udp_group(
+            t + MS,
+            mac,
+            hmi_v6,
+            [0x33, 0x33, 0, 0, 0, 0xfb],
+            mdns_v6,
+            (5353, 5353),
+            query.clone(),
+        )?;
+        cap.udp_group(
+            t + 2 * MS,
+            mac,
+            hmi_v6,
+            [0x33, 0x33, 0, 1, 0, 2],
+            dhcpv6,
+            (546, 547),
+            vec![1, 0, 0, 1],
+        )?;
+    }
+    let ssdp = IpAddr::V4(Ipv4Addr::new(239, 255, 255, 250));
+    let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n\r\n".to_vec();
+    cap.udp_group(
+        at(LEARNING_S + 5),
+        PLC_S7.mac,
+        PLC_S7.addr(),
+        [0x01, 0x00, 0x5e, 0x7f, 0xff, 0xfa],
+        ssdp,
+        (1900, 1900),
+        search,
+    )?;
     // Updates from the one external server the plant uses.
     cap.session(
         at(5),
@@ -901,6 +1046,124 @@ fn attack(
                 cap.arp(t + i * SECOND, 2, SPOOFER_MAC, PLC_S7.ip, PLC_S7.ip)?;
             }
             (vec![expect("ip_conflict", Some(PLC_S7), None)], Vec::new())
+        }
+        // A reverse shell between two field devices on tcp/4444, already open when
+        // the capture starts its attack phase: no SYN, the listener's data first.
+        "midstream_c2" => {
+            cap.mid_session(t, BACNET.into(), RTU.into(), (51234, 4444), 20, true)?;
+            (
+                vec![expect("new_conversation", Some(BACNET), Some(RTU.addr()))],
+                Vec::new(),
+            )
+        }
+        // An internal host's TLS session to a public address, seen mid-stream.
+        "midstream_internet" => {
+            let server = external(INTERNET_HOST);
+            cap.mid_session(t, EWS.into(), server, (50123, 443), 5, true)?;
+            let dst = Some(IpAddr::V4(INTERNET_HOST));
+            (
+                vec![expect("internet_connection", Some(EWS), dst)],
+                Vec::new(),
+            )
+        }
+        // A public host completes a handshake with the Modbus PLC.
+        "inbound_internet" => {
+            cap.session(
+                t,
+                external(INBOUND_HOST),
+                plc,
+                502,
+                Answer::Accept,
+                Vec::new(),
+            )?;
+            (
+                vec![ExpectedAlert {
+                    signature: "internet_connection".to_owned(),
+                    src: Some(IpAddr::V4(INBOUND_HOST)),
+                    dst: plc_dst,
+                }],
+                Vec::new(),
+            )
+        }
+        // SYN flood against the RTU's DNP3 port from 300 spoofed public sources and
+        // 30 impossible ones (unspecified, multicast, broadcast); the RTU answers every
+        // SYN with a SYN-ACK that nobody acknowledges. One `flood` alert, nothing else.
+        "syn_flood" => {
+            let rtu: Peer = RTU.into();
+            let bogons = [
+                Ipv4Addr::new(0, 0, 0, 0),
+                Ipv4Addr::new(224, 0, 0, 9),
+                Ipv4Addr::new(255, 255, 255, 255),
+            ];
+            for i in 0..330u32 {
+                let source = if i % 11 == 10 {
+                    bogons[(i as usize / 11) % bogons.len()]
+                } else {
+                    Ipv4Addr::new(
+                        45,
+                        60 + (i / 250) as u8,
+                        (i / 10 % 25) as u8,
+                        (i % 250) as u8 + 1,
+                    )
+                };
+                let from = external(source);
+                let ts = t + u64::from(i) * 10 * MS;
+                let sport = 1024 + i as u16;
+                cap.tcp(
+                    ts,
+                    from,
+                    rtu,
+                    (sport, 20000),
+                    4242 + i,
+                    0,
+                    tcp_flags::SYN,
+                    Vec::new(),
+                )?;
+                let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+                cap.tcp(
+                    ts + MS,
+                    rtu,
+                    from,
+                    (20000, sport),
+                    777,
+                    4243 + i,
+                    syn_ack,
+                    Vec::new(),
+                )?;
+            }
+            (
+                vec![ExpectedAlert {
+                    signature: "flood".to_owned(),
+                    src: None,
+                    dst: Some(RTU.addr()),
+                }],
+                Vec::new(),
+            )
+        }
+        // The engineering workstation reads 300 consecutive input registers of the
+        // PLC one at a time; past address 49 the PLC answers exception 02 (illegal
+        // data address). An ICS object sweep, and the exceptions themselves.
+        "modbus_address_sweep" => {
+            let mut exchanges = Vec::new();
+            for address in 0u16..300 {
+                let [hi, lo] = address.to_be_bytes();
+                let reply: &[u8] = if address < 50 {
+                    &[0x04, 0x02, 0x00, 0x2a]
+                } else {
+                    &[0x84, 0x02]
+                };
+                exchanges.push(cap.modbus_raw(&[0x04, hi, lo, 0x00, 0x01], reply));
+            }
+            cap.session(t, EWS.into(), plc, 502, Answer::Accept, exchanges)?;
+            (
+                vec![
+                    expect("scan", Some(EWS), plc_dst),
+                    expect("illegal_operation", Some(PLC_MODBUS), Some(EWS.addr())),
+                    // Function 4 from the EWS is a command key it never used.
+                    expect("new_conversation", Some(EWS), plc_dst),
+                ],
+                vec!["modbus"],
+            )
         }
         "combined" => {
             let mut alerts = Vec::new();

@@ -160,6 +160,8 @@ pub struct Sensor {
     pub guard: Guard,
     pub address: SocketAddr,
     pub stdout: mpsc::Receiver<String>,
+    /// Every line the sensor wrote to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Sensor {
@@ -180,9 +182,14 @@ impl Sensor {
         let stderr = guard.child.stderr.take().expect("stderr");
         let stdout = guard.child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("otsensor: {line}");
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line.clone());
+                }
                 if let Some(rest) = line.strip_prefix("otsensor: serving http://") {
                     let _ = tx.send(rest.trim_end_matches('/').to_owned());
                 }
@@ -203,6 +210,7 @@ impl Sensor {
             guard,
             address,
             stdout: out_rx,
+            stderr: lines,
         }
     }
 

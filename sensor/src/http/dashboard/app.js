@@ -13,16 +13,31 @@ const SEVERITY = { 1: "high", 2: "medium", 3: "low" };
 const SEVERITY_COLORS = { 1: "#d1242f", 2: "#e0802b", 3: "#c9a227", 4: "#6e7781" };
 const main = document.getElementById("main");
 
+function token() { return localStorage.getItem("otsensor-token") || ""; }
+
 // The token may arrive in the fragment (#token=...; never sent to a server) or be typed in.
+// A link never silently replaces a stored token (a crafted link could swap in its own):
+// with a different token stored, the operator is asked, and nothing changes unless they save.
 (function takeTokenFromFragment() {
   const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    localStorage.setItem("otsensor-token", decodeURIComponent(match[1]));
-    location.hash = "#/overview";
+  if (!match) return;
+  let offered = "";
+  try { offered = decodeURIComponent(match[1]).trim(); } catch { offered = ""; }
+  history.replaceState(null, "", location.pathname + location.search + "#/overview");
+  const stored = token();
+  if (!offered || offered === stored) return;
+  if (!stored) {
+    localStorage.setItem("otsensor-token", offered);
+    return;
   }
+  const dialog = document.getElementById("token-dialog");
+  const notice = document.getElementById("token-notice");
+  notice.textContent = "The link carries a different API token than the one stored in this browser. " +
+    "Save to replace the stored token with the link's, Cancel to keep the stored one.";
+  notice.hidden = false;
+  document.getElementById("token-input").value = offered;
+  dialog.showModal();
 })();
-
-function token() { return localStorage.getItem("otsensor-token") || ""; }
 
 async function api(path, options = {}) {
   const headers = options.headers || {};
@@ -350,6 +365,7 @@ async function refreshStatus() {
 
 function askToken() {
   const dialog = document.getElementById("token-dialog");
+  document.getElementById("token-notice").hidden = true;
   document.getElementById("token-input").value = token();
   dialog.showModal();
 }

@@ -19,7 +19,7 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// The name used by the sensor's summary (`otsensor::dissect::Protocol::name`).
+    /// The name used by the sensor's summary (`otsensor_wire::Protocol::name`).
     pub fn name(self) -> &'static str {
         match self {
             Proto::Modbus => "modbus",

@@ -1,15 +1,16 @@
-//! Test support: the PDUs of a capture's TCP streams, framed by a dissector's framer,
-//! so that dissector tests can compare themselves with the tshark expectations in
-//! `../shared/pcaps/expected`.
+//! Test support for the inspection tests: hex fixtures, and the PDUs of a capture's
+//! TCP streams framed by a view's framer (the view tests in `otsensor-wire` have their
+//! own copy, as that crate has no capture reader).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use otsensor_wire::layers::Transport;
+use otsensor_wire::{Direction, Framing};
+
 use crate::capture::pcap::PcapFile;
 use crate::capture::PacketSource;
-use crate::dissect::{Direction, Framing};
-use crate::layers::{self, Transport};
 
 /// The shared capture directory.
 pub fn pcap_path(name: &str) -> PathBuf {
@@ -37,7 +38,7 @@ pub fn framed_pdus(
     let mut pdus = Vec::new();
     let mut skipped = 0;
     while let Some(packet) = source.next_packet().expect("capture reads") {
-        let frame = layers::slice(&packet);
+        let frame = packet.slice();
         let Transport::Tcp {
             src_port,
             dst_port,
@@ -87,19 +88,14 @@ pub fn framed_pdus(
     (pdus, skipped)
 }
 
-/// The `<proto>.<histogram>` object of an expected summary, as decimal-key counts.
-pub fn expected_histogram(name: &str, proto: &str, histogram: &str) -> HashMap<String, u64> {
-    let stem = name.trim_end_matches(".pcapng").trim_end_matches(".pcap");
-    let path = pcap_path("expected").join(format!("{stem}.summary.json"));
-    let text = std::fs::read_to_string(&path).expect("expected summary exists");
-    let doc: serde_json::Value = serde_json::from_str(&text).expect("summary is JSON");
-    doc.get(proto)
-        .and_then(|p| p.get(histogram))
-        .and_then(|h| h.as_object())
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
+/// Bytes from a hex fixture (whitespace and other non-hex characters ignored).
+pub fn hex(text: &str) -> Vec<u8> {
+    let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+    clean
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).expect("hex fixture");
+            u8::from_str_radix(pair, 16).expect("hex fixture")
         })
-        .unwrap_or_default()
+        .collect()
 }

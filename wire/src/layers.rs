@@ -6,8 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 
-use crate::capture::{LinkType, Packet};
-
 /// A MAC address.
 pub type Mac = [u8; 6];
 
@@ -104,6 +102,38 @@ impl<'a> Llc<'a> {
     }
 }
 
+/// The link-layer framing of a packet, from the capture's link type (DLT / LINKTYPE_*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1).
+    Ethernet,
+    /// LINKTYPE_LINUX_SLL (113): 16-byte Linux cooked header.
+    LinuxSll,
+    /// LINKTYPE_LINUX_SLL2 (276): 20-byte Linux cooked header v2.
+    LinuxSll2,
+    /// LINKTYPE_NULL (0): 4-byte address family in the capturing host's byte order.
+    Null,
+    /// LINKTYPE_LOOP (108): like NULL but the family is in network byte order.
+    Loop,
+    /// LINKTYPE_RAW (101), DLT_RAW (12/14), LINKTYPE_IPV4 (228), LINKTYPE_IPV6 (229).
+    RawIp,
+}
+
+impl LinkType {
+    /// Maps a pcap LINKTYPE number to a supported link type.
+    pub fn from_linktype(value: i32) -> Option<LinkType> {
+        Some(match value {
+            1 => LinkType::Ethernet,
+            113 => LinkType::LinuxSll,
+            276 => LinkType::LinuxSll2,
+            0 => LinkType::Null,
+            108 => LinkType::Loop,
+            12 | 14 | 101 | 228 | 229 => LinkType::RawIp,
+            _ => return None,
+        })
+    }
+}
+
 /// One frame, sliced. Borrowed from the packet; cheap to build.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -129,10 +159,10 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    fn empty(packet: &Packet<'a>) -> Frame<'a> {
+    fn empty(ts_ns: u64, wire_len: u32) -> Frame<'a> {
         Frame {
-            ts_ns: packet.ts_ns,
-            wire_len: packet.wire_len,
+            ts_ns,
+            wire_len,
             src_mac: None,
             dst_mac: None,
             vlan: [0; 2],
@@ -170,12 +200,22 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// Slices one captured packet. Never fails: what cannot be read is left empty and
-/// flagged in `anomaly`.
-pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
-    let mut frame = Frame::empty(packet);
-    let data = packet.data;
-    let sliced = match packet.link {
+/// Slices one captured frame: `data` as read with `link`'s framing, captured at
+/// `ts_ns` (nanoseconds since the Unix epoch), `wire_len` bytes long on the wire. Never
+/// fails: what cannot be read is left empty and flagged in `anomaly`.
+pub fn slice(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_> {
+    if link == LinkType::Ethernet {
+        if let Some(frame) = slice_ipv4_fast(data, ts_ns, wire_len) {
+            return frame;
+        }
+    }
+    slice_lax(link, data, ts_ns, wire_len)
+}
+
+/// Slices with etherparse's lax slicer (every link type, every case).
+fn slice_lax(link: LinkType, data: &[u8], ts_ns: u64, wire_len: u32) -> Frame<'_> {
+    let mut frame = Frame::empty(ts_ns, wire_len);
+    let sliced = match link {
         LinkType::Ethernet => match LaxSlicedPacket::from_ethernet(data) {
             Ok(sliced) => sliced,
             Err(_) => {
@@ -214,7 +254,7 @@ pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
             };
             let family = [family[0], family[1], family[2], family[3]];
             // DLT_NULL stores the family in the capturing host's byte order; accept both.
-            let value = if packet.link == LinkType::Loop {
+            let value = if link == LinkType::Loop {
                 u32::from_be_bytes(family)
             } else {
                 let le = u32::from_le_bytes(family);
@@ -245,6 +285,101 @@ pub fn slice<'a>(packet: &Packet<'a>) -> Frame<'a> {
     };
     fill(&mut frame, &sliced);
     frame
+}
+
+/// The common case sliced by hand: Ethernet, up to two VLAN tags, a complete
+/// unfragmented IPv4 packet (no AH) carrying a complete TCP or UDP header. Gives exactly
+/// what the lax slicer gives for such frames (see the tests) at a fraction of its cost;
+/// anything else (`None`) goes to the lax slicer.
+fn slice_ipv4_fast(data: &[u8], ts_ns: u64, wire_len: u32) -> Option<Frame<'_>> {
+    let be16 = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
+    };
+    let mut ether_type = be16(12)?;
+    let mut at = 14;
+    let mut vlan = [0u16; 2];
+    for slot in &mut vlan {
+        if !matches!(ether_type, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        *slot = be16(at)? & 0x0fff;
+        ether_type = be16(at + 2)?;
+        at += 4;
+    }
+    if ether_type != 0x0800 {
+        return None;
+    }
+    let ip = data.get(at..)?;
+    let (&version_ihl, header) = (ip.first()?, ip.get(..20)?);
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    if version_ihl >> 4 != 4 || header_len < 20 || total_len < header_len || total_len > ip.len() {
+        return None;
+    }
+    // More-fragments flag or a fragment offset.
+    if u16::from_be_bytes([header[6], header[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let protocol = header[9];
+    let l4 = &ip[header_len..total_len];
+    let (transport, payload) = match protocol {
+        6 => {
+            let tcp = l4.get(..20)?;
+            let tcp_len = usize::from(tcp[12] >> 4) * 4;
+            if tcp_len < 20 || tcp_len > l4.len() {
+                return None;
+            }
+            let word =
+                |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
+            (
+                Transport::Tcp {
+                    src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+                    dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+                    flags: TcpFlags(tcp[13] & 0x1f),
+                    seq: word(4),
+                    ack: word(8),
+                },
+                &l4[tcp_len..],
+            )
+        }
+        17 => {
+            let udp = l4.get(..8)?;
+            let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            // As the lax slicer: the length field when it is plausible, else the slice.
+            let end = if udp_len < 8 || udp_len > l4.len() {
+                l4.len()
+            } else {
+                udp_len
+            };
+            (
+                Transport::Udp {
+                    src_port: u16::from_be_bytes([udp[0], udp[1]]),
+                    dst_port: u16::from_be_bytes([udp[2], udp[3]]),
+                },
+                &l4[8..end],
+            )
+        }
+        _ => return None,
+    };
+    let mac = |at: usize| -> Option<Mac> { data.get(at..at + 6)?.try_into().ok() };
+    let addr =
+        |at: usize| Ipv4Addr::new(header[at], header[at + 1], header[at + 2], header[at + 3]);
+    Some(Frame {
+        ts_ns,
+        wire_len,
+        src_mac: mac(6),
+        dst_mac: mac(0),
+        vlan,
+        ether_type,
+        src_ip: Some(IpAddr::V4(addr(12))),
+        dst_ip: Some(IpAddr::V4(addr(16))),
+        fragment: false,
+        arp: None,
+        transport,
+        payload,
+        llc: None,
+        anomaly: None,
+    })
 }
 
 fn sll_address(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<Mac> {
@@ -280,9 +415,14 @@ fn fill<'a>(frame: &mut Frame<'a>, sliced: &LaxSlicedPacket<'a>) {
             _ => Anomaly::Malformed,
         });
     }
-    if sliced.net.is_none() && frame.ether_type <= MAX_8023_LENGTH {
+    if sliced.net.is_none() {
         if let Some(ether) = sliced.ether_payload() {
-            frame.llc = Llc::parse(frame.ether_type, ether.payload);
+            if frame.ether_type <= MAX_8023_LENGTH {
+                frame.llc = Llc::parse(frame.ether_type, ether.payload);
+            } else {
+                // A non-IP EtherType (GOOSE, PROFINET, LLDP): its payload as is.
+                frame.payload = ether.payload;
+            }
         }
     }
     match &sliced.net {
@@ -399,13 +539,7 @@ mod tests {
     #[test]
     fn llc_of_an_8023_frame_without_padding() {
         let data = bacnet_llc_frame();
-        let packet = Packet {
-            ts_ns: 1,
-            link: LinkType::Ethernet,
-            data: &data,
-            wire_len: 60,
-        };
-        let frame = slice(&packet);
+        let frame = slice(LinkType::Ethernet, &data, 1, 60);
         assert_eq!(frame.src_ip, None);
         assert_eq!(
             frame.llc,
@@ -418,19 +552,90 @@ mod tests {
         );
     }
 
+    /// Ethernet, a VLAN tag, IPv4 and TCP with payload, then UDP.
+    fn ipv4_frames() -> Vec<Vec<u8>> {
+        let mut tcp = vec![
+            0x00, 0x1b, 0x1b, 0x00, 0x00, 0x02, 0x00, 0x0c, 0x29, 0x00, 0x00, 0x01,
+        ];
+        tcp.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);
+        tcp.extend_from_slice(&[0x45, 0, 0, 52, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        tcp.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        tcp.extend_from_slice(&[
+            0xc0, 0x01, 0x01, 0xf6, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x18, 0x20, 0, 0, 0, 0, 0,
+        ]);
+        tcp.extend_from_slice(&[0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 10]);
+        let mut udp = vec![0xff; 6];
+        udp.extend_from_slice(&[0x00, 0x0c, 0x29, 0x00, 0x00, 0x01, 0x08, 0x00]);
+        udp.extend_from_slice(&[0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0]);
+        udp.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 255]);
+        udp.extend_from_slice(&[0xba, 0xc0, 0xba, 0xc0, 0, 20, 0, 0]);
+        udp.extend_from_slice(&[
+            0x81, 0x0b, 0x00, 0x0c, 0x01, 0x20, 0xff, 0xff, 0x00, 0xff, 0x10, 0x08,
+        ]);
+        udp.resize(60, 0);
+        vec![tcp, udp]
+    }
+
+    /// The hand-written IPv4 path gives exactly what the lax slicer gives, on valid
+    /// frames and on thousands of mutations of them (lengths, flags, versions, cuts).
+    #[test]
+    fn fast_ipv4_path_agrees_with_the_lax_slicer() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut fast = 0;
+        for base in ipv4_frames() {
+            for round in 0..20_000 {
+                let mut data = base.clone();
+                if round > 0 {
+                    for _ in 0..1 + next() % 3 {
+                        let at = (next() as usize) % data.len();
+                        data[at] = next() as u8;
+                    }
+                    if next() % 4 == 0 {
+                        data.truncate((next() as usize) % (data.len() + 1));
+                    }
+                }
+                if let Some(frame) = slice_ipv4_fast(&data, 7, 99) {
+                    fast += 1;
+                    assert_eq!(
+                        format!("{frame:?}"),
+                        format!("{:?}", slice_lax(LinkType::Ethernet, &data, 7, 99)),
+                        "{data:02x?}"
+                    );
+                }
+            }
+        }
+        assert!(fast > 10_000, "the fast path took only {fast} frames");
+    }
+
+    #[test]
+    fn payload_of_a_non_ip_ethertype_behind_a_vlan_tag() {
+        // goose-demo-single.pcap #1, cut after the GOOSE header: VLAN 10, EtherType
+        // 0x88B8, APPID 0x2000.
+        let mut data = vec![0x01, 0x0c, 0xcd, 0x01, 0x00, 0x01];
+        data.extend_from_slice(&[0x00, 0x17, 0xa4, 0xdd, 0x98, 0x1e]);
+        data.extend_from_slice(&[0x81, 0x00, 0x80, 0x0a, 0x88, 0xb8]);
+        data.extend_from_slice(&[0x20, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00]);
+        let frame = slice(LinkType::Ethernet, &data, 1, data.len() as u32);
+        assert_eq!(frame.ether_type, 0x88B8);
+        assert_eq!(frame.vlan[0], 10);
+        assert_eq!(frame.src_ip, None);
+        assert_eq!(frame.llc, None);
+        assert_eq!(frame.payload, &data[18..]);
+    }
+
     #[test]
     fn no_llc_for_ethertype_frames_or_short_llc() {
         let mut data = bacnet_llc_frame();
         // ARP's ethertype: not a length.
         data[12] = 0x08;
         data[13] = 0x06;
-        let packet = Packet {
-            ts_ns: 1,
-            link: LinkType::Ethernet,
-            data: &data,
-            wire_len: 60,
-        };
-        assert_eq!(slice(&packet).llc, None);
+        assert_eq!(slice(LinkType::Ethernet, &data, 1, 60).llc, None);
         // Length 2: DSAP and SSAP without a control field.
         assert_eq!(Llc::parse(2, &[0x82, 0x82, 0x03]), None);
         // I-format control (2 bytes).

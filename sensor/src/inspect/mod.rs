@@ -8,14 +8,54 @@ use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-use crossbeam_channel::Sender;
 use serde::Serialize;
 
-use super::{Direction, Protocol};
-use crate::layers::Mac;
-use crate::observe::{CommandKind, IdentityField, Observation, ProtocolErrorKind, ShortText};
-use crate::output::eve::EveRecord;
-use crate::worker::{Delivery, ObservationSink};
+use otsensor_wire::layers::Mac;
+use otsensor_wire::{Direction, Protocol};
+
+use crate::observe::{
+    CommandKind, IdentityField, Observation, ObservationSink, ProtocolErrorKind, ShortText,
+};
+
+/// BACnet: statistics, device control, identities, segmented messages.
+pub mod bacnet;
+/// DNP3: statistics, transport reassembly pool, commands, IIN-based errors.
+pub mod dnp3;
+/// EtherNet/IP and CIP: statistics, identities, commands, CIP errors.
+pub mod enip;
+/// IEC 61850 GOOSE: statistics (APPID, gocbRef), malformed APDUs, EVE events.
+pub mod goose;
+/// Fixed-capacity histograms for per-protocol statistics.
+pub mod histogram;
+/// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
+pub mod iec104;
+/// Modbus/TCP: statistics, commands (per unit), device identification, exceptions.
+pub mod modbus;
+/// MQTT: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
+pub mod mqtt;
+/// OPC UA: statistics, services as commands, errors, identity, EVE events.
+pub mod opcua;
+/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
+pub mod reassembly;
+/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities.
+pub mod s7comm;
+#[cfg(test)]
+pub(crate) mod test_capture;
+
+/// Inspects one whole PDU of `protocol`.
+pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    match protocol {
+        Protocol::Modbus => modbus::inspect(pdu, ctx),
+        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
+        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
+        Protocol::Enip => enip::inspect(pdu, ctx),
+        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
+        Protocol::Iec104 => iec104::inspect(pdu, ctx),
+        Protocol::OpcUa => opcua::inspect(pdu, ctx),
+        Protocol::Mqtt => mqtt::inspect(pdu, ctx),
+        Protocol::Goose => goose::inspect(pdu, ctx),
+    }
+}
 
 /// The flow a PDU belongs to, oriented client (initiator) to server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +89,11 @@ pub struct AppState {
     pub unanswered: u32,
     /// Protocol-specific small state (e.g. COTP connection seen).
     pub flags: u32,
-    /// DNP3 transport reassembly slots in the worker's [`super::dnp3::ReassemblyPool`],
+    /// DNP3 transport reassembly slots in the worker's [`dnp3::ReassemblyPool`],
     /// per direction (request, response); 0 = none.
     pub dnp3_slots: [u16; 2],
     /// Message reassembly buffers (COTP, BACnet segmentation) in the worker's
-    /// [`super::reassembly::SegmentPool`], per direction (request, response); 0 = none.
+    /// [`reassembly::SegmentPool`], per direction (request, response); 0 = none.
     pub segment_slots: [u16; 2],
 }
 
@@ -100,11 +140,15 @@ pub struct ProtocolStats {
     /// Responses matched to a request, and the sum of their response times.
     pub matched_responses: [u64; Protocol::COUNT],
     pub response_time_ns_sum: [u64; Protocol::COUNT],
-    pub modbus: super::modbus::Stats,
-    pub dnp3: super::dnp3::Stats,
-    pub bacnet: super::bacnet::Stats,
-    pub enip: super::enip::Stats,
-    pub s7comm: super::s7comm::Stats,
+    pub modbus: modbus::Stats,
+    pub dnp3: dnp3::Stats,
+    pub bacnet: bacnet::Stats,
+    pub enip: enip::Stats,
+    pub s7comm: s7comm::Stats,
+    pub iec104: iec104::Stats,
+    pub opcua: opcua::Stats,
+    pub mqtt: mqtt::Stats,
+    pub goose: goose::Stats,
 }
 
 impl ProtocolStats {
@@ -120,6 +164,10 @@ impl ProtocolStats {
         self.bacnet.merge(&other.bacnet);
         self.enip.merge(&other.enip);
         self.s7comm.merge(&other.s7comm);
+        self.iec104.merge(&other.iec104);
+        self.opcua.merge(&other.opcua);
+        self.mqtt.merge(&other.mqtt);
+        self.goose.merge(&other.goose);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -136,39 +184,24 @@ impl ProtocolStats {
         put(Protocol::Bacnet, self.bacnet.summary());
         put(Protocol::Enip, self.enip.summary());
         put(Protocol::S7comm, self.s7comm.summary());
+        put(Protocol::Iec104, self.iec104.summary());
+        put(Protocol::OpcUa, self.opcua.summary());
+        put(Protocol::Mqtt, self.mqtt.summary());
+        put(Protocol::Goose, self.goose.summary());
         details
     }
 }
 
-/// Bounded channel of EVE records from workers, counted like observations.
-#[derive(Debug)]
-pub struct EventSink {
-    tx: Sender<EveRecord>,
-    delivery: Delivery,
-    pub sent: u64,
-    pub dropped: u64,
+/// Where protocol events go: the EVE writer's queue in the sensor
+/// (`output::eve::EventSink`), a vector in tests. Inspection produces plain data and
+/// knows nothing of EVE's records.
+pub trait ProtocolEventSink: std::fmt::Debug {
+    fn send_event(&mut self, event: ProtocolEvent);
 }
 
-impl EventSink {
-    pub fn new(tx: Sender<EveRecord>, delivery: Delivery) -> EventSink {
-        EventSink {
-            tx,
-            delivery,
-            sent: 0,
-            dropped: 0,
-        }
-    }
-
-    pub fn send(&mut self, record: EveRecord) {
-        let delivered = match self.delivery {
-            Delivery::Block => self.tx.send(record).is_ok(),
-            Delivery::DropWhenFull => self.tx.try_send(record).is_ok(),
-        };
-        if delivered {
-            self.sent += 1;
-        } else {
-            self.dropped += 1;
-        }
+impl ProtocolEventSink for Vec<ProtocolEvent> {
+    fn send_event(&mut self, event: ProtocolEvent) {
+        self.push(event);
     }
 }
 
@@ -210,7 +243,7 @@ pub struct Outputs<'a> {
     pub observations: &'a mut ObservationSink,
     pub recent: &'a mut RecentCache,
     /// Present when `outputs.eve.protocol_events` is on.
-    pub events: Option<&'a mut EventSink>,
+    pub events: Option<&'a mut dyn ProtocolEventSink>,
 }
 
 /// Everything a protocol's `inspect` sees besides the PDU bytes.
@@ -223,9 +256,9 @@ pub struct PduCtx<'a> {
     pub stats: &'a mut ProtocolStats,
     pub out: Outputs<'a>,
     /// The worker's DNP3 transport reassemblers (a fragment spans link frames).
-    pub dnp3: &'a mut super::dnp3::ReassemblyPool,
+    pub dnp3: &'a mut dnp3::ReassemblyPool,
     /// The worker's message reassembly buffers (S7 over COTP, BACnet segmentation).
-    pub segments: &'a mut super::reassembly::SegmentPool,
+    pub segments: &'a mut reassembly::SegmentPool,
 }
 
 impl PduCtx<'_> {
@@ -279,7 +312,7 @@ impl PduCtx<'_> {
             body,
         };
         if let Some(events) = self.out.events.as_deref_mut() {
-            events.send(EveRecord::Protocol(event));
+            events.send_event(event);
         }
     }
 
@@ -308,6 +341,21 @@ impl PduCtx<'_> {
                 kind,
                 code,
                 unit,
+            });
+        }
+    }
+
+    /// Reports the object a request addresses (see `Observation::ObjectAccess`).
+    pub fn object_access(&mut self, protocol: Protocol, object: u64) {
+        let key = key_of((4u8, self.flow.flow_id, protocol, object));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::ObjectAccess {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                protocol,
+                object,
             });
         }
     }
@@ -375,6 +423,10 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
+    Iec104(iec104::Iec104Event),
+    OpcUa(opcua::OpcUaEvent),
+    Mqtt(mqtt::MqttEvent),
+    Goose(goose::GooseEvent),
 }
 
 impl EventBody {
@@ -385,6 +437,10 @@ impl EventBody {
             EventBody::Bacnet(_) => Protocol::Bacnet,
             EventBody::Enip(_) => Protocol::Enip,
             EventBody::S7comm(_) => Protocol::S7comm,
+            EventBody::Iec104(_) => Protocol::Iec104,
+            EventBody::OpcUa(_) => Protocol::OpcUa,
+            EventBody::Mqtt(_) => Protocol::Mqtt,
+            EventBody::Goose(_) => Protocol::Goose,
         }
     }
 }
@@ -460,6 +516,6 @@ pub struct S7commEvent {
     pub error_class: Option<u8>,
     pub error_code: Option<u8>,
     /// The addressed items of a read-var or write-var request (empty otherwise).
-    pub items: arrayvec::ArrayVec<super::s7comm::VarItem, MAX_S7_ITEMS_PER_EVENT>,
+    pub items: arrayvec::ArrayVec<otsensor_wire::s7comm::VarItem, MAX_S7_ITEMS_PER_EVENT>,
     pub items_omitted: u16,
 }

@@ -2,13 +2,15 @@
 //! router requests and replies, EPATH segments, Multiple Service Packet and Unconnected
 //! Send contents.
 //!
-//! [`Request::new_checked`](crate::dissect::cip::Request::new_checked) and [`Response::new_checked`](crate::dissect::cip::Response::new_checked) validate the path and the
+//! [`Request::new_checked`](crate::cip::Request::new_checked) and [`Response::new_checked`](crate::cip::Response::new_checked) validate the path and the
 //! additional-status lengths; after they succeed no accessor can panic. Variable parts
 //! (path segments, MSP offsets, Unconnected Send fields) are walked with bounds checks:
 //! a malformed part ends its iterator and raises an anomaly flag instead of failing.
 //!
 //! Field names follow Wireshark's `cip` dissector (`cip.sc`, `cip.rr`, `cip.genstat`,
 //! `cip.addstat`, `cip.class`, `cip.instance`, `cip.attribute`, `cip.msp.*`, `cip.cm.*`).
+
+use crate::bytes::{le16, le32};
 
 /// Errors of the CIP views; one counter label each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -195,20 +197,6 @@ fn classify_specific(class: Option<u32>, code: u8) -> CipKind {
             _ => CipKind::Other,
         },
         _ => CipKind::Other,
-    }
-}
-
-fn le16(buf: &[u8], at: usize) -> Option<u16> {
-    match buf.get(at..at + 2) {
-        Some(&[a, b]) => Some(u16::from_le_bytes([a, b])),
-        _ => None,
-    }
-}
-
-fn le32(buf: &[u8], at: usize) -> Option<u32> {
-    match buf.get(at..at + 4) {
-        Some(&[a, b, c, d]) => Some(u32::from_le_bytes([a, b, c, d])),
-        _ => None,
     }
 }
 

@@ -3,11 +3,11 @@
 //! bit), a BACnet APDU sent as a segmented Confirmed-Request or Complex-ACK
 //! (ASHRAE 135 clause 5.2). A worker owns one [`SegmentPool`], allocated once; a flow
 //! holds at most one buffer per direction (handles in
-//! [`AppState::segment_slots`](super::inspect::AppState)) only while a message is in
+//! [`AppState::segment_slots`](super::AppState)) only while a message is in
 //! progress, so the pool bounds the messages half-received at once and nothing is
 //! allocated per packet. Every buffer has a hard cap of [`SEGMENT_BUFFER_LEN`] bytes.
 
-use super::inspect::AppState;
+use super::AppState;
 
 /// Bytes one reassembled message may hold. S7 PDUs are at most the negotiated PDU size
 /// (960 bytes on S7-300/400/1500); BACnet identity ACKs are a few kilobytes.
@@ -206,8 +206,10 @@ mod tests {
     #[test]
     fn release_flow_frees_both_directions() {
         let mut pool = SegmentPool::new(4);
-        let mut state = AppState::default();
-        state.segment_slots = [pool.acquire().unwrap_or(0), pool.acquire().unwrap_or(0)];
+        let mut state = AppState {
+            segment_slots: [pool.acquire().unwrap_or(0), pool.acquire().unwrap_or(0)],
+            ..AppState::default()
+        };
         assert_eq!(pool.in_use(), 2);
         pool.release_flow(&mut state);
         assert_eq!(state.segment_slots, [0, 0]);

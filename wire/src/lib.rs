@@ -1,5 +1,10 @@
-//! Industrial protocol dissectors: typed zero-copy views over PDUs, one file per
-//! protocol, and the per-flow dispatch that recognises a flow's protocol.
+//! otsensor-wire: the bottom layer of otsensor. Bytes in, typed views out: L2–L4
+//! slicing of a captured frame ([`layers`]), typed zero-copy views over industrial
+//! protocol PDUs (one module per protocol), their stream framers, and recognition of a
+//! flow's protocol by port or payload.
+//!
+//! **No I/O, no clock, no project dependencies**: what a PDU means to the sensor
+//! (statistics, observations, events) is `otsensor::inspect`'s business.
 
 // Shared by the protocol modules below (textual macro scope: defined before them).
 /// Declares a wire enum that keeps unknown values: `From<u8>`, `From<Self> for u8`,
@@ -48,14 +53,22 @@ macro_rules! wire_enum {
     };
 }
 
+/// Bounds-checked integer readers shared by the views.
+pub mod bytes;
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
-/// Fixed-capacity histograms for per-protocol statistics.
-pub mod histogram;
-/// Per-PDU inspection: statistics, EVE protocol events, observations.
-pub mod inspect;
+/// IEC 61850 GOOSE (EtherType 0x88B8): header and BER-encoded goosePdu.
+pub mod goose;
+/// IEC 60870-5-104: APCI (I/S/U formats) and ASDUs with their information objects.
+pub mod iec104;
+/// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
+pub mod layers;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
+/// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
+pub mod mqtt;
+/// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
+pub mod opcua;
 #[cfg(test)]
 mod test_capture;
 
@@ -67,8 +80,6 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
-/// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
-pub mod reassembly;
 /// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
 pub mod s7comm;
 /// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
@@ -89,10 +100,11 @@ pub enum Protocol {
     Iec104,
     OpcUa,
     Mqtt,
+    Goose,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 9] = [
+    pub const ALL: [Protocol; 10] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -102,6 +114,7 @@ impl Protocol {
         Protocol::Iec104,
         Protocol::OpcUa,
         Protocol::Mqtt,
+        Protocol::Goose,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -117,6 +130,7 @@ impl Protocol {
             Protocol::Iec104 => "iec104",
             Protocol::OpcUa => "opcua",
             Protocol::Mqtt => "mqtt",
+            Protocol::Goose => "goose",
         }
     }
 
@@ -135,6 +149,14 @@ impl Protocol {
             (6, 2404) => Some(Protocol::Iec104),
             (6, 4840) => Some(Protocol::OpcUa),
             (6, 1883 | 8883) => Some(Protocol::Mqtt),
+            _ => None,
+        }
+    }
+
+    /// The protocol carried directly in an Ethernet frame of this EtherType.
+    pub fn by_ether_type(ether_type: u16) -> Option<Protocol> {
+        match ether_type {
+            goose::ETHER_TYPE => Some(Protocol::Goose),
             _ => None,
         }
     }
@@ -169,6 +191,9 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
         Protocol::Enip => Some(enip::frame),
         // TPKT framing; the S7 inspector tells S7comm from S7comm-plus per PDU.
         Protocol::S7comm | Protocol::S7commPlus => Some(s7comm::frame),
+        Protocol::Iec104 => Some(iec104::frame),
+        Protocol::OpcUa => Some(opcua::frame),
+        Protocol::Mqtt => Some(mqtt::frame),
         _ => None,
     }
 }
@@ -179,24 +204,15 @@ pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
     matches!(protocol, Protocol::Enip | Protocol::Bacnet)
 }
 
-/// Inspects one whole PDU of `protocol`.
-pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut inspect::PduCtx<'_>) {
-    match protocol {
-        Protocol::Modbus => modbus::inspect(pdu, ctx),
-        Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
-        Protocol::Bacnet => bacnet::inspect(pdu, ctx),
-        Protocol::Enip => enip::inspect(pdu, ctx),
-        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
-        _ => ctx.count(protocol),
-    }
-}
-
 /// Recognises a protocol by its payload signature (a flow on an unexpected port).
 pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
     match ip_protocol {
         6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
         6 if s7comm::looks_like(payload) => Some(Protocol::S7comm),
         6 if enip::looks_like(payload) => Some(Protocol::Enip),
+        6 if iec104::looks_like(payload) => Some(Protocol::Iec104),
+        6 if opcua::looks_like(payload) => Some(Protocol::OpcUa),
+        6 if mqtt::looks_like(payload) => Some(Protocol::Mqtt),
         6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
         17 if bacnet::looks_like(payload) => Some(Protocol::Bacnet),
         17 if enip::looks_like(payload) || enip::looks_like_io(payload) => Some(Protocol::Enip),

@@ -1,0 +1,13 @@
+//! The stateful detections, one module per family. Each is an `impl Analyzer` block over
+//! the analyzer's state; `docs/DETECTIONS.md` has every rule.
+
+/// Industrial commands and protocol errors.
+pub(crate) mod commands;
+/// Denial-of-service floods of connection attempts.
+pub(crate) mod flood;
+/// New conversations, internet connections, remote access.
+pub(crate) mod flows;
+/// Port/host scans, discovery bursts, Modbus unit-id sweeps.
+pub(crate) mod scan;
+/// Devices that go quiet.
+pub(crate) mod silence;

@@ -1,0 +1,500 @@
+//! The inventory: what counts as a device (see the module documentation of `analyze`),
+//! device records, sightings, identities, address claims and kernel-accounted traffic.
+
+use super::*;
+
+/// A client/server role per protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles {
+    pub client: bool,
+    pub server: bool,
+}
+
+/// One change of a reported identity attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityChange {
+    pub field: IdentityField,
+    pub old: String,
+    pub new: String,
+    pub ts_ns: u64,
+    pub protocol: Protocol,
+}
+
+/// What the inventory knows about one device (stored as JSON in `devices.record`, and
+/// read back when the analyzer starts on an existing store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    #[serde(serialize_with = "serialize_mac", deserialize_with = "deserialize_mac")]
+    pub mac: Option<Mac>,
+    pub ip: Option<IpAddr>,
+    /// The first VLAN it was seen on; all of them in `vlans`.
+    pub vlan: u16,
+    pub vlans: Vec<u16>,
+    /// Registered owner of the MAC's OUI (looked up again when read back).
+    #[serde(skip_deserializing)]
+    pub vendor: Option<&'static str>,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub protocols: BTreeMap<Protocol, Roles>,
+    pub peers: BTreeSet<IpAddr>,
+    pub peers_not_kept: u64,
+    pub identity: BTreeMap<IdentityField, String>,
+    pub identity_history: VecDeque<IdentityChange>,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    /// (IP protocol, port) it answered on.
+    pub served: BTreeSet<(u8, u16)>,
+    pub programmed_others: bool,
+    /// Sightings while learning (counted once per distinct packet time).
+    #[serde(default)]
+    pub learning_sightings: u32,
+    /// The longest gap between two sightings while learning: the device's learned
+    /// interval for the quiet-device rule.
+    #[serde(default)]
+    pub learned_gap_ns: u64,
+    #[serde(skip)]
+    pub(in crate::analyze) silent: Option<u64>,
+    #[serde(skip)]
+    pub(in crate::analyze) unanswered: (u64, u64),
+}
+
+fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    Ok(text.and_then(|t| match t.parse::<DeviceKey>() {
+        Ok(DeviceKey::Mac(mac)) => Some(mac),
+        _ => format!("mac:{t}")
+            .parse::<DeviceKey>()
+            .ok()
+            .and_then(|k| match k {
+                DeviceKey::Mac(mac) => Some(mac),
+                DeviceKey::Ip(_) => None,
+            }),
+    }))
+}
+
+fn serialize_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
+    match mac {
+        Some(mac) => s.serialize_str(&store::format_mac(mac)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A device class guess and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassGuess {
+    pub class: &'static str,
+    pub evidence: Vec<String>,
+}
+
+impl DeviceRecord {
+    pub(in crate::analyze) fn new(
+        mac: Option<Mac>,
+        ip: Option<IpAddr>,
+        vlan: u16,
+        ts_ns: u64,
+    ) -> DeviceRecord {
+        DeviceRecord {
+            mac,
+            ip,
+            vlan,
+            vlans: vec![vlan],
+            vendor: mac.as_ref().and_then(oui::vendor),
+            first_seen_ns: ts_ns,
+            last_seen_ns: ts_ns,
+            protocols: BTreeMap::new(),
+            peers: BTreeSet::new(),
+            peers_not_kept: 0,
+            identity: BTreeMap::new(),
+            identity_history: VecDeque::new(),
+            packets_sent: 0,
+            bytes_sent: 0,
+            packets_received: 0,
+            bytes_received: 0,
+            served: BTreeSet::new(),
+            programmed_others: false,
+            learning_sightings: 0,
+            learned_gap_ns: 0,
+            silent: None,
+            unanswered: (0, 0),
+        }
+    }
+
+    pub(in crate::analyze) fn add_peer(&mut self, peer: IpAddr) {
+        if self.peers.len() < MAX_PEERS {
+            self.peers.insert(peer);
+        } else if !self.peers.contains(&peer) {
+            self.peers_not_kept += 1;
+        }
+    }
+
+    pub(in crate::analyze) fn role(&mut self, protocol: Protocol, server: bool) {
+        let roles = self.protocols.entry(protocol).or_default();
+        if server {
+            roles.server = true;
+        } else {
+            roles.client = true;
+        }
+    }
+
+    /// The class guess from roles and behaviour (PLC, RTU, HMI, engineering
+    /// workstation, BACnet controller, IT host).
+    pub fn class(&self) -> ClassGuess {
+        let mut evidence = Vec::new();
+        let serves = |p: Protocol| self.protocols.get(&p).is_some_and(|r| r.server);
+        let class = if self.programmed_others {
+            evidence.push("sent programming commands".to_owned());
+            "engineering_workstation"
+        } else if serves(Protocol::Dnp3) {
+            evidence.push("DNP3 outstation".to_owned());
+            "rtu"
+        } else if serves(Protocol::Bacnet) {
+            evidence.push("answers BACnet".to_owned());
+            "bacnet_controller"
+        } else if let Some(p) = [Protocol::S7comm, Protocol::Modbus, Protocol::Enip]
+            .into_iter()
+            .find(|p| serves(*p))
+        {
+            evidence.push(format!("{} server", p.name()));
+            "plc"
+        } else if let Some((p, _)) = self.protocols.iter().find(|(_, r)| r.client) {
+            evidence.push(format!("{} client", p.name()));
+            "hmi"
+        } else {
+            evidence.push("no industrial protocol role".to_owned());
+            "it_host"
+        };
+        if let Some(vendor) = self.vendor {
+            evidence.push(format!("MAC vendor {vendor}"));
+        }
+        ClassGuess { class, evidence }
+    }
+
+    pub(in crate::analyze) fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "class".to_owned(),
+                serde_json::to_value(self.class()).unwrap_or(serde_json::Value::Null),
+            );
+        }
+        value
+    }
+}
+
+impl Analyzer {
+    /// An answered flow of an industrial protocol makes its ends client and server of
+    /// it, even when no command was recognised (e.g. only reads of unknown codes).
+    pub(in crate::analyze) fn flow_roles(&mut self, record: &FlowRecord) {
+        let Some(protocol) = record.app_proto else {
+            return;
+        };
+        if record.to_client.packets == 0 {
+            return;
+        }
+        for (ip, server) in [(record.src_ip, false), (record.dest_ip, true)] {
+            if let Some(device) = self.by_ip.get_mut(&ip) {
+                device.role(protocol, server);
+                self.dirty.insert(DeviceKey::Ip(ip));
+            }
+        }
+    }
+
+    /// Reads the stored inventory back (a restart continues with it).
+    pub(in crate::analyze) fn load_devices(&mut self) -> store::Result<()> {
+        for (key, record) in self.store.devices()? {
+            let (Ok(key), Ok(mut record)) = (
+                key.parse::<DeviceKey>(),
+                serde_json::from_value::<DeviceRecord>(record),
+            ) else {
+                continue;
+            };
+            if self.entries() >= self.policy.max_devices {
+                break;
+            }
+            record.vendor = record.mac.as_ref().and_then(oui::vendor);
+            match key {
+                DeviceKey::Ip(ip) => {
+                    if let Some(mac) = record.mac {
+                        self.macs_with_ip.insert(mac);
+                    }
+                    self.by_ip.insert(ip, record);
+                }
+                DeviceKey::Mac(mac) => {
+                    self.by_mac.insert(mac, record);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Devices by the definition in the module documentation.
+    pub fn device_count(&self) -> u64 {
+        let mac_only = self
+            .by_mac
+            .keys()
+            .filter(|mac| !self.macs_with_ip.contains(*mac))
+            .count();
+        (self.by_ip.len() + mac_only) as u64
+    }
+
+    pub(in crate::analyze) fn entries(&self) -> usize {
+        self.by_ip.len() + self.by_mac.len()
+    }
+
+    /// Bulk the kernel shed: adds it to both ends' traffic and peers. Only devices the
+    /// inventory already knows are updated (a shed flow's first packets reached user
+    /// space, so both ends normally are); creating devices here would bypass the
+    /// sightings that new-device detection and the capacity limit judge.
+    pub(in crate::analyze) fn kernel_conversation(
+        &mut self,
+        ts_ns: u64,
+        (client, client_packets, client_bytes): (IpAddr, u64, u64),
+        (server, server_packets, server_bytes): (IpAddr, u64, u64),
+    ) {
+        for (this, peer, sent, sent_bytes, received, received_bytes) in [
+            (
+                client,
+                server,
+                client_packets,
+                client_bytes,
+                server_packets,
+                server_bytes,
+            ),
+            (
+                server,
+                client,
+                server_packets,
+                server_bytes,
+                client_packets,
+                client_bytes,
+            ),
+        ] {
+            if let Some(device) = self.by_ip.get_mut(&this) {
+                device.packets_sent += sent;
+                device.bytes_sent += sent_bytes;
+                device.packets_received += received;
+                device.bytes_received += received_bytes;
+                device.last_seen_ns = device.last_seen_ns.max(ts_ns);
+                device.add_peer(peer);
+                self.dirty.insert(DeviceKey::Ip(this));
+            }
+        }
+    }
+
+    pub(in crate::analyze) fn mark_dirty(&mut self, key: DeviceKey) {
+        self.dirty.insert(key);
+    }
+
+    pub(in crate::analyze) fn device_seen(
+        &mut self,
+        ts_ns: u64,
+        mac: Option<Mac>,
+        ip: Option<IpAddr>,
+        vlan: u16,
+    ) {
+        let key = match (ip, mac) {
+            (Some(ip), _) => DeviceKey::Ip(ip),
+            (None, Some(mac)) => DeviceKey::Mac(mac),
+            (None, None) => return,
+        };
+        if let (Some(ip), Some(mac)) = (ip, mac) {
+            self.macs_with_ip.insert(mac);
+            self.check_ip_claim(ts_ns, ip, mac, vlan);
+        }
+        let known = match key {
+            DeviceKey::Ip(ip) => self.by_ip.contains_key(&ip),
+            DeviceKey::Mac(mac) => self.by_mac.contains_key(&mac),
+        };
+        let learning = self.is_learning(ts_ns);
+        if !known && self.entries() >= self.policy.max_devices {
+            self.counters.devices_over_capacity += 1;
+            if !self.inventory_full_raised {
+                self.inventory_full_raised = true;
+                let max = self.policy.max_devices;
+                self.raise(
+                    "inventory_full",
+                    ts_ns,
+                    Subject::default(),
+                    format!("inventory reached inventory.max_devices = {max}; new devices are counted, not stored"),
+                    serde_json::json!({ "max_devices": max }),
+                    Vec::new(),
+                );
+            }
+            return;
+        }
+        let record = match key {
+            DeviceKey::Ip(ip) => self
+                .by_ip
+                .entry(ip)
+                .or_insert_with(|| DeviceRecord::new(mac, Some(ip), vlan, ts_ns)),
+            DeviceKey::Mac(mac) => self
+                .by_mac
+                .entry(mac)
+                .or_insert_with(|| DeviceRecord::new(Some(mac), None, vlan, ts_ns)),
+        };
+        if learning {
+            // Counted once per packet time: a replay after a restart re-reads packets
+            // the stored record already accounts for, and must not count them again.
+            if !known {
+                record.learning_sightings = 1;
+            } else if ts_ns > record.last_seen_ns {
+                record.learning_sightings = record.learning_sightings.saturating_add(1);
+                record.learned_gap_ns = record.learned_gap_ns.max(ts_ns - record.last_seen_ns);
+            }
+        }
+        record.first_seen_ns = record.first_seen_ns.min(ts_ns);
+        record.last_seen_ns = record.last_seen_ns.max(ts_ns);
+        if mac.is_some() && record.mac != mac {
+            record.mac = mac;
+            record.vendor = mac.as_ref().and_then(oui::vendor);
+        }
+        if !record.vlans.contains(&vlan) && record.vlans.len() < MAX_VLANS {
+            record.vlans.push(vlan);
+        }
+        let back = match record.silent {
+            Some(since) if ts_ns > since => {
+                record.silent = None;
+                record.unanswered = (0, 0);
+                true
+            }
+            _ => false,
+        };
+        self.mark_dirty(key);
+        if back {
+            self.raise(
+                "device_back",
+                ts_ns,
+                Subject::device(key),
+                "a device reported silent is sending again".to_owned(),
+                serde_json::Value::Null,
+                Vec::new(),
+            );
+        }
+        // A MAC that also carries an internal IP is represented by the IP.
+        if let DeviceKey::Mac(mac) = key {
+            if self.macs_with_ip.contains(&mac) {
+                return;
+            }
+        }
+        let item = BaselineItem::Device(key);
+        if learning {
+            self.learn(item, ts_ns);
+        } else if !self.baseline.contains(&item) {
+            self.raise(
+                "new_device",
+                ts_ns,
+                Subject::device(key),
+                format!("device {key} is not in the baseline"),
+                serde_json::json!({ "vlan": vlan, "mac": mac.as_ref().map(store::format_mac) }),
+                vec![item],
+            );
+        }
+    }
+
+    /// `ip_conflict`: an IPv4 address claimed by a second MAC on the same VLAN, unless
+    /// one of them is a router (a MAC that claimed two or more IPv4 addresses).
+    pub(in crate::analyze) fn check_ip_claim(
+        &mut self,
+        ts_ns: u64,
+        ip: IpAddr,
+        mac: Mac,
+        vlan: u16,
+    ) {
+        if !ip.is_ipv4() || !layers::is_unicast_mac(&mac) {
+            return;
+        }
+        let claims = self.mac_ipv4.entry(mac).or_default();
+        if !claims.contains(&Some(ip)) {
+            if let Some(slot) = claims.iter_mut().find(|s| s.is_none()) {
+                *slot = Some(ip);
+            }
+        }
+        let is_router = |claims: Option<&[Option<IpAddr>; 2]>| {
+            claims.is_some_and(|c| c.iter().all(Option::is_some))
+        };
+        let Some(record) = self.by_ip.get(&ip) else {
+            return;
+        };
+        let Some(previous) = record.mac else {
+            return;
+        };
+        if previous == mac
+            || !record.vlans.contains(&vlan)
+            || is_router(self.mac_ipv4.get(&mac))
+            || is_router(self.mac_ipv4.get(&previous))
+            || !self.conflicts.insert(ip)
+        {
+            return;
+        }
+        let (a, b) = if previous < mac {
+            (previous, mac)
+        } else {
+            (mac, previous)
+        };
+        self.raise(
+            "ip_conflict",
+            ts_ns,
+            Subject {
+                src: Some(ip),
+                ..Subject::default()
+            },
+            format!(
+                "{ip} claimed by {} and {}",
+                store::format_mac(&a),
+                store::format_mac(&b)
+            ),
+            serde_json::json!({ "macs": [store::format_mac(&a), store::format_mac(&b)], "vlan": vlan }),
+            Vec::new(),
+        );
+    }
+
+    pub(in crate::analyze) fn identity(
+        &mut self,
+        ts_ns: u64,
+        device: IpAddr,
+        protocol: Protocol,
+        field: IdentityField,
+        value: ShortText,
+    ) {
+        let Some(record) = self.by_ip.get_mut(&device) else {
+            return;
+        };
+        let new = value.as_str().to_owned();
+        let old = record.identity.insert(field, new.clone());
+        self.dirty.insert(DeviceKey::Ip(device));
+        let Some(old) = old.filter(|old| *old != new) else {
+            return;
+        };
+        if record.identity_history.len() >= MAX_IDENTITY_HISTORY {
+            record.identity_history.pop_front();
+        }
+        record.identity_history.push_back(IdentityChange {
+            field,
+            old: old.clone(),
+            new: new.clone(),
+            ts_ns,
+            protocol,
+        });
+        if matches!(field, IdentityField::Firmware | IdentityField::Hardware) {
+            self.raise(
+                "firmware_change",
+                ts_ns,
+                Subject {
+                    src: Some(device),
+                    app_proto: Some(protocol),
+                    ..Subject::default()
+                },
+                format!("{device} reports {field:?} {new:?}, inventory had {old:?}"),
+                serde_json::json!({ "field": field, "old": old, "new": new }),
+                Vec::new(),
+            );
+        }
+    }
+
+    /// The inventory as stored (JSON records), for tests and tools.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceRecord> {
+        self.by_ip.values().chain(self.by_mac.values())
+    }
+}

@@ -1,0 +1,551 @@
+//! The analyzer thread: the single owner of the inventory, the baseline and the alerts.
+//! It consumes observations in arrival order and writes the store in batched
+//! transactions. Detections key on packet time (never the wall clock), so replays are
+//! deterministic, and every decision is made so that its outcome does not depend on the
+//! interleaving of workers (sets, thresholds over sliding windows, stable alert keys).
+//!
+//! **What counts as a device.** A device is either an internal unicast IP address
+//! (inside `networks.internal`) that sent at least one packet (IP source, or ARP sender),
+//! or a unicast MAC address that sent frames but never carried an internal source IP
+//! (hosts seen only at layer 2 — PROFINET, GOOSE, LLDP — and routers that only forward
+//! foreign addresses). A MAC that carries internal IPs is represented by those IPs.
+//!
+//! **Learning.** For `learning.duration` of packet time after the first observation
+//! (persisted, so a restart continues), every fact — devices, conversations, command
+//! keys, writers, remote-access pairs, external destinations, engineering workstations,
+//! discovery sources — goes into the baseline. Afterwards a fact not in the baseline
+//! raises its detection. Dangerous commands and protocol violations alert always.
+//!
+//! The detections and their exact rules are listed in `docs/DETECTIONS.md`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// foldhash (seeded per process, like std's RandomState) instead of SipHash: the
+// analyzer's maps are keyed by addresses and looked up several times per observation.
+use foldhash::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use otsensor_wire::layers::{self, Mac};
+use otsensor_wire::Protocol;
+
+use crate::config::Policy;
+use crate::detect::{self, Alert, AlertStatus, Detection};
+use crate::metrics::Metrics;
+use crate::observe::{
+    mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
+    Stamped,
+};
+use crate::oui;
+use crate::output::eve::EveRecord;
+use crate::output::eve::EventSink;
+use crate::output::sinks::AlertSinks;
+use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
+
+/// Alert keys, de-duplication, throttling, the sinks and the store.
+mod alerts;
+/// Learning: the baseline of facts.
+mod baseline;
+/// The analyzer as the API's handler.
+mod control;
+/// The stateful detections, one module per family.
+mod detections;
+/// Device records, sightings, identities, address claims.
+mod inventory;
+#[cfg(test)]
+mod tests;
+
+use alerts::{parse_alert_key, AlertState, Subject};
+use control::FlowBook;
+use detections::flood::FloodState;
+use detections::flows::FlowStart;
+use detections::scan::{ObjectSweep, ScanTracker};
+pub use inventory::{ClassGuess, DeviceRecord, IdentityChange, Roles};
+
+/// Peers remembered per device; more are counted.
+const MAX_PEERS: usize = 64;
+/// Identity changes remembered per device (oldest dropped).
+const MAX_IDENTITY_HISTORY: usize = 32;
+/// Services (IP protocol, port) remembered per device.
+const MAX_SERVED: usize = 32;
+const MAX_VLANS: usize = 8;
+/// Distinct alerts held; beyond it new alerts are counted (`alert_table_full`).
+const MAX_ALERTS: usize = 100_000;
+/// Sources whose recent flow starts are tracked for scans.
+const MAX_SCAN_SOURCES: usize = 65_536;
+/// A repeated alert is written to the alert sinks at most this often (packet time).
+const ALERT_THROTTLE_NS: u64 = 60 * 1_000_000_000;
+/// Sightings while learning (devices are re-reported at most once a minute) before a
+/// device counts as communicating regularly (for
+/// the quiet-device rule of `device_silent`).
+const QUIET_MIN_SIGHTINGS: u32 = 2;
+/// How often (packet time) devices are checked for having gone quiet.
+const QUIET_CHECK_NS: u64 = 1_000_000_000;
+/// (server, unit id) pairs remembered per source for Modbus unit-id sweeps.
+const MAX_UNIT_SWEEP_TARGETS: usize = 4096;
+/// Observations between store commits, and the longest wall time between them.
+const COMMIT_EVERY: u64 = 4_096;
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Analyzer counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct AnalyzerCounters {
+    pub observations: u64,
+    pub flow_events: u64,
+    pub flow_starts: u64,
+    pub commands: u64,
+    pub identities: u64,
+    pub protocol_errors: u64,
+    /// Device sightings not recorded because the inventory was at `inventory.max_devices`.
+    pub devices_over_capacity: u64,
+    /// Alerts not stored because the alert table was full.
+    pub alerts_over_capacity: u64,
+    /// Scan trackers not created because `MAX_SCAN_SOURCES` sources were tracked.
+    pub scan_sources_over_capacity: u64,
+    /// Flood targets not tracked because `MAX_FLOOD_TARGETS` were.
+    pub flood_targets_over_capacity: u64,
+    /// (client, server) pairs not tracked for object sweeps at capacity.
+    pub object_sweeps_over_capacity: u64,
+    /// Alert occurrences folded into an existing alert.
+    pub alert_repeats: u64,
+    pub store_commits: u64,
+    pub store_errors: u64,
+}
+
+/// Packet-to-alert latency: from the worker sending the triggering observation to the
+/// analyzer raising the alert (wall clock, nanoseconds).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// One distinct alert raised in the run.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RaisedAlert {
+    pub signature: String,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    /// For alerts about a MAC-only device.
+    pub src_mac: Option<String>,
+    pub count: u64,
+}
+
+/// What the analyzer reports when the pipeline ends.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AnalyzerReport {
+    pub devices: u64,
+    /// Distinct alerts raised (new or repeated) in this run.
+    pub alerts: u64,
+    pub alerts_by_signature: BTreeMap<String, u64>,
+    pub raised: Vec<RaisedAlert>,
+    pub alert_latency_ns: LatencySummary,
+    pub learning: bool,
+    pub baseline_items: u64,
+    pub counters: AnalyzerCounters,
+}
+
+/// The analyzer's state.
+pub struct Analyzer {
+    policy: Arc<Policy>,
+    by_ip: HashMap<IpAddr, DeviceRecord>,
+    by_mac: HashMap<Mac, DeviceRecord>,
+    /// MACs seen carrying an internal IP: not devices of their own.
+    macs_with_ip: HashSet<Mac>,
+    /// IPv4 addresses each MAC claimed (at most two kept: two makes it a router).
+    mac_ipv4: HashMap<Mac, [Option<IpAddr>; 2]>,
+    conflicts: HashSet<IpAddr>,
+    baseline: HashSet<BaselineItem>,
+    learning_started_ns: Option<u64>,
+    learning_ended: bool,
+    alerts: HashMap<String, AlertState>,
+    next_alert_id: u64,
+    inventory_full_raised: bool,
+    alert_table_full_raised: bool,
+    scans: HashMap<IpAddr, ScanTracker>,
+    /// Connection attempts per (device, port), for floods.
+    floods: HashMap<(IpAddr, u16), FloodState>,
+    /// Objects each (client, server, protocol) addressed in the current scan window.
+    object_sweeps: HashMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
+    /// Packet time of the next quiet-device check.
+    next_quiet_check_ns: u64,
+    store: Store,
+    store_version: i64,
+    pending: store::Batch,
+    dirty: HashSet<DeviceKey>,
+    pending_alerts: BTreeMap<String, AlertRow>,
+    since_commit: u64,
+    last_commit: Instant,
+    eve: Option<EventSink>,
+    /// Syslog/CEF, webhook and the alert metrics (EVE alerts go through `eve`, which
+    /// waits rather than drops).
+    sinks: AlertSinks,
+    metrics: Option<Arc<Metrics>>,
+    /// Flows and conversations for the API's flow summary.
+    flow_book: FlowBook,
+    /// Latest packet time observed: "now" for the baseline's progress.
+    latest_ns: u64,
+    /// Set when the capture source ended (a replay); a live sensor never finishes.
+    pub capture_finished: bool,
+    latency: Option<hdrhistogram::Histogram<u64>>,
+    /// Monotonic send time of the observation being handled.
+    current_mono_ns: u64,
+    pub counters: AnalyzerCounters,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("devices", &self.device_count())
+            .finish()
+    }
+}
+
+fn new_histogram() -> Option<hdrhistogram::Histogram<u64>> {
+    // 1 ns to 1 hour, 3 significant digits: a fixed-size histogram.
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3).ok()
+}
+
+impl Analyzer {
+    /// Puts a reloaded policy in force from the next observation on (see `reload`).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
+    /// An analyzer over a private in-memory store.
+    pub fn new(policy: Arc<Policy>, eve: Option<EventSink>) -> Analyzer {
+        match Store::in_memory() {
+            Ok(store) => Self::with_store(policy, eve, store),
+            // An in-memory database only fails when SQLite cannot allocate.
+            Err(error) => panic!("cannot create the in-memory store: {error}"),
+        }
+    }
+
+    /// An analyzer that continues from what `store` holds (inventory, baseline,
+    /// learning progress, alert history).
+    pub fn with_store(policy: Arc<Policy>, eve: Option<EventSink>, store: Store) -> Analyzer {
+        let mut analyzer = Analyzer {
+            policy,
+            by_ip: HashMap::default(),
+            by_mac: HashMap::default(),
+            macs_with_ip: HashSet::default(),
+            mac_ipv4: HashMap::default(),
+            conflicts: HashSet::default(),
+            baseline: HashSet::default(),
+            learning_started_ns: None,
+            learning_ended: false,
+            alerts: HashMap::default(),
+            next_alert_id: 1,
+            inventory_full_raised: false,
+            alert_table_full_raised: false,
+            scans: HashMap::default(),
+            floods: HashMap::default(),
+            object_sweeps: HashMap::default(),
+            next_quiet_check_ns: 0,
+            store,
+            store_version: 0,
+            pending: store::Batch::default(),
+            dirty: HashSet::default(),
+            pending_alerts: BTreeMap::new(),
+            since_commit: 0,
+            last_commit: Instant::now(),
+            eve,
+            sinks: AlertSinks::new(None),
+            metrics: None,
+            flow_book: FlowBook::default(),
+            latest_ns: 0,
+            capture_finished: false,
+            latency: new_histogram(),
+            current_mono_ns: 0,
+            counters: AnalyzerCounters::default(),
+        };
+        if analyzer.reload().is_err() || analyzer.load_devices().is_err() {
+            analyzer.counters.store_errors += 1;
+        }
+        analyzer
+    }
+
+    /// Sends raised alerts to `sinks` too, and records alert latency and learning
+    /// progress in `metrics`.
+    pub fn set_outputs(&mut self, sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
+        self.sinks = sinks;
+        self.metrics = metrics;
+    }
+
+    /// Lets go of the EVE channel (the capture ended: nothing more to write), so the
+    /// EVE writer can finish while the analyzer stays up to answer the API.
+    pub fn close_events(&mut self) {
+        self.eve = None;
+    }
+
+    /// Hands the alert sinks back (to close them and collect their reports).
+    pub fn take_sinks(&mut self) -> AlertSinks {
+        std::mem::replace(&mut self.sinks, AlertSinks::new(None))
+    }
+
+    /// Reads learning progress, baseline and alert states from the store.
+    fn reload(&mut self) -> store::Result<()> {
+        let learning = self.store.learning()?;
+        self.learning_started_ns = learning.started_ns.or(self.learning_started_ns);
+        if learning.started_ns.is_none() && self.pending.learning_started_ns.is_none() {
+            // Learning restarted by an operator: start again at the next observation.
+            self.learning_started_ns = None;
+        }
+        self.learning_ended = learning.ended;
+        self.baseline = self.store.baseline()?.into_iter().collect();
+        for (key, id, status, count, last_ns) in self.store.alert_states()? {
+            self.next_alert_id = self.next_alert_id.max(id + 1);
+            match self.alerts.get_mut(&key) {
+                Some(state) => state.status = status,
+                None => {
+                    let Some((signature, src, dst, src_mac)) = parse_alert_key(&key) else {
+                        continue;
+                    };
+                    if signature == "inventory_full" {
+                        self.inventory_full_raised = true;
+                    }
+                    self.alerts.insert(
+                        key,
+                        AlertState {
+                            id,
+                            status,
+                            count,
+                            last_ns,
+                            last_emitted_ns: Some(last_ns),
+                            raised_this_run: false,
+                            signature,
+                            src,
+                            dst,
+                            src_mac,
+                        },
+                    );
+                }
+            }
+        }
+        self.store_version = self.store.data_version()?;
+        Ok(())
+    }
+
+    /// Consumes one observation from a worker.
+    pub fn handle(&mut self, stamped: Stamped) {
+        self.current_mono_ns = stamped.mono_ns;
+        self.observe(stamped.observation);
+        self.since_commit += 1;
+        if self.since_commit >= COMMIT_EVERY
+            || (self.since_commit.is_multiple_of(64)
+                && self.last_commit.elapsed() >= COMMIT_INTERVAL)
+        {
+            self.commit();
+        }
+    }
+
+    /// Consumes one observation (no latency accounting).
+    pub fn observe(&mut self, observation: Observation) {
+        self.counters.observations += 1;
+        let ts_ns = observation.ts_ns();
+        self.latest_ns = self.latest_ns.max(ts_ns);
+        if self.learning_started_ns.is_none() && self.policy.learning_duration_ns > 0 {
+            self.learning_started_ns = Some(ts_ns);
+            self.pending.learning_started_ns = Some(ts_ns);
+        }
+        match observation {
+            Observation::DeviceSeen {
+                ts_ns,
+                mac,
+                ip,
+                vlan,
+            } => self.device_seen(ts_ns, mac, ip, vlan),
+            Observation::FlowStarted {
+                ts_ns,
+                flow_id,
+                client,
+                server,
+                ip_protocol,
+                app_proto,
+                tcp_flags,
+                ..
+            } => {
+                self.counters.flow_starts += 1;
+                self.flow_started(FlowStart {
+                    ts_ns,
+                    flow_id,
+                    client,
+                    server,
+                    ip_protocol,
+                    app_proto,
+                    tcp_flags,
+                });
+            }
+            Observation::FlowEnded(record) => {
+                self.counters.flow_events += 1;
+                self.flow_ended(&record);
+                self.flow_roles(&record);
+                self.flow_book.add(&record);
+                if let Some(eve) = self.eve.as_mut() {
+                    eve.send(EveRecord::Flow(record));
+                }
+            }
+            Observation::Command {
+                ts_ns,
+                flow_id,
+                client,
+                server,
+                protocol,
+                kind,
+                code,
+                unit,
+            } => {
+                self.counters.commands += 1;
+                self.command(ts_ns, flow_id, client, server, protocol, kind, code, unit);
+            }
+            Observation::Identity {
+                ts_ns,
+                device,
+                protocol,
+                field,
+                value,
+            } => {
+                self.counters.identities += 1;
+                self.identity(ts_ns, device, protocol, field, value);
+            }
+            Observation::ProtocolError {
+                ts_ns,
+                flow_id,
+                client,
+                server,
+                sender_is_server,
+                protocol,
+                kind,
+                code,
+            } => {
+                self.counters.protocol_errors += 1;
+                let (src, dst) = if sender_is_server {
+                    (server, client)
+                } else {
+                    (client, server)
+                };
+                self.protocol_error(ts_ns, flow_id, src, dst, protocol, kind, code);
+            }
+            Observation::ObjectAccess {
+                ts_ns,
+                client,
+                server,
+                protocol,
+                object,
+                ..
+            } => {
+                self.object_sweep(ts_ns, client, server, protocol, object);
+            }
+            Observation::KernelConversation {
+                ts_ns,
+                client,
+                server,
+                packets_to_server,
+                bytes_to_server,
+                packets_to_client,
+                bytes_to_client,
+                ..
+            } => self.kernel_conversation(
+                ts_ns,
+                (client, packets_to_server, bytes_to_server),
+                (server, packets_to_client, bytes_to_client),
+            ),
+        }
+        self.check_quiet(ts_ns);
+    }
+
+    /// Writes pending changes in one transaction and picks up operator changes.
+    pub fn commit(&mut self) {
+        self.since_commit = 0;
+        self.last_commit = Instant::now();
+        let mut batch = std::mem::take(&mut self.pending);
+        for key in std::mem::take(&mut self.dirty) {
+            if let DeviceKey::Mac(mac) = key {
+                if self.macs_with_ip.contains(&mac) {
+                    // Represented by its IPs: not a device row of its own.
+                    batch.forget_devices.push(key);
+                    continue;
+                }
+            }
+            let record = match key {
+                DeviceKey::Ip(ip) => self.by_ip.get(&ip),
+                DeviceKey::Mac(mac) => self.by_mac.get(&mac),
+            };
+            if let Some(record) = record {
+                batch.devices.push(DeviceRow {
+                    key,
+                    first_seen_ns: record.first_seen_ns,
+                    last_seen_ns: record.last_seen_ns,
+                    record: record.to_json(),
+                });
+            }
+        }
+        batch.alerts = std::mem::take(&mut self.pending_alerts)
+            .into_values()
+            .collect();
+        if !batch.is_empty() {
+            match self.store.write(&batch) {
+                Ok(()) => self.counters.store_commits += 1,
+                Err(_) => self.counters.store_errors += 1,
+            }
+        }
+        // Another connection (CLI, API) committed: reload what operators may change.
+        match self.store.data_version() {
+            Ok(version) if version != self.store_version => {
+                if self.reload().is_err() {
+                    self.counters.store_errors += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => self.counters.store_errors += 1,
+        }
+    }
+
+    /// Commits and returns the run's report (end of capture or shutdown).
+    pub fn finish(&mut self) -> AnalyzerReport {
+        self.commit();
+        let mut raised: Vec<RaisedAlert> = self
+            .alerts
+            .values()
+            .filter(|a| a.raised_this_run)
+            .map(|a| RaisedAlert {
+                signature: a.signature.to_owned(),
+                src: a.src,
+                dst: a.dst,
+                src_mac: a.src_mac.clone(),
+                count: a.count,
+            })
+            .collect();
+        raised.sort();
+        let mut alerts_by_signature = BTreeMap::new();
+        for alert in &raised {
+            *alerts_by_signature
+                .entry(alert.signature.clone())
+                .or_insert(0) += 1;
+        }
+        let quantile = |q: f64| self.latency.as_ref().map_or(0, |h| h.value_at_quantile(q));
+        let now = self.learning_started_ns.is_some()
+            && !self.learning_ended
+            && self.policy.learning_duration_ns > 0;
+        AnalyzerReport {
+            devices: self.device_count(),
+            alerts: raised.len() as u64,
+            alerts_by_signature,
+            raised,
+            alert_latency_ns: LatencySummary {
+                count: self.latency.as_ref().map_or(0, |h| h.len()),
+                p50: quantile(0.5),
+                p99: quantile(0.99),
+                max: self.latency.as_ref().map_or(0, |h| h.max()),
+            },
+            learning: now,
+            baseline_items: self.baseline.len() as u64,
+            counters: self.counters.clone(),
+        }
+    }
+}
