@@ -6,7 +6,10 @@
 //!
 //! A frame whose flow another worker owns (a NIC without symmetric RSS) is copied into
 //! the hand-off ring towards its owner; a full ring is a counted drop (a live queue
-//! never waits). An idle worker spins briefly, then parks in poll(2) on its socket and
+//! never waits). The owner takes its inbox before each ring batch. When a flow's frames
+//! reach two queues, a handed frame can still come after a later one of the same
+//! direction that arrived on the owner's own queue; TCP framing holds a few reordered
+//! runs for that (`flow::stream`). An idle worker spins briefly, then parks in poll(2) on its socket and
 //! its [`Waker`] (an eventfd), so a quiet sensor uses no CPU: it is woken by the socket
 //! when frames arrive, by a peer that handed it a frame, or at shutdown.
 
@@ -117,6 +120,10 @@ impl QueueWorker {
         let mut done_with_queue = false;
         loop {
             worker.refresh_policy();
+            // What peers handed over first: they took it off their rings before this
+            // worker takes its next batch, and a flow whose frames reach two queues (no
+            // stable RSS) keeps its order best that way.
+            let handed = drain_inbox(&mut worker, &crew.rings, published);
             let started = metrics.is_some().then(Instant::now);
             let got = socket.recv_batch(&mut |packet: Packet<'_>| {
                 let frame = packet.slice();
@@ -136,7 +143,6 @@ impl QueueWorker {
                     metrics.record_batch(started.elapsed(), got as u64);
                 }
             }
-            let handed = drain_inbox(&mut worker, &crew.rings, published);
             if got + handed > 0 {
                 // Every frame taken from now on is stamped after this.
                 published = realtime_ns();
