@@ -240,6 +240,14 @@ pub struct CaptureConfig {
     /// Packets of each non-industrial flow sent to user space before the rest is bulk.
     #[serde(deserialize_with = "value::count_u32")]
     pub first_packets_per_flow: u32,
+    /// CPUs for the per-queue workers (queue N runs on `cpus[N % len]`); empty: each
+    /// queue's IRQ affinity, else round-robin over the CPUs the process may use.
+    pub cpus: Vec<u32>,
+    /// SO_BUSY_POLL microseconds per receive call (with SO_PREFER_BUSY_POLL); 0: off.
+    pub busy_poll_usecs: u32,
+    /// SO_BUSY_POLL_BUDGET: packets the driver handles per busy poll.
+    #[serde(deserialize_with = "value::count_u32")]
+    pub busy_poll_budget: u32,
 }
 
 /// Well-known ports of the industrial protocols the sensor dissects (IANA registry).
@@ -279,6 +287,9 @@ impl Default for CaptureConfig {
             umem_frames: 4096,
             ring_size: 2048,
             first_packets_per_flow: 8,
+            cpus: Vec::new(),
+            busy_poll_usecs: 0,
+            busy_poll_budget: 64,
         }
     }
 }
@@ -855,6 +866,11 @@ pub struct Policy {
     pub umem_frames: u32,
     pub ring_size: u32,
     pub first_packets_per_flow: u32,
+    /// CPUs for the per-queue workers; empty: IRQ affinity, else round-robin.
+    pub capture_cpus: Vec<usize>,
+    /// Busy polling of the AF_XDP sockets (0: off) and its budget.
+    pub busy_poll_usecs: u32,
+    pub busy_poll_budget: u32,
     pub eve_enabled: bool,
     pub eve_path: PathBuf,
     pub eve_protocol_events: bool,
@@ -1054,6 +1070,17 @@ impl Config {
             "capture.first_packets_per_flow",
             capture.first_packets_per_flow,
         )?;
+        let online = std::thread::available_parallelism().map_or(1, usize::from);
+        for (index, cpu) in capture.cpus.iter().enumerate() {
+            if *cpu as usize >= 1024 {
+                return Err(invalid(
+                    &format!("capture.cpus[{index}]"),
+                    cpu,
+                    &format!("is not a CPU number (this machine has {online} online)"),
+                ));
+            }
+        }
+        check_count("capture.busy_poll_budget", capture.busy_poll_budget)?;
 
         let eve = &self.outputs.eve;
         if eve.enabled && eve.path.as_os_str().is_empty() {
@@ -1193,6 +1220,9 @@ impl Config {
             umem_frames: capture.umem_frames,
             ring_size: capture.ring_size,
             first_packets_per_flow: capture.first_packets_per_flow,
+            capture_cpus: capture.cpus.iter().map(|&cpu| cpu as usize).collect(),
+            busy_poll_usecs: capture.busy_poll_usecs,
+            busy_poll_budget: capture.busy_poll_budget,
             eve_enabled: eve.enabled,
             eve_path: eve.path.clone(),
             eve_protocol_events: eve.protocol_events,

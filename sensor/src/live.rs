@@ -1,17 +1,36 @@
-//! `otsensor run`: live capture on one interface through the same pipeline as replay.
-//! Maps the policy onto the XDP and socket settings, turns start-up failures into
-//! messages an installer can act on, and adds the kernel's books to the summary.
+//! `otsensor run`: live capture on one interface, one worker thread per RX queue, in
+//! front of the same analyzer and outputs as replay. Maps the policy onto the XDP and
+//! socket settings, turns start-up failures into messages an installer can act on, keeps
+//! the kernel's books on the calling thread while the workers run, and adds them to the
+//! summary.
+//!
+//! Threads: `otsensor-q{N}` per queue (owns socket N and its UMEM, see [`queue`]); the
+//! analyzer and EVE writer of [`crate::pipeline`]; the calling thread does the
+//! housekeeping ([`books`]) and the shutdown. None but the queue workers touches a packet.
 
-use std::sync::atomic::AtomicBool;
+/// Housekeeping: kernel counters, events and conversations → metrics and observations.
+pub mod books;
+/// The per-queue worker loop.
+pub mod queue;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::capture::afxdp::{SocketSettings, ZeroCopy};
-use crate::capture::live::{LiveCapture, StartError};
+use crate::capture::afxdp::{BusyPoll, SocketSettings, ZeroCopy};
+use crate::capture::live::{self, LiveCapture, StartError};
 use crate::config::{BulkAction, Policy, XdpMode};
 use crate::ebpf::{AttachMode, ShedAction, XdpSettings};
 use crate::pipeline::{self, ReplayOptions, Summary};
+use crate::worker::WorkerReport;
+
+/// Longest sleep of the housekeeping thread between looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+/// Wait after detaching before the workers' last look at their rings.
+const DETACH_GRACE: Duration = Duration::from_millis(20);
 
 /// Why live capture failed, in the installer's terms.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +104,26 @@ pub fn socket_settings(policy: &Policy) -> SocketSettings {
         rx_ring_size: policy.ring_size,
         fill_ring_size: policy.ring_size,
         zero_copy: ZeroCopy::Auto,
+        busy_poll: (policy.busy_poll_usecs > 0).then_some(BusyPoll {
+            usecs: policy.busy_poll_usecs,
+            budget: policy.busy_poll_budget,
+        }),
         ..SocketSettings::default()
+    }
+}
+
+/// The number of workers `otsensor run` starts on `interface`: one per active RX queue
+/// (a worker owns its queue). Falls back to `configured` when the queues cannot be read.
+pub fn worker_count(interface: &str, configured: usize) -> usize {
+    match crate::capture::afxdp::rx_queue_count(interface) {
+        Ok(queues) if queues as usize != configured => {
+            eprintln!(
+                "otsensor: {interface} has {queues} RX queues: starting one worker per queue (not {configured}); `otsensor nic-setup --queues N` changes the queue count"
+            );
+            queues as usize
+        }
+        Ok(queues) => queues as usize,
+        Err(_) => configured,
     }
 }
 
@@ -107,7 +145,7 @@ fn explain(interface: &str, error: StartError) -> Error {
 }
 
 /// Captures on `interface` until `stop` is set (SIGINT/SIGTERM), then drains the
-/// pipeline, detaches the program and reports.
+/// queues, detaches the program and reports.
 pub fn run(
     interface: &str,
     policy: Arc<Policy>,
@@ -118,7 +156,7 @@ pub fn run(
 }
 
 /// [`run`], with the pipeline's options made by `after_attach` on this thread once the
-/// program is attached and the sockets are open, before any pipeline thread starts.
+/// program is attached and the sockets are open, before any other thread starts.
 /// That is where to drop privileges ([`crate::privileges::drop_after_attach`]) and then
 /// open the outputs and start the HTTP server: capabilities are per thread and
 /// inherited, so only threads started afterwards are without them.
@@ -131,24 +169,16 @@ pub fn run_after_attach(
     let xdp = xdp_settings(&policy);
     let sockets = socket_settings(&policy);
     let mut capture =
-        LiveCapture::start(interface, &xdp, &sockets, stop).map_err(|e| explain(interface, e))?;
+        LiveCapture::start(interface, &xdp, &sockets).map_err(|e| explain(interface, e))?;
     let mut options = after_attach().map_err(|reason| Error::AfterAttach {
         interface: interface.to_owned(),
         reason,
     })?;
     let attach = capture.attach_report();
-    eprintln!(
-        "otsensor: attached to {interface} ({:?} mode, {} queues)",
-        attach.mode,
-        capture.sockets().len()
-    );
     if attach.fell_back_to_generic {
         eprintln!("otsensor: warning: {interface}: the driver has no native XDP; using generic mode (slower)");
     }
     options.live = true;
-    if let Some(metrics) = &options.metrics {
-        capture.set_metrics(Arc::clone(metrics));
-    }
     // Config reload rewrites the kernel's policy maps in place through these handles.
     let reloadable = options.reloadable_policy.clone();
     if let Some(shared) = &reloadable {
@@ -158,11 +188,11 @@ pub fn run_after_attach(
             .map_err(|e| explain(interface, StartError::from(e)))?;
         shared.attach_kernel_maps(maps);
     }
-    let summary = pipeline::replay(&mut capture, policy, options);
+    let result = capture_until_stopped(&mut capture, policy, options, &stop);
     if let Some(shared) = &reloadable {
         shared.detach_kernel_maps();
     }
-    let summary = summary?;
+    let summary = result?;
     let counters = capture
         .filter()
         .counters()
@@ -210,4 +240,101 @@ pub fn run_after_attach(
             shed_bytes,
         },
     })
+}
+
+/// Starts the analyzer and one worker per queue, keeps the books until `stop`, then
+/// detaches the program, lets the workers drain their rings and waits for everything.
+fn capture_until_stopped(
+    capture: &mut LiveCapture,
+    policy: Arc<Policy>,
+    mut options: ReplayOptions,
+    stop: &AtomicBool,
+) -> Result<Summary, Error> {
+    let interface = capture.interface().to_owned();
+    let sockets = capture.take_sockets();
+    // The analyzer merges one stream per queue worker.
+    let mut backend = pipeline::start_backend(policy, Some(sockets.len()), &mut options)?;
+    let crew = Arc::new(
+        queue::Crew::new(sockets.len(), backend.policy.handoff_queue).map_err(|source| {
+            Error::Start {
+                interface: interface.clone(),
+                reason: format!("eventfd: {source}"),
+            }
+        })?,
+    );
+    let mut handles = Vec::with_capacity(sockets.len());
+    let mut spawn_error = None;
+    for (id, socket) in sockets.into_iter().enumerate() {
+        let queue = socket.queue();
+        let cpu = live::queue_cpu(&interface, queue, &backend.policy.capture_cpus);
+        let worker = match backend.new_worker(id, options.reloadable_policy.as_ref()) {
+            Ok(worker) => worker,
+            Err(error) => {
+                spawn_error = Some(error);
+                break;
+            }
+        };
+        let worker = queue::QueueWorker {
+            worker,
+            socket,
+            cpu,
+            crew: Arc::clone(&crew),
+            metrics: backend.metrics.as_ref().map(|m| m.worker(id)),
+        };
+        let name = format!("otsensor-q{queue}");
+        match thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || worker.run())
+        {
+            Ok(handle) => handles.push((name, handle)),
+            Err(_) => {
+                spawn_error = Some(pipeline::Error::Thread("spawn queue worker"));
+                break;
+            }
+        }
+    }
+    if spawn_error.is_none() {
+        // Printed once the workers run: scripts and tests wait for it before sending.
+        eprintln!(
+            "otsensor: attached to {interface} ({:?} mode, {} queues, one worker each)",
+            capture.attach_report().mode,
+            handles.len()
+        );
+    }
+    let mut books = books::Books::new(
+        backend.metrics.clone(),
+        backend.obs_tx.clone(),
+        backend.workers,
+    );
+    while spawn_error.is_none() && !stop.load(Ordering::Relaxed) {
+        let due = books.tick(capture);
+        let nap = due.saturating_duration_since(Instant::now()).min(STOP_POLL);
+        thread::sleep(nap.max(Duration::from_millis(1)));
+    }
+    // Nothing new arrives once the program is detached (after a grace period for a
+    // NAPI poll that ran the old program and flushes its redirects at its end); the
+    // workers then empty their rings.
+    let _ = capture.detach();
+    thread::sleep(DETACH_GRACE);
+    crew.drain();
+    let mut merged = WorkerReport::default();
+    let mut threads = Vec::with_capacity(handles.len());
+    let mut panicked = false;
+    for (name, handle) in handles {
+        match handle.join() {
+            Ok((report, cpu)) => {
+                merged.merge(&report);
+                threads.extend(cpu.map(|cpu_seconds| pipeline::ThreadCpu { name, cpu_seconds }));
+            }
+            Err(_) => panicked = true,
+        }
+    }
+    books.finish(capture);
+    if let Some(error) = spawn_error {
+        return Err(error.into());
+    }
+    if panicked {
+        return Err(pipeline::Error::Thread("queue worker panicked").into());
+    }
+    Ok(backend.finish(merged, false, threads)?)
 }

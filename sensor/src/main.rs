@@ -628,12 +628,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(workers) = workers {
                 config.pipeline.workers = workers;
             }
-            let policy = Arc::new(config.validate()?);
             // Empty counts as absent: the unit passes --interface ${OTSENSOR_INTERFACE}.
             let interface = interface
                 .filter(|name| !name.is_empty())
-                .or_else(|| policy.capture_interface.clone())
+                .or_else(|| config.capture.interface.clone())
                 .context("no interface: pass --interface or set capture.interface")?;
+            // One worker per RX queue: each owns its queue's socket.
+            config.pipeline.workers =
+                otsensor::live::worker_count(&interface, config.pipeline.workers);
+            let policy = Arc::new(config.validate()?);
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -644,7 +647,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shared = SharedPolicy::new(Arc::clone(&policy));
             let reloader = Reloader::new(
                 config_path.clone(),
-                workers,
+                // The worker count is the queue count, whatever a reloaded file says.
+                Some(policy.workers),
                 Arc::clone(&shared),
                 Some(metrics.config_metrics()?),
             );

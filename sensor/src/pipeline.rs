@@ -27,7 +27,7 @@ use crate::observe::{
 };
 use crate::output::eve::EventSink;
 use crate::output::eve::{EveRecord, EveWriter};
-use crate::output::sinks::AlertSinks;
+use crate::output::sinks::{AlertSinks, SinkReport};
 use crate::reload::SharedPolicy;
 use crate::store::Store;
 use crate::worker::{Worker, WorkerCounters, WorkerReport};
@@ -255,19 +255,112 @@ fn thread_cpu(name: impl Into<String>, since_ns: u64) -> Option<ThreadCpu> {
     })
 }
 
-/// Runs the whole pipeline over a packet source until it ends.
-pub fn replay(
-    source: &mut dyn PacketSource,
+/// The threads every run has behind its workers, the EVE writer and the analyzer, and
+/// what a worker needs to reach them. Shared by replay (a reader thread feeds the
+/// workers, below) and live capture (each worker reads its own queue: `crate::live`).
+pub(crate) struct Backend {
+    /// The policy in force at the start (the reloadable one's current snapshot).
+    pub policy: Arc<Policy>,
+    /// Workers whose streams the analyzer merges (producers `0..workers`).
+    pub workers: usize,
+    /// Observation batches to the analyzer. A producer id of `workers` or above is not
+    /// ordered against packets (live: the kernel's conversation reports).
+    pub obs_tx: Sender<ObservationBatch>,
+    /// Per worker, the analyzer's returns of emptied observation vectors (taken by
+    /// [`Backend::new_worker`]).
+    recycled: Vec<Option<Receiver<Vec<Stamped>>>>,
+    pub eve_tx: Option<Sender<EveRecord>>,
+    pub eve_thread: Option<thread::JoinHandle<EveOutcome>>,
+    pub analyzer: thread::JoinHandle<AnalyzerOutcome>,
+    /// How workers deliver observations and protocol events (live: drop when full).
+    pub delivery: Delivery,
+    pub protocol_events: bool,
+    pub metrics: Option<Arc<Metrics>>,
+    pub started: Instant,
+}
+
+/// What the analyzer thread returns: its report, the alert sinks' reports, its CPU.
+type AnalyzerOutcome = (
+    AnalyzerReport,
+    Vec<(&'static str, SinkReport)>,
+    Option<ThreadCpu>,
+);
+/// What the EVE writer returns: records written, write failures, its CPU.
+type EveOutcome = (u64, u64, Option<ThreadCpu>);
+
+impl Backend {
+    /// Worker `id` (one of `0..workers`, each taken once) wired to the analyzer through
+    /// a batched observation sink (and to the EVE writer for protocol events),
+    /// following reloads of `reloadable`.
+    pub(crate) fn new_worker(
+        &mut self,
+        id: usize,
+        reloadable: Option<&Arc<SharedPolicy>>,
+    ) -> Result<Worker, Error> {
+        let recycled = self
+            .recycled
+            .get_mut(id)
+            .and_then(Option::take)
+            .ok_or(Error::Thread("spawn worker"))?;
+        let sink = ObservationSink::batched(id, self.obs_tx.clone(), recycled, self.delivery);
+        let events = match &self.eve_tx {
+            Some(tx) if self.protocol_events => Some(EventSink::new(tx.clone(), self.delivery)),
+            _ => None,
+        };
+        let mut worker = Worker::new(id, Arc::clone(&self.policy), sink, events);
+        if let Some(shared) = reloadable {
+            worker.watch_policy(shared.watch());
+        }
+        Ok(worker)
+    }
+
+    /// Waits for the analyzer and the EVE writer once every worker has ended (and every
+    /// other observation sender is gone), and builds the run's summary. `threads`: the
+    /// CPU time of the threads the caller ran (workers).
+    pub(crate) fn finish(
+        self,
+        merged: WorkerReport,
+        stopped: bool,
+        threads: Vec<ThreadCpu>,
+    ) -> Result<Summary, Error> {
+        let Backend {
+            workers,
+            obs_tx,
+            eve_tx,
+            eve_thread,
+            analyzer,
+            started,
+            ..
+        } = self;
+        drop(obs_tx);
+        finish_run(FinishRun {
+            merged,
+            analyzer,
+            eve_tx,
+            eve_thread,
+            started,
+            stopped,
+            workers,
+            threads,
+        })
+    }
+}
+
+/// Starts the EVE writer and the analyzer (taking the outputs, store, control channel
+/// and snapshot cell out of `options`). `workers`: the number of worker streams the
+/// analyzer merges (default: the policy's).
+pub(crate) fn start_backend(
     policy: Arc<Policy>,
-    options: ReplayOptions,
-) -> Result<Summary, Error> {
+    workers: Option<usize>,
+    options: &mut ReplayOptions,
+) -> Result<Backend, Error> {
     let started = Instant::now();
     let policy = match &options.reloadable_policy {
         Some(shared) => shared.current(),
         None => policy,
     };
     let policy_updates = options.reloadable_policy.as_ref().map(|s| s.subscribe());
-    let workers = policy.workers.max(1);
+    let workers = workers.unwrap_or(policy.workers).max(1);
     // One channel of observation batches from every worker (and the source) to the
     // analyzer, and per worker a channel that returns the emptied vectors.
     let (obs_tx, obs_rx) = bounded::<ObservationBatch>(
@@ -276,10 +369,9 @@ pub fn replay(
     let (recycle_tx, recycle_rx): (Vec<_>, Vec<_>) = (0..workers)
         .map(|_| bounded::<Vec<Stamped>>(RECYCLED_VECTORS))
         .unzip();
-    let mut recycle_rx = recycle_rx.into_iter();
 
     // The EVE writer thread: the one owner of the output file.
-    let (eve_tx, eve_thread) = match options.eve {
+    let (eve_tx, eve_thread) = match options.eve.take() {
         Some(mut writer) => {
             let (tx, rx) = bounded::<EveRecord>(EVE_QUEUE);
             let handle = thread::Builder::new()
@@ -326,7 +418,7 @@ pub fn replay(
 
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
-    let store = options.store;
+    let store = options.store.take();
     let metrics = options.metrics.clone();
     if let Some(metrics) = &metrics {
         metrics
@@ -334,10 +426,11 @@ pub fn replay(
             .set(i64::try_from(policy.observation_queue).unwrap_or(i64::MAX));
     }
     let analyzer_metrics = metrics.clone();
-    let control = options.control;
-    let snapshot = options.snapshot;
+    let control = options.control.take();
+    let snapshot = options.snapshot.take();
     let sinks = options
         .alert_sinks
+        .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
@@ -502,22 +595,34 @@ pub fn replay(
             (report, sink_reports, thread_cpu("otsensor-analyzer", 0))
         })
         .map_err(|_| Error::Thread("spawn analyzer"))?;
+    Ok(Backend {
+        policy,
+        workers,
+        obs_tx,
+        recycled: recycle_rx.into_iter().map(Some).collect(),
+        eve_tx,
+        eve_thread,
+        analyzer,
+        delivery,
+        protocol_events,
+        metrics,
+        started,
+    })
+}
+
+/// Runs the whole pipeline over a packet source until it ends.
+pub fn replay(
+    source: &mut dyn PacketSource,
+    policy: Arc<Policy>,
+    mut options: ReplayOptions,
+) -> Result<Summary, Error> {
+    let mut backend = start_backend(policy, None, &mut options)?;
+    let (policy, workers) = (Arc::clone(&backend.policy), backend.workers);
+    let metrics = backend.metrics.clone();
 
     // One worker of a replay runs on this thread: it reads the source itself, so no
     // packet is copied into a batch or handed over.
     let inline = workers == 1 && !options.live && options.spread == Spread::FlowHash;
-    let new_worker = |id: usize, sink: ObservationSink| {
-        let events = if protocol_events {
-            event_sink(&eve_tx, delivery)
-        } else {
-            None
-        };
-        let mut worker = Worker::new(id, Arc::clone(&policy), sink, events);
-        if let Some(shared) = &options.reloadable_policy {
-            worker.watch_policy(shared.watch());
-        }
-        worker
-    };
 
     // Per worker: a channel of full batches in, and a channel of empty batches back.
     const IN_FLIGHT: usize = 4;
@@ -532,9 +637,7 @@ pub fn replay(
     let finished = Arc::new(AtomicUsize::new(0));
     let mut inline_worker = None;
     for id in 0..workers {
-        let recycled = recycle_rx.next().ok_or(Error::Thread("spawn worker"))?;
-        let sink = ObservationSink::batched(id, obs_tx.clone(), recycled, delivery);
-        let worker = new_worker(id, sink);
+        let worker = backend.new_worker(id, options.reloadable_policy.as_ref())?;
         let worker_metrics = metrics.as_ref().map(|m| m.worker(id));
         if inline {
             inline_worker = Some((worker, worker_metrics));
@@ -568,23 +671,6 @@ pub fn replay(
         free_batches.push(free_rx);
         handles.push(handle);
     }
-    // The source's own observations (kernel-shed conversations), one per message from
-    // producer `workers`, which the analyzer does not order against packets.
-    let stamp = move |observation| ObservationBatch {
-        producer: workers,
-        items: vec![Stamped {
-            observation,
-            mono_ns: crate::observe::mono_ns(),
-            order: 0,
-        }],
-        ..Default::default()
-    };
-    let source_obs_tx = obs_tx.clone();
-    source.attach_observations(Box::new(move |observation| {
-        source_obs_tx.try_send(stamp(observation)).is_ok()
-    }));
-    let final_obs_tx = obs_tx.clone();
-    drop(obs_tx);
 
     let mut pacer = (options.realtime || options.realtime_speed.is_some())
         .then(|| Pacer::new(options.realtime_speed.unwrap_or(1.0)));
@@ -717,8 +803,6 @@ pub fn replay(
         })()
     };
     fold_reader(&mut read_packets, &mut read_bytes);
-    source.finish_observations(&mut |observation| final_obs_tx.send(stamp(observation)).is_ok());
-    drop(final_obs_tx);
 
     // Drain: send what is left, close the inputs, let every worker end its flows.
     for (owner, mut batch) in filling.into_iter().enumerate() {
@@ -749,6 +833,36 @@ pub fn replay(
             cpu_seconds,
         }));
     }
+    let summary = backend.finish(merged, stopped, threads);
+    read_result?;
+    summary
+}
+
+/// What is left to wait for and report once every worker has ended.
+struct FinishRun {
+    merged: WorkerReport,
+    analyzer: thread::JoinHandle<AnalyzerOutcome>,
+    eve_tx: Option<Sender<EveRecord>>,
+    eve_thread: Option<thread::JoinHandle<EveOutcome>>,
+    started: Instant,
+    stopped: bool,
+    workers: usize,
+    /// CPU time of the threads that already ended (reader, workers).
+    threads: Vec<ThreadCpu>,
+}
+
+/// Joins the analyzer and then the EVE writer, and builds the summary.
+fn finish_run(run: FinishRun) -> Result<Summary, Error> {
+    let FinishRun {
+        merged,
+        analyzer,
+        eve_tx,
+        eve_thread,
+        started,
+        stopped,
+        workers,
+        mut threads,
+    } = run;
     let WorkerReport {
         counters,
         protocols: protocol_stats,
@@ -769,7 +883,6 @@ pub fn replay(
         }
         None => (0, 0),
     };
-    read_result?;
 
     let elapsed = started.elapsed().as_secs_f64();
     let protocols = Protocol::ALL
@@ -942,7 +1055,7 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
         while let Some(frame) = ring.pop() {
             // Ordered as the receiving worker's latest packet (the sender's index is not
             // carried): hand-offs are for NICs without symmetric RSS.
-            worker.process_at(&frame.packet(), 0);
+            worker.process_frame_at(&frame.frame(), 0);
             received += 1;
         }
     }
@@ -958,7 +1071,8 @@ fn hand_off(worker: &mut Worker, rings: &HandoffRings, owner: usize, packet: &Pa
         worker.process_at(packet, 0);
         return;
     };
-    let (mut frame, cut) = HandoffFrame::copy_of(packet);
+    let (mut frame, cut) =
+        HandoffFrame::copy_of(packet.ts_ns, packet.link, packet.data, packet.wire_len);
     worker.note_handoff_sent(cut);
     loop {
         match ring.push(frame) {

@@ -228,6 +228,9 @@ const SETTINGS: &[Setting] = &[
     setting!("capture.xdp_mode", RESTART, xdp_mode),
     setting!("capture.umem_frames", RESTART, umem_frames),
     setting!("capture.ring_size", RESTART, ring_size),
+    setting!("capture.cpus", RESTART, capture_cpus),
+    setting!("capture.busy_poll_usecs", RESTART, busy_poll_usecs),
+    setting!("capture.busy_poll_budget", RESTART, busy_poll_budget),
     setting!("outputs.eve.enabled", RESTART, eve_enabled),
     setting!("outputs.eve.path", RESTART, eve_path),
     setting!("outputs.eve.protocol_events", RESTART, eve_protocol_events),
@@ -311,6 +314,9 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         umem_frames: _,
         ring_size: _,
         first_packets_per_flow,
+        capture_cpus: _,
+        busy_poll_usecs: _,
+        busy_poll_budget: _,
         eve_enabled: _,
         eve_path: _,
         eve_protocol_events: _,
@@ -613,14 +619,14 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 51);
+        assert_eq!(SETTINGS.len(), 54);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
             21,
             "the 21 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 30);
+        assert_eq!(restart.len(), 33);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(

@@ -355,9 +355,21 @@ impl Worker {
         self.engine.inspect.sink.flush(wall_ns, true, false);
     }
 
+    /// Live, with no frame to process: moves packet time to the wall clock `now_ns`, so
+    /// idle flows expire; what that causes is ordered at `now_ns`.
+    pub fn idle_until(&mut self, now_ns: u64) {
+        self.engine.inspect.sink.set_order(now_ns);
+        self.advance_clock(now_ns);
+    }
+
     pub fn note_handoff_sent(&mut self, truncated: bool) {
         self.counters.handoffs_sent += 1;
         self.counters.handoffs_truncated += u64::from(truncated);
+    }
+
+    /// A frame for another worker's flow that its full ring could not take (live).
+    pub fn note_handoff_dropped(&mut self) {
+        self.counters.handoffs_dropped += 1;
     }
 
     pub fn note_handoffs_received(&mut self, frames: u64) {

@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use otsensor::capture::afxdp::{QueueSocket, SocketSettings};
+use otsensor::capture::afxdp::{QueueSocket, SocketSettings, SocketStats, Waker};
 use otsensor::capture::live::LiveCapture;
-use otsensor::capture::{LinkType, Packet, PacketSource};
+use otsensor::capture::{LinkType, Packet};
 use otsensor::ebpf::{AttachMode, Counter, XdpFilter, XdpSettings};
 use serde_json::{json, Value};
 use xdp_frames::*;
@@ -128,7 +128,11 @@ fn receiver_process() {
         }
     }
 
-    let result = findings(&filter, &sockets, frames);
+    let stats: Vec<SocketStats> = sockets
+        .iter()
+        .map(|socket| socket.stats().expect("stats"))
+        .collect();
+    let result = findings(&filter, &stats, frames);
     // The program goes before the sockets it redirects to.
     filter.detach().expect("detach");
     drop(filter);
@@ -137,16 +141,13 @@ fn receiver_process() {
     std::io::stdout().flush().expect("flush");
 }
 
-/// The receiver through `LiveCapture`, the `PacketSource` `otsensor run` uses.
+/// The receiver through `LiveCapture`, as `otsensor run` uses it: the sockets are taken
+/// out (here read by this one thread, parked in poll(2) with a waker when idle), the
+/// program is detached before the last drain, and the books are kept through the
+/// capture's statistics handles.
 fn live_receiver(ifname: &str, settings: &XdpSettings) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut live = LiveCapture::start(
-        ifname,
-        settings,
-        &SocketSettings::default(),
-        Arc::clone(&stop),
-    )
-    .expect("start live capture");
+    let mut live = LiveCapture::start(ifname, settings, &SocketSettings::default())
+        .expect("start live capture");
     let attach = live.attach_report();
     let ifindex = live.filter().attached_ifindex().expect("attached");
     let prog_id = otsensor::ebpf::xdp_attachment(ifindex)
@@ -159,30 +160,65 @@ fn live_receiver(ifname: &str, settings: &XdpSettings) {
                "replaced": attach.replaced_stale_program, "prog_id": prog_id})
     );
     std::io::stdout().flush().expect("flush");
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        stop.store(true, Ordering::SeqCst);
-    });
-    let mut frames = Vec::new();
-    while let Some(packet) = live.next_packet().expect("next packet") {
-        assert_eq!(packet.link, LinkType::Ethernet);
-        assert_eq!(packet.wire_len as usize, packet.data.len());
-        frames.push((u32::MAX, hex(packet.data)));
+    let mut sockets = live.take_sockets();
+    assert_eq!(sockets.len(), QUEUES as usize);
+    assert!(
+        live.take_sockets().is_empty(),
+        "sockets are handed out once"
+    );
+    let waker = Arc::new(Waker::new().expect("eventfd"));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, waker) = (Arc::clone(&stop), Arc::clone(&waker));
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            stop.store(true, Ordering::SeqCst);
+            waker.wake();
+        });
     }
-    let result = findings(live.filter(), live.sockets(), frames);
+    let mut frames = Vec::new();
+    let mut detached = false;
+    loop {
+        let mut got = 0;
+        for socket in sockets.iter_mut() {
+            got += socket.recv_batch(&mut |packet: Packet<'_>| {
+                assert_eq!(packet.link, LinkType::Ethernet);
+                assert_eq!(packet.wire_len as usize, packet.data.len());
+                frames.push((u32::MAX, hex(packet.data)));
+            });
+        }
+        if got > 0 {
+            continue;
+        }
+        if detached {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            // Detach first: then the rings hold all there will be, and one more empty
+            // round ends the drain.
+            live.detach().expect("detach");
+            detached = true;
+            continue;
+        }
+        // Only queue 0's socket is waited on; the timeout covers the other queue.
+        let _ = sockets[0].wait_or_woken(&waker, Duration::from_millis(20));
+    }
+    let stats = live.socket_stats().expect("socket stats");
+    let result = findings(live.filter(), &stats, frames);
     for books in live.queue_accounting().expect("queue accounting") {
         assert_eq!(books.unaccounted, 0, "{books:?}");
         assert_eq!(books.redirected, books.received, "{books:?}");
     }
     drop(live);
+    drop(sockets);
     println!("RESULT {result}");
     std::io::stdout().flush().expect("flush");
 }
 
 /// The receiver's findings: frames received, kernel counters, per-queue accounting,
 /// conversations.
-fn findings(filter: &XdpFilter, sockets: &[QueueSocket], frames: Vec<(u32, String)>) -> Value {
+fn findings(filter: &XdpFilter, sockets: &[SocketStats], frames: Vec<(u32, String)>) -> Value {
     let counters = filter.counters().expect("counters");
     let counters: BTreeMap<&str, [u64; 2]> = counters
         .iter()
@@ -192,9 +228,9 @@ fn findings(filter: &XdpFilter, sockets: &[QueueSocket], frames: Vec<(u32, Strin
     let queues: Vec<Value> = sockets
         .iter()
         .zip(&queue_counters)
-        .map(|(socket, kernel)| {
-            let stats = socket.stats().expect("stats");
-            json!({"queue": socket.queue(), "redirected": kernel.redirected,
+        .enumerate()
+        .map(|(queue, (stats, kernel))| {
+            json!({"queue": queue, "redirected": kernel.redirected,
                    "no_socket": kernel.no_socket, "received": stats.received_packets,
                    "kernel_drops": stats.kernel_drops(),
                    "unaccounted": stats.unaccounted(kernel.redirected) as i64})

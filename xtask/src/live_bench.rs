@@ -1,17 +1,25 @@
 //! `cargo xtask live-bench`: the highest send rate with zero loss for `otsensor run`
 //! (XDP + AF_XDP) and, in the same run on the same traffic, for `tcpdump -w /dev/null`
-//! (AF_PACKET), on a veth pair between two network namespaces.
+//! (AF_PACKET), on a veth pair between two network namespaces; then, at one common rate,
+//! each capturer's CPU per million packets (its process's user+system time plus the
+//! machine's softirq time from /proc/stat over the same interval, where the kernel's
+//! receive work runs); and otsensor's CPU with no traffic at all.
 //!
-//! For each capturer the sender replays the generated mix at increasing packet rates
-//! (doubling from `--start-pps`, then bisecting between the last clean and the first
-//! lossy rate), and a trial is clean when the capturer lost nothing:
+//! The sender (`crate::sender`) sends the generated mix from memory over AF_PACKET with
+//! the qdisc bypassed, in sendmmsg batches: well above both capturers on this machine.
+//! For each capturer it sends the mix at increasing packet rates (doubling from
+//! `--start-pps`, then bisecting between the last clean and the first lossy rate), and a
+//! trial is clean when the capturer lost nothing:
 //! - otsensor: frames the XDP program never saw (sent − the program's verdicts), frames
 //!   redirected to a queue with no socket, the sockets' kernel drops (XDP_STATISTICS) and
 //!   unaccounted frames, all from its `--summary-json`;
 //! - tcpdump: "dropped by kernel" from its exit statistics plus frames it never
 //!   captured (sent − captured).
 //!
-//! Needs root, `ip`, `nsenter`, `tcpreplay` and `tcpdump`. A guard deletes the
+//! A rate the sender could not reach (achieved < 90% of the asked rate) ends the
+//! search: the best clean rate is then a lower bound, and the report says so.
+//!
+//! Needs root, `ip`, `nsenter`, `ethtool` and `tcpdump`. A guard deletes the
 //! namespaces (and with them the veth pair) and kills the capturers on every exit path.
 
 use std::io::{BufRead, BufReader};
@@ -22,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::testlab::{self, run};
+use crate::testlab;
 
 /// Options of one benchmark run.
 #[derive(Debug, Clone)]
@@ -41,6 +49,10 @@ pub struct LiveBench {
     pub queues: u32,
     /// `otsensor run --workers`.
     pub workers: usize,
+    /// The common rate of the CPU comparison (0: the lower of the two zero-loss rates).
+    pub cpu_pps: u64,
+    /// Seconds over which otsensor's idle CPU is measured (0: skip).
+    pub idle_seconds: u64,
 }
 
 /// One trial: a capturer, a requested rate, what the sender achieved, what was lost.
@@ -50,6 +62,52 @@ pub struct Trial {
     pub achieved_pps: f64,
     pub sent: u64,
     pub lost: u64,
+    /// The capturer process's user+system CPU seconds from start of send to stop.
+    pub process_cpu_s: f64,
+    /// The machine's softirq CPU seconds over the send (and 100 ms after it).
+    pub softirq_cpu_s: f64,
+    /// otsensor only: packet → alert latency p99 of the run, if it raised alerts.
+    pub alert_p99_ns: Option<u64>,
+}
+
+impl Trial {
+    /// CPU seconds per million packets sent, process and softirq together.
+    pub fn cpu_per_mpkt(&self) -> f64 {
+        (self.process_cpu_s + self.softirq_cpu_s) * 1e6 / self.sent.max(1) as f64
+    }
+}
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// User+system CPU seconds of process `pid` (all its threads), from /proc/PID/stat.
+fn process_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name may hold spaces: fields are counted after its closing ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, utime 14, stime 15 (proc(5)), so indices 11 and 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / USER_HZ
+}
+
+/// Softirq CPU seconds of the whole machine so far (the `cpu` line of /proc/stat).
+fn softirq_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|l| l.starts_with("cpu "))
+        .and_then(|l| l.split_whitespace().nth(7))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |ticks| ticks / USER_HZ)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +131,7 @@ struct Lab {
     lab: testlab::Lab,
     pair: testlab::Pair,
     capturer: Option<Child>,
+    sender: Option<crate::sender::Sender>,
 }
 
 impl Lab {
@@ -84,6 +143,7 @@ impl Lab {
             lab,
             pair,
             capturer: None,
+            sender: None,
         })
     }
 
@@ -98,17 +158,26 @@ impl Lab {
     /// Starts a capturer in the receiving namespace; returns its stderr lines once it
     /// reported that it is ready.
     fn start(&mut self, capturer: Capturer, bench: &LiveBench) -> Result<mpsc::Receiver<String>> {
+        let netns = format!("--net=/run/netns/{}", self.pair.rx_ns);
         let mut command = Command::new("nsenter");
-        command.arg(format!("--net=/run/netns/{}", self.pair.rx_ns));
+        command.arg(&netns);
         let ready_marker = match capturer {
             Capturer::Otsensor => {
                 let _ = std::fs::remove_file(self.summary());
+                // No learning phase: every device and conversation of the mix is new
+                // and alerts, so the run measures packet → alert latency too.
+                let config = self.lab.dir().join("bench.yaml");
+                std::fs::write(&config, "learning:\n  duration: 0s\n")
+                    .context("benchmark config")?;
                 command
                     .arg(&bench.otsensor)
                     .args(["run", "--interface", &self.pair.rx_if, "--workers"])
                     .arg(bench.workers.to_string())
                     .arg("--summary-json")
-                    .arg(self.summary());
+                    .arg(self.summary())
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["--eve", "/dev/null"]);
                 "otsensor: attached to"
             }
             Capturer::Tcpdump => {
@@ -141,8 +210,10 @@ impl Lab {
                 Err(_) => bail!("{}: never became ready", capturer.name()),
             }
         }
-        // tcpdump prints "listening" just before its first poll; give both a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        // tcpdump prints "listening" just before its first poll, otsensor "attached"
+        // just before it starts its workers: give both a moment (a loaded machine may
+        // take a while to schedule new threads).
+        std::thread::sleep(Duration::from_millis(1000));
         Ok(rx)
     }
 
@@ -166,64 +237,78 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(lines.try_iter().collect())
+        // The exit statistics may still be on their way through the reader thread: take
+        // lines until it hangs up (the pipe closed with the process).
+        let mut rest = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            rest.push(line);
+        }
+        Ok(rest)
     }
 
-    /// Replays the mix once at `pps` (0: top speed); returns (packets sent, achieved pps).
+    /// Sends the mix once at `pps` (0: top speed); returns (packets sent, achieved pps).
     fn send(&self, pps: u64) -> Result<(u64, f64)> {
-        let pcap = self.pcap().to_string_lossy().into_owned();
-        let rate = if pps == 0 {
-            "--topspeed".to_owned()
-        } else {
-            format!("--pps={pps}")
-        };
-        #[rustfmt::skip]
-        let out = run("ip", &["netns", "exec", &self.pair.tx_ns, "tcpreplay", &rate, "-i",
-                              &self.pair.tx_if, &pcap])?;
-        let number_after = |label: &str| -> Option<f64> {
-            let line = out.lines().find(|l| l.trim_start().starts_with(label))?;
-            let rest = line.split_once(label)?.1.trim();
-            rest.split_whitespace().next()?.parse().ok()
-        };
-        let sent = number_after("Successful packets:").context("tcpreplay: no packet count")?;
-        // "Rated: 7413436.3 Bps, 59.30 Mbps, 16271.26 pps"
-        let achieved = out
-            .lines()
-            .find(|l| l.trim_start().starts_with("Rated:"))
-            .and_then(|l| l.split(',').nth(2))
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0.0);
-        Ok((sent as u64, achieved))
+        let sender = self.sender.as_ref().context("the sender is not open")?;
+        let sent = sender.send(sender_count(sender), pps)?;
+        Ok((sent.packets, sent.pps()))
     }
 
     fn trial(&mut self, capturer: Capturer, bench: &LiveBench, pps: u64) -> Result<Trial> {
         let lines = self.start(capturer, bench)?;
+        let pid = self.capturer.as_ref().map_or(0, Child::id);
+        let (cpu_before, softirq_before) = (process_cpu_s(pid), softirq_cpu_s());
         let sent = self.send(pps);
+        std::thread::sleep(Duration::from_millis(100));
+        let softirq = softirq_cpu_s() - softirq_before;
         // Let the capturer read what is queued before it is told to stop: otsensor
         // drains its rings on SIGINT anyway; tcpdump leaves unread whatever sits in a
         // TPACKET_V3 block that its 1 s block timeout has not yet handed over.
         std::thread::sleep(match capturer {
-            Capturer::Otsensor => Duration::from_millis(500),
-            Capturer::Tcpdump => Duration::from_millis(2000),
+            Capturer::Otsensor => Duration::from_millis(400),
+            Capturer::Tcpdump => Duration::from_millis(1900),
         });
+        let process = process_cpu_s(pid) - cpu_before;
         let stderr = self.stop(lines)?;
         let (sent, achieved_pps) = sent?;
-        let lost = match capturer {
+        let (lost, alert_p99_ns) = match capturer {
             Capturer::Otsensor => otsensor_loss(&self.summary(), sent)?,
-            Capturer::Tcpdump => tcpdump_loss(&stderr, sent)?,
+            Capturer::Tcpdump => (tcpdump_loss(&stderr, sent)?, None),
         };
         Ok(Trial {
             requested_pps: pps,
             achieved_pps,
             sent,
             lost,
+            process_cpu_s: process,
+            softirq_cpu_s: softirq,
+            alert_p99_ns,
         })
     }
+
+    /// otsensor's CPU with no traffic: user+system seconds over `seconds`, after it
+    /// settled for a second.
+    fn idle_cpu(&mut self, bench: &LiveBench, seconds: u64) -> Result<f64> {
+        let lines = self.start(Capturer::Otsensor, bench)?;
+        let pid = self.capturer.as_ref().map_or(0, Child::id);
+        std::thread::sleep(Duration::from_secs(1));
+        let before = process_cpu_s(pid);
+        std::thread::sleep(Duration::from_secs(seconds));
+        let used = process_cpu_s(pid) - before;
+        self.stop(lines)?;
+        Ok(used)
+    }
+}
+
+/// Packets per trial: the whole mix once.
+fn sender_count(sender: &crate::sender::Sender) -> u64 {
+    sender.frame_count() as u64
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.sender = None;
         // The capturer goes first; dropping `lab` then deletes the namespaces (and with
         // them the veth pair and any XDP program attached to it).
         if let Some(mut child) = self.capturer.take() {
@@ -235,7 +320,7 @@ impl Drop for Lab {
 
 /// otsensor's loss from its summary: frames the program never judged, frames with no
 /// socket on their queue, socket drops and unaccounted frames.
-fn otsensor_loss(summary: &Path, sent: u64) -> Result<u64> {
+fn otsensor_loss(summary: &Path, sent: u64) -> Result<(u64, Option<u64>)> {
     let text = std::fs::read_to_string(summary)
         .with_context(|| format!("otsensor wrote no summary at {}", summary.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).context("summary JSON")?;
@@ -263,7 +348,10 @@ fn otsensor_loss(summary: &Path, sent: u64) -> Result<u64> {
             verdict("redirected")
         );
     }
-    Ok(lost)
+    let p99 = (json["alerts"].as_u64().unwrap_or(0) > 0)
+        .then(|| json["alert_latency_ns"]["p99"].as_u64())
+        .flatten();
+    Ok((lost, p99))
 }
 
 /// tcpdump's loss from its exit statistics ("N packets captured", "N packets dropped by
@@ -305,7 +393,7 @@ fn search(lab: &mut Lab, capturer: Capturer, bench: &LiveBench) -> Result<Found>
             break;
         }
         // The sender saturated: asking for more only repeats this trial.
-        let saturated = trial.achieved_pps < 0.8 * pps as f64;
+        let saturated = trial.achieved_pps < 0.9 * pps as f64;
         best = Some(trial);
         if saturated {
             sender_bound = true;
@@ -351,7 +439,7 @@ fn report_trial(capturer: Capturer, trial: &Trial) {
 
 /// Runs the benchmark and prints a Markdown table.
 pub fn live_bench(bench: &LiveBench) -> Result<()> {
-    for tool in ["ip", "nsenter", "tcpreplay", "tcpdump", "ethtool"] {
+    for tool in ["ip", "nsenter", "tcpdump", "ethtool"] {
         if testlab::find_program(tool).is_none() {
             bail!("{tool} is missing (scripts/deps.sh installs it)");
         }
@@ -372,31 +460,94 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
         },
         &lab.pcap(),
     )?;
+    lab.sender = Some(crate::sender::Sender::open(
+        &lab.pair.tx_ns,
+        &lab.pair.tx_if,
+        crate::sender::load_frames(&lab.pcap())?,
+        true,
+    )?);
     eprintln!(
         "live-bench: {} packets, {} flows, {} devices; veth pair with {} queues",
         truth.packets, truth.flows, truth.devices, bench.queues
     );
+    // The sender's own ceiling, with nothing capturing (XDP not attached).
+    let (ceiling_sent, ceiling_pps) = lab.send(0)?;
+    eprintln!("  sender alone: {ceiling_sent} frames at {ceiling_pps:.0} pps");
     let mut results = Vec::new();
     for capturer in [Capturer::Otsensor, Capturer::Tcpdump] {
         results.push((capturer, search(&mut lab, capturer, bench)?));
     }
+    let rate = |i: usize| {
+        results
+            .get(i)
+            .and_then(|r: &(Capturer, Found)| r.1.best)
+            .map_or(0.0, |t| t.achieved_pps)
+    };
+    let common = if bench.cpu_pps > 0 {
+        bench.cpu_pps
+    } else {
+        (rate(0).min(rate(1)) as u64 / 1000 * 1000).max(1000)
+    };
+    let mut at_common = Vec::new();
+    for capturer in [Capturer::Otsensor, Capturer::Tcpdump] {
+        let trial = lab.trial(capturer, bench, common)?;
+        report_trial(capturer, &trial);
+        at_common.push((capturer, trial));
+    }
+    let idle = if bench.idle_seconds > 0 {
+        Some(lab.idle_cpu(bench, bench.idle_seconds)?)
+    } else {
+        None
+    };
     drop(lab);
+
+    println!("sender alone (AF_PACKET, qdisc bypass, sendmmsg): {ceiling_pps:.0} pps\n");
     println!("| capturer | highest zero-loss rate (sent) | trials |");
     println!("|---|---|---|");
     for (capturer, found) in &results {
         let best = found.best.map_or("none".to_owned(), |t| {
-            format!("{:.0} pps (asked {})", t.achieved_pps, t.requested_pps)
+            let bound = if found.sender_bound {
+                " (lower bound: sender-bound)"
+            } else {
+                ""
+            };
+            format!(
+                "{:.0} pps (asked {}){bound}",
+                t.achieved_pps, t.requested_pps
+            )
         });
         println!("| {} | {best} | {} |", capturer.name(), found.trials.len());
     }
-    let rate = |i: usize| {
-        results
-            .get(i)
-            .and_then(|r| r.1.best)
-            .map_or(0.0, |t| t.achieved_pps)
-    };
     if rate(1) > 0.0 {
-        println!("\nratio otsensor / tcpdump: {:.2}", rate(0) / rate(1));
+        println!(
+            "\nzero-loss ratio otsensor / tcpdump: {:.2}",
+            rate(0) / rate(1)
+        );
+    }
+    println!(
+        "\nat {common} pps: | capturer | lost | process CPU s | softirq CPU s | CPU s per Mpkt |"
+    );
+    println!("|---|---|---|---|---|");
+    for (capturer, trial) in &at_common {
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} |",
+            capturer.name(),
+            trial.lost,
+            trial.process_cpu_s,
+            trial.softirq_cpu_s,
+            trial.cpu_per_mpkt()
+        );
+    }
+    if let [(_, ours), (_, theirs)] = at_common.as_slice() {
+        if theirs.cpu_per_mpkt() > 0.0 {
+            println!(
+                "CPU per packet otsensor / tcpdump: {:.2}",
+                ours.cpu_per_mpkt() / theirs.cpu_per_mpkt()
+            );
+        }
+        if let Some(p99) = ours.alert_p99_ns {
+            println!("otsensor packet → alert latency p99 at {common} pps: {p99} ns");
+        }
     }
     for (capturer, found) in &results {
         if found.sender_bound {
@@ -405,6 +556,13 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
                 capturer.name()
             );
         }
+    }
+    if let Some(idle) = idle {
+        println!(
+            "otsensor idle: {idle:.2} CPU-s over {} s = {:.2}% of a core (process user+sys)",
+            bench.idle_seconds,
+            idle * 100.0 / bench.idle_seconds as f64
+        );
     }
     println!("elapsed {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

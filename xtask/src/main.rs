@@ -142,6 +142,13 @@ enum Task {
         queues: u32,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// The common rate of the CPU-per-packet comparison (0: the lower of the two
+        /// zero-loss rates).
+        #[arg(long, default_value_t = 0)]
+        cpu_pps: u64,
+        /// Seconds over which otsensor's CPU with no traffic is measured (0: skip).
+        #[arg(long, default_value_t = 10)]
+        idle_seconds: u64,
     },
     /// The XDP pre-filter's cost per frame against the empty XDP program
     /// (BPF_PROG_TEST_RUN, same run; needs root). Exits non-zero when a frame costs
@@ -362,6 +369,8 @@ fn main() -> Result<()> {
             refine,
             queues,
             workers,
+            cpu_pps,
+            idle_seconds,
         } => {
             let otsensor = otsensor.unwrap_or_else(|| {
                 let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -377,6 +386,8 @@ fn main() -> Result<()> {
                 refine,
                 queues,
                 workers,
+                cpu_pps,
+                idle_seconds,
             })?;
         }
         Task::XdpBench {

@@ -20,12 +20,13 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 
 /// Root and the tools are required; outside CI their absence skips, in CI it fails.
 fn allowed() -> bool {
-    testlab::require_lab("otsensor_run_captures_a_plant_exactly", &["taskset"])
+    testlab::require_lab("otsensor_run_captures_a_plant_exactly", &[])
 }
 
 /// The shared lab (namespaces, veth pair, scratch directory) and the sensor process.
 struct Lab {
-    lab: testlab::Lab,
+    /// Held for its `Drop`: it deletes the namespaces and the scratch directory.
+    _lab: testlab::Lab,
     tx_ns: String,
     rx_ns: String,
     tx_if: String,
@@ -35,14 +36,14 @@ struct Lab {
 }
 
 impl Lab {
-    fn create() -> Lab {
+    fn create(queues: u32) -> Lab {
         let mut lab = testlab::Lab::new("l").expect("lab");
-        let pair = lab.pair(2).expect("veth pair");
+        let pair = lab.pair(queues).expect("veth pair");
         // Keep 802.1Q tags in the frame bytes.
         lab.keep_rx_vlan_tags(&pair);
         let dir = lab.dir().to_owned();
         Lab {
-            lab,
+            _lab: lab,
             tx_ns: pair.tx_ns,
             rx_ns: pair.rx_ns,
             tx_if: pair.tx_if,
@@ -95,12 +96,33 @@ fn kernel(summary: &Value, counter: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("/proc/PID/task")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn otsensor_run_captures_a_plant_exactly() {
     if !allowed() {
         return;
     }
-    let mut lab = Lab::create();
+    // One after the other: both send at a fixed rate on the same two cores.
+    for queues in [1, 2] {
+        captures_a_plant_exactly(queues);
+    }
+}
+
+/// `otsensor run` on a veth with `queues` RX queues: one worker thread per queue and
+/// no other thread that reads packets; exact books; the whole plant seen.
+fn captures_a_plant_exactly(queues: u32) {
+    let mut lab = Lab::create(queues);
     let names = (lab.tx_ns.clone(), lab.rx_ns.clone(), lab.rx_if.clone());
     let capture = lab.dir.join("plant.pcap");
     let options = xtask::gen::MixOptions {
@@ -135,7 +157,7 @@ fn otsensor_run_captures_a_plant_exactly() {
             "--interface",
             &lab.rx_if,
             "--workers",
-            "2",
+            &queues.to_string(),
             "--eve",
             "-",
             "--summary-json",
@@ -168,19 +190,48 @@ fn otsensor_run_captures_a_plant_exactly() {
         }
     }
 
-    // A paced send: the test is about exact accounting, not about the top rate. Pinned
-    // to one CPU because a packet socket picks the veth queue by the sending CPU, which
-    // would scatter one flow's segments over queues (a real NIC's RSS keeps them on one).
-    let sent = lab
-        .lab
-        .tcpreplay(&lab.tx_ns, &lab.tx_if, &capture, &["--pps", "20000"])
-        .expect("tcpreplay");
-    let sent = String::from_utf8_lossy(&sent.stdout).into_owned();
-    assert!(
-        sent.contains("30000 packets") || sent.contains("Actual: 30000"),
-        "tcpreplay: {sent}"
+    // One worker thread per queue, named after its queue; the rest of the process is
+    // the main thread (housekeeping), the analyzer and the outputs: no reader thread.
+    // The workers start right after the attach message: give them a moment.
+    let expected: Vec<String> = (0..queues).map(|q| format!("otsensor-q{q}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut threads = thread_names(pid);
+    while threads
+        .iter()
+        .filter(|n| n.starts_with("otsensor-q"))
+        .count()
+        < expected.len()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        threads = thread_names(pid);
+    }
+    let workers: Vec<&String> = threads
+        .iter()
+        .filter(|n| n.starts_with("otsensor-q"))
+        .collect();
+    assert_eq!(
+        workers,
+        expected.iter().collect::<Vec<_>>(),
+        "threads: {threads:?}"
     );
-    // tcpreplay returns once veth has queued the last frame; the receiving end runs XDP
+    for name in &threads {
+        assert!(
+            !name.contains("reader") && !name.starts_with("otsensor-worke"),
+            "unexpected thread {name:?} in {threads:?}"
+        );
+    }
+
+    // A paced send: the test is about exact accounting, not about the top rate. Through
+    // the qdisc path, so that the veth picks the queue by the (symmetric) flow hash as a
+    // NIC's RSS would: every frame of a flow on one queue, in order.
+    let frames = xtask::sender::load_frames(&capture).expect("load the capture");
+    let sender =
+        xtask::sender::Sender::open(&lab.tx_ns, &lab.tx_if, frames, false).expect("sender");
+    let sent = sender.send(truth.packets, 20_000).expect("send");
+    assert_eq!(sent.packets, truth.packets);
+    drop(sender);
+    // The sender returns once veth has queued the last frame; the receiving end runs XDP
     // on them in its NAPI poll, which a loaded machine may delay. Stop the sensor only
     // after the receiving end has taken every frame (its RX counter; 30 s at most,
     // then the exact checks below say what was missed), plus a moment for the sensor
@@ -221,8 +272,20 @@ fn otsensor_run_captures_a_plant_exactly() {
     assert_eq!(kernel(&summary, "no_socket"), 0);
     // Every redirected frame reached the pipeline; the queues' books balance.
     assert_eq!(count(&summary, "packets"), redirected);
-    for queue in summary["kernel"]["queues"].as_array().expect("queues") {
+    assert_eq!(
+        count(&summary, "workers"),
+        u64::from(queues),
+        "one worker per queue"
+    );
+    let books = summary["kernel"]["queues"].as_array().expect("queues");
+    assert_eq!(books.len(), queues as usize);
+    for queue in books {
         assert_eq!(queue["unaccounted"], 0, "{queue}");
+        assert_eq!(
+            count(queue, "redirected"),
+            count(queue, "received") + count(queue, "kernel_drops"),
+            "{queue}"
+        );
     }
     // Every industrial PDU, conversation and device of the plant was seen.
     for protocol in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {

@@ -22,6 +22,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use s2n_quic_xdp::if_xdp::{Address, RxTxDescriptor, UmemDescriptor, XdpFlags};
@@ -187,11 +189,8 @@ pub struct QueueSocket {
     batch_size: u32,
     busy_poll: bool,
     stats: SocketStats,
-    /// One-at-a-time reading ([`QueueSocket::next_frame`]): RX entries acquired and not
-    /// yet released, whether the first of them is lent out, and the batch's timestamp.
-    acquired: u32,
-    lent: bool,
-    batch_ts_ns: u64,
+    /// The user-space counters as others may read them (published once per batch).
+    published: Arc<PublishedStats>,
 }
 
 // A socket moves to the worker thread that owns its queue.
@@ -351,9 +350,7 @@ impl QueueSocket {
             batch_size: settings.batch_size,
             busy_poll: settings.busy_poll.is_some(),
             stats: SocketStats::default(),
-            acquired: 0,
-            lent: false,
-            batch_ts_ns: 0,
+            published: Arc::new(PublishedStats::default()),
         })
     }
 
@@ -376,9 +373,6 @@ impl QueueSocket {
     /// [`QueueSocket::wait`] before trying again). All frames of a batch carry the
     /// same timestamp (CLOCK_REALTIME when the batch was taken).
     pub fn recv_batch(&mut self, out: &mut impl FnMut(Packet<'_>)) -> usize {
-        self.release_lent();
-        // The cursor keeps anything acquired by `next_frame`; start from it afresh.
-        self.acquired = 0;
         self.refill_spares();
         let available = self.rx.acquire(self.batch_size);
         if available == 0 {
@@ -437,112 +431,34 @@ impl QueueSocket {
         }
         rx.release(take);
         fill.release(refilled);
+        self.publish_stats();
         self.wake_if_needed();
         delivered
     }
 
-    /// The next received frame, lent until the next call of `next_frame`,
-    /// `recv_batch` or `release_lent` on this socket; `None` when nothing is waiting.
-    /// One frame at a time suits a pull-style [`super::PacketSource`]; `recv_batch` is
-    /// cheaper (one ring synchronisation per batch, not per frame).
-    pub fn next_frame(&mut self) -> Option<Packet<'_>> {
-        if !self.advance() {
-            return None;
-        }
-        let QueueSocket {
-            rx,
-            umem,
-            stats,
-            lent,
-            batch_ts_ns,
-            ..
-        } = self;
-        let umem_len = umem.len() as u64;
-        let frame_size = u64::from(umem.frame_size());
-        let (head, tail) = rx.data();
-        let descriptor = *head.first().or(tail.first())?;
-        let data = frame_bytes(umem, umem_len, frame_size, descriptor)?;
-        *lent = true;
-        stats.received_packets += 1;
-        stats.received_bytes += u64::from(descriptor.len);
-        Some(Packet {
-            ts_ns: *batch_ts_ns,
-            link: LinkType::Ethernet,
-            data,
-            wire_len: descriptor.len,
-        })
+    /// Makes the user-space counters visible to [`SocketStatsHandle`]s: three relaxed
+    /// stores per batch, so the thread that owns the socket never shares a lock.
+    fn publish_stats(&self) {
+        let published = &self.published;
+        published
+            .received_packets
+            .store(self.stats.received_packets, Ordering::Relaxed);
+        published
+            .received_bytes
+            .store(self.stats.received_bytes, Ordering::Relaxed);
+        published
+            .bad_descriptors
+            .store(self.stats.bad_descriptors, Ordering::Relaxed);
     }
 
-    /// Whether a frame is waiting (acquiring a new batch from the RX ring if needed,
-    /// and releasing the frame lent by the previous `next_frame`). Descriptors that do
-    /// not fit the UMEM are counted and skipped here, so `next_frame` never fails after
-    /// this returned true.
-    pub fn has_frame(&mut self) -> bool {
-        self.advance()
-    }
-
-    fn advance(&mut self) -> bool {
-        self.release_lent();
-        loop {
-            if self.acquired == 0 {
-                self.refill_spares();
-                self.acquired = self.rx.acquire(self.batch_size);
-                if self.acquired == 0 {
-                    self.wake_if_needed();
-                    return false;
-                }
-                self.batch_ts_ns = realtime_ns();
-            }
-            let umem_len = self.umem.len() as u64;
-            let frame_size = u64::from(self.umem.frame_size());
-            let (head, tail) = self.rx.data();
-            let Some(descriptor) = head.first().or(tail.first()).copied() else {
-                self.acquired = 0;
-                return false;
-            };
-            if descriptor
-                .address
-                .checked_add(u64::from(descriptor.len))
-                .is_some_and(|end| end <= umem_len)
-                && u64::from(descriptor.len) <= frame_size
-            {
-                return true;
-            }
-            self.stats.bad_descriptors += 1;
-            self.consume_one(descriptor.address);
+    /// A handle that reads this socket's statistics from another thread (the one that
+    /// keeps the books while a worker owns the socket).
+    pub fn stats_handle(&self) -> SocketStatsHandle {
+        SocketStatsHandle {
+            fd: self.fd.clone(),
+            queue: self.queue,
+            published: Arc::clone(&self.published),
         }
-    }
-
-    /// Gives the frame lent by `next_frame` back to the kernel.
-    pub fn release_lent(&mut self) {
-        if !self.lent {
-            return;
-        }
-        self.lent = false;
-        let (head, tail) = self.rx.data();
-        if let Some(descriptor) = head.first().or(tail.first()).copied() {
-            self.consume_one(descriptor.address);
-        }
-    }
-
-    /// Releases the first acquired RX entry and returns its chunk to the fill ring.
-    fn consume_one(&mut self, address: u64) {
-        self.rx.release(1);
-        self.acquired = self.acquired.saturating_sub(1);
-        let chunk = address & self.frame_mask;
-        if chunk >= self.umem.len() as u64 {
-            return;
-        }
-        if self.fill.acquire(1) > 0 {
-            let (head, tail) = self.fill.data();
-            if let Some(slot) = head.first_mut().or(tail.first_mut()) {
-                *slot = UmemDescriptor { address: chunk };
-                self.fill.release(1);
-                return;
-            }
-        }
-        // Never reallocates: the spare list was sized for every frame at open.
-        self.spare_frames.push(chunk);
     }
 
     /// Moves spare frames into the fill ring when it has room.
@@ -597,42 +513,189 @@ impl QueueSocket {
         Ok(rc > 0 && pollfd.revents & libc::POLLIN != 0)
     }
 
+    /// Sleeps in poll(2) until frames arrive on this socket, `waker` is woken, or
+    /// `timeout` passes; `Ok(true)` when frames are ready. The idle path of a worker: no
+    /// CPU is used while nothing arrives.
+    pub fn wait_or_woken(&self, waker: &Waker, timeout: Duration) -> io::Result<bool> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: waker.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `fds` is an array of two initialised pollfds, alive for the whole
+        // call, and its length is passed alongside.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                return Ok(false);
+            }
+            return Err(error);
+        }
+        if fds[1].revents & libc::POLLIN != 0 {
+            waker.clear();
+        }
+        Ok(fds[0].revents & libc::POLLIN != 0)
+    }
+
     /// User-space counters plus the kernel's XDP_STATISTICS for this socket.
     pub fn stats(&self) -> Result<SocketStats, Error> {
-        let kernel = syscall::statistics(&self.fd).map_err(Error::Statistics)?;
-        Ok(SocketStats {
-            kernel_rx_dropped: kernel.rx_dropped,
-            kernel_rx_ring_full: kernel.rx_ring_full,
-            kernel_rx_invalid_descriptors: kernel.rx_invalid_descriptors,
-            kernel_fill_ring_empty: kernel.rx_fill_ring_empty_descriptors,
-            ..self.stats
-        })
+        kernel_stats(&self.fd, self.stats)
     }
 }
 
-/// Waits up to `timeout` until any of `sockets` has frames; `Ok(true)` when one has.
-/// Allocates a small poll list: meant for the idle path, not per packet.
-pub fn wait_any(sockets: &[QueueSocket], timeout: Duration) -> io::Result<bool> {
-    let mut fds: Vec<libc::pollfd> = sockets
-        .iter()
-        .map(|socket| libc::pollfd {
-            fd: socket.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `fds` is a valid array of initialised pollfds whose length is passed
-    // alongside, alive for the whole call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
-    if rc < 0 {
-        let error = io::Error::last_os_error();
-        if error.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(error);
+fn kernel_stats(fd: &Fd, user: SocketStats) -> Result<SocketStats, Error> {
+    let kernel = syscall::statistics(fd).map_err(Error::Statistics)?;
+    Ok(SocketStats {
+        kernel_rx_dropped: kernel.rx_dropped,
+        kernel_rx_ring_full: kernel.rx_ring_full,
+        kernel_rx_invalid_descriptors: kernel.rx_invalid_descriptors,
+        kernel_fill_ring_empty: kernel.rx_fill_ring_empty_descriptors,
+        ..user
+    })
+}
+
+/// A socket's user-space counters as last published by the thread that reads it.
+#[derive(Debug, Default)]
+struct PublishedStats {
+    received_packets: AtomicU64,
+    received_bytes: AtomicU64,
+    bad_descriptors: AtomicU64,
+}
+
+/// Reads one socket's statistics from a thread that does not own the socket: the
+/// kernel's XDP_STATISTICS through a shared descriptor, and the user-space counters
+/// the owner published after its last batch.
+#[derive(Clone)]
+pub struct SocketStatsHandle {
+    fd: Fd,
+    queue: u32,
+    published: Arc<PublishedStats>,
+}
+
+impl std::fmt::Debug for SocketStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketStatsHandle")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
     }
-    Ok(rc > 0)
+}
+
+impl SocketStatsHandle {
+    /// The RX queue of the socket.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// User-space counters (as of the owner's last batch) plus XDP_STATISTICS.
+    pub fn stats(&self) -> Result<SocketStats, Error> {
+        let published = &self.published;
+        let user = SocketStats {
+            received_packets: published.received_packets.load(Ordering::Relaxed),
+            received_bytes: published.received_bytes.load(Ordering::Relaxed),
+            bad_descriptors: published.bad_descriptors.load(Ordering::Relaxed),
+            ..SocketStats::default()
+        };
+        kernel_stats(&self.fd, user)
+    }
+}
+
+/// Wakes a thread parked in [`QueueSocket::wait_or_woken`] (an eventfd): used when a
+/// frame is handed to a parked worker, and at shutdown. `wake` is a system call, so
+/// callers wake only a thread that said it is parked ([`Waker::park`]).
+#[derive(Debug)]
+pub struct Waker {
+    fd: std::fs::File,
+    parked: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: eventfd takes no pointers; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns; the File closes it.
+        let fd = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        Ok(Waker {
+            fd,
+            parked: AtomicBool::new(false),
+        })
+    }
+
+    /// Says that the owner is about to park. The owner must look for work once more
+    /// after this and before waiting: a producer that pushed before seeing `parked`
+    /// did not wake it.
+    pub fn park(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+    }
+
+    /// The owner is running again.
+    pub fn unpark(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// Wakes the owner if it is parked (one write(2) per park, not per frame).
+    pub fn wake_if_parked(&self) {
+        if self.parked.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Wakes the owner whether or not it is parked (shutdown).
+    pub fn wake(&self) {
+        use std::io::Write;
+        let _ = (&self.fd).write(&1u64.to_ne_bytes());
+    }
+
+    fn clear(&self) {
+        use std::io::Read;
+        let mut buf = [0u8; 8];
+        let _ = (&self.fd).read(&mut buf);
+    }
+}
+
+/// Pins the calling thread to `cpu` (sched_setaffinity).
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: `cpu` was checked to lie inside the set just above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t and its size is passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The CPUs this process may run on (sched_getaffinity), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t and its size is passed.
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..8 * std::mem::size_of::<libc::cpu_set_t>())
+        // SAFETY: every index is inside the set (bounded by its size in bits).
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
 }
 
 impl AsRawFd for QueueSocket {

@@ -7,7 +7,7 @@
 /// Live capture: one AF_XDP socket per NIC RX queue (Linux).
 #[cfg(target_os = "linux")]
 pub mod afxdp;
-/// Live capture as a `PacketSource`: pre-filter plus a socket per queue (Linux).
+/// Live capture: the pre-filter plus a socket per queue, handed to per-queue workers (Linux).
 #[cfg(target_os = "linux")]
 pub mod live;
 /// A capture held in memory (benchmarks, tests).
@@ -19,7 +19,6 @@ use std::path::PathBuf;
 
 use otsensor_wire::layers::{self, Frame};
 
-use crate::observe::Observation;
 /// The link types a capture may carry; defined with the slicer that reads them.
 pub use otsensor_wire::layers::LinkType;
 
@@ -87,15 +86,4 @@ pub trait PacketSource {
     fn idle(&mut self) -> bool {
         false
     }
-
-    /// Gives the source a way to hand observations of its own to the analyzer (live
-    /// capture: conversations the kernel shed and accounted). `emit` never blocks and
-    /// returns false when the analyzer's channel is full (keep the observation and
-    /// retry later). Called once, before the first packet.
-    fn attach_observations(&mut self, _emit: Box<dyn FnMut(Observation) -> bool>) {}
-
-    /// After the last packet: the source reports what is left through `emit`, which
-    /// waits for room, and drops the emitter it was given (the analyzer ends only when
-    /// every sender is gone).
-    fn finish_observations(&mut self, _emit: &mut dyn FnMut(Observation) -> bool) {}
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::capture::{LinkType, Packet};
+use otsensor_wire::layers::{self, Frame, LinkType};
 
 /// The largest frame handed off whole; longer frames are cut to this and counted.
 pub const HANDOFF_FRAME_BYTES: usize = 2048;
@@ -34,27 +34,29 @@ impl std::fmt::Debug for HandoffFrame {
 }
 
 impl HandoffFrame {
-    /// Copies a packet; returns whether it had to be cut.
-    pub fn copy_of(packet: &Packet<'_>) -> (HandoffFrame, bool) {
-        let len = packet.data.len().min(HANDOFF_FRAME_BYTES);
+    /// Copies a captured frame's bytes (read as `link`), stamped `ts_ns`, `wire_len`
+    /// long on the wire; returns whether they had to be cut.
+    pub fn copy_of(ts_ns: u64, link: LinkType, data: &[u8], wire_len: u32) -> (HandoffFrame, bool) {
+        let len = data.len().min(HANDOFF_FRAME_BYTES);
         let mut frame = HandoffFrame {
-            ts_ns: packet.ts_ns,
-            wire_len: packet.wire_len,
-            link: packet.link,
+            ts_ns,
+            wire_len,
+            link,
             len: len as u16,
             data: [0; HANDOFF_FRAME_BYTES],
         };
-        frame.data[..len].copy_from_slice(&packet.data[..len]);
-        (frame, len < packet.data.len())
+        frame.data[..len].copy_from_slice(&data[..len]);
+        (frame, len < data.len())
     }
 
-    pub fn packet(&self) -> Packet<'_> {
-        Packet {
-            ts_ns: self.ts_ns,
-            link: self.link,
-            data: &self.data[..self.len as usize],
-            wire_len: self.wire_len,
-        }
+    /// The copied frame, sliced.
+    pub fn frame(&self) -> Frame<'_> {
+        layers::slice(
+            self.link,
+            &self.data[..self.len as usize],
+            self.ts_ns,
+            self.wire_len,
+        )
     }
 }
 

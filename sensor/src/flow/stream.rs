@@ -1,14 +1,18 @@
 //! TCP stream framing: turns one direction of a TCP flow into whole PDUs.
 //!
 //! In-order data is framed in place (zero-copy). Only the tail of a PDU split across
-//! segments, or one out-of-order segment waiting for its gap to fill, is copied into a
-//! buffer borrowed from a preallocated [`StreamPool`] and returned as soon as it empties.
+//! segments, or out-of-order segments waiting for their gaps to fill (up to
+//! [`HELD_RUNS`] separate runs within half a buffer: a few segments reordered, as a
+//! network or two capture queues do), is copied into a buffer borrowed from a
+//! preallocated [`StreamPool`] and returned as soon as it empties.
 //! Retransmitted bytes are skipped by sequence number, so no PDU is seen twice; a gap that
 //! does not fill, an exhausted pool or an over-long PDU are counted and framing resyncs.
 
 use otsensor_wire::Framing;
 
 const NIL: u32 = u32::MAX;
+/// Separate runs of out-of-order bytes one direction may hold (each behind a gap).
+pub const HELD_RUNS: usize = 3;
 /// An out-of-order segment further ahead than this is treated as a gap at once.
 const MAX_HOLD_DISTANCE: u32 = 1 << 20;
 
@@ -22,7 +26,7 @@ pub struct StreamPool {
 
 impl StreamPool {
     /// `buffers` buffers of `buffer_bytes` each; half of a buffer holds a partial PDU,
-    /// the other half one out-of-order segment. Memory is reserved once; the OS commits
+    /// the other half out-of-order segments. Memory is reserved once; the OS commits
     /// pages only as buffers are first used.
     pub fn new(buffers: usize, buffer_bytes: usize) -> StreamPool {
         let buffer_bytes = buffer_bytes.max(64) & !1;
@@ -92,9 +96,13 @@ pub struct StreamDir {
     buffer: u32,
     /// Bytes of a partial PDU at the start of the buffer.
     pending: u16,
-    /// An out-of-order segment held in the buffer's second half.
+    /// Out-of-order data in the buffer's second half: the byte with sequence number
+    /// `held_seq + k` is at offset `k`; `held` are the runs present, as offsets
+    /// `(start, end)`, sorted and apart (a gap between each). `held_seq` is at or below
+    /// `next_seq` while anything is held.
     held_seq: u32,
-    held_len: u16,
+    held: [(u16, u16); HELD_RUNS],
+    held_runs: u8,
     /// Bytes still to skip of an over-long PDU.
     skip: u32,
 }
@@ -107,7 +115,8 @@ impl Default for StreamDir {
             buffer: NIL,
             pending: 0,
             held_seq: 0,
-            held_len: 0,
+            held: [(0, 0); HELD_RUNS],
+            held_runs: 0,
             skip: 0,
         }
     }
@@ -139,7 +148,7 @@ impl StreamDir {
 
     /// True while an out-of-order segment waits for its gap.
     pub fn holds_data(&self) -> bool {
-        self.held_len > 0
+        self.held_runs > 0
     }
 
     /// The stream will not continue (FIN, RST, flow end): give up the gap before any
@@ -194,29 +203,33 @@ impl StreamDir {
 
     /// Processes held data once the stream has caught up with it.
     fn drain_held<F: FnMut(&[u8])>(&mut self, framer: &mut Framer<'_, F>) {
-        if self.held_len == 0 {
-            return;
-        }
-        let behind = self.next_seq.wrapping_sub(self.held_seq);
-        if behind >= 1 << 31 {
-            return; // the gap before it is still open
-        }
-        let (len, half) = (self.held_len as usize, framer.pool.half());
-        self.held_len = 0;
-        if (behind as usize) < len {
-            // Copy out of the buffer so framing may reuse it; held data is at most half a
-            // buffer and this happens only after reordering.
-            let mut held = [0u8; 4096];
-            let take = (len - behind as usize).min(held.len());
-            let buffer = framer.pool.buffer(self.buffer);
-            held[..take]
-                .copy_from_slice(&buffer[half + behind as usize..half + behind as usize + take]);
-            self.in_order(&held[..take], framer);
+        let half = framer.pool.half();
+        while self.held_runs > 0 {
+            let (start, end) = self.held[0];
+            let run_seq = self.held_seq.wrapping_add(u32::from(start));
+            let behind = self.next_seq.wrapping_sub(run_seq);
+            if behind >= 1 << 31 {
+                break; // the gap before it is still open
+            }
+            self.held.copy_within(1..self.held_runs as usize, 0);
+            self.held_runs -= 1;
+            let len = usize::from(end - start);
+            if (behind as usize) < len {
+                // Copy out of the buffer so framing may reuse it; held data is at most half
+                // a buffer and this happens only after reordering.
+                let mut held = [0u8; 4096];
+                let from = half + usize::from(start) + behind as usize;
+                let take = (len - behind as usize).min(held.len());
+                let buffer = framer.pool.buffer(self.buffer);
+                held[..take].copy_from_slice(&buffer[from..from + take]);
+                self.in_order(&held[..take], framer);
+            }
         }
         self.maybe_release(framer.pool);
     }
 
-    /// Keeps an out-of-order segment for later; false if it cannot be kept.
+    /// Keeps an out-of-order segment for later; false if it cannot be kept (beyond
+    /// half a buffer from what is held, or one gap too many).
     fn hold<F: FnMut(&[u8])>(
         &mut self,
         seq: u32,
@@ -224,16 +237,47 @@ impl StreamDir {
         framer: &mut Framer<'_, F>,
     ) -> bool {
         let half = framer.pool.half().min(4096);
-        let (start, contiguous) = if self.held_len == 0 {
-            (0, true)
-        } else {
-            (
-                self.held_len as usize,
-                self.held_seq.wrapping_add(u32::from(self.held_len)) == seq,
-            )
-        };
-        if !contiguous || start + payload.len() > half {
+        if self.held_runs == 0 {
+            self.held_seq = self.next_seq;
+        }
+        let offset = seq.wrapping_sub(self.held_seq) as usize;
+        let end = offset + payload.len();
+        if end > half {
             return false;
+        }
+        let (start, end) = (offset as u16, end as u16);
+        // The runs after merging this one in: sorted, touching runs joined.
+        let mut runs = [(0u16, 0u16); HELD_RUNS + 1];
+        let mut count = 0;
+        let mut new = Some((start, end));
+        for &(s, e) in &self.held[..self.held_runs as usize] {
+            match new {
+                Some((ns, _)) if e < ns => {
+                    runs[count] = (s, e);
+                    count += 1;
+                }
+                Some((ns, ne)) if ne < s => {
+                    runs[count] = (ns, ne);
+                    runs[count + 1] = (s, e);
+                    count += 2;
+                    new = None;
+                }
+                Some((ns, ne)) => new = Some((ns.min(s), ne.max(e))),
+                None => {
+                    runs[count] = (s, e);
+                    count += 1;
+                }
+            }
+            if count > HELD_RUNS {
+                return false;
+            }
+        }
+        if let Some(run) = new {
+            if count == HELD_RUNS {
+                return false;
+            }
+            runs[count] = run;
+            count += 1;
         }
         if self.buffer == NIL {
             match framer.pool.alloc() {
@@ -244,39 +288,36 @@ impl StreamDir {
                 }
             }
         }
-        let offset = framer.pool.half();
-        framer.pool.buffer(self.buffer)[offset + start..offset + start + payload.len()]
-            .copy_from_slice(payload);
-        if self.held_len == 0 {
-            self.held_seq = seq;
-        }
-        self.held_len = (start + payload.len()) as u16;
+        let base = framer.pool.half() + offset;
+        framer.pool.buffer(self.buffer)[base..base + payload.len()].copy_from_slice(payload);
+        self.held[..count].copy_from_slice(&runs[..count]);
+        self.held_runs = count as u8;
         true
     }
 
-    /// The bytes before the held segment will not come: jump to the held data.
+    /// The bytes before the held segments will not come: jump over each gap to the
+    /// held data.
     fn give_up_gap<F: FnMut(&[u8])>(&mut self, framer: &mut Framer<'_, F>) {
-        if self.held_len == 0 {
-            return;
+        while self.held_runs > 0 {
+            framer.counters.gaps += 1;
+            self.pending = 0;
+            self.skip = 0;
+            self.next_seq = self.held_seq.wrapping_add(u32::from(self.held[0].0));
+            self.drain_held(framer);
         }
-        framer.counters.gaps += 1;
-        self.pending = 0;
-        self.skip = 0;
-        self.next_seq = self.held_seq;
-        self.drain_held(framer);
     }
 
     /// Drops partial framing state and continues at `seq` (after a gap).
     fn restart_at(&mut self, seq: u32, pool: &mut StreamPool) {
         self.pending = 0;
         self.skip = 0;
-        self.held_len = 0;
+        self.held_runs = 0;
         self.next_seq = seq;
         self.maybe_release(pool);
     }
 
     fn maybe_release(&mut self, pool: &mut StreamPool) {
-        if self.buffer != NIL && self.pending == 0 && self.held_len == 0 {
+        if self.buffer != NIL && self.pending == 0 && self.held_runs == 0 {
             pool.release(self.buffer);
             self.buffer = NIL;
         }
@@ -487,6 +528,28 @@ mod tests {
         let (pdus, counters) = run(&[(1003, B), (1100, A)], &mut pool);
         assert_eq!(pdus, vec![B.to_vec(), A.to_vec()]);
         assert_eq!(counters.gaps, 2);
+    }
+
+    #[test]
+    fn segments_reordered_around_two_gaps_are_framed_in_order() {
+        // Every other segment arrives late (two capture queues, one handing over).
+        let mut pool = StreamPool::new(4, 128);
+        let (pdus, counters) = run(&[(1003, B), (1010, B), (1000, A), (1007, A)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec(), A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.out_of_order_segments, 2);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn more_gaps_than_runs_are_given_up_in_order() {
+        let mut pool = StreamPool::new(4, 128);
+        // Four holes before 1003, 1010, 1017, 1024: the fourth run cannot be held.
+        let (pdus, counters) = run(&[(1003, B), (1010, B), (1017, B), (1024, B)], &mut pool);
+        assert_eq!(pdus.len(), 4);
+        assert_eq!(counters.out_of_order_segments, 3);
+        assert!(counters.gaps >= 3);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! The live worker loop: one thread per RX queue owns that queue's AF_XDP socket (its
+//! UMEM, fill and RX rings) and the queue's [`Worker`]. It takes a batch from the RX
+//! ring, slices and dissects every frame in place in the UMEM (no copy), and the socket
+//! returns the batch's frames to the fill ring together. No other thread touches a
+//! packet.
+//!
+//! A frame whose flow another worker owns (a NIC without symmetric RSS) is copied into
+//! the hand-off ring towards its owner; a full ring is a counted drop (a live queue
+//! never waits). The owner takes its inbox before each ring batch. When a flow's frames
+//! reach two queues, a handed frame can still come after a later one of the same
+//! direction that arrived on the owner's own queue; TCP framing holds a few reordered
+//! runs for that (`flow::stream`). An idle worker spins briefly, then parks in poll(2) on its socket and
+//! its [`Waker`] (an eventfd), so a quiet sensor uses no CPU: it is woken by the socket
+//! when frames arrive, by a peer that handed it a frame, or at shutdown.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::capture::afxdp::{self, QueueSocket, Waker};
+use crate::capture::Packet;
+use crate::flow;
+use crate::flow::handoff::{HandoffFrame, HandoffRings};
+use crate::metrics::WorkerMetrics;
+use crate::observe::realtime_ns;
+use crate::pipeline::thread_cpu_ns;
+use crate::worker::{Worker, WorkerReport};
+
+/// Empty looks at the rings before a worker parks: a hand-off or the next frame of a
+/// burst usually arrives within a few microseconds, and parking costs two system calls.
+const SPIN_ROUNDS: u32 = 200;
+/// Longest sleep of a parked worker: then it moves its clock to the wall clock (flows
+/// expire, the watermark advances) and folds its metrics, and parks again.
+pub const IDLE_TICK: Duration = Duration::from_millis(250);
+
+/// What the queue workers of one capture share: a waker each, the hand-off rings, and
+/// the shutdown handshake.
+#[derive(Debug)]
+pub struct Crew {
+    wakers: Vec<Waker>,
+    rings: HandoffRings,
+    /// Set once the XDP program is detached: no frame can arrive any more, so a worker
+    /// whose ring is empty is done with its queue.
+    drain: AtomicBool,
+    /// Workers done with their own queue (they still empty their inbox until all are).
+    finished: AtomicUsize,
+}
+
+impl Crew {
+    /// `workers` wakers and, with more than one worker, hand-off rings of `capacity`.
+    pub fn new(workers: usize, handoff_capacity: usize) -> std::io::Result<Crew> {
+        let wakers = (0..workers)
+            .map(|_| Waker::new())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let rings = if workers > 1 {
+            HandoffRings::new(workers, handoff_capacity)
+        } else {
+            HandoffRings::none(workers)
+        };
+        Ok(Crew {
+            wakers,
+            rings,
+            drain: AtomicBool::new(false),
+            finished: AtomicUsize::new(0),
+        })
+    }
+
+    /// Tells every worker to finish: call after the program is detached, so what is in
+    /// the rings is all there will be.
+    pub fn drain(&self) {
+        self.drain.store(true, Ordering::SeqCst);
+        for waker in &self.wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// One queue's worker thread: its socket, its engine, where it runs.
+pub struct QueueWorker {
+    pub worker: Worker,
+    pub socket: QueueSocket,
+    /// The CPU to pin the thread to, if any.
+    pub cpu: Option<usize>,
+    pub crew: Arc<Crew>,
+    pub metrics: Option<WorkerMetrics>,
+}
+
+impl QueueWorker {
+    /// Runs until [`Crew::drain`] and every ring is empty; returns the worker's report
+    /// and the thread's CPU seconds.
+    pub fn run(self) -> (WorkerReport, Option<f64>) {
+        let QueueWorker {
+            mut worker,
+            mut socket,
+            cpu,
+            crew,
+            mut metrics,
+        } = self;
+        if let Some(cpu) = cpu {
+            if let Err(error) = afxdp::pin_current_thread(cpu) {
+                eprintln!(
+                    "otsensor: warning: queue {}: cannot pin its worker to CPU {cpu}: {error}",
+                    socket.queue()
+                );
+            }
+        }
+        let me = worker.id;
+        let workers = crew.rings.workers();
+        // With one queue every frame is this worker's; with several, the NIC's RSS may
+        // not be symmetric, so the owner is checked per frame (one hash).
+        let check_owner = workers > 1;
+        let Some(waker) = crew.wakers.get(me) else {
+            return (worker.finish(), None);
+        };
+        // The watermark last published: frames taken later are stamped after it, but a
+        // frame a peer handed over may be older, and is ordered just after it.
+        let mut published = 0u64;
+        let mut empty_rounds = 0u32;
+        let mut done_with_queue = false;
+        loop {
+            worker.refresh_policy();
+            // What peers handed over first: they took it off their rings before this
+            // worker takes its next batch, and a flow whose frames reach two queues (no
+            // stable RSS) keeps its order best that way.
+            let handed = drain_inbox(&mut worker, &crew.rings, published);
+            let started = metrics.is_some().then(Instant::now);
+            let got = socket.recv_batch(&mut |packet: Packet<'_>| {
+                let frame = packet.slice();
+                let owner = if check_owner {
+                    flow::frame_owner(&frame, workers)
+                } else {
+                    me
+                };
+                if owner == me {
+                    worker.process_frame(&frame);
+                } else {
+                    hand_off(&mut worker, &crew, owner, &packet);
+                }
+            });
+            if got > 0 {
+                if let (Some(metrics), Some(started)) = (metrics.as_mut(), started) {
+                    metrics.record_batch(started.elapsed(), got as u64);
+                }
+            }
+            if got + handed > 0 {
+                // Every frame taken from now on is stamped after this.
+                published = realtime_ns();
+                worker.publish_watermark(published);
+                if let Some(metrics) = metrics.as_mut() {
+                    let (protocols, stream) = worker.stats();
+                    metrics.fold(&worker.counters(), protocols, stream);
+                }
+                empty_rounds = 0;
+                continue;
+            }
+            if crew.drain.load(Ordering::SeqCst) {
+                // Detached and this ring is empty: nothing more will come on it. Peers
+                // may still hand frames over until they are done too.
+                if !done_with_queue {
+                    done_with_queue = true;
+                    crew.finished.fetch_add(1, Ordering::AcqRel);
+                }
+                if crew.finished.load(Ordering::Acquire) == workers {
+                    drain_inbox(&mut worker, &crew.rings, published);
+                    break;
+                }
+                thread::yield_now();
+                continue;
+            }
+            empty_rounds += 1;
+            if empty_rounds < SPIN_ROUNDS {
+                std::hint::spin_loop();
+                continue;
+            }
+            empty_rounds = 0;
+            published = idle(&mut worker, &mut metrics);
+            waker.park();
+            // A peer that pushed before it saw `parked` did not wake us: look once more.
+            if inbox_waiting(me, &crew.rings) || crew.drain.load(Ordering::SeqCst) {
+                waker.unpark();
+                continue;
+            }
+            if let Err(error) = socket.wait_or_woken(waker, IDLE_TICK) {
+                eprintln!("otsensor: queue {}: poll failed: {error}", socket.queue());
+                thread::sleep(IDLE_TICK);
+            }
+            waker.unpark();
+        }
+        let report = worker.finish();
+        if let Some(metrics) = metrics.as_mut() {
+            metrics.fold(&report.counters, &report.protocols, &report.stream);
+            metrics.flush();
+        }
+        (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
+    }
+}
+
+/// A worker with nothing to do, about to park: time still passes. Its clock follows
+/// the wall clock (live packet time is the wall clock at reception), so idle flows
+/// expire and are reported without waiting for the next frame; then it publishes the
+/// wall clock as its watermark and declares itself idle, so that until its next batch
+/// the analyzer's merge does not wait for it. Returns the watermark published.
+fn idle(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) -> u64 {
+    let now = realtime_ns();
+    worker.idle_until(now);
+    worker.publish_idle(now);
+    if let Some(metrics) = metrics.as_mut() {
+        let (protocols, stream) = worker.stats();
+        metrics.fold(&worker.counters(), protocols, stream);
+    }
+    now
+}
+
+/// Copies a frame to its owner's ring and wakes the owner if it is parked; a full ring
+/// is a counted drop (a live queue never waits for another).
+fn hand_off(worker: &mut Worker, crew: &Crew, owner: usize, packet: &Packet<'_>) {
+    let Some(ring) = crew.rings.ring(worker.id, owner) else {
+        worker.process(packet);
+        return;
+    };
+    let (frame, cut) =
+        HandoffFrame::copy_of(packet.ts_ns, packet.link, packet.data, packet.wire_len);
+    match ring.push(frame) {
+        Ok(()) => {
+            worker.note_handoff_sent(cut);
+            if let Some(waker) = crew.wakers.get(owner) {
+                waker.wake_if_parked();
+            }
+        }
+        Err(_) => worker.note_handoff_dropped(),
+    }
+}
+
+/// Processes every frame other workers handed to this one; returns how many. A frame
+/// stamped before this worker's last watermark `published` is ordered just after it.
+fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, published: u64) -> usize {
+    let mut received = 0;
+    for from in 0..rings.workers() {
+        let Some(ring) = rings.ring(from, worker.id) else {
+            continue;
+        };
+        while let Some(handed) = ring.pop() {
+            let frame = handed.frame();
+            let order = frame.ts_ns.max(published.saturating_add(1));
+            worker.process_frame_at(&frame, order);
+            received += 1;
+        }
+    }
+    if received > 0 {
+        worker.note_handoffs_received(received as u64);
+    }
+    received
+}
+
+fn inbox_waiting(me: usize, rings: &HandoffRings) -> bool {
+    (0..rings.workers()).any(|from| rings.ring(from, me).is_some_and(|ring| !ring.is_empty()))
+}
