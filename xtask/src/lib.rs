@@ -26,11 +26,11 @@ pub mod oracle;
 pub mod oui;
 /// `package`: the Debian package (binary, config, hardened systemd unit, user).
 pub mod package;
+/// The live benchmark's sender: preloaded frames over AF_PACKET, qdisc bypassed.
+pub mod sender;
 /// Network namespaces, veth pairs and tcpreplay for kernel tests and `live-bench`;
 /// the skip rule (`SKIPPED:`, never under `CI=true`).
 pub mod testlab;
-/// The live benchmark's sender: preloaded frames over AF_PACKET, qdisc bypassed.
-pub mod sender;
 /// `gen-vendors`: the CIP and BACnet vendor id tables from tshark's value strings.
 pub mod vendors;
 /// `xdp-bench`: the XDP pre-filter against the empty program; fails above its target.
