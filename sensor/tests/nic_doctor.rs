@@ -215,9 +215,9 @@ fn doctor_warns_when_fewer_queues_are_active_than_capture_opens() {
         .output()
         .expect("otsensor run");
     let out = text(&output);
-    assert!(out.contains("queues)"), "{out}");
+    assert!(out.contains("attached to"), "{out}");
     assert!(
-        out.contains(", 1 queues)"),
+        out.contains(", 1 queues, one worker each)"),
         "captures on the one active queue: {out}"
     );
     // `timeout` exits 124 whatever the sensor did: the summary shows a clean stop.
