@@ -1414,7 +1414,7 @@ pub fn apdu_of(payload: &[u8]) -> Option<Apdu<'_>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cip::tests::hex;
+    use crate::test_capture::hex;
 
     // bacnet-iam-readproperty-example.pcap frame 74: I-Am from device 721.
     const I_AM: &str = "810a001401001000c4020002d12204009103210f";

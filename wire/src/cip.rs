@@ -693,14 +693,7 @@ impl Target {
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
-
-    pub(crate) fn hex(text: &str) -> Vec<u8> {
-        let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
-        clean
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
+    use crate::test_capture::hex;
 
     // enip-cip-example-io-listidentity.pcap frame 2, CIP part: MSP of 11 Get
     // Attribute List requests to the Message Router.

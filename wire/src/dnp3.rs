@@ -1207,17 +1207,10 @@ pub fn looks_like(payload: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_capture::hex;
     use crate::test_capture::{expected_histogram, framed_pdus};
     use crate::Direction;
     use std::collections::HashMap;
-
-    fn hex(text: &str) -> Vec<u8> {
-        let text: String = text.split_whitespace().collect();
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
 
     // Fixtures are frames of the shared captures (frame numbers as in Wireshark).
 

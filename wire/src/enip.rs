@@ -560,7 +560,7 @@ impl<'a> IdentityItem<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::cip::tests::hex;
+    use crate::test_capture::hex;
 
     // enip-cip-example-io-listidentity.pcap frame 372: ListIdentity reply.
     const LIST_IDENTITY_REPLY: &str = "63003300000000000000000000000000c1debed10000000001000c002d0001000002af120a0101a4000000000000000001000c003a00040330008e4d52000b313735362d454e42542f4103";

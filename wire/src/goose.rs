@@ -285,13 +285,7 @@ impl Pdu<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
+    use crate::test_capture::hex;
 
     /// goose-demo-single.pcap #1, after the VLAN tag and EtherType: APPID 0x2000,
     /// gocbRef "111", stNum 1 encoded on 5 octets, padding after the APDU.

@@ -739,15 +739,9 @@ pub fn sender_of(cause: Cause) -> Direction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_capture::hex;
     use crate::test_capture::{expected_histogram, framed_pdus};
     use std::collections::HashMap;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
 
     // Fixtures are APDUs of the shared captures (frame numbers as in Wireshark).
 

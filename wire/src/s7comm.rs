@@ -1205,15 +1205,9 @@ pub fn trim_padding(value: &[u8]) -> &[u8] {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::test_capture::hex;
 
     /// Hex fixture decoder for tests.
-    fn hex(text: &str) -> Vec<u8> {
-        let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
-        clean
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
 
     /// Frames of the S7 PDU inside a TPKT+COTP DT packet.
     fn s7(packet: &[u8]) -> S7comm<'_> {

@@ -14,6 +14,18 @@ use pcap_parser::{PcapBlockOwned, PcapError};
 use crate::layers::{self, LinkType, Transport};
 use crate::{Direction, Framing};
 
+/// Bytes from a hex fixture (whitespace and other non-hex characters ignored).
+pub fn hex(text: &str) -> Vec<u8> {
+    let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+    clean
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).expect("hex fixture");
+            u8::from_str_radix(pair, 16).expect("hex fixture")
+        })
+        .collect()
+}
+
 /// The shared capture directory.
 pub fn pcap_path(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/pcaps")).join(name)

@@ -497,20 +497,13 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
 #[cfg(test)]
 mod inspect_tests {
     use super::*;
+    use crate::inspect::test_capture::hex;
     use crate::inspect::{FlowInfo, Outputs, ProtocolEvent, ProtocolStats, RecentCache};
     use crate::observe::Observation;
     use crate::observe::{Delivery, ObservationSink};
     use crate::output::eve::{EveRecord, EventSink};
     use crossbeam_channel::Receiver;
     use std::net::{IpAddr, Ipv4Addr};
-
-    fn hex(text: &str) -> Vec<u8> {
-        let text: String = text.split_whitespace().collect();
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex fixture"))
-            .collect()
-    }
 
     /// dnp3-cold-restart.pcap #4: master 1 → outstation 10, COLD_RESTART, app seq 0.
     const COLD_RESTART_REQUEST: &str = "056408c40a000100fc42c0c00d9c86";

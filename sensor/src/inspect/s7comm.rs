@@ -682,19 +682,11 @@ mod inspect_tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::inspect::test_capture::framed_pdus;
+    use crate::inspect::test_capture::{framed_pdus, hex};
     use crate::inspect::{AppState, FlowInfo, Outputs, ProtocolStats, RecentCache};
     use crate::observe::Observation;
     use crate::observe::{Delivery, ObservationSink};
     use crate::output::eve::{EveRecord, EventSink};
-
-    fn hex(text: &str) -> Vec<u8> {
-        let clean: Vec<u8> = text.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
-        clean
-            .chunks(2)
-            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
-            .collect()
-    }
 
     // s7comm-step7-plc-stop.pcapng frames 1 and 2: job 0x29 "P_PROGRAM" and its ack.
     const PLC_STOP: &str = "0300002102f0803201000035000010000029000000000009505f50524f4752414d";
