@@ -497,7 +497,7 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
 #[cfg(test)]
 mod inspect_tests {
     use super::*;
-    use crate::inspect::test_capture::hex;
+    use crate::inspect::test_capture::{commands, errors, hex};
     use crate::inspect::{FlowInfo, Outputs, ProtocolEvent, ProtocolStats, RecentCache};
     use crate::observe::Observation;
     use crate::observe::{Delivery, ObservationSink};
@@ -604,26 +604,6 @@ mod inspect_tests {
         fn summary(&self, histogram: &str) -> serde_json::Value {
             self.stats.dnp3.summary()[histogram].clone()
         }
-    }
-
-    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Command { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

@@ -567,7 +567,7 @@ mod inspect_tests {
     use crossbeam_channel::Receiver;
 
     use super::*;
-    use crate::inspect::test_capture::hex;
+    use crate::inspect::test_capture::{commands, errors, hex, identities};
     use crate::inspect::{
         AppState, FlowInfo, Outputs, ProtocolStats, RecentCache, MAX_CIP_PER_EVENT,
     };
@@ -667,38 +667,6 @@ mod inspect_tests {
         fn enip(&self) -> &Stats {
             &self.stats.enip
         }
-    }
-
-    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Command { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn identities(observations: &[Observation]) -> Vec<(IdentityField, String)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Identity { field, value, .. } => {
-                    Some((*field, value.as_str().to_owned()))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

@@ -682,7 +682,7 @@ mod inspect_tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::inspect::test_capture::{framed_pdus, hex};
+    use crate::inspect::test_capture::{commands, errors, framed_pdus, hex, identities};
     use crate::inspect::{AppState, FlowInfo, Outputs, ProtocolStats, RecentCache};
     use crate::observe::Observation;
     use crate::observe::{Delivery, ObservationSink};
@@ -788,38 +788,6 @@ mod inspect_tests {
         fn pdus(&self, protocol: Protocol) -> u64 {
             self.stats.pdus[protocol.index()]
         }
-    }
-
-    fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Command { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::ProtocolError { kind, code, .. } => Some((*kind, *code)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn identities(observations: &[Observation]) -> Vec<(IdentityField, String)> {
-        observations
-            .iter()
-            .filter_map(|o| match o {
-                Observation::Identity { field, value, .. } => {
-                    Some((*field, value.as_str().to_owned()))
-                }
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]
