@@ -1207,8 +1207,6 @@ mod tests {
     use super::*;
     use crate::test_capture::hex;
 
-    /// Hex fixture decoder for tests.
-
     /// Frames of the S7 PDU inside a TPKT+COTP DT packet.
     fn s7(packet: &[u8]) -> S7comm<'_> {
         let tpkt = Tpkt::new_checked(packet).unwrap();
