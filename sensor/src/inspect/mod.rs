@@ -19,6 +19,8 @@ use crate::observe::{
 
 /// BACnet: statistics, device control, identities, segmented messages.
 pub mod bacnet;
+/// Commands and protocol errors in the protocols' own words, for alert messages.
+pub mod describe;
 /// DNP3: statistics, transport reassembly pool, commands, IIN-based errors.
 pub mod dnp3;
 /// EtherNet/IP and CIP: statistics, identities, commands, CIP errors.

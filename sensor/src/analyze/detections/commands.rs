@@ -1,6 +1,7 @@
 //! Industrial commands and protocol errors: programming, stops, writes, illegal operations.
 
 use crate::analyze::*;
+use crate::inspect::describe;
 
 impl Analyzer {
     #[allow(clippy::too_many_arguments)]
@@ -41,7 +42,9 @@ impl Analyzer {
         };
         // Built only when an alert is raised: commands are the analyzer's most frequent
         // observation after sightings.
-        let context = || serde_json::json!({ "command": code, "kind": kind });
+        let operation = || describe::command(protocol, code);
+        let context =
+            || serde_json::json!({ "command": code, "kind": kind, "operation": operation() });
         let command_item = BaselineItem::Command {
             client: c,
             server: s,
@@ -64,8 +67,9 @@ impl Analyzer {
                     ts_ns,
                     subject,
                     format!(
-                        "{} {kind:?} command (code {code:#x}) from {c} to {s}",
-                        protocol.name()
+                        "{} command from {c} to {s}: {}",
+                        describe::command_kind(kind),
+                        operation()
                     ),
                     context(),
                     Vec::new(),
@@ -83,8 +87,8 @@ impl Analyzer {
                         ts_ns,
                         subject,
                         format!(
-                            "{} programming command (code {code:#x}) from {c}, not an engineering workstation",
-                            protocol.name()
+                            "{} from {c} to {s}: {c} is not an engineering workstation",
+                            operation()
                         ),
                         context(),
                         vec![item],
@@ -105,8 +109,8 @@ impl Analyzer {
                         ts_ns,
                         subject,
                         format!(
-                            "{c} wrote to {s} over {}, which it never did during learning",
-                            protocol.name()
+                            "{c} wrote to {s} ({}), which it never did during learning",
+                            operation()
                         ),
                         context(),
                         vec![item, command_item],
@@ -124,10 +128,7 @@ impl Analyzer {
                         "new_conversation",
                         ts_ns,
                         subject,
-                        format!(
-                            "{} command {code:#x} from {c} to {s} is not in the baseline",
-                            protocol.name()
-                        ),
+                        format!("{} from {c} to {s} is not in the baseline", operation()),
                         context(),
                         vec![command_item],
                     );
@@ -162,6 +163,7 @@ impl Analyzer {
             }
             _ => "illegal_operation",
         };
+        let error = describe::error(protocol, kind, code);
         let subject = Subject {
             src: Some(src.0),
             src_port: Some(src.1),
@@ -175,14 +177,183 @@ impl Analyzer {
             signature,
             ts_ns,
             subject,
-            format!(
-                "{} {kind:?} (code {code:#x}) from {} to {}",
-                protocol.name(),
-                src.0,
-                dst.0
-            ),
-            serde_json::json!({ "error": kind, "code": code }),
+            format!("{error} from {} to {}", src.0, dst.0),
+            serde_json::json!({ "error": kind, "code": code, "operation": error }),
             Vec::new(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, HumanDuration};
+    use crate::observe::Delivery;
+    use crate::output::eve::{EveRecord, EventSink};
+    use crossbeam_channel::Receiver;
+
+    const S: u64 = 1_000_000_000;
+    const HMI: [u8; 4] = [10, 0, 0, 5];
+    const PLC: [u8; 4] = [10, 0, 0, 20];
+
+    /// An analyzer that learns for `learning_s` seconds, with its EVE alerts readable.
+    fn analyzer(learning_s: u64) -> (Analyzer, Receiver<EveRecord>) {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(learning_s);
+        let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let eve = EventSink::new(tx, Delivery::Block);
+        (Analyzer::new(Arc::new(policy), Some(eve)), rx)
+    }
+
+    fn command(a: &mut Analyzer, ts_ns: u64, protocol: Protocol, kind: CommandKind, code: u32) {
+        a.observe(Observation::Command {
+            ts_ns,
+            flow_id: 7,
+            client: (IpAddr::from(HMI), 40_000),
+            server: (IpAddr::from(PLC), 502),
+            protocol,
+            kind,
+            code,
+            unit: None,
+        });
+    }
+
+    fn error(a: &mut Analyzer, ts_ns: u64, protocol: Protocol, kind: ProtocolErrorKind, code: u32) {
+        a.observe(Observation::ProtocolError {
+            ts_ns,
+            flow_id: 7,
+            client: (IpAddr::from(HMI), 40_000),
+            server: (IpAddr::from(PLC), 502),
+            sender_is_server: true,
+            protocol,
+            kind,
+            code,
+        });
+    }
+
+    /// (signature, message, context operation) of every alert written to EVE.
+    fn alerts(rx: &Receiver<EveRecord>) -> Vec<(String, String, String)> {
+        rx.try_iter()
+            .filter_map(|record| match record {
+                EveRecord::Alert(alert) => Some((
+                    alert.signature.clone(),
+                    alert.message.clone(),
+                    alert.context["operation"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stops_and_restarts_alert_during_learning_and_name_the_command() {
+        let (mut a, rx) = analyzer(3600);
+        command(&mut a, S, Protocol::Dnp3, CommandKind::Restart, 13);
+        command(&mut a, 3 * S, Protocol::Modbus, CommandKind::Read, 3);
+        assert_eq!(
+            alerts(&rx),
+            vec![(
+                "plc_stop".to_owned(),
+                "Restart command from 10.0.0.5 to 10.0.0.20: DNP3 COLD_RESTART (function 13)"
+                    .to_owned(),
+                "DNP3 COLD_RESTART (function 13)".to_owned()
+            )]
+        );
+        let (mut a, rx) = analyzer(3600);
+        command(&mut a, 2 * S, Protocol::S7comm, CommandKind::Stop, 0x29);
+        assert_eq!(
+            alerts(&rx),
+            vec![(
+                "plc_stop".to_owned(),
+                "Stop command from 10.0.0.5 to 10.0.0.20: S7comm PLC Stop (function 0x29)"
+                    .to_owned(),
+                "S7comm PLC Stop (function 0x29)".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn writes_and_programming_alert_only_after_learning_from_new_sources() {
+        let (mut a, rx) = analyzer(10);
+        // Learned: the HMI writes registers with function 6.
+        command(&mut a, S, Protocol::Modbus, CommandKind::Write, 6);
+        command(&mut a, 20 * S, Protocol::Modbus, CommandKind::Write, 6);
+        assert!(alerts(&rx).is_empty(), "a learned writer is not alerted");
+        // Programming from a host that never programmed: alerted, named.
+        command(
+            &mut a,
+            21 * S,
+            Protocol::Modbus,
+            CommandKind::Program,
+            (90 << 8) | 0x31,
+        );
+        let alerts = alerts(&rx);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let (signature, message, _) = &alerts[0];
+        assert_eq!(signature, "plc_programming");
+        assert_eq!(
+            message,
+            "Modbus UMAS UPLOAD_BLOCK (function 90/0x31) from 10.0.0.5 to 10.0.0.20: 10.0.0.5 is not an engineering workstation",
+        );
+    }
+
+    #[test]
+    fn protocol_errors_read_as_the_protocol_names_them() {
+        let (mut a, rx) = analyzer(0);
+        error(
+            &mut a,
+            S,
+            Protocol::Modbus,
+            ProtocolErrorKind::ErrorReply,
+            (1 << 16) | 2,
+        );
+        error(
+            &mut a,
+            S,
+            Protocol::Enip,
+            ProtocolErrorKind::ErrorReply,
+            (0x0E << 8) | 0x08,
+        );
+        // CIP's benign statuses (partial transfer, embedded service error) never alert.
+        error(
+            &mut a,
+            S,
+            Protocol::Enip,
+            ProtocolErrorKind::ErrorReply,
+            (0x0E << 8) | 0x06,
+        );
+        error(
+            &mut a,
+            S,
+            Protocol::Bacnet,
+            ProtocolErrorKind::ErrorReply,
+            0x2_0020,
+        );
+        let alerts = alerts(&rx);
+        let messages: Vec<(&str, &str)> = alerts
+            .iter()
+            .map(|(signature, message, _)| (signature.as_str(), message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                (
+                    "illegal_operation",
+                    "Modbus exception 2 (Illegal Data Address) to Read Coils (function 1) from 10.0.0.20 to 10.0.0.5"
+                ),
+                (
+                    "cip_failure",
+                    "CIP Get Attribute Single (0x0e) failed: general status 0x08 (service not supported) from 10.0.0.20 to 10.0.0.5"
+                ),
+                (
+                    "bacnet_failure",
+                    "BACnet Error: class property (2), code unknown-property (32) from 10.0.0.20 to 10.0.0.5"
+                ),
+            ]
         );
     }
 }
