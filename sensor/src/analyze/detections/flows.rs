@@ -350,3 +350,213 @@ impl Analyzer {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The flow family: internet connections, remote access, and what `flow_started`
+    //! feeds (floods, port scans).
+    use super::*;
+    use crate::config::{Config, HumanDuration};
+
+    const S: u64 = 1_000_000_000;
+    const HMI: [u8; 4] = [10, 0, 0, 5];
+    const PLC: [u8; 4] = [10, 0, 0, 20];
+
+    fn analyzer(learning_s: u64) -> Analyzer {
+        let mut config = Config::default();
+        config.learning.duration = HumanDuration::from_secs(learning_s);
+        let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
+        Analyzer::new(Arc::new(policy), None)
+    }
+
+    fn flow(a: &mut Analyzer, ts_ns: u64, client: (IpAddr, u16), server: (IpAddr, u16), flags: u8) {
+        a.observe(Observation::FlowStarted {
+            ts_ns,
+            flow_id: ts_ns,
+            client,
+            server,
+            ip_protocol: 6,
+            vlan: 0,
+            app_proto: None,
+            tcp_flags: flags,
+        });
+    }
+
+    fn raised(a: &mut Analyzer) -> Vec<(String, Option<IpAddr>, Option<IpAddr>, u64)> {
+        a.finish()
+            .raised
+            .iter()
+            .map(|r| (r.signature.clone(), r.src, r.dst, r.count))
+            .collect()
+    }
+
+    fn ip(octets: [u8; 4]) -> IpAddr {
+        IpAddr::from(octets)
+    }
+
+    #[test]
+    fn outbound_internet_alerts_after_learning_unless_learned_or_on_site() {
+        let mut a = analyzer(10);
+        // Learned: the HMI reaches one public update server.
+        flow(
+            &mut a,
+            S,
+            (ip(HMI), 40_000),
+            (ip([93, 184, 216, 34]), 443),
+            TCP_SYN,
+        );
+        // After learning: the learned server, mDNS and SSDP multicast, a limited
+        // broadcast and link-local: none of them is the internet.
+        flow(
+            &mut a,
+            20 * S,
+            (ip(HMI), 40_001),
+            (ip([93, 184, 216, 34]), 443),
+            TCP_SYN,
+        );
+        flow(
+            &mut a,
+            21 * S,
+            (ip(HMI), 5353),
+            (ip([224, 0, 0, 251]), 5353),
+            0,
+        );
+        flow(
+            &mut a,
+            21 * S,
+            (ip(HMI), 40_002),
+            (ip([239, 255, 255, 250]), 1900),
+            TCP_SYN,
+        );
+        flow(
+            &mut a,
+            21 * S,
+            (ip(HMI), 40_003),
+            (ip([255, 255, 255, 255]), 67),
+            TCP_SYN,
+        );
+        flow(
+            &mut a,
+            21 * S,
+            (ip([169, 254, 1, 1]), 40_004),
+            (ip([169, 254, 1, 2]), 80),
+            TCP_SYN,
+        );
+        // A new public destination, and one first seen mid-session (ACK only).
+        flow(
+            &mut a,
+            22 * S,
+            (ip(PLC), 40_005),
+            (ip([8, 8, 4, 4]), 8443),
+            TCP_SYN,
+        );
+        flow(
+            &mut a,
+            23 * S,
+            (ip(PLC), 51_000),
+            (ip([1, 1, 1, 1]), 4444),
+            TCP_ACK,
+        );
+        let mut raised = raised(&mut a);
+        raised.sort();
+        assert_eq!(
+            raised,
+            vec![
+                (
+                    "internet_connection".to_owned(),
+                    Some(ip(PLC)),
+                    Some(ip([1, 1, 1, 1])),
+                    1
+                ),
+                (
+                    "internet_connection".to_owned(),
+                    Some(ip(PLC)),
+                    Some(ip([8, 8, 4, 4])),
+                    1
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn remote_access_between_internal_hosts_alerts_once_unless_learned() {
+        let mut a = analyzer(10);
+        flow(&mut a, S, (ip(HMI), 50_000), (ip(PLC), 3389), TCP_SYN);
+        flow(&mut a, 20 * S, (ip(HMI), 50_001), (ip(PLC), 3389), TCP_SYN);
+        let engineer = ip([10, 0, 0, 77]);
+        flow(&mut a, 21 * S, (engineer, 50_002), (ip(PLC), 5900), TCP_SYN);
+        flow(&mut a, 22 * S, (engineer, 50_003), (ip(PLC), 5900), TCP_SYN);
+        assert_eq!(
+            raised(&mut a),
+            vec![("remote_access".to_owned(), Some(engineer), Some(ip(PLC)), 2)]
+        );
+    }
+
+    #[test]
+    fn a_spoofed_syn_flood_is_one_flood_alert_not_one_alert_per_source() {
+        let mut a = analyzer(0);
+        let attempts = u64::from(a.policy.flood_attempts);
+        // Twice the threshold within one window, each from another public source,
+        // plus SYNs from impossible sources (multicast, broadcast).
+        for i in 0..2 * attempts {
+            let source = ip([45, 33, (i / 250) as u8, (i % 250) as u8 + 1]);
+            flow(
+                &mut a,
+                S + i * 1_000_000,
+                (source, 1024),
+                (ip(PLC), 20_000),
+                TCP_SYN,
+            );
+        }
+        flow(
+            &mut a,
+            2 * S,
+            (ip([224, 0, 0, 9]), 1024),
+            (ip(PLC), 20_000),
+            TCP_SYN,
+        );
+        flow(
+            &mut a,
+            2 * S,
+            (ip([255, 255, 255, 255]), 1024),
+            (ip(PLC), 20_000),
+            TCP_SYN,
+        );
+        let raised = raised(&mut a);
+        let signatures: Vec<&str> = raised.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(signatures, vec!["flood"], "{raised:?}");
+        assert_eq!(raised[0].2, Some(ip(PLC)));
+    }
+
+    #[test]
+    fn a_port_scan_alerts_at_its_threshold_and_not_below() {
+        let ports = analyzer(0).policy.port_scan_ports as u16;
+        let scanner = ip([10, 0, 0, 66]);
+        let mut a = analyzer(0);
+        for port in 0..ports - 1 {
+            flow(
+                &mut a,
+                S + u64::from(port),
+                (scanner, 60_000),
+                (ip(PLC), 10_000 + port),
+                TCP_SYN,
+            );
+        }
+        // (Ports clear of the remote-access list, which would alert on their own.)
+        let below = raised(&mut a);
+        assert!(below.is_empty(), "below the threshold: {below:?}");
+        let mut a = analyzer(0);
+        for port in 0..ports {
+            flow(
+                &mut a,
+                S + u64::from(port),
+                (scanner, 60_000),
+                (ip(PLC), 10_000 + port),
+                TCP_SYN,
+            );
+        }
+        let raised = raised(&mut a);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!((raised[0].0.as_str(), raised[0].1), ("scan", Some(scanner)));
+    }
+}
