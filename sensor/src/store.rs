@@ -285,8 +285,8 @@ pub struct StoredAlert {
     pub alert: Alert,
 }
 
-/// (key, id, status, count, last_ns) of one stored alert.
-pub type AlertStateRow = (String, u64, AlertStatus, u64, u64);
+/// (key, id, status, count, first_ns, last_ns) of one stored alert.
+pub type AlertStateRow = (String, u64, AlertStatus, u64, u64, u64);
 
 /// A connection to the database.
 pub struct Store {
@@ -683,7 +683,7 @@ impl Store {
     pub fn alert_states(&self) -> Result<Vec<AlertStateRow>> {
         let mut statement = self
             .conn
-            .prepare("SELECT key, id, status, count, last_ns FROM alerts")?;
+            .prepare("SELECT key, id, status, count, first_ns, last_ns FROM alerts")?;
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -691,6 +691,7 @@ impl Store {
                 AlertStatus::parse(&row.get::<_, String>(2)?).unwrap_or(AlertStatus::New),
                 to_u64(row.get::<_, i64>(3)?),
                 to_u64(row.get::<_, i64>(4)?),
+                to_u64(row.get::<_, i64>(5)?),
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -6,6 +6,9 @@ pub(in crate::analyze) struct AlertState {
     pub(in crate::analyze) id: u64,
     pub(in crate::analyze) status: AlertStatus,
     pub(in crate::analyze) count: u64,
+    /// The first occurrence's packet time: what every write of the alert reports as
+    /// `first_seen`, repeats included.
+    pub(in crate::analyze) first_ns: u64,
     pub(in crate::analyze) last_ns: u64,
     pub(in crate::analyze) last_emitted_ns: Option<u64>,
     pub(in crate::analyze) raised_this_run: bool,
@@ -78,6 +81,16 @@ pub(in crate::analyze) fn parse_alert_key(key: &str) -> Option<ParsedKey> {
     Some((signature, src, dst.parse().ok(), src_mac))
 }
 
+/// Signatures that report a lasting state rather than an event: raised once and then
+/// only updated (count, last seen) in the store and the API, never re-sent. Not
+/// `firmware_change` or `vulnerable_device`: their repeats are new changes.
+pub(in crate::analyze) fn is_state_signature(signature: &str) -> bool {
+    matches!(
+        signature,
+        "new_device" | "ip_conflict" | "inventory_full" | "alert_table_full"
+    )
+}
+
 impl Analyzer {
     /// Raises (or repeats) an alert: de-duplicated per (signature, src, dst), written to
     /// the sinks on first occurrence and at most once per throttle interval after, and
@@ -108,11 +121,13 @@ impl Analyzer {
                 let due = state
                     .last_emitted_ns
                     .is_none_or(|last| ts_ns >= last.saturating_add(ALERT_THROTTLE_NS));
-                let write = !quiet && due;
+                // A state (a new device, a firmware change, an address conflict...) is
+                // reported once; its repeats only update the stored row.
+                let write = !quiet && due && !is_state_signature(signature);
                 if write {
                     state.last_emitted_ns = Some(ts_ns);
                 }
-                Some(((state.id, state.count, state.status), write))
+                Some(((state.id, state.count, state.status, state.first_ns), write))
             }
             None => {
                 if self.alerts.len() >= MAX_ALERTS {
@@ -125,10 +140,10 @@ impl Analyzer {
                     return;
                 }
                 let id = self.insert_alert(detection, signature, ts_ns, subject.clone());
-                Some(((id, 1, AlertStatus::New), true))
+                Some(((id, 1, AlertStatus::New, ts_ns), true))
             }
         };
-        let Some(((id, count, status), write)) = emit else {
+        let Some(((id, count, status, first_ns), write)) = emit else {
             return;
         };
         if !write {
@@ -141,7 +156,6 @@ impl Analyzer {
                 return;
             }
         }
-        let first_ns = ts_ns;
         let mut alert = Alert::of(detection);
         alert.id = id;
         alert.src_ip = subject.src;
@@ -202,6 +216,7 @@ impl Analyzer {
                 id,
                 status: AlertStatus::New,
                 count: 1,
+                first_ns: ts_ns,
                 last_ns: ts_ns,
                 last_emitted_ns: Some(ts_ns),
                 raised_this_run: true,

@@ -311,7 +311,7 @@ impl Analyzer {
         }
         self.learning_ended = learning.ended;
         self.baseline = self.store.baseline()?.into_iter().collect();
-        for (key, id, status, count, last_ns) in self.store.alert_states()? {
+        for (key, id, status, count, first_ns, last_ns) in self.store.alert_states()? {
             self.next_alert_id = self.next_alert_id.max(id + 1);
             match self.alerts.get_mut(&key) {
                 Some(state) => state.status = status,
@@ -328,6 +328,7 @@ impl Analyzer {
                             id,
                             status,
                             count,
+                            first_ns,
                             last_ns,
                             last_emitted_ns: Some(last_ns),
                             raised_this_run: false,
