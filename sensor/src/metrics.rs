@@ -290,13 +290,41 @@ impl Metrics {
         self.inventory_devices
             .set(i64::try_from(devices).unwrap_or(i64::MAX));
         for (map, now, last) in [
-            ("alerts", now.alerts_over_capacity, last.alerts_over_capacity),
-            ("stored_alerts", now.stored_alerts_pruned, last.stored_alerts_pruned),
-            ("baseline", now.baseline_over_capacity, last.baseline_over_capacity),
-            ("arp_macs", now.arp_macs_over_capacity, last.arp_macs_over_capacity),
-            ("scan_sources", now.scan_sources_over_capacity, last.scan_sources_over_capacity),
-            ("flood_targets", now.flood_targets_over_capacity, last.flood_targets_over_capacity),
-            ("object_sweeps", now.object_sweeps_over_capacity, last.object_sweeps_over_capacity),
+            (
+                "alerts",
+                now.alerts_over_capacity,
+                last.alerts_over_capacity,
+            ),
+            (
+                "stored_alerts",
+                now.stored_alerts_pruned,
+                last.stored_alerts_pruned,
+            ),
+            (
+                "baseline",
+                now.baseline_over_capacity,
+                last.baseline_over_capacity,
+            ),
+            (
+                "arp_macs",
+                now.arp_macs_over_capacity,
+                last.arp_macs_over_capacity,
+            ),
+            (
+                "scan_sources",
+                now.scan_sources_over_capacity,
+                last.scan_sources_over_capacity,
+            ),
+            (
+                "flood_targets",
+                now.flood_targets_over_capacity,
+                last.flood_targets_over_capacity,
+            ),
+            (
+                "object_sweeps",
+                now.object_sweeps_over_capacity,
+                last.object_sweeps_over_capacity,
+            ),
         ] {
             self.analyzer_state_shed
                 .with_label_values(&[map])

@@ -55,10 +55,8 @@ fn real_alerts_survive_a_hostile_flood_and_every_cap_says_what_it_shed() {
     }
 
     // On EVE (the writer flushes when the capture ends).
-    let eve_alerts: Vec<serde_json::Value> = wait_for(
-        "the EVE file",
-        std::time::Duration::from_secs(30),
-        || {
+    let eve_alerts: Vec<serde_json::Value> =
+        wait_for("the EVE file", std::time::Duration::from_secs(30), || {
             let text = std::fs::read_to_string(&eve).ok()?;
             let alerts: Vec<serde_json::Value> = text
                 .lines()
@@ -71,8 +69,7 @@ fn real_alerts_survive_a_hostile_flood_and_every_cap_says_what_it_shed() {
                 .collect();
             (signatures.contains("plc_stop") && signatures.contains("unauthorized_write"))
                 .then_some(alerts.clone())
-        },
-    );
+        });
     let count = |signature: &str| {
         eve_alerts
             .iter()
@@ -80,7 +77,11 @@ fn real_alerts_survive_a_hostile_flood_and_every_cap_says_what_it_shed() {
             .count()
     };
     // Every spoofed source's scan alert was written: none dropped for lack of room.
-    assert!(count("scan") >= 110_000, "scan alerts on EVE: {}", count("scan"));
+    assert!(
+        count("scan") >= 110_000,
+        "scan alerts on EVE: {}",
+        count("scan")
+    );
     assert_eq!(count("alert_table_full"), 1);
     // state_capped once per capped map (scan trackers and ARP MACs at least).
     let capped: Vec<String> = eve_alerts
@@ -121,5 +122,8 @@ fn real_alerts_survive_a_hostile_flood_and_every_cap_says_what_it_shed() {
         assert!(shed > 0.0, "{map} shed nothing");
     }
     assert_eq!(metric(&metrics, "otsensor_observations_dropped_total"), 0.0);
-    assert!(health["analyzer"]["alerts_new"].as_u64().unwrap_or(0) > 0, "{health}");
+    assert!(
+        health["analyzer"]["alerts_new"].as_u64().unwrap_or(0) > 0,
+        "{health}"
+    );
 }

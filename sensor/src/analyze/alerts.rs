@@ -104,25 +104,25 @@ impl Analyzer {
         let emit = match new_id {
             Some(id) => Some(((id, 1, AlertStatus::New), true)),
             None => match self.alerts.get_mut(&key) {
-            Some(state) => {
-                self.counters.alert_repeats += 1;
-                state.raised_this_run = true;
-                // A replay of packets already accounted (restart) adds nothing.
-                if ts_ns > state.last_ns {
-                    state.count += 1;
-                    state.last_ns = ts_ns;
+                Some(state) => {
+                    self.counters.alert_repeats += 1;
+                    state.raised_this_run = true;
+                    // A replay of packets already accounted (restart) adds nothing.
+                    if ts_ns > state.last_ns {
+                        state.count += 1;
+                        state.last_ns = ts_ns;
+                    }
+                    let quiet = matches!(state.status, AlertStatus::Learned | AlertStatus::Muted);
+                    let due = state
+                        .last_emitted_ns
+                        .is_none_or(|last| ts_ns >= last.saturating_add(ALERT_THROTTLE_NS));
+                    let write = !quiet && due;
+                    if write {
+                        state.last_emitted_ns = Some(ts_ns);
+                    }
+                    Some(((state.id, state.count, state.status), write))
                 }
-                let quiet = matches!(state.status, AlertStatus::Learned | AlertStatus::Muted);
-                let due = state
-                    .last_emitted_ns
-                    .is_none_or(|last| ts_ns >= last.saturating_add(ALERT_THROTTLE_NS));
-                let write = !quiet && due;
-                if write {
-                    state.last_emitted_ns = Some(ts_ns);
-                }
-                Some(((state.id, state.count, state.status), write))
-            }
-            None => None,
+                None => None,
             },
         };
         let Some(((id, count, status), write)) = emit else {
@@ -286,7 +286,12 @@ impl Analyzer {
             return false;
         }
         let row = match self.pending_alerts.get(key) {
-            Some(row) => Some((row.alert.id, row.alert.status, row.alert.count, row.alert.last_ns)),
+            Some(row) => Some((
+                row.alert.id,
+                row.alert.status,
+                row.alert.count,
+                row.alert.last_ns,
+            )),
             None => match self.store.alert_state(key) {
                 Ok(row) => row,
                 Err(_) => {

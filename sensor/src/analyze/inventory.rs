@@ -308,7 +308,8 @@ impl Analyzer {
             // ARP with random sender MACs must not grow these maps without bound: at
             // `max_arp_macs` a new MAC is not remembered (it may then count as a
             // MAC-only device, bounded by the inventory, or raise ip_conflict).
-            let fits = self.macs_with_ip.contains(&mac) || self.macs_with_ip.len() < self.max_arp_macs;
+            let fits =
+                self.macs_with_ip.contains(&mac) || self.macs_with_ip.len() < self.max_arp_macs;
             if fits {
                 self.macs_with_ip.insert(mac);
             } else {

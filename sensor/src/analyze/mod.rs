@@ -47,10 +47,10 @@ use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
 /// Alert keys, de-duplication, throttling, the sinks and the store.
 mod alerts;
-/// A map with a hard cap and O(1) eviction, for state keyed by the wire.
-mod bounded;
 /// Learning: the baseline of facts.
 mod baseline;
+/// A map with a hard cap and O(1) eviction, for state keyed by the wire.
+mod bounded;
 /// The analyzer as the API's handler.
 mod control;
 /// The stateful detections, one module per family.

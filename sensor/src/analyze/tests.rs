@@ -242,7 +242,10 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
     a.commit();
     flood_alerts.extend(eve_alerts(&rx));
     assert_eq!(
-        flood_alerts.iter().filter(|a| a.signature == "scan").count(),
+        flood_alerts
+            .iter()
+            .filter(|a| a.signature == "scan")
+            .count(),
         flood as usize,
         "every spoofed source's alert reached EVE"
     );
@@ -291,9 +294,15 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
         Ok(rows) => rows.len(),
         Err(error) => panic!("{error}"),
     };
-    assert_eq!(scans, flood as usize, "every spoofed source's alert is stored");
+    assert_eq!(
+        scans, flood as usize,
+        "every spoofed source's alert is stored"
+    );
     assert!(
-        flood_alerts.iter().chain(&after).any(|a| a.signature == "state_capped"),
+        flood_alerts
+            .iter()
+            .chain(&after)
+            .any(|a| a.signature == "state_capped"),
         "the scan trackers' cap was reported"
     );
     assert!(a.counters.scan_sources_over_capacity > 0);
@@ -322,12 +331,18 @@ fn an_evicted_alert_raised_again_keeps_its_id_count_and_status() {
     for i in 2..10u8 {
         who_is(&mut a, 20 * S + u64::from(i), IpAddr::from([11, 0, 0, i]));
     }
-    assert!(!a.alerts.contains_key(&format!("scan|{first}|-")), "the muted alert goes first");
+    assert!(
+        !a.alerts.contains_key(&format!("scan|{first}|-")),
+        "the muted alert goes first"
+    );
     a.commit();
     // Raised again: back from the store, still muted, same id, counted.
     who_is(&mut a, 200 * S, first);
     let state = a.alerts.get(&format!("scan|{first}|-"));
-    assert_eq!(state.map(|s| (s.id, s.status, s.count)), Some((id, AlertStatus::Muted, 2)));
+    assert_eq!(
+        state.map(|s| (s.id, s.status, s.count)),
+        Some((id, AlertStatus::Muted, 2))
+    );
     assert!(a.alerts.len() <= 4);
 }
 
@@ -371,8 +386,14 @@ fn the_baseline_and_the_arp_maps_stop_at_their_caps_and_say_so() {
         .filter(|s| s.alert.signature == "state_capped")
         .collect();
     assert_eq!(capped.len(), 1);
-    let context = capped.first().map(|s| s.alert.context.to_string()).unwrap_or_default();
-    assert!(context.contains("arp_macs") && context.contains("baseline"), "{context}");
+    let context = capped
+        .first()
+        .map(|s| s.alert.context.to_string())
+        .unwrap_or_default();
+    assert!(
+        context.contains("arp_macs") && context.contains("baseline"),
+        "{context}"
+    );
 }
 
 #[test]
@@ -396,5 +417,9 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
         a.tick();
     }
     assert_eq!(stored(&a), 1);
-    assert!(started.elapsed() <= Duration::from_millis(1_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -1328,16 +1328,52 @@ fn hostile(
         let t0 = spread(i, scale.half_open_reassemblies);
         let port = cap.port();
         let (out, back) = ((port, 102), (102, port));
-        cap.tcp(t0, client, plc_s7, out, 1_000, 0, tcp_flags::SYN, Vec::new())?;
-        cap.tcp(t0 + MS, plc_s7, client, back, 9_000, 1_001, tcp_flags::SYN | tcp_flags::ACK, Vec::new())?;
-        cap.tcp(t0 + 2 * MS, client, plc_s7, out, 1_001, 9_001, tcp_flags::ACK, Vec::new())?;
+        cap.tcp(
+            t0,
+            client,
+            plc_s7,
+            out,
+            1_000,
+            0,
+            tcp_flags::SYN,
+            Vec::new(),
+        )?;
+        cap.tcp(
+            t0 + MS,
+            plc_s7,
+            client,
+            back,
+            9_000,
+            1_001,
+            tcp_flags::SYN | tcp_flags::ACK,
+            Vec::new(),
+        )?;
+        cap.tcp(
+            t0 + 2 * MS,
+            client,
+            plc_s7,
+            out,
+            1_001,
+            9_001,
+            tcp_flags::ACK,
+            Vec::new(),
+        )?;
         // TPKT (length 4 + 3 + 10), COTP DT (length 2, code 0xf0, TPDU 0 without EOT),
         // the first 10 bytes of an S7 job header.
         let dt = vec![
             0x03, 0x00, 0x00, 0x11, 0x02, 0xf0, 0x00, 0x32, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00,
             0x08, 0x00, 0x00,
         ];
-        cap.tcp(t0 + 3 * MS, client, plc_s7, out, 1_001, 9_001, tcp_flags::PSH | tcp_flags::ACK, dt)?;
+        cap.tcp(
+            t0 + 3 * MS,
+            client,
+            plc_s7,
+            out,
+            1_001,
+            9_001,
+            tcp_flags::PSH | tcp_flags::ACK,
+            dt,
+        )?;
     }
     // The real attack, after the floods.
     let real = t + flood_span + 10 * SECOND;
@@ -1355,11 +1391,22 @@ fn hostile(
         address: 100,
         value: 9999,
     });
-    cap.session(real + 2 * SECOND, attacker, PLC_MODBUS.into(), 502, Answer::Accept, vec![write])?;
+    cap.session(
+        real + 2 * SECOND,
+        attacker,
+        PLC_MODBUS.into(),
+        502,
+        Answer::Accept,
+        vec![write],
+    )?;
     Ok((
         vec![
             expect("plc_stop", Some(ATTACKER), Some(PLC_S7.addr())),
-            expect("unauthorized_write", Some(ATTACKER), Some(PLC_MODBUS.addr())),
+            expect(
+                "unauthorized_write",
+                Some(ATTACKER),
+                Some(PLC_MODBUS.addr()),
+            ),
         ],
         vec!["s7comm", "modbus", "bacnet"],
     ))

@@ -7,8 +7,8 @@
 
 use std::collections::HashSet;
 
-use crate::analyze::detections::flows::is_bogon_source;
 use crate::analyze::bounded::Admitted;
+use crate::analyze::detections::flows::is_bogon_source;
 use crate::analyze::*;
 
 /// Targets (device, port) tracked at once; beyond it the oldest is evicted (counted).
