@@ -335,6 +335,11 @@ impl Analyzer {
             return;
         }
         let key = alert_key("state_capped", &Subject::default());
+        // Under a flood the health alert itself may have been evicted: back in the
+        // table first, so that it is written, not throttled.
+        if !self.alerts.contains_key(&key) {
+            self.restore_alert(&key);
+        }
         if let Some(state) = self.alerts.get_mut(&key) {
             state.last_emitted_ns = None;
         }

@@ -1241,7 +1241,7 @@ pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
 pub struct HostileScale {
     /// Spoofed sources of BACnet Who-Is broadcasts (each a `scan` alert).
     pub discovery_sources: u32,
-    /// ARP replies from random MACs, all claiming one unused address.
+    /// ARP replies from random MACs, each claiming an address of its own.
     pub arp_macs: u32,
     /// Distinct external destinations one internal host sends SYNs to.
     pub external_destinations: u32,
@@ -1265,7 +1265,7 @@ impl HostileScale {
 /// The host that stops the S7 PLC and writes to the Modbus PLC in `hostile`.
 pub const HOSTILE_ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 66);
 const ATTACKER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x66], [10, 10, 0, 66]);
-/// The address every random MAC of `hostile` claims (no device uses it).
+/// The address the random MACs of `hostile` ask for (no device uses it).
 const ARP_BAIT: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 250);
 
 /// `hostile`: floods after learning — spoofed discovery sources, ARP from random MACs,
@@ -1298,8 +1298,11 @@ fn hostile(
         )?;
     }
     for i in 0..scale.arp_macs {
+        // Each random MAC claims its own address in 10.128.0.0/9 (the worker reports
+        // one sighting per new (MAC, address), so each reaches the analyzer).
         let mac = random_mac(&mut cap.rng);
-        cap.arp(spread(i, scale.arp_macs), 2, mac, ARP_BAIT, ARP_BAIT)?;
+        let claimed = Ipv4Addr::from(0x0a80_0000u32 + i);
+        cap.arp(spread(i, scale.arp_macs), 2, mac, claimed, ARP_BAIT)?;
     }
     let bacnet: Peer = BACNET.into();
     for i in 0..scale.external_destinations {
