@@ -91,7 +91,7 @@ pub struct Alert {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 19] = [
+pub const CATALOGUE: [Detection; 20] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -259,8 +259,8 @@ pub const CATALOGUE: [Detection; 19] = [
         category: "Sensor health",
         severity: Severity::MEDIUM,
         mitre: "",
-        description: "The analyzer holds its maximum number of distinct alerts; new ones are counted, not stored (raised once).",
-        response: "Triage and acknowledge alerts; look for a flood.",
+        description: "The analyzer's in-memory alert table reached its cap (100,000 distinct alerts): to make room for a new alert the least important one is evicted from memory — acknowledged and learned first, then muted, then open ones by severity (low first) and age — while its row stays in the store (which keeps at most 200,000 rows, pruned in the same order). New alerts always reach every sink and the store (raised once per run; otsensor_analyzer_state_shed_total{map=\"alerts\"} counts evictions).",
+        response: "Triage and acknowledge or learn alerts; look for a flood of spoofed sources (many scan or new_device alerts).",
     },
     Detection {
         name: "flood",
@@ -281,6 +281,16 @@ pub const CATALOGUE: [Detection; 19] = [
         mitre: "T0866",
         description: "A device matches a CISA ICS advisory with high confidence (exact model or order number, firmware in the affected range): when it first matches, or when its firmware changes into an affected range.",
         response: "Read the advisory (context.advisories); apply the vendor's fix or mitigations, or restrict access to the device.",
+    },
+    Detection {
+        name: "state_capped",
+        id: 1020,
+        engine: Engine::Operational,
+        category: "Sensor health",
+        severity: Severity::MEDIUM,
+        mitre: "",
+        description: "A map of the analyzer keyed by what the wire says (baseline while learning, ARP MACs, scan trackers, flood targets, object sweeps) reached its cap; the least important entries are shed and counted (otsensor_analyzer_state_shed_total{map}). Raised once per map and run; context.map names the map, context.capped lists every map capped so far.",
+        response: "Look for a flood of spoofed sources, MACs or destinations on the monitored segment; find where it enters the network and filter it there.",
     },
 ];
 
@@ -320,7 +330,11 @@ impl Alert {
     /// The de-duplication key: stable across runs, so a replay of the same capture
     /// updates the stored alert instead of adding one.
     pub fn key(&self) -> String {
-        alert_key(&self.signature, self.src_ip, self.dest_ip)
+        match (&self.src_ip, &self.src_mac) {
+            // An alert about a device known only by its MAC (the analyzer's key).
+            (None, Some(mac)) => format!("{}|mac:{mac}|-", self.signature),
+            _ => alert_key(&self.signature, self.src_ip, self.dest_ip),
+        }
     }
 }
 

@@ -80,6 +80,7 @@ pub struct Metrics {
     pub analyzer_observations: IntCounter,
     pub inventory_devices: IntGauge,
     pub inventory_overflow: IntCounter,
+    pub analyzer_state_shed: IntCounterVec,
     pub sink_queue_depth: IntGaugeVec,
     pub sink_events: IntCounterVec,
     pub sink_dropped: IntCounterVec,
@@ -223,6 +224,7 @@ impl Metrics {
             analyzer_observations: counter(&r, "otsensor_analyzer_observations_total", "Observations the analyzer consumed.")?,
             inventory_devices: gauge(&r, "otsensor_inventory_devices", "Devices in the inventory.")?,
             inventory_overflow: counter(&r, "otsensor_inventory_overflow_total", "Device sightings not recorded because the inventory was full.")?,
+            analyzer_state_shed: counter_vec(&r, "otsensor_analyzer_state_shed_total", "Entries the analyzer shed because a map keyed by the wire was at its cap.", &["map"])?,
             sink_queue_depth: gauge_vec(&r, "otsensor_sink_queue_depth", "Events waiting in an output sink's queue.", &["sink"])?,
             sink_events: counter_vec(&r, "otsensor_sink_events_total", "Events an output sink delivered.", &["sink"])?,
             sink_dropped: counter_vec(&r, "otsensor_sink_dropped_total", "Events dropped because a sink's queue was full or retries ran out.", &["sink"])?,
@@ -287,6 +289,47 @@ impl Metrics {
         );
         self.inventory_devices
             .set(i64::try_from(devices).unwrap_or(i64::MAX));
+        for (map, now, last) in [
+            (
+                "alerts",
+                now.alerts_over_capacity,
+                last.alerts_over_capacity,
+            ),
+            (
+                "stored_alerts",
+                now.stored_alerts_pruned,
+                last.stored_alerts_pruned,
+            ),
+            (
+                "baseline",
+                now.baseline_over_capacity,
+                last.baseline_over_capacity,
+            ),
+            (
+                "arp_macs",
+                now.arp_macs_over_capacity,
+                last.arp_macs_over_capacity,
+            ),
+            (
+                "scan_sources",
+                now.scan_sources_over_capacity,
+                last.scan_sources_over_capacity,
+            ),
+            (
+                "flood_targets",
+                now.flood_targets_over_capacity,
+                last.flood_targets_over_capacity,
+            ),
+            (
+                "object_sweeps",
+                now.object_sweeps_over_capacity,
+                last.object_sweeps_over_capacity,
+            ),
+        ] {
+            self.analyzer_state_shed
+                .with_label_values(&[map])
+                .inc_by(now.saturating_sub(last));
+        }
         *last = now.clone();
     }
 

@@ -451,12 +451,14 @@ pub(crate) fn start_backend(
             let mut next_snapshot = std::time::Instant::now() + crate::control::SNAPSHOT_INTERVAL;
             let mut merge = Merge::new(workers);
             let mut next_metrics = ANALYZER_METRICS_EVERY;
+            let mut next_tick = std::time::Instant::now() + Analyzer::TICK;
+            let fold_now = std::cell::Cell::new(false);
             let mut release = |analyzer: &mut Analyzer, merge: &mut Merge, wall_ns: u64| {
                 while let Some(stamped) = merge.pop(wall_ns) {
                     analyzer.handle(stamped);
                 }
                 if let Some(metrics) = &analyzer_metrics {
-                    if analyzer.counters.observations >= next_metrics {
+                    if analyzer.counters.observations >= next_metrics || fold_now.take() {
                         next_metrics = analyzer.counters.observations + ANALYZER_METRICS_EVERY;
                         metrics.fold_analyzer(
                             &mut folded,
@@ -505,9 +507,11 @@ pub(crate) fn start_backend(
                         let wait = if merge.waits_on_clock() {
                             Duration::from_millis(1)
                         } else if publisher.is_some() {
-                            crate::control::SNAPSHOT_INTERVAL
+                            crate::control::SNAPSHOT_INTERVAL.min(Analyzer::TICK)
                         } else {
-                            Duration::from_secs(3600)
+                            // Time-driven work (store commits) runs on this timer,
+                            // not on traffic: a quiet network still commits.
+                            Analyzer::TICK
                         };
                         crossbeam_channel::select! {
                             recv(obs_rx) -> batch => batch.map_err(|_| true),
@@ -557,6 +561,13 @@ pub(crate) fn start_backend(
                     }
                 }
                 release(&mut analyzer, &mut merge, wall_ns);
+                let now = std::time::Instant::now();
+                if now >= next_tick {
+                    next_tick = now + Analyzer::TICK;
+                    analyzer.tick();
+                    // Counters reach /metrics on a quiet network too.
+                    fold_now.set(true);
+                }
                 if let Some(publisher) = &mut publisher {
                     let now = std::time::Instant::now();
                     if now >= next_snapshot {

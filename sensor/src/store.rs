@@ -678,12 +678,14 @@ impl Store {
         Ok(out)
     }
 
-    /// (key, id, status, count, last_ns) of every alert: what the analyzer needs to
-    /// de-duplicate against history.
+    /// (key, id, status, count, first_ns, last_ns) of every alert: what the analyzer needs to
+    /// de-duplicate against history. Most important first (open before closed, then
+    /// by severity, newest first), so an analyzer that holds fewer keeps those.
     pub fn alert_states(&self) -> Result<Vec<AlertStateRow>> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT key, id, status, count, first_ns, last_ns FROM alerts")?;
+        let mut statement = self.conn.prepare(
+            "SELECT key, id, status, count, first_ns, last_ns FROM alerts
+             ORDER BY status = 'new' DESC, severity ASC, id DESC",
+        )?;
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -695,6 +697,44 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (id, status, count, first_ns, last_ns) of the alert stored under `key`.
+    pub fn alert_state(&self, key: &str) -> Result<Option<(u64, AlertStatus, u64, u64, u64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, status, count, first_ns, last_ns FROM alerts WHERE key = ?1",
+            )?
+            .query_row([key], |row| {
+                Ok((
+                    to_u64(row.get::<_, i64>(0)?),
+                    AlertStatus::parse(&row.get::<_, String>(1)?).unwrap_or(AlertStatus::New),
+                    to_u64(row.get::<_, i64>(2)?),
+                    to_u64(row.get::<_, i64>(3)?),
+                    to_u64(row.get::<_, i64>(4)?),
+                ))
+            })
+            .optional()?)
+    }
+
+    /// Deletes alert rows beyond `keep`, least important first: closed (acknowledged,
+    /// learned, muted) before open, then low before high severity, oldest first. The
+    /// number of rows deleted.
+    pub fn prune_alerts(&mut self, keep: usize) -> Result<u64> {
+        let rows: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM alerts", [], |row| row.get(0))?;
+        let excess = rows - i64::try_from(keep).unwrap_or(i64::MAX);
+        if excess <= 0 {
+            return Ok(0);
+        }
+        let deleted = self.conn.execute(
+            "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts
+                 ORDER BY status = 'new' ASC, severity DESC, last_ns ASC, id ASC LIMIT ?1)",
+            [excess],
+        )?;
+        Ok(deleted as u64)
     }
 
     /// Sets an alert's status (`acknowledged`, `muted`, or back to `new`).

@@ -108,40 +108,37 @@ impl Analyzer {
             return;
         };
         let key = alert_key(signature, &subject);
-        let emit = match self.alerts.get_mut(&key) {
-            Some(state) => {
-                self.counters.alert_repeats += 1;
-                state.raised_this_run = true;
-                // A replay of packets already accounted (restart) adds nothing.
-                if ts_ns > state.last_ns {
-                    state.count += 1;
-                    state.last_ns = ts_ns;
-                }
-                let quiet = matches!(state.status, AlertStatus::Learned | AlertStatus::Muted);
-                let due = state
-                    .last_emitted_ns
-                    .is_none_or(|last| ts_ns >= last.saturating_add(ALERT_THROTTLE_NS));
-                // A state (a new device, a firmware change, an address conflict...) is
-                // reported once; its repeats only update the stored row.
-                let write = !quiet && due && !is_state_signature(signature);
-                if write {
-                    state.last_emitted_ns = Some(ts_ns);
-                }
-                Some(((state.id, state.count, state.status, state.first_ns), write))
-            }
-            None => {
-                if self.alerts.len() >= MAX_ALERTS {
-                    self.counters.alerts_over_capacity += 1;
-                    if !self.alert_table_full_raised && signature != "alert_table_full" {
-                        self.alert_table_full_raised = true;
-                        // Room is kept for this one alert.
-                        self.insert_alert(detection, "alert_table_full", ts_ns, Subject::default());
+        let mut new_id = None;
+        if !self.alerts.contains_key(&key) && !self.restore_alert(&key) {
+            // Room is made before the alert is inserted: a new alert is never dropped.
+            self.make_room(ts_ns);
+            new_id = Some(self.insert_alert(detection, signature, ts_ns, subject.clone()));
+        }
+        let emit = match new_id {
+            Some(id) => Some(((id, 1, AlertStatus::New, ts_ns), true)),
+            None => match self.alerts.get_mut(&key) {
+                Some(state) => {
+                    self.counters.alert_repeats += 1;
+                    state.raised_this_run = true;
+                    // A replay of packets already accounted (restart) adds nothing.
+                    if ts_ns > state.last_ns {
+                        state.count += 1;
+                        state.last_ns = ts_ns;
                     }
-                    return;
+                    let quiet = matches!(state.status, AlertStatus::Learned | AlertStatus::Muted);
+                    let due = state
+                        .last_emitted_ns
+                        .is_none_or(|last| ts_ns >= last.saturating_add(ALERT_THROTTLE_NS));
+                    // A state (a new device, an address conflict...) is reported once;
+                    // its repeats only update the stored row.
+                    let write = !quiet && due && !is_state_signature(signature);
+                    if write {
+                        state.last_emitted_ns = Some(ts_ns);
+                    }
+                    Some(((state.id, state.count, state.status, state.first_ns), write))
                 }
-                let id = self.insert_alert(detection, signature, ts_ns, subject.clone());
-                Some(((id, 1, AlertStatus::New, ts_ns), true))
-            }
+                None => None,
+            },
         };
         let Some(((id, count, status, first_ns), write)) = emit else {
             return;
@@ -175,6 +172,12 @@ impl Analyzer {
         self.pending_alerts
             .entry(key)
             .and_modify(|row| {
+                if write {
+                    // The stored record is the last occurrence written to the sinks.
+                    let first_ns = row.alert.first_ns.min(ts_ns);
+                    row.alert = alert.clone();
+                    row.alert.first_ns = first_ns;
+                }
                 row.alert.last_ns = row.alert.last_ns.max(ts_ns);
                 row.alert.count = count;
             })
@@ -209,7 +212,12 @@ impl Analyzer {
     ) -> u64 {
         let id = self.next_alert_id;
         self.next_alert_id += 1;
+        self.alert_rows_since_prune += 1;
         let key = alert_key(signature, &subject);
+        self.alert_order.insert(
+            (eviction_class(signature, AlertStatus::New), id),
+            key.clone(),
+        );
         self.alerts.insert(
             key,
             AlertState {
@@ -227,5 +235,139 @@ impl Analyzer {
             },
         );
         id
+    }
+}
+
+/// The order in which alerts leave the in-memory table when it is full, lowest first:
+/// closed by an operator (acknowledged, learned), muted, then open ones by severity
+/// (low, medium, high); within a class the oldest (lowest id) goes first. An evicted
+/// alert keeps its store row (written at the next commit if still pending), so the
+/// table is never the only record of an open alert, and a repeat finds it there.
+pub(in crate::analyze) fn eviction_class(signature: &str, status: AlertStatus) -> u8 {
+    match status {
+        AlertStatus::Acknowledged | AlertStatus::Learned => 0,
+        AlertStatus::Muted => 1,
+        AlertStatus::New => match detect::by_name(signature).map(|d| d.severity) {
+            Some(severity) if severity >= detect::Severity::LOW => 2,
+            Some(detect::Severity::MEDIUM) => 3,
+            _ => 4,
+        },
+    }
+}
+
+impl Analyzer {
+    /// Sets a held alert's status (an operator's change read back from the store).
+    pub(in crate::analyze) fn set_alert_status(&mut self, key: &str, status: AlertStatus) {
+        let Some(state) = self.alerts.get_mut(key) else {
+            return;
+        };
+        let old = (eviction_class(state.signature, state.status), state.id);
+        state.status = status;
+        let new = (eviction_class(state.signature, status), state.id);
+        if let Some(key) = self.alert_order.remove(&old) {
+            self.alert_order.insert(new, key);
+        }
+    }
+
+    /// Evicts the least important alerts until one more fits (`eviction_class`); the
+    /// first eviction of a run raises `alert_table_full`.
+    fn make_room(&mut self, ts_ns: u64) {
+        while self.alerts.len() >= self.max_alerts {
+            let Some((_, key)) = self.alert_order.pop_first() else {
+                return;
+            };
+            self.alerts.remove(&key);
+            self.alerts_partial = true;
+            self.counters.alerts_over_capacity += 1;
+            if !self.alert_table_full_raised {
+                self.alert_table_full_raised = true;
+                let max = self.max_alerts;
+                self.raise(
+                    "alert_table_full",
+                    ts_ns,
+                    Subject::default(),
+                    format!("the analyzer holds {max} distinct alerts; the least important are evicted from memory (their rows stay in the store) to make room for new ones"),
+                    serde_json::json!({ "max_alerts": max, "max_stored_alerts": MAX_STORED_ALERTS }),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+
+    /// Puts an alert that is not held back into the table from its pending or stored
+    /// row (it was evicted, or not loaded at start); false when there is none.
+    fn restore_alert(&mut self, key: &str) -> bool {
+        if !self.alerts_partial {
+            return false;
+        }
+        let row = match self.pending_alerts.get(key) {
+            Some(row) => Some((
+                row.alert.id,
+                row.alert.status,
+                row.alert.count,
+                row.alert.first_ns,
+                row.alert.last_ns,
+            )),
+            None => match self.store.alert_state(key) {
+                Ok(row) => row,
+                Err(_) => {
+                    self.counters.store_errors += 1;
+                    None
+                }
+            },
+        };
+        let Some((id, status, count, first_ns, last_ns)) = row else {
+            return false;
+        };
+        let Some((signature, src, dst, src_mac)) = parse_alert_key(key) else {
+            return false;
+        };
+        self.make_room(last_ns);
+        self.alert_order
+            .insert((eviction_class(signature, status), id), key.to_owned());
+        self.alerts.insert(
+            key.to_owned(),
+            AlertState {
+                id,
+                status,
+                count,
+                first_ns,
+                last_ns,
+                last_emitted_ns: Some(last_ns),
+                raised_this_run: false,
+                signature,
+                src,
+                dst,
+                src_mac,
+            },
+        );
+        true
+    }
+
+    /// A cap on state keyed by the wire was hit (`map` names it): counted by the
+    /// caller; the first time in a run `state_capped` is raised (written to every sink
+    /// even when the alert exists, so each capped map is reported once).
+    pub(in crate::analyze) fn state_capped(&mut self, map: &'static str, ts_ns: u64, cap: usize) {
+        if !self.caps_hit.insert(map) {
+            return;
+        }
+        let key = alert_key("state_capped", &Subject::default());
+        // Under a flood the health alert itself may have been evicted: back in the
+        // table first, so that it is written, not throttled.
+        if !self.alerts.contains_key(&key) {
+            self.restore_alert(&key);
+        }
+        if let Some(state) = self.alerts.get_mut(&key) {
+            state.last_emitted_ns = None;
+        }
+        let caps: Vec<&str> = self.caps_hit.iter().copied().collect();
+        self.raise(
+            "state_capped",
+            ts_ns,
+            Subject::default(),
+            format!("analyzer state {map} reached its cap of {cap} entries; the least important are shed (otsensor_analyzer_state_shed_total{{map=\"{map}\"}})"),
+            serde_json::json!({ "map": map, "cap": cap, "capped": caps }),
+            Vec::new(),
+        );
     }
 }

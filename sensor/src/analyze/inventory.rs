@@ -305,7 +305,18 @@ impl Analyzer {
             (None, None) => return,
         };
         if let (Some(ip), Some(mac)) = (ip, mac) {
-            self.macs_with_ip.insert(mac);
+            // ARP with random sender MACs must not grow these maps without bound: at
+            // `max_arp_macs` a new MAC is not remembered (it may then count as a
+            // MAC-only device, bounded by the inventory, or raise ip_conflict).
+            let fits =
+                self.macs_with_ip.contains(&mac) || self.macs_with_ip.len() < self.max_arp_macs;
+            if fits {
+                self.macs_with_ip.insert(mac);
+            } else {
+                self.counters.arp_macs_over_capacity += 1;
+                let cap = self.max_arp_macs;
+                self.state_capped("arp_macs", ts_ns, cap);
+            }
             self.check_ip_claim(ts_ns, ip, mac, vlan);
         }
         let known = match key {
@@ -410,11 +421,15 @@ impl Analyzer {
         if !ip.is_ipv4() || !layers::is_unicast_mac(&mac) {
             return;
         }
-        let claims = self.mac_ipv4.entry(mac).or_default();
-        if !claims.contains(&Some(ip)) {
-            if let Some(slot) = claims.iter_mut().find(|s| s.is_none()) {
-                *slot = Some(ip);
+        if let Some(claims) = self.mac_ipv4.get_mut(&mac) {
+            if !claims.contains(&Some(ip)) {
+                if let Some(slot) = claims.iter_mut().find(|s| s.is_none()) {
+                    *slot = Some(ip);
+                }
             }
+        } else if self.mac_ipv4.len() < self.max_arp_macs {
+            // (Beyond the cap a new MAC's claim is not remembered; counted above.)
+            self.mac_ipv4.insert(mac, [Some(ip), None]);
         }
         let is_router = |claims: Option<&[Option<IpAddr>; 2]>| {
             claims.is_some_and(|c| c.iter().all(Option::is_some))

@@ -49,6 +49,8 @@ use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 mod alerts;
 /// Learning: the baseline of facts.
 mod baseline;
+/// A map with a hard cap and O(1) eviction, for state keyed by the wire.
+mod bounded;
 /// The analyzer as the API's handler.
 mod control;
 /// The stateful detections, one module per family.
@@ -74,9 +76,18 @@ const MAX_IDENTITY_HISTORY: usize = 32;
 /// Services (IP protocol, port) remembered per device.
 const MAX_SERVED: usize = 32;
 const MAX_VLANS: usize = 8;
-/// Distinct alerts held; beyond it new alerts are counted (`alert_table_full`).
+/// Distinct alerts held in memory for de-duplication; beyond it the least important
+/// is evicted (see `alerts::eviction_class`, counted, `alert_table_full`).
 const MAX_ALERTS: usize = 100_000;
-/// Sources whose recent flow starts are tracked for scans.
+/// Alert rows kept in the store; beyond it the least important rows are deleted.
+const MAX_STORED_ALERTS: usize = 200_000;
+/// Baseline facts; beyond it nothing more is learned (counted, `state_capped`).
+const MAX_BASELINE_ITEMS: usize = 1_000_000;
+/// MACs remembered as carrying an IP, and MACs whose IPv4 claims are remembered
+/// (ARP with random sender MACs); beyond it new MACs are counted, not remembered.
+const MAX_ARP_MACS: usize = 262_144;
+/// Sources whose recent flow starts are tracked for scans (oldest one-shot source
+/// evicted beyond it).
 const MAX_SCAN_SOURCES: usize = 65_536;
 /// A repeated alert is written to the alert sinks at most this often (packet time).
 const ALERT_THROTTLE_NS: u64 = 60 * 1_000_000_000;
@@ -103,13 +114,20 @@ pub struct AnalyzerCounters {
     pub protocol_errors: u64,
     /// Device sightings not recorded because the inventory was at `inventory.max_devices`.
     pub devices_over_capacity: u64,
-    /// Alerts not stored because the alert table was full.
+    /// Alerts evicted from the in-memory alert table (`MAX_ALERTS`) to make room for a
+    /// new one; never a new alert dropped.
     pub alerts_over_capacity: u64,
-    /// Scan trackers not created because `MAX_SCAN_SOURCES` sources were tracked.
+    /// Alert rows deleted from the store beyond `MAX_STORED_ALERTS`.
+    pub stored_alerts_pruned: u64,
+    /// Baseline facts not learned because `MAX_BASELINE_ITEMS` were.
+    pub baseline_over_capacity: u64,
+    /// ARP/address sightings whose MAC was not remembered (`MAX_ARP_MACS`).
+    pub arp_macs_over_capacity: u64,
+    /// Scan trackers evicted because `MAX_SCAN_SOURCES` sources were tracked.
     pub scan_sources_over_capacity: u64,
-    /// Flood targets not tracked because `MAX_FLOOD_TARGETS` were.
+    /// Flood targets evicted because `MAX_FLOOD_TARGETS` were tracked.
     pub flood_targets_over_capacity: u64,
-    /// (client, server) pairs not tracked for object sweeps at capacity.
+    /// (client, server) pairs evicted from object-sweep tracking at capacity.
     pub object_sweeps_over_capacity: u64,
     /// Alert occurrences folded into an existing alert.
     pub alert_repeats: u64,
@@ -169,11 +187,26 @@ pub struct Analyzer {
     next_alert_id: u64,
     inventory_full_raised: bool,
     alert_table_full_raised: bool,
-    scans: HashMap<IpAddr, ScanTracker>,
+    /// Alert keys in eviction order: (class, id), least important first.
+    alert_order: BTreeMap<(u8, u64), String>,
+    /// Some stored alert is not in `alerts` (evicted, or not loaded): a new key is
+    /// looked up in the store before it gets a new id.
+    alerts_partial: bool,
+    /// The in-memory alert table's cap (`MAX_ALERTS`; smaller in tests).
+    max_alerts: usize,
+    /// `MAX_BASELINE_ITEMS` (smaller in tests).
+    max_baseline: usize,
+    /// `MAX_ARP_MACS` (smaller in tests).
+    max_arp_macs: usize,
+    /// New alert rows written since the store's alert rows were last pruned.
+    alert_rows_since_prune: usize,
+    /// Caps hit in this run (`state_capped`).
+    caps_hit: BTreeSet<&'static str>,
+    scans: bounded::BoundedMap<IpAddr, ScanTracker>,
     /// Connection attempts per (device, port), for floods.
-    floods: HashMap<(IpAddr, u16), FloodState>,
+    floods: bounded::BoundedMap<(IpAddr, u16), FloodState>,
     /// Objects each (client, server, protocol) addressed in the current scan window.
-    object_sweeps: HashMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
+    object_sweeps: bounded::BoundedMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
     store: Store,
@@ -249,9 +282,16 @@ impl Analyzer {
             next_alert_id: 1,
             inventory_full_raised: false,
             alert_table_full_raised: false,
-            scans: HashMap::default(),
-            floods: HashMap::default(),
-            object_sweeps: HashMap::default(),
+            alert_order: BTreeMap::new(),
+            alerts_partial: false,
+            max_alerts: MAX_ALERTS,
+            max_baseline: MAX_BASELINE_ITEMS,
+            max_arp_macs: MAX_ARP_MACS,
+            alert_rows_since_prune: 0,
+            caps_hit: BTreeSet::new(),
+            scans: bounded::BoundedMap::default(),
+            floods: bounded::BoundedMap::default(),
+            object_sweeps: bounded::BoundedMap::default(),
             next_quiet_check_ns: 0,
             store,
             store_version: 0,
@@ -311,17 +351,29 @@ impl Analyzer {
         }
         self.learning_ended = learning.ended;
         self.baseline = self.store.baseline()?.into_iter().collect();
+        // Most important first (`Store::alert_states`): what does not fit stays in the
+        // store only, and is looked up there when it is raised again.
         for (key, id, status, count, first_ns, last_ns) in self.store.alert_states()? {
             self.next_alert_id = self.next_alert_id.max(id + 1);
-            match self.alerts.get_mut(&key) {
-                Some(state) => state.status = status,
+            match self.alerts.get(&key) {
+                Some(state) => {
+                    if state.status != status {
+                        self.set_alert_status(&key, status);
+                    }
+                }
                 None => {
+                    if self.alerts.len() >= self.max_alerts {
+                        self.alerts_partial = true;
+                        continue;
+                    }
                     let Some((signature, src, dst, src_mac)) = parse_alert_key(&key) else {
                         continue;
                     };
                     if signature == "inventory_full" {
                         self.inventory_full_raised = true;
                     }
+                    self.alert_order
+                        .insert((alerts::eviction_class(signature, status), id), key.clone());
                     self.alerts.insert(
                         key,
                         AlertState {
@@ -475,6 +527,23 @@ impl Analyzer {
         self.check_quiet(ts_ns);
     }
 
+    /// Time-driven work, called by the analyzer loop at least every `COMMIT_INTERVAL`
+    /// whether or not traffic arrives: commits what is pending once `COMMIT_INTERVAL`
+    /// has passed since the last commit, so an alert on a quiet network is stored
+    /// within that time.
+    pub fn tick(&mut self) {
+        if self.last_commit.elapsed() >= COMMIT_INTERVAL && self.has_pending() {
+            self.commit();
+        }
+    }
+
+    /// The longest the analyzer loop may wait without calling [`Analyzer::tick`].
+    pub const TICK: Duration = COMMIT_INTERVAL;
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.dirty.is_empty() || !self.pending_alerts.is_empty()
+    }
+
     /// Writes pending changes in one transaction and picks up operator changes.
     pub fn commit(&mut self) {
         self.since_commit = 0;
@@ -509,6 +578,17 @@ impl Analyzer {
         if !batch.is_empty() {
             match self.store.write(&batch) {
                 Ok(()) => self.counters.store_commits += 1,
+                Err(_) => self.counters.store_errors += 1,
+            }
+        }
+        if self.alert_rows_since_prune >= MAX_STORED_ALERTS / 16 {
+            self.alert_rows_since_prune = 0;
+            match self.store.prune_alerts(MAX_STORED_ALERTS) {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    self.counters.stored_alerts_pruned += pruned;
+                    self.alerts_partial = true;
+                }
                 Err(_) => self.counters.store_errors += 1,
             }
         }

@@ -201,6 +201,25 @@ fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, 
                 alert.last_ns,
                 alert.count,
             )),
+/// A BACnet Who-Is broadcast from `source` (one `scan` alert per new source after
+/// learning: the flood a spoofing attacker sends).
+fn who_is(a: &mut Analyzer, ts_ns: u64, source: IpAddr) {
+    a.observe(Observation::Command {
+        ts_ns,
+        flow_id: 7,
+        client: (source, 47_808),
+        server: (IpAddr::from([10, 0, 0, 255]), 47_808),
+        protocol: Protocol::Bacnet,
+        kind: CommandKind::Discovery,
+        code: 8,
+        unit: None,
+    });
+}
+
+fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
+    rx.try_iter()
+        .filter_map(|record| match record {
+            EveRecord::Alert(alert) => Some(*alert),
             _ => None,
         })
         .collect()
@@ -254,5 +273,211 @@ fn a_repeated_event_alert_carries_its_true_first_seen() {
             ("plc_stop".to_owned(), S, 121 * S, 2),
             ("plc_stop".to_owned(), S, 241 * S, 3),
         ]
+#[test]
+fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut config = Config::default();
+    config.learning.duration = HumanDuration::from_secs(10);
+    let policy = match config.validate() {
+        Ok(policy) => Arc::new(policy),
+        Err(error) => panic!("{error}"),
+    };
+    let eve = crate::output::eve::EventSink::new(tx, crate::observe::Delivery::Block);
+    let mut a = Analyzer::new(policy, Some(eve));
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    // Learning ends at 11 s. Then more distinct spoofed sources than the table holds,
+    // each a new `scan` alert (high severity, open).
+    let flood = MAX_ALERTS as u32 + 5_000;
+    let mut flood_alerts = Vec::new();
+    for i in 0..flood {
+        let source = IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i));
+        who_is(&mut a, 20 * S + u64::from(i), source);
+        if i % 4096 == 0 {
+            a.commit();
+            flood_alerts.extend(eve_alerts(&rx));
+        }
+    }
+    a.commit();
+    flood_alerts.extend(eve_alerts(&rx));
+    assert_eq!(
+        flood_alerts
+            .iter()
+            .filter(|a| a.signature == "scan")
+            .count(),
+        flood as usize,
+        "every spoofed source's alert reached EVE"
+    );
+    assert!(a.alerts.len() <= MAX_ALERTS, "{}", a.alerts.len());
+    // Then a real PLC STOP from a pair never seen before.
+    let stop_ts = 40 * S;
+    a.observe(Observation::Command {
+        ts_ns: stop_ts,
+        flow_id: 9,
+        client: (IpAddr::from([10, 0, 0, 66]), 49_152),
+        server: (IpAddr::from([10, 0, 0, 20]), 102),
+        protocol: Protocol::S7comm,
+        kind: CommandKind::Stop,
+        code: 0x29,
+        unit: None,
+    });
+    a.commit();
+    let after = eve_alerts(&rx);
+    let stop = after.iter().find(|alert| alert.signature == "plc_stop");
+    assert!(stop.is_some(), "no plc_stop in EVE: {after:?}");
+    let stored = match a.store.alerts(None, 10) {
+        Ok(stored) => stored,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(
+        stored.first().map(|s| s.alert.signature.as_str()),
+        Some("plc_stop"),
+        "the newest stored alert"
+    );
+    // The flood was shed visibly: one alert_table_full on EVE, evictions counted, and
+    // every flood alert stored (at most MAX_STORED_ALERTS rows are kept).
+    let table_full = flood_alerts
+        .iter()
+        .chain(&after)
+        .filter(|alert| alert.signature == "alert_table_full")
+        .count();
+    assert_eq!(table_full, 1);
+    assert!(a.counters.alerts_over_capacity >= 5_000);
+    let scans = match a.store.alerts_where(
+        &store::AlertQuery {
+            signature: Some("scan".to_owned()),
+            ..store::AlertQuery::default()
+        },
+        usize::MAX >> 1,
+    ) {
+        Ok(rows) => rows.len(),
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(
+        scans, flood as usize,
+        "every spoofed source's alert is stored"
+    );
+    assert!(
+        flood_alerts
+            .iter()
+            .chain(&after)
+            .any(|a| a.signature == "state_capped"),
+        "the scan trackers' cap was reported"
+    );
+    assert!(a.counters.scan_sources_over_capacity > 0);
+    let report = a.finish();
+    assert!(report.raised.iter().any(|r| r.signature == "plc_stop"));
+}
+
+#[test]
+fn an_evicted_alert_raised_again_keeps_its_id_count_and_status() {
+    let mut a = analyzer(10);
+    a.max_alerts = 4;
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    let first = IpAddr::from([11, 0, 0, 1]);
+    who_is(&mut a, 20 * S, first);
+    a.commit();
+    let Ok(Some((id, _, _, _, _))) = a.store.alert_state(&format!("scan|{first}|-")) else {
+        panic!("not stored");
+    };
+    if let Err(error) = a.store.set_alert_status(id, AlertStatus::Muted) {
+        panic!("{error}");
+    }
+    // (The analyzer reloads operator changes made through another connection.)
+    if let Err(error) = a.reload() {
+        panic!("{error}");
+    }
+    for i in 2..10u8 {
+        who_is(&mut a, 20 * S + u64::from(i), IpAddr::from([11, 0, 0, i]));
+    }
+    assert!(
+        !a.alerts.contains_key(&format!("scan|{first}|-")),
+        "the muted alert goes first"
+    );
+    a.commit();
+    // Raised again: back from the store, still muted, same id, counted.
+    who_is(&mut a, 200 * S, first);
+    let state = a.alerts.get(&format!("scan|{first}|-"));
+    assert_eq!(
+        state.map(|s| (s.id, s.status, s.count)),
+        Some((id, AlertStatus::Muted, 2))
+    );
+    assert!(a.alerts.len() <= 4);
+}
+
+#[test]
+fn the_baseline_and_the_arp_maps_stop_at_their_caps_and_say_so() {
+    let mut a = analyzer(1_000);
+    a.max_baseline = 100;
+    a.max_arp_macs = 50;
+    for i in 0..200u32 {
+        // A random-MAC ARP flood claiming one address, and conversations to many
+        // external destinations, while learning.
+        a.observe(Observation::DeviceSeen {
+            ts_ns: S + u64::from(i),
+            mac: Some([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+            ip: Some(IpAddr::from([10, 0, 0, 1])),
+            vlan: 0,
+        });
+        a.observe(Observation::FlowStarted {
+            ts_ns: S + u64::from(i),
+            flow_id: u64::from(i),
+            client: (IpAddr::from([10, 0, 0, 1]), 40_000),
+            server: (IpAddr::from(std::net::Ipv4Addr::from(0x0808_0000 + i)), 443),
+            ip_protocol: 6,
+            app_proto: None,
+            tcp_flags: 0x02,
+            vlan: 0,
+        });
+    }
+    assert!(a.baseline.len() <= 100);
+    assert_eq!(a.macs_with_ip.len(), 50);
+    assert!(a.mac_ipv4.len() <= 50);
+    assert_eq!(a.counters.arp_macs_over_capacity, 150);
+    assert!(a.counters.baseline_over_capacity > 0);
+    a.commit();
+    let stored = match a.store.alerts(None, 10) {
+        Ok(stored) => stored,
+        Err(error) => panic!("{error}"),
+    };
+    let capped: Vec<_> = stored
+        .iter()
+        .filter(|s| s.alert.signature == "state_capped")
+        .collect();
+    assert_eq!(capped.len(), 1);
+    let context = capped
+        .first()
+        .map(|s| s.alert.context.to_string())
+        .unwrap_or_default();
+    assert!(
+        context.contains("arp_macs") && context.contains("baseline"),
+        "{context}"
+    );
+}
+
+#[test]
+fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
+    let mut a = analyzer(0);
+    a.observe(Observation::Command {
+        ts_ns: S,
+        flow_id: 9,
+        client: (IpAddr::from([10, 0, 0, 66]), 49_152),
+        server: (IpAddr::from([10, 0, 0, 20]), 102),
+        protocol: Protocol::S7comm,
+        kind: CommandKind::Stop,
+        code: 0x29,
+        unit: None,
+    });
+    let stored = |a: &Analyzer| a.store.alerts(None, 10).map(|rows| rows.len()).unwrap_or(0);
+    // Nothing else arrives; the analyzer loop calls tick at least every TICK.
+    let started = Instant::now();
+    while stored(&a) == 0 && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        a.tick();
+    }
+    assert_eq!(stored(&a), 1);
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
     );
 }

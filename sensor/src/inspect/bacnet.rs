@@ -34,6 +34,9 @@ pub struct Stats {
     /// First segments that found every reassembly buffer in use (then inspected on
     /// their own, as far as they go).
     pub reassembly_pool_exhausted: u64,
+    /// Half-open messages (a first segment, no end) whose buffer was taken for a new
+    /// message after `reassembly::HALF_OPEN_TIMEOUT_NS`.
+    pub reassembly_expired: u64,
     /// Messages longer than a reassembly buffer: their tail is dropped, the prefix
     /// is still read for identity.
     pub reassembly_overflow: u64,
@@ -64,6 +67,7 @@ impl Stats {
         self.segmented.merge(&other.segmented);
         self.reassembled += other.reassembled;
         self.reassembly_pool_exhausted += other.reassembly_pool_exhausted;
+        self.reassembly_expired += other.reassembly_expired;
         self.reassembly_overflow += other.reassembly_overflow;
         self.reassembly_out_of_sequence += other.reassembly_out_of_sequence;
         self.segments_unmatched += other.segments_unmatched;
@@ -127,6 +131,7 @@ impl Stats {
         for (name, count) in [
             ("reassembled", self.reassembled),
             ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
+            ("reassembly_expired", self.reassembly_expired),
             ("reassembly_overflow", self.reassembly_overflow),
             (
                 "reassembly_out_of_sequence",
@@ -565,7 +570,9 @@ fn segment(
             Some(buffer) if buffer.tag != tag => ctx.stats.bacnet.segments_abandoned += 1,
             Some(_) => {}
             None => {
-                let Some(acquired) = ctx.segments.acquire() else {
+                let acquired = ctx.segments.acquire(ctx.ts_ns);
+                ctx.stats.bacnet.reassembly_expired += ctx.segments.take_expired();
+                let Some(acquired) = acquired else {
                     ctx.stats.bacnet.reassembly_pool_exhausted += 1;
                     return Reassembly::NoBuffer;
                 };

@@ -44,6 +44,9 @@ pub struct Stats {
     /// Segmented PDUs not reassembled (counted, not dissected): every buffer in use,
     /// longer than [`SEGMENT_BUFFER_LEN`], or a TPDU number out of sequence.
     pub reassembly_pool_exhausted: u64,
+    /// Half-open messages (a first segment, no end) whose buffer was taken for a new
+    /// message after `reassembly::HALF_OPEN_TIMEOUT_NS`.
+    pub reassembly_expired: u64,
     pub reassembly_overflow: u64,
     pub reassembly_out_of_sequence: u64,
 }
@@ -106,6 +109,7 @@ impl Stats {
         self.segmented += other.segmented;
         self.reassembled += other.reassembled;
         self.reassembly_pool_exhausted += other.reassembly_pool_exhausted;
+        self.reassembly_expired += other.reassembly_expired;
         self.reassembly_overflow += other.reassembly_overflow;
         self.reassembly_out_of_sequence += other.reassembly_out_of_sequence;
     }
@@ -155,6 +159,7 @@ impl Stats {
             ("segmented", self.segmented),
             ("reassembled", self.reassembled),
             ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
+            ("reassembly_expired", self.reassembly_expired),
             ("reassembly_overflow", self.reassembly_overflow),
             (
                 "reassembly_out_of_sequence",
@@ -433,8 +438,11 @@ fn in_sequence(previous: u8, number: u8) -> bool {
 fn start_tsdu(payload: &[u8], number: u8, ctx: &mut PduCtx<'_>) {
     let direction = direction_index(ctx.direction);
     let mut handle = ctx.state.segment_slots.get(direction).copied().unwrap_or(0);
-    if handle == 0 {
-        match ctx.segments.acquire() {
+    // A stale handle: this direction's half-open TSDU expired (see `reassembly`).
+    if !ctx.segments.holds(handle) {
+        let acquired = ctx.segments.acquire(ctx.ts_ns);
+        ctx.stats.s7comm.reassembly_expired += ctx.segments.take_expired();
+        match acquired {
             Some(acquired) => handle = acquired,
             None => {
                 ctx.stats.s7comm.reassembly_pool_exhausted += 1;

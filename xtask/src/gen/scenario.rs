@@ -1194,8 +1194,9 @@ fn attack(
             }
             (alerts, protocols)
         }
+        "hostile" => hostile(cap, t, HostileScale::CI)?,
         other => bail!(
-            "unknown scenario {other:?}; known: {}",
+            "unknown scenario {other:?}; known: {}, hostile",
             SCENARIOS.join(", ")
         ),
     })
@@ -1233,4 +1234,190 @@ pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
     std::fs::write(&path, serde_json::to_string_pretty(&truth)? + "\n")
         .with_context(|| path.display().to_string())?;
     Ok(truth)
+}
+
+/// How big the floods of the `hostile` scenario are.
+#[derive(Clone, Copy, Debug)]
+pub struct HostileScale {
+    /// Spoofed sources of BACnet Who-Is broadcasts (each a `scan` alert).
+    pub discovery_sources: u32,
+    /// ARP replies from random MACs, each claiming an address of its own.
+    pub arp_macs: u32,
+    /// Distinct external destinations one internal host sends SYNs to.
+    pub external_destinations: u32,
+    /// S7 sessions left with a first COTP DT without end-of-TSDU (never closed).
+    pub half_open_reassemblies: u32,
+}
+
+impl HostileScale {
+    /// Sized so that every analyzer cap is exceeded (100,000 alerts, 262,144 ARP
+    /// MACs, 65,536 scan sources) and a replay runs in seconds. The full
+    /// figures (1 M sources and MACs, 200 k destinations, 100 k reassemblies) are a
+    /// benchmark run.
+    pub const CI: HostileScale = HostileScale {
+        discovery_sources: 110_000,
+        arp_macs: 270_000,
+        external_destinations: 20_000,
+        half_open_reassemblies: 2_000,
+    };
+}
+
+/// The host that stops the S7 PLC and writes to the Modbus PLC in `hostile`.
+pub const HOSTILE_ATTACKER: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 66);
+const ATTACKER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x66], [10, 10, 0, 66]);
+/// The address the random MACs of `hostile` ask for (no device uses it).
+const ARP_BAIT: Ipv4Addr = Ipv4Addr::new(10, 10, 0, 250);
+
+/// `hostile`: floods after learning — spoofed discovery sources, ARP from random MACs,
+/// SYNs from the BACnet controller to many external destinations, S7 sessions that
+/// start a segmented PDU and never finish it — then, 30 s later, a real PLC STOP and a
+/// new Modbus writer from a host never seen before. The floods' own alerts are not
+/// listed in the truth (only the two real ones and what their host adds).
+fn hostile(
+    cap: &mut Capture,
+    t: u64,
+    scale: HostileScale,
+) -> Result<(Vec<ExpectedAlert>, Vec<&'static str>)> {
+    let flood_span = 20 * SECOND;
+    let spread = |i: u32, n: u32| t + flood_span * u64::from(i) / u64::from(n.max(1));
+    let mut who = Vec::new();
+    bacnet::who_is(&mut who);
+    let broadcast = IpAddr::V4(Ipv4Addr::new(10, 10, 0, 255));
+    for i in 0..scale.discovery_sources {
+        // 100.64.0.0/10 (shared address space): outside networks.internal.
+        let src = Ipv4Addr::from(0x6440_0000u32 + i);
+        let mac = random_mac(&mut cap.rng);
+        cap.udp_group(
+            spread(i, scale.discovery_sources),
+            mac,
+            IpAddr::V4(src),
+            wire::BROADCAST_MAC,
+            broadcast,
+            (47808, 47808),
+            who.clone(),
+        )?;
+    }
+    for i in 0..scale.arp_macs {
+        // Each random MAC claims its own address in 10.128.0.0/9 (the worker reports
+        // one sighting per new (MAC, address), so each reaches the analyzer).
+        let mac = random_mac(&mut cap.rng);
+        let claimed = Ipv4Addr::from(0x0a80_0000u32 + i);
+        cap.arp(spread(i, scale.arp_macs), 2, mac, claimed, ARP_BAIT)?;
+    }
+    let bacnet: Peer = BACNET.into();
+    for i in 0..scale.external_destinations {
+        // Public addresses 23.0.0.0 upwards, one SYN each, unanswered.
+        let dst = external(Ipv4Addr::from(0x1700_0000u32 + i));
+        let port = cap.port();
+        cap.tcp(
+            spread(i, scale.external_destinations),
+            bacnet,
+            dst,
+            (port, 443),
+            1_000,
+            0,
+            tcp_flags::SYN,
+            Vec::new(),
+        )?;
+    }
+    let plc_s7: Peer = PLC_S7.into();
+    for i in 0..scale.half_open_reassemblies {
+        // Clients 10.20.x.y: a handshake, then a COTP DT without end-of-TSDU carrying
+        // the start of an S7 PDU, and nothing more.
+        let client = Peer {
+            ip: Ipv4Addr::from(0x0a14_0000u32 + i),
+            mac: random_mac(&mut cap.rng),
+        };
+        let t0 = spread(i, scale.half_open_reassemblies);
+        let port = cap.port();
+        let (out, back) = ((port, 102), (102, port));
+        cap.tcp(
+            t0,
+            client,
+            plc_s7,
+            out,
+            1_000,
+            0,
+            tcp_flags::SYN,
+            Vec::new(),
+        )?;
+        cap.tcp(
+            t0 + MS,
+            plc_s7,
+            client,
+            back,
+            9_000,
+            1_001,
+            tcp_flags::SYN | tcp_flags::ACK,
+            Vec::new(),
+        )?;
+        cap.tcp(
+            t0 + 2 * MS,
+            client,
+            plc_s7,
+            out,
+            1_001,
+            9_001,
+            tcp_flags::ACK,
+            Vec::new(),
+        )?;
+        // TPKT (length 4 + 3 + 10), COTP DT (length 2, code 0xf0, TPDU 0 without EOT),
+        // the first 10 bytes of an S7 job header.
+        let dt = vec![
+            0x03, 0x00, 0x00, 0x11, 0x02, 0xf0, 0x00, 0x32, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00,
+            0x08, 0x00, 0x00,
+        ];
+        cap.tcp(
+            t0 + 3 * MS,
+            client,
+            plc_s7,
+            out,
+            1_001,
+            9_001,
+            tcp_flags::PSH | tcp_flags::ACK,
+            dt,
+        )?;
+    }
+    // The real attack, after the floods.
+    let real = t + flood_span + 10 * SECOND;
+    let attacker: Peer = ATTACKER.into();
+    let (mut cr, mut cc, mut setup, mut setup_ack, mut stop) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    s7comm::connect_request(&mut cr, 1);
+    s7comm::connect_confirm(&mut cc, 1, 2);
+    s7comm::setup_job(&mut setup, 1);
+    s7comm::setup_ack(&mut setup_ack, 1);
+    s7comm::plc_stop(&mut stop, 2);
+    let exchanges = vec![(cr, Some(cc)), (setup, Some(setup_ack)), (stop, None)];
+    cap.session(real, attacker, plc_s7, 102, Answer::Accept, exchanges)?;
+    let write = cap.modbus(modbus::Request::WriteSingleRegister {
+        address: 100,
+        value: 9999,
+    });
+    cap.session(
+        real + 2 * SECOND,
+        attacker,
+        PLC_MODBUS.into(),
+        502,
+        Answer::Accept,
+        vec![write],
+    )?;
+    Ok((
+        vec![
+            expect("plc_stop", Some(ATTACKER), Some(PLC_S7.addr())),
+            expect(
+                "unauthorized_write",
+                Some(ATTACKER),
+                Some(PLC_MODBUS.addr()),
+            ),
+        ],
+        vec!["s7comm", "modbus", "bacnet"],
+    ))
+}
+
+fn random_mac(rng: &mut impl rand::Rng) -> wire::Mac {
+    let mut mac: wire::Mac = rng.random();
+    // Locally administered unicast.
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac
 }

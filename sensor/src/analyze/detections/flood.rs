@@ -7,10 +7,11 @@
 
 use std::collections::HashSet;
 
+use crate::analyze::bounded::Admitted;
 use crate::analyze::detections::flows::is_bogon_source;
 use crate::analyze::*;
 
-/// Targets (device, port) tracked at once; more are counted, not tracked.
+/// Targets (device, port) tracked at once; beyond it the oldest is evicted (counted).
 const MAX_FLOOD_TARGETS: usize = 4_096;
 /// Distinct sources counted per target and window (beyond it: "at least").
 const MAX_FLOOD_SOURCES: usize = 4_096;
@@ -31,16 +32,17 @@ impl Analyzer {
     pub(in crate::analyze) fn track_flood(&mut self, flow: &FlowStart) {
         let target = flow.server;
         let window = self.policy.flood_window_ns;
-        if !self.floods.contains_key(&target) && self.floods.len() >= MAX_FLOOD_TARGETS {
-            // Forget targets whose window has long passed before refusing a new one.
-            self.floods
-                .retain(|_, state| flow.ts_ns < state.window_start_ns.saturating_add(window));
-            if self.floods.len() >= MAX_FLOOD_TARGETS {
-                self.counters.flood_targets_over_capacity += 1;
-                return;
-            }
+        // Targets hit once (a port sweep across devices) go first when full.
+        let (_, admitted) = self
+            .floods
+            .entry(target, MAX_FLOOD_TARGETS, |state| state.attempts >= 2);
+        if admitted == Admitted::Evicted {
+            self.counters.flood_targets_over_capacity += 1;
+            self.state_capped("flood_targets", flow.ts_ns, MAX_FLOOD_TARGETS);
         }
-        let state = self.floods.entry(target).or_default();
+        let Some(state) = self.floods.get_mut(&target) else {
+            return;
+        };
         if flow.ts_ns >= state.window_start_ns.saturating_add(window) || state.attempts == 0 {
             *state = FloodState {
                 window_start_ns: flow.ts_ns,

@@ -1,5 +1,6 @@
 //! Scans: port and host sweeps, discovery bursts, Modbus unit-id sweeps.
 
+use crate::analyze::bounded::Admitted;
 use crate::analyze::*;
 
 /// Recent flow starts of one source, for scan detection over a sliding window.
@@ -23,6 +24,21 @@ pub(in crate::analyze) struct ObjectSweep {
 }
 
 impl Analyzer {
+    /// The scan tracker of `source`, created when absent; at `MAX_SCAN_SOURCES` the
+    /// oldest tracker of a one-shot source (a spoofed address) is evicted first.
+    fn scan_tracker(&mut self, source: IpAddr) -> &mut ScanTracker {
+        let (_, admitted) = self.scans.entry(source, MAX_SCAN_SOURCES, |t| {
+            t.recent.len() + t.discovery.len() + t.units.len() >= 2
+        });
+        if admitted == Admitted::Evicted {
+            self.counters.scan_sources_over_capacity += 1;
+            let ts_ns = self.latest_ns;
+            self.state_capped("scan_sources", ts_ns, MAX_SCAN_SOURCES);
+        }
+        // `state_capped` never touches the scan trackers: the entry is still there.
+        self.scans.entry(source, MAX_SCAN_SOURCES, |_| false).0
+    }
+
     /// Port and address scans over a sliding window of the source's flow starts.
     pub(in crate::analyze) fn track_scan(&mut self, flow: &FlowStart) {
         let source = flow.client.0;
@@ -31,19 +47,7 @@ impl Analyzer {
         let port_threshold = self.policy.port_scan_ports as usize;
         let host_threshold = self.policy.address_scan_hosts as usize;
         let cap = (port_threshold + host_threshold).clamp(16, 4096);
-        if !self.scans.contains_key(&source) && self.scans.len() >= MAX_SCAN_SOURCES {
-            let now = flow.ts_ns;
-            self.scans.retain(|_, t| {
-                t.recent
-                    .back()
-                    .is_some_and(|(ts, _, _)| ts.saturating_add(window) >= now)
-            });
-            if self.scans.len() >= MAX_SCAN_SOURCES {
-                self.counters.scan_sources_over_capacity += 1;
-                return;
-            }
-        }
-        let tracker = self.scans.entry(source).or_default();
+        let tracker = self.scan_tracker(source);
         while tracker
             .recent
             .front()
@@ -115,7 +119,7 @@ impl Analyzer {
         };
         let window = self.policy.scan_window_ns;
         let threshold = self.policy.discovery_sweep as usize;
-        let tracker = self.scans.entry(source).or_default();
+        let tracker = self.scan_tracker(source);
         while tracker
             .discovery
             .front()
@@ -160,13 +164,9 @@ impl Analyzer {
         if self.baseline.contains(&item) {
             return;
         }
-        if !self.scans.contains_key(&source) && self.scans.len() >= MAX_SCAN_SOURCES {
-            self.counters.scan_sources_over_capacity += 1;
-            return;
-        }
         let window = self.policy.scan_window_ns;
         let threshold = self.policy.discovery_sweep as usize;
-        let tracker = self.scans.entry(source).or_default();
+        let tracker = self.scan_tracker(source);
         while tracker
             .units
             .front()
@@ -224,15 +224,17 @@ impl Analyzer {
         let key = (source, server.0, protocol);
         let window = self.policy.scan_window_ns;
         let threshold = self.policy.object_sweep as usize;
-        if !self.object_sweeps.contains_key(&key) && self.object_sweeps.len() >= MAX_OBJECT_SWEEPS {
-            self.object_sweeps
-                .retain(|_, sweep| ts_ns < sweep.window_start_ns.saturating_add(window));
-            if self.object_sweeps.len() >= MAX_OBJECT_SWEEPS {
-                self.counters.object_sweeps_over_capacity += 1;
-                return;
-            }
+        // One-object pairs (a spoofed source, a single poll) go first when full.
+        let (_, admitted) = self
+            .object_sweeps
+            .entry(key, MAX_OBJECT_SWEEPS, |sweep| sweep.objects.len() >= 2);
+        if admitted == Admitted::Evicted {
+            self.counters.object_sweeps_over_capacity += 1;
+            self.state_capped("object_sweeps", ts_ns, MAX_OBJECT_SWEEPS);
         }
-        let sweep = self.object_sweeps.entry(key).or_default();
+        let Some(sweep) = self.object_sweeps.get_mut(&key) else {
+            return;
+        };
         if ts_ns >= sweep.window_start_ns.saturating_add(window) || sweep.objects.is_empty() {
             sweep.window_start_ns = ts_ns;
             sweep.objects.clear();
