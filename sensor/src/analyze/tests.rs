@@ -191,16 +191,6 @@ fn a_second_mac_claiming_an_address_conflicts_unless_it_routes() {
     );
 }
 
-/// The alerts written to EVE: (signature, first_ns, last_ns, count).
-fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
-    rx.try_iter()
-        .filter_map(|record| match record {
-            EveRecord::Alert(alert) => Some((
-                alert.signature.clone(),
-                alert.first_ns,
-                alert.last_ns,
-                alert.count,
-            )),
 /// A BACnet Who-Is broadcast from `source` (one `scan` alert per new source after
 /// learning: the flood a spoofing attacker sends).
 fn who_is(a: &mut Analyzer, ts_ns: u64, source: IpAddr) {
@@ -225,54 +215,6 @@ fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
         .collect()
 }
 
-fn analyzer_with_eve(learning_s: u64) -> (Analyzer, crossbeam_channel::Receiver<EveRecord>) {
-    let mut config = Config::default();
-    config.learning.duration = HumanDuration::from_secs(learning_s);
-    let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let eve = EventSink::new(tx, crate::observe::Delivery::Block);
-    (Analyzer::new(Arc::new(policy), Some(eve)), rx)
-}
-
-#[test]
-fn a_new_device_is_reported_once_however_long_it_talks() {
-    let (mut a, rx) = analyzer_with_eve(10);
-    seen(&mut a, 0, [10, 0, 0, 1], 1);
-    // A device first seen after learning, then every 30 s for ten minutes.
-    for i in 0..20 {
-        seen(&mut a, (20 + 30 * i) * S, [10, 0, 0, 3], 3);
-    }
-    assert_eq!(
-        eve_alerts(&rx),
-        vec![("new_device".to_owned(), 20 * S, 20 * S, 1)]
-    );
-    // The store and the API still see every occurrence.
-    assert_eq!(a.finish().raised.first().map(|r| r.count), Some(20));
-}
-
-#[test]
-fn a_repeated_event_alert_carries_its_true_first_seen() {
-    let (mut a, rx) = analyzer_with_eve(0);
-    for i in 0..3 {
-        // A stop every two minutes: past the once-a-minute throttle each time.
-        a.observe(Observation::Command {
-            ts_ns: (1 + 120 * i) * S,
-            flow_id: 1,
-            client: (IpAddr::from([10, 0, 0, 5]), 40_000),
-            server: (IpAddr::from([10, 0, 0, 20]), 102),
-            protocol: Protocol::S7comm,
-            kind: CommandKind::Stop,
-            code: 0x29,
-            unit: None,
-        });
-    }
-    assert_eq!(
-        eve_alerts(&rx),
-        vec![
-            ("plc_stop".to_owned(), S, S, 1),
-            ("plc_stop".to_owned(), S, 121 * S, 2),
-            ("plc_stop".to_owned(), S, 241 * S, 3),
-        ]
 #[test]
 fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -479,5 +421,71 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
         started.elapsed() <= Duration::from_millis(1_000),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// The alerts written to EVE: (signature, first_ns, last_ns, count).
+fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
+    rx.try_iter()
+        .filter_map(|record| match record {
+            EveRecord::Alert(alert) => Some((
+                alert.signature.clone(),
+                alert.first_ns,
+                alert.last_ns,
+                alert.count,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn analyzer_with_eve(learning_s: u64) -> (Analyzer, crossbeam_channel::Receiver<EveRecord>) {
+    let mut config = Config::default();
+    config.learning.duration = HumanDuration::from_secs(learning_s);
+    let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let eve = EventSink::new(tx, crate::observe::Delivery::Block);
+    (Analyzer::new(Arc::new(policy), Some(eve)), rx)
+}
+
+#[test]
+fn a_new_device_is_reported_once_however_long_it_talks() {
+    let (mut a, rx) = analyzer_with_eve(10);
+    seen(&mut a, 0, [10, 0, 0, 1], 1);
+    // A device first seen after learning, then every 30 s for ten minutes.
+    for i in 0..20 {
+        seen(&mut a, (20 + 30 * i) * S, [10, 0, 0, 3], 3);
+    }
+    assert_eq!(
+        eve_alerts(&rx),
+        vec![("new_device".to_owned(), 20 * S, 20 * S, 1)]
+    );
+    // The store and the API still see every occurrence.
+    assert_eq!(a.finish().raised.first().map(|r| r.count), Some(20));
+}
+
+#[test]
+fn a_repeated_event_alert_carries_its_true_first_seen() {
+    let (mut a, rx) = analyzer_with_eve(0);
+    for i in 0..3 {
+        // A stop every two minutes: past the once-a-minute throttle each time.
+        a.observe(Observation::Command {
+            ts_ns: (1 + 120 * i) * S,
+            flow_id: 1,
+            client: (IpAddr::from([10, 0, 0, 5]), 40_000),
+            server: (IpAddr::from([10, 0, 0, 20]), 102),
+            protocol: Protocol::S7comm,
+            kind: CommandKind::Stop,
+            code: 0x29,
+            unit: None,
+        });
+    }
+    assert_eq!(
+        eve_alerts(&rx),
+        vec![
+            ("plc_stop".to_owned(), S, S, 1),
+            ("plc_stop".to_owned(), S, 121 * S, 2),
+            ("plc_stop".to_owned(), S, 241 * S, 3),
+        ]
     );
 }
