@@ -157,7 +157,19 @@ fn add(counter: &AtomicU64, n: u64) {
 }
 
 /// The packets an alert names, or none (an alert about a MAC only, or no subject).
+/// Alerts about many flows name one of them; their evidence is every packet of the
+/// host they are about: the scanner (`scan`), the target (`flood`).
 pub fn selector_of(alert: &Alert) -> Option<Selector> {
+    match alert.signature.as_str() {
+        "scan" => return alert.src_ip.map(|ip| Selector::Host(host_hash(ip))),
+        "flood" => {
+            return alert
+                .dest_ip
+                .or(alert.src_ip)
+                .map(|ip| Selector::Host(host_hash(ip)))
+        }
+        _ => {}
+    }
     match (alert.flow_id, alert.src_ip, alert.dest_ip) {
         (Some(id), _, _) if id != 0 => Some(Selector::Flow(id)),
         (_, Some(src), Some(dst)) => Some(Selector::Pair(host_hash(src), host_hash(dst))),
