@@ -278,7 +278,13 @@ impl Worker {
 
     /// Processes a frame sliced from `data` (captured as `link`): the bytes go to the
     /// evidence ring, if one is attached, then as [`Worker::process_frame_at`].
-    pub fn process_captured_at(&mut self, frame: &Frame<'_>, link: LinkType, data: &[u8], order: u64) {
+    pub fn process_captured_at(
+        &mut self,
+        frame: &Frame<'_>,
+        link: LinkType,
+        data: &[u8],
+        order: u64,
+    ) {
         if let Some(evidence) = self.evidence.as_mut() {
             evidence.keep(frame, link, data);
         }

@@ -33,7 +33,10 @@ fn run(capture: &Path, learning_s: u64, workers: usize, options: ReplayOptions) 
 }
 
 fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -83,7 +86,11 @@ fn every_flow_alert_of_combined_has_a_pcap_that_tshark_reads_and_that_raises_it_
     };
     let summary = run(&capture, truth.learning_duration_s, 2, options);
     let report = summary.evidence.clone().expect("evidence was kept");
-    assert_eq!(report.requests_dropped + report.collects_dropped, 0, "{report:?}");
+    assert_eq!(
+        report.requests_dropped + report.collects_dropped,
+        0,
+        "{report:?}"
+    );
 
     let eve = std::fs::read_to_string(&eve_path).expect("eve file");
     let alerts: Vec<serde_json::Value> = eve
@@ -107,9 +114,19 @@ fn every_flow_alert_of_combined_has_a_pcap_that_tshark_reads_and_that_raises_it_
         }
         let what = format!("{signature} {src:?} -> {dst:?}");
         let evidence = &alert["otsensor"]["evidence"];
-        let path = PathBuf::from(evidence["path"].as_str().unwrap_or_else(|| panic!("{what}: no evidence in {alert}")));
-        let sha256 = evidence["sha256"].as_str().unwrap_or_else(|| panic!("{what}: no sha256"));
-        assert!(path.starts_with(&evidence_dir), "{what}: {}", path.display());
+        let path = PathBuf::from(
+            evidence["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: no evidence in {alert}")),
+        );
+        let sha256 = evidence["sha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no sha256"));
+        assert!(
+            path.starts_with(&evidence_dir),
+            "{what}: {}",
+            path.display()
+        );
         assert_eq!(sha256_of(&path), sha256, "{what}");
         let packets = tshark_reads(&path);
         assert!(packets > 0, "{what}: empty file");
@@ -117,7 +134,12 @@ fn every_flow_alert_of_combined_has_a_pcap_that_tshark_reads_and_that_raises_it_
         let bytes = std::fs::read(&path).expect("read evidence");
         let id = alert["otsensor"]["alert_id"].as_u64().expect("id");
         let comment = format!("otsensor alert_id {id}");
-        assert!(bytes.windows(comment.len()).any(|w| w == comment.as_bytes()), "{what}");
+        assert!(
+            bytes
+                .windows(comment.len())
+                .any(|w| w == comment.as_bytes()),
+            "{what}"
+        );
 
         // Replayed alone, learning off: the same signature for the same hosts.
         let again = run(&path, 0, 1, ReplayOptions::default());
@@ -141,9 +163,20 @@ fn every_flow_alert_of_combined_has_a_pcap_that_tshark_reads_and_that_raises_it_
         checked.insert(signature.to_owned());
     }
     // The scenario's flow and host-pair alerts are all there.
-    for signature in ["plc_stop", "plc_programming", "remote_access", "internet_connection"] {
-        assert!(checked.contains(signature), "{signature} not checked: {checked:?}");
+    for signature in [
+        "plc_stop",
+        "plc_programming",
+        "remote_access",
+        "internet_connection",
+    ] {
+        assert!(
+            checked.contains(signature),
+            "{signature} not checked: {checked:?}"
+        );
     }
-    assert_eq!(report.files_written as usize, std::fs::read_dir(&evidence_dir).expect("dir").count());
+    assert_eq!(
+        report.files_written as usize,
+        std::fs::read_dir(&evidence_dir).expect("dir").count()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

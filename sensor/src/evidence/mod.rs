@@ -33,9 +33,9 @@ use serde::Serialize;
 
 use otsensor_wire::layers::{Frame, LinkType};
 
+use self::ring::{host_hash, Packets, Ring, RingCounters, Selector};
 use crate::detect::{Alert, EvidenceRef};
 use crate::output::eve::{EveRecord, EventSink};
-use self::ring::{host_hash, Packets, Ring, RingCounters, Selector};
 
 /// `evidence`, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,8 +334,12 @@ impl WorkerEvidence {
 
     fn answer(&mut self, collect: Collect) {
         let mut packets = Packets::default();
-        self.ring
-            .collect(&collect.selector, collect.from_ns, collect.to_ns, &mut packets);
+        self.ring.collect(
+            &collect.selector,
+            collect.from_ns,
+            collect.to_ns,
+            &mut packets,
+        );
         let _ = self.replies.send(Reply::Collected {
             id: collect.id,
             packets,
@@ -507,7 +511,11 @@ impl Writer {
                 break;
             }
             let take_requests = requests_open && pending.len() < MAX_PENDING;
-            let requests_rx = if take_requests { &requests } else { &no_requests };
+            let requests_rx = if take_requests {
+                &requests
+            } else {
+                &no_requests
+            };
             let replies_rx = if replies_open { &replies } else { &no_replies };
             crossbeam_channel::select! {
                 recv(requests_rx) -> request => match request {
@@ -530,7 +538,12 @@ impl Writer {
         report
     }
 
-    fn on_request(&mut self, request: Request, peers: &mut [Peer], pending: &mut HashMap<u64, Pending>) {
+    fn on_request(
+        &mut self,
+        request: Request,
+        peers: &mut [Peer],
+        pending: &mut HashMap<u64, Pending>,
+    ) {
         let id = request.alert.id;
         let collect = Collect {
             id,
@@ -546,9 +559,7 @@ impl Writer {
             collect,
             waiting: 0,
             packets: Packets::default(),
-            deadline: Instant::now()
-                + Duration::from_nanos(self.settings.after_ns)
-                + ANSWER_SLACK,
+            deadline: Instant::now() + Duration::from_nanos(self.settings.after_ns) + ANSWER_SLACK,
         };
         for peer in peers.iter() {
             match peer {
@@ -559,9 +570,12 @@ impl Writer {
                         add(&self.stats.collects_dropped, 1);
                     }
                 }
-                Peer::Ended(ring) => {
-                    ring.collect(&collect.selector, collect.from_ns, collect.to_ns, &mut entry.packets)
-                }
+                Peer::Ended(ring) => ring.collect(
+                    &collect.selector,
+                    collect.from_ns,
+                    collect.to_ns,
+                    &mut entry.packets,
+                ),
                 Peer::Gone => {}
             }
         }
@@ -600,7 +614,12 @@ impl Writer {
                 // What was sent to the worker and not taken: answered from its ring.
                 for collect in collects.try_iter() {
                     let mut packets = Packets::default();
-                    ring.collect(&collect.selector, collect.from_ns, collect.to_ns, &mut packets);
+                    ring.collect(
+                        &collect.selector,
+                        collect.from_ns,
+                        collect.to_ns,
+                        &mut packets,
+                    );
                     answered(self, collect.id, Some(&packets));
                 }
                 if let Some(peer) = peers.get_mut(worker) {
@@ -805,7 +824,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("otsensor-evidence-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("otsensor-evidence-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -863,7 +883,10 @@ mod tests {
         }
         let mut first = alert(1, 7);
         assert!(requests.request(&mut first, 110, false));
-        assert!(first.evidence.as_ref().is_some_and(|e| e.path.ends_with("alert-1.pcapng")));
+        assert!(first
+            .evidence
+            .as_ref()
+            .is_some_and(|e| e.path.ends_with("alert-1.pcapng")));
         // Not answered before packet time passes 115.
         for _ in 0..10 {
             worker.serve(114);
@@ -929,7 +952,10 @@ mod tests {
             if id % 64 == 0 {
                 worker.serve(id * 10);
                 let (count, bytes) = files_in(&dir);
-                assert!(count <= 52 && bytes <= 20_000 + 2_000, "{id}: {count} files, {bytes} bytes");
+                assert!(
+                    count <= 52 && bytes <= 20_000 + 2_000,
+                    "{id}: {count} files, {bytes} bytes"
+                );
             }
         }
         worker.finish();
@@ -945,11 +971,21 @@ mod tests {
         // queue, counted when it was refused).
         assert_eq!(taken + report.requests_dropped, alerts, "{report:?}");
         // A worker whose queue was full answers nothing: such requests may be empty.
-        assert_eq!(report.files_written + report.requests_empty, taken, "{report:?}");
+        assert_eq!(
+            report.files_written + report.requests_empty,
+            taken,
+            "{report:?}"
+        );
         assert!(report.files_written > 1000, "{report:?}");
         // Everything written and the old file, minus what is left, was deleted.
-        assert_eq!(report.files_evicted + count as u64, report.files_written + 1);
-        assert_eq!(stats.files_evicted.load(Ordering::Relaxed), report.files_evicted);
+        assert_eq!(
+            report.files_evicted + count as u64,
+            report.files_written + 1
+        );
+        assert_eq!(
+            stats.files_evicted.load(Ordering::Relaxed),
+            report.files_evicted
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

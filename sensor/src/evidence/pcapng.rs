@@ -89,7 +89,10 @@ pub fn write(comments: &[String], packets: &Packets) -> Vec<u8> {
     }
     for entry in &packets.entries {
         let data = packets.data(entry);
-        let interface = interfaces.iter().position(|l| *l == entry.link).unwrap_or(0);
+        let interface = interfaces
+            .iter()
+            .position(|l| *l == entry.link)
+            .unwrap_or(0);
         body.clear();
         body.extend_from_slice(&(interface as u32).to_le_bytes());
         body.extend_from_slice(&((entry.ts_ns >> 32) as u32).to_le_bytes());

@@ -87,10 +87,11 @@ impl Packets {
     pub fn extend(&mut self, other: &Packets) {
         let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
-        self.entries.extend(other.entries.iter().map(|e| PacketEntry {
-            start: e.start + base,
-            ..*e
-        }));
+        self.entries
+            .extend(other.entries.iter().map(|e| PacketEntry {
+                start: e.start + base,
+                ..*e
+            }));
     }
 
     /// Orders by capture time (stable: arrival order within a worker is kept) and
@@ -298,11 +299,19 @@ mod tests {
             let held = all(&ring);
             // Every held packet is intact and they are the newest, in order.
             let bytes: usize = held.iter().map(|(_, d)| d.len()).sum();
-            assert!(bytes <= 1000 && held.len() <= 8, "{i}: {bytes} {}", held.len());
+            assert!(
+                bytes <= 1000 && held.len() <= 8,
+                "{i}: {bytes} {}",
+                held.len()
+            );
             assert_eq!(held.last().map(|h| h.0), Some(i));
             for (n, (ts, data)) in held.iter().enumerate() {
                 assert!(data.iter().all(|b| *b == *ts as u8), "{i}: corrupted {ts}");
-                assert_eq!(*ts, i + 1 + n as u64 - held.len() as u64, "{i}: not contiguous");
+                assert_eq!(
+                    *ts,
+                    i + 1 + n as u64 - held.len() as u64,
+                    "{i}: not contiguous"
+                );
             }
         }
         assert_eq!(ring.counters.packets, 100);
@@ -318,7 +327,10 @@ mod tests {
         let pick = |s: Selector, from, to| {
             let mut out = Packets::default();
             ring.collect(&s, from, to, &mut out);
-            out.entries.iter().map(|e| out.data(e)[0]).collect::<Vec<_>>()
+            out.entries
+                .iter()
+                .map(|e| out.data(e)[0])
+                .collect::<Vec<_>>()
         };
         assert_eq!(pick(Selector::Flow(8), 0, 100), b"b");
         assert_eq!(pick(Selector::Pair(22, 11), 0, 100), b"ab");
@@ -348,8 +360,14 @@ mod tests {
             });
         }
         packets.finish(2, 1000);
-        assert_eq!(packets.entries.iter().map(|e| e.ts_ns).collect::<Vec<_>>(), [3, 5]);
+        assert_eq!(
+            packets.entries.iter().map(|e| e.ts_ns).collect::<Vec<_>>(),
+            [3, 5]
+        );
         packets.finish(10, 15);
-        assert_eq!(packets.entries.iter().map(|e| e.ts_ns).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            packets.entries.iter().map(|e| e.ts_ns).collect::<Vec<_>>(),
+            [5]
+        );
     }
 }

@@ -795,7 +795,8 @@ mod tests {
             });
         }
         db.write(&batch).expect("write");
-        let evidence = std::env::temp_dir().join(format!("otsensor-http-evidence-{}", std::process::id()));
+        let evidence =
+            std::env::temp_dir().join(format!("otsensor-http-evidence-{}", std::process::id()));
         std::fs::create_dir_all(&evidence).expect("dir");
         let file: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
         std::fs::write(crate::evidence::file_of(&evidence, 1), &file).expect("evidence");
@@ -825,7 +826,10 @@ mod tests {
             .expect("GET");
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/x-pcapng")
         );
         let body = response.body_mut().read_to_vec().expect("body");
