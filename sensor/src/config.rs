@@ -56,6 +56,100 @@ pub struct Config {
     pub detection: DetectionConfig,
     #[serde(deserialize_with = "value::or_default")]
     pub http: HttpConfig,
+    #[serde(deserialize_with = "value::or_default")]
+    pub evidence: EvidenceConfig,
+}
+
+/// `evidence`: the packets behind alerts, kept per worker and written as pcapng.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Keep recent packets and write an alert's packets to a file.
+    pub enabled: bool,
+    /// Where the files go; default `evidence/` beside the database (`--db`). With
+    /// neither a directory nor a database, no evidence is kept.
+    pub dir: Option<PathBuf>,
+    /// Per worker: bytes of packet data kept (memory: this plus 48 bytes per packet slot).
+    pub ring_bytes: u64,
+    /// Per worker: packets kept at most.
+    #[serde(deserialize_with = "value::count")]
+    pub ring_packets: usize,
+    /// Packet time before the alert's packet whose packets are written.
+    pub before: HumanDuration,
+    /// Packet time after it: the file is written once the owning worker's clock passes it.
+    pub after: HumanDuration,
+    /// At most this many packets per file (the oldest are left out first).
+    #[serde(deserialize_with = "value::count")]
+    pub max_packets: usize,
+    /// At most this many bytes of packets per file.
+    pub max_file_bytes: u64,
+    /// The directory's size limit; the oldest files are deleted first.
+    pub max_total_bytes: u64,
+    /// The directory's file limit.
+    #[serde(deserialize_with = "value::count")]
+    pub max_files: usize,
+    /// Files older than this are deleted.
+    pub max_age: HumanDuration,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        let d = crate::evidence::EvidenceSettings::default();
+        EvidenceConfig {
+            enabled: d.enabled,
+            dir: None,
+            ring_bytes: d.ring_bytes as u64,
+            ring_packets: d.ring_packets,
+            before: HumanDuration::from_secs(d.before_ns / 1_000_000_000),
+            after: HumanDuration::from_secs(d.after_ns / 1_000_000_000),
+            max_packets: d.max_packets,
+            max_file_bytes: d.max_file_bytes as u64,
+            max_total_bytes: d.max_total_bytes,
+            max_files: d.max_files,
+            max_age: HumanDuration::from_secs(d.max_age.as_secs()),
+        }
+    }
+}
+
+impl EvidenceConfig {
+    fn settings(&self) -> Result<crate::evidence::EvidenceSettings, Error> {
+        const MIB: u64 = 1 << 20;
+        if !(MIB..=64 * 1024 * MIB).contains(&self.ring_bytes) {
+            return Err(invalid(
+                "evidence.ring_bytes",
+                self.ring_bytes,
+                "must be between 1 MiB and 64 GiB",
+            ));
+        }
+        if self.max_file_bytes < 4096 {
+            return Err(invalid(
+                "evidence.max_file_bytes",
+                self.max_file_bytes,
+                "must be at least 4096",
+            ));
+        }
+        if self.max_total_bytes < self.max_file_bytes {
+            return Err(invalid(
+                "evidence.max_total_bytes",
+                self.max_total_bytes,
+                "must be at least evidence.max_file_bytes",
+            ));
+        }
+        check_positive("evidence.max_age", self.max_age)?;
+        Ok(crate::evidence::EvidenceSettings {
+            enabled: self.enabled,
+            dir: self.dir.clone(),
+            ring_bytes: usize::try_from(self.ring_bytes).unwrap_or(usize::MAX),
+            ring_packets: self.ring_packets,
+            before_ns: self.before.as_nanos(),
+            after_ns: self.after.as_nanos(),
+            max_packets: self.max_packets,
+            max_file_bytes: usize::try_from(self.max_file_bytes).unwrap_or(usize::MAX),
+            max_total_bytes: self.max_total_bytes,
+            max_files: self.max_files,
+            max_age: self.max_age.as_duration(),
+        })
+    }
 }
 
 /// `pipeline`: threads and the queues between them.
@@ -903,6 +997,8 @@ pub struct Policy {
     pub webhook_ca_file: Option<PathBuf>,
     /// `outputs.nats`, validated; none without a URL.
     pub nats: Option<crate::output::nats::NatsSettings>,
+    /// `evidence`, validated.
+    pub evidence: crate::evidence::EvidenceSettings,
 }
 
 impl Policy {
@@ -1262,6 +1358,7 @@ impl Config {
             webhook_token,
             webhook_ca_file: webhook.ca_file.clone(),
             nats: self.outputs.nats.settings()?,
+            evidence: self.evidence.settings()?,
         })
     }
 }

@@ -445,6 +445,7 @@ pub(crate) mod tests_support {
             last_ns: 1_700_000_000_000_000_000,
             count: 1,
             status: AlertStatus::New,
+            evidence: None,
         }
     }
 }

@@ -87,6 +87,18 @@ pub struct Alert {
     pub last_ns: u64,
     pub count: u64,
     pub status: AlertStatus,
+    /// The packets behind the alert (`evidence`): the pcapng file's path, and its
+    /// SHA-256 once written. Not stored: the file is found by the alert's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceRef>,
+}
+
+/// Where an alert's packets are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
@@ -324,6 +336,7 @@ impl Alert {
             last_ns: 0,
             count: 0,
             status: AlertStatus::New,
+            evidence: None,
         }
     }
 

@@ -28,6 +28,8 @@ pub mod doctor;
 /// The XDP pre-filter's loader: embedded object, attach, maps, counters (Linux).
 #[cfg(target_os = "linux")]
 pub mod ebpf;
+/// Alert evidence: per-worker packet rings and the pcapng files written for alerts.
+pub mod evidence;
 /// The fleet protocol over NATS: versioned, signed envelopes and commands.
 pub mod fleet;
 /// Symmetric 5-tuple keys and hashing, and the bounded per-worker flow table.

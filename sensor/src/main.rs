@@ -122,6 +122,18 @@ impl OutputArgs {
             None => None,
         };
         let database = store.as_ref().and_then(|s| s.path().map(Path::to_path_buf));
+        // Alert evidence: `evidence.dir`, else `evidence/` beside the --db file.
+        let evidence_dir = policy.evidence.enabled.then(|| {
+            policy.evidence.dir.clone().or_else(|| {
+                self.db.as_ref().map(|db| {
+                    db.parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .join("evidence")
+                })
+            })
+        });
+        let evidence_dir = evidence_dir.flatten();
         let mut sinks = AlertSinks::new(Some(Arc::clone(&metrics)));
         let syslog = self.syslog.or_else(|| policy.syslog_url.clone());
         if let Some(url) = syslog {
@@ -172,6 +184,9 @@ impl OutputArgs {
             if let Some(path) = &database {
                 state = state.with_alert_database(path);
             }
+            if let Some(dir) = &evidence_dir {
+                state = state.with_evidence_dir(dir);
+            }
             if let Some(reload) = reload {
                 state = state.with_reload(reload);
             }
@@ -204,6 +219,7 @@ impl OutputArgs {
                 control,
                 snapshot,
                 alert_sinks: Some(sinks),
+                evidence_dir,
                 ..Default::default()
             },
             server,

@@ -91,6 +91,12 @@ pub struct Metrics {
     pub http_connections_open: IntGauge,
     pub http_rejected: IntCounterVec,
     pub learning_active: IntGauge,
+    pub evidence_files_written: IntCounter,
+    pub evidence_bytes_written: IntCounter,
+    pub evidence_files_evicted: IntCounter,
+    pub evidence_requests_dropped: IntCounter,
+    pub evidence_stored_files: IntGauge,
+    pub evidence_stored_bytes: IntGauge,
     /// Devices matching a CISA advisory with high or medium confidence, by severity.
     pub vulnerable_devices: IntGaugeVec,
     pub learning_progress: prometheus::Gauge,
@@ -235,6 +241,12 @@ impl Metrics {
             http_connections_open: gauge(&r, "otsensor_http_connections_open", "HTTP connections open now (at most http.max_connections).")?,
             http_rejected: counter_vec(&r, "otsensor_http_rejected_total", "HTTP requests refused: Host or Origin not allowed, body too large, request timeout.", &["reason"])?,
             learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
+            evidence_files_written: counter(&r, "otsensor_evidence_files_written_total", "Alert evidence pcapng files written.")?,
+            evidence_bytes_written: counter(&r, "otsensor_evidence_bytes_written_total", "Bytes of alert evidence files written.")?,
+            evidence_files_evicted: counter(&r, "otsensor_evidence_files_evicted_total", "Evidence files deleted by retention (size, count or age), oldest first.")?,
+            evidence_requests_dropped: counter(&r, "otsensor_evidence_requests_dropped_total", "Evidence requests not taken because a queue was full (the analyzer's or a worker's).")?,
+            evidence_stored_files: gauge(&r, "otsensor_evidence_stored_files", "Evidence files in the evidence directory.")?,
+            evidence_stored_bytes: gauge(&r, "otsensor_evidence_stored_bytes", "Bytes of evidence files in the evidence directory.")?,
             vulnerable_devices: gauge_vec(&r, "otsensor_vulnerable_devices", "Devices matching a CISA ICS advisory with high or medium confidence, by the severity of the worst match.", &["severity"])?,
             learning_progress: {
                 let g = prometheus::Gauge::new("otsensor_learning_progress_ratio", "Fraction of the learning period elapsed (0 to 1).")?;

@@ -155,6 +155,9 @@ pub struct ReplayOptions {
     /// Config reload: workers look for a new policy snapshot once per batch and the
     /// analyzer receives it in its select loop. Its current policy is the run's policy.
     pub reloadable_policy: Option<Arc<SharedPolicy>>,
+    /// Where alert evidence (pcapng) goes, when `evidence.enabled`: workers then keep
+    /// their recent packets in a ring (`crate::evidence`).
+    pub evidence_dir: Option<std::path::PathBuf>,
 }
 
 /// How long the EVE writer waits for more records before it flushes what it holds.
@@ -220,6 +223,8 @@ pub struct Summary {
     /// EVE records written, and write failures.
     pub eve_events: u64,
     pub eve_write_errors: u64,
+    /// Alert evidence written, dropped and deleted (none when no evidence was kept).
+    pub evidence: Option<crate::evidence::EvidenceReport>,
     /// CPU time of each thread of the run (reader, workers, analyzer, EVE writer), read
     /// by each thread as it ends; empty where the kernel does not say.
     pub threads: Vec<ThreadCpu>,
@@ -277,6 +282,9 @@ pub(crate) struct Backend {
     pub protocol_events: bool,
     pub metrics: Option<Arc<Metrics>>,
     pub started: Instant,
+    /// Per worker, its evidence ring and channels (taken by [`Backend::new_worker`]).
+    evidence_ports: Vec<Option<crate::evidence::WorkerEvidence>>,
+    evidence_thread: Option<thread::JoinHandle<crate::evidence::EvidenceReport>>,
 }
 
 /// What the analyzer thread returns: its report, the alert sinks' reports, its CPU.
@@ -308,6 +316,9 @@ impl Backend {
             _ => None,
         };
         let mut worker = Worker::new(id, Arc::clone(&self.policy), sink, events);
+        if let Some(evidence) = self.evidence_ports.get_mut(id).and_then(Option::take) {
+            worker.attach_evidence(evidence);
+        }
         if let Some(shared) = reloadable {
             worker.watch_policy(shared.watch());
         }
@@ -330,12 +341,17 @@ impl Backend {
             eve_thread,
             analyzer,
             started,
+            evidence_ports,
+            evidence_thread,
             ..
         } = self;
         drop(obs_tx);
+        // Rings of workers never started: their requests are answered empty.
+        drop(evidence_ports);
         finish_run(FinishRun {
             merged,
             analyzer,
+            evidence_thread,
             eve_tx,
             eve_thread,
             started,
@@ -426,6 +442,27 @@ pub(crate) fn start_backend(
             .set(i64::try_from(policy.observation_queue).unwrap_or(i64::MAX));
     }
     let analyzer_metrics = metrics.clone();
+    let evidence = match options.evidence_dir.take() {
+        Some(dir) if policy.evidence.enabled => Some(
+            crate::evidence::start(
+                &policy.evidence,
+                dir,
+                workers,
+                event_sink(&eve_tx, Delivery::Block),
+                metrics.clone(),
+            )
+            .map_err(|_| Error::Thread("spawn evidence writer"))?,
+        ),
+        _ => None,
+    };
+    let (evidence_requests, evidence_ports, evidence_thread) = match evidence {
+        Some(started) => (
+            Some(started.requests),
+            started.workers.into_iter().map(Some).collect(),
+            Some(started.thread),
+        ),
+        None => (None, Vec::new(), None),
+    };
     let control = options.control.take();
     let snapshot = options.snapshot.take();
     let sinks = options
@@ -440,6 +477,9 @@ pub(crate) fn start_backend(
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
             analyzer.set_outputs(sinks, analyzer_metrics.clone());
+            if let Some(requests) = evidence_requests {
+                analyzer.set_evidence(requests);
+            }
             analyzer.publish_learning();
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
@@ -618,6 +658,8 @@ pub(crate) fn start_backend(
         protocol_events,
         metrics,
         started,
+        evidence_ports,
+        evidence_thread,
     })
 }
 
@@ -853,6 +895,7 @@ pub fn replay(
 struct FinishRun {
     merged: WorkerReport,
     analyzer: thread::JoinHandle<AnalyzerOutcome>,
+    evidence_thread: Option<thread::JoinHandle<crate::evidence::EvidenceReport>>,
     eve_tx: Option<Sender<EveRecord>>,
     eve_thread: Option<thread::JoinHandle<EveOutcome>>,
     started: Instant,
@@ -867,6 +910,7 @@ fn finish_run(run: FinishRun) -> Result<Summary, Error> {
     let FinishRun {
         merged,
         analyzer,
+        evidence_thread,
         eve_tx,
         eve_thread,
         started,
@@ -883,6 +927,16 @@ fn finish_run(run: FinishRun) -> Result<Summary, Error> {
         .join()
         .map_err(|_| Error::Thread("analyzer panicked"))?;
     threads.extend(analyzer_cpu);
+    // The evidence thread writes the EVE records of alerts with evidence: it ends
+    // (every request answered) before the EVE writer can.
+    let evidence = match evidence_thread {
+        Some(handle) => Some(
+            handle
+                .join()
+                .map_err(|_| Error::Thread("evidence writer panicked"))?,
+        ),
+        None => None,
+    };
     drop(eve_tx);
     let (eve_events, eve_write_errors) = match eve_thread {
         Some(handle) => {
@@ -929,6 +983,7 @@ fn finish_run(run: FinishRun) -> Result<Summary, Error> {
         analyzer: report,
         eve_events,
         eve_write_errors,
+        evidence,
         threads,
     })
 }
@@ -998,7 +1053,7 @@ fn run_worker(
                             me
                         };
                         if owner == me {
-                            worker.process_frame_at(&frame, seq);
+                            worker.process_captured_at(&frame, packet.link, packet.data, seq);
                         } else {
                             hand_off(&mut worker, &rings, owner, &packet);
                         }
@@ -1066,7 +1121,8 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings) -> usize {
         while let Some(frame) = ring.pop() {
             // Ordered as the receiving worker's latest packet (the sender's index is not
             // carried): hand-offs are for NICs without symmetric RSS.
-            worker.process_frame_at(&frame.frame(), 0);
+            let (link, data) = frame.captured();
+            worker.process_captured_at(&frame.frame(), link, data, 0);
             received += 1;
         }
     }

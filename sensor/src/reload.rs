@@ -245,6 +245,7 @@ const SETTINGS: &[Setting] = &[
     setting!("http.max_body_bytes", RESTART, http_limits.max_body_bytes),
     setting!("outputs.syslog.url", RESTART, syslog_url),
     setting!("outputs.nats", RESTART, nats),
+    setting!("evidence", RESTART, evidence),
     setting!("outputs.syslog.ca_file", RESTART, syslog_ca_file),
     setting!("outputs.webhook.url", RESTART, webhook_url),
     setting!("outputs.webhook.ca_file", RESTART, webhook_ca_file),
@@ -343,6 +344,7 @@ pub fn merge(running: &Policy, new: &Policy) -> (Policy, Vec<&'static str>, Vec<
         webhook_token: _,
         webhook_ca_file: _,
         nats: _,
+        evidence: _,
     } = new.clone();
     let merged = Policy {
         internal_networks,
@@ -619,14 +621,14 @@ mod tests {
     #[test]
     fn every_policy_field_is_classified() {
         // `merge` destructures `Policy` exhaustively; SETTINGS must name each.
-        assert_eq!(SETTINGS.len(), 54);
+        assert_eq!(SETTINGS.len(), 55);
         let (live, restart) = setting_names();
         assert_eq!(
             live.len(),
             21,
             "the 21 fields `merge` takes from the new file"
         );
-        assert_eq!(restart.len(), 33);
+        assert_eq!(restart.len(), 34);
         let doc = include_str!("../../docs/CONFIG.md");
         for setting in SETTINGS {
             assert!(

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use otsensor_wire::layers::{self, Anomaly, Frame, TcpFlags, Transport};
+use otsensor_wire::layers::{self, Anomaly, Frame, LinkType, TcpFlags, Transport};
 use otsensor_wire::{self as wire, Direction, Protocol};
 
 use crate::capture::Packet;
 use crate::config::{Policy, PolicyWatch};
+use crate::evidence::WorkerEvidence;
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
@@ -179,6 +180,8 @@ pub struct Worker {
     now_ns: u64,
     next_sweep_ns: u64,
     policy_watch: Option<PolicyWatch>,
+    /// The ring of recent packets behind alerts, when evidence is kept.
+    evidence: Option<Box<WorkerEvidence>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -250,20 +253,42 @@ impl Worker {
             now_ns: 0,
             next_sweep_ns: 0,
             policy_watch: None,
+            evidence: None,
         }
+    }
+
+    /// Keeps every packet this worker processes from now on in `evidence`'s ring, and
+    /// answers its requests between batches.
+    pub fn attach_evidence(&mut self, evidence: WorkerEvidence) {
+        self.evidence = Some(Box::new(evidence));
     }
 
     /// Processes one captured packet; its capture time is its order key.
     pub fn process(&mut self, packet: &Packet<'_>) {
         let frame = packet.slice();
-        self.process_frame(&frame);
+        self.process_captured_at(&frame, packet.link, packet.data, frame.ts_ns);
     }
 
     /// Processes one captured packet with an explicit order key (see
     /// [`Worker::process_frame_at`]).
     pub fn process_at(&mut self, packet: &Packet<'_>, order: u64) {
         let frame = packet.slice();
-        self.process_frame_at(&frame, order);
+        self.process_captured_at(&frame, packet.link, packet.data, order);
+    }
+
+    /// Processes a frame sliced from `data` (captured as `link`): the bytes go to the
+    /// evidence ring, if one is attached, then as [`Worker::process_frame_at`].
+    pub fn process_captured_at(
+        &mut self,
+        frame: &Frame<'_>,
+        link: LinkType,
+        data: &[u8],
+        order: u64,
+    ) {
+        if let Some(evidence) = self.evidence.as_mut() {
+            evidence.keep(frame, link, data);
+        }
+        self.process_frame_at(frame, order);
     }
 
     /// Processes one sliced frame whose order key is its capture time: live capture,
@@ -308,6 +333,9 @@ impl Worker {
             engine.end_flow(flow, reason)
         });
         let flow = self.flows.get_mut(slot);
+        if let Some(evidence) = self.evidence.as_mut() {
+            evidence.tag_flow(flow.id);
+        }
         let index = side_index(side);
         flow.sent[index].packets += 1;
         flow.sent[index].bytes += u64::from(frame.wire_len);
@@ -346,6 +374,14 @@ impl Worker {
     /// wall clock, read after the frames were taken off the ring).
     pub fn publish_watermark(&mut self, watermark: u64) {
         self.engine.inspect.sink.flush(watermark, false, false);
+        self.serve_evidence();
+    }
+
+    /// Between batches: answers the evidence thread's requests whose window has ended.
+    fn serve_evidence(&mut self) {
+        if let Some(evidence) = self.evidence.as_mut() {
+            evidence.serve(self.now_ns);
+        }
     }
 
     /// Live, before parking with nothing to do: publishes `wall_ns` (the realtime clock
@@ -353,6 +389,7 @@ impl Worker {
     /// follows the wall clock, so an idle queue does not hold back the others.
     pub fn publish_idle(&mut self, wall_ns: u64) {
         self.engine.inspect.sink.flush(wall_ns, true, false);
+        self.serve_evidence();
     }
 
     /// Live, with no frame to process: moves packet time to the wall clock `now_ns`, so
@@ -427,6 +464,11 @@ impl Worker {
         let engine = &mut self.engine;
         self.flows
             .drain(|flow, reason| engine.end_flow(flow, reason));
+        // The ring goes to the evidence thread before the last observations: alerts
+        // they raise are answered from it there.
+        if let Some(evidence) = self.evidence.take() {
+            (*evidence).finish();
+        }
         self.engine
             .inspect
             .sink

@@ -259,6 +259,12 @@ pub fn worker_allocations(
     warmup: usize,
 ) -> anyhow::Result<(u64, u64)> {
     with_worker(policy, |worker| {
+        // Evidence on, as a sensor with a database runs: every packet goes to the ring.
+        if policy.evidence.enabled {
+            worker.attach_evidence(otsensor::evidence::WorkerEvidence::detached(
+                &policy.evidence,
+            ));
+        }
         let mut packets = capture.iter();
         for packet in packets.by_ref().take(warmup) {
             worker.process(&packet);

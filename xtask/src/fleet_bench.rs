@@ -52,6 +52,7 @@ fn alert(id: u64) -> Alert {
         last_ns: 1_700_000_000_000_000_000,
         count: 1,
         status: AlertStatus::New,
+        evidence: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! processes the rest of a generated plant mix (new flows, TCP framing, every
 //! dissector, observations to a live analyzer) without a single allocation on its
 //! thread. The test binary's global allocator counts the worker thread's allocations
-//! (`xtask::bench::CountingAllocator`); the analyzer's thread is not counted.
+//! (`xtask::bench::CountingAllocator`); the analyzer's thread is not counted. The
+//! worker keeps every packet in its evidence ring, as a sensor with a database does.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -42,7 +43,13 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(capture.len() as u64, truth.packets);
 
-    let policy = Arc::new(Config::default().validate().expect("default config"));
+    // Evidence on (the default), with a ring small enough that the mix wraps it many
+    // times: keeping packets and overwriting the oldest allocates nothing either.
+    let mut config = Config::default();
+    assert!(config.evidence.enabled);
+    config.evidence.ring_bytes = 1 << 20;
+    config.evidence.ring_packets = 4096;
+    let policy = Arc::new(config.validate().expect("default config"));
     // The first 10,000 packets warm up; the other 50,000 still start new flows and
     // carry every protocol of the mix.
     let warmup = 10_000;

@@ -185,6 +185,7 @@ fn alert(id: u64) -> Alert {
         last_ns: 1_700_000_000_000_000_000 + id,
         count: 1,
         status: AlertStatus::New,
+        evidence: None,
     }
 }
 

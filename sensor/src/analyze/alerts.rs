@@ -195,9 +195,16 @@ impl Analyzer {
                     metrics.alert_latency.record(Duration::from_nanos(latency));
                 }
             }
+            let mut alert = alert;
+            // A new alert's packets: the evidence thread writes them and then the
+            // EVE record (with the file's hash); the sinks get the path now.
+            let eve_by_evidence = count == 1
+                && self.evidence.as_ref().is_some_and(|evidence| {
+                    evidence.request(&mut alert, ts_ns, self.eve.is_some())
+                });
             self.sinks.send(&alert);
             self.changes.alert(&alert);
-            if let Some(eve) = self.eve.as_mut() {
+            if let (false, Some(eve)) = (eve_by_evidence, self.eve.as_mut()) {
                 eve.send(EveRecord::Alert(Box::new(alert)));
             }
         }

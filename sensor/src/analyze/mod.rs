@@ -222,6 +222,8 @@ pub struct Analyzer {
     sinks: AlertSinks,
     /// Alerts, devices and baseline changes for the fleet (`outputs.nats`).
     changes: crate::changes::ChangeSender,
+    /// Asks for new alerts' packets (`evidence`); none when no evidence is kept.
+    evidence: Option<crate::evidence::Requests>,
     metrics: Option<Arc<Metrics>>,
     /// Flows and conversations for the API's flow summary.
     flow_book: FlowBook,
@@ -303,6 +305,7 @@ impl Analyzer {
             eve,
             sinks: AlertSinks::new(None),
             changes: crate::changes::ChangeSender::default(),
+            evidence: None,
             metrics: None,
             flow_book: FlowBook::default(),
             vulnerabilities: vulnerabilities::Vulnerabilities::default(),
@@ -334,6 +337,12 @@ impl Analyzer {
     /// EVE writer can finish while the analyzer stays up to answer the API.
     pub fn close_events(&mut self) {
         self.eve = None;
+        self.evidence = None;
+    }
+
+    /// Asks `requests` for the packets of every new alert (see `crate::evidence`).
+    pub fn set_evidence(&mut self, requests: crate::evidence::Requests) {
+        self.evidence = Some(requests);
     }
 
     /// Hands the alert sinks back (to close them and collect their reports).

@@ -49,6 +49,11 @@ impl HandoffFrame {
         (frame, len < data.len())
     }
 
+    /// The copied bytes and how to read them.
+    pub fn captured(&self) -> (LinkType, &[u8]) {
+        (self.link, &self.data[..self.len as usize])
+    }
+
     /// The copied frame, sliced.
     pub fn frame(&self) -> Frame<'_> {
         layers::slice(

@@ -206,6 +206,8 @@ pub struct AppState {
     started: Instant,
     /// Where `POST /api/config/reload` goes; none when there is nothing to reload.
     reload: Option<Sender<ReloadRequest>>,
+    /// Where alert evidence files are (`GET /api/alerts/{id}/pcap`).
+    evidence: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -224,6 +226,29 @@ impl AppState {
             token,
             started: Instant::now(),
             reload: None,
+            evidence: None,
+        }
+    }
+
+    /// Serves alert evidence files from `dir`.
+    pub fn with_evidence_dir(mut self, dir: &FilePath) -> AppState {
+        self.evidence = Some(Arc::new(dir.to_path_buf()));
+        self
+    }
+
+    /// Names the evidence file of each alert that has one.
+    fn mark_evidence(&self, alerts: &mut [Alert]) {
+        let Some(dir) = &self.evidence else {
+            return;
+        };
+        for alert in alerts {
+            let path = crate::evidence::file_of(dir, alert.id);
+            if path.is_file() {
+                alert.evidence = Some(crate::detect::EvidenceRef {
+                    path: path.display().to_string(),
+                    sha256: None,
+                });
+            }
         }
     }
 
@@ -302,7 +327,10 @@ pub fn router(state: AppState, hosts: HostGuard, limits: HttpLimits) -> Router {
         .route("/api/devices/{id}", get(device))
         .route("/api/alerts", get(list_alerts))
         .route("/api/alerts/{id}", get(alert))
-        .route("/api/alerts/{id}/{action}", post(change_alert))
+        .route(
+            "/api/alerts/{id}/{action}",
+            get(alert_pcap).post(change_alert),
+        )
         .route("/api/baseline", get(baseline))
         .route("/api/baseline/{action}", post(change_baseline))
         .route("/api/flows", get(flows))
@@ -385,7 +413,7 @@ async fn list_alerts(
     State(state): State<AppState>,
     Query(filter): Query<AlertFilter>,
 ) -> Result<Response, ApiError> {
-    let alerts: Vec<Alert> = match &state.alerts {
+    let mut alerts: Vec<Alert> = match &state.alerts {
         Some(readers) => {
             let query = filter.query();
             readers
@@ -401,7 +429,37 @@ async fn list_alerts(
                 .await?
         }
     };
+    state.mark_evidence(&mut alerts);
     Ok(Json(alerts).into_response())
+}
+
+/// `GET /api/alerts/{id}/pcap`: the alert's evidence file (pcapng), as written.
+async fn alert_pcap(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    if action != "pcap" {
+        return Err(ApiError::NotFound("no such endpoint".to_owned()));
+    }
+    let Some(dir) = state.evidence.clone() else {
+        return Err(ApiError::NotFound("no evidence is kept".to_owned()));
+    };
+    let path = crate::evidence::file_of(&dir, id);
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|_| ApiError::NotFound(format!("no evidence for alert {id}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pcapng".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"otsensor-alert-{id}.pcapng\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn alert(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Response, ApiError> {
@@ -413,7 +471,10 @@ async fn alert(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Res
         None => state.ask(move |tx| ControlRequest::Alert(id, tx)).await?,
     };
     match found {
-        Some(alert) => Ok(Json(alert).into_response()),
+        Some(mut alert) => {
+            state.mark_evidence(std::slice::from_mut(&mut alert));
+            Ok(Json(alert).into_response())
+        }
         None => Err(ApiError::NotFound(format!("no alert {id}"))),
     }
 }
@@ -714,5 +775,88 @@ mod tests {
         assert_eq!(none, "[]");
         server.stop();
         drop(analyzer);
+    }
+
+    /// `GET /api/alerts/{id}/pcap` serves the evidence file as written, the alert
+    /// names it, a missing one is 404, and the Host rule applies as to every read.
+    #[test]
+    fn an_alerts_evidence_is_served_as_written() {
+        let policy = Arc::new(Config::default().validate().expect("policy"));
+        let mut db = Store::temporary().expect("store");
+        let path = db.path().expect("file").to_path_buf();
+        let mut batch = store::Batch::default();
+        for id in [1, 2] {
+            let mut alert = crate::control::tests_support::sample_alert();
+            alert.id = id;
+            alert.dest_ip = Some(std::net::IpAddr::from([10, 0, 0, 10 + id as u8]));
+            batch.alerts.push(store::AlertRow {
+                alert,
+                learn: Vec::new(),
+            });
+        }
+        db.write(&batch).expect("write");
+        let evidence =
+            std::env::temp_dir().join(format!("otsensor-http-evidence-{}", std::process::id()));
+        std::fs::create_dir_all(&evidence).expect("dir");
+        let file: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        std::fs::write(crate::evidence::file_of(&evidence, 1), &file).expect("evidence");
+        let mut analyzer = Analyzer::with_store(Arc::clone(&policy), None, db);
+        let cell = SnapshotCell::new();
+        SnapshotPublisher::new(Arc::clone(&cell)).publish(&mut analyzer);
+        let (control, _unanswered) = crossbeam_channel::bounded(1);
+        let metrics = Metrics::new().expect("metrics");
+        let state = AppState::new(control, cell, metrics, None)
+            .with_alert_database(&path)
+            .with_evidence_dir(&evidence);
+        let server = HttpServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            state,
+            HttpLimits::default(),
+        )
+        .expect("server");
+        let base = format!("http://{}", server.local_addr());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(format!("{base}/api/alerts/1/pcap"))
+            .call()
+            .expect("GET");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/x-pcapng")
+        );
+        let body = response.body_mut().read_to_vec().expect("body");
+        assert_eq!(body, file);
+        let (status, _, _) = get(&agent, &format!("{base}/api/alerts/2/pcap"));
+        assert_eq!(status, 404);
+        let (status, _, _) = get(&agent, &format!("{base}/api/alerts/1/other"));
+        assert_eq!(status, 404);
+        let (_, list, _) = get(&agent, &format!("{base}/api/alerts"));
+        let list: Vec<serde_json::Value> = serde_json::from_str(&list).expect("json");
+        let with: Vec<u64> = list
+            .iter()
+            .filter(|a| a["evidence"]["path"].is_string())
+            .filter_map(|a| a["id"].as_u64())
+            .collect();
+        assert_eq!(with, vec![1]);
+        let (_, one, _) = get(&agent, &format!("{base}/api/alerts/1"));
+        assert!(one.contains("alert-1.pcapng"), "{one}");
+        // A foreign Host is refused here as on every endpoint (DNS rebinding).
+        let refused = agent
+            .get(format!("{base}/api/alerts/1/pcap"))
+            .header("Host", "attacker.example")
+            .call()
+            .expect("GET");
+        assert_ne!(refused.status().as_u16(), 200);
+        server.stop();
+        drop(analyzer);
+        let _ = std::fs::remove_dir_all(&evidence);
     }
 }

@@ -133,7 +133,7 @@ impl QueueWorker {
                     me
                 };
                 if owner == me {
-                    worker.process_frame(&frame);
+                    worker.process_captured_at(&frame, packet.link, packet.data, frame.ts_ns);
                 } else {
                     hand_off(&mut worker, &crew, owner, &packet);
                 }
@@ -243,7 +243,8 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, published: u64) -> usi
         while let Some(handed) = ring.pop() {
             let frame = handed.frame();
             let order = frame.ts_ns.max(published.saturating_add(1));
-            worker.process_frame_at(&frame, order);
+            let (link, data) = handed.captured();
+            worker.process_captured_at(&frame, link, data, order);
             received += 1;
         }
     }

@@ -117,6 +117,11 @@ pub fn format_alert(alert: &Alert) -> String {
         extension(&mut out, "cs3Label", "context");
         extension(&mut out, "cs3", &alert.context.to_string());
     }
+    if let Some(evidence) = &alert.evidence {
+        // Where the alert's packets are written (pcapng; `GET /api/alerts/{id}/pcap`).
+        extension(&mut out, "cs4Label", "evidencePcap");
+        extension(&mut out, "cs4", &evidence.path);
+    }
     out
 }
 
@@ -170,6 +175,21 @@ mod tests {
             last_ns: 1_700_000_000_500_000_000,
             ..crate::control::tests_support::sample_alert()
         }
+    }
+
+    #[test]
+    fn the_evidence_path_is_a_custom_string() {
+        let mut with = alert();
+        assert!(!format_alert(&with).contains("cs4"));
+        with.evidence = Some(crate::detect::EvidenceRef {
+            path: "/var/lib/otsensor/evidence/alert-4.pcapng".into(),
+            sha256: None,
+        });
+        let line = format_alert(&with);
+        assert!(
+            line.contains(" cs4Label=evidencePcap cs4=/var/lib/otsensor/evidence/alert-4.pcapng"),
+            "{line}"
+        );
     }
 
     #[test]

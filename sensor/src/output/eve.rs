@@ -362,6 +362,15 @@ impl EveWriter {
                 map.insert(protocol.name().to_owned(), alert.context.clone());
             }
         }
+        if let (Some(evidence), Some(otsensor)) = (
+            &alert.evidence,
+            event.get_mut("otsensor").and_then(|o| o.as_object_mut()),
+        ) {
+            otsensor.insert(
+                "evidence".to_owned(),
+                serde_json::json!({"path": evidence.path, "sha256": evidence.sha256}),
+            );
+        }
         self.write_event(&event)
     }
 

@@ -302,7 +302,9 @@ function alertTable(list, withActions) {
       el("th", { class: "hide-narrow" }, "Last seen"), el("th", {}, "Status"), withActions ? el("th", {}, "") : null)),
     el("tbody", {}, list.map(a => el("tr", { "data-alert-id": a.id },
       el("td", {}, el("span", { class: "sev sev-" + Math.min(4, a.severity) }, SEVERITY[a.severity] || "info")),
-      el("td", {}, el("strong", {}, label(a.signature)), el("div", { class: "muted" }, a.message), a.mitre ? el("span", { class: "pill" }, a.mitre) : null),
+      el("td", {}, el("strong", {}, label(a.signature)), el("div", { class: "muted" }, a.message), a.mitre ? el("span", { class: "pill" }, a.mitre) : null,
+        // The packets behind the alert (pcapng), when the sensor kept them.
+        a.evidence ? el("a", { class: "pcap-link", href: `/api/alerts/${a.id}/pcap`, download: `otsensor-alert-${a.id}.pcapng` }, "Download PCAP") : null),
       el("td", { class: "hide-narrow" }, `${a.src_ip || "–"}${a.src_port ? ":" + a.src_port : ""} → ${a.dest_ip || "–"}${a.dest_port ? ":" + a.dest_port : ""}`, a.app_proto ? el("div", {}, el("span", { class: "pill" }, a.app_proto)) : null),
       el("td", { class: "hide-narrow" }, nsToDate(a.last_ns).toISOString().replace("T", " ").slice(0, 19), a.count > 1 ? el("div", { class: "muted" }, `×${a.count}`) : null),
       el("td", { class: "alert-status status-" + a.status }, label(a.status)),
