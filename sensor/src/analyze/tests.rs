@@ -425,7 +425,7 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
 }
 
 /// The alerts written to EVE: (signature, first_ns, last_ns, count).
-fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
+fn eve_alert_times(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
     rx.try_iter()
         .filter_map(|record| match record {
             EveRecord::Alert(alert) => Some((
@@ -457,7 +457,7 @@ fn a_new_device_is_reported_once_however_long_it_talks() {
         seen(&mut a, (20 + 30 * i) * S, [10, 0, 0, 3], 3);
     }
     assert_eq!(
-        eve_alerts(&rx),
+        eve_alert_times(&rx),
         vec![("new_device".to_owned(), 20 * S, 20 * S, 1)]
     );
     // The store and the API still see every occurrence.
@@ -481,7 +481,7 @@ fn a_repeated_event_alert_carries_its_true_first_seen() {
         });
     }
     assert_eq!(
-        eve_alerts(&rx),
+        eve_alert_times(&rx),
         vec![
             ("plc_stop".to_owned(), S, S, 1),
             ("plc_stop".to_owned(), S, 121 * S, 2),
