@@ -457,3 +457,121 @@ fn protocol_counts_equal_tsharks() {
         failures.join("\n")
     );
 }
+
+/// The TCP-carried protocols compared: their PDU counts must not change when a SPAN
+/// port delivers frames twice.
+const TCP_PROTOCOLS: &[&str] = &["modbus", "enip", "dnp3", "s7comm", "iec104", "opcua", "mqtt"];
+
+/// True for a frame that carries TCP payload.
+fn has_tcp_payload(link: u32, data: &[u8]) -> bool {
+    let Some(link) = otsensor_wire::layers::LinkType::from_linktype(link as i32) else {
+        return false;
+    };
+    let frame = otsensor_wire::layers::slice(link, data, 0, data.len() as u32);
+    matches!(frame.transport, otsensor_wire::layers::Transport::Tcp { .. })
+        && !frame.payload.is_empty()
+}
+
+/// A copy of `capture` at `out` in which every frame carrying TCP payload follows
+/// itself once more (a SPAN port's duplicate: same bytes, back to back). Returns how
+/// many frames were duplicated.
+fn write_with_duplicates(capture: &Path, out: &Path) -> usize {
+    use pcap_file::pcapng::Block;
+    let input = std::fs::File::open(capture).expect("open capture");
+    let output = std::fs::File::create(out).expect("create copy");
+    let mut duplicated = 0;
+    if let Ok(mut reader) = pcap_file::pcap::PcapReader::new(input) {
+        let link = u32::from(reader.header().datalink);
+        let mut writer =
+            pcap_file::pcap::PcapWriter::with_header(output, reader.header()).expect("header");
+        while let Some(packet) = reader.next_packet() {
+            let packet = packet.expect("pcap record");
+            writer.write_packet(&packet).expect("write");
+            if has_tcp_payload(link, &packet.data) {
+                writer.write_packet(&packet).expect("write");
+                duplicated += 1;
+            }
+        }
+        return duplicated;
+    }
+    let input = std::fs::File::open(capture).expect("open capture");
+    let mut reader = pcap_file::pcapng::PcapNgReader::new(input).expect("pcap or pcapng");
+    let mut writer =
+        pcap_file::pcapng::PcapNgWriter::with_section_header(output, reader.section().clone())
+            .expect("section");
+    while let Some(block) = reader.next_block() {
+        let block = block.expect("pcapng block").into_owned();
+        writer.write_block(&block).expect("write");
+        if let Block::EnhancedPacket(packet) = &block {
+            let link = reader
+                .packet_interface(packet)
+                .map(|i| u32::from(i.linktype))
+                .unwrap_or(0);
+            if has_tcp_payload(link, &packet.data) {
+                writer.write_block(&block).expect("write");
+                duplicated += 1;
+            }
+        }
+    }
+    duplicated
+}
+
+/// A SPAN port delivers frames twice: every shared capture of a TCP-carried protocol,
+/// with each payload-carrying TCP frame duplicated back to back, yields the PDUs and
+/// histograms of the original, whose counts equal tshark's (`protocol_counts_equal_tsharks`
+/// and its listed differences).
+#[test]
+fn duplicated_span_frames_are_dissected_once() {
+    let expected_dir = shared_pcaps().join("expected");
+    let mut summaries: Vec<PathBuf> = std::fs::read_dir(&expected_dir)
+        .expect("expected summaries")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".summary.json"))
+        .collect();
+    summaries.sort();
+    let dir = std::env::temp_dir().join(format!("otsensor-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (mut failures, mut compared, mut duplicates) = (Vec::new(), 0, 0);
+    for summary_path in &summaries {
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(summary_path).expect("read"))
+                .expect("JSON");
+        let capture_name = expected["capture"].as_str().expect("capture name");
+        let records = as_counts(expected.get("records"));
+        let tcp: Vec<&str> = TCP_PROTOCOLS
+            .iter()
+            .copied()
+            .filter(|p| records.contains_key(*p))
+            .collect();
+        if tcp.is_empty() {
+            continue;
+        }
+        let original = shared_pcaps().join(capture_name);
+        let copy = dir.join(capture_name);
+        let added = write_with_duplicates(&original, &copy);
+        if added == 0 {
+            continue; // e.g. DNP3 over UDP only
+        }
+        compared += 1;
+        duplicates += added;
+        let (once, twice) = (replay(&original), replay(&copy));
+        for protocol in tcp {
+            let (want, got) = (
+                once.protocols.get(protocol).copied().unwrap_or(0),
+                twice.protocols.get(protocol).copied().unwrap_or(0),
+            );
+            if want != got {
+                failures.push(format!(
+                    "{capture_name}: {protocol}: {want} PDUs, {got} with {added} frames duplicated"
+                ));
+            }
+            if once.protocol_details.get(protocol) != twice.protocol_details.get(protocol) {
+                failures.push(format!("{capture_name}: {protocol}: histograms differ"));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(compared >= 40, "captures compared: {compared}");
+    assert!(duplicates > 1000, "frames duplicated: {duplicates}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
