@@ -14,6 +14,8 @@ use otsensor::config::Config;
 use otsensor::pipeline::{self, ReplayOptions, Summary};
 use serde_json::Value;
 
+mod xdp_frames;
+
 /// Protocols whose dissection is compared, and the summary histograms compared for
 /// each (names as in `../shared/tools/ORACLE.md`). A key `outer.inner` names a
 /// histogram one level down (EtherNet/IP's `cip` object; tshark's summary holds it at
@@ -460,7 +462,9 @@ fn protocol_counts_equal_tsharks() {
 
 /// The TCP-carried protocols compared: their PDU counts must not change when a SPAN
 /// port delivers frames twice.
-const TCP_PROTOCOLS: &[&str] = &["modbus", "enip", "dnp3", "s7comm", "iec104", "opcua", "mqtt"];
+const TCP_PROTOCOLS: &[&str] = &[
+    "modbus", "enip", "dnp3", "s7comm", "iec104", "opcua", "mqtt",
+];
 
 /// True for a frame that carries TCP payload.
 fn has_tcp_payload(link: u32, data: &[u8]) -> bool {
@@ -468,8 +472,10 @@ fn has_tcp_payload(link: u32, data: &[u8]) -> bool {
         return false;
     };
     let frame = otsensor_wire::layers::slice(link, data, 0, data.len() as u32);
-    matches!(frame.transport, otsensor_wire::layers::Transport::Tcp { .. })
-        && !frame.payload.is_empty()
+    matches!(
+        frame.transport,
+        otsensor_wire::layers::Transport::Tcp { .. }
+    ) && !frame.payload.is_empty()
 }
 
 /// A copy of `capture` at `out` in which every frame carrying TCP payload follows
@@ -574,4 +580,67 @@ fn duplicated_span_frames_are_dissected_once() {
     assert!(compared >= 40, "captures compared: {compared}");
     assert!(duplicates > 1000, "frames duplicated: {duplicates}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Internet scanners' probes to port 502, each on a connection of its own: not Modbus
+/// (tshark 4.0's `dissect_mbtcp` rejects a segment that does not start with protocol
+/// id 0 and a length of at least 2), so no Modbus record, but counted as non-Modbus
+/// traffic on a Modbus port and alerted as `illegal_operation`. One real request
+/// beside them is counted. Before this, framing resynchronised byte by byte past them
+/// and nothing counted them.
+#[test]
+fn probes_on_the_modbus_port_are_not_modbus() {
+    use std::net::Ipv4Addr;
+    let (scanner, plc) = (Ipv4Addr::new(198, 51, 100, 7), Ipv4Addr::new(10, 0, 0, 2));
+    let read = [0x00, 0x01, 0, 0, 0, 6, 1, 3, 0, 0, 0, 1];
+    let probes: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: plc\r\n\r\n".to_vec(),
+        // Protocol id 0x1234, a plausible length.
+        vec![0x00, 0x01, 0x12, 0x34, 0, 6, 1, 3, 0, 0, 0, 1],
+        // Length 0x0FFF: more than any ADU.
+        vec![0x00, 0x01, 0, 0, 0x0f, 0xff, 1, 3, 0, 0, 0, 1],
+    ];
+    let dir = std::env::temp_dir().join(format!("otsensor-probes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("probes.pcap");
+    {
+        let file = std::fs::File::create(&path).expect("create pcap");
+        let mut writer = pcap_file::pcap::PcapWriter::new(file).expect("pcap header");
+        let mut requests = probes;
+        requests.push(read.to_vec());
+        for (i, payload) in requests.iter().enumerate() {
+            let frame = xdp_frames::tcp4(scanner, 40000 + i as u16, plc, 502, 0x18, payload);
+            let packet = pcap_file::pcap::PcapPacket::new(
+                std::time::Duration::from_millis(1_700_000_000_000 + i as u64),
+                frame.len() as u32,
+                &frame,
+            );
+            writer.write_packet(&packet).expect("pcap packet");
+        }
+    }
+    let summary = replay(&path);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(
+        summary.protocols.get("modbus").copied(),
+        Some(1),
+        "{:?}",
+        summary.protocols
+    );
+    let details = &summary.protocol_details["modbus"];
+    assert_eq!(details["non_modbus"], 3, "{details}");
+    assert_eq!(details["func_code"]["3"], 1, "{details}");
+    assert_eq!(
+        summary.malformed_pdus.get("modbus").copied().unwrap_or(0),
+        0
+    );
+    assert!(
+        summary
+            .alerts_by_signature
+            .get("illegal_operation")
+            .copied()
+            .unwrap_or(0)
+            >= 1,
+        "{:?}",
+        summary.alerts_by_signature
+    );
 }
