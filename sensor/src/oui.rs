@@ -49,5 +49,20 @@ mod tests {
         // 00:1B:1B is Siemens' (IEEE registry).
         assert!(vendor(&[0x00, 0x1b, 0x1b, 1, 2, 3]).is_some_and(|v| v.contains("Siemens")));
         assert_eq!(vendor(&[0x02, 0, 0, 0, 0, 1]), None);
+        // Registered as "QUALICABLE TV Industria E Com.,": shown without the comma.
+        assert_eq!(
+            vendor(&[0x00, 0x04, 0xf8, 1, 2, 3]),
+            Some("QUALICABLE TV Industria E Com.")
+        );
+    }
+
+    #[test]
+    fn no_vendor_name_ends_in_stray_punctuation() {
+        let stray: Vec<&str> = index()
+            .iter()
+            .map(|(_, name)| *name)
+            .filter(|name| name.ends_with([',', ';', ':', '-', '/', '(', '&', ' ']))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
     }
 }

@@ -927,26 +927,55 @@ impl<'a> Umas<'a> {
 }
 
 /// Stream framing over the bytes of one TCP direction: the MBAP length field gives the
-/// ADU size (MBAP §3.1.3). A non-zero protocol id or a length outside
-/// [`MIN_LENGTH`]..=[`MAX_LENGTH`] means the buffer is not at an ADU start: skip a byte.
+/// ADU size (MBAP §3.1.3).
+///
+/// Bytes that do not start with an MBAP header (a non-zero protocol id, or a length
+/// outside [`MIN_LENGTH`]..=[`MAX_LENGTH`]) are handed on as one chunk reaching to the
+/// next offset that could start a header (or to the end), which [`Adu::new_checked`]
+/// rejects: the inspector counts it as non-Modbus traffic on a Modbus port (a
+/// scanner's probe, another protocol on port 502) instead of the bytes vanishing in a
+/// silent byte-by-byte resync. Framing continues at that offset.
 pub fn frame(buf: &[u8]) -> Framing {
-    if let Some(protocol_id) = be16(buf, field::PROTOCOL_ID.start) {
-        if protocol_id != 0 {
-            return Framing::Resync(1);
-        }
+    if buf.len() < field::LENGTH.end {
+        return if may_start_header(buf) {
+            Framing::Need(field::LENGTH.end)
+        } else {
+            Framing::Frame(not_modbus_len(buf))
+        };
     }
-    let Some(length) = be16(buf, field::LENGTH.start) else {
-        return Framing::Need(field::LENGTH.end);
-    };
-    if !(MIN_LENGTH..=MAX_LENGTH).contains(&length) {
-        return Framing::Resync(1);
+    if !may_start_header(buf) {
+        return Framing::Frame(not_modbus_len(buf));
     }
+    let length = be16(buf, field::LENGTH.start).unwrap_or(0);
     let total = LENGTH_BASE + usize::from(length);
     if buf.len() < total {
         Framing::Need(total)
     } else {
         Framing::Frame(total)
     }
+}
+
+/// True when `buf` may start an MBAP header: protocol id 0 and a length in
+/// [`MIN_LENGTH`]..=[`MAX_LENGTH`], as far as `buf` holds them (Wireshark's
+/// `dissect_mbtcp` heuristic checks the same two fields).
+fn may_start_header(buf: &[u8]) -> bool {
+    if let Some(protocol_id) = be16(buf, field::PROTOCOL_ID.start) {
+        if protocol_id != 0 {
+            return false;
+        }
+    }
+    match be16(buf, field::LENGTH.start) {
+        Some(length) => (MIN_LENGTH..=MAX_LENGTH).contains(&length),
+        None => true,
+    }
+}
+
+/// The bytes before the next offset that may start an MBAP header (all of `buf` when
+/// none does); at least 1.
+fn not_modbus_len(buf: &[u8]) -> usize {
+    (1..buf.len())
+        .find(|&at| buf.get(at..).is_some_and(may_start_header))
+        .unwrap_or(buf.len())
 }
 
 /// A cheap signature for recognising Modbus/TCP on a non-standard port: protocol id 0,
@@ -1368,9 +1397,26 @@ mod tests {
         two.extend_from_slice(&hex(READ_HOLDING_RESPONSE));
         assert_eq!(frame(&two), Framing::Frame(12));
         assert_eq!(frame(&two[12..]), Framing::Frame(11));
-        assert_eq!(frame(&hex("00d100010006")), Framing::Resync(1));
-        assert_eq!(frame(&hex("00d100000001")), Framing::Resync(1));
-        assert_eq!(frame(&hex("00d100000100")), Framing::Resync(1));
+        // Not an MBAP header: a chunk up to the next possible header, for the inspector
+        // to reject.
+        // (Offset 3 holds only 3 bytes, which may start a header.)
+        assert_eq!(frame(&hex("00d100010006")), Framing::Frame(3));
+        // Length 1; offset 1 has protocol id 0 and its length is not there yet.
+        assert_eq!(frame(&hex("00d100000001")), Framing::Frame(1));
+        // Length 256.
+        assert_eq!(frame(&hex("00d10000010001")), Framing::Frame(4));
+        let probe = b"GET / HTTP/1.1\r\n\r\n";
+        // Up to the last three bytes, which may start a header the next segment ends.
+        assert_eq!(frame(probe), Framing::Frame(probe.len() - 3));
+        assert!(matches!(
+            Adu::new_checked(probe),
+            Err(Error::BadProtocolId(_))
+        ));
+        // Junk before a request: the junk alone, then the request.
+        let mut junk = b"\x13\x37junk".to_vec();
+        junk.extend_from_slice(&hex(READ_HOLDING_REQUEST));
+        assert_eq!(frame(&junk), Framing::Frame(6));
+        assert_eq!(frame(&junk[6..]), Framing::Frame(12));
         assert_eq!(frame(&[]), Framing::Need(6));
     }
 

@@ -54,12 +54,18 @@ fn shorten(name: &str) -> String {
             name = stripped.trim_end_matches(',').to_owned();
         }
     }
+    // Registry names end in stray punctuation ("Siemens AG," once " AG" is not the
+    // last word, "Foo Co.," after the cut at MAX_NAME); a vendor name does not.
     name.chars()
         .take(MAX_NAME)
         .collect::<String>()
+        .trim_end_matches(|c: char| c.is_whitespace() || STRAY.contains(&c))
         .trim()
         .to_owned()
 }
+
+/// Characters dropped from the end of a name (a final '.' stays: "Inc.", "Co.").
+const STRAY: [char; 7] = [',', ';', ':', '-', '/', '(', '&'];
 
 /// Reads `csv` and writes the table to `out`; returns the number of prefixes.
 pub fn generate(csv: &Path, version: &str, out: &Path) -> Result<usize> {
@@ -89,4 +95,26 @@ pub fn generate(csv: &Path, version: &str, out: &Path) -> Result<usize> {
     }
     std::fs::write(out, body).with_context(|| out.display().to_string())?;
     Ok(table.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_stray_trailing_punctuation() {
+        // Real MA-L entries (oui.csv): 0004F8, 000BB4, 080006.
+        assert_eq!(
+            shorten("QUALICABLE TV Industria E Com.,"),
+            "QUALICABLE TV Industria E Com."
+        );
+        assert_eq!(shorten("RDC Semiconductor Inc.,"), "RDC Semiconductor Inc.");
+        assert_eq!(shorten("Siemens AG,"), "Siemens AG");
+        assert_eq!(shorten("SIEMENS AG"), "SIEMENS");
+        // Cut at MAX_NAME just after an opening parenthesis.
+        assert_eq!(
+            shorten("Example Automation Systems Ltd (Shanghai)"),
+            "Example Automation Systems Ltd"
+        );
+    }
 }

@@ -189,12 +189,19 @@ impl StreamDir {
         } else {
             self.give_up_gap(framer);
             let ahead = seq.wrapping_sub(self.next_seq);
-            if ahead != 0 && ahead < 1 << 31 {
-                // Still a gap after the held data: the bytes between are lost.
-                framer.counters.gaps += 1;
-                self.restart_at(seq, framer.pool);
-            }
-            if seq.wrapping_sub(self.next_seq) == 0 {
+            if ahead >= 1 << 31 {
+                // The held data covered this segment's start: only its tail is new
+                // (framing it whole would repeat the held PDUs).
+                let seen = self.next_seq.wrapping_sub(seq) as usize;
+                if seen < payload.len() {
+                    self.in_order(&payload[seen..], framer);
+                }
+            } else {
+                if ahead != 0 {
+                    // Still a gap after the held data: the bytes between are lost.
+                    framer.counters.gaps += 1;
+                    self.restart_at(seq, framer.pool);
+                }
                 self.in_order(payload, framer);
             }
         }
@@ -549,6 +556,76 @@ mod tests {
         assert_eq!(pdus.len(), 4);
         assert_eq!(counters.out_of_order_segments, 3);
         assert!(counters.gaps >= 3);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    // ---- duplicates (a SPAN port delivering a frame twice) on every framing path ----
+
+    #[test]
+    fn duplicate_of_a_partial_segment_is_framed_once() {
+        let mut pool = StreamPool::new(4, 128);
+        let first: &[u8] = &[3, 0, 0, 4, 0];
+        let (pdus, counters) = run(&[(1000, first), (1000, first), (1005, &[0, 0])], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.retransmitted_segments, 1);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn duplicate_of_a_held_segment_is_framed_once() {
+        let mut pool = StreamPool::new(4, 128);
+        let (pdus, counters) = run(&[(1003, B), (1003, B), (1000, A), (1000, A)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.retransmitted_segments, 1);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn duplicates_after_a_gap_are_framed_once() {
+        let mut pool = StreamPool::new(4, 128);
+        // A is lost before B (held); the stream jumps to 1100; then copies of both.
+        let (pdus, counters) = run(
+            &[
+                (1003, B),
+                (1100, A),
+                (1100, A),
+                (1003, B),
+                (1103, B),
+                (1103, B),
+            ],
+            &mut pool,
+        );
+        assert_eq!(pdus, vec![B.to_vec(), A.to_vec(), B.to_vec()]);
+        assert_eq!(counters.gaps, 2);
+        assert_eq!(counters.retransmitted_segments, 3);
+    }
+
+    #[test]
+    fn retransmission_overlapping_a_held_run_is_framed_once() {
+        let mut pool = StreamPool::new(4, 128);
+        // The third PDU (1007) is held; one retransmission then carries all three.
+        let all: &[u8] = &[3, 0, 0, 4, 0, 0, 0, 3, 0, 0];
+        let (pdus, counters) = run(&[(1007, A), (1000, all), (1000, all)], &mut pool);
+        assert_eq!(pdus, vec![A.to_vec(), B.to_vec(), A.to_vec()]);
+        assert_eq!(counters.gaps, 0);
+        assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_segment_too_long_to_hold_over_held_data_keeps_its_new_bytes() {
+        let mut pool = StreamPool::new(4, 128); // half = 64: a 101-byte segment is not held
+        let mut long = vec![0u8, 0];
+        for _ in 0..33 {
+            long.extend_from_slice(A);
+        }
+        // B (1003..1007) is held behind the lost A; the long segment repeats B's last two
+        // bytes and carries 33 new PDUs.
+        let (pdus, counters) = run(&[(1003, B), (1005, &long), (1005, &long)], &mut pool);
+        let mut want = vec![B.to_vec()];
+        want.extend(std::iter::repeat_n(A.to_vec(), 33));
+        assert_eq!(pdus, want);
+        assert_eq!(counters.gaps, 1, "only the lost A");
+        assert_eq!(counters.retransmitted_segments, 1);
         assert_eq!(pool.in_use(), 0);
     }
 

@@ -23,7 +23,16 @@ pub struct Stats {
     pub read_device_id: Histogram,
     pub diagnostic_code: Histogram,
     pub umas_function: Histogram,
+    /// Chunks on a Modbus flow that do not start with an MBAP header (protocol id 0,
+    /// length 2..=255): scanners' probes, other protocols on port 502. Not Modbus
+    /// PDUs; each is a [`ProtocolErrorKind::Malformed`] observation with code
+    /// [`NOT_MODBUS`].
+    pub non_modbus: u64,
 }
+
+/// The protocol-error code of non-Modbus traffic on a Modbus flow (code 0 is a
+/// Modbus ADU that failed validation).
+pub const NOT_MODBUS: u32 = 1;
 
 impl Stats {
     pub fn merge(&mut self, other: &Stats) {
@@ -35,6 +44,7 @@ impl Stats {
         self.read_device_id.merge(&other.read_device_id);
         self.diagnostic_code.merge(&other.diagnostic_code);
         self.umas_function.merge(&other.umas_function);
+        self.non_modbus += other.non_modbus;
     }
 
     /// Non-empty histograms by their summary names.
@@ -77,6 +87,9 @@ impl Stats {
             &self.umas_function,
             self.umas_function.to_decimal_map(),
         );
+        if self.non_modbus > 0 {
+            out.insert("non_modbus".to_owned(), serde_json::json!(self.non_modbus));
+        }
         serde_json::Value::Object(out)
     }
 }
@@ -118,11 +131,29 @@ fn identity_field(object_id: u8) -> Option<IdentityField> {
     })
 }
 
+/// True when `bytes` start with what Wireshark's `dissect_mbtcp` takes for Modbus/TCP
+/// (protocol id 0, a length of at least 2; otsensor also bounds it by [`MAX_LENGTH`]).
+fn starts_with_mbap(bytes: &[u8]) -> bool {
+    match bytes {
+        [_, _, 0, 0, hi, lo, ..] => {
+            (MIN_LENGTH..=MAX_LENGTH).contains(&u16::from_be_bytes([*hi, *lo]))
+        }
+        _ => false,
+    }
+}
+
 /// Inspects one Modbus/TCP ADU: statistics, request/response matching, observations
 /// (commands, identity from FC 43/14, exceptions, unknown functions) and the EVE event.
 pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
     let adu = match Adu::new_checked(pdu) {
         Ok(adu) => adu,
+        Err(_) if !starts_with_mbap(pdu) => {
+            // Not an MBAP header (the framer hands such bytes over whole): not a
+            // Modbus PDU, but "non-Modbus traffic on a Modbus port", alertable.
+            ctx.stats.modbus.non_modbus += 1;
+            ctx.protocol_error(Protocol::Modbus, ProtocolErrorKind::Malformed, NOT_MODBUS);
+            return;
+        }
         Err(_) => {
             ctx.malformed(Protocol::Modbus);
             return;
