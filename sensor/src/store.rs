@@ -285,8 +285,15 @@ pub struct StoredAlert {
     pub alert: Alert,
 }
 
-/// (key, id, status, count, first_ns, last_ns) of one stored alert.
-pub type AlertStateRow = (String, u64, AlertStatus, u64, u64, u64);
+/// What the analyzer needs of a stored alert to de-duplicate against history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertHistory {
+    pub id: u64,
+    pub status: AlertStatus,
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
 
 /// A connection to the database.
 pub struct Store {
@@ -678,10 +685,10 @@ impl Store {
         Ok(out)
     }
 
-    /// (key, id, status, count, first_ns, last_ns) of every alert: what the analyzer needs to
-    /// de-duplicate against history. Most important first (open before closed, then
+    /// The key and history of every alert: what the analyzer needs to de-duplicate
+    /// against history. Most important first (open before closed, then
     /// by severity, newest first), so an analyzer that holds fewer keeps those.
-    pub fn alert_states(&self) -> Result<Vec<AlertStateRow>> {
+    pub fn alert_states(&self) -> Result<Vec<(String, AlertHistory)>> {
         let mut statement = self.conn.prepare(
             "SELECT key, id, status, count, first_ns, last_ns FROM alerts
              ORDER BY status = 'new' DESC, severity ASC, id DESC",
@@ -689,31 +696,35 @@ impl Store {
         let rows = statement.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
-                to_u64(row.get::<_, i64>(1)?),
-                AlertStatus::parse(&row.get::<_, String>(2)?).unwrap_or(AlertStatus::New),
-                to_u64(row.get::<_, i64>(3)?),
-                to_u64(row.get::<_, i64>(4)?),
-                to_u64(row.get::<_, i64>(5)?),
+                AlertHistory {
+                    id: to_u64(row.get::<_, i64>(1)?),
+                    status: AlertStatus::parse(&row.get::<_, String>(2)?)
+                        .unwrap_or(AlertStatus::New),
+                    count: to_u64(row.get::<_, i64>(3)?),
+                    first_ns: to_u64(row.get::<_, i64>(4)?),
+                    last_ns: to_u64(row.get::<_, i64>(5)?),
+                },
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// (id, status, count, first_ns, last_ns) of the alert stored under `key`.
-    pub fn alert_state(&self, key: &str) -> Result<Option<(u64, AlertStatus, u64, u64, u64)>> {
+    /// The history of the alert stored under `key`.
+    pub fn alert_state(&self, key: &str) -> Result<Option<AlertHistory>> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT id, status, count, first_ns, last_ns FROM alerts WHERE key = ?1",
             )?
             .query_row([key], |row| {
-                Ok((
-                    to_u64(row.get::<_, i64>(0)?),
-                    AlertStatus::parse(&row.get::<_, String>(1)?).unwrap_or(AlertStatus::New),
-                    to_u64(row.get::<_, i64>(2)?),
-                    to_u64(row.get::<_, i64>(3)?),
-                    to_u64(row.get::<_, i64>(4)?),
-                ))
+                Ok(AlertHistory {
+                    id: to_u64(row.get::<_, i64>(0)?),
+                    status: AlertStatus::parse(&row.get::<_, String>(1)?)
+                        .unwrap_or(AlertStatus::New),
+                    count: to_u64(row.get::<_, i64>(2)?),
+                    first_ns: to_u64(row.get::<_, i64>(3)?),
+                    last_ns: to_u64(row.get::<_, i64>(4)?),
+                })
             })
             .optional()?)
     }

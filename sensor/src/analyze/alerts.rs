@@ -18,6 +18,27 @@ pub(in crate::analyze) struct AlertState {
     pub(in crate::analyze) src_mac: Option<String>,
 }
 
+impl AlertState {
+    /// The state of an alert read back from the store, or None when its key no longer
+    /// parses (a signature since removed).
+    pub(in crate::analyze) fn restored(key: &str, history: AlertHistory) -> Option<Self> {
+        let (signature, src, dst, src_mac) = parse_alert_key(key)?;
+        Some(Self {
+            id: history.id,
+            status: history.status,
+            count: history.count,
+            first_ns: history.first_ns,
+            last_ns: history.last_ns,
+            last_emitted_ns: Some(history.last_ns),
+            raised_this_run: false,
+            signature,
+            src,
+            dst,
+            src_mac,
+        })
+    }
+}
+
 /// Who an alert is about, and the packet context.
 #[derive(Clone, Debug, Default)]
 pub(in crate::analyze) struct Subject {
@@ -220,13 +241,8 @@ impl Analyzer {
         let id = self.next_alert_id;
         self.next_alert_id += 1;
         self.alert_rows_since_prune += 1;
-        let key = alert_key(signature, &subject);
-        self.alert_order.insert(
-            (eviction_class(signature, AlertStatus::New), id),
-            key.clone(),
-        );
-        self.alerts.insert(
-            key,
+        self.insert_alert_state(
+            alert_key(signature, &subject),
             AlertState {
                 id,
                 status: AlertStatus::New,
@@ -307,48 +323,37 @@ impl Analyzer {
         if !self.alerts_partial {
             return false;
         }
-        let row = match self.pending_alerts.get(key) {
-            Some(row) => Some((
-                row.alert.id,
-                row.alert.status,
-                row.alert.count,
-                row.alert.first_ns,
-                row.alert.last_ns,
-            )),
+        let history = match self.pending_alerts.get(key) {
+            Some(row) => Some(AlertHistory {
+                id: row.alert.id,
+                status: row.alert.status,
+                count: row.alert.count,
+                first_ns: row.alert.first_ns,
+                last_ns: row.alert.last_ns,
+            }),
             None => match self.store.alert_state(key) {
-                Ok(row) => row,
+                Ok(history) => history,
                 Err(_) => {
                     self.counters.store_errors += 1;
                     None
                 }
             },
         };
-        let Some((id, status, count, first_ns, last_ns)) = row else {
+        let Some(state) = history.and_then(|history| AlertState::restored(key, history)) else {
             return false;
         };
-        let Some((signature, src, dst, src_mac)) = parse_alert_key(key) else {
-            return false;
-        };
-        self.make_room(last_ns);
-        self.alert_order
-            .insert((eviction_class(signature, status), id), key.to_owned());
-        self.alerts.insert(
-            key.to_owned(),
-            AlertState {
-                id,
-                status,
-                count,
-                first_ns,
-                last_ns,
-                last_emitted_ns: Some(last_ns),
-                raised_this_run: false,
-                signature,
-                src,
-                dst,
-                src_mac,
-            },
-        );
+        self.make_room(state.last_ns);
+        self.insert_alert_state(key.to_owned(), state);
         true
+    }
+
+    /// Tracks `state` under `key`, in the eviction order too.
+    pub(in crate::analyze) fn insert_alert_state(&mut self, key: String, state: AlertState) {
+        self.alert_order.insert(
+            (eviction_class(state.signature, state.status), state.id),
+            key.clone(),
+        );
+        self.alerts.insert(key, state);
     }
 
     /// A cap on state keyed by the wire was hit (`map` names it): counted by the

@@ -43,7 +43,7 @@ use crate::oui;
 use crate::output::eve::EveRecord;
 use crate::output::eve::EventSink;
 use crate::output::sinks::AlertSinks;
-use crate::store::{self, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
+use crate::store::{self, AlertHistory, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
 /// Alert keys, de-duplication, throttling, the sinks and the store.
 mod alerts;
@@ -62,7 +62,7 @@ mod tests;
 /// Known vulnerabilities: advisory matches of the inventory.
 mod vulnerabilities;
 
-use alerts::{parse_alert_key, AlertState, Subject};
+use alerts::{AlertState, Subject};
 use control::FlowBook;
 use detections::flood::FloodState;
 use detections::flows::FlowStart;
@@ -362,12 +362,12 @@ impl Analyzer {
         self.baseline = self.store.baseline()?.into_iter().collect();
         // Most important first (`Store::alert_states`): what does not fit stays in the
         // store only, and is looked up there when it is raised again.
-        for (key, id, status, count, first_ns, last_ns) in self.store.alert_states()? {
-            self.next_alert_id = self.next_alert_id.max(id + 1);
+        for (key, history) in self.store.alert_states()? {
+            self.next_alert_id = self.next_alert_id.max(history.id + 1);
             match self.alerts.get(&key) {
                 Some(state) => {
-                    if state.status != status {
-                        self.set_alert_status(&key, status);
+                    if state.status != history.status {
+                        self.set_alert_status(&key, history.status);
                     }
                 }
                 None => {
@@ -375,30 +375,13 @@ impl Analyzer {
                         self.alerts_partial = true;
                         continue;
                     }
-                    let Some((signature, src, dst, src_mac)) = parse_alert_key(&key) else {
+                    let Some(state) = AlertState::restored(&key, history) else {
                         continue;
                     };
-                    if signature == "inventory_full" {
+                    if state.signature == "inventory_full" {
                         self.inventory_full_raised = true;
                     }
-                    self.alert_order
-                        .insert((alerts::eviction_class(signature, status), id), key.clone());
-                    self.alerts.insert(
-                        key,
-                        AlertState {
-                            id,
-                            status,
-                            count,
-                            first_ns,
-                            last_ns,
-                            last_emitted_ns: Some(last_ns),
-                            raised_this_run: false,
-                            signature,
-                            src,
-                            dst,
-                            src_mac,
-                        },
-                    );
+                    self.insert_alert_state(key, state);
                 }
             }
         }

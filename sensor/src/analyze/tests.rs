@@ -318,7 +318,7 @@ fn an_evicted_alert_raised_again_keeps_its_id_count_and_status() {
     let first = IpAddr::from([11, 0, 0, 1]);
     who_is(&mut a, 20 * S, first);
     a.commit();
-    let Ok(Some((id, _, _, _, _))) = a.store.alert_state(&format!("scan|{first}|-")) else {
+    let Ok(Some(AlertHistory { id, .. })) = a.store.alert_state(&format!("scan|{first}|-")) else {
         panic!("not stored");
     };
     if let Err(error) = a.store.set_alert_status(id, AlertStatus::Muted) {
