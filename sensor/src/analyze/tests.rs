@@ -217,15 +217,7 @@ fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
 
 #[test]
 fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let mut config = Config::default();
-    config.learning.duration = HumanDuration::from_secs(10);
-    let policy = match config.validate() {
-        Ok(policy) => Arc::new(policy),
-        Err(error) => panic!("{error}"),
-    };
-    let eve = crate::output::eve::EventSink::new(tx, crate::observe::Delivery::Block);
-    let mut a = Analyzer::new(policy, Some(eve));
+    let (mut a, rx) = analyzer_with_eve(10);
     seen(&mut a, S, [10, 0, 0, 20], 20);
     // Learning ends at 11 s. Then more distinct spoofed sources than the table holds,
     // each a new `scan` alert (high severity, open).
@@ -426,16 +418,9 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
 
 /// The alerts written to EVE: (signature, first_ns, last_ns, count).
 fn eve_alert_times(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
-    rx.try_iter()
-        .filter_map(|record| match record {
-            EveRecord::Alert(alert) => Some((
-                alert.signature.clone(),
-                alert.first_ns,
-                alert.last_ns,
-                alert.count,
-            )),
-            _ => None,
-        })
+    eve_alerts(rx)
+        .into_iter()
+        .map(|alert| (alert.signature, alert.first_ns, alert.last_ns, alert.count))
         .collect()
 }
 

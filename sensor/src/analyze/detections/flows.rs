@@ -397,85 +397,37 @@ mod tests {
     #[test]
     fn outbound_internet_alerts_after_learning_unless_learned_or_on_site() {
         let mut a = analyzer(10);
-        // Learned: the HMI reaches one public update server.
-        flow(
-            &mut a,
-            S,
-            (ip(HMI), 40_000),
-            (ip([93, 184, 216, 34]), 443),
-            TCP_SYN,
-        );
-        // After learning: the learned server, mDNS and SSDP multicast, a limited
-        // broadcast and link-local: none of them is the internet.
-        flow(
-            &mut a,
-            20 * S,
-            (ip(HMI), 40_001),
-            (ip([93, 184, 216, 34]), 443),
-            TCP_SYN,
-        );
-        flow(
-            &mut a,
-            21 * S,
-            (ip(HMI), 5353),
-            (ip([224, 0, 0, 251]), 5353),
-            0,
-        );
-        flow(
-            &mut a,
-            21 * S,
-            (ip(HMI), 40_002),
-            (ip([239, 255, 255, 250]), 1900),
-            TCP_SYN,
-        );
-        flow(
-            &mut a,
-            21 * S,
-            (ip(HMI), 40_003),
-            (ip([255, 255, 255, 255]), 67),
-            TCP_SYN,
-        );
-        flow(
-            &mut a,
-            21 * S,
-            (ip([169, 254, 1, 1]), 40_004),
-            (ip([169, 254, 1, 2]), 80),
-            TCP_SYN,
-        );
-        // A new public destination, and one first seen mid-session (ACK only).
-        flow(
-            &mut a,
-            22 * S,
-            (ip(PLC), 40_005),
-            (ip([8, 8, 4, 4]), 8443),
-            TCP_SYN,
-        );
-        flow(
-            &mut a,
-            23 * S,
-            (ip(PLC), 51_000),
-            (ip([1, 1, 1, 1]), 4444),
-            TCP_ACK,
-        );
+        let update_server = ip([93, 184, 216, 34]);
+        let link_local = (ip([169, 254, 1, 1]), ip([169, 254, 1, 2]));
+        let (ssdp, broadcast) = (ip([239, 255, 255, 250]), ip([255, 255, 255, 255]));
+        // Learned: the HMI reaches one public update server. After learning: the
+        // learned server, mDNS and SSDP multicast, a limited broadcast and link-local
+        // (none of them is the internet), then a new public destination and one first
+        // seen mid-session (ACK only).
+        let flows = [
+            (S, (ip(HMI), 40_000), (update_server, 443), TCP_SYN),
+            (20 * S, (ip(HMI), 40_001), (update_server, 443), TCP_SYN),
+            (21 * S, (ip(HMI), 5353), (ip([224, 0, 0, 251]), 5353), 0),
+            (21 * S, (ip(HMI), 40_002), (ssdp, 1900), TCP_SYN),
+            (21 * S, (ip(HMI), 40_003), (broadcast, 67), TCP_SYN),
+            (21 * S, (link_local.0, 40_004), (link_local.1, 80), TCP_SYN),
+            (22 * S, (ip(PLC), 40_005), (ip([8, 8, 4, 4]), 8443), TCP_SYN),
+            (23 * S, (ip(PLC), 51_000), (ip([1, 1, 1, 1]), 4444), TCP_ACK),
+        ];
+        for (ts_ns, client, server, flags) in flows {
+            flow(&mut a, ts_ns, client, server, flags);
+        }
         let mut raised = raised(&mut a);
         raised.sort();
-        assert_eq!(
-            raised,
-            vec![
-                (
-                    "internet_connection".to_owned(),
-                    Some(ip(PLC)),
-                    Some(ip([1, 1, 1, 1])),
-                    1
-                ),
-                (
-                    "internet_connection".to_owned(),
-                    Some(ip(PLC)),
-                    Some(ip([8, 8, 4, 4])),
-                    1
-                ),
-            ]
-        );
+        let internet = |dst: [u8; 4]| {
+            (
+                "internet_connection".to_owned(),
+                Some(ip(PLC)),
+                Some(ip(dst)),
+                1,
+            )
+        };
+        assert_eq!(raised, vec![internet([1, 1, 1, 1]), internet([8, 8, 4, 4])]);
     }
 
     #[test]
@@ -498,8 +450,8 @@ mod tests {
         let attempts = u64::from(a.policy.flood_attempts);
         // Twice the threshold within one window, each from another public source,
         // plus SYNs from impossible sources (multicast, broadcast).
-        for i in 0..2 * attempts {
-            let source = ip([45, 33, (i / 250) as u8, (i % 250) as u8 + 1]);
+        let sources = (0..2 * attempts).map(|i| ip([45, 33, (i / 250) as u8, (i % 250) as u8 + 1]));
+        for (i, source) in (0..).zip(sources) {
             flow(
                 &mut a,
                 S + i * 1_000_000,
@@ -508,20 +460,9 @@ mod tests {
                 TCP_SYN,
             );
         }
-        flow(
-            &mut a,
-            2 * S,
-            (ip([224, 0, 0, 9]), 1024),
-            (ip(PLC), 20_000),
-            TCP_SYN,
-        );
-        flow(
-            &mut a,
-            2 * S,
-            (ip([255, 255, 255, 255]), 1024),
-            (ip(PLC), 20_000),
-            TCP_SYN,
-        );
+        for bogon in [ip([224, 0, 0, 9]), ip([255, 255, 255, 255])] {
+            flow(&mut a, 2 * S, (bogon, 1024), (ip(PLC), 20_000), TCP_SYN);
+        }
         let raised = raised(&mut a);
         let signatures: Vec<&str> = raised.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(signatures, vec!["flood"], "{raised:?}");
@@ -532,30 +473,24 @@ mod tests {
     fn a_port_scan_alerts_at_its_threshold_and_not_below() {
         let ports = analyzer(0).policy.port_scan_ports as u16;
         let scanner = ip([10, 0, 0, 66]);
-        let mut a = analyzer(0);
-        for port in 0..ports - 1 {
-            flow(
-                &mut a,
-                S + u64::from(port),
-                (scanner, 60_000),
-                (ip(PLC), 10_000 + port),
-                TCP_SYN,
-            );
-        }
         // (Ports clear of the remote-access list, which would alert on their own.)
-        let below = raised(&mut a);
+        let scan = |ports: u16| {
+            let mut a = analyzer(0);
+            for port in 0..ports {
+                let server = (ip(PLC), 10_000 + port);
+                flow(
+                    &mut a,
+                    S + u64::from(port),
+                    (scanner, 60_000),
+                    server,
+                    TCP_SYN,
+                );
+            }
+            raised(&mut a)
+        };
+        let below = scan(ports - 1);
         assert!(below.is_empty(), "below the threshold: {below:?}");
-        let mut a = analyzer(0);
-        for port in 0..ports {
-            flow(
-                &mut a,
-                S + u64::from(port),
-                (scanner, 60_000),
-                (ip(PLC), 10_000 + port),
-                TCP_SYN,
-            );
-        }
-        let raised = raised(&mut a);
+        let raised = scan(ports);
         assert_eq!(raised.len(), 1, "{raised:?}");
         assert_eq!((raised[0].0.as_str(), raised[0].1), ("scan", Some(scanner)));
     }
