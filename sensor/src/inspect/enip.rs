@@ -769,7 +769,10 @@ mod inspect_tests {
         );
         // Inside an Unconnected Send: Get Attributes All of Identity instance 1.
         let observations = h.run(&hex(SEND_RR_DATA), Direction::Request, 2);
-        assert_eq!(objects(&observations), [(0x01_u64 << 56) | (0x01 << 40) | (1 << 16)]);
+        assert_eq!(
+            objects(&observations),
+            [(0x01_u64 << 56) | (0x01 << 40) | (1 << 16)]
+        );
         // Neither a stop, nor a symbolic Read Tag, is an object read.
         let observations = h.run(&send_rr_data(&hex(STOP), [1; 8], 0), Direction::Request, 3);
         assert!(objects(&observations).is_empty());
