@@ -675,7 +675,8 @@ pub struct SilentDeviceConfig {
     #[serde(deserialize_with = "value::positive_duration")]
     pub window: HumanDuration,
     /// A device that sent regularly while learning and then stays quiet for longer
-    /// than its longest learned gap times this factor is silent...
+    /// than its longest learned gap (at least a minute: devices are re-reported once
+    /// a minute) times this factor is silent...
     #[serde(deserialize_with = "value::count_u32")]
     pub quiet_factor: u32,
     /// ... but never before this long.
@@ -689,7 +690,7 @@ impl Default for SilentDeviceConfig {
             unanswered_requests: 8,
             window: HumanDuration::from_secs(300),
             quiet_factor: 4,
-            quiet_floor: HumanDuration::from_secs(600),
+            quiet_floor: HumanDuration::from_secs(60),
         }
     }
 }

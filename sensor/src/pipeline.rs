@@ -432,6 +432,7 @@ pub(crate) fn start_backend(
         tx.clone().map(|tx| EventSink::new(tx, delivery))
     };
 
+    let live = options.live;
     let analyzer_policy = Arc::clone(&policy);
     let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
     let store = options.store.take();
@@ -477,6 +478,7 @@ pub(crate) fn start_backend(
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
             analyzer.set_outputs(sinks, analyzer_metrics.clone());
+            analyzer.set_wall_clock(live);
             if let Some(requests) = evidence_requests {
                 analyzer.set_evidence(requests);
             }

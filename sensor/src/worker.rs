@@ -90,7 +90,7 @@ struct DeviceDedup {
 
 const DEDUP_SLOTS: usize = 4096;
 /// A device is re-reported at most this often (packet time), to refresh last-seen.
-const DEVICE_REFRESH_NS: u64 = 60 * 1_000_000_000;
+pub(crate) const DEVICE_REFRESH_NS: u64 = 60 * 1_000_000_000;
 
 impl DeviceDedup {
     fn new() -> DeviceDedup {

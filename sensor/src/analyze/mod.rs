@@ -97,6 +97,10 @@ const ALERT_THROTTLE_NS: u64 = 60 * 1_000_000_000;
 const QUIET_MIN_SIGHTINGS: u32 = 2;
 /// How often (packet time) devices are checked for having gone quiet.
 const QUIET_CHECK_NS: u64 = 1_000_000_000;
+/// Live, how far behind the wall clock [`Analyzer::tick`] puts "now" for the quiet
+/// check: observations still in the workers' batches or the queue (a backlog) are not
+/// taken for silence. Quiet limits are minutes, so the delay costs nothing.
+const LIVE_CLOCK_SLACK_NS: u64 = 10_000_000_000;
 /// (server, unit id) pairs remembered per source for Modbus unit-id sweeps.
 const MAX_UNIT_SWEEP_TARGETS: usize = 4096;
 /// Observations between store commits, and the longest wall time between them.
@@ -209,6 +213,10 @@ pub struct Analyzer {
     object_sweeps: bounded::BoundedMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
+    /// Packet time is the wall clock (live capture): [`Analyzer::tick`] advances it
+    /// for time-driven detections when no traffic comes. Off in a replay, whose only
+    /// clock is its packets (deterministic).
+    wall_clock: bool,
     store: Store,
     store_version: i64,
     pending: store::Batch,
@@ -295,6 +303,7 @@ impl Analyzer {
             floods: bounded::BoundedMap::default(),
             object_sweeps: bounded::BoundedMap::default(),
             next_quiet_check_ns: 0,
+            wall_clock: false,
             store,
             store_version: 0,
             pending: store::Batch::default(),
@@ -519,14 +528,38 @@ impl Analyzer {
         self.check_quiet(ts_ns);
     }
 
+    /// Live capture: packet time is the wall clock, so [`Analyzer::tick`] may move
+    /// time-driven detections (quiet devices) forward when no traffic comes. Not for
+    /// replays: there the packets are the only clock.
+    pub fn set_wall_clock(&mut self, wall_clock: bool) {
+        self.wall_clock = wall_clock;
+    }
+
     /// Time-driven work, called by the analyzer loop at least every `COMMIT_INTERVAL`
-    /// whether or not traffic arrives: commits what is pending once `COMMIT_INTERVAL`
-    /// has passed since the last commit, so an alert on a quiet network is stored
-    /// within that time.
+    /// whether or not traffic arrives. Live (`set_wall_clock`), checks for quiet
+    /// devices at the wall clock (less [`LIVE_CLOCK_SLACK_NS`]) once this run has seen
+    /// traffic, so a device is reported silent on a network that went completely
+    /// quiet. Commits what is pending once `COMMIT_INTERVAL` has passed since the last
+    /// commit, so an alert on a quiet network is stored within that time.
     pub fn tick(&mut self) {
+        if self.wall_clock && self.latest_ns > 0 {
+            let now_ns = crate::observe::realtime_ns().saturating_sub(LIVE_CLOCK_SLACK_NS);
+            self.tick_at(now_ns);
+        }
         if self.last_commit.elapsed() >= COMMIT_INTERVAL && self.has_pending() {
             self.commit();
         }
+    }
+
+    /// The time-driven detections at packet time `now_ns` without an observation:
+    /// nothing when `now_ns` is not past the latest packet time.
+    fn tick_at(&mut self, now_ns: u64) {
+        if now_ns <= self.latest_ns {
+            return;
+        }
+        // No triggering observation: no packet-to-alert latency to record.
+        self.current_mono_ns = 0;
+        self.check_quiet(now_ns);
     }
 
     /// The longest the analyzer loop may wait without calling [`Analyzer::tick`].

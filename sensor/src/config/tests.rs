@@ -52,7 +52,7 @@ fn defaults_are_valid_and_documented_values() {
     assert_eq!(policy.discovery_sweep, 10);
     assert_eq!(policy.silent_unanswered_requests, 8);
     assert_eq!(policy.silent_quiet_factor, 4);
-    assert_eq!(policy.silent_quiet_floor_ns, 600 * SECOND_NS);
+    assert_eq!(policy.silent_quiet_floor_ns, 60 * SECOND_NS);
     assert!(policy.engineering_workstations.is_empty());
     assert_eq!(policy.first_packets_per_flow, 8);
     assert_eq!(policy.http_listen.to_string(), "127.0.0.1:9750");

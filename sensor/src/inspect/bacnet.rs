@@ -426,6 +426,9 @@ fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &m
             }
             let kind = confirmed_command_kind(apdu, service);
             ctx.command(Protocol::Bacnet, kind, u32::from(service));
+            read_objects(service, apdu.service_data(), |object| {
+                ctx.object_access(Protocol::Bacnet, object);
+            });
         }
         ApduType::UnconfirmedRequest => {
             let Some(service) = apdu.service_choice() else {
@@ -491,6 +494,57 @@ fn inspect_apdu(apdu: &Apdu<'_>, relayed: bool, event: &mut BacnetEvent, ctx: &m
             }
         }
         ApduType::Unknown(_) => {}
+    }
+}
+
+/// Property references of one ReadPropertyMultiple request reported as objects, at most.
+const MAX_READ_OBJECTS: usize = 32;
+
+/// The (object, property) pairs a ReadProperty or ReadPropertyMultiple request reads,
+/// for object sweeps: object identifier (type and instance, 32 bits) and property id
+/// (to 24 bits) folded into one key. Other services report nothing.
+fn read_objects(service: u8, data: &[u8], mut report: impl FnMut(u64)) {
+    let key = |object: ObjectId, property: u32| {
+        let object = (u64::from(object.object_type & 0x3ff) << 22) | u64::from(object.instance);
+        (object << 24) | u64::from(property & 0xff_ffff)
+    };
+    let mut tags = Tags::new(data);
+    match service {
+        confirmed::READ_PROPERTY => {
+            let object = tags.next().and_then(|t| t.context(0)?.object_id());
+            let property = tags.next().and_then(|t| t.context(1)?.unsigned());
+            if let (Some(object), Some(property)) = (object, property) {
+                report(key(object, property));
+            }
+        }
+        confirmed::READ_PROPERTY_MULTIPLE => {
+            // Read-access specifications: object id (context 0), then the property
+            // references (context 0 ids, optional context 1 array indexes) between
+            // opening and closing tag 1.
+            let (mut object, mut inside, mut reported) = (None, false, 0);
+            for tag in tags {
+                if reported >= MAX_READ_OBJECTS {
+                    break;
+                }
+                if inside {
+                    if tag.is_closing(1) {
+                        inside = false;
+                    } else if let (Some(object), Some(property)) =
+                        (object, tag.context(0).and_then(|t| t.unsigned()))
+                    {
+                        report(key(object, property));
+                        reported += 1;
+                    }
+                } else if tag.is_opening(1) {
+                    inside = true;
+                } else if let Some(id) = tag.context(0).and_then(|t| t.object_id()) {
+                    object = Some(id);
+                } else {
+                    break;
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1163,6 +1217,46 @@ mod tests {
         assert_eq!(stats.unconfirmed_service.get(8), 1);
         assert_eq!(stats.unconfirmed_service.get(0), 1);
         assert_eq!(stats.bvlc_function.get(0x0b), 1);
+    }
+
+    #[test]
+    fn read_requests_report_the_objects_they_read() {
+        fn objects(observations: &[Observation]) -> Vec<u64> {
+            observations
+                .iter()
+                .filter_map(|o| match o {
+                    Observation::ObjectAccess { object, .. } => Some(*object),
+                    _ => None,
+                })
+                .collect()
+        }
+        let key = |object_type: u64, instance: u64, property: u64| {
+            (((object_type << 22) | instance) << 24) | property
+        };
+        let mut flow = Flow::new(false);
+        // Hand-built per 15.5.1.1: ReadProperty (invoke 7) of analog-input 1,
+        // present-value (85).
+        flow.inspect(
+            &hex("810a001101040005070c0c000000011955"),
+            Direction::Request,
+            1,
+        );
+        assert_eq!(objects(&flow.observations()), vec![key(0, 1, 85)]);
+        // 15.7.1.1: ReadPropertyMultiple (invoke 8) of analog-input 2 present-value and
+        // object-name (77), analog-value 3 present-value.
+        flow.inspect(
+            &hex("810a001e01040005080e0c000000021e0955094d1f0c008000031e09551f"),
+            Direction::Request,
+            2,
+        );
+        assert_eq!(
+            objects(&flow.observations()),
+            vec![key(0, 2, 85), key(0, 2, 77), key(2, 3, 85)]
+        );
+        // Replies and other services address nothing.
+        flow.inspect(&hex(RP_ACK_MODEL), Direction::Response, 3);
+        flow.inspect(&hex(REINIT), Direction::Request, 4);
+        assert_eq!(objects(&flow.observations()), Vec::<u64>::new());
     }
 
     #[test]

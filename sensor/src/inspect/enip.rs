@@ -219,6 +219,25 @@ pub fn cip_command_code(class: Option<u32>, service: u8) -> u32 {
     (class.unwrap_or(0) << 8) | u32::from(service)
 }
 
+/// The object a generic read (Get_Attribute_Single/List/All, Find_Next_Object_Instance,
+/// Get_Member) addresses, for object sweeps: service, class, instance and attribute
+/// folded into one key (class to 16 bits, instance to 24, attribute to 16). Class
+/// specific services (Logix tag reads) and paths without a class are not objects here.
+fn cip_object(service: u8, target: &cip::Target) -> Option<u64> {
+    let class = target.class?;
+    if service >= 0x4B || cip::classify(Some(class), service) != cip::CipKind::Read {
+        return None;
+    }
+    let instance = u64::from(target.instance.unwrap_or(0) & 0xff_ffff);
+    let attribute = u64::from(target.attribute.unwrap_or(0) & 0xffff);
+    Some(
+        (u64::from(service) << 56)
+            | (u64::from(class & 0xffff) << 40)
+            | (instance << 16)
+            | attribute,
+    )
+}
+
 /// Encapsulation-level command codes, kept apart from CIP codes.
 const ENCAPSULATION_CODE: u32 = 0x1_0000;
 
@@ -304,6 +323,9 @@ fn walk_request(
         cip_command_kind(target.class, service),
         cip_command_code(target.class, service),
     );
+    if let Some(object) = cip_object(service, &target) {
+        ctx.object_access(Protocol::Enip, object);
+    }
     if depth >= MAX_CIP_DEPTH {
         return target.class;
     }
@@ -724,6 +746,39 @@ mod inspect_tests {
         assert_eq!(summary["cip"]["depth"]["1"], 1);
         assert_eq!(summary["command"]["111"], 2);
         assert!(summary["cip"].get("error_service_status").is_none());
+    }
+
+    #[test]
+    fn generic_reads_report_the_object_they_address() {
+        fn objects(observations: &[Observation]) -> Vec<u64> {
+            observations
+                .iter()
+                .filter_map(|o| match o {
+                    Observation::ObjectAccess { object, .. } => Some(*object),
+                    _ => None,
+                })
+                .collect()
+        }
+        let mut h = Harness::tcp();
+        // Get_Attribute_Single of class 0x64, instance 1, attribute 3 (CIP Vol 1 4-4.3).
+        let get = hex("0e03206424013003");
+        let observations = h.run(&send_rr_data(&get, CONTEXT, 0), Direction::Request, 1);
+        assert_eq!(
+            objects(&observations),
+            [(0x0e_u64 << 56) | (0x64 << 40) | (1 << 16) | 3]
+        );
+        // Inside an Unconnected Send: Get Attributes All of Identity instance 1.
+        let observations = h.run(&hex(SEND_RR_DATA), Direction::Request, 2);
+        assert_eq!(
+            objects(&observations),
+            [(0x01_u64 << 56) | (0x01 << 40) | (1 << 16)]
+        );
+        // Neither a stop, nor a symbolic Read Tag, is an object read.
+        let observations = h.run(&send_rr_data(&hex(STOP), [1; 8], 0), Direction::Request, 3);
+        assert!(objects(&observations).is_empty());
+        let read_tag = hex("4c039103414243000100");
+        let observations = h.run(&send_rr_data(&read_tag, [2; 8], 0), Direction::Request, 4);
+        assert!(objects(&observations).is_empty());
     }
 
     #[test]

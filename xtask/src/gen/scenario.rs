@@ -29,16 +29,19 @@ pub const LEARNING_S: u64 = 120;
 pub const ATTACK_S: u64 = 150;
 /// End of the capture, seconds after the first frame.
 pub const END_S: u64 = 200;
-/// End of the `device_quiet` capture: long enough for the quiet-device floor
-/// (`detection.silent_device.quiet_floor`, 10 min by default) to pass.
+/// End of the `device_quiet` capture: long enough for the RTU's quiet limit (its
+/// learned gap of about a minute × `detection.silent_device.quiet_factor`) to pass.
 const QUIET_END_S: u64 = 800;
+/// End of the `silent_polled_rtu` capture: the polled RTU dies at [`ATTACK_S`] and is
+/// still silent six minutes later.
+const SILENT_RTU_END_S: u64 = ATTACK_S + 360;
 /// When the quiet device of `device_quiet` sends again.
 const QUIET_BACK_S: u64 = 780;
 /// 2024-03-04 06:00:00 UTC.
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 28] = [
+pub const SCENARIOS: [&str; 32] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -66,6 +69,10 @@ pub const SCENARIOS: [&str; 28] = [
     "inbound_internet",
     "syn_flood",
     "modbus_address_sweep",
+    "s7_szl_enumeration",
+    "cip_attribute_enumeration",
+    "bacnet_object_sweep",
+    "silent_polled_rtu",
     "combined",
 ];
 
@@ -119,6 +126,9 @@ const PLC_S7: Node = Node::new([0x00, 0x1b, 0x1b, 0x00, 0x00, 0x21], [10, 10, 0,
 const PLC_CIP: Node = Node::new([0x00, 0x00, 0xbc, 0x00, 0x00, 0x22], [10, 10, 0, 22]);
 const RTU: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x30], [10, 10, 0, 30]);
 const BACNET: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x40], [10, 10, 0, 40]);
+/// A Modbus RTU the HMI polls every 2 s over one persistent connection
+/// (`silent_polled_rtu` only).
+const POLLED_RTU: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x31], [10, 10, 0, 31]);
 const NEWCOMER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x99], [10, 10, 0, 99]);
 const SPOOFER_MAC: wire::Mac = [0x00, 0x0c, 0x29, 0x66, 0x66, 0x66];
 // Public addresses outside the documentation ranges: those (RFC 5737) never count as
@@ -1173,6 +1183,118 @@ fn attack(
                 vec!["modbus"],
             )
         }
+        // The engineering workstation, which never spoke S7 to this PLC, reads 120
+        // distinct SZL lists (12 ids × 10 indexes) of the S7 PLC in one session: an S7
+        // SZL enumeration (the PLC answers each, with no records).
+        "s7_szl_enumeration" => {
+            let (mut cr, mut cc, mut setup, mut setup_ack) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s7comm::connect_request(&mut cr, 1);
+            s7comm::connect_confirm(&mut cc, 1, 2);
+            s7comm::setup_job(&mut setup, 1);
+            s7comm::setup_ack(&mut setup_ack, 1);
+            let mut exchanges = vec![(cr, Some(cc)), (setup, Some(setup_ack))];
+            let ids = [
+                0x0011u16, 0x001c, 0x0111, 0x0112, 0x0131, 0x0132, 0x0424, 0x0074, 0x0091, 0x00a0,
+                0x0037, 0x0013,
+            ];
+            let mut reference = 1u16;
+            for id in ids {
+                for index in 0..10u16 {
+                    reference += 1;
+                    let (mut request, mut response) = (Vec::new(), Vec::new());
+                    s7comm::szl_request(&mut request, reference, id, index);
+                    s7comm::szl_response(&mut response, reference, id, index);
+                    exchanges.push((request, Some(response)));
+                }
+            }
+            let plc = PLC_S7.into();
+            cap.session(t, EWS.into(), plc, 102, Answer::Accept, exchanges)?;
+            let dst = Some(PLC_S7.addr());
+            (
+                vec![
+                    expect("scan", Some(EWS), dst),
+                    // The workstation never connected to this PLC while learning.
+                    expect("new_conversation", Some(EWS), dst),
+                ],
+                vec!["s7comm"],
+            )
+        }
+        // The engineering workstation reads Get_Attribute_Single over 120 class /
+        // instance / attribute ids (8 classes × 3 instances × 5 attributes) of the CIP
+        // controller; attributes 4 and 5 do not exist there (general status 0x14,
+        // attribute not supported).
+        "cip_attribute_enumeration" => {
+            let (mut reg, mut reg_reply) = (Vec::new(), Vec::new());
+            enip::register_session(&mut reg, 0, 1);
+            enip::register_session(&mut reg_reply, 0x1234, 1);
+            let mut exchanges = vec![(reg, Some(reg_reply))];
+            let mut context = 1u64;
+            for class in [0x01u8, 0x02, 0x04, 0x06, 0x48, 0xf4, 0xf5, 0xf6] {
+                for instance in 1..=3u8 {
+                    for attribute in 1..=5u8 {
+                        context += 1;
+                        let cip = [0x0e, 0x03, 0x20, class, 0x24, instance, 0x30, attribute];
+                        let reply: &[u8] = if attribute <= 3 {
+                            &[0x8e, 0x00, 0x00, 0x00, 0x01, 0x00]
+                        } else {
+                            &[0x8e, 0x00, 0x14, 0x00]
+                        };
+                        let (mut request, mut response) = (Vec::new(), Vec::new());
+                        enip::cip_message(&mut request, 0x1234, context, &cip);
+                        enip::cip_message(&mut response, 0x1234, context, reply);
+                        exchanges.push((request, Some(response)));
+                    }
+                }
+            }
+            let plc = PLC_CIP.into();
+            cap.session(t, EWS.into(), plc, 44818, Answer::Accept, exchanges)?;
+            let dst = Some(PLC_CIP.addr());
+            (
+                vec![
+                    expect("scan", Some(EWS), dst),
+                    expect("new_conversation", Some(EWS), dst),
+                    expect("cip_failure", Some(PLC_CIP), Some(EWS.addr())),
+                ],
+                vec!["enip"],
+            )
+        }
+        // The engineering workstation reads present-value of analog inputs 1..=120 of
+        // the BACnet controller, which has 40 of them: the rest answer with an error.
+        "bacnet_object_sweep" => {
+            let bacnet_peer: Peer = BACNET.into();
+            for instance in 1..=120u32 {
+                let ts = t + u64::from(instance) * 20 * MS;
+                let invoke = instance as u8;
+                let (mut read, mut reply) = (Vec::new(), Vec::new());
+                bacnet::read_property(&mut read, invoke, 0, instance, 85);
+                if instance <= 40 {
+                    bacnet::read_property_ack(&mut reply, invoke, 0, instance, 85, 21.5);
+                } else {
+                    bacnet::read_property_error(&mut reply, invoke);
+                }
+                cap.udp(ts, EWS.into(), bacnet_peer, (47808, 47808), read)?;
+                cap.udp(ts + 5 * MS, bacnet_peer, EWS.into(), (47808, 47808), reply)?;
+            }
+            let dst = Some(BACNET.addr());
+            (
+                vec![
+                    expect("scan", Some(EWS), dst),
+                    expect("new_conversation", Some(EWS), dst),
+                    expect("bacnet_failure", Some(BACNET), Some(EWS.addr())),
+                ],
+                vec!["bacnet"],
+            )
+        }
+        // The RTU polled every 2 s since the first second dies at `t` (see
+        // `polled_rtu`): one `device_silent` for it, nothing else.
+        "silent_polled_rtu" => {
+            polled_rtu(cap, t, at(SILENT_RTU_END_S))?;
+            (
+                vec![expect("device_silent", Some(POLLED_RTU), None)],
+                Vec::new(),
+            )
+        }
         "combined" => {
             let mut alerts = Vec::new();
             let mut protocols = Vec::new();
@@ -1209,7 +1331,11 @@ pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
     let options = PlantOptions {
         modbus_plc_dead_from: (name == "device_silent").then_some(ATTACK_S),
         rtu_quiet: quiet.then_some((ATTACK_S, QUIET_BACK_S)),
-        end_s: if quiet { QUIET_END_S } else { END_S },
+        end_s: match name {
+            "device_quiet" => QUIET_END_S,
+            "silent_polled_rtu" => SILENT_RTU_END_S,
+            _ => END_S,
+        },
     };
     plant(&mut cap, options)?;
     let (mut alerts, protocols) = attack(&mut cap, name, at(ATTACK_S))?;
@@ -1234,6 +1360,61 @@ pub fn generate(name: &str, out: &Path) -> Result<ScenarioTruth> {
     std::fs::write(&path, serde_json::to_string_pretty(&truth)? + "\n")
         .with_context(|| path.display().to_string())?;
     Ok(truth)
+}
+
+/// `silent_polled_rtu`: the HMI polls [`POLLED_RTU`] (FC 3) every 2 s over one
+/// persistent Modbus/TCP connection from the first second on. At `dead_at` the RTU
+/// loses power: it sends nothing more, and the HMI's next request is retransmitted by
+/// TCP with a doubling timeout (200 ms up to 120 s) until `end`. The connection never
+/// closes and its flow was answered, so no request goes unanswered at flow end: only
+/// the RTU's learned rhythm (a sighting every minute) tells it is gone.
+fn polled_rtu(cap: &mut Capture, dead_at: u64, end: u64) -> Result<()> {
+    let (hmi, rtu): (Peer, Peer) = (HMI.into(), POLLED_RTU.into());
+    let client_port = cap.port();
+    let (out, back) = ((client_port, 502), (502, client_port));
+    let (mut cseq, mut sseq) = (3_000u32, 800_000u32);
+    let t0 = at(1);
+    let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
+    cap.tcp(t0, hmi, rtu, out, cseq, 0, tcp_flags::SYN, Vec::new())?;
+    cap.tcp(t0 + MS, rtu, hmi, back, sseq, cseq + 1, syn_ack, Vec::new())?;
+    cseq += 1;
+    sseq += 1;
+    cap.tcp(
+        t0 + 2 * MS,
+        hmi,
+        rtu,
+        out,
+        cseq,
+        sseq,
+        tcp_flags::ACK,
+        Vec::new(),
+    )?;
+    let read = modbus::Request::ReadHoldingRegisters {
+        address: 0,
+        quantity: 10,
+    };
+    let data = tcp_flags::PSH | tcp_flags::ACK;
+    let mut t = t0 + SECOND;
+    while t < dead_at {
+        let (request, response) = cap.modbus(read);
+        let len = request.len() as u32;
+        cap.tcp(t, hmi, rtu, out, cseq, sseq, data, request)?;
+        cseq += len;
+        if let Some(response) = response {
+            let len = response.len() as u32;
+            cap.tcp(t + 8 * MS, rtu, hmi, back, sseq, cseq, data, response)?;
+            sseq += len;
+        }
+        t += 2 * SECOND;
+    }
+    let (request, _) = cap.modbus(read);
+    let mut timeout = 200 * MS;
+    while t < end {
+        cap.tcp(t, hmi, rtu, out, cseq, sseq, data, request.clone())?;
+        t += timeout;
+        timeout = (timeout * 2).min(120 * SECOND);
+    }
+    Ok(())
 }
 
 /// How big the floods of the `hostile` scenario are.

@@ -206,7 +206,9 @@ impl Analyzer {
 
     /// ICS reconnaissance below the port level: one client addressing
     /// `detection.scan.object_sweep` distinct objects (Modbus function and address, S7
-    /// SZL ids) of one server within a scan window. A client that did so while learning
+    /// SZL id and index, CIP service/class/instance/attribute of generic reads, BACnet
+    /// object and property of ReadProperty(Multiple)) of one server within a scan
+    /// window. A client that did so while learning
     /// (a gateway poller, a historian) becomes a known discoverer and is exempt.
     pub(in crate::analyze) fn object_sweep(
         &mut self,
@@ -253,6 +255,8 @@ impl Analyzer {
         let what = match protocol {
             Protocol::Modbus => "Modbus register/coil addresses",
             Protocol::S7comm => "S7 SZL lists",
+            Protocol::Enip => "CIP class/instance/attribute ids",
+            Protocol::Bacnet => "BACnet object properties",
             _ => "objects",
         };
         self.raise(

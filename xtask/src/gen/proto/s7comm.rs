@@ -135,6 +135,32 @@ pub fn read_ack<R: Rng>(out: &mut Vec<u8>, pdu_ref: u16, items: &[Item], rng: &m
     s7_pdu(out, ROSCTR_ACK_DATA, pdu_ref, &parameters, &data)
 }
 
+const ROSCTR_USERDATA: u8 = 7;
+
+/// Userdata read-SZL request (function group 4 CPU functions, subfunction 1; type 4
+/// request): data return code 0xFF, transport size 0x09 (octet string), the SZL id and
+/// index.
+pub fn szl_request(out: &mut Vec<u8>, pdu_ref: u16, szl_id: u16, index: u16) -> Pdu {
+    let parameters = [0x00, 0x01, 0x12, 0x04, 0x11, 0x44, 0x01, 0x00];
+    let mut data = vec![0xff, 0x09, 0x00, 0x04];
+    data.extend_from_slice(&szl_id.to_be_bytes());
+    data.extend_from_slice(&index.to_be_bytes());
+    s7_pdu(out, ROSCTR_USERDATA, pdu_ref, &parameters, &data)
+}
+
+/// Userdata read-SZL response (type 8), last data unit, no error: the SZL header with
+/// a 28-byte record length and no records.
+pub fn szl_response(out: &mut Vec<u8>, pdu_ref: u16, szl_id: u16, index: u16) -> Pdu {
+    let parameters = [
+        0x00, 0x01, 0x12, 0x08, 0x12, 0x84, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let mut data = vec![0xff, 0x09, 0x00, 0x08];
+    data.extend_from_slice(&szl_id.to_be_bytes());
+    data.extend_from_slice(&index.to_be_bytes());
+    data.extend_from_slice(&[0x00, 0x1c, 0x00, 0x00]);
+    s7_pdu(out, ROSCTR_USERDATA, pdu_ref, &parameters, &data)
+}
+
 /// PLC STOP job (function 0x29) with the PI service "P_PROGRAM".
 pub fn plc_stop(out: &mut Vec<u8>, pdu_ref: u16) -> Pdu {
     let mut parameters = vec![0x29, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09];
