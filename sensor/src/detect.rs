@@ -429,7 +429,10 @@ mod tests {
         for section in &sections {
             if let Some(rest) = section.strip_prefix('`') {
                 let name = rest.split('`').next().unwrap_or_default();
-                assert!(by_name(name).is_some(), "a section for {name}, not a signature");
+                assert!(
+                    by_name(name).is_some(),
+                    "a section for {name}, not a signature"
+                );
             }
         }
         let config = serde_json::to_value(crate::config::Config::default())
@@ -449,9 +452,12 @@ mod tests {
                 serde_json::Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
-            let same = actual == quoted
-                || duration(&actual).is_some_and(|d| Some(d) == duration(quoted));
-            assert!(same, "`{key}`: the doc says {quoted}, the default is {actual}");
+            let same =
+                actual == quoted || duration(&actual).is_some_and(|d| Some(d) == duration(quoted));
+            assert!(
+                same,
+                "`{key}`: the doc says {quoted}, the default is {actual}"
+            );
             checked += 1;
         }
         assert!(checked >= 10, "only {checked} defaults quoted");

@@ -273,11 +273,7 @@ fn alerts_carry_both_devices_the_learned_fact_and_their_flow() {
     let config = write_config(dir.path(), Some(&truth));
     let eve = dir.path().join("eve.json");
     let eve_arg = eve.to_str().expect("utf-8 path");
-    let sensor = Sensor::serve(
-        &["--eve", eve_arg],
-        std::slice::from_ref(&capture),
-        &config,
-    );
+    let sensor = Sensor::serve(&["--eve", eve_arg], std::slice::from_ref(&capture), &config);
     sensor.wait_replayed();
     let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
     let alerts = alerts.as_array().expect("array");
@@ -325,7 +321,10 @@ fn alerts_carry_both_devices_the_learned_fact_and_their_flow() {
             identity_fields += 1;
         }
     }
-    assert!(identity_fields >= 2, "the PLC reported its identity: {inventory}");
+    assert!(
+        identity_fields >= 2,
+        "the PLC reported its identity: {inventory}"
+    );
     assert_eq!(
         context["baseline"]["learned"],
         serde_json::json!([]),
@@ -364,7 +363,10 @@ fn alerts_carry_both_devices_the_learned_fact_and_their_flow() {
     });
     assert_eq!(eve_alert["flow_id"], flow_id);
     for key in ["src_device", "dest_device", "baseline"] {
-        assert_eq!(eve_alert["otsensor"][key], context[key], "{key}: {eve_alert}");
+        assert_eq!(
+            eve_alert["otsensor"][key], context[key],
+            "{key}: {eve_alert}"
+        );
     }
     assert_eq!(flow["src_ip"], hmi.to_string(), "{flow}");
     assert_eq!(flow["dest_ip"], plc.to_string(), "{flow}");

@@ -146,7 +146,11 @@ impl Analyzer {
 
     /// The peers of `device` (as far as the inventory remembers them) for which
     /// `learned` builds a baseline fact that is in the baseline, in address order.
-    fn learned_peers(&self, device: IpAddr, learned: impl Fn(IpAddr) -> BaselineItem) -> Vec<IpAddr> {
+    fn learned_peers(
+        &self,
+        device: IpAddr,
+        learned: impl Fn(IpAddr) -> BaselineItem,
+    ) -> Vec<IpAddr> {
         self.by_ip.get(&device).map_or_else(Vec::new, |record| {
             record
                 .peers
@@ -205,12 +209,13 @@ impl Analyzer {
                 let mut servers = Vec::new();
                 let mut pair_learned = false;
                 for ip_protocol in transports {
-                    let conversation = |client: IpAddr, server: IpAddr| BaselineItem::Conversation {
-                        client,
-                        server,
-                        ip_protocol,
-                        port,
-                    };
+                    let conversation =
+                        |client: IpAddr, server: IpAddr| BaselineItem::Conversation {
+                            client,
+                            server,
+                            ip_protocol,
+                            port,
+                        };
                     clients.extend(self.learned_peers(server, |peer| conversation(peer, server)));
                     servers.extend(self.learned_peers(client, |peer| conversation(client, peer)));
                     pair_learned |= self.baseline.contains(&conversation(client, server));
@@ -258,7 +263,9 @@ impl Analyzer {
                 });
                 value["servers_of_client"] = fact(
                     format!("learned remote-access servers of {client} on port {port}"),
-                    format!("{client} opened no remote-access session on port {port} during learning"),
+                    format!(
+                        "{client} opened no remote-access session on port {port} during learning"
+                    ),
                     servers,
                 );
                 Some(value)
@@ -372,7 +379,14 @@ mod tests {
         });
     }
 
-    fn command(a: &mut Analyzer, ts_ns: u64, flow_id: u64, client: [u8; 4], kind: CommandKind, code: u32) {
+    fn command(
+        a: &mut Analyzer,
+        ts_ns: u64,
+        flow_id: u64,
+        client: [u8; 4],
+        kind: CommandKind,
+        code: u32,
+    ) {
         a.observe(Observation::Command {
             ts_ns,
             flow_id,
@@ -496,7 +510,11 @@ mod tests {
         assert_eq!(alert.signature, "internet_connection");
         assert_eq!(alert.flow_id, Some(5));
         assert_eq!(alert.context["src_device"]["ip"], "10.0.0.5");
-        assert!(alert.context.get("dest_device").is_none(), "{}", alert.context);
+        assert!(
+            alert.context.get("dest_device").is_none(),
+            "{}",
+            alert.context
+        );
         assert_eq!(
             alert.context["baseline"]["fact"],
             "learned external peers of 10.0.0.5: 93.184.216.34"

@@ -220,7 +220,10 @@ mod tests {
     fn the_devices_are_custom_strings_and_the_learned_fact_the_reason() {
         let mut with = alert();
         let plain = format_alert(&with);
-        assert!(!plain.contains("cs5") && !plain.contains("reason="), "{plain}");
+        assert!(
+            !plain.contains("cs5") && !plain.contains("reason="),
+            "{plain}"
+        );
         with.context = serde_json::json!({
             "src_device": {"ip": "10.0.0.5", "mac": "00:1b:21:00:00:05", "summary": "hmi: modbus client"},
             "dest_device": {"summary": "plc \"PLC-01\" (Siemens, firmware V4.2): s7comm server"},

@@ -384,7 +384,10 @@ impl EveWriter {
         }
         if let (Some(protocol), Some(map)) = (alert.app_proto, event.as_object_mut()) {
             if !context.is_empty() {
-                map.insert(protocol.name().to_owned(), serde_json::Value::Object(context));
+                map.insert(
+                    protocol.name().to_owned(),
+                    serde_json::Value::Object(context),
+                );
             }
         }
         if let (Some(evidence), Some(otsensor)) = (
@@ -484,7 +487,8 @@ mod tests {
         let dir = temp_dir("alert-context");
         let path = dir.join("eve.json");
         let mut writer = EveWriter::open(&path).expect("open");
-        let device = serde_json::json!({"ip": "10.0.0.10", "class": "plc", "summary": "plc: s7comm server"});
+        let device =
+            serde_json::json!({"ip": "10.0.0.10", "class": "plc", "summary": "plc: s7comm server"});
         let mut alert = crate::control::tests_support::sample_alert();
         alert.context = serde_json::json!({
             "operation": "S7comm PLC Stop (function 0x29)",
@@ -510,10 +514,16 @@ mod tests {
             "{with}"
         );
         assert_eq!(with["otsensor"]["dest_device"], device);
-        assert_eq!(with["otsensor"]["baseline"]["fact"], "seen writers: 10.0.0.5");
+        assert_eq!(
+            with["otsensor"]["baseline"]["fact"],
+            "seen writers: 10.0.0.5"
+        );
         assert_eq!(with["flow_id"], 7);
         assert_eq!(without["otsensor"]["src_device"], device, "{without}");
-        assert_eq!(without["otsensor"]["context"], serde_json::json!({"kind": "quiet"}));
+        assert_eq!(
+            without["otsensor"]["context"],
+            serde_json::json!({"kind": "quiet"})
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
