@@ -80,7 +80,9 @@ pub struct Alert {
     pub app_proto: Option<Protocol>,
     /// Human-readable summary of this occurrence.
     pub message: String,
-    /// Protocol context (e.g. `{"function": 41, "name": "PLC Stop"}`), keyed by protocol.
+    /// Context: the signature's own fields (protocol operation, thresholds, ...) and,
+    /// when known, `src_device` / `dest_device` (the inventory's view of each end) and
+    /// `baseline` (the learned fact the alert deviates from); see `ALERT_CONTEXT_KEYS`.
     pub context: serde_json::Value,
     /// Evidence: first and last packet time (ns since the epoch) and occurrences.
     pub first_ns: u64,
@@ -92,6 +94,13 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRef>,
 }
+
+/// Keys the analyzer adds to every alert's `context` when it knows them: each end as
+/// the inventory knows it (address, MAC, name, vendor, product, model, firmware, class,
+/// roles, and all of it in one line as `summary`) and the learned fact the alert
+/// deviates from (`fact` in words, `learned` peers, at most four, and `more`). EVE
+/// writes them under `otsensor`, CEF the devices' summaries as `cs5`/`cs6`.
+pub const ALERT_CONTEXT_KEYS: [&str; 3] = ["src_device", "dest_device", "baseline"];
 
 /// Where an alert's packets are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -391,5 +400,66 @@ mod tests {
             }
         }
         assert_eq!(by_name("plc_stop").map(|d| d.id), Some(1007));
+    }
+
+    /// `docs/DETECTIONS.md` has a section per signature of the catalogue with its
+    /// trigger, thresholds, what it needs learned and its blind spots, no section for a
+    /// signature that is not in it, and every default it quotes as
+    /// "`key` (default `value`)" is the code's (`Config::default()`).
+    #[test]
+    fn the_detections_doc_covers_every_signature_and_quotes_the_defaults() {
+        const PARTS: [&str; 5] = [
+            "**Trigger.**",
+            "**Thresholds.**",
+            "**Needs learned.**",
+            "**Blind spots.**",
+            "**Response.**",
+        ];
+        let doc = include_str!("../../docs/DETECTIONS.md").replace('\n', " ");
+        let sections: Vec<&str> = doc.split(" ## ").skip(1).collect();
+        for detection in &CATALOGUE {
+            let heading = format!("`{}` ({})", detection.name, detection.id);
+            let Some(section) = sections.iter().find(|s| s.starts_with(&heading)) else {
+                panic!("docs/DETECTIONS.md has no section {heading}");
+            };
+            for part in PARTS {
+                assert!(section.contains(part), "{heading} lacks {part}");
+            }
+        }
+        for section in &sections {
+            if let Some(rest) = section.strip_prefix('`') {
+                let name = rest.split('`').next().unwrap_or_default();
+                assert!(
+                    by_name(name).is_some(),
+                    "a section for {name}, not a signature"
+                );
+            }
+        }
+        let config = serde_json::to_value(crate::config::Config::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let duration = |text: &str| text.parse::<crate::config::HumanDuration>().ok();
+        let mut checked = 0;
+        for (at, pattern) in doc.match_indices("` (default `") {
+            let before = &doc[..at];
+            let key = &before[before.rfind('`').map_or(0, |i| i + 1)..];
+            let after = &doc[at + pattern.len()..];
+            let quoted = &after[..after.find('`').unwrap_or(after.len())];
+            let value = key
+                .split('.')
+                .try_fold(&config, |value, field| value.get(field))
+                .unwrap_or_else(|| panic!("docs/DETECTIONS.md quotes `{key}`, not a setting"));
+            let actual = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let same =
+                actual == quoted || duration(&actual).is_some_and(|d| Some(d) == duration(quoted));
+            assert!(
+                same,
+                "`{key}`: the doc says {quoted}, the default is {actual}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} defaults quoted");
     }
 }

@@ -261,3 +261,114 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
     let up = get_json(&format!("http://127.0.0.1:{port}/api/v1/query?query=up")).expect("up");
     assert_eq!(up["data"]["result"][0]["value"][1], "1");
 }
+
+/// Alerts carry what an analyst needs to act (issue 12): both devices as the inventory
+/// knows them, the learned fact they deviate from, and the `flow_id` of their EVE flow
+/// event; the same in the API and in EVE. Checked on the `combined` scenario against
+/// its truth (who wrote, what the HMI reached while learning) and the API's inventory.
+#[test]
+fn alerts_carry_both_devices_the_learned_fact_and_their_flow() {
+    let dir = TempDir::new("context");
+    let (capture, truth) = scenario_capture(dir.path(), "combined");
+    let config = write_config(dir.path(), Some(&truth));
+    let eve = dir.path().join("eve.json");
+    let eve_arg = eve.to_str().expect("utf-8 path");
+    let sensor = Sensor::serve(&["--eve", eve_arg], std::slice::from_ref(&capture), &config);
+    sensor.wait_replayed();
+    let alerts = get_json(&sensor.url("/api/alerts")).expect("alerts");
+    let alerts = alerts.as_array().expect("array");
+    let served = |signature: &str| -> (ExpectedAlert, serde_json::Value) {
+        let expected = truth
+            .alerts
+            .iter()
+            .find(|a| a.signature == signature)
+            .unwrap_or_else(|| panic!("{signature} in the truth"))
+            .clone();
+        let ip = |value: &serde_json::Value| value.as_str().and_then(|ip| ip.parse().ok());
+        let alert = alerts
+            .iter()
+            .find(|a| {
+                a["signature"] == signature
+                    && ip(&a["src_ip"]) == expected.src
+                    && ip(&a["dest_ip"]) == expected.dst
+            })
+            .unwrap_or_else(|| panic!("{signature} served: {alerts:?}"))
+            .clone();
+        (expected, alert)
+    };
+    let device = |ip: std::net::IpAddr| {
+        get_json(&sensor.url(&format!("/api/devices/{ip}"))).expect("device")
+    };
+
+    // The write: both ends as the inventory describes them, and no learned writer.
+    let (write, alert) = served("unauthorized_write");
+    let (hmi, plc) = (write.src.expect("src"), write.dst.expect("dst"));
+    let context = &alert["context"];
+    assert_eq!(context["src_device"]["ip"], hmi.to_string(), "{context}");
+    assert_eq!(context["src_device"]["class"], device(hmi)["class"]);
+    assert!(
+        context["src_device"]["roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().any(|r| r == "modbus client")),
+        "{context}"
+    );
+    let inventory = device(plc);
+    assert_eq!(context["dest_device"]["class"], inventory["class"]);
+    let mut identity_fields = 0;
+    for field in ["name", "vendor", "product", "model", "firmware"] {
+        if let Some(value) = inventory["identity"][field].as_str() {
+            assert_eq!(context["dest_device"][field], value, "{field}: {context}");
+            identity_fields += 1;
+        }
+    }
+    assert!(
+        identity_fields >= 2,
+        "the PLC reported its identity: {inventory}"
+    );
+    assert_eq!(
+        context["baseline"]["learned"],
+        serde_json::json!([]),
+        "nobody wrote to the PLC while learning: {context}"
+    );
+    assert_eq!(
+        context["baseline"]["fact"],
+        format!("no client wrote to {plc} over Modbus during learning")
+    );
+
+    // The internet connection: what the HMI reached while learning.
+    let (_, internet) = served("internet_connection");
+    assert_eq!(
+        internet["context"]["baseline"]["learned"],
+        serde_json::json!([scenario::UPDATE_SERVER.to_string()]),
+        "{internet}"
+    );
+
+    // EVE: the same context under `otsensor`, and a flow event with the alert's flow_id.
+    let flow_id = alert["flow_id"].as_u64().expect("the write has a flow");
+    let (eve_alert, flow) = wait_for("the EVE alert and flow", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&eve).ok()?;
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let eve_alert = events
+            .iter()
+            .find(|e| e["event_type"] == "alert" && e["otsensor"]["alert_id"] == alert["id"])?
+            .clone();
+        let flow = events
+            .iter()
+            .find(|e| e["event_type"] == "flow" && e["flow_id"] == flow_id)?
+            .clone();
+        Some((eve_alert, flow))
+    });
+    assert_eq!(eve_alert["flow_id"], flow_id);
+    for key in ["src_device", "dest_device", "baseline"] {
+        assert_eq!(
+            eve_alert["otsensor"][key], context[key],
+            "{key}: {eve_alert}"
+        );
+    }
+    assert_eq!(flow["src_ip"], hmi.to_string(), "{flow}");
+    assert_eq!(flow["dest_ip"], plc.to_string(), "{flow}");
+    assert_eq!(flow["dest_port"], alert["dest_port"], "{flow}");
+}

@@ -181,11 +181,13 @@ impl Analyzer {
         alert.dest_ip = subject.dst;
         alert.dest_port = subject.dst_port;
         alert.proto = subject.proto;
-        alert.flow_id = subject.flow_id;
+        // Flow id 0: a PDU without a flow (GOOSE, BACnet over LLC), no EVE flow event.
+        alert.flow_id = subject.flow_id.filter(|id| *id != 0);
         alert.app_proto = subject.app_proto;
         alert.src_mac = subject.src_mac.clone();
         alert.message = message;
-        alert.context = context;
+        // Devices and learned facts: only here, where a record is built.
+        alert.context = self.alert_context(signature, &subject, context);
         alert.first_ns = first_ns;
         alert.last_ns = ts_ns;
         alert.count = count;

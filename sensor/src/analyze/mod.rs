@@ -51,6 +51,8 @@ mod alerts;
 mod baseline;
 /// A map with a hard cap and O(1) eviction, for state keyed by the wire.
 mod bounded;
+/// Alert context: the devices and the learned fact an alert deviates from.
+mod context;
 /// The analyzer as the API's handler.
 mod control;
 /// The stateful detections, one module per family.

@@ -122,6 +122,30 @@ pub fn format_alert(alert: &Alert) -> String {
         extension(&mut out, "cs4Label", "evidencePcap");
         extension(&mut out, "cs4", &evidence.path);
     }
+    // Both devices as the inventory knows them, in one line each, and their MACs.
+    let field = |device: &str, key: &str| {
+        alert
+            .context
+            .get(device)
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+    };
+    for (device, mac_key, label_key, key, label) in [
+        ("src_device", "smac", "cs5Label", "cs5", "srcDevice"),
+        ("dest_device", "dmac", "cs6Label", "cs6", "destDevice"),
+    ] {
+        if let Some(summary) = field(device, "summary") {
+            extension(&mut out, label_key, label);
+            extension(&mut out, key, summary);
+        }
+        if let Some(mac) = field(device, "mac") {
+            extension(&mut out, mac_key, mac);
+        }
+    }
+    // The learned fact the alert deviates from.
+    if let Some(fact) = field("baseline", "fact") {
+        extension(&mut out, "reason", fact);
+    }
     out
 }
 
@@ -190,6 +214,33 @@ mod tests {
             line.contains(" cs4Label=evidencePcap cs4=/var/lib/otsensor/evidence/alert-4.pcapng"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_devices_are_custom_strings_and_the_learned_fact_the_reason() {
+        let mut with = alert();
+        let plain = format_alert(&with);
+        assert!(
+            !plain.contains("cs5") && !plain.contains("reason="),
+            "{plain}"
+        );
+        with.context = serde_json::json!({
+            "src_device": {"ip": "10.0.0.5", "mac": "00:1b:21:00:00:05", "summary": "hmi: modbus client"},
+            "dest_device": {"summary": "plc \"PLC-01\" (Siemens, firmware V4.2): s7comm server"},
+            "baseline": {"fact": "seen S7comm writers of 10.0.0.10 during learning: 10.0.0.7"},
+        });
+        let line = format_alert(&with);
+        for part in [
+            " cs5Label=srcDevice cs5=hmi: modbus client smac=00:1b:21:00:00:05",
+            " cs6Label=destDevice cs6=plc \"PLC-01\" (Siemens, firmware V4.2): s7comm server",
+            " reason=seen S7comm writers of 10.0.0.10 during learning: 10.0.0.7",
+            // The earlier custom fields keep their numbers.
+            " cn1Label=flowId cn1=7 cs1Label=mitreTechnique cs1=T0881 cs2Label=engine cs2=operational",
+            " cs3Label=context cs3={",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+        assert!(!line.contains("dmac="), "{line}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 use serde::Serialize;
 
 use crate::clock::rfc3339_micros;
-use crate::detect::Alert;
+use crate::detect::{Alert, ALERT_CONTEXT_KEYS};
 use crate::flow::proto_name;
 use crate::inspect::{EventBody, ProtocolEvent, ProtocolEventSink};
 use crate::observe::{Delivery, FlowRecord};
@@ -357,9 +357,37 @@ impl EveWriter {
                 "status": alert.status,
             },
         });
+        // The protocol context under the protocol's name (Suricata's layout); the
+        // devices and the learned fact under `otsensor`, as is the context of an alert
+        // without an application protocol.
+        let mut context = match &alert.context {
+            serde_json::Value::Object(map) => map.clone(),
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => {
+                let mut map = serde_json::Map::new();
+                map.insert("value".to_owned(), other.clone());
+                map
+            }
+        };
+        if let Some(otsensor) = event.get_mut("otsensor").and_then(|o| o.as_object_mut()) {
+            for key in ALERT_CONTEXT_KEYS {
+                if let Some(value) = context.remove(key) {
+                    otsensor.insert(key.to_owned(), value);
+                }
+            }
+            if alert.app_proto.is_none() && !context.is_empty() {
+                otsensor.insert(
+                    "context".to_owned(),
+                    serde_json::Value::Object(std::mem::take(&mut context)),
+                );
+            }
+        }
         if let (Some(protocol), Some(map)) = (alert.app_proto, event.as_object_mut()) {
-            if !alert.context.is_null() {
-                map.insert(protocol.name().to_owned(), alert.context.clone());
+            if !context.is_empty() {
+                map.insert(
+                    protocol.name().to_owned(),
+                    serde_json::Value::Object(context),
+                );
             }
         }
         if let (Some(evidence), Some(otsensor)) = (
@@ -451,6 +479,51 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines");
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_alert_writes_its_devices_and_learned_fact_under_otsensor() {
+        let dir = temp_dir("alert-context");
+        let path = dir.join("eve.json");
+        let mut writer = EveWriter::open(&path).expect("open");
+        let device =
+            serde_json::json!({"ip": "10.0.0.10", "class": "plc", "summary": "plc: s7comm server"});
+        let mut alert = crate::control::tests_support::sample_alert();
+        alert.context = serde_json::json!({
+            "operation": "S7comm PLC Stop (function 0x29)",
+            "dest_device": device,
+            "baseline": {"fact": "seen writers: 10.0.0.5"},
+        });
+        writer.alert(&alert).expect("write");
+        // Without an application protocol the rest of the context is under otsensor.
+        alert.app_proto = None;
+        alert.context = serde_json::json!({"kind": "quiet", "src_device": device});
+        writer.alert(&alert).expect("write");
+        writer.flush().expect("flush");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON line"))
+            .collect();
+        assert_eq!(events.len(), 2, "{text}");
+        let (with, without) = (&events[0], &events[1]);
+        assert_eq!(
+            with["s7comm"],
+            serde_json::json!({"operation": "S7comm PLC Stop (function 0x29)"}),
+            "{with}"
+        );
+        assert_eq!(with["otsensor"]["dest_device"], device);
+        assert_eq!(
+            with["otsensor"]["baseline"]["fact"],
+            "seen writers: 10.0.0.5"
+        );
+        assert_eq!(with["flow_id"], 7);
+        assert_eq!(without["otsensor"]["src_device"], device, "{without}");
+        assert_eq!(
+            without["otsensor"]["context"],
+            serde_json::json!({"kind": "quiet"})
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

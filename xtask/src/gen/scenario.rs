@@ -133,7 +133,8 @@ const NEWCOMER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x99], [10, 10, 
 const SPOOFER_MAC: wire::Mac = [0x00, 0x0c, 0x29, 0x66, 0x66, 0x66];
 // Public addresses outside the documentation ranges: those (RFC 5737) never count as
 // the internet.
-const UPDATE_SERVER: Ipv4Addr = Ipv4Addr::new(185, 199, 108, 10);
+/// The one external server the plant reaches while learning (the HMI's updates).
+pub const UPDATE_SERVER: Ipv4Addr = Ipv4Addr::new(185, 199, 108, 10);
 const INTERNET_HOST: Ipv4Addr = Ipv4Addr::new(45, 33, 32, 7);
 /// A public host that completes a session with the Modbus PLC (inbound).
 const INBOUND_HOST: Ipv4Addr = Ipv4Addr::new(45, 33, 32, 8);
