@@ -481,9 +481,9 @@ impl Worker {
             .drain(|flow, reason| engine.end_flow(flow, reason));
         // The ring goes to the evidence thread before the last observations: alerts
         // they raise are answered from it there.
+        // Its counters stay with the worker's for the last metrics fold.
+        self.counters = self.counters();
         if let Some(evidence) = self.evidence.take() {
-            // Its counters stay with the worker's for the last metrics fold.
-            self.counters = self.counters();
             (*evidence).finish();
         }
         self.engine
