@@ -69,6 +69,7 @@ pub struct Metrics {
     pub stream_resync_bytes: IntCounterVec,
     pub protocol_pdus: IntCounterVec,
     pub protocol_malformed: IntCounterVec,
+    pub protocol_reassembly: IntCounterVec,
     pub kernel_packets: IntCounterVec,
     pub kernel_bytes: IntCounterVec,
     pub xdp_queue_frames: IntCounterVec,
@@ -91,10 +92,21 @@ pub struct Metrics {
     pub http_connections_open: IntGauge,
     pub http_rejected: IntCounterVec,
     pub learning_active: IntGauge,
+    pub evidence_requests: IntCounter,
+    pub evidence_requests_empty: IntCounter,
     pub evidence_files_written: IntCounter,
     pub evidence_bytes_written: IntCounter,
-    pub evidence_files_evicted: IntCounter,
+    pub evidence_write_errors: IntCounter,
+    /// Retention deletions by reason (`size`, `count`, `age`).
+    pub evidence_files_evicted: IntCounterVec,
+    pub evidence_bytes_evicted: IntCounterVec,
     pub evidence_requests_dropped: IntCounter,
+    /// Per worker: packets its ring kept, overwrote before any alert asked for them
+    /// (packets and captured bytes), and cut to the ring's per-packet limit.
+    pub evidence_ring_packets: IntCounterVec,
+    pub evidence_ring_overwritten: IntCounterVec,
+    pub evidence_ring_overwritten_bytes: IntCounterVec,
+    pub evidence_ring_truncated: IntCounterVec,
     pub evidence_stored_files: IntGauge,
     pub evidence_stored_bytes: IntGauge,
     /// Devices matching a CISA advisory with high or medium confidence, by severity.
@@ -164,6 +176,34 @@ fn stream_values(stream: &StreamCounters) -> [u64; 5] {
     ]
 }
 
+/// Why evidence retention deletes a file (`reason` of the eviction counters).
+pub const EVICTION_REASONS: [&str; 3] = ["size", "count", "age"];
+
+/// The reassembly counters' labels (protocol, event), in [`reassembly_values`] order.
+const REASSEMBLY_EVENTS: [(&str, &str); 8] = [
+    ("dnp3", "expired"),
+    ("dnp3", "pool_exhausted"),
+    ("s7comm", "expired"),
+    ("s7comm", "pool_exhausted"),
+    ("s7comm", "overflow"),
+    ("bacnet", "expired"),
+    ("bacnet", "pool_exhausted"),
+    ("bacnet", "overflow"),
+];
+
+fn reassembly_values(stats: &ProtocolStats) -> [u64; 8] {
+    [
+        stats.dnp3.reassembly_expired,
+        stats.dnp3.reassembly_pool_exhausted,
+        stats.s7comm.reassembly_expired,
+        stats.s7comm.reassembly_pool_exhausted,
+        stats.s7comm.reassembly_overflow,
+        stats.bacnet.reassembly_expired,
+        stats.bacnet.reassembly_pool_exhausted,
+        stats.bacnet.reassembly_overflow,
+    ]
+}
+
 /// Frames a worker skipped before flow lookup, by reason, in [`skipped_values`] order.
 const SKIP_REASONS: [&str; 4] = ["non_ip", "ip_fragment", "truncated", "malformed"];
 
@@ -219,6 +259,7 @@ impl Metrics {
             stream_resync_bytes: counter_vec(&r, "otsensor_stream_resync_bytes_total", "Bytes skipped to find the next PDU start, per worker.", &["worker"])?,
             protocol_pdus: counter_vec(&r, "otsensor_protocol_pdus_total", "Application PDUs dissected, per protocol.", &["protocol"])?,
             protocol_malformed: counter_vec(&r, "otsensor_protocol_malformed_pdus_total", "PDUs that failed validation, per protocol.", &["protocol"])?,
+            protocol_reassembly: counter_vec(&r, "otsensor_protocol_reassembly_events_total", "Message reassembly above the transport (DNP3 transport segments, S7 over COTP, BACnet segmentation), per protocol and event: expired (a half-open message lost its buffer after the timeout), pool_exhausted, overflow.", &["protocol", "event"])?,
             kernel_packets: counter_vec(&r, "otsensor_kernel_packets_total", "XDP pre-filter packets, per counter (kind=reason or verdict).", &["kind", "counter"])?,
             kernel_bytes: counter_vec(&r, "otsensor_kernel_bytes_total", "XDP pre-filter bytes, per counter (kind=reason or verdict).", &["kind", "counter"])?,
             xdp_queue_frames: counter_vec(&r, "otsensor_xdp_queue_frames_total", "AF_XDP accounting per queue: redirected, no_socket, received, kernel_dropped.", &["queue", "state"])?,
@@ -241,9 +282,17 @@ impl Metrics {
             http_connections_open: gauge(&r, "otsensor_http_connections_open", "HTTP connections open now (at most http.max_connections).")?,
             http_rejected: counter_vec(&r, "otsensor_http_rejected_total", "HTTP requests refused: Host or Origin not allowed, body too large, request timeout.", &["reason"])?,
             learning_active: gauge(&r, "otsensor_learning_active", "1 while the baseline is learning, else 0.")?,
+            evidence_requests: counter(&r, "otsensor_evidence_requests_total", "Alerts whose evidence was asked for (they name a flow, a pair of hosts or a host).")?,
+            evidence_requests_empty: counter(&r, "otsensor_evidence_requests_empty_total", "Evidence requests for which no ring held a packet any more (no file written).")?,
             evidence_files_written: counter(&r, "otsensor_evidence_files_written_total", "Alert evidence pcapng files written.")?,
             evidence_bytes_written: counter(&r, "otsensor_evidence_bytes_written_total", "Bytes of alert evidence files written.")?,
-            evidence_files_evicted: counter(&r, "otsensor_evidence_files_evicted_total", "Evidence files deleted by retention (size, count or age), oldest first.")?,
+            evidence_write_errors: counter(&r, "otsensor_evidence_write_errors_total", "Evidence files that could not be written (the alert goes out without evidence).")?,
+            evidence_files_evicted: counter_vec(&r, "otsensor_evidence_files_evicted_total", "Evidence files deleted by retention, oldest first, per reason: size (evidence.max_total_bytes), count (evidence.max_files), age (evidence.max_age).", &["reason"])?,
+            evidence_bytes_evicted: counter_vec(&r, "otsensor_evidence_bytes_evicted_total", "Bytes of evidence files deleted by retention, per reason (size, count, age).", &["reason"])?,
+            evidence_ring_packets: counter_vec(&r, "otsensor_evidence_ring_packets_total", "Packets a worker kept in its evidence ring.", &["worker"])?,
+            evidence_ring_overwritten: counter_vec(&r, "otsensor_evidence_ring_overwritten_packets_total", "Packets a worker's evidence ring overwrote (oldest first) before any alert asked for them.", &["worker"])?,
+            evidence_ring_overwritten_bytes: counter_vec(&r, "otsensor_evidence_ring_overwritten_bytes_total", "Captured bytes a worker's evidence ring overwrote before any alert asked for them.", &["worker"])?,
+            evidence_ring_truncated: counter_vec(&r, "otsensor_evidence_ring_truncated_packets_total", "Packets cut to the evidence ring's per-packet limit (16 KiB, or a quarter of the ring).", &["worker"])?,
             evidence_requests_dropped: counter(&r, "otsensor_evidence_requests_dropped_total", "Evidence requests not taken because a queue was full (the analyzer's or a worker's).")?,
             evidence_stored_files: gauge(&r, "otsensor_evidence_stored_files", "Evidence files in the evidence directory.")?,
             evidence_stored_bytes: gauge(&r, "otsensor_evidence_stored_bytes", "Bytes of evidence files in the evidence directory.")?,
@@ -267,6 +316,11 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         metrics.start_time.set(now);
+        // Every retention reason from the start, so a rate() sees the first deletion.
+        for reason in EVICTION_REASONS {
+            metrics.evidence_files_evicted.with_label_values(&[reason]);
+            metrics.evidence_bytes_evicted.with_label_values(&[reason]);
+        }
         Ok(Arc::new(metrics))
     }
 
@@ -437,6 +491,12 @@ pub struct WorkerMetrics {
     resync_bytes: IntCounter,
     pdus: Vec<IntCounter>,
     malformed: Vec<IntCounter>,
+    reassembly: [IntCounter; 8],
+    last_reassembly: [u64; 8],
+    ring_packets: IntCounter,
+    ring_overwritten: IntCounter,
+    ring_overwritten_bytes: IntCounter,
+    ring_truncated: IntCounter,
     last: WorkerCounters,
     last_stream: StreamCounters,
     last_pdus: [u64; Protocol::COUNT],
@@ -480,6 +540,14 @@ impl WorkerMetrics {
                 .iter()
                 .map(|p| m.protocol_malformed.with_label_values(&[p.name()]))
                 .collect(),
+            reassembly: REASSEMBLY_EVENTS.map(|(protocol, event)| {
+                m.protocol_reassembly.with_label_values(&[protocol, event])
+            }),
+            last_reassembly: [0; 8],
+            ring_packets: m.evidence_ring_packets.with_label_values(&[w]),
+            ring_overwritten: m.evidence_ring_overwritten.with_label_values(&[w]),
+            ring_overwritten_bytes: m.evidence_ring_overwritten_bytes.with_label_values(&[w]),
+            ring_truncated: m.evidence_ring_truncated.with_label_values(&[w]),
             last: WorkerCounters::default(),
             last_stream: StreamCounters::default(),
             last_pdus: [0; Protocol::COUNT],
@@ -536,6 +604,26 @@ impl WorkerMetrics {
             now.handoffs_truncated
                 .saturating_sub(last.handoffs_truncated),
         );
+        self.ring_packets
+            .inc_by(now.ring_packets.saturating_sub(last.ring_packets));
+        self.ring_overwritten
+            .inc_by(now.ring_overwritten.saturating_sub(last.ring_overwritten));
+        self.ring_overwritten_bytes.inc_by(
+            now.ring_overwritten_bytes
+                .saturating_sub(last.ring_overwritten_bytes),
+        );
+        self.ring_truncated
+            .inc_by(now.ring_truncated.saturating_sub(last.ring_truncated));
+        let reassembly = reassembly_values(protocols);
+        for ((counter, new), old) in self
+            .reassembly
+            .iter()
+            .zip(reassembly)
+            .zip(self.last_reassembly)
+        {
+            counter.inc_by(new.saturating_sub(old));
+        }
+        self.last_reassembly = reassembly;
         for ((counter, new), old) in self
             .stream
             .iter()
@@ -1000,16 +1088,32 @@ mod tests {
             flows_created: 2,
             ..Default::default()
         };
-        let stats = ProtocolStats::default();
+        let mut stats = ProtocolStats::default();
         let stream = StreamCounters::default();
         worker.fold(&counters, &stats, &stream);
         worker.fold(&counters, &stats, &stream);
         counters.packets = 15;
+        counters.ring_packets = 15;
+        counters.ring_overwritten = 4;
+        counters.ring_overwritten_bytes = 400;
+        stats.dnp3.reassembly_expired = 2;
+        stats.s7comm.reassembly_expired = 1;
+        stats.bacnet.reassembly_expired = 3;
+        worker.fold(&counters, &stats, &stream);
         worker.fold(&counters, &stats, &stream);
         assert_eq!(metrics.worker_packets.with_label_values(&["3"]).get(), 15);
         assert_eq!(metrics.flows_active.with_label_values(&["3"]).get(), 2);
         let text = metrics.render().expect("render");
         assert!(text.contains("otsensor_worker_packets_total{worker=\"3\"} 15"));
+        assert!(text.contains("otsensor_evidence_ring_packets_total{worker=\"3\"} 15"));
+        assert!(text.contains("otsensor_evidence_ring_overwritten_packets_total{worker=\"3\"} 4"));
+        assert!(text.contains("otsensor_evidence_ring_overwritten_bytes_total{worker=\"3\"} 400"));
+        for (protocol, expired) in [("dnp3", 2), ("s7comm", 1), ("bacnet", 3)] {
+            let line = format!(
+                "otsensor_protocol_reassembly_events_total{{event=\"expired\",protocol=\"{protocol}\"}} {expired}\n"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
     }
 
     #[test]
@@ -1031,6 +1135,9 @@ mod tests {
     fn every_metric_is_documented() {
         let doc = include_str!("../../docs/METRICS.md");
         let metrics = Metrics::new().expect("registry");
+        // Per-worker families appear once a worker has its handles.
+        let worker = metrics.worker(0);
+        drop(worker);
         let fleet = metrics.fleet().expect("fleet metrics");
         drop(fleet);
         let hub = HubMetrics::new().expect("hub registry");
@@ -1045,6 +1152,9 @@ mod tests {
             "otsensor_kernel_packets_total",
             "otsensor_sink_dropped_total",
             "otsensor_alerts_total",
+            "otsensor_evidence_ring_overwritten_packets_total",
+            "otsensor_evidence_files_evicted_total",
+            "otsensor_protocol_reassembly_events_total",
         ] {
             assert!(doc.contains(&format!("`{name}`")), "{name} missing");
         }

@@ -58,6 +58,17 @@ pub struct WorkerCounters {
     pub handoffs_received: u64,
     /// Hand-offs dropped because the owner's ring was full (live capture only).
     pub handoffs_dropped: u64,
+    /// The evidence ring: packets kept, overwritten before any alert asked for them
+    /// (packets and captured bytes), and cut to its per-packet limit. In the summary
+    /// under `evidence` (all workers), not here.
+    #[serde(skip)]
+    pub ring_packets: u64,
+    #[serde(skip)]
+    pub ring_overwritten: u64,
+    #[serde(skip)]
+    pub ring_overwritten_bytes: u64,
+    #[serde(skip)]
+    pub ring_truncated: u64,
 }
 
 impl WorkerCounters {
@@ -78,6 +89,10 @@ impl WorkerCounters {
         self.handoffs_truncated += other.handoffs_truncated;
         self.handoffs_received += other.handoffs_received;
         self.handoffs_dropped += other.handoffs_dropped;
+        self.ring_packets += other.ring_packets;
+        self.ring_overwritten += other.ring_overwritten;
+        self.ring_overwritten_bytes += other.ring_overwritten_bytes;
+        self.ring_truncated += other.ring_truncated;
     }
 }
 
@@ -466,6 +481,8 @@ impl Worker {
             .drain(|flow, reason| engine.end_flow(flow, reason));
         // The ring goes to the evidence thread before the last observations: alerts
         // they raise are answered from it there.
+        // Its counters stay with the worker's for the last metrics fold.
+        self.counters = self.counters();
         if let Some(evidence) = self.evidence.take() {
             (*evidence).finish();
         }
@@ -493,14 +510,22 @@ impl Worker {
             expired,
             evicted,
         } = self.flows.counters;
-        WorkerCounters {
+        let mut counters = WorkerCounters {
             flows_created: created,
             flows_expired: expired,
             flows_evicted: evicted,
             observations_sent: self.engine.inspect.sink.sent,
             observations_dropped: self.engine.inspect.sink.dropped,
             ..self.counters.clone()
+        };
+        if let Some(evidence) = &self.evidence {
+            let ring = evidence.ring_counters();
+            counters.ring_packets = ring.packets;
+            counters.ring_overwritten = ring.overwritten;
+            counters.ring_overwritten_bytes = ring.overwritten_bytes;
+            counters.ring_truncated = ring.truncated;
         }
+        counters
     }
 }
 

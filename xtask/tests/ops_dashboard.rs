@@ -1,7 +1,7 @@
 //! The dashboard in headless Chromium (driven through chromedriver's WebDriver API):
 //! devices, map and alerts of a replay are shown, "Acknowledge" changes the alert's
-//! status as the API reports it, and each page is saved as a screenshot under
-//! `docs/screenshots/`.
+//! status as the API reports it, alerts with evidence carry a "Download PCAP" link that
+//! serves a pcapng, and each page is saved as a screenshot under `docs/screenshots/`.
 
 mod ops_support;
 
@@ -158,8 +158,16 @@ fn dashboard_shows_the_replay_and_acknowledges_alerts() {
     let dir = TempDir::new("dashboard");
     let (capture, truth) = scenario_capture(dir.path(), "combined");
     let config = write_config(dir.path(), Some(&truth));
-    let sensor = Sensor::serve(&[], std::slice::from_ref(&capture), &config);
+    // A database, so evidence is kept beside it (`evidence/`).
+    let db = dir.path().join("otsensor.db");
+    let sensor = Sensor::serve(
+        &["--db", db.to_str().expect("path")],
+        std::slice::from_ref(&capture),
+        &config,
+    );
     let health = sensor.wait_replayed();
+    // The summary comes once the evidence thread has written every file.
+    sensor.printed_packets();
     let devices = health["analyzer"]["devices"].as_u64().unwrap_or(0) as usize;
     assert_eq!(devices as u64, truth.devices, "the scenario's devices");
 
@@ -270,6 +278,28 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize, expected_alerts:
     );
     let rows = browser.wait_all("#alert-table tbody tr", alerts.len());
     assert_eq!(rows.len(), alerts.len());
+    // Every alert with evidence has its link, and the link serves the pcapng.
+    let with_evidence = alerts.iter().filter(|a| a["evidence"].is_object()).count();
+    assert!(with_evidence > 0, "no alert has evidence");
+    let links = browser.wait_all("#alert-table a.pcap-link", with_evidence);
+    assert_eq!(links.len(), with_evidence);
+    let id = alerts
+        .iter()
+        .find(|a| a["evidence"].is_object())
+        .and_then(|a| a["id"].as_u64())
+        .expect("an alert with evidence");
+    let pcap = agent()
+        .get(&sensor.url(&format!("/api/alerts/{id}/pcap")))
+        .call()
+        .expect("pcap")
+        .body_mut()
+        .read_to_vec()
+        .expect("pcap body");
+    assert_eq!(
+        pcap.get(..4),
+        Some(&[0x0a, 0x0d, 0x0d, 0x0a][..]),
+        "a pcapng section"
+    );
     // Newest first, as the API lists them.
     let first = alerts[0]["id"].as_u64().expect("id");
     let url = sensor.url(&format!("/api/alerts/{first}"));

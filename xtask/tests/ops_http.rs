@@ -179,6 +179,22 @@ fn metrics_pass_promtool_and_prometheus_scrapes_the_packet_counter() {
     );
     assert!(text.contains("otsensor_learning_active 0\n"));
     assert!(text.contains("otsensor_worker_packet_processing_seconds{quantile=\"0.99\"}"));
+    // Evidence and reassembly counters are exported from the start (at zero here: no
+    // evidence directory), so rate() and alerts see their first increase.
+    for series in [
+        "otsensor_evidence_requests_total ",
+        "otsensor_evidence_write_errors_total ",
+        "otsensor_evidence_files_evicted_total{reason=\"size\"} ",
+        "otsensor_evidence_files_evicted_total{reason=\"age\"} ",
+        "otsensor_evidence_bytes_evicted_total{reason=\"count\"} ",
+        "otsensor_evidence_ring_overwritten_packets_total{worker=",
+        "otsensor_evidence_ring_overwritten_bytes_total{worker=",
+        "otsensor_protocol_reassembly_events_total{event=\"expired\",protocol=\"dnp3\"} ",
+        "otsensor_protocol_reassembly_events_total{event=\"expired\",protocol=\"s7comm\"} ",
+        "otsensor_protocol_reassembly_events_total{event=\"expired\",protocol=\"bacnet\"} ",
+    ] {
+        assert!(text.contains(series), "{series} missing from /metrics");
+    }
 
     if !have("promtool") {
         return;

@@ -12,7 +12,9 @@
 //! packets and bytes (oldest dropped first), writes `alert-<id>.pcapng` with the alert
 //! in the section's comments, and only then writes the alert's EVE record, with the
 //! file's path and SHA-256 (`otsensor.evidence`). Retention keeps the directory under
-//! a total size, a file count and an age, deleting the oldest files first.
+//! a total size, a file count and an age, deleting the oldest files first and counting
+//! each deletion by its reason ([`Eviction`]; the replay summary and
+//! `otsensor_evidence_files_evicted_total{reason}`).
 //!
 //! A worker that ends (end of a replay, shutdown) hands its ring and its request
 //! channel to the evidence thread, which answers what comes later itself: alerts that
@@ -109,9 +111,24 @@ pub struct EvidenceStats {
     pub files_written: AtomicU64,
     pub bytes_written: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Files (and their bytes) deleted by retention: every reason, then per
+    /// [`Eviction`] reason.
     pub files_evicted: AtomicU64,
+    pub files_evicted_by: [AtomicU64; 3],
+    pub bytes_evicted_by: [AtomicU64; 3],
     pub stored_files: AtomicU64,
     pub stored_bytes: AtomicU64,
+}
+
+/// Why retention deleted a file, in the order of `metrics::EVICTION_REASONS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// The directory was over `evidence.max_total_bytes`.
+    Size = 0,
+    /// The directory was over `evidence.max_files`.
+    Count = 1,
+    /// The file was older than `evidence.max_age`.
+    Age = 2,
 }
 
 /// What a run reports about evidence (part of the replay summary).
@@ -125,11 +142,17 @@ pub struct EvidenceReport {
     pub bytes_written: u64,
     pub write_errors: u64,
     pub files_evicted: u64,
+    /// `files_evicted` by reason, and the bytes deleted.
+    pub files_evicted_size: u64,
+    pub files_evicted_count: u64,
+    pub files_evicted_age: u64,
+    pub bytes_evicted: u64,
     pub stored_files: u64,
     pub stored_bytes: u64,
     /// Packets the workers' rings kept, and overwrote before an alert asked.
     pub ring_packets: u64,
     pub ring_overwritten: u64,
+    pub ring_overwritten_bytes: u64,
     pub ring_truncated: u64,
 }
 
@@ -145,6 +168,10 @@ impl EvidenceStats {
             bytes_written: get(&self.bytes_written),
             write_errors: get(&self.write_errors),
             files_evicted: get(&self.files_evicted),
+            files_evicted_size: get(&self.files_evicted_by[Eviction::Size as usize]),
+            files_evicted_count: get(&self.files_evicted_by[Eviction::Count as usize]),
+            files_evicted_age: get(&self.files_evicted_by[Eviction::Age as usize]),
+            bytes_evicted: self.bytes_evicted_by.iter().map(get).sum(),
             stored_files: get(&self.stored_files),
             stored_bytes: get(&self.stored_bytes),
             ..EvidenceReport::default()
@@ -410,6 +437,7 @@ pub fn start(
         eve,
         metrics,
         folded: EvidenceReport::default(),
+        folded_evicted: [(0, 0); 3],
         rings: RingCounters::default(),
     };
     writer.scan();
@@ -451,8 +479,9 @@ struct Writer {
     stored_bytes: u64,
     eve: Option<EventSink>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// What was last added to the metrics.
+    /// What was last added to the metrics (evictions: files and bytes per reason).
     folded: EvidenceReport,
+    folded_evicted: [(u64, u64); 3],
     rings: RingCounters,
 }
 
@@ -534,6 +563,7 @@ impl Writer {
         let mut report = self.stats.report();
         report.ring_packets = self.rings.packets;
         report.ring_overwritten = self.rings.overwritten;
+        report.ring_overwritten_bytes = self.rings.overwritten_bytes;
         report.ring_truncated = self.rings.truncated;
         report
     }
@@ -610,6 +640,7 @@ impl Writer {
                 let c = ring.counters;
                 self.rings.packets += c.packets;
                 self.rings.overwritten += c.overwritten;
+                self.rings.overwritten_bytes += c.overwritten_bytes;
                 self.rings.truncated += c.truncated;
                 // What was sent to the worker and not taken: answered from its ring.
                 for collect in collects.try_iter() {
@@ -713,10 +744,17 @@ impl Writer {
 
     /// Deletes the oldest files while the directory is over its size or count.
     fn evict(&mut self) {
-        while self.stored_bytes > self.settings.max_total_bytes
-            || self.files.len() > self.settings.max_files
-        {
-            self.remove_oldest();
+        loop {
+            let reason = if self.stored_bytes > self.settings.max_total_bytes {
+                Eviction::Size
+            } else if self.files.len() > self.settings.max_files {
+                Eviction::Count
+            } else {
+                break;
+            };
+            if !self.remove_oldest(reason) {
+                break;
+            }
         }
         self.publish_store();
     }
@@ -729,18 +767,23 @@ impl Writer {
             if age <= self.settings.max_age {
                 break;
             }
-            self.remove_oldest();
+            self.remove_oldest(Eviction::Age);
         }
         self.publish_store();
     }
 
-    fn remove_oldest(&mut self) {
-        if let Some((path, bytes, _)) = self.files.pop_front() {
-            self.stored_bytes -= bytes;
-            if std::fs::remove_file(&path).is_ok() {
-                add(&self.stats.files_evicted, 1);
-            }
+    /// Deletes the oldest file; false when there is none.
+    fn remove_oldest(&mut self, reason: Eviction) -> bool {
+        let Some((path, bytes, _)) = self.files.pop_front() else {
+            return false;
+        };
+        self.stored_bytes -= bytes;
+        if std::fs::remove_file(&path).is_ok() {
+            add(&self.stats.files_evicted, 1);
+            add(&self.stats.files_evicted_by[reason as usize], 1);
+            add(&self.stats.bytes_evicted_by[reason as usize], bytes);
         }
+        true
     }
 
     fn publish_store(&self) {
@@ -765,8 +808,31 @@ impl Writer {
             .evidence_bytes_written
             .inc_by(delta(now.bytes_written, self.folded.bytes_written));
         metrics
-            .evidence_files_evicted
-            .inc_by(delta(now.files_evicted, self.folded.files_evicted));
+            .evidence_requests
+            .inc_by(delta(now.requests, self.folded.requests));
+        metrics
+            .evidence_requests_empty
+            .inc_by(delta(now.requests_empty, self.folded.requests_empty));
+        metrics
+            .evidence_write_errors
+            .inc_by(delta(now.write_errors, self.folded.write_errors));
+        for (index, reason) in crate::metrics::EVICTION_REASONS.iter().enumerate() {
+            let (files, bytes) = (
+                &self.stats.files_evicted_by[index],
+                &self.stats.bytes_evicted_by[index],
+            );
+            let (files, bytes) = (files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed));
+            let (folded_files, folded_bytes) = self.folded_evicted[index];
+            metrics
+                .evidence_files_evicted
+                .with_label_values(&[reason])
+                .inc_by(delta(files, folded_files));
+            metrics
+                .evidence_bytes_evicted
+                .with_label_values(&[reason])
+                .inc_by(delta(bytes, folded_bytes));
+            self.folded_evicted[index] = (files, bytes);
+        }
         metrics.evidence_requests_dropped.inc_by(
             delta(now.requests_dropped, self.folded.requests_dropped)
                 + delta(now.collects_dropped, self.folded.collects_dropped),
@@ -934,12 +1000,13 @@ mod tests {
             max_total_bytes: 20_000,
             ..EvidenceSettings::default()
         };
+        let metrics = crate::metrics::Metrics::new().expect("metrics");
         let Started {
             requests,
             mut workers,
             stats,
             thread,
-        } = start(&settings, dir.clone(), 1, None, None).expect("start");
+        } = start(&settings, dir.clone(), 1, None, Some(Arc::clone(&metrics))).expect("start");
         let mut worker = workers.remove(0);
         let alerts = 100_000u64;
         let mut taken = 0u64;
@@ -986,6 +1053,47 @@ mod tests {
             stats.files_evicted.load(Ordering::Relaxed),
             report.files_evicted
         );
+        // Each deletion has one reason: the size or the count cap (files of a few
+        // hundred bytes: 20,000 bytes is about 50 files), the age never (30 days).
+        assert_eq!(
+            report.files_evicted,
+            report.files_evicted_size + report.files_evicted_count + report.files_evicted_age,
+            "{report:?}"
+        );
+        assert!(
+            report.files_evicted_size + report.files_evicted_count > 1000,
+            "{report:?}"
+        );
+        assert_eq!(report.files_evicted_age, 0, "{report:?}");
+        // The metrics say the same, by reason.
+        let evicted = |reason: &str| {
+            metrics
+                .evidence_files_evicted
+                .with_label_values(&[reason])
+                .get()
+        };
+        assert_eq!(
+            (evicted("size"), evicted("count"), evicted("age")),
+            (
+                report.files_evicted_size,
+                report.files_evicted_count,
+                report.files_evicted_age
+            )
+        );
+        assert_eq!(metrics.evidence_files_written.get(), report.files_written);
+        assert_eq!(metrics.evidence_requests.get(), report.requests);
+        assert_eq!(metrics.evidence_requests_empty.get(), report.requests_empty);
+        let bytes_evicted: u64 = crate::metrics::EVICTION_REASONS
+            .iter()
+            .map(|reason| {
+                metrics
+                    .evidence_bytes_evicted
+                    .with_label_values(&[reason])
+                    .get()
+            })
+            .sum();
+        assert_eq!(bytes_evicted, report.bytes_evicted);
+        assert!(bytes_evicted > 1000 * 100, "{report:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

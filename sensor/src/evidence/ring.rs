@@ -117,8 +117,9 @@ impl Packets {
 pub struct RingCounters {
     /// Packets pushed.
     pub packets: u64,
-    /// Packets overwritten before anyone asked for them.
+    /// Packets overwritten before anyone asked for them, and their captured bytes.
     pub overwritten: u64,
+    pub overwritten_bytes: u64,
     /// Packets cut to the ring's per-packet limit.
     pub truncated: u64,
 }
@@ -176,6 +177,7 @@ impl Ring {
     }
 
     fn evict_oldest(&mut self) {
+        self.counters.overwritten_bytes += u64::from(self.slots[self.oldest].len);
         self.oldest = (self.oldest + 1) % self.slots.len();
         self.count -= 1;
         self.counters.overwritten += 1;
@@ -316,6 +318,10 @@ mod tests {
         }
         assert_eq!(ring.counters.packets, 100);
         assert_eq!(ring.counters.overwritten, 100 - ring.len() as u64);
+        // The bytes overwritten are those pushed minus those still held.
+        let pushed: u64 = (0..100u64).map(|i| 10 + (i * 7) % 90).sum();
+        let held: u64 = all(&ring).iter().map(|(_, d)| d.len() as u64).sum();
+        assert_eq!(ring.counters.overwritten_bytes, pushed - held);
     }
 
     #[test]

@@ -11,16 +11,44 @@ use std::collections::BTreeMap;
 
 /// Transport reassemblers per worker. A slot is held only while a multi-segment
 /// fragment is in progress (single-segment fragments need none), so this bounds the
-/// number of concurrently half-received fragments, not the number of DNP3 flows.
-pub const REASSEMBLY_SLOTS: usize = 1024;
+/// number of concurrently half-received fragments, not the number of DNP3 flows. The
+/// low [`INDEX_BITS`] bits of a handle are the slot, so this is also the most a pool
+/// holds.
+pub const REASSEMBLY_SLOTS: usize = 1 << INDEX_BITS;
+
+/// Bits of a handle that name the slot; the rest is the slot's generation.
+const INDEX_BITS: u16 = 10;
+const INDEX_MASK: u16 = (1 << INDEX_BITS) - 1;
+/// Generations run 1..=MAX_GENERATION (0 would make handle 0, "none", possible).
+const MAX_GENERATION: u16 = u16::MAX >> INDEX_BITS;
 
 /// A fixed pool of [`TransportReassembler`]s owned by one worker, allocated once; flows
-/// hold slot handles (index + 1, 0 = none) in [`AppState::dnp3_slots`], one per
-/// direction, so the per-flow state stays small and `Copy`.
+/// hold slot handles (`generation << 10 | index`, 0 = none) in
+/// [`AppState::dnp3_slots`], one per direction, so the per-flow state stays small and
+/// `Copy`.
+///
+/// A half-finished fragment (a FIR segment whose FIN never comes) holds its slot at
+/// most [`HALF_OPEN_TIMEOUT_NS`] of packet time once the pool is exhausted: the slot
+/// held longest is then taken for the new fragment (counted by
+/// [`ReassemblyPool::take_expired`]), the rule of [`SegmentPool`] for S7 and BACnet,
+/// so half-open fragments cannot starve the pool for the flows' lifetime. The slot's
+/// generation changes whenever it is released or taken, so the flow that lost it holds
+/// a stale handle (its next segment is a transport error) and never reaches another
+/// flow's bytes. Generations wrap after 63 reuses of one slot: a handle that stayed
+/// stale that long could alias again, which at worst breaks one fragment's sequence
+/// check (a counted transport error), never memory safety.
+///
+/// [`HALF_OPEN_TIMEOUT_NS`]: super::reassembly::HALF_OPEN_TIMEOUT_NS
+/// [`SegmentPool`]: super::reassembly::SegmentPool
 pub struct ReassemblyPool {
     slots: Box<[TransportReassembler]>,
+    /// Per slot: its generation (1..=MAX_GENERATION) and the packet time it was taken.
+    generations: Box<[u16]>,
+    started_ns: Box<[u64]>,
     /// Free slot indexes; its capacity is the slot count, so pushes never allocate.
     free: Vec<u16>,
+    /// Half-open fragments whose slot was taken after the timeout, not yet reported.
+    expired: u64,
 }
 
 impl std::fmt::Debug for ReassemblyPool {
@@ -33,14 +61,17 @@ impl std::fmt::Debug for ReassemblyPool {
 }
 
 impl ReassemblyPool {
-    /// A pool of `slots` reassemblers (at most `u16::MAX`, handles are `u16`).
+    /// A pool of `slots` reassemblers (at most [`REASSEMBLY_SLOTS`]).
     pub fn new(slots: usize) -> ReassemblyPool {
-        let slots = slots.min(usize::from(u16::MAX));
+        let slots = slots.min(REASSEMBLY_SLOTS);
         // Popped from the end: hand out low indexes first.
         let free = (0..slots as u16).rev().collect();
         ReassemblyPool {
             slots: vec![TransportReassembler::new(); slots].into_boxed_slice(),
+            generations: vec![1; slots].into_boxed_slice(),
+            started_ns: vec![0; slots].into_boxed_slice(),
             free,
+            expired: 0,
         }
     }
 
@@ -49,25 +80,90 @@ impl ReassemblyPool {
         self.slots.len() - self.free.len()
     }
 
-    /// Takes a free, empty reassembler; its handle, `None` when the pool is exhausted.
-    fn acquire(&mut self) -> Option<u16> {
-        let index = self.free.pop()?;
-        if let Some(reassembler) = self.slots.get_mut(usize::from(index)) {
+    /// Half-open fragments expired since the last call (for the caller's counters).
+    pub fn take_expired(&mut self) -> u64 {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// The slot behind a live handle (not 0, not stale).
+    fn index(&self, handle: u16) -> Option<usize> {
+        let index = usize::from(handle & INDEX_MASK);
+        let generation = handle >> INDEX_BITS;
+        let current = *self.generations.get(index)?;
+        (generation != 0 && generation == current).then_some(index)
+    }
+
+    /// True when `handle` still owns its slot (it is not 0 and did not expire).
+    pub fn holds(&self, handle: u16) -> bool {
+        self.index(handle).is_some()
+    }
+
+    /// A new generation for slot `index`: every handle to it goes stale.
+    fn bump(&mut self, index: usize) {
+        if let Some(generation) = self.generations.get_mut(index) {
+            *generation = if *generation >= MAX_GENERATION {
+                1
+            } else {
+                *generation + 1
+            };
+        }
+    }
+
+    /// Takes a free, empty reassembler at packet time `now_ns`; when none is free, the
+    /// one held longest if it was taken at least [`HALF_OPEN_TIMEOUT_NS`] ago (its
+    /// holder's handle goes stale; counted). Its handle, `None` when every slot is in
+    /// use and younger.
+    ///
+    /// [`HALF_OPEN_TIMEOUT_NS`]: super::reassembly::HALF_OPEN_TIMEOUT_NS
+    fn acquire(&mut self, now_ns: u64) -> Option<u16> {
+        let index = match self.free.pop() {
+            Some(index) => usize::from(index),
+            None => {
+                // Only when exhausted: one pass over at most REASSEMBLY_SLOTS stamps.
+                let (index, &oldest) = self
+                    .started_ns
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, started)| **started)?;
+                if oldest.saturating_add(super::reassembly::HALF_OPEN_TIMEOUT_NS) > now_ns {
+                    return None;
+                }
+                self.bump(index);
+                self.expired += 1;
+                index
+            }
+        };
+        if let Some(reassembler) = self.slots.get_mut(index) {
             reassembler.reset();
         }
-        Some(index + 1)
+        if let Some(started) = self.started_ns.get_mut(index) {
+            *started = now_ns;
+        }
+        let generation = self.generations.get(index).copied().unwrap_or(1);
+        Some((generation << INDEX_BITS) | index as u16)
+    }
+
+    /// A held slot starts a new fragment at `now_ns` (its half-open clock restarts).
+    fn restart(&mut self, handle: u16, now_ns: u64) {
+        if let Some(index) = self.index(handle) {
+            if let Some(started) = self.started_ns.get_mut(index) {
+                *started = now_ns;
+            }
+        }
     }
 
     fn get_mut(&mut self, handle: u16) -> Option<&mut TransportReassembler> {
-        let index = usize::from(handle.checked_sub(1)?);
+        let index = self.index(handle)?;
         self.slots.get_mut(index)
     }
 
-    /// Returns the slot behind `handle` (if any) to the pool and clears the handle.
+    /// Returns the slot behind `handle` (if it still owns one) to the pool and clears
+    /// the handle.
     fn release(&mut self, handle: &mut u16) {
-        if let Some(index) = handle.checked_sub(1) {
-            if usize::from(index) < self.slots.len() && self.free.len() < self.slots.len() {
-                self.free.push(index);
+        if let Some(index) = self.index(*handle) {
+            self.bump(index);
+            if self.free.len() < self.slots.len() {
+                self.free.push(index as u16);
             }
         }
         *handle = 0;
@@ -100,6 +196,9 @@ pub struct Stats {
     pub objects: Histogram,
     /// Multi-segment fragments skipped because every reassembler was in use.
     pub reassembly_pool_exhausted: u64,
+    /// Half-open fragments (a FIR segment, no FIN) whose slot was taken for a new
+    /// fragment after `reassembly::HALF_OPEN_TIMEOUT_NS`.
+    pub reassembly_expired: u64,
     /// Transport segments out of sequence, without a first segment, or overflowing.
     pub transport_errors: u64,
     /// Partial fragments dropped because a new first segment arrived.
@@ -119,6 +218,7 @@ impl Stats {
         self.link_addrs.merge(&other.link_addrs);
         self.objects.merge(&other.objects);
         self.reassembly_pool_exhausted += other.reassembly_pool_exhausted;
+        self.reassembly_expired += other.reassembly_expired;
         self.transport_errors += other.transport_errors;
         self.fragments_abandoned += other.fragments_abandoned;
         self.data_crc_errors += other.data_crc_errors;
@@ -170,6 +270,7 @@ impl Stats {
         );
         for (name, count) in [
             ("reassembly_pool_exhausted", self.reassembly_pool_exhausted),
+            ("reassembly_expired", self.reassembly_expired),
             ("transport_errors", self.transport_errors),
             ("fragments_abandoned", self.fragments_abandoned),
             ("data_crc_errors", self.data_crc_errors),
@@ -351,8 +452,13 @@ fn transport(segment: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
             set_slot(ctx, direction, handle);
             return application(segment.get(1..).unwrap_or(&[]), ctx);
         }
-        if handle == 0 {
-            match ctx.dnp3.acquire() {
+        if ctx.dnp3.holds(handle) {
+            ctx.dnp3.restart(handle, ctx.ts_ns);
+        } else {
+            // No slot, or a stale handle: this direction's half-open fragment expired.
+            let acquired = ctx.dnp3.acquire(ctx.ts_ns);
+            ctx.stats.dnp3.reassembly_expired += ctx.dnp3.take_expired();
+            match acquired {
                 Some(acquired) => handle = acquired,
                 None => {
                     ctx.stats.dnp3.reassembly_pool_exhausted += 1;
@@ -364,7 +470,7 @@ fn transport(segment: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
     }
     let Some(reassembler) = ctx.dnp3.get_mut(handle) else {
         // A continuation without its first segment (or whose first segment found the
-        // pool exhausted).
+        // pool exhausted, or whose half-open fragment expired).
         ctx.stats.dnp3.transport_errors += 1;
         return None;
     };
@@ -725,6 +831,69 @@ mod inspect_tests {
         h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 3);
         assert_eq!(h.stats.dnp3.fragments_abandoned, 1);
         assert_eq!(h.pool.in_use(), 1);
+    }
+
+    #[test]
+    fn a_half_open_fragment_loses_its_slot_after_the_timeout() {
+        use crate::inspect::reassembly::HALF_OPEN_TIMEOUT_NS;
+        let mut h = Harness::new(1, false);
+        // Flow A: a first segment whose last never comes holds the only slot.
+        h.feed(Direction::Response, &hex(READ_RESPONSE_FIRST), 0);
+        assert_eq!(h.pool.in_use(), 1);
+        let flow_a = std::mem::take(&mut h.state);
+        // Flow B, before the timeout: the pool is exhausted, nothing expires.
+        h.feed(
+            Direction::Response,
+            &hex(READ_RESPONSE_FIRST),
+            1_000_000_000,
+        );
+        assert_eq!(h.stats.dnp3.reassembly_pool_exhausted, 1);
+        assert_eq!(h.stats.dnp3.reassembly_expired, 0);
+        h.feed(Direction::Response, &hex(READ_RESPONSE_LAST), 1_000_000_001);
+        assert_eq!(h.summary("al_func"), serde_json::Value::Null);
+        // After the timeout A's half-open fragment loses its slot to B, whose
+        // fragment then completes.
+        h.state = AppState::default();
+        h.feed(
+            Direction::Response,
+            &hex(READ_RESPONSE_FIRST),
+            HALF_OPEN_TIMEOUT_NS,
+        );
+        assert_eq!(h.stats.dnp3.reassembly_expired, 1);
+        assert_eq!(h.stats.dnp3.reassembly_pool_exhausted, 1);
+        assert_ne!(h.state.dnp3_slots[1], 0);
+        h.feed(
+            Direction::Response,
+            &hex(READ_RESPONSE_LAST),
+            HALF_OPEN_TIMEOUT_NS + 1,
+        );
+        assert_eq!(h.summary("al_func"), serde_json::json!({"129": 1}));
+        assert_eq!(h.pool.in_use(), 0);
+        // A's handle is stale: its late last segment is a transport error, and it
+        // reaches no other flow's bytes.
+        let errors_before = h.stats.dnp3.transport_errors;
+        h.state = flow_a;
+        assert!(!h.pool.holds(h.state.dnp3_slots[1]));
+        h.feed(
+            Direction::Response,
+            &hex(READ_RESPONSE_LAST),
+            HALF_OPEN_TIMEOUT_NS + 2,
+        );
+        assert_eq!(h.stats.dnp3.transport_errors, errors_before + 1);
+        assert_eq!(h.summary("al_func"), serde_json::json!({"129": 1}));
+        // Releasing the stale handle frees nothing that another flow holds.
+        let mut other = AppState::default();
+        std::mem::swap(&mut h.state, &mut other);
+        h.feed(
+            Direction::Response,
+            &hex(READ_RESPONSE_FIRST),
+            HALF_OPEN_TIMEOUT_NS + 3,
+        );
+        assert_eq!(h.pool.in_use(), 1);
+        h.pool.release_flow(&mut other);
+        assert_eq!((h.pool.in_use(), other.dnp3_slots), (1, [0, 0]));
+        assert!(h.pool.holds(h.state.dnp3_slots[1]));
+        assert_eq!(h.stats.dnp3.summary()["reassembly_expired"], 1);
     }
 
     #[test]
