@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{Config, HumanDuration};
+use crate::output::eve::{EveRecord, EventSink};
 
 const S: u64 = 1_000_000_000;
 
@@ -225,7 +226,7 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
         Err(error) => panic!("{error}"),
     };
     let eve = crate::output::eve::EventSink::new(tx, crate::observe::Delivery::Block);
-    let mut a = Analyzer::new(policy, Some(eve));
+    let mut a = Analyzer::new(policy, Some(Box::new(eve)));
     seen(&mut a, S, [10, 0, 0, 20], 20);
     // Learning ends at 11 s. Then more distinct spoofed sources than the table holds,
     // each a new `scan` alert (high severity, open).
@@ -445,7 +446,7 @@ fn analyzer_with_eve(learning_s: u64) -> (Analyzer, crossbeam_channel::Receiver<
     let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
     let (tx, rx) = crossbeam_channel::unbounded();
     let eve = EventSink::new(tx, crate::observe::Delivery::Block);
-    (Analyzer::new(Arc::new(policy), Some(eve)), rx)
+    (Analyzer::new(Arc::new(policy), Some(Box::new(eve))), rx)
 }
 
 #[test]
