@@ -312,7 +312,9 @@ impl Metrics {
             || last
                 .latency_at
                 .is_none_or(|at| at.elapsed() >= LATENCY_SWAP_INTERVAL);
-        let folded = last.latency.get_or_insert_with(|| Histogram::new_from(latency));
+        let folded = last
+            .latency
+            .get_or_insert_with(|| Histogram::new_from(latency));
         if !due || folded.len() == latency.len() {
             return;
         }
@@ -321,9 +323,7 @@ impl Metrics {
         let mut gained = Vec::new();
         for value in latency.iter_recorded() {
             let ns = value.value_iterated_to();
-            let new = value
-                .count_at_value()
-                .saturating_sub(folded.count_at(ns));
+            let new = value.count_at_value().saturating_sub(folded.count_at(ns));
             if new > 0 {
                 gained.push((ns, new));
             }
@@ -1123,7 +1123,10 @@ mod tests {
         let (count, quantiles) = metrics.alert_latency.snapshot();
         assert_eq!(count, 4);
         let median = quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| *v);
-        assert!(median.is_some_and(|v| (v - 0.005).abs() < 0.0001), "{quantiles:?}");
+        assert!(
+            median.is_some_and(|v| (v - 0.005).abs() < 0.0001),
+            "{quantiles:?}"
+        );
     }
 
     #[test]

@@ -311,8 +311,7 @@ impl Backend {
             .and_then(Option::take)
             .ok_or(Error::Thread("spawn worker"))?;
         let sink = ObservationSink::batched(id, self.obs_tx.clone(), recycled, self.delivery);
-        let events: Option<Box<dyn crate::inspect::ProtocolEventSink + Send>> = match &self.eve_tx
-        {
+        let events: Option<Box<dyn crate::inspect::ProtocolEventSink + Send>> = match &self.eve_tx {
             Some(tx) if self.protocol_events => {
                 Some(Box::new(EventSink::new(tx.clone(), self.delivery)))
             }
