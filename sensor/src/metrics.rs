@@ -26,7 +26,7 @@ use prometheus::{
 
 use otsensor_wire::Protocol;
 
-use crate::analyze::AnalyzerCounters;
+use crate::analyze::{AnalyzerCounters, AnalyzerStats};
 use crate::flow::stream::StreamCounters;
 use crate::inspect::ProtocolStats;
 use crate::worker::WorkerCounters;
@@ -345,8 +345,55 @@ impl Metrics {
         WorkerMetrics::new(Arc::clone(self), id)
     }
 
-    /// Sets the analyzer's numbers (called by the analyzer thread between observations).
-    pub fn fold_analyzer(&self, last: &mut AnalyzerCounters, now: &AnalyzerCounters, devices: u64) {
+    /// Reads the analyzer's numbers (called by the analyzer thread between observations
+    /// and after API requests): counters and alert latencies as deltas since `last`,
+    /// gauges as they are.
+    pub fn fold_analyzer(&self, last: &mut AnalyzerFolded, now: &AnalyzerStats) {
+        self.fold_analyzer_counters(&mut last.counters, now.counters, now.devices);
+        self.learning_active.set(i64::from(now.learning));
+        self.learning_progress.set(now.learning_progress);
+        for (severity, count) in now.vulnerable_devices {
+            self.vulnerable_devices
+                .with_label_values(&[severity])
+                .set(count);
+        }
+        // Like the workers' recorders: the latencies reach the summary at most every
+        // `LATENCY_SWAP_INTERVAL`, and all of them once the capture ended.
+        let Some(latency) = now.alert_latency_ns else {
+            return;
+        };
+        let due = now.capture_finished
+            || last
+                .latency_at
+                .is_none_or(|at| at.elapsed() >= LATENCY_SWAP_INTERVAL);
+        let folded = last
+            .latency
+            .get_or_insert_with(|| Histogram::new_from(latency));
+        if !due || folded.len() == latency.len() {
+            return;
+        }
+        last.latency_at = Some(Instant::now());
+        // The analyzer's histogram only grows: record what it gained since the last fold.
+        let mut gained = Vec::new();
+        for value in latency.iter_recorded() {
+            let ns = value.value_iterated_to();
+            let new = value.count_at_value().saturating_sub(folded.count_at(ns));
+            if new > 0 {
+                gained.push((ns, new));
+            }
+        }
+        for &(ns, count) in &gained {
+            let _ = folded.record_n(ns, count);
+        }
+        self.alert_latency.record_counts(&gained);
+    }
+
+    fn fold_analyzer_counters(
+        &self,
+        last: &mut AnalyzerCounters,
+        now: &AnalyzerCounters,
+        devices: u64,
+    ) {
         self.analyzer_observations
             .inc_by(now.observations.saturating_sub(last.observations));
         self.inventory_overflow.inc_by(
@@ -459,6 +506,15 @@ impl Metrics {
         }
         *last = now.to_vec();
     }
+}
+
+/// What [`Metrics::fold_analyzer`] already read of the analyzer.
+#[derive(Debug, Default)]
+pub struct AnalyzerFolded {
+    counters: AnalyzerCounters,
+    /// The alert latencies already recorded (the analyzer's histogram as last folded).
+    latency: Option<Histogram<u64>>,
+    latency_at: Option<Instant>,
 }
 
 /// Suricata's severity number as a bounded label.
@@ -736,12 +792,13 @@ impl LatencySummary {
         }
     }
 
-    /// Records one value directly (for rare events, e.g. alerts, off the hot path).
-    pub fn record(&self, value: Duration) {
-        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+    /// Records `count` samples of each `(value_ns, count)` (a fold of another histogram).
+    pub fn record_counts(&self, counts: &[(u64, u64)]) {
         if let Ok(mut total) = self.total.lock() {
-            let _ = total.0.record(ns.clamp(1, LATENCY_MAX_NS));
-            total.1 += u128::from(ns);
+            for &(ns, count) in counts {
+                let _ = total.0.record_n(ns.clamp(1, LATENCY_MAX_NS), count);
+                total.1 += u128::from(ns) * u128::from(count);
+            }
         }
     }
 
@@ -1114,6 +1171,66 @@ mod tests {
             );
             assert!(text.contains(&line), "{line} in {text}");
         }
+    }
+
+    fn analyzer_stats<'a>(
+        counters: &'a AnalyzerCounters,
+        latency: &'a Histogram<u64>,
+        capture_finished: bool,
+    ) -> AnalyzerStats<'a> {
+        AnalyzerStats {
+            counters,
+            devices: 3,
+            learning: true,
+            learning_progress: 0.25,
+            vulnerable_devices: [
+                ("critical", 1),
+                ("high", 0),
+                ("medium", 2),
+                ("low", 0),
+                ("none", 0),
+            ],
+            alert_latency_ns: Some(latency),
+            capture_finished,
+        }
+    }
+
+    #[test]
+    fn analyzer_fold_reads_stats_and_adds_latencies_once() {
+        let metrics = Metrics::new().expect("registry");
+        let mut counters = AnalyzerCounters {
+            observations: 7,
+            ..Default::default()
+        };
+        let mut latency =
+            Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("bounds");
+        latency.record(2_000_000).expect("in range");
+        let mut folded = AnalyzerFolded::default();
+        metrics.fold_analyzer(&mut folded, &analyzer_stats(&counters, &latency, false));
+        metrics.fold_analyzer(&mut folded, &analyzer_stats(&counters, &latency, false));
+        assert_eq!(metrics.alert_latency.snapshot().0, 1);
+        assert_eq!(metrics.analyzer_observations.get(), 7);
+        assert_eq!(metrics.inventory_devices.get(), 3);
+        assert_eq!(metrics.learning_active.get(), 1);
+        assert_eq!(metrics.learning_progress.get(), 0.25);
+        let vulnerable = |s: &str| metrics.vulnerable_devices.with_label_values(&[s]).get();
+        assert_eq!((vulnerable("critical"), vulnerable("medium")), (1, 2));
+        // New latencies may wait for the swap interval while the capture runs, and are
+        // all in once it ended, the one beyond the summary's range clamped.
+        latency.record_n(5_000_000, 2).expect("in range");
+        latency.record(90_000_000_000).expect("in range");
+        counters.observations = 10;
+        metrics.fold_analyzer(&mut folded, &analyzer_stats(&counters, &latency, false));
+        assert_eq!(metrics.analyzer_observations.get(), 10);
+        metrics.fold_analyzer(&mut folded, &analyzer_stats(&counters, &latency, true));
+        metrics.fold_analyzer(&mut folded, &analyzer_stats(&counters, &latency, true));
+        let (count, quantiles) = metrics.alert_latency.snapshot();
+        assert_eq!(count, 4);
+        let median = quantiles.iter().find(|(q, _)| *q == 0.5).map(|(_, v)| *v);
+        assert!(
+            median.is_some_and(|v| (v - 0.005).abs() < 0.0001),
+            "{quantiles:?}"
+        );
     }
 
     #[test]

@@ -14,14 +14,14 @@ use serde::Serialize;
 
 use otsensor_wire::Protocol;
 
-use crate::analyze::{Analyzer, AnalyzerCounters, AnalyzerReport};
+use crate::analyze::{Analyzer, AnalyzerReport, EventOutlet};
 use crate::capture::{self, LinkType, Packet, PacketSource};
 use crate::config::Policy;
 use crate::control::{ControlHandler, ControlRequest, SnapshotCell, SnapshotPublisher};
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
-use crate::metrics::{Metrics, WorkerMetrics};
+use crate::metrics::{AnalyzerFolded, Metrics, WorkerMetrics};
 use crate::observe::{
     Delivery, Merge, ObservationBatch, ObservationSink, Stamped, OBSERVATION_BATCH,
 };
@@ -311,8 +311,10 @@ impl Backend {
             .and_then(Option::take)
             .ok_or(Error::Thread("spawn worker"))?;
         let sink = ObservationSink::batched(id, self.obs_tx.clone(), recycled, self.delivery);
-        let events = match &self.eve_tx {
-            Some(tx) if self.protocol_events => Some(EventSink::new(tx.clone(), self.delivery)),
+        let events: Option<Box<dyn crate::inspect::ProtocolEventSink + Send>> = match &self.eve_tx {
+            Some(tx) if self.protocol_events => {
+                Some(Box::new(EventSink::new(tx.clone(), self.delivery)))
+            }
             _ => None,
         };
         let mut worker = Worker::new(id, Arc::clone(&self.policy), sink, events);
@@ -434,7 +436,8 @@ pub(crate) fn start_backend(
 
     let live = options.live;
     let analyzer_policy = Arc::clone(&policy);
-    let analyzer_eve = event_sink(&eve_tx, Delivery::Block);
+    let analyzer_eve =
+        event_sink(&eve_tx, Delivery::Block).map(|sink| Box::new(sink) as Box<dyn EventOutlet>);
     let store = options.store.take();
     let metrics = options.metrics.clone();
     if let Some(metrics) = &metrics {
@@ -466,7 +469,7 @@ pub(crate) fn start_backend(
     };
     let control = options.control.take();
     let snapshot = options.snapshot.take();
-    let sinks = options
+    let mut sinks = options
         .alert_sinks
         .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
@@ -477,15 +480,18 @@ pub(crate) fn start_backend(
                 Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
-            analyzer.set_outputs(sinks, analyzer_metrics.clone());
+            let changes = sinks.take_state_changes();
+            analyzer.set_outputs(Box::new(sinks), changes);
             analyzer.set_wall_clock(live);
             if let Some(requests) = evidence_requests {
                 analyzer.set_evidence(requests);
             }
-            analyzer.publish_learning();
+            let mut folded = AnalyzerFolded::default();
+            if let Some(metrics) = &analyzer_metrics {
+                metrics.fold_analyzer(&mut folded, &analyzer.stats());
+            }
             let requests = control.clone().unwrap_or_else(crossbeam_channel::never);
             let policy_updates = policy_updates.unwrap_or_else(crossbeam_channel::never);
-            let mut folded = AnalyzerCounters::default();
             let mut publisher = snapshot.map(SnapshotPublisher::new);
             if let Some(publisher) = &mut publisher {
                 publisher.publish(&mut analyzer);
@@ -502,15 +508,10 @@ pub(crate) fn start_backend(
                 if let Some(metrics) = &analyzer_metrics {
                     if analyzer.counters.observations >= next_metrics || fold_now.take() {
                         next_metrics = analyzer.counters.observations + ANALYZER_METRICS_EVERY;
-                        metrics.fold_analyzer(
-                            &mut folded,
-                            &analyzer.counters,
-                            analyzer.device_count(),
-                        );
+                        metrics.fold_analyzer(&mut folded, &analyzer.stats());
                         metrics
                             .observation_queue_depth
                             .set((obs_rx.len() * OBSERVATION_BATCH / 2 + merge.held()) as i64);
-                        analyzer.publish_learning();
                     }
                 }
             };
@@ -563,6 +564,8 @@ pub(crate) fn start_backend(
                                         Some(publisher) => publisher.answer(&mut analyzer, request),
                                         None => analyzer.answer(request),
                                     }
+                                    // An operator's change reaches the metrics now.
+                                    fold_now.set(true);
                                 }
                                 Err(false)
                             }
@@ -600,6 +603,7 @@ pub(crate) fn start_backend(
                             Some(publisher) => publisher.answer(&mut analyzer, request),
                             None => analyzer.answer(request),
                         }
+                        fold_now.set(true);
                     }
                 }
                 release(&mut analyzer, &mut merge, wall_ns);
@@ -623,14 +627,15 @@ pub(crate) fn start_backend(
             analyzer.capture_finished = true;
             let report = analyzer.finish();
             if let Some(metrics) = &analyzer_metrics {
-                metrics.fold_analyzer(&mut folded, &analyzer.counters, analyzer.device_count());
+                metrics.fold_analyzer(&mut folded, &analyzer.stats());
                 metrics.observation_queue_depth.set(0);
-                analyzer.publish_learning();
             }
             if let Some(publisher) = &mut publisher {
                 publisher.publish(&mut analyzer);
             }
-            let sink_reports = analyzer.take_sinks().close();
+            let sink_reports = AlertSinks::from_outlet(analyzer.take_alert_outlet())
+                .map(AlertSinks::close)
+                .unwrap_or_default();
             analyzer.close_events();
             if let Some(requests) = control {
                 // Keep answering the API after the capture ended, until it hangs up.
@@ -641,6 +646,9 @@ pub(crate) fn start_backend(
                             match &mut publisher {
                                 Some(publisher) => publisher.answer(&mut analyzer, request),
                                 None => analyzer.answer(request),
+                            }
+                            if let Some(metrics) = &analyzer_metrics {
+                                metrics.fold_analyzer(&mut folded, &analyzer.stats());
                             }
                         }
                     });

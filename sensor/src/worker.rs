@@ -16,9 +16,10 @@ use crate::evidence::WorkerEvidence;
 use crate::flow::stream::{frame_all, Framer, StreamCounters, StreamPool};
 use crate::flow::table::{side_index, EndReason, Flow, FlowTable, TableCounters, Timeouts};
 use crate::flow::{FlowKey, Side};
-use crate::inspect::{self, dnp3, AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
+use crate::inspect::{
+    self, dnp3, AppState, FlowInfo, Outputs, PduCtx, ProtocolEventSink, ProtocolStats, RecentCache,
+};
 use crate::observe::{FlowRecord, Observation, ObservationSink};
-use crate::output::eve::EventSink;
 
 /// Everything a worker reports when it ends.
 #[derive(Clone, Debug, Default)]
@@ -151,7 +152,7 @@ struct Engine {
 /// holds while it hands PDUs to inspection.
 struct Inspect {
     sink: ObservationSink,
-    events: Option<EventSink>,
+    events: Option<Box<dyn ProtocolEventSink + Send>>,
     stats: ProtocolStats,
     recent: RecentCache,
     dnp3_pool: dnp3::ReassemblyPool,
@@ -176,7 +177,7 @@ impl Inspect {
             out: Outputs {
                 observations: &mut self.sink,
                 recent: &mut self.recent,
-                events: self.events.as_mut().map(|e| e as _),
+                events: self.events.as_deref_mut().map(|e| e as _),
             },
             dnp3: &mut self.dnp3_pool,
             segments: &mut self.segment_pool,
@@ -233,7 +234,7 @@ impl Worker {
         id: usize,
         policy: Arc<Policy>,
         sink: ObservationSink,
-        events: Option<EventSink>,
+        events: Option<Box<dyn ProtocolEventSink + Send>>,
     ) -> Worker {
         let per_worker = policy.max_flows.div_ceil(policy.workers.max(1));
         let timeouts = Timeouts {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::testlab::{self, is_root};
+
 /// The sensors' and hub's shared secrets and the API token of the lab.
 pub const API_TOKEN: &str = "fleet-lab-token-0123456789abcdef";
 
@@ -144,39 +146,37 @@ pub fn wait_until<T>(
     }
 }
 
-/// Finds a program; under `CI=true` a missing one is an error, otherwise `None`.
+/// Finds a program (`testlab::find_program`, then `extra_dirs`). A missing one is an
+/// error under `CI=true`; otherwise the calling test is skipped through
+/// [`testlab::skip`] (a `SKIPPED:` line that `scripts/test.sh` counts) and this is `None`.
 pub fn find_program(name: &str, extra_dirs: &[&str]) -> Result<Option<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin"].iter().map(PathBuf::from));
-    dirs.extend(extra_dirs.iter().map(PathBuf::from));
-    if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
-        return Ok(Some(found));
+    let found = testlab::find_program(name).or_else(|| {
+        extra_dirs
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_some() {
+        return Ok(found);
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if testlab::in_ci() {
         bail!(
             "{name} is not installed (scripts/deps.sh installs it); CI=true makes this a failure"
         );
     }
-    eprintln!("SKIPPED: {name} is not installed (scripts/deps.sh installs it)");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("fleet lab")
+        .to_owned();
+    testlab::skip(
+        &test,
+        &format!("{name} is not installed (scripts/deps.sh installs it)"),
+    );
     Ok(None)
 }
 
 /// The PostgreSQL binaries directory (Debian's versioned layout).
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-fn is_root() -> bool {
-    // SAFETY-free check: the effective uid from /proc.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A command run as the `postgres` user when we are root.
 fn as_postgres(program: &Path) -> Command {

@@ -34,7 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("analyze", ENGINE_FORBIDDEN),
     ("store", ENGINE_FORBIDDEN),
     ("capture", &["metrics", "observe"]),
-    ("worker", &["metrics"]),
+    ("worker", &["metrics", "output"]),
 ];
 
 /// What the engine below the worker must not know: the edges and operations.
@@ -42,12 +42,7 @@ const ENGINE_FORBIDDEN: &[&str] = &["output", "http", "metrics", "capture", "rel
 
 /// Violations that exist today and are being removed; the lead empties this list as
 /// that work merges. `(file, module it names)`.
-const KNOWN_VIOLATIONS: &[(&str, &str)] = &[
-    // Analyzer split (issue 17, lead): alerts go out through a sink interface the
-    // analyzer defines, and metrics read the analyzer's stats instead of being fed.
-    ("sensor/src/analyze/mod.rs", "metrics"),
-    ("sensor/src/analyze/mod.rs", "output"),
-];
+const KNOWN_VIOLATIONS: &[(&str, &str)] = &[];
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Violation {

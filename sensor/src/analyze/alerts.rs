@@ -214,9 +214,6 @@ impl Analyzer {
                 if let Some(histogram) = self.latency.as_mut() {
                     let _ = histogram.record(latency);
                 }
-                if let Some(metrics) = &self.metrics {
-                    metrics.alert_latency.record(Duration::from_nanos(latency));
-                }
             }
             let mut alert = alert;
             // A new alert's packets: the evidence thread writes them and then the
@@ -228,7 +225,7 @@ impl Analyzer {
             self.sinks.send(&alert);
             self.changes.alert(&alert);
             if let (false, Some(eve)) = (eve_by_evidence, self.eve.as_mut()) {
-                eve.send(EveRecord::Alert(Box::new(alert)));
+                eve.alert(Box::new(alert));
             }
         }
     }

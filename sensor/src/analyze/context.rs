@@ -357,7 +357,7 @@ mod tests {
         let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
         let (tx, rx) = crossbeam_channel::unbounded();
         let eve = EventSink::new(tx, Delivery::Block);
-        (Analyzer::new(Arc::new(policy), Some(eve)), rx)
+        (Analyzer::new(Arc::new(policy), Some(Box::new(eve))), rx)
     }
 
     fn seen(a: &mut Analyzer, ts_ns: u64, octets: [u8; 4]) {

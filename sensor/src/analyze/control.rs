@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use foldhash::HashMap;
 use std::net::IpAddr;
 
-use super::{Analyzer, DeviceRecord};
+use super::{Analyzer, AnalyzerStats, DeviceRecord};
 use crate::clock::rfc3339_micros;
 use crate::control::{
     mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError, ControlHandler,
@@ -248,12 +248,17 @@ impl Analyzer {
         }
     }
 
-    /// Publishes learning state and progress to the metrics.
-    pub fn publish_learning(&self) {
-        if let Some(metrics) = &self.metrics {
-            let learning = self.is_learning(self.latest_ns);
-            metrics.learning_active.set(i64::from(learning));
-            metrics.learning_progress.set(self.learning_progress());
+    /// What the metrics read (`Metrics::fold_analyzer`), between observations and
+    /// after each request.
+    pub fn stats(&self) -> AnalyzerStats<'_> {
+        AnalyzerStats {
+            counters: &self.counters,
+            devices: self.device_count(),
+            learning: self.is_learning(self.latest_ns),
+            learning_progress: self.learning_progress(),
+            vulnerable_devices: self.vulnerable_device_counts(),
+            alert_latency_ns: self.latency.as_ref(),
+            capture_finished: self.capture_finished,
         }
     }
 
@@ -365,7 +370,6 @@ impl ControlHandler for Analyzer {
             // Learning starts again at the next observation's packet time.
             self.learning_started_ns = None;
         }
-        self.publish_learning();
         let view = self.baseline();
         self.changes.baseline(&view);
         Ok(view)

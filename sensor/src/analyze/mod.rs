@@ -34,15 +34,11 @@ use otsensor_wire::Protocol;
 
 use crate::config::Policy;
 use crate::detect::{self, Alert, AlertStatus, Detection};
-use crate::metrics::Metrics;
 use crate::observe::{
     mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
     Stamped,
 };
 use crate::oui;
-use crate::output::eve::EveRecord;
-use crate::output::eve::EventSink;
-use crate::output::sinks::AlertSinks;
 use crate::store::{self, AlertHistory, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
 
 /// Alert keys, de-duplication, throttling, the sinks and the store.
@@ -59,6 +55,8 @@ mod control;
 mod detections;
 /// Device records, sightings, identities, address claims.
 mod inventory;
+/// Where flow records and alerts go: interfaces the output layer implements.
+mod outlets;
 #[cfg(test)]
 mod tests;
 /// Known vulnerabilities: advisory matches of the inventory.
@@ -70,6 +68,7 @@ use detections::flood::FloodState;
 use detections::flows::FlowStart;
 use detections::scan::{ObjectSweep, ScanTracker};
 pub use inventory::{ClassGuess, DeviceRecord, IdentityChange, Roles};
+pub use outlets::{AlertOutlet, EventOutlet, NoAlertOutlet};
 
 /// Peers remembered per device; more are counted.
 const MAX_PEERS: usize = 64;
@@ -151,6 +150,24 @@ pub struct LatencySummary {
     pub max: u64,
 }
 
+/// What the analyzer shows the metrics, read between observations (the metrics
+/// compute their deltas; the analyzer never names them).
+#[derive(Clone, Copy, Debug)]
+pub struct AnalyzerStats<'a> {
+    pub counters: &'a AnalyzerCounters,
+    /// Devices in the inventory.
+    pub devices: u64,
+    /// The baseline is learning, and the fraction of the learning period elapsed.
+    pub learning: bool,
+    pub learning_progress: f64,
+    /// Vulnerable devices by the severity of their worst match, every severity listed.
+    pub vulnerable_devices: [(&'static str, i64); crate::advisories::view::SEVERITIES.len()],
+    /// Packet-to-alert latency (ns) of every alert written in this run.
+    pub alert_latency_ns: Option<&'a hdrhistogram::Histogram<u64>>,
+    /// The capture source ended: nothing more will be recorded.
+    pub capture_finished: bool,
+}
+
 /// One distinct alert raised in the run.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct RaisedAlert {
@@ -226,15 +243,14 @@ pub struct Analyzer {
     pending_alerts: BTreeMap<String, AlertRow>,
     since_commit: u64,
     last_commit: Instant,
-    eve: Option<EventSink>,
+    eve: Option<Box<dyn EventOutlet>>,
     /// Syslog/CEF, webhook and the alert metrics (EVE alerts go through `eve`, which
     /// waits rather than drops).
-    sinks: AlertSinks,
+    sinks: Box<dyn AlertOutlet>,
     /// Alerts, devices and baseline changes for the fleet (`outputs.nats`).
     changes: crate::changes::ChangeSender,
     /// Asks for new alerts' packets (`evidence`); none when no evidence is kept.
     evidence: Option<crate::evidence::Requests>,
-    metrics: Option<Arc<Metrics>>,
     /// Flows and conversations for the API's flow summary.
     flow_book: FlowBook,
     /// The advisory catalogue and the vulnerable-device counts.
@@ -269,7 +285,7 @@ impl Analyzer {
     }
 
     /// An analyzer over a private in-memory store.
-    pub fn new(policy: Arc<Policy>, eve: Option<EventSink>) -> Analyzer {
+    pub fn new(policy: Arc<Policy>, eve: Option<Box<dyn EventOutlet>>) -> Analyzer {
         match Store::in_memory() {
             Ok(store) => Self::with_store(policy, eve, store),
             // An in-memory database only fails when SQLite cannot allocate.
@@ -279,7 +295,11 @@ impl Analyzer {
 
     /// An analyzer that continues from what `store` holds (inventory, baseline,
     /// learning progress, alert history).
-    pub fn with_store(policy: Arc<Policy>, eve: Option<EventSink>, store: Store) -> Analyzer {
+    pub fn with_store(
+        policy: Arc<Policy>,
+        eve: Option<Box<dyn EventOutlet>>,
+        store: Store,
+    ) -> Analyzer {
         let mut analyzer = Analyzer {
             policy,
             by_ip: HashMap::default(),
@@ -314,10 +334,9 @@ impl Analyzer {
             since_commit: 0,
             last_commit: Instant::now(),
             eve,
-            sinks: AlertSinks::new(None),
+            sinks: Box::new(NoAlertOutlet),
             changes: crate::changes::ChangeSender::default(),
             evidence: None,
-            metrics: None,
             flow_book: FlowBook::default(),
             vulnerabilities: vulnerabilities::Vulnerabilities::default(),
             latest_ns: 0,
@@ -333,15 +352,16 @@ impl Analyzer {
         analyzer
     }
 
-    /// Sends raised alerts to `sinks` too, and records alert latency and learning
-    /// progress in `metrics`.
-    pub fn set_outputs(&mut self, mut sinks: AlertSinks, metrics: Option<Arc<Metrics>>) {
-        if let Some(changes) = sinks.take_state_changes() {
+    /// Sends raised alerts to `sinks` too, and state changes to `changes` (the fleet).
+    pub fn set_outputs(
+        &mut self,
+        sinks: Box<dyn AlertOutlet>,
+        changes: Option<crate::changes::ChangeSender>,
+    ) {
+        if let Some(changes) = changes {
             self.changes = changes;
         }
         self.sinks = sinks;
-        self.metrics = metrics;
-        self.publish_vulnerable_devices();
     }
 
     /// Lets go of the EVE channel (the capture ended: nothing more to write), so the
@@ -357,8 +377,8 @@ impl Analyzer {
     }
 
     /// Hands the alert sinks back (to close them and collect their reports).
-    pub fn take_sinks(&mut self) -> AlertSinks {
-        std::mem::replace(&mut self.sinks, AlertSinks::new(None))
+    pub fn take_alert_outlet(&mut self) -> Box<dyn AlertOutlet> {
+        std::mem::replace(&mut self.sinks, Box::new(NoAlertOutlet))
     }
 
     /// Reads learning progress, baseline and alert states from the store.
@@ -458,7 +478,7 @@ impl Analyzer {
                 self.flow_roles(&record);
                 self.flow_book.add(&record);
                 if let Some(eve) = self.eve.as_mut() {
-                    eve.send(EveRecord::Flow(record));
+                    eve.flow(record);
                 }
             }
             Observation::Command {

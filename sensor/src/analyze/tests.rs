@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{Config, HumanDuration};
+use crate::output::eve::{EveRecord, EventSink};
 
 const S: u64 = 1_000_000_000;
 
@@ -430,7 +431,7 @@ fn analyzer_with_eve(learning_s: u64) -> (Analyzer, crossbeam_channel::Receiver<
     let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
     let (tx, rx) = crossbeam_channel::unbounded();
     let eve = EventSink::new(tx, crate::observe::Delivery::Block);
-    (Analyzer::new(Arc::new(policy), Some(eve)), rx)
+    (Analyzer::new(Arc::new(policy), Some(Box::new(eve))), rx)
 }
 
 #[test]

@@ -116,7 +116,6 @@ impl Analyzer {
             let ts_ns = self.by_ip.get(&ip).map_or(0, |r| r.last_seen_ns);
             self.rematch_device(ip, ts_ns);
         }
-        self.publish_vulnerable_devices();
     }
 
     /// Matches one device again after its identity changed; raises
@@ -151,7 +150,6 @@ impl Analyzer {
             })
             .collect();
         if gained.is_empty() {
-            self.publish_vulnerable_devices();
             return;
         }
         let firmware = record.identity.get(&IdentityField::Firmware).cloned();
@@ -185,25 +183,19 @@ impl Analyzer {
             context,
             Vec::new(),
         );
-        self.publish_vulnerable_devices();
     }
 
-    /// Sets `otsensor_vulnerable_devices{severity}`.
-    pub(super) fn publish_vulnerable_devices(&self) {
-        if let Some(metrics) = &self.metrics {
-            for severity in SEVERITIES {
-                let count = self
-                    .vulnerabilities
-                    .counts
-                    .get(severity)
-                    .copied()
-                    .unwrap_or(0);
-                metrics
-                    .vulnerable_devices
-                    .with_label_values(&[severity])
-                    .set(count);
-            }
-        }
+    /// Vulnerable devices by severity (`otsensor_vulnerable_devices{severity}`).
+    pub(super) fn vulnerable_device_counts(&self) -> [(&'static str, i64); SEVERITIES.len()] {
+        SEVERITIES.map(|severity| {
+            let count = self
+                .vulnerabilities
+                .counts
+                .get(severity)
+                .copied()
+                .unwrap_or(0);
+            (severity, count)
+        })
     }
 
     /// The answer of `GET /api/vulnerabilities` without the catalogue's description

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use serde::Serialize;
 
+use crate::analyze::EventOutlet;
 use crate::clock::rfc3339_micros;
 use crate::detect::{Alert, ALERT_CONTEXT_KEYS};
 use crate::flow::proto_name;
@@ -63,6 +64,16 @@ impl EventSink {
 impl ProtocolEventSink for EventSink {
     fn send_event(&mut self, event: ProtocolEvent) {
         self.send(EveRecord::Protocol(event));
+    }
+}
+
+impl EventOutlet for EventSink {
+    fn flow(&mut self, record: FlowRecord) {
+        self.send(EveRecord::Flow(record));
+    }
+
+    fn alert(&mut self, alert: Box<Alert>) {
+        self.send(EveRecord::Alert(alert));
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
+use crate::analyze::AlertOutlet;
 use crate::detect::Alert;
 use crate::metrics::Metrics;
 use crate::output::eve::EveRecord;
@@ -185,6 +186,21 @@ impl AlertSinks {
             reports.push((sink.name, report));
         }
         reports
+    }
+}
+
+impl AlertOutlet for AlertSinks {
+    fn send(&mut self, alert: &Alert) {
+        AlertSinks::send(self, alert);
+    }
+}
+
+impl AlertSinks {
+    /// The sinks an analyzer hands back (`Analyzer::take_alert_outlet`), to close them;
+    /// `None` when it held other sinks or none.
+    pub fn from_outlet(outlet: Box<dyn AlertOutlet>) -> Option<AlertSinks> {
+        let outlet: Box<dyn std::any::Any> = outlet;
+        outlet.downcast::<AlertSinks>().ok().map(|sinks| *sinks)
     }
 }
 
