@@ -338,7 +338,7 @@ mod tests {
     use super::*;
     use crate::config::{Config, HumanDuration};
     use crate::observe::Delivery;
-    use crate::output::eve::EventSink;
+    use crate::output::eve::{EveRecord, EventSink};
     use crossbeam_channel::Receiver;
 
     const S: u64 = 1_000_000_000;
