@@ -126,4 +126,22 @@ fn real_alerts_survive_a_hostile_flood_and_every_cap_says_what_it_shed() {
         health["analyzer"]["alerts_new"].as_u64().unwrap_or(0) > 0,
         "{health}"
     );
+
+    // Memory: DESIGN's hostile-traffic budget, read from the kernel (peak RSS of the
+    // sensor process so far, which has replayed every flood).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.guard.child.id()))
+        .expect("the sensor's /proc status");
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    println!("sensor peak RSS {:.1} MiB", peak_kib as f64 / 1024.0);
+    assert!(
+        peak_kib <= HOSTILE_RSS_BUDGET_KIB,
+        "peak RSS {peak_kib} KiB over DESIGN's hostile-traffic budget of 1 GiB"
+    );
 }
+
+/// DESIGN, speed and memory targets: "hostile traffic ... RSS ≤ 1 GiB".
+const HOSTILE_RSS_BUDGET_KIB: u64 = 1024 * 1024;

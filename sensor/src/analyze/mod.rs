@@ -524,13 +524,13 @@ impl Analyzer {
             }
             Observation::ObjectAccess {
                 ts_ns,
+                flow_id,
                 client,
                 server,
                 protocol,
                 object,
-                ..
             } => {
-                self.object_sweep(ts_ns, client, server, protocol, object);
+                self.object_sweep(ts_ns, flow_id, client, server, protocol, object);
             }
             Observation::KernelConversation {
                 ts_ns,

@@ -207,7 +207,7 @@ fn who_is(a: &mut Analyzer, ts_ns: u64, source: IpAddr) {
     });
 }
 
-fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
+pub(super) fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
     rx.try_iter()
         .filter_map(|record| match record {
             EveRecord::Alert(alert) => Some(*alert),
@@ -425,7 +425,9 @@ fn eve_alert_times(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, 
         .collect()
 }
 
-fn analyzer_with_eve(learning_s: u64) -> (Analyzer, crossbeam_channel::Receiver<EveRecord>) {
+pub(super) fn analyzer_with_eve(
+    learning_s: u64,
+) -> (Analyzer, crossbeam_channel::Receiver<EveRecord>) {
     let mut config = Config::default();
     config.learning.duration = HumanDuration::from_secs(learning_s);
     let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));

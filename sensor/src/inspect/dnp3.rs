@@ -353,6 +353,38 @@ fn expects_response(function: FunctionCode) -> bool {
     )
 }
 
+/// What a DNP3 master addresses, as `Observation::ObjectAccess` objects: outstation
+/// link addresses, application functions, and (function, object type, first index)
+/// of request object headers. A master polls a handful of these; enumeration of
+/// addresses, functions or point ranges addresses many.
+mod sweep_object {
+    use super::{ObjectHeader, Range};
+
+    const ADDRESS: u64 = 1 << 56;
+    const FUNCTION: u64 = 2 << 56;
+    const POINT: u64 = 3 << 56;
+
+    pub(super) fn address(destination: u16) -> u64 {
+        ADDRESS | u64::from(destination)
+    }
+
+    pub(super) fn function(function: u8) -> u64 {
+        FUNCTION | u64::from(function)
+    }
+
+    pub(super) fn point(function: u8, header: &ObjectHeader<'_>) -> u64 {
+        let start = match header.range {
+            Range::StartStop { start, .. } => start,
+            Range::All | Range::Count(_) => 0,
+        };
+        POINT
+            | (u64::from(function) << 48)
+            | (u64::from(header.group) << 40)
+            | (u64::from(header.variation) << 32)
+            | u64::from(start)
+    }
+}
+
 /// The identity field a group 0 device attribute reports (1815 §11.9.1).
 fn identity_field(variation: u8) -> Option<IdentityField> {
     Some(match variation {
@@ -405,6 +437,10 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
         function
     });
     stats.link_addrs.add(pair_key(source, destination));
+    if ctx.direction == Direction::Request && link.prm() {
+        // A master probing outstation addresses (address enumeration).
+        ctx.object_access(Protocol::Dnp3, sweep_object::address(destination));
+    }
     let mut completed = None;
     if link.carries_user_data() {
         let mut segment = [0u8; MAX_USER_DATA];
@@ -585,6 +621,12 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
         }
     } else if code != FunctionCode::Confirm {
         // CONFIRM only acknowledges a fragment: not a command.
+        if ctx.direction == Direction::Request {
+            ctx.object_access(Protocol::Dnp3, sweep_object::function(function));
+            for header in fragment.object_headers() {
+                ctx.object_access(Protocol::Dnp3, sweep_object::point(function, &header));
+            }
+        }
         if expects_response(code) {
             ctx.state.request(seq, u32::from(function), ctx.ts_ns);
         }
@@ -738,6 +780,34 @@ mod inspect_tests {
             serde_json::json!({"1->10": 1, "10->1": 1})
         );
         assert_eq!(h.summary("unsolicited"), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn master_requests_report_the_address_function_and_points_they_address() {
+        fn objects(observations: &[Observation]) -> Vec<u64> {
+            observations
+                .iter()
+                .filter_map(|o| match o {
+                    Observation::ObjectAccess { object, .. } => Some(*object),
+                    _ => None,
+                })
+                .collect()
+        }
+        let mut h = Harness::new(4, false);
+        // Outstation 10, COLD_RESTART: no object headers.
+        h.feed(Direction::Request, &hex(COLD_RESTART_REQUEST), 1);
+        assert_eq!(
+            objects(&h.observations()),
+            [(1_u64 << 56) | 10, (2_u64 << 56) | 13]
+        );
+        // READ g30v1 indexes 5..9 (qualifier 0x00, 1-octet start/stop), outstation 10.
+        h.feed(Direction::Request, &single(true, "c1 01 1e01 00 05 09"), 2);
+        let point = (3_u64 << 56) | (1 << 48) | (30 << 40) | (1 << 32) | 5;
+        // The address was reported by this flow within the interval: not again.
+        assert_eq!(objects(&h.observations()), [(2_u64 << 56) | 1, point]);
+        // Responses address nothing.
+        h.feed(Direction::Response, &hex(COLD_RESTART_RESPONSE), 3);
+        assert_eq!(objects(&h.observations()), Vec::<u64>::new());
     }
 
     #[test]

@@ -1318,8 +1318,9 @@ fn attack(
             (alerts, protocols)
         }
         "hostile" => hostile(cap, t, HostileScale::CI)?,
+        "hostile_full" => hostile(cap, t, HostileScale::FULL)?,
         other => bail!(
-            "unknown scenario {other:?}; known: {}, hostile",
+            "unknown scenario {other:?}; known: {}, hostile, hostile_full",
             SCENARIOS.join(", ")
         ),
     })
@@ -1441,6 +1442,14 @@ impl HostileScale {
         arp_macs: 270_000,
         external_destinations: 20_000,
         half_open_reassemblies: 2_000,
+    };
+
+    /// The figures, for the memory benchmark (`--name hostile_full`).
+    pub const FULL: HostileScale = HostileScale {
+        discovery_sources: 1_000_000,
+        arp_macs: 1_000_000,
+        external_destinations: 200_000,
+        half_open_reassemblies: 100_000,
     };
 }
 

@@ -207,12 +207,14 @@ impl Analyzer {
     /// ICS reconnaissance below the port level: one client addressing
     /// `detection.scan.object_sweep` distinct objects (Modbus function and address, S7
     /// SZL id and index, CIP service/class/instance/attribute of generic reads, BACnet
-    /// object and property of ReadProperty(Multiple)) of one server within a scan
+    /// object and property of ReadProperty(Multiple), DNP3 outstation address, function
+    /// and (function, object type, first index)) of one server within a scan
     /// window. A client that did so while learning
     /// (a gateway poller, a historian) becomes a known discoverer and is exempt.
     pub(in crate::analyze) fn object_sweep(
         &mut self,
         ts_ns: u64,
+        flow_id: u64,
         client: (IpAddr, u16),
         server: (IpAddr, u16),
         protocol: Protocol,
@@ -257,6 +259,7 @@ impl Analyzer {
             Protocol::S7comm => "S7 SZL lists",
             Protocol::Enip => "CIP class/instance/attribute ids",
             Protocol::Bacnet => "BACnet object properties",
+            Protocol::Dnp3 => "DNP3 outstation addresses, functions and point ranges",
             _ => "objects",
         };
         self.raise(
@@ -267,6 +270,7 @@ impl Analyzer {
                 src_port: Some(client.1),
                 dst: Some(server.0),
                 dst_port: Some(server.1),
+                flow_id: Some(flow_id),
                 app_proto: Some(protocol),
                 ..Subject::default()
             },
@@ -277,5 +281,62 @@ impl Analyzer {
             serde_json::json!({ "kind": "object_sweep", "objects": threshold, "protocol": protocol.name() }),
             vec![item],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::tests::{analyzer_with_eve, eve_alerts};
+    use crate::output::eve::EveRecord;
+    use crossbeam_channel::Receiver;
+
+    const S: u64 = 1_000_000_000;
+    const CLIENT: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), 40000);
+    const SERVER: (IpAddr, u16) = (IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 20000);
+
+    fn access(a: &mut Analyzer, ts_ns: u64, objects: std::ops::Range<u64>) {
+        for object in objects {
+            a.observe(Observation::ObjectAccess {
+                ts_ns,
+                flow_id: 42,
+                client: CLIENT,
+                server: SERVER,
+                protocol: Protocol::Dnp3,
+                object,
+            });
+        }
+    }
+
+    fn sweeps(rx: &Receiver<EveRecord>) -> Vec<(Option<IpAddr>, Option<IpAddr>, Option<u64>)> {
+        eve_alerts(rx)
+            .into_iter()
+            .filter(|alert| alert.signature == "scan")
+            .map(|alert| (alert.src_ip, alert.dest_ip, alert.flow_id))
+            .collect()
+    }
+
+    #[test]
+    fn an_object_sweep_after_learning_is_one_scan_on_its_flow() {
+        let (mut a, rx) = analyzer_with_eve(60);
+        access(&mut a, 1, 0..3);
+        let threshold = u64::from(a.policy.object_sweep);
+        access(&mut a, 120 * S, 0..threshold - 1);
+        assert_eq!(sweeps(&rx), []);
+        access(&mut a, 121 * S, 0..threshold + 20);
+        assert_eq!(
+            sweeps(&rx),
+            [(Some(CLIENT.0), Some(SERVER.0), Some(42))],
+            "one alert, on the flow the sweep ran in"
+        );
+    }
+
+    #[test]
+    fn a_client_that_swept_while_learning_is_a_known_discoverer() {
+        let (mut a, rx) = analyzer_with_eve(60);
+        let threshold = u64::from(a.policy.object_sweep);
+        access(&mut a, S, 0..threshold);
+        access(&mut a, 120 * S, threshold..3 * threshold);
+        assert_eq!(sweeps(&rx), []);
     }
 }
