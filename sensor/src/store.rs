@@ -244,7 +244,8 @@ pub struct DeviceRow {
     pub key: DeviceKey,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
-    pub record: serde_json::Value,
+    /// The device record as JSON text.
+    pub record: String,
 }
 
 /// One alert row to upsert, with the baseline items "learn this" adds.
@@ -565,7 +566,7 @@ impl Store {
                     row.key.to_string(),
                     to_i64(row.first_seen_ns),
                     to_i64(row.last_seen_ns),
-                    row.record.to_string()
+                    row.record
                 ])?;
             }
             let mut forget = tx.prepare_cached("DELETE FROM devices WHERE key = ?1")?;

@@ -176,15 +176,20 @@ impl DeviceRecord {
         ClassGuess { class, evidence }
     }
 
-    pub(in crate::analyze) fn to_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let Some(map) = value.as_object_mut() {
-            map.insert(
-                "class".to_owned(),
-                serde_json::to_value(self.class()).unwrap_or(serde_json::Value::Null),
-            );
+    /// The stored row: the record and its class guess, serialised once, straight from
+    /// the typed record (no intermediate `serde_json::Value`).
+    pub(in crate::analyze) fn to_json_text(&self) -> String {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            #[serde(flatten)]
+            record: &'a DeviceRecord,
+            class: ClassGuess,
         }
-        value
+        serde_json::to_string(&Row {
+            record: self,
+            class: self.class(),
+        })
+        .unwrap_or_else(|_| "null".to_owned())
     }
 }
 

@@ -615,7 +615,7 @@ impl Analyzer {
                     key,
                     first_seen_ns: record.first_seen_ns,
                     last_seen_ns: record.last_seen_ns,
-                    record: record.to_json(),
+                    record: record.to_json_text(),
                 });
             }
         }

@@ -432,8 +432,7 @@ pub fn start(
         settings: settings.clone(),
         dir: dir.clone(),
         stats: Arc::clone(&stats),
-        files: VecDeque::new(),
-        stored_bytes: 0,
+        files: Retained::default(),
         eve,
         metrics,
         folded: EvidenceReport::default(),
@@ -470,13 +469,71 @@ struct Pending {
     deadline: Instant,
 }
 
+/// The evidence files on disk, oldest first. A file written again (an alert raised
+/// again) moves to the back in O(1): its old queue entry stays behind, stale, and is
+/// skipped, so a flood of alerts costs no scan of the whole directory list per file.
+#[derive(Default)]
+struct Retained {
+    /// (path, generation, written), oldest first, stale entries included.
+    queue: VecDeque<(PathBuf, u64, SystemTime)>,
+    /// Each file's current generation and size.
+    current: HashMap<PathBuf, (u64, u64)>,
+    generation: u64,
+    /// Total size of the current files.
+    bytes: u64,
+}
+
+impl Retained {
+    fn len(&self) -> usize {
+        self.current.len()
+    }
+
+    fn insert(&mut self, path: PathBuf, bytes: u64, written: SystemTime) {
+        self.generation += 1;
+        if let Some((_, old)) = self.current.insert(path.clone(), (self.generation, bytes)) {
+            self.bytes -= old;
+        }
+        self.bytes += bytes;
+        self.queue.push_back((path, self.generation, written));
+        // Stale entries stay under the live ones (amortised O(1) per insert).
+        if self.queue.len() > 2 * self.current.len() + 64 {
+            let current = &self.current;
+            self.queue.retain(|(path, generation, _)| {
+                current.get(path).is_some_and(|c| c.0 == *generation)
+            });
+        }
+    }
+
+    fn drop_stale_front(&mut self) {
+        while let Some((path, generation, _)) = self.queue.front() {
+            if self.current.get(path).is_some_and(|c| c.0 == *generation) {
+                break;
+            }
+            self.queue.pop_front();
+        }
+    }
+
+    fn oldest_written(&mut self) -> Option<SystemTime> {
+        self.drop_stale_front();
+        self.queue.front().map(|entry| entry.2)
+    }
+
+    /// Forgets the oldest file: its path and size.
+    fn pop_oldest(&mut self) -> Option<(PathBuf, u64)> {
+        self.drop_stale_front();
+        let (path, _, _) = self.queue.pop_front()?;
+        let (_, bytes) = self.current.remove(&path)?;
+        self.bytes -= bytes;
+        Some((path, bytes))
+    }
+}
+
 struct Writer {
     settings: EvidenceSettings,
     dir: PathBuf,
     stats: Arc<EvidenceStats>,
-    /// Files in the directory, oldest first: path, bytes, written.
-    files: VecDeque<(PathBuf, u64, SystemTime)>,
-    stored_bytes: u64,
+    /// Files in the directory, oldest first.
+    files: Retained,
     eve: Option<EventSink>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// What was last added to the metrics (evictions: files and bytes per reason).
@@ -725,27 +782,20 @@ impl Writer {
             .collect();
         found.sort_by_key(|(_, _, modified)| *modified);
         for (path, bytes, modified) in found {
-            self.stored_bytes += bytes;
-            self.files.push_back((path, bytes, modified));
+            self.files.insert(path, bytes, modified);
         }
         self.evict();
     }
 
     fn stored(&mut self, path: PathBuf, bytes: u64) {
-        if let Some(at) = self.files.iter().position(|(p, _, _)| *p == path) {
-            if let Some((_, old, _)) = self.files.remove(at) {
-                self.stored_bytes -= old;
-            }
-        }
-        self.stored_bytes += bytes;
-        self.files.push_back((path, bytes, SystemTime::now()));
+        self.files.insert(path, bytes, SystemTime::now());
         self.evict();
     }
 
     /// Deletes the oldest files while the directory is over its size or count.
     fn evict(&mut self) {
         loop {
-            let reason = if self.stored_bytes > self.settings.max_total_bytes {
+            let reason = if self.files.bytes > self.settings.max_total_bytes {
                 Eviction::Size
             } else if self.files.len() > self.settings.max_files {
                 Eviction::Count
@@ -762,8 +812,8 @@ impl Writer {
     /// Deletes files older than the age limit.
     fn expire(&mut self) {
         let now = SystemTime::now();
-        while let Some((_, _, written)) = self.files.front() {
-            let age = now.duration_since(*written).unwrap_or_default();
+        while let Some(written) = self.files.oldest_written() {
+            let age = now.duration_since(written).unwrap_or_default();
             if age <= self.settings.max_age {
                 break;
             }
@@ -774,10 +824,9 @@ impl Writer {
 
     /// Deletes the oldest file; false when there is none.
     fn remove_oldest(&mut self, reason: Eviction) -> bool {
-        let Some((path, bytes, _)) = self.files.pop_front() else {
+        let Some((path, bytes)) = self.files.pop_oldest() else {
             return false;
         };
-        self.stored_bytes -= bytes;
         if std::fs::remove_file(&path).is_ok() {
             add(&self.stats.files_evicted, 1);
             add(&self.stats.files_evicted_by[reason as usize], 1);
@@ -792,7 +841,7 @@ impl Writer {
             .store(self.files.len() as u64, Ordering::Relaxed);
         self.stats
             .stored_bytes
-            .store(self.stored_bytes, Ordering::Relaxed);
+            .store(self.files.bytes, Ordering::Relaxed);
     }
 
     fn fold_metrics(&mut self) {
@@ -982,6 +1031,31 @@ mod tests {
         assert_eq!(read(2), vec![115, 117, 119, 121, 123, 125, 127, 129]);
         assert_eq!(report.ring_packets, 31);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_written_again_becomes_the_newest_and_stale_entries_stay_bounded() {
+        let t = SystemTime::UNIX_EPOCH;
+        let mut files = Retained::default();
+        for (name, bytes) in [("a", 1), ("b", 2), ("c", 4)] {
+            files.insert(PathBuf::from(name), bytes, t);
+        }
+        // "a" rewritten many times: still one file, now the newest.
+        for i in 0..10_000u64 {
+            files.insert(PathBuf::from("a"), 8 + i % 2, t);
+        }
+        assert_eq!((files.len(), files.bytes), (3, 2 + 4 + 9));
+        assert!(files.queue.len() <= 2 * files.len() + 64 + 1);
+        let order: Vec<(PathBuf, u64)> = std::iter::from_fn(|| files.pop_oldest()).collect();
+        assert_eq!(
+            order,
+            [
+                (PathBuf::from("b"), 2),
+                (PathBuf::from("c"), 4),
+                (PathBuf::from("a"), 9)
+            ]
+        );
+        assert_eq!((files.len(), files.bytes), (0, 0));
     }
 
     #[test]

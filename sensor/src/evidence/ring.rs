@@ -1,7 +1,10 @@
 //! The per-worker ring of recent packets: one preallocated byte arena and a fixed
 //! array of record slots, both written in arrival order and overwritten oldest first.
 //! Pushing a packet copies its bytes and fills one slot: no allocation, no lock, no
-//! system call. Reading (an alert's packets) scans the slots off the packet path.
+//! system call. Each slot is also linked to the previous packet of its flow and of
+//! each of its hosts (through fixed tables of chain heads), so reading an alert's
+//! packets walks only those packets: a flood of alerts costs the worker in proportion
+//! to the packets each alert names, never a scan of the whole ring per alert.
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -21,7 +24,20 @@ struct Slot {
     len: u32,
     wire_len: u32,
     link: LinkType,
+    /// This packet's sequence number in the ring (its slot is `seq % slots`).
+    seq: u64,
+    /// Sequence numbers of the previous packet in the same chain bucket: of the flow,
+    /// of host `a`'s bucket and of host `b`'s bucket ([`NONE`]: none).
+    prev_flow: u64,
+    prev_a: u64,
+    prev_b: u64,
 }
+
+/// Per packet kept: the memory cost documented in CONFIG.md (`evidence`).
+const _: () = assert!(std::mem::size_of::<Slot>() == 80);
+
+/// No earlier packet in a chain (and a slot never written).
+const NONE: u64 = u64::MAX;
 
 const EMPTY: Slot = Slot {
     ts_ns: 0,
@@ -32,12 +48,17 @@ const EMPTY: Slot = Slot {
     len: 0,
     wire_len: 0,
     link: LinkType::Ethernet,
+    seq: NONE,
+    prev_flow: NONE,
+    prev_a: NONE,
+    prev_b: NONE,
 };
 
 /// Which packets an alert names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selector {
-    /// The packets of one flow (both directions).
+    /// The packets of one flow (both directions); flow ids are never 0 (0 tags
+    /// packets outside a flow, which no flow selector names).
     Flow(u64),
     /// Every packet between two hosts, either way ([`host_hash`] of each).
     Pair(u64, u64),
@@ -48,7 +69,7 @@ pub enum Selector {
 impl Selector {
     fn matches(&self, slot: &Slot) -> bool {
         match *self {
-            Selector::Flow(id) => slot.flow_id == id,
+            Selector::Flow(id) => id != 0 && slot.flow_id == id,
             Selector::Pair(x, y) => (slot.a == x && slot.b == y) || (slot.a == y && slot.b == x),
             Selector::Host(h) => slot.a == h || slot.b == h,
         }
@@ -135,6 +156,13 @@ pub struct Ring {
     write_pos: usize,
     /// Longest packet kept whole.
     max_packet: usize,
+    /// Sequence number of the next packet pushed.
+    next_seq: u64,
+    /// Newest packet of each chain bucket, by flow id and by host hash ([`NONE`]:
+    /// none); `mask` selects the bucket.
+    flow_heads: Box<[u64]>,
+    host_heads: Box<[u64]>,
+    mask: u64,
     pub counters: RingCounters,
 }
 
@@ -156,14 +184,65 @@ impl Ring {
     /// touched as the ring fills).
     pub fn new(bytes: usize, packets: usize) -> Ring {
         let bytes = bytes.clamp(64, u32::MAX as usize);
+        let packets = packets.max(1);
+        // One bucket per slot (at least 64): chains stay about one key long.
+        let buckets = packets.next_power_of_two().max(64);
         Ring {
             arena: vec![0u8; bytes].into_boxed_slice(),
-            slots: vec![EMPTY; packets.max(1)].into_boxed_slice(),
+            slots: vec![EMPTY; packets].into_boxed_slice(),
             oldest: 0,
             count: 0,
             write_pos: 0,
             max_packet: MAX_PACKET.min(bytes / 4).max(1),
+            next_seq: 0,
+            flow_heads: vec![NONE; buckets].into_boxed_slice(),
+            host_heads: vec![NONE; buckets].into_boxed_slice(),
+            mask: buckets as u64 - 1,
             counters: RingCounters::default(),
+        }
+    }
+
+    /// The chain bucket of a flow id or host hash (Fibonacci hashing: flow ids are
+    /// sequential).
+    #[inline]
+    fn bucket(&self, key: u64) -> usize {
+        ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) & self.mask) as usize
+    }
+
+    /// The slot of packet `seq` while it is still held.
+    #[inline]
+    fn held(&self, seq: u64) -> Option<&Slot> {
+        let first = self.next_seq - self.count as u64;
+        if seq == NONE || seq < first || seq >= self.next_seq {
+            return None;
+        }
+        let slot = &self.slots[(seq % self.slots.len() as u64) as usize];
+        (slot.seq == seq).then_some(slot)
+    }
+
+    /// Calls `visit` on the held packets of the chain `selector` names, newest first,
+    /// until it returns false. Packets of other keys that share a bucket are visited
+    /// too: `visit` checks [`Selector::matches`].
+    fn walk(&self, selector: &Selector, mut visit: impl FnMut(&Slot) -> bool) {
+        let (mut seq, key) = match *selector {
+            Selector::Flow(id) => (self.flow_heads[self.bucket(id)], id),
+            Selector::Pair(x, _) | Selector::Host(x) => (self.host_heads[self.bucket(x)], x),
+        };
+        let bucket = self.bucket(key);
+        while let Some(slot) = self.held(seq) {
+            if !visit(slot) {
+                return;
+            }
+            let next = match selector {
+                Selector::Flow(_) => slot.prev_flow,
+                _ if slot.a != 0 && self.bucket(slot.a) == bucket => slot.prev_a,
+                _ => slot.prev_b,
+            };
+            // Links always point back in time; anything else ends the walk.
+            if next >= seq {
+                return;
+            }
+            seq = next;
         }
     }
 
@@ -183,7 +262,8 @@ impl Ring {
         self.counters.overwritten += 1;
     }
 
-    /// Keeps a copy of one packet. Per packet: a copy and a few comparisons.
+    /// Keeps a copy of one packet. Per packet: a copy, a few comparisons and up to
+    /// three chain links.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -230,40 +310,84 @@ impl Ring {
         self.arena[offset..offset + len].copy_from_slice(&data[..len]);
         self.write_pos = offset + len;
         let index = (self.oldest + self.count) % self.slots.len();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let prev_a = if a != 0 {
+            let bucket = self.bucket(a);
+            std::mem::replace(&mut self.host_heads[bucket], seq)
+        } else {
+            NONE
+        };
+        let prev_b = if b == 0 {
+            NONE
+        } else if a != 0 && self.bucket(a) == self.bucket(b) {
+            // Both hosts in one bucket: one link serves both.
+            prev_a
+        } else {
+            let bucket = self.bucket(b);
+            std::mem::replace(&mut self.host_heads[bucket], seq)
+        };
         self.slots[index] = Slot {
             ts_ns,
-            flow_id,
+            flow_id: 0,
             a,
             b,
             offset: offset as u32,
             len: len as u32,
             wire_len,
             link,
+            seq,
+            prev_flow: NONE,
+            prev_a,
+            prev_b,
         };
         self.count += 1;
+        self.tag_last(flow_id);
     }
 
     /// Names the flow of the packet pushed last (known only after the flow lookup).
     #[inline]
     pub fn tag_last(&mut self, flow_id: u64) {
-        if self.count > 0 {
-            let index = (self.oldest + self.count - 1) % self.slots.len();
-            self.slots[index].flow_id = flow_id;
+        if self.count == 0 {
+            return;
         }
+        let index = (self.oldest + self.count - 1) % self.slots.len();
+        let slot = self.slots[index];
+        if slot.flow_id == flow_id {
+            return;
+        }
+        // The last packet heads its flow's chain: untag it from the old one first.
+        if slot.flow_id != 0 {
+            let old = self.bucket(slot.flow_id);
+            self.flow_heads[old] = slot.prev_flow;
+        }
+        let prev_flow = if flow_id != 0 {
+            let bucket = self.bucket(flow_id);
+            std::mem::replace(&mut self.flow_heads[bucket], slot.seq)
+        } else {
+            NONE
+        };
+        self.slots[index].flow_id = flow_id;
+        self.slots[index].prev_flow = prev_flow;
     }
 
     /// True when some packet held matches `selector`.
     pub fn holds(&self, selector: &Selector) -> bool {
-        (0..self.count).any(|i| selector.matches(&self.slots[(self.oldest + i) % self.slots.len()]))
+        let mut found = false;
+        self.walk(selector, |slot| {
+            found = selector.matches(slot);
+            !found
+        });
+        found
     }
 
     /// Copies the packets `selector` names with a time in `from_ns..=to_ns` into `out`,
     /// oldest first.
     pub fn collect(&self, selector: &Selector, from_ns: u64, to_ns: u64, out: &mut Packets) {
-        for i in 0..self.count {
-            let slot = &self.slots[(self.oldest + i) % self.slots.len()];
+        let first = out.entries.len();
+        self.walk(selector, |slot| {
             if slot.ts_ns < from_ns || slot.ts_ns > to_ns || !selector.matches(slot) {
-                continue;
+                return true;
             }
             let start = out.bytes.len();
             let data = &self.arena[slot.offset as usize..(slot.offset + slot.len) as usize];
@@ -275,7 +399,10 @@ impl Ring {
                 start,
                 len: data.len(),
             });
-        }
+            true
+        });
+        // Walked newest first.
+        out.entries[first..].reverse();
     }
 }
 
@@ -342,6 +469,79 @@ mod tests {
         assert_eq!(pick(Selector::Pair(22, 11), 0, 100), b"ab");
         assert_eq!(pick(Selector::Host(11), 0, 100), b"abc");
         assert_eq!(pick(Selector::Host(11), 15, 25), b"b");
+    }
+
+    /// What `collect` must return: every held slot, oldest first, filtered (the
+    /// reading before the chains, kept as the reference).
+    fn collect_by_scan(
+        ring: &Ring,
+        selector: &Selector,
+        from: u64,
+        to: u64,
+    ) -> Vec<(u64, Vec<u8>)> {
+        (0..ring.count)
+            .map(|i| &ring.slots[(ring.oldest + i) % ring.slots.len()])
+            .filter(|slot| slot.ts_ns >= from && slot.ts_ns <= to && selector.matches(slot))
+            .map(|slot| {
+                let data = &ring.arena[slot.offset as usize..(slot.offset + slot.len) as usize];
+                (slot.ts_ns, data.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chains_select_exactly_what_a_scan_of_every_slot_selects() {
+        // xorshift: a fixed pseudo-random sequence, no dependency.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        // Few slots and buckets, small arena: chains share buckets, packets are
+        // evicted by count and by bytes, and the ring wraps many times.
+        let mut ring = Ring::new(2_000, 48);
+        for i in 0..5_000u64 {
+            let (flow, a, b) = (next(12), next(9), next(9));
+            let data = vec![(i % 251) as u8; 1 + next(120) as usize];
+            // Time mostly rises, sometimes steps back (reordered capture).
+            let ts = i * 10 - next(3) * 15;
+            ring.push(ts, LinkType::Ethernet, &data, 60, 0, a, b);
+            match next(4) {
+                0 => {}
+                1 => {
+                    ring.tag_last(flow);
+                    ring.tag_last(flow + 1); // re-tagged: only the last tag counts
+                }
+                _ => ring.tag_last(flow),
+            }
+            if i % 7 != 0 {
+                continue;
+            }
+            for selector in (0..13)
+                .map(Selector::Flow) // 0: untagged packets, selected by no flow
+                .chain((1..9).map(Selector::Host))
+                .chain((1..9).map(|x| Selector::Pair(x, 9 - x)))
+            {
+                let from = ts.saturating_sub(next(300));
+                let to = from + next(400);
+                let mut out = Packets::default();
+                ring.collect(&selector, from, to, &mut out);
+                let got: Vec<(u64, Vec<u8>)> = out
+                    .entries
+                    .iter()
+                    .map(|e| (e.ts_ns, out.data(e).to_vec()))
+                    .collect();
+                let want = collect_by_scan(&ring, &selector, from, to);
+                assert_eq!(got, want, "packet {i}, {selector:?} in {from}..={to}");
+                assert_eq!(
+                    ring.holds(&selector),
+                    !collect_by_scan(&ring, &selector, 0, u64::MAX).is_empty(),
+                    "packet {i}, {selector:?}"
+                );
+            }
+        }
     }
 
     #[test]
