@@ -622,9 +622,13 @@ impl WorkerMetrics {
         stream: &StreamCounters,
     ) {
         let last = &self.last;
-        self.packets
-            .inc_by(now.packets.saturating_sub(last.packets));
-        self.bytes.inc_by(now.bytes.saturating_sub(last.bytes));
+        // Each counter gains what its worker counter gained since the last call.
+        macro_rules! add_deltas {
+            ($($field:ident),* $(,)?) => {
+                $(self.$field.inc_by(now.$field.saturating_sub(last.$field));)*
+            };
+        }
+        add_deltas!(packets, bytes);
         for ((counter, new), old) in self
             .skipped
             .iter()
@@ -633,43 +637,24 @@ impl WorkerMetrics {
         {
             counter.inc_by(new.saturating_sub(old));
         }
-        self.flows_created
-            .inc_by(now.flows_created.saturating_sub(last.flows_created));
-        self.flows_expired
-            .inc_by(now.flows_expired.saturating_sub(last.flows_expired));
-        self.flows_evicted
-            .inc_by(now.flows_evicted.saturating_sub(last.flows_evicted));
+        add_deltas!(flows_created, flows_expired, flows_evicted);
         let active = now
             .flows_created
             .saturating_sub(now.flows_expired + now.flows_evicted);
         self.flows_active
             .set(i64::try_from(active).unwrap_or(i64::MAX));
-        self.observations_sent
-            .inc_by(now.observations_sent.saturating_sub(last.observations_sent));
-        self.observations_dropped.inc_by(
-            now.observations_dropped
-                .saturating_sub(last.observations_dropped),
+        add_deltas!(
+            observations_sent,
+            observations_dropped,
+            handoffs_sent,
+            handoffs_received,
+            handoffs_dropped,
+            handoffs_truncated,
+            ring_packets,
+            ring_overwritten,
+            ring_overwritten_bytes,
+            ring_truncated,
         );
-        self.handoffs_sent
-            .inc_by(now.handoffs_sent.saturating_sub(last.handoffs_sent));
-        self.handoffs_received
-            .inc_by(now.handoffs_received.saturating_sub(last.handoffs_received));
-        self.handoffs_dropped
-            .inc_by(now.handoffs_dropped.saturating_sub(last.handoffs_dropped));
-        self.handoffs_truncated.inc_by(
-            now.handoffs_truncated
-                .saturating_sub(last.handoffs_truncated),
-        );
-        self.ring_packets
-            .inc_by(now.ring_packets.saturating_sub(last.ring_packets));
-        self.ring_overwritten
-            .inc_by(now.ring_overwritten.saturating_sub(last.ring_overwritten));
-        self.ring_overwritten_bytes.inc_by(
-            now.ring_overwritten_bytes
-                .saturating_sub(last.ring_overwritten_bytes),
-        );
-        self.ring_truncated
-            .inc_by(now.ring_truncated.saturating_sub(last.ring_truncated));
         let reassembly = reassembly_values(protocols);
         for ((counter, new), old) in self
             .reassembly

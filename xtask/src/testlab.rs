@@ -335,6 +335,42 @@ impl Drop for Lab {
     }
 }
 
+/// The SHA-256 of a file as `sha256sum` prints it (an outside check of the digest the
+/// sensor computed itself).
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .context("sha256sum")?;
+    if !out.status.success() {
+        bail!("sha256sum {}: {:?}", path.display(), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// The number of packets tshark reads from a capture; an error when tshark fails or
+/// complains about anything but running as root.
+pub fn tshark_packet_count(path: &Path) -> Result<usize> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .context("tshark")?;
+    let stderr: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|line| !line.contains("This could be dangerous"))
+        .collect();
+    if !out.status.success() || !stderr.trim().is_empty() {
+        bail!("tshark -r {}: {:?} {stderr}", path.display(), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

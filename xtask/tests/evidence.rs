@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use otsensor::capture::pcap::PcapFiles;
@@ -15,6 +14,7 @@ use otsensor::output::eve::EveWriter;
 use otsensor::pipeline::{replay, ReplayOptions, Summary};
 use otsensor::store::Store;
 use xtask::gen::scenario;
+use xtask::testlab::{sha256_of, tshark_packet_count};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("otsensor-evidence-{}-{name}", std::process::id()));
@@ -30,41 +30,6 @@ fn run(capture: &Path, learning_s: u64, workers: usize, options: ReplayOptions) 
     let policy = Arc::new(config.validate().expect("config"));
     let mut source = PcapFiles::open(&[capture.to_path_buf()]).expect("capture");
     replay(&mut source, policy, options).expect("replay")
-}
-
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// tshark reads the whole file: exit 0, nothing on stderr, and one line per packet.
-fn tshark_reads(path: &Path) -> usize {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(path)
-        .args(["-T", "fields", "-e", "frame.number"])
-        .output()
-        .expect("tshark");
-    // Any complaint but tshark's warning about running as root is a failure.
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|line| !line.contains("This could be dangerous"))
-        .collect();
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "tshark -r {}: {:?} {stderr}",
-        path.display(),
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 #[test]
@@ -127,8 +92,8 @@ fn every_flow_alert_of_combined_has_a_pcap_that_tshark_reads_and_that_raises_it_
             "{what}: {}",
             path.display()
         );
-        assert_eq!(sha256_of(&path), sha256, "{what}");
-        let packets = tshark_reads(&path);
+        assert_eq!(sha256_of(&path).expect("sha256sum"), sha256, "{what}");
+        let packets = tshark_packet_count(&path).expect("tshark reads the evidence");
         assert!(packets > 0, "{what}: empty file");
         // The alert's own metadata is in the file's comments.
         let bytes = std::fs::read(&path).expect("read evidence");

@@ -25,6 +25,7 @@ use std::time::Duration;
 use ops_support::*;
 use xtask::gen::pcap::{PcapWriter, Resolution};
 use xtask::gen::wire::{self, tcp_flags, FrameSpec, Net, L2};
+use xtask::testlab::{sha256_of, tshark_packet_count};
 
 /// Sessions, one second apart; each is one alert.
 const SESSIONS: u32 = 150;
@@ -148,40 +149,6 @@ fn evidence_files(dir: &Path) -> BTreeMap<String, u64> {
     files
 }
 
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// tshark reads the whole file without complaint; its packet count.
-fn tshark_packets(path: &Path) -> usize {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(path)
-        .args(["-T", "fields", "-e", "frame.number"])
-        .output()
-        .expect("tshark");
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|line| !line.contains("This could be dangerous"))
-        .collect();
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "tshark -r {}: {:?} {stderr}",
-        path.display(),
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 /// The value of one sample line of the Prometheus text (`name{labels}`), 0 if absent.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -265,11 +232,14 @@ fn a_tiny_evidence_budget_keeps_the_newest_files_and_counts_what_it_deleted() {
         );
         let path = evidence.join(name);
         assert_eq!(
-            &sha256_of(&path),
+            &sha256_of(&path).expect("sha256sum"),
             sha256,
             "{name} changed after it was written"
         );
-        assert!(tshark_packets(&path) > 0, "{name}");
+        assert!(
+            tshark_packet_count(&path).expect("tshark reads the evidence") > 0,
+            "{name}"
+        );
     }
 
     // Every deletion counted, by reason: the budget binds, nothing aged.
