@@ -51,10 +51,11 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
-    /// Regenerate sensor/data/oui.tsv (MAC vendors) from Debian's ieee-data package.
+    /// Regenerate sensor/data/oui.tsv (MAC vendors) from Debian's ieee-data package
+    /// (its MA-L, MA-M, MA-S and IAB registries).
     GenOui {
-        #[arg(long, default_value = "/usr/share/ieee-data/oui.csv")]
-        csv: PathBuf,
+        #[arg(long, default_value = "/usr/share/ieee-data")]
+        dir: PathBuf,
         #[arg(long, default_value = "sensor/data/oui.tsv")]
         out: PathBuf,
     },
@@ -270,7 +271,7 @@ fn main() -> Result<()> {
             println!("elapsed              {:.2} s", s.elapsed_seconds);
             println!("peak RSS (VmHWM)     {} MiB", report.peak_rss_kib / 1024);
         }
-        Task::GenOui { csv, out } => {
+        Task::GenOui { dir, out } => {
             let version = std::process::Command::new("dpkg-query")
                 .args(["-W", "-f", "${Version}", "ieee-data"])
                 .output()
@@ -278,7 +279,7 @@ fn main() -> Result<()> {
                 .and_then(|o| String::from_utf8(o.stdout).ok())
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "(unknown version)".to_owned());
-            let prefixes = oui::generate(&csv, &version, &out)?;
+            let prefixes = oui::generate(&dir, &version, &out)?;
             eprintln!("wrote {} ({prefixes} prefixes)", out.display());
         }
         Task::GenAdvisories { dir, out } => {
