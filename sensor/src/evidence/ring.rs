@@ -224,11 +224,12 @@ impl Ring {
     /// until it returns false. Packets of other keys that share a bucket are visited
     /// too: `visit` checks [`Selector::matches`].
     fn walk(&self, selector: &Selector, mut visit: impl FnMut(&Slot) -> bool) {
-        let (mut seq, key) = match *selector {
-            Selector::Flow(id) => (self.flow_heads[self.bucket(id)], id),
-            Selector::Pair(x, _) | Selector::Host(x) => (self.host_heads[self.bucket(x)], x),
+        let (heads, key) = match *selector {
+            Selector::Flow(id) => (&self.flow_heads, id),
+            Selector::Pair(x, _) | Selector::Host(x) => (&self.host_heads, x),
         };
         let bucket = self.bucket(key);
+        let mut seq = heads[bucket];
         while let Some(slot) = self.held(seq) {
             if !visit(slot) {
                 return;
@@ -312,20 +313,16 @@ impl Ring {
         let index = (self.oldest + self.count) % self.slots.len();
         let seq = self.next_seq;
         self.next_seq += 1;
-        let prev_a = if a != 0 {
-            let bucket = self.bucket(a);
-            std::mem::replace(&mut self.host_heads[bucket], seq)
-        } else {
-            NONE
+        let bucket_a = (a != 0).then(|| self.bucket(a));
+        let prev_a = match bucket_a {
+            Some(bucket) => std::mem::replace(&mut self.host_heads[bucket], seq),
+            None => NONE,
         };
-        let prev_b = if b == 0 {
-            NONE
-        } else if a != 0 && self.bucket(a) == self.bucket(b) {
+        let prev_b = match (b != 0).then(|| self.bucket(b)) {
+            None => NONE,
             // Both hosts in one bucket: one link serves both.
-            prev_a
-        } else {
-            let bucket = self.bucket(b);
-            std::mem::replace(&mut self.host_heads[bucket], seq)
+            Some(bucket) if Some(bucket) == bucket_a => prev_a,
+            Some(bucket) => std::mem::replace(&mut self.host_heads[bucket], seq),
         };
         self.slots[index] = Slot {
             ts_ns,

@@ -711,7 +711,7 @@ fn segment(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::inspect::test_capture::hex;
+    use crate::inspect::test_capture::{hex, objects};
 
     // Fixtures (frames of the shared captures, or hand-built per the clause named).
 
@@ -1221,15 +1221,6 @@ mod tests {
 
     #[test]
     fn read_requests_report_the_objects_they_read() {
-        fn objects(observations: &[Observation]) -> Vec<u64> {
-            observations
-                .iter()
-                .filter_map(|o| match o {
-                    Observation::ObjectAccess { object, .. } => Some(*object),
-                    _ => None,
-                })
-                .collect()
-        }
         let key = |object_type: u64, instance: u64, property: u64| {
             (((object_type << 22) | instance) << 24) | property
         };

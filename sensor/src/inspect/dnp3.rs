@@ -570,11 +570,20 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
     if fragment.uns() {
         stats.unsolicited.add(1);
     }
+    // A request of the connection's client (CONFIRM only acknowledges a fragment).
+    let client_request =
+        ctx.direction == Direction::Request && !code.is_response() && code != FunctionCode::Confirm;
+    if client_request {
+        ctx.object_access(Protocol::Dnp3, sweep_object::function(function));
+    }
     for header in fragment.object_headers() {
         ctx.stats
             .dnp3
             .objects
             .add((u32::from(header.group) << 8) | u32::from(header.variation));
+        if client_request {
+            ctx.object_access(Protocol::Dnp3, sweep_object::point(function, &header));
+        }
         if code.is_response() {
             for attribute in header.device_attributes() {
                 if attribute.data_type != ATTRIBUTE_VSTR {
@@ -621,12 +630,6 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
         }
     } else if code != FunctionCode::Confirm {
         // CONFIRM only acknowledges a fragment: not a command.
-        if ctx.direction == Direction::Request {
-            ctx.object_access(Protocol::Dnp3, sweep_object::function(function));
-            for header in fragment.object_headers() {
-                ctx.object_access(Protocol::Dnp3, sweep_object::point(function, &header));
-            }
-        }
         if expects_response(code) {
             ctx.state.request(seq, u32::from(function), ctx.ts_ns);
         }
@@ -645,7 +648,7 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
 #[cfg(test)]
 mod inspect_tests {
     use super::*;
-    use crate::inspect::test_capture::{commands, errors, hex};
+    use crate::inspect::test_capture::{commands, errors, hex, objects};
     use crate::inspect::{FlowInfo, Outputs, ProtocolEvent, ProtocolStats, RecentCache};
     use crate::observe::Observation;
     use crate::observe::{Delivery, ObservationSink};
@@ -784,15 +787,6 @@ mod inspect_tests {
 
     #[test]
     fn master_requests_report_the_address_function_and_points_they_address() {
-        fn objects(observations: &[Observation]) -> Vec<u64> {
-            observations
-                .iter()
-                .filter_map(|o| match o {
-                    Observation::ObjectAccess { object, .. } => Some(*object),
-                    _ => None,
-                })
-                .collect()
-        }
         let mut h = Harness::new(4, false);
         // Outstation 10, COLD_RESTART: no object headers.
         h.feed(Direction::Request, &hex(COLD_RESTART_REQUEST), 1);

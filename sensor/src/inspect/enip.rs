@@ -589,7 +589,7 @@ mod inspect_tests {
     use crossbeam_channel::Receiver;
 
     use super::*;
-    use crate::inspect::test_capture::{commands, errors, hex, identities};
+    use crate::inspect::test_capture::{commands, errors, hex, identities, objects};
     use crate::inspect::{
         AppState, FlowInfo, Outputs, ProtocolStats, RecentCache, MAX_CIP_PER_EVENT,
     };
@@ -750,15 +750,6 @@ mod inspect_tests {
 
     #[test]
     fn generic_reads_report_the_object_they_address() {
-        fn objects(observations: &[Observation]) -> Vec<u64> {
-            observations
-                .iter()
-                .filter_map(|o| match o {
-                    Observation::ObjectAccess { object, .. } => Some(*object),
-                    _ => None,
-                })
-                .collect()
-        }
         let mut h = Harness::tcp();
         // Get_Attribute_Single of class 0x64, instance 1, attribute 3 (CIP Vol 1 4-4.3).
         let get = hex("0e03206424013003");

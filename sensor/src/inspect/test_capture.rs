@@ -18,6 +18,17 @@ pub fn commands(observations: &[Observation]) -> Vec<(CommandKind, u32)> {
         .collect()
 }
 
+/// The object of every object-access observation (what a request addressed).
+pub fn objects(observations: &[Observation]) -> Vec<u64> {
+    observations
+        .iter()
+        .filter_map(|o| match o {
+            Observation::ObjectAccess { object, .. } => Some(*object),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The (kind, code) of every protocol-error observation.
 pub fn errors(observations: &[Observation]) -> Vec<(ProtocolErrorKind, u32)> {
     observations
