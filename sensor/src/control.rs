@@ -358,6 +358,29 @@ pub enum ControlRequest {
     ChangeBaseline(BaselineAction, Reply<Result<BaselineView, ControlError>>),
     Flows(Reply<FlowsSummary>),
     Health(Reply<HealthView>),
+    /// An output dropped records it could not deliver (no reply: the output never waits).
+    OutputLoss(OutputLoss),
+}
+
+/// What an output has dropped since the sensor started, by class of record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLoss {
+    /// The output's configuration name (`nats`).
+    pub output: &'static str,
+    pub heartbeats: u64,
+    /// Device and baseline changes.
+    pub state: u64,
+    pub alerts: u64,
+    /// State changes the output's inbound channel was too full to take.
+    pub changes: u64,
+    /// The bound that was reached, in bytes.
+    pub bound_bytes: u64,
+}
+
+impl OutputLoss {
+    pub fn total(&self) -> u64 {
+        self.heartbeats + self.state + self.alerts + self.changes
+    }
 }
 
 /// Answers control requests; implemented by whoever owns the state.
@@ -371,6 +394,8 @@ pub trait ControlHandler {
     fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError>;
     fn flows(&mut self) -> FlowsSummary;
     fn health(&mut self) -> HealthView;
+    /// An output reported a loss: raised as an `output_loss` alert.
+    fn output_loss(&mut self, loss: OutputLoss);
     /// Everything the read endpoints serve, built in one go.
     fn snapshot(&mut self) -> ApiSnapshot;
     /// Grows whenever what [`ControlHandler::snapshot`] returns may have changed.
@@ -406,6 +431,7 @@ pub trait ControlHandler {
             ControlRequest::Health(reply) => {
                 let _ = reply.try_send(self.health());
             }
+            ControlRequest::OutputLoss(loss) => self.output_loss(loss),
         }
     }
 }

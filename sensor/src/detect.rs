@@ -112,7 +112,7 @@ pub struct EvidenceRef {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 20] = [
+pub const CATALOGUE: [Detection; 21] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -312,6 +312,16 @@ pub const CATALOGUE: [Detection; 20] = [
         mitre: "",
         description: "A map of the analyzer keyed by what the wire says (baseline while learning, ARP MACs, scan trackers, flood targets, object sweeps) reached its cap; the least important entries are shed and counted (otsensor_analyzer_state_shed_total{map}). Raised once per map and run; context.map names the map, context.capped lists every map capped so far.",
         response: "Look for a flood of spoofed sources, MACs or destinations on the monitored segment; find where it enters the network and filter it there.",
+    },
+    Detection {
+        name: "output_loss",
+        id: 1021,
+        engine: Engine::Operational,
+        category: "Sensor health",
+        severity: Severity::MEDIUM,
+        mitre: "",
+        description: "An output dropped records it could not deliver: the fleet outbox (outputs.nats) reached spool_max_bytes during a bus outage and shed its oldest heartbeats, then device/baseline changes, then alerts, or its inbound channel was full. One alert per output, updated (not throttled) whenever the totals grow; context holds dropped_alerts, dropped_state, dropped_heartbeats, dropped_changes and bound_bytes, the same counts as otsensor_fleet_spool_dropped_total{class}.",
+        response: "Bring the bus back (or the sensor's route to it); if outages this long are expected, raise outputs.nats.spool_max_bytes. Alerts dropped from the outbox are still in the sensor's own store and API.",
     },
 ];
 

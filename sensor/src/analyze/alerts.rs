@@ -1,6 +1,7 @@
 //! Alerts: stable keys, de-duplication, throttling, the sinks and the store.
 
 use super::*;
+use crate::control::OutputLoss;
 
 pub(in crate::analyze) struct AlertState {
     pub(in crate::analyze) id: u64,
@@ -353,6 +354,39 @@ impl Analyzer {
             key.clone(),
         );
         self.alerts.insert(key, state);
+    }
+
+    /// An output dropped records (`loss` holds its totals since start): one
+    /// `output_loss` alert per output, updated with the totals each time they grow.
+    pub(in crate::analyze) fn raise_output_loss(&mut self, loss: &OutputLoss) {
+        let subject = Subject::default();
+        let key = alert_key("output_loss", &subject);
+        if !self.alerts.contains_key(&key) {
+            self.restore_alert(&key);
+        }
+        if let Some(state) = self.alerts.get_mut(&key) {
+            // Each report carries new totals: written, not throttled.
+            state.last_emitted_ns = None;
+        }
+        let output = loss.output;
+        self.raise(
+            "output_loss",
+            self.latest_ns.max(1),
+            subject,
+            format!(
+                "output {output} dropped {} records it could not deliver ({} alerts, {} device/baseline changes, {} heartbeats, {} changes refused); its bound of {} bytes was reached",
+                loss.total(), loss.alerts, loss.state, loss.heartbeats, loss.changes, loss.bound_bytes
+            ),
+            serde_json::json!({
+                "output": output,
+                "dropped_alerts": loss.alerts,
+                "dropped_state": loss.state,
+                "dropped_heartbeats": loss.heartbeats,
+                "dropped_changes": loss.changes,
+                "bound_bytes": loss.bound_bytes,
+            }),
+            Vec::new(),
+        );
     }
 
     /// A cap on state keyed by the wire was hit (`map` names it): counted by the

@@ -13,7 +13,7 @@ use crate::clock::rfc3339_micros;
 use crate::control::{
     mac_text, AlertFilter, ApiSnapshot, BaselineAction, BaselineView, ControlError, ControlHandler,
     Conversation, DeviceDetail, DeviceFilter, DeviceSummary, FlowsSummary, HealthView,
-    IdentityChange, PeerView, MAX_LIST,
+    IdentityChange, OutputLoss, PeerView, MAX_LIST,
 };
 use crate::detect::{Alert, AlertStatus};
 use crate::flow::proto_name;
@@ -401,6 +401,12 @@ impl ControlHandler for Analyzer {
             learning: self.is_learning(self.latest_ns),
             capture_finished: self.capture_finished,
         }
+    }
+
+    fn output_loss(&mut self, loss: OutputLoss) {
+        self.raise_output_loss(&loss);
+        // Stored at once: after a replay ends no timer commits any more.
+        self.commit();
     }
 
     fn snapshot(&mut self) -> ApiSnapshot {

@@ -477,3 +477,48 @@ fn a_repeated_event_alert_carries_its_true_first_seen() {
         ]
     );
 }
+
+#[test]
+fn an_output_loss_is_one_alert_rewritten_with_each_new_total() {
+    use crate::control::{ControlHandler, OutputLoss};
+    let (mut a, rx) = analyzer_with_eve(0);
+    seen(&mut a, S, [10, 0, 0, 1], 1);
+    let loss = |heartbeats, alerts| OutputLoss {
+        output: "nats",
+        heartbeats,
+        state: 0,
+        alerts,
+        changes: 0,
+        bound_bytes: 131_072,
+    };
+    a.output_loss(loss(40, 0));
+    a.output_loss(loss(90, 2));
+    let written = eve_alerts(&rx);
+    let contexts: Vec<(u64, u64)> = written
+        .iter()
+        .filter(|alert| alert.signature == "output_loss")
+        .map(|alert| {
+            (
+                alert.context["dropped_heartbeats"].as_u64().unwrap_or(0),
+                alert.context["dropped_alerts"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // Both totals reach the sinks: the second report is not throttled away.
+    assert_eq!(contexts, vec![(40, 0), (90, 2)]);
+    a.commit();
+    let stored = match a.store.alerts(None, 10) {
+        Ok(stored) => stored,
+        Err(error) => panic!("{error}"),
+    };
+    let losses: Vec<_> = stored
+        .iter()
+        .filter(|s| s.alert.signature == "output_loss")
+        .collect();
+    assert_eq!(losses.len(), 1, "one alert per output");
+    // The stored row holds the latest totals.
+    assert_eq!(
+        losses[0].alert.context["dropped_heartbeats"].as_u64(),
+        Some(90)
+    );
+}

@@ -24,7 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 use futures_util::StreamExt;
 
 use crate::changes::{Change, StateChange};
-use crate::control::{reply_channel, ControlRequest};
+use crate::control::{reply_channel, ControlRequest, OutputLoss};
 use crate::fleet::{
     self, Action, Body, Command, CommandReply, Envelope, Heartbeat, SensorKey, SpoolHealth,
     SIGNATURE_HEADER, VERSION,
@@ -42,6 +42,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 const NONCES: usize = 4096;
 /// How long the thread sleeps when there is nothing to do.
 const IDLE: Duration = Duration::from_millis(5);
+/// How often at most a growing loss is reported to the analyzer (`output_loss`).
+const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Validated `outputs.nats`.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +109,8 @@ struct Service {
     started: Instant,
     stop: Arc<AtomicBool>,
     reported_drops: [u64; 3],
+    /// The loss last reported to the analyzer (`output_loss`), and when.
+    reported_loss: (u64, Option<Instant>),
 }
 
 impl NatsOutput {
@@ -161,6 +165,7 @@ impl NatsOutput {
             started: Instant::now(),
             stop: Arc::clone(&stop),
             reported_drops: [0; 3],
+            reported_loss: (0, None),
         };
         let thread = thread::Builder::new()
             .name("otsensor-nats".into())
@@ -359,6 +364,7 @@ impl Service {
     }
 
     fn update_gauges(&mut self) {
+        self.report_loss();
         let Some(m) = &self.fleet_metrics else {
             return;
         };
@@ -377,6 +383,32 @@ impl Service {
         let reported = m.changes_dropped.get();
         if changes > reported {
             m.changes_dropped.inc_by(changes - reported);
+        }
+    }
+
+    /// Tells the analyzer (an `output_loss` alert) when the drop totals grew, at most
+    /// once per [`LOSS_REPORT_INTERVAL`]; never waits for it.
+    fn report_loss(&mut self) {
+        let dropped = self.spool.dropped();
+        let loss = OutputLoss {
+            output: "nats",
+            heartbeats: dropped.heartbeats,
+            state: dropped.state,
+            alerts: dropped.alerts,
+            changes: self.changes_dropped.load(Ordering::Relaxed),
+            bound_bytes: self.settings.spool_max_bytes,
+        };
+        let (reported, at) = self.reported_loss;
+        if loss.total() <= reported || at.is_some_and(|at| at.elapsed() < LOSS_REPORT_INTERVAL) {
+            return;
+        }
+        let total = loss.total();
+        if self
+            .control
+            .try_send(ControlRequest::OutputLoss(loss))
+            .is_ok()
+        {
+            self.reported_loss = (total, Some(Instant::now()));
         }
     }
 
