@@ -473,6 +473,12 @@ pub(crate) fn start_backend(
         .alert_sinks
         .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
+    // The embedded advisory catalogue is built once per process (a one-off cost); built
+    // here, off the analyzer, the first device identity does not wait for it behind
+    // its packets. A failed spawn only means the analyzer builds it when it needs it.
+    let _ = thread::Builder::new()
+        .name("otsensor-advisories".into())
+        .spawn(|| drop(crate::advisories::embedded()));
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
