@@ -266,6 +266,33 @@ fn exercise(browser: &Browser, sensor: &Sensor, devices: usize, expected_alerts:
         !browser.find_all("#map line.edge").is_empty(),
         "conversations are drawn"
     );
+    // The scan's ports are one legend entry, not one per port.
+    let legend = script(
+        "return [...document.querySelectorAll('.legend span')].map(s => s.textContent).join('|');",
+    );
+    let legend = legend.as_str().unwrap_or_default().to_owned();
+    assert!(legend.contains("other TCP ports ("), "{legend}");
+    assert!(
+        !legend.split('|').any(|entry| entry.starts_with("tcp/")),
+        "a bare port in the legend: {legend}"
+    );
+    // Node labels never overlap one another.
+    let overlaps = script(
+        "const r = [...document.querySelectorAll('#map text.node-label')].map(t => t.getBoundingClientRect());
+         let n = 0;
+         for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++)
+           if (r[i].left < r[j].right && r[j].left < r[i].right && r[i].top < r[j].bottom && r[j].top < r[i].bottom) n++;
+         return [r.length, n];",
+    );
+    assert!(
+        overlaps[0].as_u64().unwrap_or(0) >= 2,
+        "labels drawn: {overlaps}"
+    );
+    assert_eq!(
+        overlaps[1].as_u64(),
+        Some(0),
+        "overlapping labels: {overlaps}"
+    );
     browser.screenshot("map");
 
     browser.go(&sensor.url("/#/alerts"));

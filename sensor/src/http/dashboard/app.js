@@ -229,7 +229,8 @@ async function networkMap() {
     edges.push({ a, b, protocol: c.protocol, bytes: c.bytes });
   }
   const width = 1000, height = 640;
-  const list = [...nodes.values()];
+  // Sorted, so the same inventory gives the same picture.
+  const list = [...nodes.values()].sort((a, b) => ipKey(a.id).localeCompare(ipKey(b.id)));
   list.forEach((n, i) => { const t = 2 * Math.PI * i / Math.max(1, list.length); n.x = width / 2 + 250 * Math.cos(t); n.y = height / 2 + 220 * Math.sin(t); });
   layout(list, edges, nodes, width, height);
   const chart = svg("svg", { id: "map", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "network map" });
@@ -239,21 +240,66 @@ async function networkMap() {
     chart.append(svg("line", { class: "edge", x1: a.x, y1: a.y, x2: b.x, y2: b.y, stroke: protoColor(e.protocol),
       "stroke-width": 1 + 4 * Math.sqrt(e.bytes / maxBytes) }, svg("title", {}, `${e.a} → ${e.b} ${e.protocol} ${fmtBytes(e.bytes)}`)));
   }
+  const labels = placeLabels(list, width, height);
   for (const n of list) {
     const g = svg("g", { class: "node", transform: `translate(${n.x},${n.y})` });
     const link = svg("a", { href: n.cls === "external" ? "#/map" : "#/devices/" + encodeURIComponent(n.id) });
     link.append(svg("circle", { r: n.cls === "plc" ? 11 : 8, fill: CLASS_COLORS[n.cls] || "#adb5bd" }, svg("title", {}, `${n.id} (${label(n.cls)})`)));
-    link.append(svg("text", { x: 13, y: 4 }, n.id));
+    // A label with no free place is left out; the node's tooltip still names it.
+    const at = labels.get(n.id);
+    if (at) link.append(svg("text", { class: "node-label", x: at.x, y: at.y }, n.id));
     g.append(link);
     chart.append(g);
   }
-  const protocols = [...new Set(edges.map(e => e.protocol))].sort();
+  const protocols = legendProtocols(edges.map(e => e.protocol));
   return el("div", {},
     el("h1", {}, "Network map"),
     el("div", { class: "panel" }, list.length ? chart : el("div", { class: "empty" }, "No conversations yet"),
       el("div", { class: "legend" }, el("strong", {}, "Roles:"), Object.entries(CLASS_COLORS).map(([c, col]) => el("span", {}, el("i", { style: `background:${col};border-radius:50%` }), label(c))),
         el("span", {}, el("i", { style: "background:#adb5bd;border-radius:50%" }), "external")),
-      el("div", { class: "legend" }, el("strong", {}, "Protocols:"), protocols.map(p => el("span", {}, el("i", { style: `background:${protoColor(p)}` }), p)))));
+      el("div", { class: "legend" }, el("strong", {}, "Protocols:"), protocols.map(([name, color]) => el("span", {}, el("i", { style: `background:${color}` }), name)))));
+}
+
+// The legend names each protocol the sensor understands; bare ports ("tcp/8080", a
+// scanner's "tcp/1" … "tcp/1024") are grouped per transport with their count.
+function legendProtocols(names) {
+  const named = new Set(), ports = new Map();
+  for (const p of names) {
+    const bare = /^(tcp|udp|ip)\/\d+$/.exec(p);
+    if (bare) {
+      const group = bare[1].toUpperCase();
+      if (!ports.has(group)) ports.set(group, new Set());
+      ports.get(group).add(p);
+    } else named.add(p);
+  }
+  const out = [...named].sort().map(p => [p, protoColor(p)]);
+  for (const [group, set] of [...ports].sort()) {
+    const one = [...set][0];
+    out.push([set.size === 1 ? one : `other ${group} ports (${set.size})`, protoColor(one)]);
+  }
+  return out;
+}
+
+// Places each node's label beside it (right, left, above, below) where it overlaps no
+// other label or node; greedy, in list order (sorted, so stable).
+function placeLabels(list, width, height) {
+  const charWidth = 6.6, lineHeight = 13;
+  const placed = [], out = new Map();
+  const nodeBoxes = list.map(n => ({ x1: n.x - 11, y1: n.y - 11, x2: n.x + 11, y2: n.y + 11, id: n.id }));
+  const hits = (a, b) => a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2;
+  for (const n of list) {
+    const w = n.id.length * charWidth;
+    const candidates = [[13, 4], [-13 - w, 4], [-w / 2, -14], [-w / 2, 24]];
+    for (const [dx, dy] of candidates) {
+      const box = { x1: n.x + dx, y1: n.y + dy - lineHeight + 3, x2: n.x + dx + w, y2: n.y + dy + 3 };
+      if (box.x1 < 0 || box.x2 > width || box.y1 < 0 || box.y2 > height) continue;
+      if (placed.some(b => hits(b, box)) || nodeBoxes.some(b => b.id !== n.id && hits(b, box))) continue;
+      placed.push(box);
+      out.set(n.id, { x: dx, y: dy });
+      break;
+    }
+  }
+  return out;
 }
 
 // A small force layout: springs along edges, repulsion between nodes, gravity to the centre.
