@@ -112,7 +112,7 @@ pub struct EvidenceRef {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 21] = [
+pub const CATALOGUE: [Detection; 22] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -322,6 +322,16 @@ pub const CATALOGUE: [Detection; 21] = [
         mitre: "",
         description: "An output dropped records it could not deliver: the fleet outbox (outputs.nats) reached spool_max_bytes during a bus outage and shed its oldest heartbeats, then device/baseline changes, then alerts, or its inbound channel was full. One alert per output, updated (not throttled) whenever the totals grow; context holds dropped_alerts, dropped_state, dropped_heartbeats, dropped_changes and bound_bytes, the same counts as otsensor_fleet_spool_dropped_total{class}.",
         response: "Bring the bus back (or the sensor's route to it); if outages this long are expected, raise outputs.nats.spool_max_bytes. Alerts dropped from the outbox are still in the sensor's own store and API.",
+    },
+    Detection {
+        name: "plc_mode_change",
+        id: 1022,
+        engine: Engine::Anomaly,
+        category: "Controller state",
+        severity: Severity::HIGH,
+        mitre: "T0858",
+        description: "A controller that reported RUN now reports another operating mode (STOP, HOLD, startup, defect: S7 SZL 0x0424 as read by any client) and no engineering workstation (learned or configured) sent it a command in the last 10 minutes: a key switch turned, a fault, or a stop by a host not recognised as an engineer. The mode and its history are kept on the device (identity.mode).",
+        response: "Check the controller's state and the process at once; find out who or what stopped it (local key switch, fault, remote command) before restarting it.",
     },
 ];
 

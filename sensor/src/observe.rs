@@ -77,6 +77,17 @@ pub enum IdentityField {
     Name,
     ProductCode,
     OrderNumber,
+    /// The controller's operating mode as the protocol names it (S7 SZL 0x0424:
+    /// "RUN", "STOP (internal)", ...); see [`IdentityField::mode_is_run`].
+    Mode,
+}
+
+impl IdentityField {
+    /// Whether a [`IdentityField::Mode`] value is a running mode (the controller
+    /// executes its program).
+    pub fn mode_is_run(value: &str) -> bool {
+        value == "RUN"
+    }
 }
 
 /// A protocol-level failure or anomaly.

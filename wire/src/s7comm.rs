@@ -1037,6 +1037,8 @@ pub struct SzlResponse<'a> {
 pub const SZL_MODULE_IDENTIFICATION: u16 = 0x0011;
 /// SZL id of component identification.
 pub const SZL_COMPONENT_IDENTIFICATION: u16 = 0x001C;
+/// SZL id of the current mode transition (the CPU's operating mode).
+pub const SZL_MODE_TRANSITION: u16 = 0x0424;
 
 impl<'a> SzlResponse<'a> {
     pub const HEADER_LEN: usize = 8;
@@ -1086,12 +1088,73 @@ impl<'a> SzlResponse<'a> {
             .filter_map(ModuleIdentification::new)
     }
 
+    /// The CPU's current operating mode from an SZL 0x0424 response: the low nibble
+    /// of the first record's `bzu-id` byte (the requested, i.e. entered, mode; the
+    /// high nibble is the previous one). Names as Wireshark's `s7comm_szl_ids.c`.
+    pub fn cpu_mode(&self) -> Option<CpuMode> {
+        if self.szl_id() != SZL_MODE_TRANSITION {
+            return None;
+        }
+        let record = self.records().next()?;
+        record.get(3).map(|bzu_id| CpuMode::from(bzu_id & 0x0F))
+    }
+
     /// Component identification records (SZL 0x001C and its partial lists xx1C).
     pub fn component_identification(&self) -> impl Iterator<Item = ComponentIdentification<'a>> {
         let valid = self.szl_id() & 0x00FF == SZL_COMPONENT_IDENTIFICATION;
         self.records()
             .filter(move |_| valid)
             .filter_map(ComponentIdentification::new)
+    }
+}
+
+/// An S7 CPU operating mode (SZL 0x0424 `bzu-id`, 4 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuMode {
+    StopUpdate,
+    StopMemoryReset,
+    StopSelfInitialization,
+    StopInternal,
+    StartupCompleteRestart,
+    Restart,
+    Run,
+    Hold,
+    Defect,
+    Unknown(u8),
+}
+
+impl From<u8> for CpuMode {
+    fn from(nibble: u8) -> CpuMode {
+        match nibble {
+            0x1 => CpuMode::StopUpdate,
+            0x2 => CpuMode::StopMemoryReset,
+            0x3 => CpuMode::StopSelfInitialization,
+            0x4 => CpuMode::StopInternal,
+            0x5 => CpuMode::StartupCompleteRestart,
+            0x7 => CpuMode::Restart,
+            0x8 => CpuMode::Run,
+            0xA => CpuMode::Hold,
+            0xD => CpuMode::Defect,
+            other => CpuMode::Unknown(other),
+        }
+    }
+}
+
+impl CpuMode {
+    /// Wireshark's name for the mode; `None` for a value it does not name.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            CpuMode::StopUpdate => "STOP (update)",
+            CpuMode::StopMemoryReset => "STOP (memory reset)",
+            CpuMode::StopSelfInitialization => "STOP (self initialization)",
+            CpuMode::StopInternal => "STOP (internal)",
+            CpuMode::StartupCompleteRestart => "Startup (complete restart)",
+            CpuMode::Restart => "Restart",
+            CpuMode::Run => "RUN",
+            CpuMode::Hold => "HOLD",
+            CpuMode::Defect => "DEFECT",
+            CpuMode::Unknown(_) => return None,
+        })
     }
 }
 

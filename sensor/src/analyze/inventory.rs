@@ -62,7 +62,15 @@ pub struct DeviceRecord {
     pub(in crate::analyze) silent: Option<u64>,
     #[serde(skip)]
     pub(in crate::analyze) unanswered: (u64, u64),
+    /// Packet time of the last command an engineering workstation sent it: a mode
+    /// change within [`ENGINEERING_SESSION_NS`] of it is the engineer's doing.
+    #[serde(skip)]
+    pub(in crate::analyze) engineering_contact_ns: Option<u64>,
 }
+
+/// How long after an engineering workstation's last command to a controller a change
+/// of the controller's mode counts as part of that engineering session.
+pub(in crate::analyze) const ENGINEERING_SESSION_NS: u64 = 10 * 60 * 1_000_000_000;
 
 fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
     let text: Option<String> = Option::deserialize(d)?;
@@ -123,6 +131,7 @@ impl DeviceRecord {
             vulnerabilities: Vec::new(),
             silent: None,
             unanswered: (0, 0),
+            engineering_contact_ns: None,
         }
     }
 
@@ -508,6 +517,28 @@ impl Analyzer {
             ts_ns,
             protocol,
         });
+        if field == IdentityField::Mode
+            && IdentityField::mode_is_run(&old)
+            && !IdentityField::mode_is_run(&new)
+        {
+            let engineer = record
+                .engineering_contact_ns
+                .filter(|at| ts_ns.saturating_sub(*at) <= ENGINEERING_SESSION_NS);
+            if engineer.is_none() {
+                self.raise(
+                    "plc_mode_change",
+                    ts_ns,
+                    Subject {
+                        src: Some(device),
+                        app_proto: Some(protocol),
+                        ..Subject::default()
+                    },
+                    format!("{device} left RUN: it reports mode {new:?} (was {old:?}), with no engineering workstation session"),
+                    serde_json::json!({ "old": old, "new": new }),
+                    Vec::new(),
+                );
+            }
+        }
         if matches!(field, IdentityField::Firmware | IdentityField::Hardware) {
             self.raise(
                 "firmware_change",

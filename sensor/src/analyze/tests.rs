@@ -522,3 +522,56 @@ fn an_output_loss_is_one_alert_rewritten_with_each_new_total() {
         Some(90)
     );
 }
+
+fn plc_mode(a: &mut Analyzer, ts_ns: u64, mode: &str) {
+    a.observe(Observation::Identity {
+        ts_ns,
+        device: IpAddr::from([10, 0, 0, 20]),
+        protocol: Protocol::S7comm,
+        field: IdentityField::Mode,
+        value: ShortText::from_bytes(mode.as_bytes()),
+    });
+}
+
+fn mode_changes(a: &mut Analyzer) -> Vec<Option<IpAddr>> {
+    a.finish()
+        .raised
+        .iter()
+        .filter(|r| r.signature == "plc_mode_change")
+        .map(|r| r.src)
+        .collect()
+}
+
+#[test]
+fn a_controller_leaving_run_alerts_unless_an_engineer_is_in_session() {
+    let plc = Some(IpAddr::from([10, 0, 0, 20]));
+    // Nobody in session: RUN -> STOP is one alert; STOP -> RUN and a first report
+    // of a stopped mode (nothing known before) are not.
+    let mut a = analyzer(0);
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    plc_mode(&mut a, S, "RUN");
+    plc_mode(&mut a, 2 * S, "STOP (internal)");
+    plc_mode(&mut a, 3 * S, "RUN");
+    assert_eq!(mode_changes(&mut a), vec![plc]);
+    let mut a = analyzer(0);
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    plc_mode(&mut a, S, "STOP (internal)");
+    plc_mode(&mut a, 2 * S, "RUN");
+    assert_eq!(mode_changes(&mut a), Vec::new());
+
+    // A configured engineering workstation read the PLC a minute before: its session.
+    let mut a = analyzer_with(0, |c| {
+        c.detection.engineering_workstations =
+            vec!["10.0.0.5/32".parse().unwrap_or_else(|e| panic!("{e}"))];
+    });
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    plc_mode(&mut a, S, "RUN");
+    modbus_command(&mut a, 60 * S, 5, CommandKind::Read, 1);
+    plc_mode(&mut a, 120 * S, "STOP (internal)");
+    plc_mode(&mut a, 130 * S, "RUN");
+    // Eleven minutes after the engineer's last command the session is over.
+    plc_mode(&mut a, (60 + 11 * 60) * S, "HOLD");
+    // Another host's commands open no session.
+    modbus_command(&mut a, (60 + 12 * 60) * S, 9, CommandKind::Read, 1);
+    assert_eq!(mode_changes(&mut a), vec![plc]);
+}

@@ -287,8 +287,8 @@ fn format_into<'b>(buf: &'b mut [u8], args: std::fmt::Arguments<'_>) -> &'b [u8]
 }
 
 /// Identity the PLC reports in a read-SZL response: module identification (0x0011:
-/// order number, hardware and firmware versions) and component identification
-/// (0x001C: names, serial number, module type).
+/// order number, hardware and firmware versions), the CPU's operating mode (0x0424)
+/// and component identification (0x001C: names, serial number, module type).
 fn report_identity(szl: &SzlResponse<'_>, ctx: &mut PduCtx<'_>) {
     for record in szl.module_identification() {
         let mut text = [0u8; 24];
@@ -313,6 +313,17 @@ fn report_identity(szl: &SzlResponse<'_>, ctx: &mut PduCtx<'_>) {
                 }
             }
         }
+    }
+    if let Some(mode) = szl.cpu_mode() {
+        let mut text = [0u8; 24];
+        let value = match (mode.name(), mode) {
+            (Some(name), _) => name.as_bytes(),
+            (None, CpuMode::Unknown(nibble)) => {
+                format_into(&mut text, format_args!("unknown (0x{nibble:x})"))
+            }
+            (None, _) => &[],
+        };
+        ctx.identity(Protocol::S7comm, IdentityField::Mode, value);
     }
     for record in szl.component_identification() {
         let field = match record.index {
@@ -716,6 +727,9 @@ mod inspect_tests {
         "0300002702f080320700000c000008000e0001120411470200ff09000a00191408201159330400";
     // s7comm-read-set-plc-time.pcap frame 11: an empty DT without end-of-TSDU.
     const EMPTY_DT_NO_EOT: &str = "0300000702f000";
+    // s7comm-ident-szl-upload.pcap frame 17: the read-SZL 0x0424 response (mode
+    // transition record, bzu-id 0x08: RUN, previous mode 0).
+    const SZL_0424_RUN: &str = "0300003d02f080320700000400000c0020000112081284010000000000ff09001c04240000001400015144ff0800000000000000002410042124250005";
     // SZL_0011 (s7comm-ident-szl-upload.pcap frame 11) cut after 60 bytes of its S7
     // PDU into two DTs: the first without end-of-TSDU (COTP 02 f0 00), the last with
     // it (02 f0 80), both TPDU number 0 as S7 stacks send them.
@@ -873,6 +887,24 @@ mod inspect_tests {
         assert_eq!(
             errors(&h.observations()),
             vec![(ProtocolErrorKind::ErrorReply, 0x2_000A)]
+        );
+    }
+
+    #[test]
+    fn a_mode_transition_response_reports_the_cpu_mode() {
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(SZL_0424_RUN), false);
+        assert_eq!(
+            identities(&h.observations()),
+            vec![(IdentityField::Mode, "RUN".to_owned())]
+        );
+        // The same record with bzu-id 0x84 (entered STOP (internal), was RUN).
+        let stopped = SZL_0424_RUN.replacen("5144ff08", "5144ff84", 1);
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(&stopped), false);
+        assert_eq!(
+            identities(&h.observations()),
+            vec![(IdentityField::Mode, "STOP (internal)".to_owned())]
         );
     }
 

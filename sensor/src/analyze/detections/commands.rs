@@ -25,9 +25,16 @@ impl Analyzer {
             }
             self.dirty.insert(DeviceKey::Ip(c));
         }
+        // Only a known engineer opens an engineering session (a mode change during it
+        // is theirs); an unknown programmer is `plc_programming`, not an excuse.
+        let engineer = self.baseline.contains(&BaselineItem::Workstation(c))
+            || self.policy.is_engineering_workstation(c);
         if let Some(device) = self.by_ip.get_mut(&s) {
             device.role(protocol, true);
             device.add_peer(c);
+            if engineer {
+                device.engineering_contact_ns = Some(ts_ns);
+            }
             self.dirty.insert(DeviceKey::Ip(s));
         }
         let learning = self.is_learning(ts_ns);
