@@ -16,6 +16,18 @@ fn analyzer(learning_s: u64) -> Analyzer {
     Analyzer::new(Arc::new(policy), None)
 }
 
+/// The stored alerts of `signature` (up to 10), after a commit.
+fn stored_alerts(a: &mut Analyzer, signature: &str) -> Vec<crate::store::StoredAlert> {
+    a.commit();
+    match a.store.alerts(None, 10) {
+        Ok(stored) => stored
+            .into_iter()
+            .filter(|s| s.alert.signature == signature)
+            .collect(),
+        Err(error) => panic!("{error}"),
+    }
+}
+
 fn seen(a: &mut Analyzer, ts_ns: u64, ip: [u8; 4], mac: u8) {
     a.observe(Observation::DeviceSeen {
         ts_ns,
@@ -369,15 +381,7 @@ fn the_baseline_and_the_arp_maps_stop_at_their_caps_and_say_so() {
     assert!(a.mac_ipv4.len() <= 50);
     assert_eq!(a.counters.arp_macs_over_capacity, 150);
     assert!(a.counters.baseline_over_capacity > 0);
-    a.commit();
-    let stored = match a.store.alerts(None, 10) {
-        Ok(stored) => stored,
-        Err(error) => panic!("{error}"),
-    };
-    let capped: Vec<_> = stored
-        .iter()
-        .filter(|s| s.alert.signature == "state_capped")
-        .collect();
+    let capped = stored_alerts(&mut a, "state_capped");
     assert_eq!(capped.len(), 1);
     let context = capped
         .first()
@@ -506,15 +510,7 @@ fn an_output_loss_is_one_alert_rewritten_with_each_new_total() {
         .collect();
     // Both totals reach the sinks: the second report is not throttled away.
     assert_eq!(contexts, vec![(40, 0), (90, 2)]);
-    a.commit();
-    let stored = match a.store.alerts(None, 10) {
-        Ok(stored) => stored,
-        Err(error) => panic!("{error}"),
-    };
-    let losses: Vec<_> = stored
-        .iter()
-        .filter(|s| s.alert.signature == "output_loss")
-        .collect();
+    let losses = stored_alerts(&mut a, "output_loss");
     assert_eq!(losses.len(), 1, "one alert per output");
     // The stored row holds the latest totals.
     assert_eq!(
