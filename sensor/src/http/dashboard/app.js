@@ -283,7 +283,9 @@ function legendProtocols(names) {
 // Places each node's label beside it (right, left, above, below) where it overlaps no
 // other label or node; greedy, in list order (sorted, so stable).
 function placeLabels(list, width, height) {
-  const charWidth = 6.6, lineHeight = 13;
+  // Generous estimates (the text is not measured before it is drawn) and a margin, so
+  // the drawn text stays inside its box whatever the font.
+  const charWidth = 7.4, lineHeight = 13, margin = 3;
   const placed = [], out = new Map();
   const nodeBoxes = list.map(n => ({ x1: n.x - 11, y1: n.y - 11, x2: n.x + 11, y2: n.y + 11, id: n.id }));
   const hits = (a, b) => a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2;
@@ -291,7 +293,7 @@ function placeLabels(list, width, height) {
     const w = n.id.length * charWidth;
     const candidates = [[13, 4], [-13 - w, 4], [-w / 2, -14], [-w / 2, 24]];
     for (const [dx, dy] of candidates) {
-      const box = { x1: n.x + dx, y1: n.y + dy - lineHeight + 3, x2: n.x + dx + w, y2: n.y + dy + 3 };
+      const box = { x1: n.x + dx - margin, y1: n.y + dy - lineHeight - margin, x2: n.x + dx + w + margin, y2: n.y + dy + 4 + margin };
       if (box.x1 < 0 || box.x2 > width || box.y1 < 0 || box.y2 > height) continue;
       if (placed.some(b => hits(b, box)) || nodeBoxes.some(b => b.id !== n.id && hits(b, box))) continue;
       placed.push(box);
