@@ -78,7 +78,9 @@ pub enum IdentityField {
     ProductCode,
     OrderNumber,
     /// The controller's operating mode as the protocol names it (S7 SZL 0x0424:
-    /// "RUN", "STOP (internal)", ...); see [`IdentityField::mode_is_run`].
+    /// "RUN", "STOP (internal)", ...; CIP Identity status: "RUN", "IDLE", "MAJOR
+    /// FAULT ..."; BACnet system-status: "operational", "download-in-progress", ...;
+    /// DNP3 IIN: "online", "restarted", ...); see [`IdentityField::mode_is_run`].
     Mode,
 }
 
@@ -86,7 +88,10 @@ impl IdentityField {
     /// Whether a [`IdentityField::Mode`] value is a running mode (the controller
     /// executes its program).
     pub fn mode_is_run(value: &str) -> bool {
-        value == "RUN"
+        matches!(
+            value,
+            "RUN" | "operational" | "operational-read-only" | "online"
+        )
     }
 }
 

@@ -225,8 +225,14 @@ impl RecentCache {
 
     /// True when `key` was not reported within the refresh interval (and records it).
     pub fn should_report(&mut self, key: u64, now_ns: u64) -> bool {
+        self.should_report_in(key, key, now_ns)
+    }
+
+    /// As [`Self::should_report`], with the slot chosen by `slot_key`: keys that share
+    /// it replace each other, so a new key is always reported.
+    pub fn should_report_in(&mut self, slot_key: u64, key: u64, now_ns: u64) -> bool {
         let len = self.slots.len();
-        let slot = &mut self.slots[(key as usize) % len];
+        let slot = &mut self.slots[(slot_key as usize) % len];
         if slot.0 == key && now_ns.saturating_sub(slot.1) < self.refresh_ns {
             return false;
         }
@@ -370,7 +376,15 @@ impl PduCtx<'_> {
             return;
         }
         let key = key_of((2u8, device, protocol, field, text.as_bytes()));
-        if self.out.recent.should_report(key, self.ts_ns) {
+        // A mode is one value at a time: its reports share one slot, so a change
+        // (RUN → STOP → RUN) is reported at once however recently the old value was.
+        let report = if field == IdentityField::Mode {
+            let slot = key_of((2u8, device, protocol, field));
+            self.out.recent.should_report_in(slot, key, self.ts_ns)
+        } else {
+            self.out.recent.should_report(key, self.ts_ns)
+        };
+        if report {
             self.out.observations.send(Observation::Identity {
                 ts_ns: self.ts_ns,
                 device,
