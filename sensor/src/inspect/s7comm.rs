@@ -1416,4 +1416,56 @@ mod inspect_tests {
         assert_eq!(h.pdus(Protocol::Mms), 2);
         assert!(commands(&h.observations()).contains(&(CommandKind::Stop, 44)));
     }
+
+    // S7comm-plus through the dispatcher. s7commplus-s7-1200-hmi.pcap frame 12: the
+    // session's CreateObject response ("1;6ES7 211-1BE31-0XB0 ;V3.0"); built: a
+    // SetVariable of the CPU's operating state (object 52, attribute 2167) to 1, STOP.
+    const PLUS_CREATE_OBJECT_RESPONSE: &str = "0300008902f0807201007a32000004ca00000001361102873e8723a100000120821f0000a38169001500a3823200170000013a823b00048200823c00048140823d00048480c040823e00048480c040823f00151b313b36455337203231312d31424533312d30584230203b56332e308240001505323b32383882410003000300a20000000072010000";
+    const PLUS_CPU_STOP: &str =
+        "0300002802f0807202001931000004f200000009000003be34000000340190770004010072020000";
+
+    #[test]
+    fn s7comm_plus_names_the_plc_and_reports_a_cpu_stop() {
+        let mut h = Harness::new();
+        h.feed(
+            Direction::Response,
+            1,
+            &hex(PLUS_CREATE_OBJECT_RESPONSE),
+            true,
+        );
+        h.feed(Direction::Request, 2, &hex(PLUS_CPU_STOP), true);
+        assert_eq!(h.pdus(Protocol::S7commPlus), 2);
+        assert_eq!(h.state.protocol, Some(Protocol::S7commPlus));
+        let observations = h.observations();
+        assert_eq!(
+            identities(&observations),
+            vec![
+                (IdentityField::OrderNumber, "6ES7 211-1BE31-0XB0".to_owned()),
+                (IdentityField::Firmware, "V3.0".to_owned()),
+            ]
+        );
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Stop, crate::inspect::s7commplus::CPU_STATE | 1)]
+        );
+        let summary = h.stats.s7commplus.summary();
+        assert_eq!(summary["function"]["1226"], 1);
+        assert_eq!(summary["function"]["1266"], 1);
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        let EveRecord::Protocol(event) = &events[1] else {
+            panic!("not a protocol event");
+        };
+        assert_eq!(
+            event.body,
+            EventBody::S7commPlus(crate::inspect::s7commplus::S7commPlusEvent {
+                pdu_type: 2,
+                opcode: Some("Request"),
+                opcode_code: Some(0x31),
+                function: Some("SetVariable"),
+                function_code: Some(0x04f2),
+                sequence: Some(9),
+                session_id: Some(0x3be),
+            })
+        );
+    }
 }
