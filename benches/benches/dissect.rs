@@ -22,6 +22,9 @@ fn main() {
         (Protocol::Bacnet, "bacnet"),
         (Protocol::Enip, "enip"),
         (Protocol::S7comm, "s7comm"),
+        // Port 102: the ISO-on-TCP dispatcher tells these apart per COTP DT.
+        (Protocol::S7comm, "s7commplus"),
+        (Protocol::S7comm, "mms"),
         (Protocol::Iec104, "iec104"),
         (Protocol::OpcUa, "opcua"),
         (Protocol::Mqtt, "mqtt"),

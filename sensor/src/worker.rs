@@ -575,6 +575,10 @@ impl Engine {
             },
         };
         stream[index].on_segment(seq, frame.payload, &mut framer);
+        // ISO-on-TCP: the DTs tell S7comm, S7comm-plus and MMS apart on one port.
+        if let Some(shown) = app.protocol {
+            flow.app_proto = Some(shown);
+        }
     }
 
     /// A UDP (or other non-TCP) payload: one PDU, or several for protocols with a framer.
@@ -700,6 +704,9 @@ impl Engine {
             },
         };
         stream[index].flush(&mut framer);
+        if let Some(shown) = app.protocol {
+            flow.app_proto = Some(shown);
+        }
     }
 
     /// Flushes held stream data, returns the flow's buffers and reports its end.

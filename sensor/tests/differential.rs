@@ -101,6 +101,15 @@ const COMPARED: &[(&str, &[&str])] = &[
     ),
     ("mqtt", &["msgtype", "connack_code"]),
     ("goose", &["appid", "gocb_ref"]),
+    (
+        "mms",
+        &[
+            "pdu",
+            "confirmed_service_request",
+            "confirmed_service_response",
+            "unconfirmed_service",
+        ],
+    ),
 ];
 
 /// The (capture, protocol) pairs compared per protocol in the shared set as it stands
@@ -112,6 +121,7 @@ const CAPTURES_PER_PROTOCOL: &[(&str, usize)] = &[
     ("enip", 8),
     ("goose", 2),
     ("iec104", 3),
+    ("mms", 10),
     ("modbus", 9),
     ("mqtt", 1),
     ("opcua", 14),
@@ -463,7 +473,7 @@ fn protocol_counts_equal_tsharks() {
 /// The TCP-carried protocols compared: their PDU counts must not change when a SPAN
 /// port delivers frames twice.
 const TCP_PROTOCOLS: &[&str] = &[
-    "modbus", "enip", "dnp3", "s7comm", "iec104", "opcua", "mqtt",
+    "modbus", "enip", "dnp3", "s7comm", "iec104", "opcua", "mqtt", "mms",
 ];
 
 /// True for a frame that carries TCP payload.

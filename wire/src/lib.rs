@@ -63,6 +63,9 @@ pub mod goose;
 pub mod iec104;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
 pub mod layers;
+/// IEC 61850 / ISO 9506 MMS over ISO-on-TCP: session, presentation and ACSE walked
+/// to the BER-encoded MMS PDU.
+pub mod mms;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
 /// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
@@ -82,8 +85,11 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
-/// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
+/// S7comm over TPKT/COTP (ISO-on-TCP): framing, COTP, the S7comm PDU.
 pub mod s7comm;
+/// S7comm-plus (S7-1200/1500, protocol id 0x72): frame header, integrity part, data
+/// part header (opcode, function, sequence, session), trailer.
+pub mod s7commplus;
 /// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
 pub mod vendors;
 
@@ -103,10 +109,11 @@ pub enum Protocol {
     OpcUa,
     Mqtt,
     Goose,
+    Mms,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 10] = [
+    pub const ALL: [Protocol; 11] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -117,6 +124,7 @@ impl Protocol {
         Protocol::OpcUa,
         Protocol::Mqtt,
         Protocol::Goose,
+        Protocol::Mms,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -133,6 +141,7 @@ impl Protocol {
             Protocol::OpcUa => "opcua",
             Protocol::Mqtt => "mqtt",
             Protocol::Goose => "goose",
+            Protocol::Mms => "mms",
         }
     }
 
@@ -191,8 +200,9 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
         Protocol::Modbus => Some(modbus::frame),
         Protocol::Dnp3 => Some(dnp3::frame),
         Protocol::Enip => Some(enip::frame),
-        // TPKT framing; the S7 inspector tells S7comm from S7comm-plus per PDU.
-        Protocol::S7comm | Protocol::S7commPlus => Some(s7comm::frame),
+        // TPKT framing; the ISO-on-TCP inspector tells S7comm, S7comm-plus and MMS
+        // apart per COTP DT.
+        Protocol::S7comm | Protocol::S7commPlus | Protocol::Mms => Some(s7comm::frame),
         Protocol::Iec104 => Some(iec104::frame),
         Protocol::OpcUa => Some(opcua::frame),
         Protocol::Mqtt => Some(mqtt::frame),
@@ -211,6 +221,7 @@ pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
     match ip_protocol {
         6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
         6 if s7comm::looks_like(payload) => Some(Protocol::S7comm),
+        6 if mms::looks_like(payload) => Some(Protocol::Mms),
         6 if enip::looks_like(payload) => Some(Protocol::Enip),
         6 if iec104::looks_like(payload) => Some(Protocol::Iec104),
         6 if opcua::looks_like(payload) => Some(Protocol::OpcUa),

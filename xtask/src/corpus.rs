@@ -27,6 +27,20 @@ fn target_of(ports: (u16, u16)) -> Option<&'static str> {
     by_port(ports.1).or_else(|| by_port(ports.0))
 }
 
+/// Port 102 carries S7comm, S7comm-plus and MMS: a COTP DT's first payload byte
+/// (after TPKT 4 and COTP DT 3 bytes) picks the target, 0x32 S7comm, 0x72 S7comm-plus,
+/// anything else MMS (session SPDUs, or MMS PDUs directly on COTP).
+fn iso_user(target: &'static str, payload: &[u8]) -> &'static str {
+    if target != "s7comm" || payload.get(5) != Some(&0xF0) {
+        return target;
+    }
+    match payload.get(7) {
+        Some(0x32) | None => "s7comm",
+        Some(0x72) => "s7commplus",
+        Some(_) => "mms",
+    }
+}
+
 fn link_selector(link: LinkType) -> u8 {
     // Matches the order of `LINKS` in fuzz/fuzz_targets/frame.rs.
     match link {
@@ -71,7 +85,7 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
         while let Some(packet) = file.next_packet()? {
             let frame = packet.slice();
             if let Some(target) = frame.ports().and_then(target_of) {
-                save(target, frame.payload)?;
+                save(iso_user(target, frame.payload), frame.payload)?;
             }
             if frame.src_ip.is_none() && frame.ether_type == 0x88B8 {
                 save("goose", frame.payload)?;

@@ -4,7 +4,7 @@
 //! names ("Modbus exception 2 (Illegal Data Address) to Read Coils (function 1)").
 //! Only called when an alert is raised, never per packet.
 
-use otsensor_wire::{bacnet, cip, dnp3, enip, iec104, modbus, s7comm, Protocol};
+use otsensor_wire::{bacnet, cip, dnp3, enip, iec104, mms, modbus, s7comm, s7commplus, Protocol};
 
 use crate::observe::{CommandKind, ProtocolErrorKind};
 
@@ -106,6 +106,25 @@ pub fn command(protocol: Protocol, code: u32) -> String {
             Some(name) => format!("IEC 104 {name} (type {byte})"),
             None => format!("IEC 104 type {byte}"),
         },
+        Protocol::S7commPlus if code & super::s7commplus::CPU_STATE != 0 => {
+            let state = match code & 0xFF {
+                1 => "STOP".to_owned(),
+                3 => "RUN".to_owned(),
+                other => format!("state {other}"),
+            };
+            format!("S7comm-plus SetVariable of the CPU operating state to {state}")
+        }
+        Protocol::S7commPlus => {
+            let function = s7commplus::Function(code as u16);
+            match function.name() {
+                Some(name) => format!("S7comm-plus {name} (function {code:#06x})"),
+                None => format!("S7comm-plus function {code:#06x}"),
+            }
+        }
+        Protocol::Mms => match mms::ConfirmedService(code).name() {
+            Some(name) => format!("MMS {name} (confirmed service {code})"),
+            None => format!("MMS confirmed service {code}"),
+        },
         other => format!("{} command {code:#x}", display(other)),
     }
 }
@@ -123,6 +142,7 @@ pub fn display(protocol: Protocol) -> &'static str {
         Protocol::OpcUa => "OPC UA",
         Protocol::Mqtt => "MQTT",
         Protocol::Goose => "GOOSE",
+        Protocol::Mms => "MMS",
     }
 }
 
@@ -274,6 +294,32 @@ pub fn error(protocol: Protocol, kind: ProtocolErrorKind, code: u32) -> String {
             format!(
                 "MQTT refused: {} (code {code:#04x})",
                 mqtt_reason(code as u8)
+            )
+        }
+        (Protocol::Mms, ProtocolErrorKind::ErrorReply) if code == 0xFF_FFFF => {
+            "MMS error PDU".to_owned()
+        }
+        (Protocol::Mms, ProtocolErrorKind::ErrorReply) => {
+            let class = (code >> 16) & 0xFF;
+            format!(
+                "MMS error: class {} ({class}), code {}",
+                super::mms::error_class_name(class),
+                code & 0xFFFF
+            )
+        }
+        (Protocol::Mms, ProtocolErrorKind::Rejected) => {
+            let kind = (code >> 16) & 0xFF;
+            format!(
+                "MMS reject: {} ({kind}), reason {}",
+                super::mms::reject_type_name(kind),
+                code & 0xFFFF
+            )
+        }
+        (Protocol::Mms, ProtocolErrorKind::SpecViolation) => {
+            let flags: Vec<&str> = mms::Anomalies(code as u16).labels().collect();
+            format!(
+                "MMS PDU that breaks the specification ({})",
+                flags.join(", ")
             )
         }
         (Protocol::OpcUa, ProtocolErrorKind::ErrorReply) => {

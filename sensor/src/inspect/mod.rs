@@ -31,6 +31,8 @@ pub mod goose;
 pub mod histogram;
 /// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
 pub mod iec104;
+/// IEC 61850 / ISO 9506 MMS: statistics, commands by service, identify, errors, EVE events.
+pub mod mms;
 /// Modbus/TCP: statistics, commands (per unit), device identification, exceptions.
 pub mod modbus;
 /// MQTT: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
@@ -39,8 +41,12 @@ pub mod mqtt;
 pub mod opcua;
 /// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
 pub mod reassembly;
-/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities.
+/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities;
+/// the ISO-on-TCP dispatcher that hands S7comm-plus and MMS TSDUs to their modules.
 pub mod s7comm;
+/// S7comm-plus: statistics by opcode and function, CPU state requests, session
+/// identity, EVE events.
+pub mod s7commplus;
 #[cfg(test)]
 pub(crate) mod test_capture;
 
@@ -51,7 +57,8 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
         Protocol::Bacnet => bacnet::inspect(pdu, ctx),
         Protocol::Enip => enip::inspect(pdu, ctx),
-        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
+        // One TPKT framer for ISO-on-TCP; each COTP DT says which protocol it carries.
+        Protocol::S7comm | Protocol::S7commPlus | Protocol::Mms => s7comm::inspect(pdu, ctx),
         Protocol::Iec104 => iec104::inspect(pdu, ctx),
         Protocol::OpcUa => opcua::inspect(pdu, ctx),
         Protocol::Mqtt => mqtt::inspect(pdu, ctx),
@@ -97,6 +104,10 @@ pub struct AppState {
     /// Message reassembly buffers (COTP, BACnet segmentation) in the worker's
     /// [`reassembly::SegmentPool`], per direction (request, response); 0 = none.
     pub segment_slots: [u16; 2],
+    /// The application protocol the flow's PDUs showed when its port or first
+    /// payload could not tell (ISO-on-TCP on port 102 carries S7comm, S7comm-plus or
+    /// MMS): the worker names the flow after it.
+    pub protocol: Option<Protocol>,
 }
 
 impl AppState {
@@ -147,10 +158,12 @@ pub struct ProtocolStats {
     pub bacnet: bacnet::Stats,
     pub enip: enip::Stats,
     pub s7comm: s7comm::Stats,
+    pub s7commplus: s7commplus::Stats,
     pub iec104: iec104::Stats,
     pub opcua: opcua::Stats,
     pub mqtt: mqtt::Stats,
     pub goose: goose::Stats,
+    pub mms: mms::Stats,
 }
 
 impl ProtocolStats {
@@ -166,10 +179,12 @@ impl ProtocolStats {
         self.bacnet.merge(&other.bacnet);
         self.enip.merge(&other.enip);
         self.s7comm.merge(&other.s7comm);
+        self.s7commplus.merge(&other.s7commplus);
         self.iec104.merge(&other.iec104);
         self.opcua.merge(&other.opcua);
         self.mqtt.merge(&other.mqtt);
         self.goose.merge(&other.goose);
+        self.mms.merge(&other.mms);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -186,10 +201,12 @@ impl ProtocolStats {
         put(Protocol::Bacnet, self.bacnet.summary());
         put(Protocol::Enip, self.enip.summary());
         put(Protocol::S7comm, self.s7comm.summary());
+        put(Protocol::S7commPlus, self.s7commplus.summary());
         put(Protocol::Iec104, self.iec104.summary());
         put(Protocol::OpcUa, self.opcua.summary());
         put(Protocol::Mqtt, self.mqtt.summary());
         put(Protocol::Goose, self.goose.summary());
+        put(Protocol::Mms, self.mms.summary());
         details
     }
 }
@@ -439,10 +456,12 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
+    S7commPlus(s7commplus::S7commPlusEvent),
     Iec104(iec104::Iec104Event),
     OpcUa(opcua::OpcUaEvent),
     Mqtt(mqtt::MqttEvent),
     Goose(goose::GooseEvent),
+    Mms(mms::MmsEvent),
 }
 
 impl EventBody {
@@ -453,10 +472,12 @@ impl EventBody {
             EventBody::Bacnet(_) => Protocol::Bacnet,
             EventBody::Enip(_) => Protocol::Enip,
             EventBody::S7comm(_) => Protocol::S7comm,
+            EventBody::S7commPlus(_) => Protocol::S7commPlus,
             EventBody::Iec104(_) => Protocol::Iec104,
             EventBody::OpcUa(_) => Protocol::OpcUa,
             EventBody::Mqtt(_) => Protocol::Mqtt,
             EventBody::Goose(_) => Protocol::Goose,
+            EventBody::Mms(_) => Protocol::Mms,
         }
     }
 }

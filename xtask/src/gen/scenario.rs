@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::pcap::{PcapWriter, Resolution};
-use super::proto::{bacnet, dnp3, enip, modbus, s7comm};
+use super::proto::{bacnet, dnp3, enip, mms, modbus, s7comm};
 use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
 use super::{truth_path, MS, SECOND};
@@ -41,7 +41,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 32] = [
+pub const SCENARIOS: [&str; 33] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -56,6 +56,7 @@ pub const SCENARIOS: [&str; 32] = [
     "plc_stop_cip",
     "plc_stop_dnp3",
     "plc_stop_bacnet",
+    "plc_stop_mms",
     "device_silent",
     "device_quiet",
     "cip_failure",
@@ -931,6 +932,22 @@ fn attack(
                     expect("new_conversation", Some(HMI), Some(PLC_S7.addr())),
                 ],
                 vec!["s7comm"],
+            )
+        }
+        "plc_stop_mms" => {
+            // An MMS client stops a program invocation on the port-102 controller
+            // (an IEC 61850 IED or PLC answers MMS beside S7comm on ISO-on-TCP).
+            let (mut cr, mut cc, mut stop, mut stopped) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s7comm::connect_request(&mut cr, 1);
+            s7comm::connect_confirm(&mut cc, 1, 2);
+            mms::program_stop(&mut stop, 1, b"LLN0");
+            mms::program_stop_response(&mut stopped, 1);
+            let exchanges = vec![(cr, Some(cc)), (stop, Some(stopped))];
+            cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
+                vec!["mms"],
             )
         }
         "plc_stop_cip" => {

@@ -5,6 +5,7 @@
 pub mod bacnet;
 pub mod dnp3;
 pub mod enip;
+pub mod mms;
 pub mod modbus;
 pub mod s7comm;
 
