@@ -72,6 +72,9 @@ pub mod modbus;
 pub mod mqtt;
 /// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
 pub mod opcua;
+/// PROFINET IO: real-time frames (EtherType 0x8892: cyclic data, alarms, DCP, PTCP)
+/// and the context manager's connectionless DCE/RPC on UDP 34964.
+pub mod profinet;
 /// Test support (feature `test-support`): a shared capture's TCP streams framed by a
 /// view's framer, and tshark's expected histograms.
 #[cfg(any(test, feature = "test-support"))]
@@ -110,10 +113,11 @@ pub enum Protocol {
     Mqtt,
     Goose,
     Mms,
+    Profinet,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 11] = [
+    pub const ALL: [Protocol; 12] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -125,6 +129,7 @@ impl Protocol {
         Protocol::Mqtt,
         Protocol::Goose,
         Protocol::Mms,
+        Protocol::Profinet,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -142,6 +147,7 @@ impl Protocol {
             Protocol::Mqtt => "mqtt",
             Protocol::Goose => "goose",
             Protocol::Mms => "mms",
+            Protocol::Profinet => "profinet",
         }
     }
 
@@ -160,6 +166,7 @@ impl Protocol {
             (6, 2404) => Some(Protocol::Iec104),
             (6, 4840) => Some(Protocol::OpcUa),
             (6, 1883 | 8883) => Some(Protocol::Mqtt),
+            (17, profinet::UDP_PORT) => Some(Protocol::Profinet),
             _ => None,
         }
     }
@@ -168,6 +175,7 @@ impl Protocol {
     pub fn by_ether_type(ether_type: u16) -> Option<Protocol> {
         match ether_type {
             goose::ETHER_TYPE => Some(Protocol::Goose),
+            profinet::ETHER_TYPE => Some(Protocol::Profinet),
             _ => None,
         }
     }
@@ -213,7 +221,10 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
 /// Whether a datagram of this protocol is one PDU even when a stream framer exists
 /// (EtherNet/IP over UDP carries one encapsulation or one class-1 I/O packet).
 pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
-    matches!(protocol, Protocol::Enip | Protocol::Bacnet)
+    matches!(
+        protocol,
+        Protocol::Enip | Protocol::Bacnet | Protocol::Profinet
+    )
 }
 
 /// Recognises a protocol by its payload signature (a flow on an unexpected port).
@@ -228,6 +239,7 @@ pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
         6 if mqtt::looks_like(payload) => Some(Protocol::Mqtt),
         6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
         17 if bacnet::looks_like(payload) => Some(Protocol::Bacnet),
+        17 if profinet::looks_like(payload) => Some(Protocol::Profinet),
         17 if enip::looks_like(payload) || enip::looks_like_io(payload) => Some(Protocol::Enip),
         _ => None,
     }

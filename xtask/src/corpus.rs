@@ -22,6 +22,7 @@ fn target_of(ports: (u16, u16)) -> Option<&'static str> {
         2404 => Some("iec104"),
         4840 => Some("opcua"),
         1883 => Some("mqtt"),
+        34964 => Some("profinet"),
         _ => None,
     };
     by_port(ports.1).or_else(|| by_port(ports.0))
@@ -89,6 +90,9 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
             }
             if frame.src_ip.is_none() && frame.ether_type == 0x88B8 {
                 save("goose", frame.payload)?;
+            }
+            if frame.src_ip.is_none() && frame.ether_type == 0x8892 {
+                save("profinet", frame.payload)?;
             }
             // The frame target takes runs of 16 frames in its [link][len][bytes] format.
             let len = packet.data.len().min(255);

@@ -39,6 +39,8 @@ pub mod modbus;
 pub mod mqtt;
 /// OPC UA: statistics, services as commands, errors, identity, EVE events.
 pub mod opcua;
+/// PROFINET: DCP, alarms and IO-CM calls: statistics, identities, commands, PNIO errors.
+pub mod profinet;
 /// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
 pub mod reassembly;
 /// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities;
@@ -63,6 +65,7 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::OpcUa => opcua::inspect(pdu, ctx),
         Protocol::Mqtt => mqtt::inspect(pdu, ctx),
         Protocol::Goose => goose::inspect(pdu, ctx),
+        Protocol::Profinet => profinet::inspect(pdu, ctx),
     }
 }
 
@@ -108,6 +111,9 @@ pub struct AppState {
     /// payload could not tell (ISO-on-TCP on port 102 carries S7comm, S7comm-plus or
     /// MMS): the worker names the flow after it.
     pub protocol: Option<Protocol>,
+    /// A word of protocol state kept between PDUs (PROFINET: the PNIOStatus of a
+    /// fragmented response's first fragment, reported with its last).
+    pub pending_status: u32,
 }
 
 impl AppState {
@@ -164,6 +170,7 @@ pub struct ProtocolStats {
     pub mqtt: mqtt::Stats,
     pub goose: goose::Stats,
     pub mms: mms::Stats,
+    pub profinet: profinet::Stats,
 }
 
 impl ProtocolStats {
@@ -185,6 +192,7 @@ impl ProtocolStats {
         self.mqtt.merge(&other.mqtt);
         self.goose.merge(&other.goose);
         self.mms.merge(&other.mms);
+        self.profinet.merge(&other.profinet);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -207,6 +215,7 @@ impl ProtocolStats {
         put(Protocol::Mqtt, self.mqtt.summary());
         put(Protocol::Goose, self.goose.summary());
         put(Protocol::Mms, self.mms.summary());
+        put(Protocol::Profinet, self.profinet.summary());
         details
     }
 }
@@ -388,6 +397,18 @@ impl PduCtx<'_> {
     /// Reports an identity attribute the sender of this PDU claims about itself.
     pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
         let (device, _) = self.sender();
+        self.identity_of(device, protocol, field, value);
+    }
+
+    /// Reports an identity attribute of `device`, an address the PDU states rather than
+    /// its sender's (PROFINET DCP runs without IP and names the station's address).
+    pub fn identity_of(
+        &mut self,
+        device: IpAddr,
+        protocol: Protocol,
+        field: IdentityField,
+        value: &[u8],
+    ) {
         let text = ShortText::from_bytes(value);
         if text.is_empty() {
             return;
@@ -408,6 +429,19 @@ impl PduCtx<'_> {
                 protocol,
                 field,
                 value: text,
+            });
+        }
+    }
+
+    /// Reports that `mac` holds `ip`, as a PDU states it (PROFINET DCP Identify).
+    pub fn device_seen(&mut self, mac: Mac, ip: IpAddr) {
+        let key = key_of((5u8, mac, ip, self.flow.vlan));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::DeviceSeen {
+                ts_ns: self.ts_ns,
+                mac: Some(mac),
+                ip: Some(ip),
+                vlan: self.flow.vlan,
             });
         }
     }
@@ -462,6 +496,7 @@ pub enum EventBody {
     Mqtt(mqtt::MqttEvent),
     Goose(goose::GooseEvent),
     Mms(mms::MmsEvent),
+    Profinet(profinet::ProfinetEvent),
 }
 
 impl EventBody {
@@ -478,6 +513,7 @@ impl EventBody {
             EventBody::Mqtt(_) => Protocol::Mqtt,
             EventBody::Goose(_) => Protocol::Goose,
             EventBody::Mms(_) => Protocol::Mms,
+            EventBody::Profinet(_) => Protocol::Profinet,
         }
     }
 }

@@ -41,7 +41,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 33] = [
+pub const SCENARIOS: [&str; 34] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -74,6 +74,7 @@ pub const SCENARIOS: [&str; 33] = [
     "cip_attribute_enumeration",
     "bacnet_object_sweep",
     "silent_polled_rtu",
+    "profinet_io_write",
     "combined",
 ];
 
@@ -1076,6 +1077,17 @@ fn attack(
                 vec!["modbus"],
             )
         }
+        // A PROFINET IO-CM Write (DCE/RPC opnum 3 on UDP 34964) from the engineering
+        // workstation, which never wrote to the S7 PLC while learning: a controller the
+        // device does not know rewrites its records.
+        "profinet_io_write" => {
+            let ews: Peer = EWS.into();
+            cap.udp(t, ews, PLC_S7.into(), (49160, 34964), pnio_write_request())?;
+            (
+                vec![expect("unauthorized_write", Some(EWS), Some(PLC_S7.addr()))],
+                vec!["profinet"],
+            )
+        }
         "ip_conflict" => {
             // Gratuitous ARP replies claiming the S7 PLC's address (ARP spoofing).
             for i in 0..3 {
@@ -1341,6 +1353,51 @@ fn attack(
             SCENARIOS.join(", ")
         ),
     })
+}
+
+/// A PROFINET IO-CM Write request: the connectionless DCE/RPC header (big-endian
+/// data representation, C706 §12.5.3.1) to the PNIO device interface
+/// DEA00001-6C97-11D1-8271-00A02442DF7D, opnum 3, and an NDR body holding one
+/// IODWriteReqHeader (block 0x0008, IEC 61158-6-10) for record index 0xE040 on slot 0
+/// subslot 1 with 4 bytes of record data.
+fn pnio_write_request() -> Vec<u8> {
+    const PNIO_TAIL: [u8; 12] = [
+        0x6C, 0x97, 0x11, 0xD1, 0x82, 0x71, 0x00, 0xA0, 0x24, 0x42, 0xDF, 0x7D,
+    ];
+    let mut block = vec![0x00, 0x08, 0x00, 0x3C, 0x01, 0x00];
+    block.extend_from_slice(&[0x00, 0x07]); // SeqNumber
+    block.extend_from_slice(&[0x11; 16]); // ARUUID
+    block.extend_from_slice(&[0, 0, 0, 0]); // API
+    block.extend_from_slice(&[0x00, 0x00, 0x00, 0x01]); // slot, subslot
+    block.extend_from_slice(&[0, 0]); // padding
+    block.extend_from_slice(&[0xE0, 0x40]); // index
+    block.extend_from_slice(&4u32.to_be_bytes()); // RecordDataLength
+    block.resize(4 + 0x3C, 0); // RWPadding
+    block.extend_from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]);
+    let len = block.len() as u32;
+    let mut body = Vec::new();
+    body.extend_from_slice(&1024u32.to_be_bytes()); // ArgsMaximum
+    body.extend_from_slice(&len.to_be_bytes()); // ArgsLength
+    body.extend_from_slice(&1024u32.to_be_bytes()); // MaximumCount
+    body.extend_from_slice(&0u32.to_be_bytes()); // Offset
+    body.extend_from_slice(&len.to_be_bytes()); // ActualCount
+    body.extend_from_slice(&block);
+    let mut rpc = vec![4, 0, 0x20, 0, 0x00, 0x00, 0x00, 0x00];
+    rpc.extend_from_slice(&[0xDE, 0xA0, 0x00, 0x00]); // object: instance 1, device 1
+    rpc.extend_from_slice(&PNIO_TAIL[..6]);
+    rpc.extend_from_slice(&[0x00, 0x01, 0x00, 0x01, 0x00, 0x2A]);
+    rpc.extend_from_slice(&[0xDE, 0xA0, 0x00, 0x01]); // interface: PNIO device
+    rpc.extend_from_slice(&PNIO_TAIL);
+    rpc.extend_from_slice(&[0x22; 16]); // activity
+    rpc.extend_from_slice(&0u32.to_be_bytes()); // server boot
+    rpc.extend_from_slice(&1u32.to_be_bytes()); // interface version
+    rpc.extend_from_slice(&5u32.to_be_bytes()); // sequence number
+    rpc.extend_from_slice(&3u16.to_be_bytes()); // opnum: Write
+    rpc.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // interface and activity hints
+    rpc.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    rpc.extend_from_slice(&[0, 0, 0, 0]); // fragment number, auth, serial
+    rpc.extend_from_slice(&body);
+    rpc
 }
 
 /// Writes scenario `name` to `out` and its truth beside it; returns the truth.
