@@ -116,6 +116,22 @@ pub enum ProtocolErrorKind {
     SpecViolation,
 }
 
+/// What a GOOSE publication showed (`Observation::Goose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum GooseChange {
+    /// The publisher published the control block.
+    Published,
+    /// stNum moved on by more than one since the last publication.
+    StNumJump { from: u32, to: u32 },
+    /// stNum went back (not a restart at 1), or sqNum went back within one stNum.
+    Replay { last_st_num: u32, st_num: u32 },
+    /// The simulation (edition 1: test) flag or the Reserved 1 simulation bit is set.
+    Simulation,
+    /// confRev differs from the last publication's.
+    ConfRevChange { from: u32, to: u32 },
+}
+
 /// A short text carried inline (identity values): at most 64 bytes, cut on a UTF-8
 /// boundary, control characters replaced.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,6 +250,30 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+    /// The security of a client's channel to a server, where the protocol shows it:
+    /// `secured` when the client opened a signed (or signed and encrypted) channel
+    /// (OPC UA OpenSecureChannel under a policy other than None), not `secured` when
+    /// it opened a session on a channel without security (OPC UA CreateSession or
+    /// ActivateSession on a SecurityPolicy None channel). Once per flow and value
+    /// per interval.
+    ChannelSecurity {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        secured: bool,
+    },
+    /// An IEC 61850 GOOSE publication of `gocb_ref` by `publisher` (its source MAC):
+    /// that it was published (once per interval, for new publishers of a control
+    /// block), or how it deviated from the publisher's last publication of it.
+    Goose {
+        ts_ns: u64,
+        publisher: Mac,
+        vlan: u16,
+        gocb_ref: ShortText,
+        change: GooseChange,
+    },
     /// A client addressed one object of a server: a Modbus (function, start address),
     /// an S7 SZL (id, index). Reported once per flow and object per interval, so
     /// normal polling costs little and a sweep over objects is seen.
@@ -272,6 +312,8 @@ impl Observation {
             | Observation::Identity { ts_ns, .. }
             | Observation::ProtocolError { ts_ns, .. }
             | Observation::ObjectAccess { ts_ns, .. }
+            | Observation::ChannelSecurity { ts_ns, .. }
+            | Observation::Goose { ts_ns, .. }
             | Observation::KernelConversation { ts_ns, .. } => *ts_ns,
             Observation::FlowEnded(record) => record.last_ns,
         }

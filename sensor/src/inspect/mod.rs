@@ -394,6 +394,44 @@ impl PduCtx<'_> {
         }
     }
 
+    /// Reports whether the flow's channel is secured (see
+    /// `Observation::ChannelSecurity`): once per flow and value per interval.
+    pub fn channel_security(&mut self, protocol: Protocol, secured: bool) {
+        let key = key_of((5u8, self.flow.flow_id, protocol, secured));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::ChannelSecurity {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                protocol,
+                secured,
+            });
+        }
+    }
+
+    /// Reports a GOOSE publication's change (see `Observation::Goose`): once per
+    /// publisher, control block and kind of change per interval.
+    pub fn goose_change(
+        &mut self,
+        publisher: Mac,
+        gocb_key: u64,
+        gocb_ref: ShortText,
+        change: crate::observe::GooseChange,
+    ) {
+        let kind = std::mem::discriminant(&change);
+        let key = key_of((6u8, publisher, gocb_key, kind));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::Goose {
+                ts_ns: self.ts_ns,
+                publisher,
+                vlan: self.flow.vlan,
+                gocb_ref,
+                change,
+            });
+        }
+    }
+
     /// Reports an identity attribute the sender of this PDU claims about itself.
     pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
         let (device, _) = self.sender();
