@@ -25,6 +25,12 @@ fn main() {
         (Protocol::Iec104, "iec104"),
         (Protocol::OpcUa, "opcua"),
         (Protocol::Mqtt, "mqtt"),
+        // IT identification protocols, from the captures that carry them.
+        (Protocol::Dhcp, "profinet-mixed"),
+        (Protocol::Lldp, "profinet-mixed"),
+        (Protocol::Cdp, "enip-cl5000"),
+        (Protocol::Nbns, "profinet-mixed"),
+        (Protocol::Mdns, "opcua-open62541-discovery"),
     ];
     println!(
         "{:<8} {:>8} {:>12} {:>14} {:>8}",
@@ -33,7 +39,8 @@ fn main() {
     for (protocol, prefix) in cases {
         let pdus = pdus(protocol, prefix);
         if pdus.is_empty() {
-            println!("{prefix:<8} no PDUs (is ../shared beside the repository?)");
+            let name = protocol.name();
+            println!("{name:<8} no PDUs (is ../shared beside the repository?)");
             continue;
         }
         let total = (pdus.len() * ROUNDS) as f64;
@@ -89,7 +96,8 @@ fn main() {
         let per_pdu = started.elapsed().as_nanos() as f64 / total;
         black_box(&stats);
         println!(
-            "{prefix:<8} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
+            "{:<8} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
+            protocol.name(),
             pdus.len(),
             per_pdu / baseline.max(0.01)
         );

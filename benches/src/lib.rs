@@ -35,6 +35,32 @@ pub fn pdus(protocol: Protocol, prefix: &str) -> Vec<(Vec<u8>, Direction)> {
         };
         while let Ok(Some(packet)) = source.next_packet() {
             let frame = packet.slice();
+            if protocol.is_identification() {
+                // As the worker finds them: by UDP ports, EtherType, or CDP's SNAP.
+                let pdu = match (frame.transport, frame.llc) {
+                    (Transport::Udp { src_port, dst_port }, _)
+                        if Protocol::identification_by_ports(src_port, dst_port)
+                            == Some(protocol) =>
+                    {
+                        Some(frame.payload)
+                    }
+                    (_, Some(llc))
+                        if protocol == Protocol::Cdp && llc.dsap == dissect::cdp::SNAP_SAP =>
+                    {
+                        Some(llc.payload)
+                    }
+                    _ if frame.src_ip.is_none()
+                        && Protocol::by_ether_type(frame.ether_type) == Some(protocol) =>
+                    {
+                        Some(frame.payload)
+                    }
+                    _ => None,
+                };
+                if let Some(pdu) = pdu {
+                    out.push((pdu.to_vec(), Direction::Request));
+                }
+                continue;
+            }
             let (ip_protocol, ports) = match frame.transport {
                 Transport::Tcp {
                     src_port, dst_port, ..

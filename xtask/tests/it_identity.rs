@@ -2,10 +2,9 @@
 //! workstations announce themselves over mDNS and whose switches name themselves in
 //! LLDP, replayed through the real pipeline into a store: every such device carries
 //! the name (and model) the generator gave it, with the protocol it came from; and
-//! these protocols add no alert to a plant replayed after its learning phase.
+//! these protocols add no alert of their own.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use otsensor::capture::pcap::PcapFiles;
@@ -120,7 +119,16 @@ fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
         assert_eq!(device["identity_sources"]["system_name"], "lldp");
     }
 
-    // All within learning: nothing may be raised at all.
-    assert_eq!(summary.alerts, 0, "{:?}", summary.alerts_by_signature);
+    // All within learning: the only alerts are the protocol failures the mix's
+    // industrial error replies raise by design (they alert while learning too); the
+    // identification traffic adds none.
+    let by_design = ["bacnet_failure", "cip_failure", "illegal_operation"];
+    for signature in summary.alerts_by_signature.keys() {
+        assert!(
+            by_design.contains(&signature.as_str()),
+            "unexpected alert {signature}: {:?}",
+            summary.alerts_by_signature
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
