@@ -10,7 +10,7 @@ use std::time::Instant;
 use otsensor::inspect::dnp3;
 use otsensor::inspect::{AppState, FlowInfo, Outputs, PduCtx, ProtocolStats, RecentCache};
 use otsensor::observe::{Delivery, ObservationSink};
-use otsensor_benches::pdus;
+use otsensor_benches::{l2_pdus, pdus};
 use otsensor_wire::Protocol;
 
 const ROUNDS: usize = 200;
@@ -22,6 +22,9 @@ fn main() {
         (Protocol::Bacnet, "bacnet"),
         (Protocol::Enip, "enip"),
         (Protocol::S7comm, "s7comm"),
+        // Port 102: the ISO-on-TCP dispatcher tells these apart per COTP DT.
+        (Protocol::S7comm, "s7commplus"),
+        (Protocol::S7comm, "mms"),
         (Protocol::Iec104, "iec104"),
         (Protocol::OpcUa, "opcua"),
         (Protocol::Mqtt, "mqtt"),
@@ -31,24 +34,42 @@ fn main() {
         (Protocol::Cdp, "enip-cl5000"),
         (Protocol::Nbns, "profinet-mixed"),
         (Protocol::Mdns, "opcua-open62541-discovery"),
+        (Protocol::Profinet, "profinet"),
+        (Protocol::Goose, "goose"),
     ];
     println!(
         "{:<8} {:>8} {:>12} {:>14} {:>8}",
         "protocol", "PDUs", "ns/PDU", "baseline ns", "ratio"
     );
     for (protocol, prefix) in cases {
-        let pdus = pdus(protocol, prefix);
+        // GOOSE is layer 2 only; PROFINET has IO-CM over UDP and real-time frames.
+        let l2 = protocol == Protocol::Goose;
+        let pdus = if l2 {
+            l2_pdus(protocol, prefix)
+        } else {
+            pdus(protocol, prefix)
+        };
+        bench(protocol, prefix, &pdus, l2);
+        if protocol == Protocol::Profinet {
+            bench(protocol, "pn-rt", &l2_pdus(protocol, prefix), true);
+        }
+    }
+}
+
+/// Times `inspect` on `pdus` against the byte-sum baseline; `l2`: the PDUs are
+/// Ethernet payloads without IP (the worker's EtherType path, IP protocol 0).
+fn bench(protocol: Protocol, prefix: &str, pdus: &[(Vec<u8>, otsensor_wire::Direction)], l2: bool) {
+    {
         if pdus.is_empty() {
-            let name = protocol.name();
-            println!("{name:<8} no PDUs (is ../shared beside the repository?)");
-            continue;
+            println!("{prefix:<8} no PDUs (is ../shared beside the repository?)");
+            return;
         }
         let total = (pdus.len() * ROUNDS) as f64;
         // Baseline: read every byte of every PDU.
         let started = Instant::now();
         let mut sum = 0u64;
         for _ in 0..ROUNDS {
-            for (pdu, _) in &pdus {
+            for (pdu, _) in pdus {
                 sum = sum.wrapping_add(pdu.iter().map(|&b| u64::from(b)).sum::<u64>());
             }
         }
@@ -69,7 +90,7 @@ fn main() {
             server: host(2),
             client_mac: None,
             server_mac: None,
-            ip_protocol: 6,
+            ip_protocol: if l2 { 0 } else { 6 },
             vlan: 0,
         };
         let started = Instant::now();

@@ -16,6 +16,16 @@ pub fn shared_pcaps() -> PathBuf {
 /// name starts with `prefix`: TCP payloads framed with the protocol's framer per
 /// segment, UDP payloads whole (as the worker hands them to `inspect`).
 pub fn pdus(protocol: Protocol, prefix: &str) -> Vec<(Vec<u8>, Direction)> {
+    pdus_of(protocol, prefix, false)
+}
+
+/// The Ethernet payloads of `protocol`'s EtherType (GOOSE, PROFINET real-time frames)
+/// from every shared capture whose name starts with `prefix`.
+pub fn l2_pdus(protocol: Protocol, prefix: &str) -> Vec<(Vec<u8>, Direction)> {
+    pdus_of(protocol, prefix, true)
+}
+
+fn pdus_of(protocol: Protocol, prefix: &str, l2: bool) -> Vec<(Vec<u8>, Direction)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(shared_pcaps()) else {
         return out;
@@ -59,6 +69,17 @@ pub fn pdus(protocol: Protocol, prefix: &str) -> Vec<(Vec<u8>, Direction)> {
                 if let Some(pdu) = pdu {
                     out.push((pdu.to_vec(), Direction::Request));
                 }
+                continue;
+            }
+            // Layer-2 protocols (GOOSE, PROFINET RT) are wanted with `l2` only.
+            if frame.src_ip.is_none() && Protocol::by_ether_type(frame.ether_type) == Some(protocol)
+            {
+                if l2 {
+                    out.push((frame.payload.to_vec(), Direction::Request));
+                }
+                continue;
+            }
+            if l2 {
                 continue;
             }
             let (ip_protocol, ports) = match frame.transport {

@@ -112,7 +112,7 @@ pub struct EvidenceRef {
 
 /// The catalogue, in id order. Names and ids are part of the output format: never
 /// renumber or rename; retire an entry by leaving it unused.
-pub const CATALOGUE: [Detection; 22] = [
+pub const CATALOGUE: [Detection; 24] = [
     Detection {
         name: "new_device",
         id: 1001,
@@ -332,6 +332,26 @@ pub const CATALOGUE: [Detection; 22] = [
         mitre: "T0858",
         description: "A controller that reported RUN now reports another operating mode (STOP, HOLD, startup, defect: S7 SZL 0x0424 as read by any client) and no engineering workstation (learned or configured) sent it a command in the last 10 minutes: a key switch turned, a fault, or a stop by a host not recognised as an engineer. The mode and its history are kept on the device (identity.mode).",
         response: "Check the controller's state and the process at once; find out who or what stopped it (local key switch, fault, remote command) before restarting it.",
+    },
+    Detection {
+        name: "security_downgrade",
+        id: 1023,
+        engine: Engine::Anomaly,
+        category: "Security downgrade",
+        severity: Severity::HIGH,
+        mitre: "T0830",
+        description: "A client opened an OPC UA session (CreateSession or ActivateSession) on a SecurityPolicy None channel to a server that clients reached over a signed or signed-and-encrypted channel (OpenSecureChannel under another policy) earlier in the run, and the client did not open unsecured sessions to it during learning.",
+        response: "Find out why the client skipped message security: a misconfigured client, or someone in the middle stripping it to read or forge values. Disable SecurityPolicy None endpoints on the server if nothing needs them.",
+    },
+    Detection {
+        name: "goose_anomaly",
+        id: 1024,
+        engine: Engine::Anomaly,
+        category: "Protection message anomaly",
+        severity: Severity::HIGH,
+        mitre: "T0856",
+        description: "An IEC 61850 GOOSE publication that deviates: a new publisher (source MAC) of a control block (gocbRef) that others published during learning, stNum moving on by more than one or going back (a replay: also sqNum going back within one stNum), the simulation flag set, or confRev changing. One alert per publisher. Deviations are judged per worker against each publisher's last publication (at most 256 (publisher, gocbRef) histories per worker, the least recently seen forgotten and counted).",
+        response: "Find the frame's source port on the switch; a forged or replayed GOOSE can trip or block breakers. Check the IED's configuration when confRev changed, and take subscribers out of simulation mode unless a test is planned.",
     },
 ];
 

@@ -78,7 +78,9 @@ pub enum IdentityField {
     ProductCode,
     OrderNumber,
     /// The controller's operating mode as the protocol names it (S7 SZL 0x0424:
-    /// "RUN", "STOP (internal)", ...); see [`IdentityField::mode_is_run`].
+    /// "RUN", "STOP (internal)", ...; CIP Identity status: "RUN", "IDLE", "MAJOR
+    /// FAULT ..."; BACnet system-status: "operational", "download-in-progress", ...;
+    /// DNP3 IIN: "online", "restarted", ...); see [`IdentityField::mode_is_run`].
     Mode,
     /// The host name a device gives itself (DHCP option 12 or 81, mDNS A/SRV owner
     /// names, NetBIOS workstation/server names).
@@ -101,7 +103,10 @@ impl IdentityField {
     /// Whether a [`IdentityField::Mode`] value is a running mode (the controller
     /// executes its program).
     pub fn mode_is_run(value: &str) -> bool {
-        value == "RUN"
+        matches!(
+            value,
+            "RUN" | "operational" | "operational-read-only" | "online"
+        )
     }
 }
 
@@ -124,6 +129,22 @@ pub enum ProtocolErrorKind {
     /// A message that breaks its protocol's spec but parses (Modbus `Anomalies` flags,
     /// S7comm bytes after the data part): the code says which.
     SpecViolation,
+}
+
+/// What a GOOSE publication showed (`Observation::Goose`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum GooseChange {
+    /// The publisher published the control block.
+    Published,
+    /// stNum moved on by more than one since the last publication.
+    StNumJump { from: u32, to: u32 },
+    /// stNum went back (not a restart at 1), or sqNum went back within one stNum.
+    Replay { last_st_num: u32, st_num: u32 },
+    /// The simulation (edition 1: test) flag or the Reserved 1 simulation bit is set.
+    Simulation,
+    /// confRev differs from the last publication's.
+    ConfRevChange { from: u32, to: u32 },
 }
 
 /// A short text carried inline (identity values): at most 64 bytes, cut on a UTF-8
@@ -248,6 +269,30 @@ pub enum Observation {
         kind: ProtocolErrorKind,
         code: u32,
     },
+    /// The security of a client's channel to a server, where the protocol shows it:
+    /// `secured` when the client opened a signed (or signed and encrypted) channel
+    /// (OPC UA OpenSecureChannel under a policy other than None), not `secured` when
+    /// it opened a session on a channel without security (OPC UA CreateSession or
+    /// ActivateSession on a SecurityPolicy None channel). Once per flow and value
+    /// per interval.
+    ChannelSecurity {
+        ts_ns: u64,
+        flow_id: u64,
+        client: (IpAddr, u16),
+        server: (IpAddr, u16),
+        protocol: Protocol,
+        secured: bool,
+    },
+    /// An IEC 61850 GOOSE publication of `gocb_ref` by `publisher` (its source MAC):
+    /// that it was published (once per interval, for new publishers of a control
+    /// block), or how it deviated from the publisher's last publication of it.
+    Goose {
+        ts_ns: u64,
+        publisher: Mac,
+        vlan: u16,
+        gocb_ref: ShortText,
+        change: GooseChange,
+    },
     /// A client addressed one object of a server: a Modbus (function, start address),
     /// an S7 SZL (id, index). Reported once per flow and object per interval, so
     /// normal polling costs little and a sweep over objects is seen.
@@ -286,6 +331,8 @@ impl Observation {
             | Observation::Identity { ts_ns, .. }
             | Observation::ProtocolError { ts_ns, .. }
             | Observation::ObjectAccess { ts_ns, .. }
+            | Observation::ChannelSecurity { ts_ns, .. }
+            | Observation::Goose { ts_ns, .. }
             | Observation::KernelConversation { ts_ns, .. } => *ts_ns,
             Observation::FlowEnded(record) => record.last_ns,
         }

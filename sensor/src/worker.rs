@@ -146,6 +146,9 @@ struct Engine {
     inspect: Inspect,
     stream_pool: StreamPool,
     stream_counters: StreamCounters,
+    /// GOOSE publishers' control block histories (frames go to their source MAC's
+    /// worker, so each publisher's meet here).
+    goose_publishers: inspect::goose::Publishers,
 }
 
 /// What per-PDU inspection writes to: split from the stream buffers, which the framer
@@ -263,6 +266,7 @@ impl Worker {
                     STREAM_BUFFER_BYTES,
                 ),
                 stream_counters: StreamCounters::default(),
+                goose_publishers: inspect::goose::Publishers::default(),
             },
             devices: DeviceDedup::new(),
             counters: WorkerCounters::default(),
@@ -561,6 +565,7 @@ impl Engine {
             inspect,
             stream_pool,
             stream_counters,
+            ..
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -575,6 +580,10 @@ impl Engine {
             },
         };
         stream[index].on_segment(seq, frame.payload, &mut framer);
+        // ISO-on-TCP: the DTs tell S7comm, S7comm-plus and MMS apart on one port.
+        if let Some(shown) = app.protocol {
+            flow.app_proto = Some(shown);
+        }
     }
 
     /// A UDP (or other non-TCP) payload: one PDU, or several for protocols with a framer.
@@ -646,10 +655,18 @@ impl Engine {
             vlan: frame.vlan[0],
         };
         let mut state = AppState::default();
-        let mut ctx = self
-            .inspect
-            .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
-        inspect::inspect(protocol, frame.payload, &mut ctx);
+        let Engine {
+            inspect,
+            goose_publishers,
+            ..
+        } = self;
+        let mut ctx = inspect.ctx(frame.ts_ns, Direction::Request, &info, &mut state);
+        match protocol {
+            Protocol::Goose => {
+                inspect::goose::inspect_tracked(frame.payload, &mut ctx, goose_publishers);
+            }
+            _ => inspect::inspect(protocol, frame.payload, &mut ctx),
+        }
     }
 
     /// BACnet over 802.2 LLC (SAP 0x82) and CDP over SNAP: no IP, so no flow. Each PDU is inspected on
@@ -716,6 +733,7 @@ impl Engine {
             inspect,
             stream_pool,
             stream_counters,
+            ..
         } = self;
         let mut framer = Framer {
             pool: stream_pool,
@@ -730,6 +748,9 @@ impl Engine {
             },
         };
         stream[index].flush(&mut framer);
+        if let Some(shown) = app.protocol {
+            flow.app_proto = Some(shown);
+        }
     }
 
     /// Flushes held stream data, returns the flow's buffers and reports its end.

@@ -516,8 +516,22 @@ pub mod property {
     pub const MODEL_NAME: u32 = 70;
     pub const OBJECT_IDENTIFIER: u32 = 75;
     pub const OBJECT_NAME: u32 = 77;
+    pub const SYSTEM_STATUS: u32 = 112;
     pub const VENDOR_IDENTIFIER: u32 = 120;
     pub const VENDOR_NAME: u32 = 121;
+}
+
+/// Names of BACnetDeviceStatus values (clause 21), the Device object's system-status.
+pub fn device_status_name(value: u32) -> Option<&'static str> {
+    const NAMES: [&str; 6] = [
+        "operational",
+        "operational-read-only",
+        "download-required",
+        "download-in-progress",
+        "non-operational",
+        "backup-in-progress",
+    ];
+    NAMES.get(usize::try_from(value).ok()?).copied()
 }
 
 /// Names of confirmed services (Wireshark `bacapp.confirmed_service`).

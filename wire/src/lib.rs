@@ -73,6 +73,9 @@ pub mod layers;
 pub mod lldp;
 /// Multicast DNS / DNS-SD (UDP 5353): host names, service instances, TXT keys.
 pub mod mdns;
+/// IEC 61850 / ISO 9506 MMS over ISO-on-TCP: session, presentation and ACSE walked
+/// to the BER-encoded MMS PDU.
+pub mod mms;
 /// Modbus/TCP: MBAP framing, function codes, device identification, UMAS (FC 90).
 pub mod modbus;
 /// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
@@ -83,6 +86,9 @@ pub mod nbns;
 pub mod opcua;
 /// SNMP v1/v2c (UDP 161): PDU header and variable bindings (never the community).
 pub mod snmp;
+/// PROFINET IO: real-time frames (EtherType 0x8892: cyclic data, alarms, DCP, PTCP)
+/// and the context manager's connectionless DCE/RPC on UDP 34964.
+pub mod profinet;
 /// Test support (feature `test-support`): a shared capture's TCP streams framed by a
 /// view's framer, and tshark's expected histograms.
 #[cfg(any(test, feature = "test-support"))]
@@ -96,8 +102,11 @@ pub mod bacnet;
 pub mod cip;
 /// EtherNet/IP encapsulation, common packet format items and ListIdentity replies.
 pub mod enip;
-/// S7comm over TPKT/COTP (ISO-on-TCP), with S7comm-plus recognised but not parsed.
+/// S7comm over TPKT/COTP (ISO-on-TCP): framing, COTP, the S7comm PDU.
 pub mod s7comm;
+/// S7comm-plus (S7-1200/1500, protocol id 0x72): frame header, integrity part, data
+/// part header (opcode, function, sequence, session), trailer.
+pub mod s7commplus;
 /// CIP (ODVA) and BACnet (ASHRAE) vendor id names, generated from tshark.
 pub mod vendors;
 
@@ -117,6 +126,8 @@ pub enum Protocol {
     OpcUa,
     Mqtt,
     Goose,
+    Mms,
+    Profinet,
     Dhcp,
     Lldp,
     Cdp,
@@ -126,7 +137,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 16] = [
+    pub const ALL: [Protocol; 18] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -137,6 +148,8 @@ impl Protocol {
         Protocol::OpcUa,
         Protocol::Mqtt,
         Protocol::Goose,
+        Protocol::Mms,
+        Protocol::Profinet,
         Protocol::Dhcp,
         Protocol::Lldp,
         Protocol::Cdp,
@@ -165,6 +178,8 @@ impl Protocol {
             Protocol::Nbns => "nbns",
             Protocol::Mdns => "mdns",
             Protocol::Snmp => "snmp",
+            Protocol::Mms => "mms",
+            Protocol::Profinet => "profinet",
         }
     }
 
@@ -216,6 +231,7 @@ impl Protocol {
             (6, 2404) => Some(Protocol::Iec104),
             (6, 4840) => Some(Protocol::OpcUa),
             (6, 1883 | 8883) => Some(Protocol::Mqtt),
+            (17, profinet::UDP_PORT) => Some(Protocol::Profinet),
             _ => None,
         }
     }
@@ -225,6 +241,7 @@ impl Protocol {
         match ether_type {
             goose::ETHER_TYPE => Some(Protocol::Goose),
             lldp::ETHER_TYPE => Some(Protocol::Lldp),
+            profinet::ETHER_TYPE => Some(Protocol::Profinet),
             _ => None,
         }
     }
@@ -257,8 +274,9 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
         Protocol::Modbus => Some(modbus::frame),
         Protocol::Dnp3 => Some(dnp3::frame),
         Protocol::Enip => Some(enip::frame),
-        // TPKT framing; the S7 inspector tells S7comm from S7comm-plus per PDU.
-        Protocol::S7comm | Protocol::S7commPlus => Some(s7comm::frame),
+        // TPKT framing; the ISO-on-TCP inspector tells S7comm, S7comm-plus and MMS
+        // apart per COTP DT.
+        Protocol::S7comm | Protocol::S7commPlus | Protocol::Mms => Some(s7comm::frame),
         Protocol::Iec104 => Some(iec104::frame),
         Protocol::OpcUa => Some(opcua::frame),
         Protocol::Mqtt => Some(mqtt::frame),
@@ -269,7 +287,10 @@ pub fn framer(protocol: Protocol) -> Option<fn(&[u8]) -> Framing> {
 /// Whether a datagram of this protocol is one PDU even when a stream framer exists
 /// (EtherNet/IP over UDP carries one encapsulation or one class-1 I/O packet).
 pub fn datagram_is_one_pdu(protocol: Protocol) -> bool {
-    matches!(protocol, Protocol::Enip | Protocol::Bacnet)
+    matches!(
+        protocol,
+        Protocol::Enip | Protocol::Bacnet | Protocol::Profinet
+    )
 }
 
 /// Recognises a protocol by its payload signature (a flow on an unexpected port).
@@ -277,12 +298,14 @@ pub fn recognise(ip_protocol: u8, payload: &[u8]) -> Option<Protocol> {
     match ip_protocol {
         6 if modbus::looks_like(payload) => Some(Protocol::Modbus),
         6 if s7comm::looks_like(payload) => Some(Protocol::S7comm),
+        6 if mms::looks_like(payload) => Some(Protocol::Mms),
         6 if enip::looks_like(payload) => Some(Protocol::Enip),
         6 if iec104::looks_like(payload) => Some(Protocol::Iec104),
         6 if opcua::looks_like(payload) => Some(Protocol::OpcUa),
         6 if mqtt::looks_like(payload) => Some(Protocol::Mqtt),
         6 | 17 if dnp3::looks_like(payload) => Some(Protocol::Dnp3),
         17 if bacnet::looks_like(payload) => Some(Protocol::Bacnet),
+        17 if profinet::looks_like(payload) => Some(Protocol::Profinet),
         17 if enip::looks_like(payload) || enip::looks_like_io(payload) => Some(Protocol::Enip),
         _ => None,
     }

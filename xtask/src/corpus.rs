@@ -22,9 +22,24 @@ fn target_of(ports: (u16, u16)) -> Option<&'static str> {
         2404 => Some("iec104"),
         4840 => Some("opcua"),
         1883 => Some("mqtt"),
+        34964 => Some("profinet"),
         _ => None,
     };
     by_port(ports.1).or_else(|| by_port(ports.0))
+}
+
+/// Port 102 carries S7comm, S7comm-plus and MMS: a COTP DT's first payload byte
+/// (after TPKT 4 and COTP DT 3 bytes) picks the target, 0x32 S7comm, 0x72 S7comm-plus,
+/// anything else MMS (session SPDUs, or MMS PDUs directly on COTP).
+fn iso_user(target: &'static str, payload: &[u8]) -> &'static str {
+    if target != "s7comm" || payload.get(5) != Some(&0xF0) {
+        return target;
+    }
+    match payload.get(7) {
+        Some(0x32) | None => "s7comm",
+        Some(0x72) => "s7commplus",
+        Some(_) => "mms",
+    }
 }
 
 fn link_selector(link: LinkType) -> u8 {
@@ -71,10 +86,13 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
         while let Some(packet) = file.next_packet()? {
             let frame = packet.slice();
             if let Some(target) = frame.ports().and_then(target_of) {
-                save(target, frame.payload)?;
+                save(iso_user(target, frame.payload), frame.payload)?;
             }
             if frame.src_ip.is_none() && frame.ether_type == 0x88B8 {
                 save("goose", frame.payload)?;
+            }
+            if frame.src_ip.is_none() && frame.ether_type == 0x8892 {
+                save("profinet", frame.payload)?;
             }
             // The frame target takes runs of 16 frames in its [link][len][bytes] format.
             let len = packet.data.len().min(255);

@@ -97,6 +97,7 @@ impl Db {
                 signature: r.get(0),
                 src: r.get::<_, Option<String>>(1).and_then(|s| s.parse().ok()),
                 dst: r.get::<_, Option<String>>(2).and_then(|s| s.parse().ok()),
+                src_mac: None,
             })
             .collect();
         (set, rows.len())
@@ -567,6 +568,7 @@ fn the_outbox_keeps_its_bound_dropping_heartbeats_first_and_drains_in_order() {
         signature: "output_loss".into(),
         src: None,
         dst: None,
+        src_mac: None,
     });
     let result = wait_until(
         "the outbox drained into the hub",

@@ -72,6 +72,7 @@ fn api_serves_the_replayed_scenario_and_refuses_changes_without_token() {
             signature: a["signature"].as_str().unwrap_or_default().to_owned(),
             src: a["src_ip"].as_str().and_then(|ip| ip.parse().ok()),
             dst: a["dest_ip"].as_str().and_then(|ip| ip.parse().ok()),
+            src_mac: None,
         })
         .collect();
     let expected: std::collections::BTreeSet<ExpectedAlert> =

@@ -305,6 +305,7 @@ fn every_alert_of_a_replayed_scenario_arrives_in_rsyslog_as_valid_cef() {
                     signature: header[5].clone(),
                     src: ext.get("src").and_then(|ip| ip.parse().ok()),
                     dst: ext.get("dst").and_then(|ip| ip.parse().ok()),
+                    src_mac: None,
                 }
             })
             .collect()

@@ -66,6 +66,7 @@ fn raised(summary: &Summary) -> BTreeSet<ExpectedAlert> {
             signature: a.signature.clone(),
             src: a.src,
             dst: a.dst,
+            src_mac: a.src_mac.clone(),
         })
         .collect()
 }

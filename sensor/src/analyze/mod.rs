@@ -90,6 +90,10 @@ const MAX_ARP_MACS: usize = 262_144;
 /// Sources whose recent flow starts are tracked for scans (oldest one-shot source
 /// evicted beyond it).
 const MAX_SCAN_SOURCES: usize = 65_536;
+/// Servers remembered as using secured channels (oldest forgotten beyond it).
+const MAX_SECURED_SERVERS: usize = 65_536;
+/// GOOSE control blocks whose publishers are remembered (oldest forgotten beyond it).
+const MAX_GOOSE_CONTROL_BLOCKS: usize = 16_384;
 /// A repeated alert is written to the alert sinks at most this often (packet time).
 const ALERT_THROTTLE_NS: u64 = 60 * 1_000_000_000;
 /// Sightings while learning (devices are re-reported at most once a minute) before a
@@ -230,6 +234,11 @@ pub struct Analyzer {
     floods: bounded::BoundedMap<(IpAddr, u16), FloodState>,
     /// Objects each (client, server, protocol) addressed in the current scan window.
     object_sweeps: bounded::BoundedMap<(IpAddr, IpAddr, Protocol), ObjectSweep>,
+    /// Servers a client reached over a secured channel (OPC UA policy other than
+    /// None), for `security_downgrade`.
+    secured_servers: bounded::BoundedMap<(IpAddr, Protocol), ()>,
+    /// The publishers (MACs) of each GOOSE control block, for `goose_anomaly`.
+    goose_publishers: bounded::BoundedMap<crate::observe::ShortText, Vec<Mac>>,
     /// Packet time of the next quiet-device check.
     next_quiet_check_ns: u64,
     /// Packet time is the wall clock (live capture): [`Analyzer::tick`] advances it
@@ -324,6 +333,8 @@ impl Analyzer {
             scans: bounded::BoundedMap::default(),
             floods: bounded::BoundedMap::default(),
             object_sweeps: bounded::BoundedMap::default(),
+            secured_servers: bounded::BoundedMap::default(),
+            goose_publishers: bounded::BoundedMap::default(),
             next_quiet_check_ns: 0,
             wall_clock: false,
             store,
@@ -533,6 +544,21 @@ impl Analyzer {
             } => {
                 self.object_sweep(ts_ns, flow_id, client, server, protocol, object);
             }
+            Observation::ChannelSecurity {
+                ts_ns,
+                flow_id,
+                client,
+                server,
+                protocol,
+                secured,
+            } => self.channel_security(ts_ns, flow_id, client, server, protocol, secured),
+            Observation::Goose {
+                ts_ns,
+                publisher,
+                vlan,
+                gocb_ref,
+                change,
+            } => self.goose(ts_ns, publisher, vlan, gocb_ref, change),
             Observation::KernelConversation {
                 ts_ns,
                 client,

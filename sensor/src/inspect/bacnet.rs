@@ -572,6 +572,21 @@ fn report_identity(apdu: &Apdu<'_>, ctx: &mut PduCtx<'_>) {
         let text = vendor_text(bacnet_vendor(id), id);
         ctx.identity(Protocol::Bacnet, IdentityField::Vendor, text.as_bytes());
     }
+    // The Device object's system-status is the controller's mode; values past the
+    // standard list are proprietary and say nothing comparable.
+    let modes = apdu
+        .property_results()
+        .into_iter()
+        .flatten()
+        .filter(|result| {
+            result.property == property::SYSTEM_STATUS
+                && result.object.object_type == ObjectId::DEVICE
+        })
+        .filter_map(|result| result.value()?.application(app_tag::ENUMERATED)?.unsigned())
+        .filter_map(device_status_name);
+    for mode in modes {
+        ctx.identity(Protocol::Bacnet, IdentityField::Mode, mode.as_bytes());
+    }
 }
 
 fn direction_index(direction: Direction) -> usize {
@@ -1412,5 +1427,36 @@ mod tests {
             assert!(body.llc);
             assert_eq!(body.bvlc_function, None);
         }
+    }
+
+    /// bacnet-services-segmented.pcap frame 630: ReadProperty-ACK of device,29
+    /// system-status (112) = operational (0), from a device behind router net 3.
+    const RP_ACK_SYSTEM_STATUS_ROUTED: &str = "810a001801080003011d30920c0c0200001d19703e91003f";
+    /// The same ACK without its NPDU source specifier (SNET 3, SADR 0x1d): sent by
+    /// the device itself, the IP sender.
+    const RP_ACK_SYSTEM_STATUS: &str = "810a0014010030920c0c0200001d19703e91003f";
+
+    #[test]
+    fn a_device_system_status_is_its_mode() {
+        let mode = |ack: &str| {
+            let mut flow = Flow::new(false);
+            flow.inspect(&hex(ack), Direction::Response, 1);
+            identities(&flow.observations())
+                .into_iter()
+                .filter(|(_, field, _)| *field == IdentityField::Mode)
+                .map(|(_, _, value)| value)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(mode(RP_ACK_SYSTEM_STATUS), ["operational"]);
+        // Routed from another network, the mode is not the IP sender's.
+        assert!(mode(RP_ACK_SYSTEM_STATUS_ROUTED).is_empty());
+        assert_eq!(
+            mode(&RP_ACK_SYSTEM_STATUS.replacen("3e91003f", "3e91033f", 1)),
+            ["download-in-progress"]
+        );
+        // A proprietary value (past the standard list) says nothing comparable.
+        assert!(mode(&RP_ACK_SYSTEM_STATUS.replacen("3e91003f", "3e91403f", 1)).is_empty());
+        // The same property of another object type is not the device's mode.
+        assert!(mode(&RP_ACK_SYSTEM_STATUS.replacen("0c0200001d", "0c0000001d", 1)).is_empty());
     }
 }

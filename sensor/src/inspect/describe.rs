@@ -4,7 +4,9 @@
 //! names ("Modbus exception 2 (Illegal Data Address) to Read Coils (function 1)").
 //! Only called when an alert is raised, never per packet.
 
-use otsensor_wire::{bacnet, cip, dnp3, enip, iec104, modbus, s7comm, Protocol};
+use otsensor_wire::{
+    bacnet, cip, dnp3, enip, iec104, mms, modbus, profinet, s7comm, s7commplus, Protocol,
+};
 
 use crate::observe::{CommandKind, ProtocolErrorKind};
 
@@ -106,7 +108,78 @@ pub fn command(protocol: Protocol, code: u32) -> String {
             Some(name) => format!("IEC 104 {name} (type {byte})"),
             None => format!("IEC 104 type {byte}"),
         },
+        Protocol::S7commPlus if code & super::s7commplus::CPU_STATE != 0 => {
+            let state = match code & 0xFF {
+                1 => "STOP".to_owned(),
+                3 => "RUN".to_owned(),
+                other => format!("state {other}"),
+            };
+            format!("S7comm-plus SetVariable of the CPU operating state to {state}")
+        }
+        Protocol::S7commPlus => {
+            let function = s7commplus::Function(code as u16);
+            match function.name() {
+                Some(name) => format!("S7comm-plus {name} (function {code:#06x})"),
+                None => format!("S7comm-plus function {code:#06x}"),
+            }
+        }
+        Protocol::Mms => match mms::ConfirmedService(code).name() {
+            Some(name) => format!("MMS {name} (confirmed service {code})"),
+            None => format!("MMS confirmed service {code}"),
+        },
+        Protocol::Profinet if code & PROFINET_DCP != 0 => {
+            let service = ((code >> 16) & 0xFF) as u8;
+            let (option, suboption) = (((code >> 8) & 0xFF) as u8, byte);
+            format!(
+                "PROFINET DCP {} {} ({option}/{suboption})",
+                dcp_service(service),
+                dcp_option(option, suboption)
+            )
+        }
+        Protocol::Profinet => match u8::try_from(code)
+            .ok()
+            .and_then(|op| profinet::PnioOpnum::from(op).name())
+        {
+            Some(name) => format!("PROFINET IO-CM {name} (opnum {code})"),
+            None => format!("PROFINET IO-CM opnum {code}"),
+        },
         other => format!("{} command {code:#x}", display(other)),
+    }
+}
+
+/// PROFINET codes: DCP services carry this tag (`inspect/profinet.rs`).
+const PROFINET_DCP: u32 = 0x0100_0000;
+
+fn dcp_service(service: u8) -> String {
+    match profinet::DcpService::from(service).name() {
+        Some(name) => name.to_owned(),
+        None => format!("service {service}"),
+    }
+}
+
+/// DCP option/suboption names (6-10 §4.3.1.4, Wireshark `pn_dcp.suboption_*`).
+fn dcp_option(option: u8, suboption: u8) -> &'static str {
+    match (option, suboption) {
+        (1, 1) => "MAC address",
+        (1, 2) => "IP parameter",
+        (1, 3) => "full IP suite",
+        (1, _) => "IP option",
+        (2, 1) => "type of station",
+        (2, 2) => "NameOfStation",
+        (2, 3) => "device id",
+        (2, 4) => "device role",
+        (2, 6) => "alias name",
+        (2, _) => "device properties",
+        (3, _) => "DHCP",
+        (5, 1) => "start transaction",
+        (5, 2) => "end transaction",
+        (5, 3) => "signal (flash LED)",
+        (5, 5) => "factory reset",
+        (5, 6) => "reset to factory",
+        (5, _) => "control",
+        (6, _) => "device initiative",
+        (0xFF, 0xFF) => "all stations",
+        _ => "option",
     }
 }
 
@@ -129,6 +202,8 @@ pub fn display(protocol: Protocol) -> &'static str {
         Protocol::Nbns => "NetBIOS Name Service",
         Protocol::Mdns => "mDNS",
         Protocol::Snmp => "SNMP",
+        Protocol::Mms => "MMS",
+        Protocol::Profinet => "PROFINET",
     }
 }
 
@@ -281,6 +356,59 @@ pub fn error(protocol: Protocol, kind: ProtocolErrorKind, code: u32) -> String {
                 "MQTT refused: {} (code {code:#04x})",
                 mqtt_reason(code as u8)
             )
+        }
+        (Protocol::Mms, ProtocolErrorKind::ErrorReply) if code == 0xFF_FFFF => {
+            "MMS error PDU".to_owned()
+        }
+        (Protocol::Mms, ProtocolErrorKind::ErrorReply) => {
+            let class = (code >> 16) & 0xFF;
+            format!(
+                "MMS error: class {} ({class}), code {}",
+                super::mms::error_class_name(class),
+                code & 0xFFFF
+            )
+        }
+        (Protocol::Mms, ProtocolErrorKind::Rejected) => {
+            let kind = (code >> 16) & 0xFF;
+            format!(
+                "MMS reject: {} ({kind}), reason {}",
+                super::mms::reject_type_name(kind),
+                code & 0xFFFF
+            )
+        }
+        (Protocol::Mms, ProtocolErrorKind::SpecViolation) => {
+            let flags: Vec<&str> = mms::Anomalies(code as u16).labels().collect();
+            format!(
+                "MMS PDU that breaks the specification ({})",
+                flags.join(", ")
+            )
+        }
+        (Protocol::Profinet, ProtocolErrorKind::ErrorReply) if code & PROFINET_DCP != 0 => {
+            let service = ((code >> 16) & 0xFF) as u8;
+            let (option, suboption) = (((code >> 8) & 0xFF) as u8, (code & 0xFF) as u8);
+            let error = code >> 28;
+            if option == 0 {
+                format!("PROFINET DCP {} not supported", dcp_service(service))
+            } else {
+                format!(
+                    "PROFINET DCP {} {} ({option}/{suboption}) failed: block error {error}",
+                    dcp_service(service),
+                    dcp_option(option, suboption)
+                )
+            }
+        }
+        (Protocol::Profinet, ProtocolErrorKind::ErrorReply) => {
+            let [a, b, c, d] = code.to_be_bytes();
+            format!(
+                "PROFINET IO error status {a:#04x}/{b:#04x}/{c:#04x}/{d:#04x} \
+                 (ErrorCode/ErrorDecode/ErrorCode1/ErrorCode2)"
+            )
+        }
+        (Protocol::Profinet, ProtocolErrorKind::Rejected) => {
+            let name = profinet::RpcType::from(code as u8)
+                .name()
+                .unwrap_or("reply");
+            format!("PROFINET IO-CM call refused: DCE/RPC {name}")
         }
         (Protocol::OpcUa, ProtocolErrorKind::ErrorReply) => {
             format!("OPC UA error message, status {code:#010x}")

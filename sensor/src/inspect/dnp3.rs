@@ -296,6 +296,23 @@ const AUTH_ERROR_VARIATION: u8 = 7;
 /// (2), association id (2).
 const AUTH_ERROR_CODE_OFFSET: usize = 8;
 
+/// The outstation's state as its IIN shows it (IEEE 1815-2012 5.2.2.5.3/5.2.2.5.4),
+/// most severe first: a restart not yet acknowledged, a corrupt configuration,
+/// trouble, outputs switched to local control; `online` otherwise (the mode that
+/// counts as running, [`IdentityField::mode_is_run`]).
+fn outstation_mode(iin: Iin) -> &'static str {
+    const STATES: [(u16, &str); 4] = [
+        (Iin::DEVICE_RESTART, "restarted"),
+        (Iin::CONFIG_CORRUPT, "configuration corrupt"),
+        (Iin::DEVICE_TROUBLE, "device trouble"),
+        (Iin::LOCAL_CONTROL, "local control"),
+    ];
+    STATES
+        .iter()
+        .find(|(bit, _)| iin.contains(*bit))
+        .map_or("online", |(_, name)| name)
+}
+
 /// The IIN2 bits that say the outstation rejected (part of) the request.
 const IIN_REQUEST_ERRORS: [u16; 3] = [
     Iin::NO_FUNC_CODE_SUPPORT,
@@ -569,6 +586,13 @@ fn application(bytes: &[u8], ctx: &mut PduCtx<'_>) -> Option<Completed> {
     }
     if fragment.uns() {
         stats.unsolicited.add(1);
+    }
+    if let Some(iin) = iin.filter(|_| code.is_response()) {
+        ctx.identity(
+            Protocol::Dnp3,
+            IdentityField::Mode,
+            outstation_mode(iin).as_bytes(),
+        );
     }
     // A request of the connection's client (CONFIRM only acknowledges a fragment).
     let client_request =
@@ -985,8 +1009,10 @@ mod inspect_tests {
         assert_eq!(
             identities,
             [
+                // IIN 0x0000: no restart, trouble or local control.
+                (IdentityField::Mode, b"online".to_vec()),
                 (IdentityField::Vendor, b"ACME".to_vec()),
-                (IdentityField::Product, b"RTU-9".to_vec())
+                (IdentityField::Product, b"RTU-9".to_vec()),
             ]
         );
         // g120v7 authentication error, error code 1 (authentication failed).
@@ -1030,5 +1056,42 @@ mod inspect_tests {
             ]
         );
         assert_eq!(h.stats.pdus[Protocol::Dnp3.index()], 2);
+    }
+
+    #[test]
+    fn an_outstation_iin_reports_its_mode_with_each_change() {
+        // dnp3-digitalbond-part1.pcap: outstation 10.0.0.3 sets IIN1.7 (device
+        // restart) three times, each cleared later (tshark `dnp3.al.iin.rst`
+        // 0 1 0 1 0 1 over its responses).
+        let (pdus, _) =
+            otsensor_wire::test_capture::framed_pdus("dnp3-digitalbond-part1.pcap", 20000, frame);
+        let mut h = Harness::new(16, false);
+        for (index, (direction, pdu)) in pdus.iter().enumerate() {
+            h.feed(*direction, pdu, index as u64 * 1_000);
+        }
+        let modes: Vec<String> = crate::inspect::test_capture::identities(&h.observations())
+            .into_iter()
+            .filter(|(field, _)| *field == IdentityField::Mode)
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                "online",
+                "restarted",
+                "online",
+                "restarted",
+                "online",
+                "restarted"
+            ]
+        );
+        assert_eq!(
+            outstation_mode(Iin(Iin::LOCAL_CONTROL | Iin::NEED_TIME)),
+            "local control"
+        );
+        assert_eq!(
+            outstation_mode(Iin(Iin::DEVICE_TROUBLE | Iin::CONFIG_CORRUPT)),
+            "configuration corrupt"
+        );
     }
 }

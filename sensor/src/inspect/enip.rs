@@ -395,6 +395,14 @@ fn walk_response(
     {
         report_identity_attributes(response.data(), ctx);
     }
+    // Engineering tools poll a controller's state with Get_Attribute_List, also
+    // inside Multiple Service Packets.
+    if service == cip::service::GET_ATTRIBUTE_LIST
+        && status == cip::status::SUCCESS
+        && class == Some(cip::class::IDENTITY)
+    {
+        report_identity_attribute_list(response.data(), ctx);
+    }
     if depth >= MAX_CIP_DEPTH {
         return;
     }
@@ -471,6 +479,82 @@ fn report_identity_attributes(data: &[u8], ctx: &mut PduCtx<'_>) {
     let name_len = usize::from(data.get(14).copied().unwrap_or(0));
     let name = data.get(15..15 + name_len).unwrap_or(&[]);
     report_identity(vendor, product_code, (major, minor), serial, name, ctx);
+    if let (Some(device_type), Some(status)) = (le16(data, 2), le16(data, 8)) {
+        report_controller_mode(device_type, status, ctx);
+    }
+}
+
+/// The device type and status of an Identity Get_Attribute_List reply (Vol. 1
+/// A-4.2: attribute count, then per attribute its id, status and, when the status is
+/// success, its value). The walk stops at an attribute whose size it does not know.
+fn report_identity_attribute_list(data: &[u8], ctx: &mut PduCtx<'_>) {
+    const MAX_ATTRIBUTES: u16 = 32;
+    let Some(count) = le16(data, 0) else {
+        return;
+    };
+    let (mut device_type, mut status, mut at) = (None, None, 2);
+    for _ in 0..count.min(MAX_ATTRIBUTES) {
+        let (Some(id), Some(attribute_status)) = (le16(data, at), le16(data, at + 2)) else {
+            break;
+        };
+        at += 4;
+        if attribute_status != 0 {
+            continue;
+        }
+        // Sizes of attributes 1-10 (Vol. 1 5-2.2.1): 7 is a SHORT_STRING.
+        let size = match id {
+            1..=5 | 9 => 2,
+            6 => 4,
+            7 => 1 + usize::from(data.get(at).copied().unwrap_or(0)),
+            8 | 10 => 1,
+            _ => break,
+        };
+        match id {
+            2 => device_type = le16(data, at),
+            5 => status = le16(data, at),
+            _ => {}
+        }
+        at += size;
+    }
+    if let (Some(device_type), Some(status)) = (device_type, status) {
+        report_controller_mode(device_type, status, ctx);
+    }
+}
+
+/// CIP device type of a programmable logic controller (Vol. 1 Table 6-7.1): the only
+/// devices whose Identity status says whether a program runs.
+const DEVICE_TYPE_PLC: u16 = 0x0E;
+
+/// The mode a controller's Identity status word shows (Vol. 1 5-2.2.1.5): a major
+/// fault (bits 10-11) first, then the extended device status (bits 4-7): 6 "at least
+/// one I/O connection in run mode", 7 "I/O connections established, all idle", 1
+/// firmware update in progress, 5 major fault. The other extended states describe
+/// connections, not the controller, and report no mode.
+fn controller_mode(status: u16) -> Option<&'static str> {
+    const MAJOR_RECOVERABLE_FAULT: u16 = 0x0400;
+    const MAJOR_UNRECOVERABLE_FAULT: u16 = 0x0800;
+    if status & MAJOR_UNRECOVERABLE_FAULT != 0 {
+        return Some("MAJOR FAULT (unrecoverable)");
+    }
+    if status & MAJOR_RECOVERABLE_FAULT != 0 {
+        return Some("MAJOR FAULT (recoverable)");
+    }
+    match (status >> 4) & 0x0F {
+        1 => Some("FIRMWARE UPDATE"),
+        5 => Some("MAJOR FAULT"),
+        6 => Some("RUN"),
+        7 => Some("IDLE"),
+        _ => None,
+    }
+}
+
+fn report_controller_mode(device_type: u16, status: u16, ctx: &mut PduCtx<'_>) {
+    if device_type != DEVICE_TYPE_PLC {
+        return;
+    }
+    if let Some(mode) = controller_mode(status) {
+        ctx.identity(Protocol::Enip, IdentityField::Mode, mode.as_bytes());
+    }
 }
 
 fn is_io_flow(flow: &crate::inspect::FlowInfo) -> bool {
@@ -533,6 +617,7 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 item.product_name(),
                 ctx,
             );
+            report_controller_mode(item.device_type(), item.status(), ctx);
         }
         if replied {
             ctx.stats.enip.list_identity_replies.add(1);
@@ -739,6 +824,8 @@ mod inspect_tests {
                 (IdentityField::Firmware, "20.11".to_owned()),
                 (IdentityField::Serial, "0x00c0ffee".to_owned()),
                 (IdentityField::Product, "1769-L23E".to_owned()),
+                // Status 0x0060: extended device status 6, an I/O connection in run.
+                (IdentityField::Mode, "RUN".to_owned()),
             ]
         );
         let summary = h.enip().summary();
@@ -958,5 +1045,39 @@ mod inspect_tests {
         };
         assert_eq!(body.cip.len(), MAX_CIP_PER_EVENT);
         assert_eq!(body.cip_omitted, 4);
+    }
+
+    /// The modes the controller reports, one per change.
+    fn modes(observations: &[Observation]) -> Vec<String> {
+        identities(observations)
+            .into_iter()
+            .filter(|(field, _)| *field == IdentityField::Mode)
+            .map(|(_, value)| value)
+            .collect()
+    }
+
+    #[test]
+    fn a_controller_identity_status_reports_its_mode() {
+        // enip-cl5000-reboot-restart.pcap: the CompactLogix's Get_Attributes_All
+        // replies say status 0x3060 (an I/O connection in run mode) until frame 429,
+        // 0x3070 (all connections idle) from there (tshark `cip.id.status`).
+        let (pdus, _) = otsensor_wire::test_capture::framed_pdus(
+            "enip-cl5000-reboot-restart.pcap",
+            44818,
+            frame,
+        );
+        let mut h = Harness::tcp();
+        let mut observations = Vec::new();
+        for (index, (direction, pdu)) in pdus.iter().enumerate() {
+            observations.extend(h.run(pdu, *direction, index as u64 * 1_000));
+        }
+        assert_eq!(modes(&observations), ["RUN", "IDLE"]);
+        // A major fault outranks the connection state; a device that is not a
+        // controller (the 1756-ENBT of LIST_IDENTITY_REPLY) reports no mode.
+        assert_eq!(controller_mode(0x3460), Some("MAJOR FAULT (recoverable)"));
+        assert_eq!(controller_mode(0x0830), Some("MAJOR FAULT (unrecoverable)"));
+        assert_eq!(controller_mode(0x0030), None);
+        let mut h = Harness::new(44818, 17, false);
+        assert!(modes(&h.run(&hex(LIST_IDENTITY_REPLY), Direction::Response, 1)).is_empty());
     }
 }

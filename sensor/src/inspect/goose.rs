@@ -1,7 +1,8 @@
 //! IEC 61850 GOOSE inspection: statistics keyed like tshark's summaries (APPID and
-//! gocbRef), malformed APDUs, and the `goose` EVE protocol event. GOOSE is layer 2
-//! multicast: there is no flow, the event's addresses are unspecified and the
-//! publisher is its source MAC. Nothing here allocates per APDU.
+//! gocbRef), malformed APDUs, the `goose` EVE protocol event, and each publisher's
+//! control block history ([`Publishers`]: stNum jumps and replays, simulation, confRev
+//! changes). GOOSE is layer 2 multicast: there is no flow, the event's addresses are
+//! unspecified and the publisher is its source MAC. Nothing here allocates per APDU.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +10,9 @@ use serde::Serialize;
 
 use crate::inspect::histogram::Histogram;
 use crate::inspect::{EventBody, PduCtx};
-use crate::observe::{ProtocolErrorKind, ShortText};
+use crate::observe::{GooseChange, ProtocolErrorKind, ShortText};
 use otsensor_wire::goose::{Anomalies, Goose};
+use otsensor_wire::layers::Mac;
 use otsensor_wire::Protocol;
 
 /// Distinct gocbRefs counted per worker; more are counted in `overflow`.
@@ -75,6 +77,9 @@ pub struct Stats {
     /// APDUs with the simulation/test flag (PDU field or Reserved 1 bit), key 1.
     pub simulation: Histogram,
     pub anomalies: Histogram,
+    /// (publisher, gocbRef) histories the worker's [`Publishers`] table forgot to
+    /// make room for another.
+    pub publisher_evictions: u64,
 }
 
 impl Stats {
@@ -83,6 +88,7 @@ impl Stats {
         self.gocb_ref.merge(&other.gocb_ref);
         self.simulation.merge(&other.simulation);
         self.anomalies.merge(&other.anomalies);
+        self.publisher_evictions += other.publisher_evictions;
     }
 
     pub fn summary(&self) -> serde_json::Value {
@@ -111,6 +117,12 @@ impl Stats {
                     .to_owned()
             });
             out.insert("anomalies".into(), serde_json::json!(names));
+        }
+        if self.publisher_evictions > 0 {
+            out.insert(
+                "publisher_evictions".into(),
+                serde_json::json!(self.publisher_evictions),
+            );
         }
         serde_json::Value::Object(out)
     }
@@ -147,6 +159,180 @@ impl Serialize for MacText {
             "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             m[0], m[1], m[2], m[3], m[4], m[5]
         ))
+    }
+}
+
+/// (publisher, gocbRef) histories kept per worker. Frames without IP go to the worker
+/// of their source MAC, so one publisher's frames all meet here.
+pub const PUBLISHER_SLOTS: usize = 256;
+
+/// The last publication of one control block by one publisher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct History {
+    publisher: Mac,
+    gocb_key: u64,
+    st_num: u64,
+    sq_num: u64,
+    conf_rev: Option<u64>,
+    last_ns: u64,
+    used: bool,
+}
+
+/// Each publisher's control blocks as last seen, in a table allocated once: at
+/// [`PUBLISHER_SLOTS`] the least recently seen is forgotten (counted in
+/// `Stats::publisher_evictions`).
+#[derive(Clone, Debug)]
+pub struct Publishers {
+    slots: Box<[History]>,
+}
+
+impl Default for Publishers {
+    fn default() -> Self {
+        Publishers {
+            slots: vec![History::default(); PUBLISHER_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+/// What one publication changed against its control block's history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deviations {
+    /// First publication seen (nothing to compare with).
+    pub first: bool,
+    /// stNum moved on by more than one: state changes were skipped or injected.
+    pub st_num_jump: Option<(u64, u64)>,
+    /// stNum went back (other than a publisher restart at 1), or sqNum went back
+    /// within one stNum: an old frame sent again.
+    pub replay: Option<(u64, u64)>,
+    pub conf_rev_change: Option<(u64, u64)>,
+    /// Evicted another history to make room.
+    pub evicted: bool,
+}
+
+impl Publishers {
+    /// Compares a publication with the history of (`publisher`, `gocb_key`) and
+    /// records it.
+    pub fn track(
+        &mut self,
+        publisher: Mac,
+        gocb_key: u64,
+        st_num: u64,
+        sq_num: u64,
+        conf_rev: Option<u64>,
+        ts_ns: u64,
+    ) -> Deviations {
+        let mut deviations = Deviations::default();
+        let found = self
+            .slots
+            .iter()
+            .position(|h| h.used && h.publisher == publisher && h.gocb_key == gocb_key);
+        let index = match found {
+            Some(index) => {
+                let last = self.slots[index];
+                if st_num > last.st_num.saturating_add(1) {
+                    deviations.st_num_jump = Some((last.st_num, st_num));
+                }
+                // A restarted publisher begins again at stNum 1 (8-1 §18.1.2.5).
+                let restart = st_num == 1 && sq_num <= 1;
+                let st_back = st_num < last.st_num && !restart;
+                // sqNum wraps to 1 after its maximum (edition 2).
+                let sq_back = st_num == last.st_num
+                    && sq_num < last.sq_num
+                    && last.sq_num < u64::from(u32::MAX);
+                if st_back || sq_back {
+                    deviations.replay = Some((last.st_num, st_num));
+                }
+                if let (Some(was), Some(now)) = (last.conf_rev, conf_rev) {
+                    if was != now {
+                        deviations.conf_rev_change = Some((was, now));
+                    }
+                }
+                index
+            }
+            None => {
+                deviations.first = true;
+                match self.slots.iter().position(|h| !h.used) {
+                    Some(free) => free,
+                    None => {
+                        deviations.evicted = true;
+                        let mut oldest = 0;
+                        for (i, h) in self.slots.iter().enumerate() {
+                            if h.last_ns < self.slots[oldest].last_ns {
+                                oldest = i;
+                            }
+                        }
+                        oldest
+                    }
+                }
+            }
+        };
+        self.slots[index] = History {
+            publisher,
+            gocb_key,
+            st_num,
+            sq_num,
+            conf_rev,
+            last_ns: ts_ns,
+            used: true,
+        };
+        deviations
+    }
+}
+
+fn gocb_key(gocb_ref: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6005_E000).hash_one(gocb_ref)
+}
+
+fn short(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// Inspects one GOOSE APDU like [`inspect`] and compares it with its publisher's
+/// history of the control block: reports the publisher (once per refresh interval)
+/// and every deviation (stNum jump, replay, confRev change, simulation) to the
+/// analyzer.
+pub fn inspect_tracked(apdu: &[u8], ctx: &mut PduCtx<'_>, publishers: &mut Publishers) {
+    inspect(apdu, ctx);
+    let Ok(goose) = Goose::new_checked(apdu) else {
+        return;
+    };
+    let (Some(publisher), Some(pdu)) = (ctx.flow.client_mac, goose.pdu()) else {
+        return;
+    };
+    let (Some(gocb_ref), Some(st_num), Some(sq_num)) = (pdu.gocb_ref, pdu.st_num, pdu.sq_num)
+    else {
+        return;
+    };
+    let key = gocb_key(gocb_ref);
+    let deviations = publishers.track(publisher, key, st_num, sq_num, pdu.conf_rev, ctx.ts_ns);
+    if deviations.evicted {
+        ctx.stats.goose.publisher_evictions += 1;
+    }
+    let gocb_ref = ShortText::from_bytes(gocb_ref);
+    let mut changes = [None; 5];
+    changes[0] = Some(GooseChange::Published);
+    changes[1] = deviations
+        .st_num_jump
+        .map(|(from, to)| GooseChange::StNumJump {
+            from: short(from),
+            to: short(to),
+        });
+    changes[2] = deviations.replay.map(|(last, now)| GooseChange::Replay {
+        last_st_num: short(last),
+        st_num: short(now),
+    });
+    changes[3] = deviations
+        .conf_rev_change
+        .map(|(from, to)| GooseChange::ConfRevChange {
+            from: short(from),
+            to: short(to),
+        });
+    if pdu.simulation == Some(true) || goose.simulation_bit() {
+        changes[4] = Some(GooseChange::Simulation);
+    }
+    for change in changes.into_iter().flatten() {
+        ctx.goose_change(publisher, key, gocb_ref, change);
     }
 }
 
@@ -230,6 +416,42 @@ mod tests {
         }
         assert_eq!(a.to_map().len(), TEXT_SLOTS);
         assert_eq!(a.overflow, 100 - (TEXT_SLOTS as u64 - 2));
+    }
+
+    #[test]
+    fn publisher_histories_find_jumps_replays_and_conf_rev_changes() {
+        const IED: Mac = [0x00, 0x0a, 0xdc, 0, 1, 1];
+        const OTHER: Mac = [0x00, 0x0a, 0xdc, 0, 1, 2];
+        let mut table = Publishers::default();
+        let first = table.track(IED, 7, 10, 5, Some(1), 1);
+        assert!(first.first && first.st_num_jump.is_none() && first.replay.is_none());
+        // Retransmission, then a state change: nothing.
+        assert_eq!(
+            table.track(IED, 7, 10, 6, Some(1), 2),
+            Deviations::default()
+        );
+        assert_eq!(
+            table.track(IED, 7, 11, 0, Some(1), 3),
+            Deviations::default()
+        );
+        // Another publisher of the same block has a history of its own.
+        assert!(table.track(OTHER, 7, 1, 0, Some(1), 4).first);
+        let jump = table.track(IED, 7, 15, 0, Some(1), 5);
+        assert_eq!(jump.st_num_jump, Some((11, 15)));
+        let replay = table.track(IED, 7, 11, 9, Some(1), 6);
+        assert_eq!(replay.replay, Some((15, 11)));
+        // sqNum back within one stNum is a replay too; a restart at stNum 1 is not.
+        assert!(table.track(IED, 7, 11, 3, Some(1), 7).replay.is_some());
+        assert_eq!(table.track(IED, 7, 1, 0, Some(1), 8), Deviations::default());
+        let changed = table.track(IED, 7, 1, 1, Some(2), 9);
+        assert_eq!(changed.conf_rev_change, Some((1, 2)));
+        // Full: the least recently seen history goes, counted.
+        for key in 100..100 + PUBLISHER_SLOTS as u64 - 2 {
+            assert!(!table.track(IED, key, 1, 0, None, 10 + key).evicted);
+        }
+        assert!(table.track(IED, 9_999, 1, 0, None, 10_000).evicted);
+        // OTHER (seen at 4) was the oldest: it starts afresh.
+        assert!(table.track(OTHER, 7, 1, 1, Some(1), 10_001).first);
     }
 
     #[test]

@@ -34,16 +34,24 @@ pub mod histogram;
 pub mod identify;
 /// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
 pub mod iec104;
+/// IEC 61850 / ISO 9506 MMS: statistics, commands by service, identify, errors, EVE events.
+pub mod mms;
 /// Modbus/TCP: statistics, commands (per unit), device identification, exceptions.
 pub mod modbus;
 /// MQTT: statistics, PUBLISH/SUBSCRIBE by topic, refused connects, EVE events.
 pub mod mqtt;
 /// OPC UA: statistics, services as commands, errors, identity, EVE events.
 pub mod opcua;
+/// PROFINET: DCP, alarms and IO-CM calls: statistics, identities, commands, PNIO errors.
+pub mod profinet;
 /// Reassembly of messages split above the stream (COTP DT TPDUs, BACnet segments).
 pub mod reassembly;
-/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities.
+/// S7comm: statistics, COTP reassembly, commands (CPU stop, download), SZL identities;
+/// the ISO-on-TCP dispatcher that hands S7comm-plus and MMS TSDUs to their modules.
 pub mod s7comm;
+/// S7comm-plus: statistics by opcode and function, CPU state requests, session
+/// identity, EVE events.
+pub mod s7commplus;
 #[cfg(test)]
 pub(crate) mod test_capture;
 
@@ -54,7 +62,8 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::Dnp3 => dnp3::inspect(pdu, ctx),
         Protocol::Bacnet => bacnet::inspect(pdu, ctx),
         Protocol::Enip => enip::inspect(pdu, ctx),
-        Protocol::S7comm | Protocol::S7commPlus => s7comm::inspect(pdu, ctx),
+        // One TPKT framer for ISO-on-TCP; each COTP DT says which protocol it carries.
+        Protocol::S7comm | Protocol::S7commPlus | Protocol::Mms => s7comm::inspect(pdu, ctx),
         Protocol::Iec104 => iec104::inspect(pdu, ctx),
         Protocol::OpcUa => opcua::inspect(pdu, ctx),
         Protocol::Mqtt => mqtt::inspect(pdu, ctx),
@@ -65,6 +74,7 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::Nbns => identify::nbns(pdu, ctx),
         Protocol::Mdns => identify::mdns(pdu, ctx),
         Protocol::Snmp => identify::snmp(pdu, ctx),
+        Protocol::Profinet => profinet::inspect(pdu, ctx),
     }
 }
 
@@ -106,6 +116,13 @@ pub struct AppState {
     /// Message reassembly buffers (COTP, BACnet segmentation) in the worker's
     /// [`reassembly::SegmentPool`], per direction (request, response); 0 = none.
     pub segment_slots: [u16; 2],
+    /// The application protocol the flow's PDUs showed when its port or first
+    /// payload could not tell (ISO-on-TCP on port 102 carries S7comm, S7comm-plus or
+    /// MMS): the worker names the flow after it.
+    pub protocol: Option<Protocol>,
+    /// A word of protocol state kept between PDUs (PROFINET: the PNIOStatus of a
+    /// fragmented response's first fragment, reported with its last).
+    pub pending_status: u32,
 }
 
 impl AppState {
@@ -156,10 +173,13 @@ pub struct ProtocolStats {
     pub bacnet: bacnet::Stats,
     pub enip: enip::Stats,
     pub s7comm: s7comm::Stats,
+    pub s7commplus: s7commplus::Stats,
     pub iec104: iec104::Stats,
     pub opcua: opcua::Stats,
     pub mqtt: mqtt::Stats,
     pub goose: goose::Stats,
+    pub mms: mms::Stats,
+    pub profinet: profinet::Stats,
 }
 
 impl ProtocolStats {
@@ -175,10 +195,13 @@ impl ProtocolStats {
         self.bacnet.merge(&other.bacnet);
         self.enip.merge(&other.enip);
         self.s7comm.merge(&other.s7comm);
+        self.s7commplus.merge(&other.s7commplus);
         self.iec104.merge(&other.iec104);
         self.opcua.merge(&other.opcua);
         self.mqtt.merge(&other.mqtt);
         self.goose.merge(&other.goose);
+        self.mms.merge(&other.mms);
+        self.profinet.merge(&other.profinet);
     }
 
     /// Per-protocol histograms in the shape of the tshark-derived summaries
@@ -195,10 +218,13 @@ impl ProtocolStats {
         put(Protocol::Bacnet, self.bacnet.summary());
         put(Protocol::Enip, self.enip.summary());
         put(Protocol::S7comm, self.s7comm.summary());
+        put(Protocol::S7commPlus, self.s7commplus.summary());
         put(Protocol::Iec104, self.iec104.summary());
         put(Protocol::OpcUa, self.opcua.summary());
         put(Protocol::Mqtt, self.mqtt.summary());
         put(Protocol::Goose, self.goose.summary());
+        put(Protocol::Mms, self.mms.summary());
+        put(Protocol::Profinet, self.profinet.summary());
         details
     }
 }
@@ -234,8 +260,14 @@ impl RecentCache {
 
     /// True when `key` was not reported within the refresh interval (and records it).
     pub fn should_report(&mut self, key: u64, now_ns: u64) -> bool {
+        self.should_report_in(key, key, now_ns)
+    }
+
+    /// As [`Self::should_report`], with the slot chosen by `slot_key`: keys that share
+    /// it replace each other, so a new key is always reported.
+    pub fn should_report_in(&mut self, slot_key: u64, key: u64, now_ns: u64) -> bool {
         let len = self.slots.len();
-        let slot = &mut self.slots[(key as usize) % len];
+        let slot = &mut self.slots[(slot_key as usize) % len];
         if slot.0 == key && now_ns.saturating_sub(slot.1) < self.refresh_ns {
             return false;
         }
@@ -371,15 +403,73 @@ impl PduCtx<'_> {
         }
     }
 
+    /// Reports whether the flow's channel is secured (see
+    /// `Observation::ChannelSecurity`): once per flow and value per interval.
+    pub fn channel_security(&mut self, protocol: Protocol, secured: bool) {
+        let key = key_of((5u8, self.flow.flow_id, protocol, secured));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::ChannelSecurity {
+                ts_ns: self.ts_ns,
+                flow_id: self.flow.flow_id,
+                client: self.flow.client,
+                server: self.flow.server,
+                protocol,
+                secured,
+            });
+        }
+    }
+
+    /// Reports a GOOSE publication's change (see `Observation::Goose`): once per
+    /// publisher, control block and kind of change per interval.
+    pub fn goose_change(
+        &mut self,
+        publisher: Mac,
+        gocb_key: u64,
+        gocb_ref: ShortText,
+        change: crate::observe::GooseChange,
+    ) {
+        let kind = std::mem::discriminant(&change);
+        let key = key_of((6u8, publisher, gocb_key, kind));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::Goose {
+                ts_ns: self.ts_ns,
+                publisher,
+                vlan: self.flow.vlan,
+                gocb_ref,
+                change,
+            });
+        }
+    }
+
     /// Reports an identity attribute the sender of this PDU claims about itself.
     pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
         let (device, _) = self.sender();
+        self.identity_at(device, protocol, field, value);
+    }
+
+    /// Reports an identity attribute of `device`, an address the PDU states rather than
+    /// its sender's (PROFINET DCP runs without IP and names the station's address).
+    pub fn identity_at(
+        &mut self,
+        device: IpAddr,
+        protocol: Protocol,
+        field: IdentityField,
+        value: &[u8],
+    ) {
         let text = ShortText::from_bytes(value);
         if text.is_empty() {
             return;
         }
         let key = key_of((2u8, device, protocol, field, text.as_bytes()));
-        if self.out.recent.should_report(key, self.ts_ns) {
+        // A mode is one value at a time: its reports share one slot, so a change
+        // (RUN → STOP → RUN) is reported at once however recently the old value was.
+        let report = if field == IdentityField::Mode {
+            let slot = key_of((2u8, device, protocol, field));
+            self.out.recent.should_report_in(slot, key, self.ts_ns)
+        } else {
+            self.out.recent.should_report(key, self.ts_ns)
+        };
+        if report {
             self.out.observations.send(Observation::Identity {
                 ts_ns: self.ts_ns,
                 device,
@@ -418,6 +508,19 @@ impl PduCtx<'_> {
                 protocol,
                 field,
                 value: text,
+            });
+        }
+    }
+
+    /// Reports that `mac` holds `ip`, as a PDU states it (PROFINET DCP Identify).
+    pub fn device_seen(&mut self, mac: Mac, ip: IpAddr) {
+        let key = key_of((5u8, mac, ip, self.flow.vlan));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::DeviceSeen {
+                ts_ns: self.ts_ns,
+                mac: Some(mac),
+                ip: Some(ip),
+                vlan: self.flow.vlan,
             });
         }
     }
@@ -466,6 +569,7 @@ pub enum EventBody {
     Bacnet(BacnetEvent),
     Enip(EnipEvent),
     S7comm(S7commEvent),
+    S7commPlus(s7commplus::S7commPlusEvent),
     Iec104(iec104::Iec104Event),
     OpcUa(opcua::OpcUaEvent),
     Mqtt(mqtt::MqttEvent),
@@ -476,6 +580,8 @@ pub enum EventBody {
     Nbns(identify::NbnsEvent),
     Mdns(identify::MdnsEvent),
     Snmp(identify::SnmpEvent),
+    Mms(mms::MmsEvent),
+    Profinet(profinet::ProfinetEvent),
 }
 
 impl EventBody {
@@ -486,6 +592,7 @@ impl EventBody {
             EventBody::Bacnet(_) => Protocol::Bacnet,
             EventBody::Enip(_) => Protocol::Enip,
             EventBody::S7comm(_) => Protocol::S7comm,
+            EventBody::S7commPlus(_) => Protocol::S7commPlus,
             EventBody::Iec104(_) => Protocol::Iec104,
             EventBody::OpcUa(_) => Protocol::OpcUa,
             EventBody::Mqtt(_) => Protocol::Mqtt,
@@ -496,6 +603,8 @@ impl EventBody {
             EventBody::Nbns(_) => Protocol::Nbns,
             EventBody::Mdns(_) => Protocol::Mdns,
             EventBody::Snmp(_) => Protocol::Snmp,
+            EventBody::Mms(_) => Protocol::Mms,
+            EventBody::Profinet(_) => Protocol::Profinet,
         }
     }
 }

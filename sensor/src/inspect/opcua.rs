@@ -19,6 +19,9 @@ use otsensor_wire::{Direction, Protocol};
 /// `AppState::flags`: the channel's security mode (0 = not seen, else the
 /// MessageSecurityMode value 1-3).
 const MODE_MASK: u32 = 0b11;
+/// CreateSessionRequest and ActivateSessionRequest encoding ids (Part 6 annex).
+const CREATE_SESSION: u32 = 461;
+const ACTIVATE_SESSION: u32 = 467;
 
 /// Per-worker OPC UA statistics, keyed like the tshark-derived summaries
 /// (`../shared/tools/ORACLE.md`: msg_type, service_nodeid, bad_service_result,
@@ -183,6 +186,11 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
         let readable = match message_type {
             MessageType::OpenSecureChannel => {
                 event.security_policy = secure.security_policy_uri.map(policy_name);
+                // A client asking for a channel under a real policy: the server
+                // offers signed channels (the mode itself is in the encrypted body).
+                if !secure.policy_is_none() && ctx.direction == Direction::Request {
+                    ctx.channel_security(Protocol::OpcUa, true);
+                }
                 secure.policy_is_none()
             }
             _ => mode != 3,
@@ -232,6 +240,11 @@ fn inspect_service(
                 };
                 ctx.state.flags = (ctx.state.flags & !MODE_MASK) | value;
                 event.security_mode = Some(mode.name());
+            }
+            // A session on a channel opened with SecurityPolicy None (a discovery
+            // channel, GetEndpoints and FindServers, needs no session).
+            if matches!(id, CREATE_SESSION | ACTIVATE_SESSION) && ctx.state.flags & MODE_MASK == 1 {
+                ctx.channel_security(Protocol::OpcUa, false);
             }
             if let Some(header) = body.request_header() {
                 event.request_handle = Some(header.request_handle);

@@ -349,12 +349,14 @@ fn report_identity(szl: &SzlResponse<'_>, ctx: &mut PduCtx<'_>) {
 /// (no free buffer, longer than the buffer, a TPDU number out of sequence) is still
 /// counted as one S7comm PDU, not dissected, and the drop is counted.
 pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
+    // Before a DT shows the flow's protocol, a broken TPKT or COTP counts as S7comm's.
+    let carrier = ctx.state.protocol.unwrap_or(Protocol::S7comm);
     let Ok(tpkt) = Tpkt::new_checked(pdu) else {
-        ctx.malformed(Protocol::S7comm);
+        ctx.malformed(carrier);
         return;
     };
     let Ok(cotp) = Cotp::new_checked(tpkt.payload()) else {
-        ctx.malformed(Protocol::S7comm);
+        ctx.malformed(carrier);
         return;
     };
     ctx.stats
@@ -382,10 +384,10 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 _ => SEGMENT_OTHER,
             };
             ctx.state.flags |= first << shift;
-            if first == SEGMENT_S7COMM {
-                start_tsdu(payload, number, ctx);
-            }
-        } else if pending == SEGMENT_S7COMM {
+            // Every TSDU is reassembled: S7comm, S7comm-plus, and others (MMS over
+            // the OSI stack).
+            start_tsdu(payload, number, ctx);
+        } else {
             continue_tsdu(payload, number, ctx);
         }
         return;
@@ -397,6 +399,7 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                 ctx.stats.s7comm.segmented += 1;
                 let mut tsdu = [0u8; SEGMENT_BUFFER_LEN];
                 let len = finish_tsdu(payload, number, ctx, &mut tsdu);
+                identified(ctx, Protocol::S7comm);
                 match S7comm::new_checked(tsdu.get(..len).unwrap_or(&[])) {
                     Ok(s7) if len > 0 => {
                         ctx.count(Protocol::S7comm);
@@ -408,26 +411,63 @@ pub fn inspect(pdu: &[u8], ctx: &mut PduCtx<'_>) {
                     _ => ctx.malformed(Protocol::S7comm),
                 }
             }
-            SEGMENT_PLUS => ctx.count(Protocol::S7commPlus),
-            _ => {}
+            SEGMENT_PLUS => {
+                identified(ctx, Protocol::S7commPlus);
+                let mut tsdu = [0u8; SEGMENT_BUFFER_LEN];
+                let len = finish_tsdu(payload, number, ctx, &mut tsdu);
+                if len > 0 {
+                    super::s7commplus::inspect_pdu(tsdu.get(..len).unwrap_or(&[]), ctx);
+                } else {
+                    // Dropped on the way: the PDU is counted, not dissected.
+                    ctx.count(Protocol::S7commPlus);
+                }
+            }
+            _ => {
+                let mut tsdu = [0u8; SEGMENT_BUFFER_LEN];
+                let len = finish_tsdu(payload, number, ctx, &mut tsdu);
+                if len > 0 {
+                    inspect_other(tsdu.get(..len).unwrap_or(&[]), ctx);
+                }
+            }
         }
         return;
     }
     match payload.first() {
         Some(&PROTOCOL_ID) => {}
         Some(&PROTOCOL_ID_PLUS) => {
-            ctx.count(Protocol::S7commPlus);
+            identified(ctx, Protocol::S7commPlus);
+            super::s7commplus::inspect_pdu(payload, ctx);
             return;
         }
-        // Empty DTs and other ISO-transport users are not S7comm.
-        _ => return,
+        // Empty DTs are nothing; other ISO-transport users may be MMS.
+        _ => {
+            inspect_other(payload, ctx);
+            return;
+        }
     }
+    identified(ctx, Protocol::S7comm);
     let Ok(s7) = S7comm::new_checked(payload) else {
         ctx.malformed(Protocol::S7comm);
         return;
     };
     ctx.count(Protocol::S7comm);
     inspect_s7comm(&s7, ctx);
+}
+
+/// Names the flow after the first protocol one of its DTs showed.
+fn identified(ctx: &mut PduCtx<'_>, protocol: Protocol) {
+    if ctx.state.protocol.is_none() {
+        ctx.state.protocol = Some(protocol);
+    }
+}
+
+/// A whole COTP DT TSDU that is neither S7comm nor S7comm-plus: MMS (directly on COTP
+/// or over the OSI session, presentation and ACSE layers) or an ISO-transport user
+/// the sensor does not dissect.
+fn inspect_other(tsdu: &[u8], ctx: &mut PduCtx<'_>) {
+    if super::mms::inspect_dt(tsdu, ctx) {
+        identified(ctx, Protocol::Mms);
+    }
 }
 
 fn direction_index(direction: Direction) -> usize {
@@ -1259,6 +1299,173 @@ mod inspect_tests {
         assert!(
             commands.contains(&(CommandKind::Program, 0x1A)),
             "{commands:?}"
+        );
+    }
+
+    // MMS on port 102, through the same dispatcher. mms-piccolo.pcap frames 3 and 4:
+    // session GT+DT, presentation fully-encoded data, an identify request and its
+    // response (vendor "INFO TECH", model "S61850 for PC", revision "0.0.1").
+    const MMS_IDENTIFY: &str = "0300001b02f08001000100610e300c020103a007a0050201018200";
+    const MMS_IDENTIFY_RESPONSE: &str = "0300003c02f08001000100612f302d020103a028a126020101a2218009494e464f2054454348810d53363138353020666f722050438205302e302e31";
+    // mms-kill-request.pcap frame 12 and mms-delete-program-invocation.pcap frame 12:
+    // MMS directly on COTP, kill (44) and deleteProgramInvocation (39).
+    const MMS_KILL: &str =
+        "0300002802f080a01f020101bf2c198017523339353032343339374170706c69636174696f6e5f31";
+    const MMS_DELETE_PI: &str =
+        "0300002702f080a01e0201019f27184d7553656375726974795f4170706c69636174696f6e5f31";
+    // Built: a confirmed-ErrorPDU (invokeID 1, serviceError class access [7] code 2,
+    // object-non-existent) in the piccolo session framing (GT+DT, presentation
+    // context 3), and a rejectPDU (originalInvokeID 1, confirmed-requestPDU [1]
+    // problem 1, unrecognized-service) directly on COTP.
+    const MMS_ERROR: &str = "0300002002f0800100010061133011020103a00ca20a800101a205a003870102";
+    const MMS_REJECT: &str = "0300000f02f080a406800101810101";
+
+    #[test]
+    fn mms_identify_names_the_flow_and_reports_identity() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1_000, &hex(MMS_IDENTIFY), true);
+        h.feed(
+            Direction::Response,
+            3_000,
+            &hex(MMS_IDENTIFY_RESPONSE),
+            true,
+        );
+        assert_eq!(h.pdus(Protocol::Mms), 2);
+        assert_eq!(h.pdus(Protocol::S7comm), 0);
+        assert_eq!(h.state.protocol, Some(Protocol::Mms));
+        let observations = h.observations();
+        assert_eq!(commands(&observations), vec![(CommandKind::Diagnostic, 2)]);
+        assert_eq!(
+            identities(&observations),
+            vec![
+                (IdentityField::Vendor, "INFO TECH".to_owned()),
+                (IdentityField::Model, "S61850 for PC".to_owned()),
+                (IdentityField::Firmware, "0.0.1".to_owned()),
+            ]
+        );
+        let summary = h.stats.mms.summary();
+        assert_eq!(summary["pdu"]["confirmed-RequestPDU"], 1);
+        assert_eq!(summary["pdu"]["confirmed-ResponsePDU"], 1);
+        assert_eq!(summary["confirmed_service_request"]["2"], 1);
+        assert_eq!(summary["confirmed_service_response"]["2"], 1);
+        assert_eq!(h.stats.matched_responses[Protocol::Mms.index()], 1);
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        let EveRecord::Protocol(event) = &events[1] else {
+            panic!("not a protocol event");
+        };
+        assert_eq!(
+            event.body,
+            EventBody::Mms(crate::inspect::mms::MmsEvent {
+                pdu: "confirmed-ResponsePDU",
+                invoke_id: Some(1),
+                service: Some("identify"),
+                service_code: Some(2),
+                error_class: None,
+                error_code: None,
+                reject_type: None,
+                reject_code: None,
+                carrier: "presentation",
+            })
+        );
+    }
+
+    #[test]
+    fn mms_program_invocation_control_maps_to_stop_and_program() {
+        let mut h = Harness::new();
+        h.feed(Direction::Request, 1, &hex(MMS_KILL), false);
+        h.feed(Direction::Request, 2, &hex(MMS_DELETE_PI), false);
+        assert_eq!(
+            commands(&h.observations()),
+            vec![(CommandKind::Stop, 44), (CommandKind::Program, 39)]
+        );
+        assert_eq!(h.stats.mms.on_cotp, 2);
+        // The same request sent by the server (ICCP peers both ask) is counted, not
+        // reported as the client's command.
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(MMS_KILL), false);
+        assert_eq!(h.pdus(Protocol::Mms), 1);
+        assert_eq!(commands(&h.observations()), vec![]);
+    }
+
+    #[test]
+    fn mms_error_and_reject_are_protocol_errors() {
+        let mut h = Harness::new();
+        h.feed(Direction::Response, 1, &hex(MMS_ERROR), false);
+        h.feed(Direction::Response, 2, &hex(MMS_REJECT), false);
+        assert_eq!(h.pdus(Protocol::Mms), 2);
+        assert_eq!(
+            errors(&h.observations()),
+            vec![
+                (ProtocolErrorKind::ErrorReply, (7 << 16) | 2),
+                (
+                    ProtocolErrorKind::Rejected,
+                    crate::inspect::mms::REJECT | (1 << 16) | 1
+                ),
+            ]
+        );
+        let summary = h.stats.mms.summary();
+        assert_eq!(summary["error_class"]["7/2"], 1);
+        assert_eq!(summary["reject_reason"]["1/1"], 1);
+    }
+
+    #[test]
+    fn mms_captures_count_like_tshark() {
+        let h = replay("mms-piccolo.pcap");
+        assert_eq!(h.pdus(Protocol::Mms), 5);
+        let h = replay("mms-kill-request.pcap");
+        assert_eq!(h.pdus(Protocol::Mms), 2);
+        assert!(commands(&h.observations()).contains(&(CommandKind::Stop, 44)));
+    }
+
+    // S7comm-plus through the dispatcher. s7commplus-s7-1200-hmi.pcap frame 12: the
+    // session's CreateObject response ("1;6ES7 211-1BE31-0XB0 ;V3.0"); built: a
+    // SetVariable of the CPU's operating state (object 52, attribute 2167) to 1, STOP.
+    const PLUS_CREATE_OBJECT_RESPONSE: &str = "0300008902f0807201007a32000004ca00000001361102873e8723a100000120821f0000a38169001500a3823200170000013a823b00048200823c00048140823d00048480c040823e00048480c040823f00151b313b36455337203231312d31424533312d30584230203b56332e308240001505323b32383882410003000300a20000000072010000";
+    const PLUS_CPU_STOP: &str =
+        "0300002802f0807202001931000004f200000009000003be34000000340190770004010072020000";
+
+    #[test]
+    fn s7comm_plus_names_the_plc_and_reports_a_cpu_stop() {
+        let mut h = Harness::new();
+        h.feed(
+            Direction::Response,
+            1,
+            &hex(PLUS_CREATE_OBJECT_RESPONSE),
+            true,
+        );
+        h.feed(Direction::Request, 2, &hex(PLUS_CPU_STOP), true);
+        assert_eq!(h.pdus(Protocol::S7commPlus), 2);
+        assert_eq!(h.state.protocol, Some(Protocol::S7commPlus));
+        let observations = h.observations();
+        assert_eq!(
+            identities(&observations),
+            vec![
+                (IdentityField::OrderNumber, "6ES7 211-1BE31-0XB0".to_owned()),
+                (IdentityField::Firmware, "V3.0".to_owned()),
+            ]
+        );
+        assert_eq!(
+            commands(&observations),
+            vec![(CommandKind::Stop, crate::inspect::s7commplus::CPU_STATE | 1)]
+        );
+        let summary = h.stats.s7commplus.summary();
+        assert_eq!(summary["function"]["1226"], 1);
+        assert_eq!(summary["function"]["1266"], 1);
+        let events: Vec<_> = h.event_rx.try_iter().collect();
+        let EveRecord::Protocol(event) = &events[1] else {
+            panic!("not a protocol event");
+        };
+        assert_eq!(
+            event.body,
+            EventBody::S7commPlus(crate::inspect::s7commplus::S7commPlusEvent {
+                pdu_type: 2,
+                opcode: Some("Request"),
+                opcode_code: Some(0x31),
+                function: Some("SetVariable"),
+                function_code: Some(0x04f2),
+                sequence: Some(9),
+                session_id: Some(0x3be),
+            })
         );
     }
 }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::pcap::{PcapWriter, Resolution};
-use super::proto::{bacnet, dnp3, enip, modbus, s7comm};
+use super::proto::{bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, s7comm};
 use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
 use super::{truth_path, MS, SECOND};
@@ -41,7 +41,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 32] = [
+pub const SCENARIOS: [&str; 38] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -56,6 +56,7 @@ pub const SCENARIOS: [&str; 32] = [
     "plc_stop_cip",
     "plc_stop_dnp3",
     "plc_stop_bacnet",
+    "plc_stop_mms",
     "device_silent",
     "device_quiet",
     "cip_failure",
@@ -73,6 +74,11 @@ pub const SCENARIOS: [&str; 32] = [
     "cip_attribute_enumeration",
     "bacnet_object_sweep",
     "silent_polled_rtu",
+    "profinet_io_write",
+    "iec104_control",
+    "opcua_downgrade",
+    "mqtt_new_publisher",
+    "goose_anomaly",
     "combined",
 ];
 
@@ -82,6 +88,10 @@ pub struct ExpectedAlert {
     pub signature: String,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
+    /// The device's MAC for an alert about a device known only by its MAC (GOOSE
+    /// publishers): `aa:bb:cc:dd:ee:ff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<String>,
 }
 
 /// The ground truth of one scenario.
@@ -129,6 +139,27 @@ const BACNET: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x40], [10, 10, 0,
 /// A Modbus RTU the HMI polls every 2 s over one persistent connection
 /// (`silent_polled_rtu` only).
 const POLLED_RTU: Node = Node::new([0x00, 0x50, 0xc2, 0x00, 0x00, 0x31], [10, 10, 0, 31]);
+/// An IEC 60870-5-104 RTU (controlled station) the HMI interrogates.
+const RTU_104: Node = Node::new([0x00, 0x0a, 0xdc, 0x00, 0x00, 0x50], [10, 10, 0, 50]);
+/// An OPC UA server the HMI reads over a signed channel (Basic256Sha256).
+const OPCUA_SERVER: Node = Node::new([0x00, 0x0e, 0x8c, 0x00, 0x00, 0x60], [10, 10, 0, 60]);
+/// An MQTT broker, the edge gateway that publishes to it, the HMI subscribes.
+const BROKER: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x70], [10, 10, 0, 70]);
+const EDGE_GATEWAY: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x71], [10, 10, 0, 71]);
+/// Two IEDs publishing GOOSE (layer 2 only: MAC-only devices).
+const IED_1: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x01];
+const IED_2: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x02];
+/// GOOSE multicast destinations (IEC 61850-8-1 §C.3: 01-0C-CD-01-xx-xx).
+const GOOSE_GROUP_1: wire::Mac = [0x01, 0x0c, 0xcd, 0x01, 0x00, 0x01];
+const GOOSE_GROUP_2: wire::Mac = [0x01, 0x0c, 0xcd, 0x01, 0x00, 0x02];
+/// A host that publishes GOOSE of IED 1's control block in `goose_anomaly`.
+const ROGUE_PUBLISHER: wire::Mac = [0x00, 0x0c, 0x29, 0x00, 0x00, 0x67];
+const IED_1_GOCB: &str = "IED1LD0/LLN0$GO$gcbTrip";
+const IED_2_GOCB: &str = "IED2LD0/LLN0$GO$gcbInterlock";
+/// The common address of the RTU's ASDUs.
+const RTU_104_ASDU: u16 = 1;
+/// The topics the edge gateway publishes while learning.
+const GATEWAY_TOPICS: [&str; 2] = ["plant/line1/temperature", "plant/line1/pressure"];
 const NEWCOMER: Node = Node::new([0x00, 0x0c, 0x29, 0x00, 0x00, 0x99], [10, 10, 0, 99]);
 const SPOOFER_MAC: wire::Mac = [0x00, 0x0c, 0x29, 0x66, 0x66, 0x66];
 // Public addresses outside the documentation ranges: those (RFC 5737) never count as
@@ -520,6 +551,170 @@ impl Capture {
         )
     }
 
+    /// An IEC 104 session's exchanges from a master: STARTDT, then `commands` (each an
+    /// I-format APDU from the master with the RTU's reply, sequence numbers counted
+    /// here), then an S-format acknowledgement.
+    fn iec104(&mut self, commands: &[Iec104Command]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let (mut start, mut start_con) = (Vec::new(), Vec::new());
+        iec104::u_frame(&mut start, iec104::STARTDT_ACT);
+        iec104::u_frame(&mut start_con, iec104::STARTDT_CON);
+        let mut exchanges = vec![(start, Some(start_con))];
+        let (mut master_sent, mut rtu_sent) = (0u16, 0u16);
+        let common = RTU_104_ASDU;
+        for command in commands {
+            let (mut request, mut reply) = (Vec::new(), Vec::new());
+            let ours = (master_sent, rtu_sent);
+            master_sent += 1;
+            match *command {
+                Iec104Command::Interrogation => {
+                    iec104::interrogation(&mut request, ours, iec104::COT_ACTIVATION, common);
+                    let cause = iec104::COT_ACTIVATION_CON;
+                    iec104::interrogation(&mut reply, (rtu_sent, master_sent), cause, common);
+                    let values = [49.98f32, 110.2, 3.5];
+                    let seqs = (rtu_sent + 1, master_sent);
+                    let cause = iec104::COT_INTERROGATED;
+                    iec104::measurands(&mut reply, seqs, cause, common, 1001, &values);
+                    let seqs = (rtu_sent + 2, master_sent);
+                    let cause = iec104::COT_ACTIVATION_TERM;
+                    iec104::interrogation(&mut reply, seqs, cause, common);
+                    rtu_sent += 3;
+                }
+                Iec104Command::SingleCommand { address } => {
+                    let cause = iec104::COT_ACTIVATION;
+                    iec104::single_command(&mut request, ours, cause, common, address, true);
+                    let seqs = (rtu_sent, master_sent);
+                    let cause = iec104::COT_ACTIVATION_CON;
+                    iec104::single_command(&mut reply, seqs, cause, common, address, true);
+                    rtu_sent += 1;
+                }
+                Iec104Command::ResetProcess => {
+                    iec104::reset_process(&mut request, ours, iec104::COT_ACTIVATION, common);
+                    let seqs = (rtu_sent, master_sent);
+                    iec104::reset_process(&mut reply, seqs, iec104::COT_ACTIVATION_CON, common);
+                    rtu_sent += 1;
+                }
+            }
+            exchanges.push((request, Some(reply)));
+        }
+        let mut ack = Vec::new();
+        iec104::s_frame(&mut ack, rtu_sent);
+        exchanges.push((ack, None));
+        exchanges
+    }
+
+    /// An OPC UA session's exchanges from a client: HEL/ACK, OpenSecureChannel under
+    /// `policy`, CreateSession and ActivateSession, `services` (request id and tail,
+    /// response tail), CloseSecureChannel.
+    fn opcua(
+        &mut self,
+        policy: &str,
+        services: &[(u16, Vec<u8>, Vec<u8>)],
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let channel = opcua::Channel {
+            id: 0x1000 + u32::from(self.next_transaction()),
+            token: 1,
+        };
+        let (mut hello, mut ack) = (Vec::new(), Vec::new());
+        opcua::hello(&mut hello, "opc.tcp://10.10.0.60:4840");
+        opcua::acknowledge(&mut ack);
+        let (mut open, mut opened) = (Vec::new(), Vec::new());
+        let mode = if policy == opcua::POLICY_NONE {
+            opcua::MODE_NONE
+        } else {
+            2
+        };
+        opcua::open_request(&mut open, policy, mode, 1);
+        opcua::open_response(&mut opened, policy, channel, 1);
+        let mut exchanges = vec![(hello, Some(ack)), (open, Some(opened))];
+        let session = [
+            (opcua::CREATE_SESSION, Vec::new(), Vec::new()),
+            (opcua::ACTIVATE_SESSION, Vec::new(), Vec::new()),
+        ];
+        let mut sequence = 2;
+        for (i, (service, request_tail, response_tail)) in
+            session.iter().chain(services).enumerate()
+        {
+            let request_id = 2 + i as u32;
+            let (mut request, mut response) = (Vec::new(), Vec::new());
+            opcua::message(
+                &mut request,
+                channel,
+                sequence,
+                request_id,
+                *service,
+                request_tail,
+            );
+            let answer = service + opcua::RESPONSE_OFFSET;
+            opcua::message(
+                &mut response,
+                channel,
+                sequence,
+                request_id,
+                answer,
+                response_tail,
+            );
+            sequence += 1;
+            exchanges.push((request, Some(response)));
+        }
+        let mut close = Vec::new();
+        opcua::close(&mut close, channel, sequence, 99);
+        exchanges.push((close, None));
+        exchanges
+    }
+
+    /// An MQTT session's exchanges from a client: CONNECT (answered with `connack`),
+    /// then when accepted the PUBLISHes of `topics` and a DISCONNECT.
+    fn mqtt_publisher(
+        &mut self,
+        client_id: &str,
+        connack: u8,
+        topics: &[&str],
+    ) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let (mut connect, mut accepted) = (Vec::new(), Vec::new());
+        mqtt::connect(&mut connect, client_id);
+        mqtt::connack(&mut accepted, connack);
+        let mut exchanges = vec![(connect, Some(accepted))];
+        if connack != 0 {
+            return exchanges;
+        }
+        for (i, topic) in topics.iter().enumerate() {
+            let mut publish = Vec::new();
+            let reading = format!("{{\"value\":{}}}", 20 + i);
+            mqtt::publish(&mut publish, topic, reading.as_bytes());
+            exchanges.push((publish, None));
+        }
+        let mut bye = Vec::new();
+        mqtt::disconnect(&mut bye);
+        exchanges.push((bye, None));
+        exchanges
+    }
+
+    /// A GOOSE frame from `publisher` to its multicast `group`.
+    fn goose(
+        &mut self,
+        ts_ns: u64,
+        publisher: wire::Mac,
+        group: wire::Mac,
+        publication: &goose::Publication<'_>,
+    ) -> Result<()> {
+        let mut payload = Vec::with_capacity(160);
+        goose::publication(&mut payload, publication);
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 {
+                    src: publisher,
+                    dst: group,
+                    vlan: 0,
+                },
+                net: Net::EtherType {
+                    ether_type: goose::ETHER_TYPE,
+                    payload,
+                },
+            },
+        )
+    }
+
     /// Writes the capture; returns its device count.
     fn write(mut self, out: &Path) -> Result<u64> {
         self.frames.sort_by_key(|(ts, order, _)| (*ts, *order));
@@ -533,6 +728,17 @@ impl Capture {
         writer.finish()?;
         Ok(tracker.devices())
     }
+}
+
+/// A command an IEC 104 master sends in [`Capture::iec104`].
+#[derive(Clone, Copy, Debug)]
+enum Iec104Command {
+    /// C_IC_NA_1 station interrogation.
+    Interrogation,
+    /// C_SC_NA_1 single command (operate) to an object.
+    SingleCommand { address: u32 },
+    /// C_RP_NA_1 reset process.
+    ResetProcess,
 }
 
 /// MBAP header (transaction, protocol 0, length, unit 1) and `pdu`.
@@ -736,6 +942,99 @@ fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
         Answer::Accept,
         exchanges,
     )?;
+    plant_substation_and_edge(cap, options.end_s)?;
+    Ok(())
+}
+
+/// IEC 61850 GOOSE of the plant's IEDs: each publishes its control block every
+/// second; IED 1's state changes once (stNum + 1, sqNum back to 0) at 60 s.
+fn ied_publication(publisher: wire::Mac, second: u64) -> goose::Publication<'static> {
+    const TRIP_VALUES: [bool; 3] = [false, false, true];
+    const IDLE_VALUES: [bool; 3] = [false, false, false];
+    if publisher == IED_1 {
+        let changed = second >= 60;
+        goose::Publication {
+            appid: 0x0101,
+            gocb_ref: IED_1_GOCB,
+            dat_set: "IED1LD0/LLN0$dsTrip",
+            go_id: "IED1_Trip",
+            t_seconds: (START_NS / SECOND) as u32 + if changed { 60 } else { 0 },
+            st_num: if changed { 11 } else { 10 },
+            sq_num: if changed { second - 60 } else { second } as u32,
+            simulation: false,
+            conf_rev: 1,
+            values: if changed { &TRIP_VALUES } else { &IDLE_VALUES },
+        }
+    } else {
+        goose::Publication {
+            appid: 0x0102,
+            gocb_ref: IED_2_GOCB,
+            dat_set: "IED2LD0/LLN0$dsInterlock",
+            go_id: "IED2_Interlock",
+            t_seconds: (START_NS / SECOND) as u32,
+            st_num: 3,
+            sq_num: second as u32,
+            simulation: false,
+            conf_rev: 2,
+            values: &IDLE_VALUES,
+        }
+    }
+}
+
+/// The plant's IEC 104, OPC UA, MQTT and GOOSE traffic from the first frame to
+/// `end_s`: the HMI interrogates the 104 RTU and reads the OPC UA server (over a
+/// Basic256Sha256 channel) every 10 s; the edge gateway publishes two topics to the
+/// broker every 10 s and the HMI subscribes every 30 s; both IEDs publish GOOSE every
+/// second.
+fn plant_substation_and_edge(cap: &mut Capture, end_s: u64) -> Result<()> {
+    let hmi: Peer = HMI.into();
+    for tick in (0..end_s).step_by(10) {
+        let interrogation = cap.iec104(&[Iec104Command::Interrogation]);
+        let t = at(tick) + 3 * SECOND;
+        cap.session(t, hmi, RTU_104.into(), 2404, Answer::Accept, interrogation)?;
+        let read = (
+            opcua::READ,
+            opcua::read_tail(1001),
+            opcua::result_tail(Some(21.5)),
+        );
+        let exchanges = cap.opcua(opcua::POLICY_BASIC256SHA256, &[read]);
+        let t = at(tick) + 5 * SECOND;
+        cap.session(t, hmi, OPCUA_SERVER.into(), 4840, Answer::Accept, exchanges)?;
+        let exchanges = cap.mqtt_publisher("edge-gateway", 0, &GATEWAY_TOPICS);
+        let t = at(tick) + 6 * SECOND;
+        let gateway: Peer = EDGE_GATEWAY.into();
+        cap.session(t, gateway, BROKER.into(), 1883, Answer::Accept, exchanges)?;
+        if tick % 30 == 0 {
+            let (mut connect, mut connack) = (Vec::new(), Vec::new());
+            mqtt::connect(&mut connect, "hmi");
+            mqtt::connack(&mut connack, 0);
+            let (mut subscribe, mut delivery) = (Vec::new(), Vec::new());
+            mqtt::subscribe(&mut subscribe, 1, "plant/#");
+            mqtt::suback(&mut delivery, 1);
+            mqtt::publish(&mut delivery, GATEWAY_TOPICS[0], b"{\"value\":20}");
+            let (mut ping, mut pong, mut bye) = (Vec::new(), Vec::new(), Vec::new());
+            mqtt::ping_request(&mut ping);
+            mqtt::ping_response(&mut pong);
+            mqtt::disconnect(&mut bye);
+            let exchanges = vec![
+                (connect, Some(connack)),
+                (subscribe, Some(delivery)),
+                (ping, Some(pong)),
+                (bye, None),
+            ];
+            let t = at(tick) + 8 * SECOND;
+            cap.session(t, hmi, BROKER.into(), 1883, Answer::Accept, exchanges)?;
+        }
+    }
+    for second in 0..end_s {
+        for (publisher, group, offset) in [
+            (IED_1, GOOSE_GROUP_1, 300 * MS),
+            (IED_2, GOOSE_GROUP_2, 600 * MS),
+        ] {
+            let publication = ied_publication(publisher, second);
+            cap.goose(at(second) + offset, publisher, group, &publication)?;
+        }
+    }
     Ok(())
 }
 
@@ -744,6 +1043,18 @@ fn expect(signature: &str, src: Option<Node>, dst: Option<IpAddr>) -> ExpectedAl
         signature: signature.to_owned(),
         src: src.map(Node::addr),
         dst,
+        src_mac: None,
+    }
+}
+
+/// An alert about a device known only by its MAC.
+fn expect_mac(signature: &str, mac: wire::Mac) -> ExpectedAlert {
+    let [a, b, c, d, e, f] = mac;
+    ExpectedAlert {
+        signature: signature.to_owned(),
+        src: None,
+        dst: None,
+        src_mac: Some(format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")),
     }
 }
 
@@ -933,6 +1244,22 @@ fn attack(
                 vec!["s7comm"],
             )
         }
+        "plc_stop_mms" => {
+            // An MMS client stops a program invocation on the port-102 controller
+            // (an IEC 61850 IED or PLC answers MMS beside S7comm on ISO-on-TCP).
+            let (mut cr, mut cc, mut stop, mut stopped) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s7comm::connect_request(&mut cr, 1);
+            s7comm::connect_confirm(&mut cc, 1, 2);
+            mms::program_stop(&mut stop, 1, b"LLN0");
+            mms::program_stop_response(&mut stopped, 1);
+            let exchanges = vec![(cr, Some(cc)), (stop, Some(stopped))];
+            cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
+                vec!["mms"],
+            )
+        }
         "plc_stop_cip" => {
             let (mut reg, mut reg_reply, mut reset) = (Vec::new(), Vec::new(), Vec::new());
             enip::register_session(&mut reg, 0, 1);
@@ -1059,6 +1386,17 @@ fn attack(
                 vec!["modbus"],
             )
         }
+        // A PROFINET IO-CM Write (DCE/RPC opnum 3 on UDP 34964) from the engineering
+        // workstation, which never wrote to the S7 PLC while learning: a controller the
+        // device does not know rewrites its records.
+        "profinet_io_write" => {
+            let ews: Peer = EWS.into();
+            cap.udp(t, ews, PLC_S7.into(), (49160, 34964), pnio_write_request())?;
+            (
+                vec![expect("unauthorized_write", Some(EWS), Some(PLC_S7.addr()))],
+                vec!["profinet"],
+            )
+        }
         "ip_conflict" => {
             // Gratuitous ARP replies claiming the S7 PLC's address (ARP spoofing).
             for i in 0..3 {
@@ -1100,6 +1438,7 @@ fn attack(
                     signature: "internet_connection".to_owned(),
                     src: Some(IpAddr::V4(INBOUND_HOST)),
                     dst: plc_dst,
+                    src_mac: None,
                 }],
                 Vec::new(),
             )
@@ -1155,6 +1494,7 @@ fn attack(
                     signature: "flood".to_owned(),
                     src: None,
                     dst: Some(RTU.addr()),
+                    src_mac: None,
                 }],
                 Vec::new(),
             )
@@ -1296,6 +1636,124 @@ fn attack(
                 Vec::new(),
             )
         }
+        // The engineering workstation, never an IEC 104 master, operates an output
+        // of the 104 RTU (C_SC_NA_1) and resets its process (C_RP_NA_1).
+        "iec104_control" => {
+            let exchanges = cap.iec104(&[
+                Iec104Command::SingleCommand { address: 4001 },
+                Iec104Command::ResetProcess,
+            ]);
+            cap.session(
+                t,
+                EWS.into(),
+                RTU_104.into(),
+                2404,
+                Answer::Accept,
+                exchanges,
+            )?;
+            let dst = Some(RTU_104.addr());
+            (
+                vec![
+                    expect("unauthorized_write", Some(EWS), dst),
+                    expect("plc_stop", Some(EWS), dst),
+                    // The workstation never spoke IEC 104 to the RTU while learning.
+                    expect("new_conversation", Some(EWS), dst),
+                ],
+                vec!["iec104"],
+            )
+        }
+        // The HMI, which always reached the OPC UA server over Basic256Sha256, opens a
+        // session on a SecurityPolicy None channel and writes a value.
+        "opcua_downgrade" => {
+            let write = (
+                opcua::WRITE,
+                opcua::write_tail(1001, 95.0),
+                opcua::result_tail(None),
+            );
+            let exchanges = cap.opcua(opcua::POLICY_NONE, &[write]);
+            let server = OPCUA_SERVER.into();
+            cap.session(t, hmi, server, 4840, Answer::Accept, exchanges)?;
+            let dst = Some(OPCUA_SERVER.addr());
+            (
+                vec![
+                    expect("security_downgrade", Some(HMI), dst),
+                    expect("unauthorized_write", Some(HMI), dst),
+                ],
+                vec!["opcua"],
+            )
+        }
+        // The engineering workstation is refused by the broker (bad credentials), then
+        // connects and publishes a setpoint; the edge gateway publishes a topic it
+        // never used while learning.
+        "mqtt_new_publisher" => {
+            let broker: Peer = BROKER.into();
+            let refused = cap.mqtt_publisher("ews", 5, &[]);
+            cap.session(t, EWS.into(), broker, 1883, Answer::Accept, refused)?;
+            let publish = cap.mqtt_publisher("ews", 0, &["plant/line1/setpoint"]);
+            let t2 = t + SECOND;
+            cap.session(t2, EWS.into(), broker, 1883, Answer::Accept, publish)?;
+            let topics = [GATEWAY_TOPICS[0], "plant/line1/valve_override"];
+            let publish = cap.mqtt_publisher("edge-gateway", 0, &topics);
+            let t3 = t + 2 * SECOND + 500 * MS;
+            cap.session(
+                t3,
+                EDGE_GATEWAY.into(),
+                broker,
+                1883,
+                Answer::Accept,
+                publish,
+            )?;
+            let dst = Some(BROKER.addr());
+            (
+                vec![
+                    expect("illegal_operation", Some(BROKER), Some(EWS.addr())),
+                    expect("unauthorized_write", Some(EWS), dst),
+                    expect("new_conversation", Some(EWS), dst),
+                    expect("new_conversation", Some(EDGE_GATEWAY), dst),
+                ],
+                vec!["mqtt"],
+            )
+        }
+        // A frame with IED 1's MAC jumps its stNum from 11 to 15 (the IED's next
+        // publications then go back to 11: a replay to the sensor); IED 2 publishes
+        // with another confRev once; a host never seen publishes IED 1's control
+        // block with the simulation flag set.
+        "goose_anomaly" => {
+            let second = t.saturating_sub(START_NS) / SECOND;
+            let injected = goose::Publication {
+                st_num: 15,
+                sq_num: 0,
+                ..ied_publication(IED_1, second)
+            };
+            cap.goose(t + 100 * MS, IED_1, GOOSE_GROUP_1, &injected)?;
+            let reconfigured = goose::Publication {
+                conf_rev: 3,
+                ..ied_publication(IED_2, second + 2)
+            };
+            cap.goose(
+                t + 2 * SECOND + 100 * MS,
+                IED_2,
+                GOOSE_GROUP_2,
+                &reconfigured,
+            )?;
+            let simulated = goose::Publication {
+                st_num: 1,
+                sq_num: 0,
+                simulation: true,
+                ..ied_publication(IED_1, second + 4)
+            };
+            let t_rogue = t + 4 * SECOND + 100 * MS;
+            cap.goose(t_rogue, ROGUE_PUBLISHER, GOOSE_GROUP_1, &simulated)?;
+            (
+                vec![
+                    expect_mac("goose_anomaly", IED_1),
+                    expect_mac("goose_anomaly", IED_2),
+                    expect_mac("goose_anomaly", ROGUE_PUBLISHER),
+                    expect_mac("new_device", ROGUE_PUBLISHER),
+                ],
+                vec!["goose"],
+            )
+        }
         "combined" => {
             let mut alerts = Vec::new();
             let mut protocols = Vec::new();
@@ -1324,6 +1782,51 @@ fn attack(
             SCENARIOS.join(", ")
         ),
     })
+}
+
+/// A PROFINET IO-CM Write request: the connectionless DCE/RPC header (big-endian
+/// data representation, C706 §12.5.3.1) to the PNIO device interface
+/// DEA00001-6C97-11D1-8271-00A02442DF7D, opnum 3, and an NDR body holding one
+/// IODWriteReqHeader (block 0x0008, IEC 61158-6-10) for record index 0xE040 on slot 0
+/// subslot 1 with 4 bytes of record data.
+fn pnio_write_request() -> Vec<u8> {
+    const PNIO_TAIL: [u8; 12] = [
+        0x6C, 0x97, 0x11, 0xD1, 0x82, 0x71, 0x00, 0xA0, 0x24, 0x42, 0xDF, 0x7D,
+    ];
+    let mut block = vec![0x00, 0x08, 0x00, 0x3C, 0x01, 0x00];
+    block.extend_from_slice(&[0x00, 0x07]); // SeqNumber
+    block.extend_from_slice(&[0x11; 16]); // ARUUID
+    block.extend_from_slice(&[0, 0, 0, 0]); // API
+    block.extend_from_slice(&[0x00, 0x00, 0x00, 0x01]); // slot, subslot
+    block.extend_from_slice(&[0, 0]); // padding
+    block.extend_from_slice(&[0xE0, 0x40]); // index
+    block.extend_from_slice(&4u32.to_be_bytes()); // RecordDataLength
+    block.resize(4 + 0x3C, 0); // RWPadding
+    block.extend_from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]);
+    let len = block.len() as u32;
+    let mut body = Vec::new();
+    body.extend_from_slice(&1024u32.to_be_bytes()); // ArgsMaximum
+    body.extend_from_slice(&len.to_be_bytes()); // ArgsLength
+    body.extend_from_slice(&1024u32.to_be_bytes()); // MaximumCount
+    body.extend_from_slice(&0u32.to_be_bytes()); // Offset
+    body.extend_from_slice(&len.to_be_bytes()); // ActualCount
+    body.extend_from_slice(&block);
+    let mut rpc = vec![4, 0, 0x20, 0, 0x00, 0x00, 0x00, 0x00];
+    rpc.extend_from_slice(&[0xDE, 0xA0, 0x00, 0x00]); // object: instance 1, device 1
+    rpc.extend_from_slice(&PNIO_TAIL[..6]);
+    rpc.extend_from_slice(&[0x00, 0x01, 0x00, 0x01, 0x00, 0x2A]);
+    rpc.extend_from_slice(&[0xDE, 0xA0, 0x00, 0x01]); // interface: PNIO device
+    rpc.extend_from_slice(&PNIO_TAIL);
+    rpc.extend_from_slice(&[0x22; 16]); // activity
+    rpc.extend_from_slice(&0u32.to_be_bytes()); // server boot
+    rpc.extend_from_slice(&1u32.to_be_bytes()); // interface version
+    rpc.extend_from_slice(&5u32.to_be_bytes()); // sequence number
+    rpc.extend_from_slice(&3u16.to_be_bytes()); // opnum: Write
+    rpc.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]); // interface and activity hints
+    rpc.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    rpc.extend_from_slice(&[0, 0, 0, 0]); // fragment number, auth, serial
+    rpc.extend_from_slice(&body);
+    rpc
 }
 
 /// Writes scenario `name` to `out` and its truth beside it; returns the truth.

@@ -70,6 +70,9 @@ pub enum Net {
         port: u16,
         system: Option<(String, String)>,
     },
+    /// A frame of an industrial protocol carried directly in an EtherType (GOOSE):
+    /// `payload` follows the EtherType (and the VLAN tag, if any).
+    EtherType { ether_type: u16, payload: Vec<u8> },
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +170,20 @@ pub fn encode(spec: &FrameSpec, ip_id: u16, out: &mut Vec<u8>) -> Result<(), Err
             }
         }
         Net::Lldp { port, system } => lldp(l2.src, *port, system.as_ref(), out),
+        Net::EtherType {
+            ether_type,
+            payload,
+        } => {
+            out.extend_from_slice(&l2.dst);
+            out.extend_from_slice(&l2.src);
+            if l2.vlan != 0 {
+                // 802.1Q, priority 4 (IEC 61850-8-1 §C.2.2 default for GOOSE).
+                out.extend_from_slice(&0x8100u16.to_be_bytes());
+                out.extend_from_slice(&((4u16 << 13) | (l2.vlan & 0x0fff)).to_be_bytes());
+            }
+            out.extend_from_slice(&ether_type.to_be_bytes());
+            out.extend_from_slice(payload);
+        }
     }
     if out.len() < MIN_FRAME {
         out.resize(MIN_FRAME, 0);

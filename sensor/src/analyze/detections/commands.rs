@@ -110,7 +110,23 @@ impl Analyzer {
                 };
                 if learning {
                     self.learn(item, ts_ns);
-                } else if !self.baseline.contains(&item) {
+                } else if self.baseline.contains(&item) {
+                    // A learned writer with a write it never sent (a Modbus function,
+                    // an IEC 104 type, an MQTT topic): a new command key.
+                    if !self.baseline.contains(&command_item)
+                        && self.is_baseline_device(c)
+                        && self.is_baseline_device(s)
+                    {
+                        self.raise(
+                            "new_conversation",
+                            ts_ns,
+                            subject,
+                            format!("{} from {c} to {s} is not in the baseline", operation()),
+                            context(),
+                            vec![command_item],
+                        );
+                    }
+                } else {
                     self.raise(
                         "unauthorized_write",
                         ts_ns,

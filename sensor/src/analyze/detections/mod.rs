@@ -7,7 +7,11 @@ pub(crate) mod commands;
 pub(crate) mod flood;
 /// New conversations, internet connections, remote access.
 pub(crate) mod flows;
+/// IEC 61850 GOOSE publishers and publication anomalies.
+pub(crate) mod goose;
 /// Port/host scans, discovery bursts, Modbus unit-id sweeps.
 pub(crate) mod scan;
+/// Sessions without security on servers that used secured channels.
+pub(crate) mod security;
 /// Devices that go quiet.
 pub(crate) mod silence;

@@ -5,7 +5,12 @@
 pub mod bacnet;
 pub mod dnp3;
 pub mod enip;
+pub mod goose;
+pub mod iec104;
+pub mod mms;
 pub mod modbus;
+pub mod mqtt;
+pub mod opcua;
 pub mod s7comm;
 
 /// The protocols whose PDUs the ground truth counts.
@@ -16,6 +21,10 @@ pub enum Proto {
     Bacnet,
     Enip,
     S7comm,
+    Iec104,
+    OpcUa,
+    Mqtt,
+    Goose,
 }
 
 impl Proto {
@@ -27,6 +36,10 @@ impl Proto {
             Proto::Bacnet => "bacnet",
             Proto::Enip => "enip",
             Proto::S7comm => "s7comm",
+            Proto::Iec104 => "iec104",
+            Proto::OpcUa => "opcua",
+            Proto::Mqtt => "mqtt",
+            Proto::Goose => "goose",
         }
     }
 }

@@ -1,0 +1,108 @@
+//! IEC 61850 GOOSE: a new publisher of a known control block, and publications that
+//! deviate from their publisher's history (stNum jumps and replays, simulation,
+//! confRev changes), all as `goose_anomaly`.
+
+use crate::analyze::bounded::Admitted;
+use crate::analyze::*;
+use crate::observe::{GooseChange, ShortText};
+
+/// Publishers remembered per control block.
+const MAX_PUBLISHERS_PER_BLOCK: usize = 8;
+
+impl Analyzer {
+    pub(in crate::analyze) fn goose(
+        &mut self,
+        ts_ns: u64,
+        publisher: Mac,
+        vlan: u16,
+        gocb_ref: ShortText,
+        change: GooseChange,
+    ) {
+        let mac = store::format_mac(&publisher);
+        let gocb = gocb_ref.as_str();
+        let (message, anomaly, details) = match change {
+            GooseChange::Published => {
+                let learning = self.is_learning(ts_ns);
+                let (known, admitted) =
+                    self.goose_publishers
+                        .entry(gocb_ref, MAX_GOOSE_CONTROL_BLOCKS, |_| false);
+                let fresh = known.is_empty();
+                if known.contains(&publisher) {
+                    return;
+                }
+                let before: Vec<String> = known.iter().map(store::format_mac).collect();
+                if known.len() < MAX_PUBLISHERS_PER_BLOCK {
+                    known.push(publisher);
+                }
+                if admitted == Admitted::Evicted {
+                    self.state_capped("goose_control_blocks", ts_ns, MAX_GOOSE_CONTROL_BLOCKS);
+                }
+                // While learning every publisher is learned; after it, the first
+                // publisher of a control block never seen is its owner.
+                if learning || fresh {
+                    return;
+                }
+                (
+                    format!(
+                        "{mac} publishes GOOSE {gocb}, which only {} published before",
+                        before.join(", ")
+                    ),
+                    "new_publisher",
+                    serde_json::json!({ "publishers": before }),
+                )
+            }
+            GooseChange::StNumJump { from, to } => (
+                format!(
+                    "GOOSE {gocb} from {mac}: stNum jumped from {from} to {to} (state changes \
+                     skipped or injected)"
+                ),
+                "st_num_jump",
+                serde_json::json!({ "from": from, "to": to }),
+            ),
+            GooseChange::Replay {
+                last_st_num,
+                st_num,
+            } => (
+                format!(
+                    "GOOSE {gocb} from {mac}: stNum {st_num} after {last_st_num} (an earlier \
+                     publication sent again)"
+                ),
+                "replay",
+                serde_json::json!({ "last_st_num": last_st_num, "st_num": st_num }),
+            ),
+            GooseChange::Simulation => (
+                format!(
+                    "GOOSE {gocb} from {mac} has the simulation flag set (subscribers in \
+                     simulation mode act on it)"
+                ),
+                "simulation",
+                serde_json::json!({}),
+            ),
+            GooseChange::ConfRevChange { from, to } => (
+                format!("GOOSE {gocb} from {mac}: confRev changed from {from} to {to}"),
+                "conf_rev_change",
+                serde_json::json!({ "from": from, "to": to }),
+            ),
+        };
+        let mut context = serde_json::json!({
+            "gocb_ref": gocb,
+            "anomaly": anomaly,
+            "vlan": vlan,
+        });
+        if let (Some(context), Some(details)) = (context.as_object_mut(), details.as_object()) {
+            context.extend(details.clone());
+        }
+        let subject = Subject {
+            app_proto: Some(Protocol::Goose),
+            ..Subject::device(DeviceKey::Mac(publisher))
+        };
+        self.raise(
+            "goose_anomaly",
+            ts_ns,
+            subject,
+            message,
+            context,
+            Vec::new(),
+        );
+    }
+}
