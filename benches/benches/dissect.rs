@@ -28,6 +28,12 @@ fn main() {
         (Protocol::Iec104, "iec104"),
         (Protocol::OpcUa, "opcua"),
         (Protocol::Mqtt, "mqtt"),
+        // IT identification protocols, from the captures that carry them.
+        (Protocol::Dhcp, "profinet-mixed"),
+        (Protocol::Lldp, "profinet-mixed"),
+        (Protocol::Cdp, "enip-cl5000"),
+        (Protocol::Nbns, "profinet-mixed"),
+        (Protocol::Mdns, "opcua-open62541-discovery"),
         (Protocol::Profinet, "profinet"),
         (Protocol::Goose, "goose"),
     ];
@@ -111,7 +117,8 @@ fn bench(protocol: Protocol, prefix: &str, pdus: &[(Vec<u8>, otsensor_wire::Dire
         let per_pdu = started.elapsed().as_nanos() as f64 / total;
         black_box(&stats);
         println!(
-            "{prefix:<8} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
+            "{:<8} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
+            protocol.name(),
             pdus.len(),
             per_pdu / baseline.max(0.01)
         );

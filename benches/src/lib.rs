@@ -45,6 +45,32 @@ fn pdus_of(protocol: Protocol, prefix: &str, l2: bool) -> Vec<(Vec<u8>, Directio
         };
         while let Ok(Some(packet)) = source.next_packet() {
             let frame = packet.slice();
+            if protocol.is_identification() {
+                // As the worker finds them: by UDP ports, EtherType, or CDP's SNAP.
+                let pdu = match (frame.transport, frame.llc) {
+                    (Transport::Udp { src_port, dst_port }, _)
+                        if Protocol::identification_by_ports(src_port, dst_port)
+                            == Some(protocol) =>
+                    {
+                        Some(frame.payload)
+                    }
+                    (_, Some(llc))
+                        if protocol == Protocol::Cdp && llc.dsap == dissect::cdp::SNAP_SAP =>
+                    {
+                        Some(llc.payload)
+                    }
+                    _ if frame.src_ip.is_none()
+                        && Protocol::by_ether_type(frame.ether_type) == Some(protocol) =>
+                    {
+                        Some(frame.payload)
+                    }
+                    _ => None,
+                };
+                if let Some(pdu) = pdu {
+                    out.push((pdu.to_vec(), Direction::Request));
+                }
+                continue;
+            }
             // Layer-2 protocols (GOOSE, PROFINET RT) are wanted with `l2` only.
             if frame.src_ip.is_none() && Protocol::by_ether_type(frame.ether_type) == Some(protocol)
             {

@@ -12,16 +12,32 @@ fn exercise_fragment(bytes: &[u8]) {
     let Ok(fragment) = Fragment::new_checked(bytes) else {
         return;
     };
-    let _ = (fragment.control(), fragment.fir(), fragment.fin(), fragment.con());
-    let _ = (fragment.uns(), fragment.seq(), fragment.function_code().name());
-    let _ = (fragment.is_response(), fragment.kind().name(), fragment.objects());
+    let _ = (
+        fragment.control(),
+        fragment.fir(),
+        fragment.fin(),
+        fragment.con(),
+    );
+    let _ = (
+        fragment.uns(),
+        fragment.seq(),
+        fragment.function_code().name(),
+    );
+    let _ = (
+        fragment.is_response(),
+        fragment.kind().name(),
+        fragment.objects(),
+    );
     if let Some(iin) = fragment.iin() {
         let _ = iin.names().count();
     }
     let mut headers = fragment.object_headers();
     for header in headers.by_ref() {
         let _ = (header.group, header.variation, header.range, header.objects);
-        let _ = (header.qualifier.prefix_code(), header.qualifier.range_code());
+        let _ = (
+            header.qualifier.prefix_code(),
+            header.qualifier.range_code(),
+        );
         for attribute in header.device_attributes() {
             let _ = (attribute.name(), attribute.data_type, attribute.value);
         }
@@ -41,9 +57,24 @@ fuzz_target!(|data: &[u8]| {
             Framing::Frame(len) => {
                 assert!(len >= dnp3::HEADER_LEN && len <= rest.len());
                 let link = LinkFrame::new_checked(&rest[..len]).expect("a framed frame parses");
-                let _ = (link.length(), link.control(), link.dir(), link.prm(), link.fcb());
-                let _ = (link.fcv(), link.dfc(), link.link_function(), link.destination());
-                let _ = (link.source(), link.user_data_len(), link.carries_user_data());
+                let _ = (
+                    link.length(),
+                    link.control(),
+                    link.dir(),
+                    link.prm(),
+                    link.fcb(),
+                );
+                let _ = (
+                    link.fcv(),
+                    link.dfc(),
+                    link.link_function(),
+                    link.destination(),
+                );
+                let _ = (
+                    link.source(),
+                    link.user_data_len(),
+                    link.carries_user_data(),
+                );
                 if let Ok(n) = link.user_data_into(&mut user_data) {
                     assert_eq!(n, link.user_data_len());
                     if let Ok(Some(fragment)) = reassembler.push(&user_data[..n]) {

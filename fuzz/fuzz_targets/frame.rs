@@ -23,10 +23,17 @@ const LINKS: [LinkType; 6] = [
 fuzz_target!(|data: &[u8]| {
     let mut config = Config::default();
     config.flows.max_flows = 256;
-    let Ok(policy) = config.validate() else { return };
+    let Ok(policy) = config.validate() else {
+        return;
+    };
     // A channel that never fills: the fuzzer must not block on the analyzer.
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut worker = Worker::new(0, Arc::new(policy), ObservationSink::new(tx, Delivery::DropWhenFull), None);
+    let mut worker = Worker::new(
+        0,
+        Arc::new(policy),
+        ObservationSink::new(tx, Delivery::DropWhenFull),
+        None,
+    );
     // Frames: [link selector][length][bytes...] repeated; time advances a little per frame.
     let mut rest = data;
     let mut ts_ns = 1_700_000_000_000_000_000u64;

@@ -8,7 +8,12 @@ use otsensor_wire::goose::Goose;
 fuzz_target!(|data: &[u8]| {
     if let Ok(goose) = Goose::new_checked(data) {
         assert!(goose.as_bytes().len() <= data.len());
-        let _ = (goose.appid(), goose.length(), goose.reserved1(), goose.reserved2());
+        let _ = (
+            goose.appid(),
+            goose.length(),
+            goose.reserved1(),
+            goose.reserved2(),
+        );
         let _ = (goose.simulation_bit(), goose.apdu());
         let _ = goose.anomalies().labels().count();
         if let Some(pdu) = goose.pdu() {

@@ -17,7 +17,11 @@ fn exercise(apdu: &Apdu<'_>) {
         let _ = (asdu.type_id().name(), asdu.type_id().kind().name());
         let _ = (asdu.sequence(), asdu.num_objects(), asdu.cause().name());
         let _ = (asdu.negative(), asdu.test(), asdu.originator());
-        let _ = (asdu.common_address(), asdu.first_address(), asdu.objects_len());
+        let _ = (
+            asdu.common_address(),
+            asdu.first_address(),
+            asdu.objects_len(),
+        );
         let _ = iec104::sender_of(asdu.cause());
         let mut count = 0;
         for object in asdu.objects() {
@@ -29,7 +33,11 @@ fn exercise(apdu: &Apdu<'_>) {
         // Types without a fixed element size (e.g. the 101-only CP24 time tags) are not
         // walked; a clean ASDU of any other type walks whole.
         if asdu.anomalies().is_empty() && asdu.objects_len().is_some() {
-            assert_eq!(count, usize::from(asdu.num_objects()), "a clean ASDU walks whole");
+            assert_eq!(
+                count,
+                usize::from(asdu.num_objects()),
+                "a clean ASDU walks whole"
+            );
         }
     }
 }

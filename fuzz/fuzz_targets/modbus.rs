@@ -9,10 +9,24 @@ use otsensor_wire::modbus::{self, Adu};
 use otsensor_wire::{Direction, Framing};
 
 fn exercise(adu: &Adu<'_>) {
-    let _ = (adu.transaction_id(), adu.protocol_id(), adu.length(), adu.unit_id());
-    let _ = (adu.raw_function_code(), adu.function_code().name(), adu.is_exception());
+    let _ = (
+        adu.transaction_id(),
+        adu.protocol_id(),
+        adu.length(),
+        adu.unit_id(),
+    );
+    let _ = (
+        adu.raw_function_code(),
+        adu.function_code().name(),
+        adu.is_exception(),
+    );
     let _ = (adu.exception_code(), adu.pdu(), adu.data(), adu.as_bytes());
-    let _ = (adu.diagnostic_code(), adu.mei_type(), adu.write_value(), adu.kind().name());
+    let _ = (
+        adu.diagnostic_code(),
+        adu.mei_type(),
+        adu.write_value(),
+        adu.kind().name(),
+    );
     for direction in [Direction::Request, Direction::Response] {
         let _ = adu.read_access(direction);
         let _ = adu.write_access(direction);
@@ -21,7 +35,11 @@ fn exercise(adu: &Adu<'_>) {
         let _ = adu.device_id_request(direction);
         let _ = adu.anomalies(direction).labels().count();
         if let Some(id) = adu.device_identification(direction) {
-            let _ = (id.read_device_id_code(), id.conformity_level(), id.more_follows());
+            let _ = (
+                id.read_device_id_code(),
+                id.conformity_level(),
+                id.more_follows(),
+            );
             let _ = (id.next_object_id(), id.number_of_objects());
             let mut objects = id.objects();
             for object in objects.by_ref() {

@@ -8,9 +8,18 @@ use otsensor_wire::mqtt::{self, Packet};
 use otsensor_wire::Framing;
 
 fn exercise(packet: &Packet<'_>) {
-    let _ = (packet.packet_type().name(), packet.flags(), packet.remaining_length());
+    let _ = (
+        packet.packet_type().name(),
+        packet.flags(),
+        packet.remaining_length(),
+    );
     let _ = (packet.qos(), packet.retain(), packet.dup(), packet.body());
-    let _ = (packet.connect(), packet.connack(), packet.topic(), packet.packet_id());
+    let _ = (
+        packet.connect(),
+        packet.connack(),
+        packet.topic(),
+        packet.packet_id(),
+    );
     let _ = packet.anomalies().labels().count();
     for level in [4, mqtt::LEVEL_5] {
         for (filter, options) in packet.subscriptions(level).take(64) {

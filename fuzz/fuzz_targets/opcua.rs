@@ -8,7 +8,11 @@ use otsensor_wire::opcua::{self, Message, Reader};
 use otsensor_wire::Framing;
 
 fn exercise(message: &Message<'_>) {
-    let _ = (message.message_type().name(), message.chunk_type(), message.size());
+    let _ = (
+        message.message_type().name(),
+        message.chunk_type(),
+        message.size(),
+    );
     let _ = (message.hello(), message.error(), message.body());
     if let Some(secure) = message.secure() {
         let _ = (secure.policy_is_none(), secure.token_id, secure.request_id);

@@ -356,12 +356,17 @@ const DEFAULT_INDUSTRIAL_TCP_PORTS: [u16; 9] = [
     8883,  // MQTT over TLS
     47808, // BACnet/IP is UDP, but some gateways tunnel it over TCP
 ];
-const DEFAULT_INDUSTRIAL_UDP_PORTS: [u16; 5] = [
+const DEFAULT_INDUSTRIAL_UDP_PORTS: [u16; 8] = [
     47808, // BACnet/IP
     44818, // EtherNet/IP list identity
     2222,  // EtherNet/IP implicit (I/O) messaging
     20000, // DNP3 over UDP (IEEE 1815 allows it)
     34964, // PROFINET IO context manager (DCE/RPC)
+    // Identification protocols the inventory reads names from (low-rate; DHCP 67/68
+    // always passes the XDP filter, LLDP by EtherType, CDP as an 802.3 frame).
+    137,  // NetBIOS Name Service
+    161,  // SNMP agent responses
+    5353, // mDNS
 ];
 /// EtherTypes (IEEE registry) of layer-2 industrial and discovery protocols.
 const DEFAULT_INDUSTRIAL_ETHERTYPES: [u16; 3] = [

@@ -128,6 +128,8 @@ pub struct DeviceSummary {
     pub mac: Option<String>,
     pub vlan: u16,
     pub class: String,
+    /// The name it reports: its configured name, else host name, else system name.
+    pub name: Option<String>,
     pub vendor: Option<String>,
     pub model: Option<String>,
     pub firmware: Option<String>,
@@ -155,6 +157,8 @@ pub struct DeviceDetail {
     #[serde(flatten)]
     pub summary: DeviceSummary,
     pub identity: BTreeMap<IdentityField, String>,
+    /// The protocol each identity value came from.
+    pub identity_sources: BTreeMap<IdentityField, Protocol>,
     pub identity_history: Vec<IdentityChange>,
     pub peers: Vec<PeerView>,
 }

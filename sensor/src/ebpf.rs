@@ -386,8 +386,9 @@ impl Default for XdpSettings {
             // MQTT 1883 and 8883, DNP3 20000, EtherNet/IP explicit messaging 44818.
             tcp_ports: vec![102, 502, 1883, 2404, 4840, 8883, 20000, 44818],
             // EtherNet/IP implicit I/O 2222 and list-identity 44818, DNP3 20000,
-            // PROFINET IO-CM 34964, BACnet/IP 47808 (0xBAC0).
-            udp_ports: vec![2222, 20000, 34964, 44818, 47808],
+            // PROFINET IO-CM 34964, BACnet/IP 47808 (0xBAC0); identification protocols
+            // NBNS 137, SNMP 161, mDNS 5353 (low-rate: names and models for the inventory).
+            udp_ports: vec![137, 161, 2222, 5353, 20000, 34964, 44818, 47808],
             // PROFINET 0x8892, IEC 61850 GOOSE 0x88B8, LLDP 0x88CC.
             ethertypes: vec![0x8892, 0x88B8, 0x88CC],
             bulk_action: ShedAction::Drop,

@@ -82,6 +82,21 @@ pub enum IdentityField {
     /// FAULT ..."; BACnet system-status: "operational", "download-in-progress", ...;
     /// DNP3 IIN: "online", "restarted", ...); see [`IdentityField::mode_is_run`].
     Mode,
+    /// The host name a device gives itself (DHCP option 12 or 81, mDNS A/SRV owner
+    /// names, NetBIOS workstation/server names).
+    HostName,
+    /// A network device's system name (LLDP System Name, CDP Device ID, SNMP sysName).
+    SystemName,
+    /// A free-text system description (LLDP System Description, SNMP sysDescr).
+    Description,
+    /// Operating system or software release (CDP Software Version).
+    Os,
+    /// DHCP option 60, the client's vendor class (e.g. "MSFT 5.0").
+    VendorClass,
+    /// SNMP sysLocation.
+    Location,
+    /// SNMP sysObjectID (dotted), the vendor's product object.
+    ObjectId,
 }
 
 impl IdentityField {
@@ -231,10 +246,14 @@ pub enum Observation {
         /// unit identifier): unit-id sweeps are judged on it.
         unit: Option<u8>,
     },
-    /// A device reported an identity attribute about itself.
+    /// A device reported an identity attribute about itself (or a server about it:
+    /// a DHCP reply names its client). `device` is unspecified when the protocol
+    /// names the device by MAC only (LLDP, CDP, a DHCP client without an address);
+    /// the analyzer then finds it by `mac`.
     Identity {
         ts_ns: u64,
         device: IpAddr,
+        mac: Option<Mac>,
         protocol: Protocol,
         field: IdentityField,
         value: ShortText,

@@ -589,6 +589,7 @@ impl Engine {
     /// A UDP (or other non-TCP) payload: one PDU, or several for protocols with a framer.
     fn dissect_datagram(&mut self, flow: &mut Flow, side: Side, frame: &Frame<'_>) {
         if !recognised(flow, frame.payload) {
+            self.dissect_identification(flow, side, frame);
             return;
         }
         let Some(protocol) = flow.app_proto else {
@@ -615,6 +616,25 @@ impl Engine {
             }
             _ => on_pdu(frame.payload),
         }
+    }
+
+    /// An IT identification protocol (DHCP, mDNS, NBNS, SNMP) on a UDP flow that no
+    /// industrial protocol claimed: the datagram is inspected by its ports, and the
+    /// flow keeps no application protocol (these protocols name no flow and take no
+    /// roles; see `Protocol::is_identification`).
+    fn dissect_identification(&mut self, flow: &mut Flow, side: Side, frame: &Frame<'_>) {
+        let Transport::Udp { src_port, dst_port } = frame.transport else {
+            return;
+        };
+        let Some(protocol) = Protocol::identification_by_ports(src_port, dst_port) else {
+            return;
+        };
+        let info = flow_info(flow, side, frame);
+        let direction = direction_of(flow, side);
+        let mut ctx = self
+            .inspect
+            .ctx(frame.ts_ns, direction, &info, &mut flow.app);
+        inspect::inspect(protocol, frame.payload, &mut ctx);
     }
 
     /// Industrial protocols carried directly in an EtherType (GOOSE): no IP, so no
@@ -649,15 +669,22 @@ impl Engine {
         }
     }
 
-    /// BACnet over 802.2 LLC (SAP 0x82): no IP, so no flow. Each PDU is inspected on
+    /// BACnet over 802.2 LLC (SAP 0x82) and CDP over SNAP: no IP, so no flow. Each PDU is inspected on
     /// its own, with a fresh state and unspecified endpoints (flow id 0).
     fn dissect_llc(&mut self, frame: &Frame<'_>) {
         let Some(llc) = frame.llc else {
             return;
         };
-        if llc.dsap != wire::bacnet::LLC_SAP || llc.ssap != wire::bacnet::LLC_SAP {
-            return;
-        }
+        let protocol = match (llc.dsap, llc.ssap) {
+            (wire::bacnet::LLC_SAP, wire::bacnet::LLC_SAP) => Protocol::Bacnet,
+            // SNAP: CDP when its OUI and PID say so (the inspector checks).
+            (wire::cdp::SNAP_SAP, wire::cdp::SNAP_SAP)
+                if frame.dst_mac == Some(wire::cdp::MULTICAST_MAC) =>
+            {
+                Protocol::Cdp
+            }
+            _ => return,
+        };
         let unspecified = (std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
         let info = FlowInfo {
             flow_id: 0,
@@ -672,7 +699,10 @@ impl Engine {
         let mut ctx = self
             .inspect
             .ctx(frame.ts_ns, Direction::Request, &info, &mut state);
-        inspect::bacnet::inspect_llc(llc.payload, &mut ctx);
+        match protocol {
+            Protocol::Bacnet => inspect::bacnet::inspect_llc(llc.payload, &mut ctx),
+            _ => inspect::inspect(protocol, llc.payload, &mut ctx),
+        }
     }
 
     /// Dissects data one side held behind a gap that will not fill (FIN, RST, flow end).

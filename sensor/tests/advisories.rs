@@ -418,6 +418,7 @@ fn report_identity(a: &mut Analyzer, ts_ns: u64, ip: IpAddr, field: IdentityFiel
     a.observe(Observation::Identity {
         ts_ns,
         device: ip,
+        mac: None,
         protocol: Protocol::Enip,
         field,
         value: ShortText::from_bytes(value.as_bytes()),

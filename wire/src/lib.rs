@@ -55,14 +55,24 @@ macro_rules! wire_enum {
 
 /// Bounds-checked integer readers shared by the views.
 pub mod bytes;
+/// Cisco Discovery Protocol (LLC SNAP): device id, software version, platform, address.
+pub mod cdp;
+/// DHCP/BOOTP (UDP 67/68): the fixed header and identity options (12, 55, 60, 81).
+pub mod dhcp;
 /// DNP3 (IEEE 1815): link frames with CRCs, transport reassembly, application headers.
 pub mod dnp3;
+/// The DNS message format shared by mDNS and NBNS: header, records, names.
+pub mod dns;
 /// IEC 61850 GOOSE (EtherType 0x88B8): header and BER-encoded goosePdu.
 pub mod goose;
 /// IEC 60870-5-104: APCI (I/S/U formats) and ASDUs with their information objects.
 pub mod iec104;
 /// L2–L4 slicing of one frame (etherparse) into the fields the pipeline keys on.
 pub mod layers;
+/// LLDP (IEEE 802.1AB, EtherType 0x88CC): chassis, port, system name/description.
+pub mod lldp;
+/// Multicast DNS / DNS-SD (UDP 5353): host names, service instances, TXT keys.
+pub mod mdns;
 /// IEC 61850 / ISO 9506 MMS over ISO-on-TCP: session, presentation and ACSE walked
 /// to the BER-encoded MMS PDU.
 pub mod mms;
@@ -70,8 +80,12 @@ pub mod mms;
 pub mod modbus;
 /// MQTT 3.1/3.1.1/5.0 control packets: fixed header, CONNECT, CONNACK, PUBLISH, SUBSCRIBE.
 pub mod mqtt;
+/// NetBIOS Name Service (UDP 137): NetBIOS names, registrations, NB/NBSTAT data.
+pub mod nbns;
 /// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
 pub mod opcua;
+/// SNMP v1/v2c (UDP 161): PDU header and variable bindings (never the community).
+pub mod snmp;
 /// PROFINET IO: real-time frames (EtherType 0x8892: cyclic data, alarms, DCP, PTCP)
 /// and the context manager's connectionless DCE/RPC on UDP 34964.
 pub mod profinet;
@@ -114,10 +128,16 @@ pub enum Protocol {
     Goose,
     Mms,
     Profinet,
+    Dhcp,
+    Lldp,
+    Cdp,
+    Nbns,
+    Mdns,
+    Snmp,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 12] = [
+    pub const ALL: [Protocol; 18] = [
         Protocol::Modbus,
         Protocol::Dnp3,
         Protocol::Bacnet,
@@ -130,6 +150,12 @@ impl Protocol {
         Protocol::Goose,
         Protocol::Mms,
         Protocol::Profinet,
+        Protocol::Dhcp,
+        Protocol::Lldp,
+        Protocol::Cdp,
+        Protocol::Nbns,
+        Protocol::Mdns,
+        Protocol::Snmp,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -146,8 +172,47 @@ impl Protocol {
             Protocol::OpcUa => "opcua",
             Protocol::Mqtt => "mqtt",
             Protocol::Goose => "goose",
+            Protocol::Dhcp => "dhcp",
+            Protocol::Lldp => "lldp",
+            Protocol::Cdp => "cdp",
+            Protocol::Nbns => "nbns",
+            Protocol::Mdns => "mdns",
+            Protocol::Snmp => "snmp",
             Protocol::Mms => "mms",
             Protocol::Profinet => "profinet",
+        }
+    }
+
+    /// IT protocols a device names itself in (DHCP, LLDP, CDP, NBNS, mDNS, SNMP):
+    /// they feed the inventory only. They never name a flow, take no client/server
+    /// roles and raise no alert of their own (see [`Protocol::identification_by_ports`]).
+    pub fn is_identification(self) -> bool {
+        matches!(
+            self,
+            Protocol::Dhcp
+                | Protocol::Lldp
+                | Protocol::Cdp
+                | Protocol::Nbns
+                | Protocol::Mdns
+                | Protocol::Snmp
+        )
+    }
+
+    /// The identification protocol of a UDP datagram between these ports: dissected
+    /// per datagram, without naming the flow (whose protocol stays what ports or
+    /// payload say). SNMP only from the agent (responses and v1 traps carry the
+    /// agent's own values); requests are not read.
+    pub fn identification_by_ports(src_port: u16, dst_port: u16) -> Option<Protocol> {
+        if dhcp::is_port(src_port, dst_port) {
+            Some(Protocol::Dhcp)
+        } else if src_port == mdns::PORT || dst_port == mdns::PORT {
+            Some(Protocol::Mdns)
+        } else if src_port == nbns::PORT || dst_port == nbns::PORT {
+            Some(Protocol::Nbns)
+        } else if src_port == snmp::AGENT_PORT || dst_port == snmp::TRAP_PORT {
+            Some(Protocol::Snmp)
+        } else {
+            None
         }
     }
 
@@ -175,6 +240,7 @@ impl Protocol {
     pub fn by_ether_type(ether_type: u16) -> Option<Protocol> {
         match ether_type {
             goose::ETHER_TYPE => Some(Protocol::Goose),
+            lldp::ETHER_TYPE => Some(Protocol::Lldp),
             profinet::ETHER_TYPE => Some(Protocol::Profinet),
             _ => None,
         }

@@ -373,6 +373,7 @@ mod tests {
         a.observe(Observation::Identity {
             ts_ns: S,
             device: ip(PLC),
+            mac: None,
             protocol: Protocol::Modbus,
             field,
             value: ShortText::from_bytes(value.as_bytes()),

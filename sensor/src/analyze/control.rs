@@ -172,6 +172,7 @@ fn detail(record: &DeviceRecord, mut peers: Peers) -> DeviceDetail {
     DeviceDetail {
         summary: summary(record),
         identity: record.identity.clone(),
+        identity_sources: record.identity_sources.clone(),
         identity_history: record
             .identity_history
             .iter()
@@ -202,6 +203,9 @@ fn summary(record: &DeviceRecord) -> DeviceSummary {
         mac: record.mac.as_ref().map(mac_text),
         vlan: record.vlan,
         class: record.class().class.to_owned(),
+        name: identity(IdentityField::Name)
+            .or_else(|| identity(IdentityField::HostName))
+            .or_else(|| identity(IdentityField::SystemName)),
         vendor: identity(IdentityField::Vendor).or_else(|| record.vendor.map(str::to_owned)),
         model: identity(IdentityField::Model).or_else(|| identity(IdentityField::Product)),
         firmware: identity(IdentityField::Firmware),

@@ -40,6 +40,9 @@ pub struct DeviceRecord {
     pub peers: BTreeSet<IpAddr>,
     pub peers_not_kept: u64,
     pub identity: BTreeMap<IdentityField, String>,
+    /// The protocol each identity value came from.
+    #[serde(default)]
+    pub identity_sources: BTreeMap<IdentityField, Protocol>,
     pub identity_history: VecDeque<IdentityChange>,
     pub packets_sent: u64,
     pub bytes_sent: u64,
@@ -119,6 +122,7 @@ impl DeviceRecord {
             peers: BTreeSet::new(),
             peers_not_kept: 0,
             identity: BTreeMap::new(),
+            identity_sources: BTreeMap::new(),
             identity_history: VecDeque::new(),
             packets_sent: 0,
             bytes_sent: 0,
@@ -376,6 +380,7 @@ impl Analyzer {
         }
         record.first_seen_ns = record.first_seen_ns.min(ts_ns);
         record.last_seen_ns = record.last_seen_ns.max(ts_ns);
+
         if mac.is_some() && record.mac != mac {
             record.mac = mac;
             record.vendor = mac.as_ref().and_then(oui::vendor);
@@ -391,6 +396,20 @@ impl Analyzer {
             }
             _ => false,
         };
+        // What the device said about itself before it had an address (a DHCP client,
+        // LLDP from its port) follows it to its IP record.
+        if let (DeviceKey::Ip(ip), Some(mac)) = (key, mac) {
+            if let (Some(record), Some(layer2)) = (self.by_ip.get_mut(&ip), self.by_mac.get(&mac)) {
+                for (field, value) in &layer2.identity {
+                    if !record.identity.contains_key(field) {
+                        record.identity.insert(*field, value.clone());
+                        if let Some(source) = layer2.identity_sources.get(field) {
+                            record.identity_sources.insert(*field, *source);
+                        }
+                    }
+                }
+            }
+        }
         self.mark_dirty(key);
         if back {
             self.raise(
@@ -484,19 +503,86 @@ impl Analyzer {
         );
     }
 
+    /// The device an identity observation is about: by its address when the
+    /// inventory knows it; else by MAC, on the IP record of the one address that MAC
+    /// claims (not a router's), or on the MAC-only record.
+    fn identity_target(&self, device: IpAddr, mac: Option<Mac>) -> Option<DeviceKey> {
+        if self.by_ip.contains_key(&device) {
+            return Some(DeviceKey::Ip(device));
+        }
+        let mac = mac?;
+        if let Some([Some(ip), None]) = self.mac_ipv4.get(&mac) {
+            if self.by_ip.contains_key(ip) {
+                return Some(DeviceKey::Ip(*ip));
+            }
+        }
+        self.by_mac
+            .contains_key(&mac)
+            .then_some(DeviceKey::Mac(mac))
+    }
+
+    /// Records an identity value and where it came from; the previous value when it
+    /// changed. An identification protocol (DHCP, LLDP, ...) never overwrites a value
+    /// an industrial protocol reported.
+    fn record_identity(
+        record: &mut DeviceRecord,
+        ts_ns: u64,
+        protocol: Protocol,
+        field: IdentityField,
+        new: &str,
+    ) -> Option<Option<String>> {
+        let kept_source = record.identity_sources.get(&field).copied();
+        if protocol.is_identification()
+            && kept_source.is_some_and(|source| !source.is_identification())
+            && record.identity.contains_key(&field)
+        {
+            return None;
+        }
+        let old = record.identity.insert(field, new.to_owned());
+        record.identity_sources.insert(field, protocol);
+        if let Some(old) = old.as_ref().filter(|old| *old != new) {
+            if record.identity_history.len() >= MAX_IDENTITY_HISTORY {
+                record.identity_history.pop_front();
+            }
+            record.identity_history.push_back(IdentityChange {
+                field,
+                old: old.clone(),
+                new: new.to_owned(),
+                ts_ns,
+                protocol,
+            });
+        }
+        Some(old)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub(in crate::analyze) fn identity(
         &mut self,
         ts_ns: u64,
         device: IpAddr,
+        mac: Option<Mac>,
         protocol: Protocol,
         field: IdentityField,
         value: ShortText,
     ) {
+        let new = value.as_str().to_owned();
+        let device = match self.identity_target(device, mac) {
+            Some(DeviceKey::Ip(ip)) => ip,
+            Some(DeviceKey::Mac(mac)) => {
+                if let Some(record) = self.by_mac.get_mut(&mac) {
+                    Self::record_identity(record, ts_ns, protocol, field, &new);
+                    self.dirty.insert(DeviceKey::Mac(mac));
+                }
+                return;
+            }
+            None => return,
+        };
         let Some(record) = self.by_ip.get_mut(&device) else {
             return;
         };
-        let new = value.as_str().to_owned();
-        let old = record.identity.insert(field, new.clone());
+        let Some(old) = Self::record_identity(record, ts_ns, protocol, field, &new) else {
+            return;
+        };
         self.dirty.insert(DeviceKey::Ip(device));
         if vulnerabilities::matters(field) && old.as_ref() != Some(&new) {
             self.rematch_device(device, ts_ns);
@@ -504,19 +590,9 @@ impl Analyzer {
         let Some(old) = old.filter(|old| *old != new) else {
             return;
         };
-        let Some(record) = self.by_ip.get_mut(&device) else {
+        let Some(record) = self.by_ip.get(&device) else {
             return;
         };
-        if record.identity_history.len() >= MAX_IDENTITY_HISTORY {
-            record.identity_history.pop_front();
-        }
-        record.identity_history.push_back(IdentityChange {
-            field,
-            old: old.clone(),
-            new: new.clone(),
-            ts_ns,
-            protocol,
-        });
         if field == IdentityField::Mode
             && IdentityField::mode_is_run(&old)
             && !IdentityField::mode_is_run(&new)

@@ -508,12 +508,13 @@ impl Analyzer {
             Observation::Identity {
                 ts_ns,
                 device,
+                mac,
                 protocol,
                 field,
                 value,
             } => {
                 self.counters.identities += 1;
-                self.identity(ts_ns, device, protocol, field, value);
+                self.identity(ts_ns, device, mac, protocol, field, value);
             }
             Observation::ProtocolError {
                 ts_ns,

@@ -523,6 +523,7 @@ fn plc_mode(a: &mut Analyzer, ts_ns: u64, mode: &str) {
     a.observe(Observation::Identity {
         ts_ns,
         device: IpAddr::from([10, 0, 0, 20]),
+        mac: None,
         protocol: Protocol::S7comm,
         field: IdentityField::Mode,
         value: ShortText::from_bytes(mode.as_bytes()),

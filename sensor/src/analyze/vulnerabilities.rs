@@ -297,6 +297,7 @@ mod tests {
             a.observe(Observation::Identity {
                 ts_ns: 2,
                 device: ip,
+                mac: None,
                 protocol: Protocol::Enip,
                 field,
                 value: ShortText::from_bytes(value.as_bytes()),

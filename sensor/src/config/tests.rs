@@ -63,7 +63,7 @@ fn defaults_are_valid_and_documented_values() {
     for port in [502, 20000, 44818, 102, 2404, 4840, 1883, 8883] {
         assert!(policy.is_industrial_tcp_port(port), "tcp {port}");
     }
-    for port in [47808, 44818, 2222, 34964] {
+    for port in [47808, 44818, 2222, 34964, 137, 161, 5353] {
         assert!(policy.is_industrial_udp_port(port), "udp {port}");
     }
     assert!(!policy.is_industrial_tcp_port(80));

@@ -196,6 +196,12 @@ pub fn display(protocol: Protocol) -> &'static str {
         Protocol::OpcUa => "OPC UA",
         Protocol::Mqtt => "MQTT",
         Protocol::Goose => "GOOSE",
+        Protocol::Dhcp => "DHCP",
+        Protocol::Lldp => "LLDP",
+        Protocol::Cdp => "CDP",
+        Protocol::Nbns => "NetBIOS Name Service",
+        Protocol::Mdns => "mDNS",
+        Protocol::Snmp => "SNMP",
         Protocol::Mms => "MMS",
         Protocol::Profinet => "PROFINET",
     }

@@ -29,6 +29,9 @@ pub mod enip;
 pub mod goose;
 /// Fixed-capacity histograms for per-protocol statistics.
 pub mod histogram;
+/// IT identification protocols (DHCP, LLDP, CDP, NBNS, mDNS, SNMP): names, models and
+/// systems for the inventory, EVE events; no commands, no errors, no alerts.
+pub mod identify;
 /// IEC 60870-5-104: statistics, commands by kind, errors, EVE events.
 pub mod iec104;
 /// IEC 61850 / ISO 9506 MMS: statistics, commands by service, identify, errors, EVE events.
@@ -65,6 +68,12 @@ pub fn inspect(protocol: Protocol, pdu: &[u8], ctx: &mut PduCtx<'_>) {
         Protocol::OpcUa => opcua::inspect(pdu, ctx),
         Protocol::Mqtt => mqtt::inspect(pdu, ctx),
         Protocol::Goose => goose::inspect(pdu, ctx),
+        Protocol::Dhcp => identify::dhcp(pdu, ctx),
+        Protocol::Lldp => identify::lldp(pdu, ctx),
+        Protocol::Cdp => identify::cdp(pdu, ctx),
+        Protocol::Nbns => identify::nbns(pdu, ctx),
+        Protocol::Mdns => identify::mdns(pdu, ctx),
+        Protocol::Snmp => identify::snmp(pdu, ctx),
         Protocol::Profinet => profinet::inspect(pdu, ctx),
     }
 }
@@ -435,12 +444,12 @@ impl PduCtx<'_> {
     /// Reports an identity attribute the sender of this PDU claims about itself.
     pub fn identity(&mut self, protocol: Protocol, field: IdentityField, value: &[u8]) {
         let (device, _) = self.sender();
-        self.identity_of(device, protocol, field, value);
+        self.identity_at(device, protocol, field, value);
     }
 
     /// Reports an identity attribute of `device`, an address the PDU states rather than
     /// its sender's (PROFINET DCP runs without IP and names the station's address).
-    pub fn identity_of(
+    pub fn identity_at(
         &mut self,
         device: IpAddr,
         protocol: Protocol,
@@ -464,6 +473,38 @@ impl PduCtx<'_> {
             self.out.observations.send(Observation::Identity {
                 ts_ns: self.ts_ns,
                 device,
+                mac: None,
+                protocol,
+                field,
+                value: text,
+            });
+        }
+    }
+
+    /// Reports an identity attribute of a device other than (or besides) the sender,
+    /// named by address and/or MAC: DHCP replies name their client, LLDP and CDP
+    /// name a device by MAC only. Rate-limited like [`PduCtx::identity`].
+    pub fn identity_of(
+        &mut self,
+        protocol: Protocol,
+        device: (Option<IpAddr>, Option<Mac>),
+        field: IdentityField,
+        value: &[u8],
+    ) {
+        let (ip, mac) = device;
+        if ip.is_none() && mac.is_none() {
+            return;
+        }
+        let text = ShortText::from_bytes(value);
+        if text.is_empty() {
+            return;
+        }
+        let key = key_of((5u8, ip, mac, protocol, field, text.as_bytes()));
+        if self.out.recent.should_report(key, self.ts_ns) {
+            self.out.observations.send(Observation::Identity {
+                ts_ns: self.ts_ns,
+                device: ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                mac,
                 protocol,
                 field,
                 value: text,
@@ -533,6 +574,12 @@ pub enum EventBody {
     OpcUa(opcua::OpcUaEvent),
     Mqtt(mqtt::MqttEvent),
     Goose(goose::GooseEvent),
+    Dhcp(identify::DhcpEvent),
+    Lldp(identify::LldpEvent),
+    Cdp(identify::CdpEvent),
+    Nbns(identify::NbnsEvent),
+    Mdns(identify::MdnsEvent),
+    Snmp(identify::SnmpEvent),
     Mms(mms::MmsEvent),
     Profinet(profinet::ProfinetEvent),
 }
@@ -550,6 +597,12 @@ impl EventBody {
             EventBody::OpcUa(_) => Protocol::OpcUa,
             EventBody::Mqtt(_) => Protocol::Mqtt,
             EventBody::Goose(_) => Protocol::Goose,
+            EventBody::Dhcp(_) => Protocol::Dhcp,
+            EventBody::Lldp(_) => Protocol::Lldp,
+            EventBody::Cdp(_) => Protocol::Cdp,
+            EventBody::Nbns(_) => Protocol::Nbns,
+            EventBody::Mdns(_) => Protocol::Mdns,
+            EventBody::Snmp(_) => Protocol::Snmp,
             EventBody::Mms(_) => Protocol::Mms,
             EventBody::Profinet(_) => Protocol::Profinet,
         }

@@ -379,10 +379,10 @@ fn dcp_station(dcp: &Dcp<'_>, ctx: &mut PduCtx<'_>, event: &mut ProfinetEvent) {
     }
     let protocol = Protocol::Profinet;
     if let Some(name) = station.name_of_station {
-        ctx.identity_of(device, protocol, IdentityField::Name, name);
+        ctx.identity_at(device, protocol, IdentityField::Name, name);
     }
     if let Some(model) = station.type_of_station {
-        ctx.identity_of(device, protocol, IdentityField::Model, model);
+        ctx.identity_at(device, protocol, IdentityField::Model, model);
     }
     if let (Some(vendor), Some(device_id)) = (station.vendor_id, station.device_id) {
         // The PI's VendorID/DeviceID pair, as GSD files name a device type.
@@ -392,7 +392,7 @@ fn dcp_station(dcp: &Dcp<'_>, ctx: &mut PduCtx<'_>, event: &mut ProfinetEvent) {
             let _ = write!(cursor, "vendor {vendor:#06x} device {device_id:#06x}");
             32 - cursor.len()
         };
-        ctx.identity_of(device, protocol, IdentityField::ProductCode, &buf[..len]);
+        ctx.identity_at(device, protocol, IdentityField::ProductCode, &buf[..len]);
     }
     if let Some(role) = station.role {
         event.device_role = Some(role);

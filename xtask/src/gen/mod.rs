@@ -10,6 +10,7 @@
 //! and packet count give a byte-identical capture.
 
 pub mod background;
+pub mod identity;
 pub mod ot;
 pub mod pcap;
 pub mod plant;
@@ -153,6 +154,10 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
     }
     for &client in &plant.it_clients {
         initial.push(Box::new(background::DnsActor::new(client)));
+        initial.push(Box::new(identity::DhcpActor::new(client)));
+    }
+    for host in identity::mdns_announcers(&plant) {
+        initial.push(Box::new(identity::MdnsActor::new(host)));
     }
     initial.push(Box::new(background::Spawner::default()));
     for actor in initial {

@@ -735,7 +735,8 @@ impl Actor for LldpActor {
         let delay = if self.started {
             between(cx.rng, 30 * SECOND - 10 * MS, 30 * SECOND + 10 * MS)
         } else {
-            between(cx.rng, 0, 30 * SECOND)
+            // Early, so that short captures carry the switches' names too.
+            between(cx.rng, 0, 5 * SECOND)
         };
         self.started = true;
         let spec = FrameSpec {
@@ -744,7 +745,10 @@ impl Actor for LldpActor {
                 dst: [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e],
                 vlan: 0,
             },
-            net: Net::Lldp { port: self.port },
+            net: Net::Lldp {
+                port: self.port,
+                system: Some(super::identity::switch_system(self.mac, self.port)),
+            },
         };
         frame(script, delay, spec, Vec::new());
     }

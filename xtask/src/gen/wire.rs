@@ -64,8 +64,12 @@ pub enum Net {
         target_mac: Mac,
         target_ip: Ipv4Addr,
     },
-    /// An LLDP advertisement (chassis id = the sender's MAC): a layer-2-only frame.
-    Lldp { port: u16 },
+    /// An LLDP advertisement (chassis id = the sender's MAC): a layer-2-only frame,
+    /// with the system name and description when given.
+    Lldp {
+        port: u16,
+        system: Option<(String, String)>,
+    },
     /// A frame of an industrial protocol carried directly in an EtherType (GOOSE):
     /// `payload` follows the EtherType (and the VLAN tag, if any).
     EtherType { ether_type: u16, payload: Vec<u8> },
@@ -165,7 +169,7 @@ pub fn encode(spec: &FrameSpec, ip_id: u16, out: &mut Vec<u8>) -> Result<(), Err
                 step.arp(arp).write(out).map_err(encode_err)?;
             }
         }
-        Net::Lldp { port } => lldp(l2.src, *port, out),
+        Net::Lldp { port, system } => lldp(l2.src, *port, system.as_ref(), out),
         Net::EtherType {
             ether_type,
             payload,
@@ -229,8 +233,9 @@ fn ip_step(l2: L2, ip: IpHeaders) -> Result<PacketBuilderStep<IpHeaders>, Error>
 }
 
 /// An LLDPDU with the mandatory TLVs (IEEE 802.1AB-2016, 8.5): chassis id (subtype 4,
-/// MAC address), port id (subtype 7, locally assigned), TTL, and End.
-fn lldp(src: Mac, port: u16, out: &mut Vec<u8>) {
+/// MAC address), port id (subtype 7, locally assigned), TTL; then System Name (8.5.6)
+/// and System Description (8.5.7) when given; and End.
+fn lldp(src: Mac, port: u16, system: Option<&(String, String)>, out: &mut Vec<u8>) {
     fn tlv(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
         let header = (kind << 9) | (value.len() as u16 & 0x1ff);
         out.extend_from_slice(&header.to_be_bytes());
@@ -249,6 +254,10 @@ fn lldp(src: Mac, port: u16, out: &mut Vec<u8>) {
     port_id.extend_from_slice(port_name.as_bytes());
     tlv(out, 2, &port_id);
     tlv(out, 3, &120u16.to_be_bytes());
+    if let Some((name, description)) = system {
+        tlv(out, 5, name.as_bytes());
+        tlv(out, 6, description.as_bytes());
+    }
     tlv(out, 0, &[]);
 }
 
@@ -312,7 +321,10 @@ mod tests {
                 dst: LLDP_MAC,
                 vlan: 0,
             },
-            net: Net::Lldp { port: 3 },
+            net: Net::Lldp {
+                port: 3,
+                system: None,
+            },
         };
         let mut out = Vec::new();
         assert!(encode(&spec, 0, &mut out).is_ok());
