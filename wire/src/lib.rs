@@ -84,11 +84,11 @@ pub mod mqtt;
 pub mod nbns;
 /// OPC UA binary: UA TCP messages, secure channel headers, service ids and headers.
 pub mod opcua;
-/// SNMP v1/v2c (UDP 161): PDU header and variable bindings (never the community).
-pub mod snmp;
 /// PROFINET IO: real-time frames (EtherType 0x8892: cyclic data, alarms, DCP, PTCP)
 /// and the context manager's connectionless DCE/RPC on UDP 34964.
 pub mod profinet;
+/// SNMP v1/v2c (UDP 161): PDU header and variable bindings (never the community).
+pub mod snmp;
 /// Test support (feature `test-support`): a shared capture's TCP streams framed by a
 /// view's framer, and tshark's expected histograms.
 #[cfg(any(test, feature = "test-support"))]
