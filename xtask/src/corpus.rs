@@ -42,6 +42,27 @@ fn iso_user(target: &'static str, payload: &[u8]) -> &'static str {
     }
 }
 
+/// The `ident` target's selector byte (its first input byte picks the view, in the
+/// order of the match in fuzz/fuzz_targets/ident.rs) for an identification protocol
+/// frame: DHCP 0, LLDP 1, CDP 2, NBNS 3, mDNS 4, SNMP 5.
+fn ident_selector(frame: &otsensor_wire::layers::Frame<'_>) -> Option<u8> {
+    if frame.src_ip.is_none() && frame.ether_type == 0x88CC {
+        return Some(1);
+    }
+    if frame.llc.is_some_and(|llc| llc.dsap == 0xAA) {
+        return Some(2);
+    }
+    let by_port = |port| match port {
+        67 | 68 => Some(0),
+        137 => Some(3),
+        5353 => Some(4),
+        161 | 162 => Some(5),
+        _ => None,
+    };
+    let (src, dst) = frame.ports()?;
+    by_port(dst).or_else(|| by_port(src))
+}
+
 fn link_selector(link: LinkType) -> u8 {
     // Matches the order of `LINKS` in fuzz/fuzz_targets/frame.rs.
     match link {
@@ -93,6 +114,13 @@ pub fn write(pcaps: &Path, out: &Path) -> anyhow::Result<()> {
             }
             if frame.src_ip.is_none() && frame.ether_type == 0x8892 {
                 save("profinet", frame.payload)?;
+            }
+            if let Some(selector) = ident_selector(&frame) {
+                let body = frame.llc.map_or(frame.payload, |llc| llc.payload);
+                let mut seed = Vec::with_capacity(body.len() + 1);
+                seed.push(selector);
+                seed.extend_from_slice(body);
+                save("ident", &seed)?;
             }
             // The frame target takes runs of 16 frames in its [link][len][bytes] format.
             let len = packet.data.len().min(255);
