@@ -207,6 +207,26 @@ fn framed_len(port: u16, buffer: &[u8]) -> Option<usize> {
         }
         44_818 => 24 + u16_le(buffer, 2)?,
         102 => u16_be(buffer, 2)?,
+        2404 => {
+            assert_eq!(*buffer.first()?, 0x68, "IEC 104 stream out of sync");
+            2 + usize::from(*buffer.get(1)?)
+        }
+        4840 => u32::from_le_bytes(buffer.get(4..8)?.try_into().ok()?) as usize,
+        1883 => {
+            // Fixed header: type and flags, then Remaining Length (variable byte integer).
+            let mut remaining = 0usize;
+            let mut at = 1;
+            loop {
+                let byte = *buffer.get(at)?;
+                remaining |= usize::from(byte & 0x7f) << (7 * (at - 1));
+                at += 1;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+                assert!(at <= 4, "MQTT remaining length over four bytes");
+            }
+            at + remaining
+        }
         _ => return None,
     };
     (buffer.len() >= need).then_some(need)
@@ -229,6 +249,32 @@ fn count_tcp_pdu(counts: &mut Counts, port: u16, pdu: &[u8]) {
             let header = if rosctr == 2 || rosctr == 3 { 12 } else { 10 };
             counts.pdu("s7comm");
             counts.add("s7comm", format!("{rosctr}/{}", byte(7 + header)));
+        }
+        2404 => {
+            counts.pdu("iec104");
+            let key = match byte(2) & 0x03 {
+                0 | 2 => format!("I/{}", byte(6)),
+                1 => "S".to_owned(),
+                _ => "U".to_owned(),
+            };
+            counts.add("iec104", key);
+        }
+        4840 => {
+            counts.pdu("opcua");
+            let kind = String::from_utf8_lossy(pdu.get(..3).unwrap_or_default()).into_owned();
+            let key = if kind == "MSG" {
+                // Header 8, channel 4, token 4, sequence 4, request id 4, then a
+                // four-byte numeric NodeId (0x01, namespace, id).
+                assert_eq!(byte(24), 0x01, "MSG without a four-byte NodeId");
+                format!("MSG/{}", u16::from_le_bytes([byte(26), byte(27)]))
+            } else {
+                kind
+            };
+            counts.add("opcua", key);
+        }
+        1883 => {
+            counts.pdu("mqtt");
+            counts.add("mqtt", (byte(0) >> 4).to_string());
         }
         _ => {}
     }
@@ -284,7 +330,7 @@ fn count_pdus(capture: &Path) -> Counts {
         match &sliced.transport {
             Some(TransportSlice::Tcp(tcp)) => {
                 let (sport, dport) = (tcp.source_port(), tcp.destination_port());
-                let Some(port) = [502, 20_000, 44_818, 102, 443]
+                let Some(port) = [502, 20_000, 44_818, 102, 2404, 4840, 1883, 443]
                     .into_iter()
                     .find(|p| *p == sport || *p == dport)
                 else {
@@ -359,7 +405,9 @@ fn independent_pdu_count_matches_truth() {
         "bulk share {}",
         share(counts.bulk)
     );
-    for proto in ["modbus", "dnp3", "bacnet", "enip", "s7comm"] {
+    for proto in [
+        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt",
+    ] {
         assert!(
             truth.protocols.get(proto).is_some_and(|n| *n > 10),
             "{proto} barely present: {:?}",
@@ -430,6 +478,27 @@ fn truth_histograms(truth: &Truth) -> BTreeMap<(String, String), BTreeMap<String
                         add("s7comm", "function", function.to_owned(), n);
                     }
                 }
+                "iec104" => match key.split_once('/') {
+                    Some(("I", type_id)) => {
+                        add("iec104", "apci_type", "I".to_owned(), n);
+                        add("iec104", "type_id", type_id.to_owned(), n);
+                    }
+                    _ => add("iec104", "apci_type", key.clone(), n),
+                },
+                "opcua" => {
+                    let (kind, service) = match key.split_once('/') {
+                        Some((kind, service)) => (kind, Some(service)),
+                        // The close request's body: CloseSecureChannelRequest.
+                        None if key == "CLO" => (key.as_str(), Some("452")),
+                        // HEL, ACK, and OPN under a signing policy (body encrypted).
+                        None => (key.as_str(), None),
+                    };
+                    add("opcua", "msg_type", kind.to_owned(), n);
+                    if let Some(service) = service {
+                        add("opcua", "service_nodeid", service.to_owned(), n);
+                    }
+                }
+                "mqtt" => add("mqtt", "msgtype", key.clone(), n),
                 other => panic!("unexpected protocol {other} in the truth"),
             }
         }

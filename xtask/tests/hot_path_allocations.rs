@@ -42,6 +42,16 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     let capture = MemoryCapture::load(&mut PcapFiles::open(&[path]).expect("open")).expect("load");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(capture.len() as u64, truth.packets);
+    // The claim covers every industrial protocol the mix carries.
+    for protocol in [
+        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt",
+    ] {
+        assert!(
+            truth.protocols.get(protocol).is_some_and(|n| *n > 0),
+            "the mix carries no {protocol}: {:?}",
+            truth.protocols
+        );
+    }
 
     // Evidence on (the default), with a ring small enough that the mix wraps it many
     // times: keeping packets and overwriting the oldest allocates nothing either.

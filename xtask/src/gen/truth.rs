@@ -33,7 +33,7 @@ use super::proto::Pdu;
 use super::wire::{tcp_flags, Mac};
 
 /// Bumped whenever the same seed and size would produce different bytes.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// The sidecar `FILE.truth.json`. Top-level names match `otsensor replay --summary-json`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
