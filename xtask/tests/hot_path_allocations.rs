@@ -44,7 +44,7 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     assert_eq!(capture.len() as u64, truth.packets);
     // The claim covers every industrial protocol the mix carries.
     for protocol in [
-        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt",
+        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt", "goose",
     ] {
         assert!(
             truth.protocols.get(protocol).is_some_and(|n| *n > 0),

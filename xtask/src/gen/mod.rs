@@ -17,6 +17,7 @@ pub mod plant;
 pub mod proto;
 pub mod scenario;
 pub mod script;
+pub mod substation;
 pub mod truth;
 pub mod wire;
 
@@ -147,6 +148,9 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
                 plant.enip_devices.clone(),
             )));
         }
+    }
+    for (index, &ied) in plant.ieds.iter().enumerate() {
+        initial.push(Box::new(substation::GooseActor::new(ied, index)));
     }
     initial.push(Box::new(ot::ArpActor));
     for (i, &mac) in plant.switches.iter().enumerate() {

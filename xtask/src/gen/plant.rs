@@ -89,6 +89,8 @@ pub struct Plant {
     pub it_clients: Vec<usize>,
     pub engineering: Vec<usize>,
     pub enip_devices: Vec<usize>,
+    /// Protection IEDs publishing GOOSE on the station bus.
+    pub ieds: Vec<usize>,
     /// BACnet sites: the BMS server and its controllers (host, device instance).
     pub bacnet_sites: Vec<(usize, Vec<(usize, u32)>)>,
     mac_counter: u32,
@@ -115,6 +117,7 @@ impl Plant {
             it_clients: Vec::new(),
             engineering: Vec::new(),
             enip_devices: Vec::new(),
+            ieds: Vec::new(),
             bacnet_sites: Vec::new(),
             mac_counter: rng.random_range(0..0x00ff_ffff),
         };
@@ -254,6 +257,20 @@ impl Plant {
                 rng,
             );
             plant.associate(masters[i % masters.len()], rtu, OtService::Iec104, rng);
+        }
+
+        // Protection IEDs on the substation's station bus (VLAN 10), publishing GOOSE.
+        for i in 0..count(6.0, 2).min(200) {
+            let ied = plant.add(
+                oui::SEL,
+                Ipv4Addr::new(10, 35, 0, 10 + i as u8),
+                None,
+                10,
+                ("SEL", "SEL-487E relay", "R320"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.ieds.push(ied);
         }
 
         // OPC UA servers read by the historian and a SCADA master.
