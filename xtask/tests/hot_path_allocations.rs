@@ -45,6 +45,7 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     // The claim covers every industrial protocol the mix carries.
     for protocol in [
         "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt", "goose",
+        "profinet",
     ] {
         assert!(
             truth.protocols.get(protocol).is_some_and(|n| *n > 0),

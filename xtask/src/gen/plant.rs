@@ -91,6 +91,8 @@ pub struct Plant {
     pub enip_devices: Vec<usize>,
     /// Protection IEDs publishing GOOSE on the station bus.
     pub ieds: Vec<usize>,
+    /// PROFINET IO: (controller PLC, IO device).
+    pub profinet: Vec<(usize, usize)>,
     /// BACnet sites: the BMS server and its controllers (host, device instance).
     pub bacnet_sites: Vec<(usize, Vec<(usize, u32)>)>,
     mac_counter: u32,
@@ -118,6 +120,7 @@ impl Plant {
             engineering: Vec::new(),
             enip_devices: Vec::new(),
             ieds: Vec::new(),
+            profinet: Vec::new(),
             bacnet_sites: Vec::new(),
             mac_counter: rng.random_range(0..0x00ff_ffff),
         };
@@ -227,6 +230,30 @@ impl Plant {
                     plant.associate(historian, plc, service, rng);
                 }
             }
+        }
+
+        // Some S7 PLCs are PROFINET IO controllers of a remote IO station in their cell.
+        let controllers: Vec<usize> = plant
+            .associations
+            .iter()
+            .filter(|a| a.service == OtService::S7)
+            .map(|a| a.server)
+            .take(count(4.0, 1))
+            .collect();
+        for controller in controllers {
+            let plc = &plant.hosts[controller];
+            let [a, b, c, d] = plc.ipv4.octets();
+            let vlan = plc.vlan;
+            let device = plant.add(
+                oui::SIEMENS,
+                Ipv4Addr::new(a, b, c, d + 100),
+                None,
+                vlan,
+                ("Siemens", "ET 200SP IM 155-6 PN ST", "V4.2"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.profinet.push((controller, device));
         }
 
         // Substation RTUs speaking DNP3 to the SCADA masters.
