@@ -1,5 +1,6 @@
-//! The plant's own traffic: polling sessions (Modbus/TCP, DNP3, EtherNet/IP, S7comm),
-//! BACnet/IP building automation, EtherNet/IP discovery, ARP and LLDP.
+//! The plant's own traffic: polling sessions (Modbus/TCP, DNP3, EtherNet/IP, S7comm,
+//! IEC 60870-5-104, OPC UA, MQTT), BACnet/IP building automation, EtherNet/IP
+//! discovery, ARP and LLDP.
 
 use std::net::{IpAddr, Ipv4Addr};
 
