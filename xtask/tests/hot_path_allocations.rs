@@ -39,9 +39,34 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
         &path,
     )
     .expect("generate the mix");
+    // The sensor itself finds the identification protocols in the same capture.
+    let summary = otsensor::pipeline::replay(
+        &mut PcapFiles::open(std::slice::from_ref(&path)).expect("open"),
+        Arc::new(Config::default().validate().expect("default config")),
+        otsensor::pipeline::ReplayOptions::default(),
+    )
+    .expect("replay");
+    for protocol in ["lldp", "dhcp", "mdns"] {
+        assert!(
+            summary.protocols.get(protocol).is_some_and(|n| *n > 0),
+            "the mix carries no {protocol}: {:?}",
+            summary.protocols
+        );
+    }
     let capture = MemoryCapture::load(&mut PcapFiles::open(&[path]).expect("open")).expect("load");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(capture.len() as u64, truth.packets);
+    // The claim covers every industrial protocol the mix carries.
+    for protocol in [
+        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt", "goose",
+        "profinet",
+    ] {
+        assert!(
+            truth.protocols.get(protocol).is_some_and(|n| *n > 0),
+            "the mix carries no {protocol}: {:?}",
+            truth.protocols
+        );
+    }
 
     // Evidence on (the default), with a ring small enough that the mix wraps it many
     // times: keeping packets and overwriting the oldest allocates nothing either.

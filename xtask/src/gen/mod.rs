@@ -10,6 +10,7 @@
 //! and packet count give a byte-identical capture.
 
 pub mod background;
+pub mod fieldbus;
 pub mod identity;
 pub mod ot;
 pub mod pcap;
@@ -17,6 +18,7 @@ pub mod plant;
 pub mod proto;
 pub mod scenario;
 pub mod script;
+pub mod substation;
 pub mod truth;
 pub mod wire;
 
@@ -147,6 +149,24 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
                 plant.enip_devices.clone(),
             )));
         }
+    }
+    for (index, &ied) in plant.ieds.iter().enumerate() {
+        initial.push(Box::new(substation::GooseActor::new(ied, index)));
+    }
+    for (index, &(controller, device)) in plant.profinet.iter().enumerate() {
+        let frame_id = 0x8000 + 2 * index as u16;
+        initial.push(Box::new(fieldbus::CyclicActor::new(
+            controller, device, frame_id,
+        )));
+        initial.push(Box::new(fieldbus::CyclicActor::new(
+            device,
+            controller,
+            frame_id + 1,
+        )));
+    }
+    if let (Some(&workstation), false) = (plant.engineering.first(), plant.profinet.is_empty()) {
+        let devices = plant.profinet.iter().map(|&(_, device)| device).collect();
+        initial.push(Box::new(fieldbus::DcpActor::new(workstation, devices)));
     }
     initial.push(Box::new(ot::ArpActor));
     for (i, &mac) in plant.switches.iter().enumerate() {

@@ -1,12 +1,13 @@
-//! The plant's own traffic: polling sessions (Modbus/TCP, DNP3, EtherNet/IP, S7comm),
-//! BACnet/IP building automation, EtherNet/IP discovery, ARP and LLDP.
+//! The plant's own traffic: polling sessions (Modbus/TCP, DNP3, EtherNet/IP, S7comm,
+//! IEC 60870-5-104, OPC UA, MQTT), BACnet/IP building automation, EtherNet/IP
+//! discovery, ARP and LLDP.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use rand::Rng;
 
 use super::plant::{Association, OtService, Peer, Plant};
-use super::proto::{bacnet, dnp3, enip, modbus, s7comm, Pdu};
+use super::proto::{bacnet, dnp3, enip, iec104, modbus, mqtt, opcua, s7comm, Pdu};
 use super::script::{address, l2_between, Planned, Script, TcpConn};
 use super::wire::{FrameSpec, Net, BROADCAST_MAC, L2};
 use super::{between, Actor, Cx, MS, SECOND, US};
@@ -103,6 +104,66 @@ enum Session {
     S7 {
         pdu_ref: u16,
     },
+    Iec104(Iec104Session),
+    OpcUa(OpcUaSession),
+    Mqtt(MqttSession),
+}
+
+/// An IEC 104 connection's send and receive sequence numbers (15 bits each) and the
+/// RTU's I-frames the master has not acknowledged yet.
+#[derive(Clone, Copy, Debug, Default)]
+struct Iec104Session {
+    master_sent: u16,
+    rtu_sent: u16,
+    unacknowledged: u16,
+    common_address: u16,
+    exchanges: u32,
+}
+
+impl Iec104Session {
+    /// The (N(S), N(R)) of the master's next I-frame, counting it sent.
+    fn next_master_seqs(&mut self) -> (u16, u16) {
+        let seqs = (self.master_sent, self.rtu_sent);
+        self.master_sent = (self.master_sent + 1) % 32_768;
+        self.unacknowledged = 0;
+        seqs
+    }
+
+    /// The (N(S), N(R)) of the RTU's next I-frame, counting it sent.
+    fn next_rtu_seqs(&mut self) -> (u16, u16) {
+        let seqs = (self.rtu_sent, self.master_sent);
+        self.rtu_sent = (self.rtu_sent + 1) % 32_768;
+        self.unacknowledged += 1;
+        seqs
+    }
+}
+
+/// An OPC UA secure channel and session: the channel, each side's sequence number and
+/// the client's request ids.
+#[derive(Clone, Copy, Debug)]
+struct OpcUaSession {
+    channel: opcua::Channel,
+    client_sequence: u32,
+    server_sequence: u32,
+    request_id: u32,
+}
+
+impl Default for OpcUaSession {
+    fn default() -> Self {
+        OpcUaSession {
+            channel: opcua::Channel { id: 0, token: 0 },
+            client_sequence: 0,
+            server_sequence: 0,
+            request_id: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct MqttSession {
+    subscriber: bool,
+    packet_id: u16,
+    exchanges: u32,
 }
 
 /// A poller and a PLC: long-lived TCP sessions of periodic request/response exchanges,
@@ -139,6 +200,15 @@ impl PollActor {
                 context: 0,
             },
             OtService::S7 => Session::S7 { pdu_ref: 0 },
+            OtService::Iec104 => Session::Iec104(Iec104Session {
+                common_address: outstation_address,
+                ..Iec104Session::default()
+            }),
+            OtService::OpcUa => Session::OpcUa(OpcUaSession::default()),
+            OtService::Mqtt { subscriber } => Session::Mqtt(MqttSession {
+                subscriber,
+                ..MqttSession::default()
+            }),
         };
         PollActor {
             association,
@@ -162,6 +232,9 @@ impl PollActor {
             OtService::S7 => 102,
             OtService::Enip => enip::ENIP_PORT,
             OtService::Dnp3 => 20_000,
+            OtService::Iec104 => IEC104_PORT,
+            OtService::OpcUa => OPCUA_PORT,
+            OtService::Mqtt { .. } => MQTT_PORT,
         };
         let client_port = cx.plant.ephemeral_port(a.client);
         let windows = [8192u16, 16_384, 64_240];
@@ -223,6 +296,101 @@ impl PollActor {
                 let mut out = Vec::with_capacity(27);
                 let ack = s7comm::setup_ack(&mut out, *pdu_ref);
                 conn.data(script, between(rng, MS, 5 * MS), false, out, vec![ack]);
+            }
+            Session::Iec104(session) => {
+                *session = Iec104Session {
+                    common_address: session.common_address,
+                    ..Iec104Session::default()
+                };
+                let mut out = Vec::with_capacity(6);
+                let start = iec104::u_frame(&mut out, iec104::STARTDT_ACT);
+                conn.data(script, between(rng, 100 * US, MS), true, out, vec![start]);
+                let mut out = Vec::with_capacity(6);
+                let confirm = iec104::u_frame(&mut out, iec104::STARTDT_CON);
+                conn.data(script, between(rng, MS, 5 * MS), false, out, vec![confirm]);
+                let delay = between(rng, MS, 20 * MS);
+                iec104_interrogation(rng, &mut conn, script, delay, session);
+            }
+            Session::OpcUa(session) => {
+                let endpoint = format!("opc.tcp://{}:{OPCUA_PORT}", cx.plant.hosts[a.server].ipv4);
+                let mut out = Vec::with_capacity(64);
+                let hello = opcua::hello(&mut out, &endpoint);
+                conn.data(script, between(rng, 100 * US, MS), true, out, vec![hello]);
+                let mut out = Vec::with_capacity(28);
+                let ack = opcua::acknowledge(&mut out);
+                conn.data(script, between(rng, MS, 3 * MS), false, out, vec![ack]);
+                *session = OpcUaSession {
+                    channel: opcua::Channel {
+                        id: rng.random_range(1..u32::MAX),
+                        token: rng.random_range(1..u32::MAX),
+                    },
+                    client_sequence: 1,
+                    server_sequence: 1,
+                    request_id: 1,
+                };
+                let policy = opcua::POLICY_BASIC256SHA256;
+                let mut out = Vec::with_capacity(420);
+                let open = opcua::open_request(&mut out, policy, 3, 1);
+                conn.data(script, between(rng, 100 * US, MS), true, out, vec![open]);
+                let mut out = Vec::with_capacity(420);
+                let opened = opcua::open_response(&mut out, policy, session.channel, 1);
+                conn.data(
+                    script,
+                    between(rng, 2 * MS, 10 * MS),
+                    false,
+                    out,
+                    vec![opened],
+                );
+                let client = format!("client-{}", a.client);
+                let create = opcua::create_session_tail(&endpoint, &client, rng.random());
+                let session_id = rng.random();
+                let token = rng.random();
+                let created = opcua::create_session_response_tail(session_id, token, rng.random());
+                let delay = between(rng, 100 * US, MS);
+                let service = opcua::CREATE_SESSION;
+                opcua_exchange(
+                    rng, &mut conn, script, delay, session, service, &create, &created,
+                );
+                let activate = opcua::activate_session_tail();
+                let activated = opcua::activate_session_response_tail(rng.random());
+                let delay = between(rng, 100 * US, MS);
+                let service = opcua::ACTIVATE_SESSION;
+                opcua_exchange(
+                    rng, &mut conn, script, delay, session, service, &activate, &activated,
+                );
+            }
+            Session::Mqtt(session) => {
+                session.exchanges = 0;
+                let client_id = format!(
+                    "{}-{}",
+                    if session.subscriber {
+                        "historian"
+                    } else {
+                        "gateway"
+                    },
+                    a.client
+                );
+                let mut out = Vec::with_capacity(32);
+                let connect = mqtt::connect(&mut out, &client_id);
+                conn.data(script, between(rng, 100 * US, MS), true, out, vec![connect]);
+                let mut out = Vec::with_capacity(4);
+                let accepted = mqtt::connack(&mut out, 0);
+                conn.data(script, between(rng, MS, 3 * MS), false, out, vec![accepted]);
+                if session.subscriber {
+                    session.packet_id = session.packet_id.wrapping_add(1).max(1);
+                    let mut out = Vec::with_capacity(16);
+                    let subscribe = mqtt::subscribe(&mut out, session.packet_id, "plant/#");
+                    conn.data(
+                        script,
+                        between(rng, 100 * US, MS),
+                        true,
+                        out,
+                        vec![subscribe],
+                    );
+                    let mut out = Vec::with_capacity(5);
+                    let granted = mqtt::suback(&mut out, session.packet_id);
+                    conn.data(script, between(rng, MS, 3 * MS), false, out, vec![granted]);
+                }
             }
         }
         conn
@@ -298,6 +466,20 @@ impl PollActor {
                     conn.ack(script, between(rng, MS, 40 * MS), true);
                 }
             }
+            Session::Iec104(session) => iec104_exchange(rng, conn, script, delay, session),
+            Session::OpcUa(session) => {
+                let node = rng.random_range(1000..1100);
+                let request = opcua::read_tail(node);
+                let reply = opcua::result_tail(Some(rng.random_range(0.0..500.0)));
+                let read = opcua::READ;
+                opcua_exchange(rng, conn, script, delay, session, read, &request, &reply);
+                if rng.random_bool(0.4) {
+                    conn.ack(script, between(rng, MS, 40 * MS), true);
+                }
+            }
+            Session::Mqtt(session) => {
+                mqtt_exchange(rng, conn, script, delay, session, self.association.client)
+            }
         }
     }
 
@@ -308,9 +490,31 @@ impl PollActor {
             self.association.interval_ns,
         );
         let mut fin_delay = delay;
-        if let Session::Enip { session, context } = &self.session {
-            let mut out = Vec::with_capacity(24);
-            let pdu = enip::unregister_session(&mut out, *session, *context);
+        let goodbye = match &mut self.session {
+            Session::Enip { session, context } => {
+                let mut out = Vec::with_capacity(24);
+                let pdu = enip::unregister_session(&mut out, *session, *context);
+                Some((out, pdu))
+            }
+            Session::OpcUa(session) => {
+                let mut out = Vec::with_capacity(64);
+                session.request_id += 1;
+                let pdu = opcua::close(
+                    &mut out,
+                    session.channel,
+                    session.client_sequence,
+                    session.request_id,
+                );
+                Some((out, pdu))
+            }
+            Session::Mqtt(_) => {
+                let mut out = Vec::with_capacity(2);
+                let pdu = mqtt::disconnect(&mut out);
+                Some((out, pdu))
+            }
+            _ => None,
+        };
+        if let Some((out, pdu)) = goodbye {
             conn.data(script, delay, true, out, vec![pdu]);
             fin_delay = between(cx.rng, 100 * US, MS);
         }
@@ -329,6 +533,165 @@ impl Actor for PollActor {
             }
             Some(conn) => self.close(cx, conn, script),
         }
+    }
+}
+
+const IEC104_PORT: u16 = 2404;
+const OPCUA_PORT: u16 = 4840;
+const MQTT_PORT: u16 = 1883;
+/// The master acknowledges after this many unacknowledged I-frames (104 §5.5, w).
+const IEC104_W: u16 = 8;
+
+/// A station interrogation: the master's activation, the RTU's confirmation, its
+/// measurands (cause interrogated) and termination, and the master's S-frame.
+fn iec104_interrogation<R: Rng>(
+    rng: &mut R,
+    conn: &mut TcpConn,
+    script: &mut Script,
+    delay: u64,
+    session: &mut Iec104Session,
+) {
+    let common = session.common_address;
+    let mut out = Vec::with_capacity(16);
+    let seqs = session.next_master_seqs();
+    let activation = iec104::interrogation(&mut out, seqs, iec104::COT_ACTIVATION, common);
+    conn.data(script, delay, true, out, vec![activation]);
+    let mut out = Vec::with_capacity(16);
+    let seqs = session.next_rtu_seqs();
+    let confirm = iec104::interrogation(&mut out, seqs, iec104::COT_ACTIVATION_CON, common);
+    conn.data(script, between(rng, MS, 5 * MS), false, out, vec![confirm]);
+    for block in 0..rng.random_range(1..=3u32) {
+        let values: Vec<f32> = (0..rng.random_range(4..=12))
+            .map(|_| rng.random_range(0.0f32..250.0))
+            .collect();
+        let mut out = Vec::with_capacity(16 + 8 * values.len());
+        let seqs = session.next_rtu_seqs();
+        let first = 1001 + 100 * block;
+        let cause = iec104::COT_INTERROGATED;
+        let report = iec104::measurands(&mut out, seqs, cause, common, first, &values);
+        conn.data(script, between(rng, MS, 10 * MS), false, out, vec![report]);
+    }
+    let mut out = Vec::with_capacity(16);
+    let seqs = session.next_rtu_seqs();
+    let done = iec104::interrogation(&mut out, seqs, iec104::COT_ACTIVATION_TERM, common);
+    conn.data(script, between(rng, MS, 5 * MS), false, out, vec![done]);
+    iec104_acknowledge(rng, conn, script, session);
+}
+
+/// The master's S-frame for the RTU's I-frames so far.
+fn iec104_acknowledge<R: Rng>(
+    rng: &mut R,
+    conn: &mut TcpConn,
+    script: &mut Script,
+    session: &mut Iec104Session,
+) {
+    let mut out = Vec::with_capacity(6);
+    let ack = iec104::s_frame(&mut out, session.rtu_sent);
+    session.unacknowledged = 0;
+    conn.data(script, between(rng, MS, 20 * MS), true, out, vec![ack]);
+}
+
+/// One reporting period: the RTU's spontaneous measurands, a general interrogation
+/// every hundred periods and a TESTFR now and then; S-frames every `w` I-frames.
+fn iec104_exchange<R: Rng>(
+    rng: &mut R,
+    conn: &mut TcpConn,
+    script: &mut Script,
+    delay: u64,
+    session: &mut Iec104Session,
+) {
+    session.exchanges += 1;
+    if session.exchanges.is_multiple_of(100) {
+        iec104_interrogation(rng, conn, script, delay, session);
+        return;
+    }
+    if session.exchanges.is_multiple_of(30) {
+        let mut out = Vec::with_capacity(6);
+        let test = iec104::u_frame(&mut out, iec104::TESTFR_ACT);
+        conn.data(script, delay, true, out, vec![test]);
+        let mut out = Vec::with_capacity(6);
+        let confirm = iec104::u_frame(&mut out, iec104::TESTFR_CON);
+        conn.data(script, between(rng, MS, 5 * MS), false, out, vec![confirm]);
+        return;
+    }
+    let values: Vec<f32> = (0..rng.random_range(1..=4))
+        .map(|_| rng.random_range(0.0f32..250.0))
+        .collect();
+    let first = 1001 + rng.random_range(0..40);
+    let mut out = Vec::with_capacity(16 + 8 * values.len());
+    let seqs = session.next_rtu_seqs();
+    let cause = iec104::COT_SPONTANEOUS;
+    let common = session.common_address;
+    let report = iec104::measurands(&mut out, seqs, cause, common, first, &values);
+    conn.data(script, delay, false, out, vec![report]);
+    if session.unacknowledged >= IEC104_W {
+        iec104_acknowledge(rng, conn, script, session);
+    } else if rng.random_bool(0.4) {
+        conn.ack(script, between(rng, MS, 40 * MS), true);
+    }
+}
+
+/// A service request on the secure channel and its response.
+#[allow(clippy::too_many_arguments)]
+fn opcua_exchange<R: Rng>(
+    rng: &mut R,
+    conn: &mut TcpConn,
+    script: &mut Script,
+    delay: u64,
+    session: &mut OpcUaSession,
+    service: u16,
+    request_tail: &[u8],
+    response_tail: &[u8],
+) {
+    session.client_sequence += 1;
+    session.server_sequence += 1;
+    session.request_id += 1;
+    let (channel, id) = (session.channel, session.request_id);
+    let mut out = Vec::with_capacity(64 + request_tail.len());
+    let sequence = session.client_sequence;
+    let request = opcua::message(&mut out, channel, sequence, id, service, request_tail);
+    conn.data(script, delay, true, out, vec![request]);
+    let mut out = Vec::with_capacity(64 + response_tail.len());
+    let sequence = session.server_sequence;
+    let answer = service + opcua::RESPONSE_OFFSET;
+    let response = opcua::message(&mut out, channel, sequence, id, answer, response_tail);
+    conn.data(script, between(rng, MS, 8 * MS), false, out, vec![response]);
+}
+
+/// A publisher's reading (and a PINGREQ/PINGRESP now and then), or for a subscriber
+/// one reading the broker forwards (the subscriber pings within its keep-alive).
+fn mqtt_exchange<R: Rng>(
+    rng: &mut R,
+    conn: &mut TcpConn,
+    script: &mut Script,
+    delay: u64,
+    session: &mut MqttSession,
+    client: usize,
+) {
+    session.exchanges += 1;
+    let every = if session.subscriber { 20 } else { 40 };
+    if session.exchanges.is_multiple_of(every) {
+        let mut out = Vec::with_capacity(2);
+        let ping = mqtt::ping_request(&mut out);
+        conn.data(script, delay, true, out, vec![ping]);
+        let mut out = Vec::with_capacity(2);
+        let pong = mqtt::ping_response(&mut out);
+        conn.data(script, between(rng, MS, 5 * MS), false, out, vec![pong]);
+        return;
+    }
+    let tag = ["temperature", "pressure", "flow", "level", "vibration"][rng.random_range(0..5)];
+    let source = if session.subscriber {
+        rng.random_range(0..16)
+    } else {
+        client
+    };
+    let topic = format!("plant/gateway-{source}/{tag}");
+    let reading = format!("{{\"value\":{:.2}}}", rng.random_range(0.0f64..500.0));
+    let mut out = Vec::with_capacity(8 + topic.len() + reading.len());
+    let publish = mqtt::publish(&mut out, &topic, reading.as_bytes());
+    conn.data(script, delay, !session.subscriber, out, vec![publish]);
+    if rng.random_bool(0.4) {
+        conn.ack(script, between(rng, MS, 40 * MS), session.subscriber);
     }
 }
 

@@ -34,6 +34,14 @@ pub enum OtService {
     S7,
     Enip,
     Dnp3,
+    /// IEC 60870-5-104 (TCP 2404): the RTU reports, the SCADA master interrogates.
+    Iec104,
+    /// OPC UA binary (TCP 4840): a client reads a server's variables.
+    OpcUa,
+    /// MQTT 3.1.1 (TCP 1883) to a broker: a publisher's readings, or a subscriber.
+    Mqtt {
+        subscriber: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +89,10 @@ pub struct Plant {
     pub it_clients: Vec<usize>,
     pub engineering: Vec<usize>,
     pub enip_devices: Vec<usize>,
+    /// Protection IEDs publishing GOOSE on the station bus.
+    pub ieds: Vec<usize>,
+    /// PROFINET IO: (controller PLC, IO device).
+    pub profinet: Vec<(usize, usize)>,
     /// BACnet sites: the BMS server and its controllers (host, device instance).
     pub bacnet_sites: Vec<(usize, Vec<(usize, u32)>)>,
     mac_counter: u32,
@@ -107,6 +119,8 @@ impl Plant {
             it_clients: Vec::new(),
             engineering: Vec::new(),
             enip_devices: Vec::new(),
+            ieds: Vec::new(),
+            profinet: Vec::new(),
             bacnet_sites: Vec::new(),
             mac_counter: rng.random_range(0..0x00ff_ffff),
         };
@@ -203,7 +217,7 @@ impl Plant {
                         oui::ROCKWELL_2,
                         ("Rockwell Automation", "1769-L33ER/A", "32.11"),
                     ),
-                    OtService::Dnp3 => (oui::SEL, ("SEL", "RTAC", "1.0")),
+                    _ => (oui::SEL, ("SEL", "RTAC", "1.0")),
                 };
                 let plc = plant.add(vendor_oui, ip, None, vlan, identity, &mut segment_ids, rng);
                 if service == OtService::Enip {
@@ -216,6 +230,30 @@ impl Plant {
                     plant.associate(historian, plc, service, rng);
                 }
             }
+        }
+
+        // Some S7 PLCs are PROFINET IO controllers of a remote IO station in their cell.
+        let controllers: Vec<usize> = plant
+            .associations
+            .iter()
+            .filter(|a| a.service == OtService::S7)
+            .map(|a| a.server)
+            .take(count(4.0, 1))
+            .collect();
+        for controller in controllers {
+            let plc = &plant.hosts[controller];
+            let [a, b, c, d] = plc.ipv4.octets();
+            let vlan = plc.vlan;
+            let device = plant.add(
+                oui::SIEMENS,
+                Ipv4Addr::new(a, b, c, d + 100),
+                None,
+                vlan,
+                ("Siemens", "ET 200SP IM 155-6 PN ST", "V4.2"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.profinet.push((controller, device));
         }
 
         // Substation RTUs speaking DNP3 to the SCADA masters.
@@ -232,6 +270,74 @@ impl Plant {
             );
             plant.associate(masters[i % masters.len()], rtu, OtService::Dnp3, rng);
         }
+
+        // Telecontrol RTUs speaking IEC 60870-5-104 to the SCADA masters.
+        for i in 0..count(20.0, 3) {
+            let ip = Ipv4Addr::new(10, 31 + (i / 200) as u8, 0, 10 + (i % 200) as u8);
+            let rtu = plant.add(
+                oui::SIEMENS,
+                ip,
+                None,
+                0,
+                ("Siemens", "SICAM A8000 CP-8050", "V05.10"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.associate(masters[i % masters.len()], rtu, OtService::Iec104, rng);
+        }
+
+        // Protection IEDs on the substation's station bus (VLAN 10), publishing GOOSE.
+        for i in 0..count(6.0, 2).min(200) {
+            let ied = plant.add(
+                oui::SEL,
+                Ipv4Addr::new(10, 35, 0, 10 + i as u8),
+                None,
+                10,
+                ("SEL", "SEL-487E relay", "R320"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.ieds.push(ied);
+        }
+
+        // OPC UA servers read by the historian and a SCADA master.
+        for i in 0..count(4.0, 1).min(40) {
+            let server = plant.add(
+                oui::SIEMENS_AD,
+                Ipv4Addr::new(10, 10, 1, 10 + i as u8),
+                None,
+                0,
+                ("Siemens", "SIMATIC S7-1500 OPC UA server", "V3.0"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.associate(historian, server, OtService::OpcUa, rng);
+            plant.associate(masters[i % masters.len()], server, OtService::OpcUa, rng);
+        }
+
+        // An MQTT broker: edge gateways publish readings, the historian subscribes.
+        let broker = plant.add(
+            oui::VMWARE,
+            Ipv4Addr::new(10, 10, 1, 100),
+            None,
+            0,
+            ("VMware", "MQTT broker", "2.0"),
+            &mut segment_ids,
+            rng,
+        );
+        for i in 0..count(10.0, 2).min(200) {
+            let gateway = plant.add(
+                oui::MOXA,
+                Ipv4Addr::new(10, 10, 2, 10 + i as u8),
+                None,
+                0,
+                ("Moxa", "UC-8112A IIoT gateway", "3.4"),
+                &mut segment_ids,
+                rng,
+            );
+            plant.associate(gateway, broker, OtService::Mqtt { subscriber: false }, rng);
+        }
+        plant.associate(historian, broker, OtService::Mqtt { subscriber: true }, rng);
 
         // Building automation: BACnet/IP controllers on VLAN 50+, one BMS server per site.
         let controllers = count(50.0, 6);
@@ -368,6 +474,9 @@ impl Plant {
             OtService::S7 => &[500, 1000, 1000],
             OtService::Enip => &[500, 1000, 2000],
             OtService::Dnp3 => &[1000, 2000, 2000, 5000],
+            OtService::Iec104 => &[1000, 2000, 5000],
+            OtService::OpcUa => &[1000, 1000, 2000],
+            OtService::Mqtt { .. } => &[1000, 2000, 5000, 10_000],
         };
         let interval_ns = choices[rng.random_range(0..choices.len())] * MS;
         self.associations.push(Association {

@@ -20,7 +20,11 @@
 //! `confirmed`, `unconfirmed`, `complex_ack`, `error` and the decimal service choice
 //! (`"confirmed/12"` = ReadProperty); enip: `"command/0x%04x"` per encapsulation message
 //! and `"cip/0x%02x"` per CIP message (reply bit included: `"cip/0x8e"`); s7comm:
-//! `"<rosctr>/<function>"` in decimal (`"1/240"` setup job, `"3/4"` read ack).
+//! `"<rosctr>/<function>"` in decimal (`"1/240"` setup job, `"3/4"` read ack); iec104:
+//! `"I/<type id>"`, `"S"`, `"U"`; opcua: the message type (`"HEL"`, `"OPN"`, `"CLO"`)
+//! or `"MSG/<service encoding id>"`; mqtt: the decimal control packet type; goose:
+//! `"goose"`; profinet: `"dcp/<service id>/<service type>"` for DCP and
+//! `"pn_rt+pn_io"` for cyclic data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -33,7 +37,7 @@ use super::proto::Pdu;
 use super::wire::{tcp_flags, Mac};
 
 /// Bumped whenever the same seed and size would produce different bytes.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// The sidecar `FILE.truth.json`. Top-level names match `otsensor replay --summary-json`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

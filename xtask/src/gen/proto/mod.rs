@@ -11,6 +11,7 @@ pub mod mms;
 pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
+pub mod profinet;
 pub mod s7comm;
 
 /// The protocols whose PDUs the ground truth counts.
@@ -25,6 +26,7 @@ pub enum Proto {
     OpcUa,
     Mqtt,
     Goose,
+    Profinet,
 }
 
 impl Proto {
@@ -40,6 +42,7 @@ impl Proto {
             Proto::OpcUa => "opcua",
             Proto::Mqtt => "mqtt",
             Proto::Goose => "goose",
+            Proto::Profinet => "profinet",
         }
     }
 }

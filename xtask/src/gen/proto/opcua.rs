@@ -252,6 +252,81 @@ pub fn result_tail(value: Option<f64>) -> Vec<u8> {
     tail
 }
 
+fn byte_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    string(out, bytes);
+}
+
+/// A null array (length -1).
+fn null_array(out: &mut Vec<u8>) {
+    out.extend_from_slice(&(-1i32).to_le_bytes());
+}
+
+/// CreateSessionRequest's tail (Part 4 §5.6.2.2): the client's ApplicationDescription,
+/// the endpoint, a session name, a 32-byte nonce, no certificate, a 20-minute timeout.
+pub fn create_session_tail(endpoint: &str, client: &str, nonce: [u8; 32]) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(128 + endpoint.len() + 2 * client.len());
+    string(&mut tail, format!("urn:{client}").as_bytes()); // ApplicationUri
+    null_string(&mut tail); // ProductUri
+    tail.push(0x02); // ApplicationName: LocalizedText with text only
+    string(&mut tail, client.as_bytes());
+    tail.extend_from_slice(&1i32.to_le_bytes()); // ApplicationType: Client
+    null_string(&mut tail); // GatewayServerUri
+    null_string(&mut tail); // DiscoveryProfileUri
+    null_array(&mut tail); // DiscoveryUrls
+    null_string(&mut tail); // ServerUri
+    string(&mut tail, endpoint.as_bytes()); // EndpointUrl
+    string(&mut tail, format!("{client} session").as_bytes()); // SessionName
+    byte_string(&mut tail, &nonce); // ClientNonce
+    null_string(&mut tail); // ClientCertificate
+    tail.extend_from_slice(&1_200_000f64.to_le_bytes()); // RequestedSessionTimeout
+    tail.extend_from_slice(&0u32.to_le_bytes()); // MaxResponseMessageSize
+    tail
+}
+
+/// CreateSessionResponse's tail (Part 4 §5.6.2.2): session id and authentication token
+/// (numeric NodeIds in namespace 1), the revised timeout, a nonce, no certificate,
+/// endpoints or signature.
+pub fn create_session_response_tail(session: u32, token: u32, nonce: [u8; 32]) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(80);
+    for id in [session, token] {
+        tail.extend_from_slice(&[0x02, 0x01, 0x00]);
+        tail.extend_from_slice(&id.to_le_bytes());
+    }
+    tail.extend_from_slice(&1_200_000f64.to_le_bytes()); // RevisedSessionTimeout
+    byte_string(&mut tail, &nonce); // ServerNonce
+    null_string(&mut tail); // ServerCertificate
+    null_array(&mut tail); // ServerEndpoints
+    null_array(&mut tail); // ServerSoftwareCertificates
+    null_string(&mut tail); // ServerSignature.Algorithm
+    null_string(&mut tail); // ServerSignature.Signature
+    tail.extend_from_slice(&0u32.to_le_bytes()); // MaxRequestMessageSize
+    tail
+}
+
+/// ActivateSessionRequest's tail (Part 4 §5.6.3.2): no client signature or software
+/// certificates, locale "en", a null user identity token (anonymous), no signature.
+pub fn activate_session_tail() -> Vec<u8> {
+    let mut tail = Vec::with_capacity(32);
+    null_string(&mut tail); // ClientSignature.Algorithm
+    null_string(&mut tail); // ClientSignature.Signature
+    null_array(&mut tail); // ClientSoftwareCertificates
+    tail.extend_from_slice(&1i32.to_le_bytes()); // LocaleIds
+    string(&mut tail, b"en");
+    tail.extend_from_slice(&[0x00, 0x00, 0x00]); // UserIdentityToken: null
+    null_string(&mut tail); // UserTokenSignature.Algorithm
+    null_string(&mut tail); // UserTokenSignature.Signature
+    tail
+}
+
+/// ActivateSessionResponse's tail: a fresh nonce, no results, no diagnostics.
+pub fn activate_session_response_tail(nonce: [u8; 32]) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(48);
+    byte_string(&mut tail, &nonce); // ServerNonce
+    tail.extend_from_slice(&0i32.to_le_bytes()); // Results
+    null_array(&mut tail); // DiagnosticInfos
+    tail
+}
+
 /// WriteRequest's tail: one node (ns 2, `node`), Value, a Double.
 pub fn write_tail(node: u32, value: f64) -> Vec<u8> {
     let mut tail = Vec::with_capacity(32);
