@@ -540,6 +540,36 @@ fn mode_changes(a: &mut Analyzer) -> Vec<Option<IpAddr>> {
 }
 
 #[test]
+fn an_opc_ua_server_leaving_running_alerts() {
+    // OPC UA ServerState names: Running is the running mode, Suspended is not.
+    let server_mode = |a: &mut Analyzer, ts_ns: u64, mode: &str| {
+        a.observe(Observation::Identity {
+            ts_ns,
+            device: IpAddr::from([10, 0, 0, 20]),
+            mac: None,
+            protocol: Protocol::OpcUa,
+            field: IdentityField::Mode,
+            value: ShortText::from_bytes(mode.as_bytes()),
+        });
+    };
+    let mut a = analyzer(0);
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    server_mode(&mut a, S, "Running");
+    server_mode(&mut a, 2 * S, "Suspended");
+    server_mode(&mut a, 3 * S, "Running");
+    server_mode(&mut a, 4 * S, "ServerState 9");
+    let raised: Vec<_> = a
+        .finish()
+        .raised
+        .iter()
+        .filter(|r| r.signature == "plc_mode_change")
+        .map(|r| (r.src, r.count))
+        .collect();
+    // Running -> Suspended and Running -> "ServerState 9": one alert, raised twice.
+    assert_eq!(raised, vec![(Some(IpAddr::from([10, 0, 0, 20])), 2)]);
+}
+
+#[test]
 fn a_controller_leaving_run_alerts_unless_an_engineer_is_in_session() {
     let plc = Some(IpAddr::from([10, 0, 0, 20]));
     // Nobody in session: RUN -> STOP is one alert; STOP -> RUN and a first report
