@@ -246,6 +246,10 @@ pub enum Observation {
         /// The unit addressed behind the server, where the protocol has one (Modbus
         /// unit identifier): unit-id sweeps are judged on it.
         unit: Option<u8>,
+        /// The (client, server) MACs of a frame without IP (PROFINET DCP, an EtherType
+        /// of its own): its endpoints are unspecified, and the analyzer finds the
+        /// devices by these MACs. `None` for IP traffic.
+        macs: Option<(Mac, Mac)>,
     },
     /// A device reported an identity attribute about itself (or a server about it:
     /// a DHCP reply names its client). `device` is unspecified when the protocol
