@@ -80,7 +80,8 @@ pub enum IdentityField {
     /// The controller's operating mode as the protocol names it (S7 SZL 0x0424:
     /// "RUN", "STOP (internal)", ...; CIP Identity status: "RUN", "IDLE", "MAJOR
     /// FAULT ..."; BACnet system-status: "operational", "download-in-progress", ...;
-    /// DNP3 IIN: "online", "restarted", ...); see [`IdentityField::mode_is_run`].
+    /// DNP3 IIN: "online", "restarted", ...; OPC UA ServerState: "Running",
+    /// "Suspended", ...); see [`IdentityField::mode_is_run`].
     Mode,
     /// The host name a device gives itself (DHCP option 12 or 81, mDNS A/SRV owner
     /// names, NetBIOS workstation/server names).
@@ -105,7 +106,7 @@ impl IdentityField {
     pub fn mode_is_run(value: &str) -> bool {
         matches!(
             value,
-            "RUN" | "operational" | "operational-read-only" | "online"
+            "RUN" | "operational" | "operational-read-only" | "online" | "Running"
         )
     }
 }
@@ -245,6 +246,10 @@ pub enum Observation {
         /// The unit addressed behind the server, where the protocol has one (Modbus
         /// unit identifier): unit-id sweeps are judged on it.
         unit: Option<u8>,
+        /// The (client, server) MACs of a frame without IP (PROFINET DCP, an EtherType
+        /// of its own): its endpoints are unspecified, and the analyzer finds the
+        /// devices by these MACs. `None` for IP traffic.
+        macs: Option<(Mac, Mac)>,
     },
     /// A device reported an identity attribute about itself (or a server about it:
     /// a DHCP reply names its client). `device` is unspecified when the protocol

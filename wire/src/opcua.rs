@@ -403,6 +403,88 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
+    /// One value of built-in type `built_in_type` (Part 6 §5.1.2, §5.2.2); `None` for
+    /// DataValue and Variant (nesting is not followed) and unknown types.
+    fn skip_built_in(&mut self, built_in_type: u8) -> Option<()> {
+        let fixed = match built_in_type {
+            1..=3 => 1,           // Boolean, SByte, Byte
+            4 | 5 => 2,           // Int16, UInt16
+            6 | 7 | 10 | 19 => 4, // Int32, UInt32, Float, StatusCode
+            8 | 9 | 11 | 13 => 8, // Int64, UInt64, Double, DateTime
+            14 => 16,             // Guid
+            12 | 15 | 16 => return self.string().map(|_| ()),
+            17 | 18 => return self.node_id().map(|_| ()),
+            20 => {
+                self.u16()?;
+                return self.string().map(|_| ());
+            }
+            21 => return self.localized_text().map(|_| ()),
+            22 => return self.skip_extension_object(),
+            25 => return self.skip_diagnostic_info(),
+            _ => return None,
+        };
+        self.bytes(fixed).map(|_| ())
+    }
+
+    /// A Variant (Part 6 §5.2.2.16): scalar or array of a built-in type other than
+    /// DataValue and Variant; array dimensions are skipped.
+    pub fn variant(&mut self) -> Option<Variant<'a>> {
+        let mask = self.u8()?;
+        let start = self.pos;
+        let built_in_type = mask & 0x3F;
+        let is_array = mask & 0x80 != 0;
+        if built_in_type != 0 {
+            if is_array {
+                // Each element takes at least one octet: a bogus length stops at the
+                // end of the buffer.
+                for _ in 0..self.array_len()? {
+                    self.skip_built_in(built_in_type)?;
+                }
+            } else {
+                self.skip_built_in(built_in_type)?;
+            }
+        }
+        if mask & 0x40 != 0 {
+            for _ in 0..self.array_len()? {
+                self.u32()?; // ArrayDimensions
+            }
+        }
+        Some(Variant {
+            built_in_type,
+            is_array,
+            body: self.buf.get(start..self.pos)?,
+        })
+    }
+
+    /// A DataValue (Part 6 §5.2.2.17): value, status, source timestamp and
+    /// picoseconds, server timestamp and picoseconds, each when its mask bit is set.
+    pub fn data_value(&mut self) -> Option<DataValue<'a>> {
+        let mask = self.u8()?;
+        let value = if mask & 0x01 != 0 {
+            Some(self.variant()?)
+        } else {
+            None
+        };
+        let status = if mask & 0x02 != 0 {
+            Some(self.u32()?)
+        } else {
+            None
+        };
+        if mask & 0x04 != 0 {
+            self.bytes(8)?; // SourceTimestamp
+        }
+        if mask & 0x10 != 0 {
+            self.u16()?; // SourcePicoseconds
+        }
+        if mask & 0x08 != 0 {
+            self.bytes(8)?; // ServerTimestamp
+        }
+        if mask & 0x20 != 0 {
+            self.u16()?; // ServerPicoseconds
+        }
+        Some(DataValue { value, status })
+    }
+
     /// Skips a DiagnosticInfo (Part 6 §5.2.2.12), nesting at most a few levels.
     pub fn skip_diagnostic_info(&mut self) -> Option<()> {
         for _ in 0..MAX_DIAGNOSTIC_DEPTH {
@@ -753,6 +835,208 @@ impl<'a> ServiceBody<'a> {
             endpoints,
         }
     }
+
+    /// ReadRequest (Part 4 §5.10.2): the first of its NodesToRead (among the first
+    /// [`MAX_READ_NODES`]) that reads the server's state, the Value attribute of
+    /// Server_ServerStatus_State (ns=0;i=2259) or Server_ServerStatus (ns=0;i=2256).
+    pub fn server_state_read(&self) -> Option<ServerStateRead> {
+        if self.numeric_id()? != READ_REQUEST {
+            return None;
+        }
+        let (_, mut r) = self.request_reader()?;
+        r.bytes(8)?; // MaxAge (Double)
+        r.u32()?; // TimestampsToReturn
+        let count = r.array_len()?.min(MAX_READ_NODES);
+        for index in 0..count {
+            // ReadValueId (Part 4): NodeId, AttributeId, IndexRange, DataEncoding.
+            let node = r.node_id()?;
+            let attribute = r.u32()?;
+            let index_range = r.string()?;
+            r.u16()?; // DataEncoding: QualifiedName namespace
+            r.string()?; // and name
+            if node.namespace != 0 || attribute != ATTRIBUTE_VALUE || !index_range.is_empty() {
+                continue;
+            }
+            let node = match node.numeric {
+                Some(NODE_SERVER_STATE) => ServerStatusNode::State,
+                Some(NODE_SERVER_STATUS) => ServerStatusNode::ServerStatus,
+                _ => continue,
+            };
+            return Some(ServerStateRead {
+                index: index as u16,
+                node,
+            });
+        }
+        None
+    }
+
+    /// ReadResponse (Part 4 §5.10.2): the DataValue at `index` of its Results, when
+    /// every DataValue before it can be skipped (a Variant nesting DataValues or
+    /// Variants ends the walk).
+    pub fn read_result(&self, index: usize) -> Option<DataValue<'a>> {
+        if self.numeric_id()? != READ_RESPONSE || index >= MAX_READ_NODES {
+            return None;
+        }
+        let (_, mut r) = self.response_reader()?;
+        let count = r.array_len()?;
+        if index >= count {
+            return None;
+        }
+        for _ in 0..index {
+            r.data_value()?;
+        }
+        r.data_value()
+    }
+}
+
+/// ReadRequest and ReadResponse encoding ids (Part 6 annex, NodeIds.csv).
+pub const READ_REQUEST: u32 = 631;
+pub const READ_RESPONSE: u32 = 634;
+/// Server_ServerStatus (a ServerStatusDataType) and Server_ServerStatus_State (a
+/// ServerState), namespace 0 (Part 5 ServerType; NodeIds.csv).
+pub const NODE_SERVER_STATUS: u32 = 2256;
+pub const NODE_SERVER_STATE: u32 = 2259;
+/// ServerStatusDataType_Encoding_DefaultBinary (NodeIds.csv).
+pub const SERVER_STATUS_ENCODING: u32 = 864;
+/// The Value attribute (Part 6 annex A.1, AttributeIds).
+pub const ATTRIBUTE_VALUE: u32 = 13;
+/// How many ReadValueIds (and DataValues) are looked at in one Read.
+pub const MAX_READ_NODES: usize = 64;
+
+/// Which node a ServerState read names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerStatusNode {
+    /// Server_ServerStatus_State: the value is the ServerState (an Int32).
+    State,
+    /// Server_ServerStatus: the value is a ServerStatusDataType whose State follows
+    /// StartTime and CurrentTime.
+    ServerStatus,
+}
+
+/// A ReadValueId of a ReadRequest that reads the server's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServerStateRead {
+    /// Its position in NodesToRead, which is its result's position in the response.
+    pub index: u16,
+    pub node: ServerStatusNode,
+}
+
+/// The ServerState enumeration (Part 5, ServerState). Unknown values are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    Running,
+    Failed,
+    NoConfiguration,
+    Suspended,
+    Shutdown,
+    Test,
+    CommunicationFault,
+    Unknown,
+    Other(i32),
+}
+
+impl From<i32> for ServerState {
+    fn from(value: i32) -> ServerState {
+        match value {
+            0 => ServerState::Running,
+            1 => ServerState::Failed,
+            2 => ServerState::NoConfiguration,
+            3 => ServerState::Suspended,
+            4 => ServerState::Shutdown,
+            5 => ServerState::Test,
+            6 => ServerState::CommunicationFault,
+            7 => ServerState::Unknown,
+            other => ServerState::Other(other),
+        }
+    }
+}
+
+impl ServerState {
+    /// The enumeration's name as Part 5 spells it; `None` for a value it does not define.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            ServerState::Running => "Running",
+            ServerState::Failed => "Failed",
+            ServerState::NoConfiguration => "NoConfiguration",
+            ServerState::Suspended => "Suspended",
+            ServerState::Shutdown => "Shutdown",
+            ServerState::Test => "Test",
+            ServerState::CommunicationFault => "CommunicationFault",
+            ServerState::Unknown => "Unknown",
+            ServerState::Other(_) => return None,
+        })
+    }
+}
+
+/// A DataValue (Part 6 §5.2.2.17) as far as the sensor reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataValue<'a> {
+    pub value: Option<Variant<'a>>,
+    /// The StatusCode, when encoded (absent means Good).
+    pub status: Option<u32>,
+}
+
+impl<'a> DataValue<'a> {
+    /// The server state this value carries, read as `node`'s value: an Int32 for
+    /// Server_ServerStatus_State, a ServerStatusDataType for Server_ServerStatus.
+    /// `None` when the status is not Good or the value is not of that type.
+    pub fn server_state(&self, node: ServerStatusNode) -> Option<ServerState> {
+        if self.status.is_some_and(|status| status & 0xC000_0000 != 0) {
+            return None;
+        }
+        let value = self.value?;
+        match node {
+            ServerStatusNode::State => value.int32().map(ServerState::from),
+            ServerStatusNode::ServerStatus => {
+                let (type_id, body) = value.extension_object()?;
+                if type_id
+                    != (NodeId {
+                        namespace: 0,
+                        numeric: Some(SERVER_STATUS_ENCODING),
+                    })
+                {
+                    return None;
+                }
+                let mut r = Reader::new(body);
+                r.bytes(16)?; // StartTime, CurrentTime (DateTime)
+                r.i32().map(ServerState::from)
+            }
+        }
+    }
+}
+
+/// A Variant (Part 6 §5.2.2.16): its built-in type and its encoded value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant<'a> {
+    /// The built-in type id (Part 6 §5.1.2: 6 Int32, 22 ExtensionObject, ...).
+    pub built_in_type: u8,
+    pub is_array: bool,
+    /// The encoded value (after the encoding mask; array length and dimensions
+    /// included for an array).
+    body: &'a [u8],
+}
+
+impl<'a> Variant<'a> {
+    /// A scalar Int32 (enumerations are encoded as Int32, Part 6 §5.2.4).
+    pub fn int32(&self) -> Option<i32> {
+        if self.built_in_type != 6 || self.is_array {
+            return None;
+        }
+        Reader::new(self.body).i32()
+    }
+
+    /// A scalar ExtensionObject with a binary body: its type id and body.
+    pub fn extension_object(&self) -> Option<(NodeId, &'a [u8])> {
+        if self.built_in_type != 22 || self.is_array {
+            return None;
+        }
+        let mut r = Reader::new(self.body);
+        let type_id = r.node_id()?;
+        if r.u8()? != 0x01 {
+            return None;
+        }
+        Some((type_id, r.string()?))
+    }
 }
 
 /// An ApplicationDescription's identity fields (Part 4 §7.1).
@@ -1039,6 +1323,164 @@ mod tests {
             let mut r = Reader::new(&bytes[..cut]);
             let _ = r.node_id();
         }
+    }
+
+    /// opcua-open62541-browse-results.pcap #193: ReadRequest (handle 6) of ns=0;i=2259,
+    /// attribute Value.
+    const READ_SERVER_STATE: &str = "4d5347466c00000005000000090000000600000006000000010077020401006210aad2ad5214631b31c37c02b00bd0bcefa0863f8bd8010600000000000000ffffffffe8030000000000000000000000000000000000010000000100d3080d000000ffffffff0000ffffffff";
+    /// opcua-open62541-browse-results.pcap #195: its ReadResponse, Int32 0 (Running)
+    /// with a source timestamp.
+    const READ_SERVER_STATE_RESPONSE: &str = "4d5347464a0000000500000009000000060000000600000001007a02fe02a1863f8bd801060000000000000000ffffffff00000001000000050600000000fe02a1863f8bd801ffffffff";
+
+    fn service_body(bytes: &[u8]) -> ServiceBody<'_> {
+        Message::new_checked(bytes)
+            .expect("valid MSG")
+            .secure()
+            .and_then(|s| s.service())
+            .expect("service body")
+    }
+
+    #[test]
+    fn server_state_read_and_its_result() {
+        let request = hex(READ_SERVER_STATE);
+        let body = service_body(&request);
+        assert_eq!(body.request_header().map(|h| h.request_handle), Some(6));
+        assert_eq!(
+            body.server_state_read(),
+            Some(ServerStateRead {
+                index: 0,
+                node: ServerStatusNode::State
+            })
+        );
+        assert_eq!(body.read_result(0), None, "a request has no results");
+
+        let response = hex(READ_SERVER_STATE_RESPONSE);
+        let body = service_body(&response);
+        assert_eq!(body.response_header().map(|h| h.request_handle), Some(6));
+        assert_eq!(body.server_state_read(), None, "a response reads nothing");
+        let value = body.read_result(0).expect("one result");
+        assert_eq!(value.status, None);
+        let variant = value.value.expect("a value");
+        assert_eq!((variant.built_in_type, variant.is_array), (6, false));
+        assert_eq!(
+            value.server_state(ServerStatusNode::State),
+            Some(ServerState::Running)
+        );
+        // Read as a ServerStatus structure the Int32 is not one.
+        assert_eq!(value.server_state(ServerStatusNode::ServerStatus), None);
+        assert_eq!(body.read_result(1), None, "only one result");
+        // Every cut of both messages parses less or nothing, never panics.
+        for bytes in [&request, &response] {
+            for cut in 0..bytes.len() {
+                let mut r = Reader::new(&bytes[..cut]);
+                let _ = r.data_value();
+                let _ = r.variant();
+            }
+        }
+    }
+
+    /// A Read of three nodes (a string value, then the ServerStatus structure, then
+    /// the State) and its response, encoded by hand per Part 4 (Read) and Part 6
+    /// §5.2.2.16-17 (Variant, DataValue): no capture reads ServerStatus (i=2256).
+    fn read_of_server_status(status_state: i32, state_status: Option<u32>) -> (Vec<u8>, Vec<u8>) {
+        let message = |body: Vec<u8>| {
+            let mut message = b"MSGF".to_vec();
+            message.extend(((8 + 16 + body.len()) as u32).to_le_bytes());
+            for v in [1u32, 1, 9, 9] {
+                message.extend(v.to_le_bytes());
+            }
+            message.extend(body);
+            message
+        };
+        let mut request = vec![0x01, 0x00, 0x77, 0x02]; // ReadRequest 631
+        request.extend([0x00, 0x00]); // authentication token
+        request.extend([0u8; 8]); // timestamp
+        request.extend(42u32.to_le_bytes()); // request handle
+        request.extend(0u32.to_le_bytes()); // return diagnostics
+        request.extend((-1i32).to_le_bytes()); // audit entry id
+        request.extend(1000u32.to_le_bytes()); // timeout hint
+        request.extend([0, 0, 0]); // additional header
+        request.extend([0u8; 8]); // max age
+        request.extend(0u32.to_le_bytes()); // timestamps to return
+        request.extend(3i32.to_le_bytes());
+        for node in [2261u16, 2256, 2259] {
+            request.push(0x01);
+            request.push(0x00);
+            request.extend(node.to_le_bytes());
+            request.extend(13u32.to_le_bytes());
+            request.extend((-1i32).to_le_bytes());
+            request.extend([0, 0]);
+            request.extend((-1i32).to_le_bytes());
+        }
+        let mut response = vec![0x01, 0x00, 0x7a, 0x02]; // ReadResponse 634
+        response.extend([0u8; 8]);
+        response.extend(42u32.to_le_bytes());
+        response.extend(0u32.to_le_bytes());
+        response.push(0);
+        response.extend((-1i32).to_le_bytes());
+        response.extend([0, 0, 0]);
+        response.extend(3i32.to_le_bytes());
+        // ProductName: a String with a source timestamp.
+        response.extend([0x05, 12]);
+        response.extend(4i32.to_le_bytes());
+        response.extend(b"open");
+        response.extend([0u8; 8]);
+        // ServerStatus: ExtensionObject i=864, binary body.
+        response.extend([0x01, 22, 0x01, 0x00]);
+        response.extend(864u16.to_le_bytes());
+        response.push(0x01);
+        let mut status = vec![0u8; 16]; // start time, current time
+        status.extend(status_state.to_le_bytes());
+        status.extend([0u8; 8]); // the rest of the structure, not read
+        response.extend((status.len() as i32).to_le_bytes());
+        response.extend(status);
+        // State: an Int32, with a status code when given.
+        response.push(if state_status.is_some() { 0x03 } else { 0x01 });
+        response.push(6);
+        response.extend(5i32.to_le_bytes());
+        if let Some(code) = state_status {
+            response.extend(code.to_le_bytes());
+        }
+        response.extend((-1i32).to_le_bytes()); // diagnostic infos
+        (message(request), message(response))
+    }
+
+    #[test]
+    fn server_status_structure_carries_the_state() {
+        let (request, response) = read_of_server_status(4, None);
+        assert_eq!(
+            service_body(&request).server_state_read(),
+            Some(ServerStateRead {
+                index: 1,
+                node: ServerStatusNode::ServerStatus
+            })
+        );
+        let body = service_body(&response);
+        let state = |index| {
+            body.read_result(index)
+                .and_then(|v| v.server_state(ServerStatusNode::ServerStatus))
+        };
+        assert_eq!(state(1), Some(ServerState::Shutdown));
+        assert_eq!(state(0), None, "a String is no ServerStatus");
+        assert_eq!(
+            body.read_result(2)
+                .and_then(|v| v.server_state(ServerStatusNode::State)),
+            Some(ServerState::Test)
+        );
+        // A Bad status hides the value; unknown enumeration values are kept.
+        let (_, response) = read_of_server_status(9, Some(0x8034_0000));
+        let body = service_body(&response);
+        assert_eq!(
+            body.read_result(2)
+                .and_then(|v| v.server_state(ServerStatusNode::State)),
+            None
+        );
+        let status = body
+            .read_result(1)
+            .and_then(|v| v.server_state(ServerStatusNode::ServerStatus));
+        assert_eq!(status, Some(ServerState::Other(9)));
+        assert_eq!(status.and_then(ServerState::name), None);
+        assert_eq!(ServerState::from(6).name(), Some("CommunicationFault"));
     }
 
     #[test]

@@ -397,6 +397,7 @@ mod tests {
             kind,
             code,
             unit: None,
+            macs: None,
         });
     }
 

@@ -511,14 +511,34 @@ impl Analyzer {
             return Some(DeviceKey::Ip(device));
         }
         let mac = mac?;
-        if let Some([Some(ip), None]) = self.mac_ipv4.get(&mac) {
-            if self.by_ip.contains_key(ip) {
-                return Some(DeviceKey::Ip(*ip));
-            }
+        if let Some(ip) = self.ip_of_mac(mac) {
+            return Some(DeviceKey::Ip(ip));
         }
         self.by_mac
             .contains_key(&mac)
             .then_some(DeviceKey::Mac(mac))
+    }
+
+    /// The inventoried address of the one IPv4 address `mac` claims (not a router's,
+    /// which claims two or more): the ARP/IP claims map, bounded by `max_arp_macs`.
+    pub(in crate::analyze) fn ip_of_mac(&self, mac: Mac) -> Option<IpAddr> {
+        match self.mac_ipv4.get(&mac) {
+            Some([Some(ip), None]) if self.by_ip.contains_key(ip) => Some(*ip),
+            _ => None,
+        }
+    }
+
+    /// A command's endpoint from a frame without IP: the address of the device the
+    /// inventory knows by `mac`, else the endpoint as it came (unspecified).
+    pub(in crate::analyze) fn endpoint_by_mac(
+        &self,
+        endpoint: (IpAddr, u16),
+        mac: Mac,
+    ) -> (IpAddr, u16) {
+        match self.ip_of_mac(mac) {
+            Some(ip) if endpoint.0.is_unspecified() => (ip, endpoint.1),
+            _ => endpoint,
+        }
     }
 
     /// Records an identity value and where it came from; the previous value when it

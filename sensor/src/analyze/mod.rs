@@ -501,8 +501,18 @@ impl Analyzer {
                 kind,
                 code,
                 unit,
+                macs,
             } => {
                 self.counters.commands += 1;
+                // A frame without IP (PROFINET DCP): its ends are the devices the
+                // inventory knows by their MACs.
+                let (client, server) = match macs {
+                    Some((client_mac, server_mac)) => (
+                        self.endpoint_by_mac(client, client_mac),
+                        self.endpoint_by_mac(server, server_mac),
+                    ),
+                    None => (client, server),
+                };
                 self.command(ts_ns, flow_id, client, server, protocol, kind, code, unit);
             }
             Observation::Identity {

@@ -66,6 +66,7 @@ fn modbus_command(a: &mut Analyzer, ts_ns: u64, client: u8, kind: CommandKind, u
         kind,
         code: 0x2b,
         unit: Some(unit),
+        macs: None,
     });
 }
 
@@ -216,6 +217,7 @@ fn who_is(a: &mut Analyzer, ts_ns: u64, source: IpAddr) {
         kind: CommandKind::Discovery,
         code: 8,
         unit: None,
+        macs: None,
     });
 }
 
@@ -266,6 +268,7 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
         kind: CommandKind::Stop,
         code: 0x29,
         unit: None,
+        macs: None,
     });
     a.commit();
     let after = eve_alerts(&rx);
@@ -405,6 +408,7 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
         kind: CommandKind::Stop,
         code: 0x29,
         unit: None,
+        macs: None,
     });
     let stored = |a: &Analyzer| a.store.alerts(None, 10).map(|rows| rows.len()).unwrap_or(0);
     // Nothing else arrives; the analyzer loop calls tick at least every TICK.
@@ -470,6 +474,7 @@ fn a_repeated_event_alert_carries_its_true_first_seen() {
             kind: CommandKind::Stop,
             code: 0x29,
             unit: None,
+            macs: None,
         });
     }
     assert_eq!(
@@ -540,6 +545,36 @@ fn mode_changes(a: &mut Analyzer) -> Vec<Option<IpAddr>> {
 }
 
 #[test]
+fn an_opc_ua_server_leaving_running_alerts() {
+    // OPC UA ServerState names: Running is the running mode, Suspended is not.
+    let server_mode = |a: &mut Analyzer, ts_ns: u64, mode: &str| {
+        a.observe(Observation::Identity {
+            ts_ns,
+            device: IpAddr::from([10, 0, 0, 20]),
+            mac: None,
+            protocol: Protocol::OpcUa,
+            field: IdentityField::Mode,
+            value: ShortText::from_bytes(mode.as_bytes()),
+        });
+    };
+    let mut a = analyzer(0);
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    server_mode(&mut a, S, "Running");
+    server_mode(&mut a, 2 * S, "Suspended");
+    server_mode(&mut a, 3 * S, "Running");
+    server_mode(&mut a, 4 * S, "ServerState 9");
+    let raised: Vec<_> = a
+        .finish()
+        .raised
+        .iter()
+        .filter(|r| r.signature == "plc_mode_change")
+        .map(|r| (r.src, r.count))
+        .collect();
+    // Running -> Suspended and Running -> "ServerState 9": one alert, raised twice.
+    assert_eq!(raised, vec![(Some(IpAddr::from([10, 0, 0, 20])), 2)]);
+}
+
+#[test]
 fn a_controller_leaving_run_alerts_unless_an_engineer_is_in_session() {
     let plc = Some(IpAddr::from([10, 0, 0, 20]));
     // Nobody in session: RUN -> STOP is one alert; STOP -> RUN and a first report
@@ -571,4 +606,47 @@ fn a_controller_leaving_run_alerts_unless_an_engineer_is_in_session() {
     // Another host's commands open no session.
     modbus_command(&mut a, (60 + 12 * 60) * S, 9, CommandKind::Read, 1);
     assert_eq!(mode_changes(&mut a), vec![plc]);
+}
+
+fn dcp_set(a: &mut Analyzer, ts_ns: u64, client_mac: u8, kind: CommandKind, code: u32) {
+    let unspecified = (IpAddr::from([0, 0, 0, 0]), 0);
+    a.observe(Observation::Command {
+        ts_ns,
+        flow_id: 0,
+        client: unspecified,
+        server: unspecified,
+        protocol: Protocol::Profinet,
+        kind,
+        code,
+        unit: None,
+        macs: Some(([0, 1, 2, 3, 4, client_mac], [0, 1, 2, 3, 4, 20])),
+    });
+}
+
+#[test]
+fn a_command_without_ip_is_attributed_to_the_devices_known_by_their_macs() {
+    let ews = IpAddr::from([10, 0, 0, 5]);
+    let plc = IpAddr::from([10, 0, 0, 20]);
+    let unspecified = IpAddr::from([0, 0, 0, 0]);
+    let mut a = analyzer(10);
+    seen(&mut a, S, [10, 0, 0, 5], 5);
+    seen(&mut a, S, [10, 0, 0, 20], 20);
+    // DCP Set NameOfStation (4/2/2) from the workstation's MAC, then a reset to
+    // factory (4/5/6) from a MAC the inventory has no address for.
+    dcp_set(&mut a, 20 * S, 5, CommandKind::Write, 0x0004_0202);
+    dcp_set(&mut a, 21 * S, 99, CommandKind::Restart, 0x0004_0506);
+    let raised: Vec<_> = a
+        .finish()
+        .raised
+        .iter()
+        .map(|r| (r.signature.clone(), r.src, r.dst))
+        .collect();
+    // (A MAC the inventory has no address for stays unspecified.)
+    assert_eq!(
+        raised,
+        vec![
+            ("plc_stop".to_owned(), Some(unspecified), Some(plc)),
+            ("unauthorized_write".to_owned(), Some(ews), Some(plc)),
+        ]
+    );
 }

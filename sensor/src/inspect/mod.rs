@@ -373,7 +373,14 @@ impl PduCtx<'_> {
         code: u32,
         unit: Option<u8>,
     ) {
-        let key = key_of((1u8, self.flow.flow_id, protocol, kind, code, unit));
+        // Frames without IP share flow id 0: their MACs tell their commands apart.
+        let macs = match (self.flow.client_mac, self.flow.server_mac) {
+            (Some(client), Some(server)) if self.flow.client.0.is_unspecified() => {
+                Some((client, server))
+            }
+            _ => None,
+        };
+        let key = key_of((1u8, self.flow.flow_id, protocol, kind, code, unit, macs));
         if self.out.recent.should_report(key, self.ts_ns) {
             self.out.observations.send(Observation::Command {
                 ts_ns: self.ts_ns,
@@ -384,6 +391,7 @@ impl PduCtx<'_> {
                 kind,
                 code,
                 unit,
+                macs,
             });
         }
     }

@@ -13,7 +13,10 @@ use serde::Serialize;
 use crate::inspect::histogram::Histogram;
 use crate::inspect::{EventBody, PduCtx};
 use crate::observe::{CommandKind, IdentityField, ProtocolErrorKind};
-use otsensor_wire::opcua::{status_is_bad, Message, MessageType, SecurityMode, ServiceKind};
+use otsensor_wire::opcua::{
+    status_is_bad, Message, MessageType, SecurityMode, ServerState, ServerStateRead,
+    ServerStatusNode, ServiceKind,
+};
 use otsensor_wire::{Direction, Protocol};
 
 /// `AppState::flags`: the channel's security mode (0 = not seen, else the
@@ -22,6 +25,14 @@ const MODE_MASK: u32 = 0b11;
 /// CreateSessionRequest and ActivateSessionRequest encoding ids (Part 6 annex).
 const CREATE_SESSION: u32 = 461;
 const ACTIVATE_SESSION: u32 = 467;
+/// A pending ReadRequest that reads the server's state keeps, in its request-table
+/// code beside the encoding id (< 2^16), this flag, the node it reads and its
+/// position in NodesToRead (< 64): the response is matched by request handle in the
+/// flow's bounded table, nothing else is stored.
+const STATE_READ: u32 = 1 << 31;
+const STATE_READ_SERVER_STATUS: u32 = 1 << 30;
+const STATE_READ_INDEX_SHIFT: u32 = 16;
+const STATE_READ_INDEX_MASK: u32 = 0x3F;
 
 /// Per-worker OPC UA statistics, keyed like the tshark-derived summaries
 /// (`../shared/tools/ORACLE.md`: msg_type, service_nodeid, bad_service_result,
@@ -248,7 +259,10 @@ fn inspect_service(
             }
             if let Some(header) = body.request_header() {
                 event.request_handle = Some(header.request_handle);
-                ctx.state.request(header.request_handle, id, ctx.ts_ns);
+                let code = body
+                    .server_state_read()
+                    .map_or(id, |read| state_read_code(id, read));
+                ctx.state.request(header.request_handle, code, ctx.ts_ns);
             }
             if let Some(kind) = command_kind(service.kind) {
                 ctx.command(Protocol::OpcUa, kind, id);
@@ -258,8 +272,19 @@ fn inspect_service(
             if let Some(header) = body.response_header() {
                 event.request_handle = Some(header.request_handle);
                 event.service_result = Some(header.service_result);
-                if let Some((_, latency)) = ctx.state.response(header.request_handle, ctx.ts_ns) {
+                if let Some((code, latency)) = ctx.state.response(header.request_handle, ctx.ts_ns)
+                {
                     ctx.response_time(Protocol::OpcUa, latency);
+                    let read =
+                        state_read_of(code).filter(|_| !status_is_bad(header.service_result));
+                    if let Some(read) = read {
+                        let state = body
+                            .read_result(usize::from(read.index))
+                            .and_then(|value| value.server_state(read.node));
+                        if let Some(state) = state {
+                            report_server_state(ctx, state);
+                        }
+                    }
                 }
                 if header.service_result != 0 {
                     ctx.stats
@@ -286,10 +311,213 @@ fn inspect_service(
     }
 }
 
+/// The request-table code of a ReadRequest that reads the server's state.
+fn state_read_code(id: u32, read: ServerStateRead) -> u32 {
+    let node = match read.node {
+        ServerStatusNode::State => 0,
+        ServerStatusNode::ServerStatus => STATE_READ_SERVER_STATUS,
+    };
+    (id & 0xFFFF)
+        | STATE_READ
+        | node
+        | ((u32::from(read.index) & STATE_READ_INDEX_MASK) << STATE_READ_INDEX_SHIFT)
+}
+
+/// The server-state read a request-table code stands for, if any.
+fn state_read_of(code: u32) -> Option<ServerStateRead> {
+    if code & STATE_READ == 0 {
+        return None;
+    }
+    let node = if code & STATE_READ_SERVER_STATUS != 0 {
+        ServerStatusNode::ServerStatus
+    } else {
+        ServerStatusNode::State
+    };
+    Some(ServerStateRead {
+        index: ((code >> STATE_READ_INDEX_SHIFT) & STATE_READ_INDEX_MASK) as u16,
+        node,
+    })
+}
+
+/// Reports the server's state as its mode, by the enumeration's name (Part 5
+/// ServerState: "Running", "Failed", ...; a value it does not define as
+/// "ServerState <n>"), for the answering server.
+fn report_server_state(ctx: &mut PduCtx<'_>, state: ServerState) {
+    use std::io::Write;
+    let mut buf = [0u8; 24];
+    let text: &[u8] = match (state.name(), state) {
+        (Some(name), _) => name.as_bytes(),
+        (None, ServerState::Other(value)) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // 12 + 11 octets at most: never short.
+            let _ = write!(cursor, "ServerState {value}");
+            let len = cursor.position() as usize;
+            &buf[..len]
+        }
+        (None, _) => return,
+    };
+    ctx.identity(Protocol::OpcUa, IdentityField::Mode, text);
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use crossbeam_channel::Receiver;
+
     use super::*;
-    use otsensor_wire::opcua::POLICY_NONE;
+    use crate::inspect::test_capture::{framed_pdus, hex, identities};
+    use crate::inspect::{AppState, FlowInfo, Outputs, ProtocolStats, RecentCache};
+    use crate::observe::{Delivery, Observation, ObservationSink};
+    use otsensor_wire::opcua::{frame, POLICY_NONE, PORT};
+
+    /// opcua-open62541-browse-results.pcap #193: ReadRequest (handle 6) of
+    /// ns=0;i=2259 (Server_ServerStatus_State), attribute Value.
+    const READ_SERVER_STATE: &str = "4d5347466c00000005000000090000000600000006000000010077020401006210aad2ad5214631b31c37c02b00bd0bcefa0863f8bd8010600000000000000ffffffffe8030000000000000000000000000000000000010000000100d3080d000000ffffffff0000ffffffff";
+    /// opcua-open62541-browse-results.pcap #195: its ReadResponse, Int32 0 (Running).
+    /// The value's four octets start at [`STATE_VALUE_AT`].
+    const READ_SERVER_STATE_RESPONSE: &str = "4d5347464a0000000500000009000000060000000600000001007a02fe02a1863f8bd801060000000000000000ffffffff00000001000000050600000000fe02a1863f8bd801ffffffff";
+    const STATE_VALUE_AT: usize = 58;
+
+    struct Harness {
+        stats: ProtocolStats,
+        state: AppState,
+        recent: RecentCache,
+        sink: ObservationSink,
+        observations: Receiver<crate::observe::Stamped>,
+        flow: FlowInfo,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let (tx, observations) = crossbeam_channel::bounded(1024);
+            Harness {
+                stats: ProtocolStats::default(),
+                state: AppState::default(),
+                recent: RecentCache::new(1024, 1_000_000_000),
+                sink: ObservationSink::new(tx, Delivery::Block),
+                observations,
+                flow: FlowInfo {
+                    flow_id: 7,
+                    client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
+                    server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), PORT),
+                    client_mac: None,
+                    server_mac: None,
+                    ip_protocol: 6,
+                    vlan: 0,
+                },
+            }
+        }
+
+        fn run(&mut self, pdu: &[u8], direction: Direction, ts_ns: u64) -> Vec<Observation> {
+            let mut ctx = PduCtx {
+                dnp3: &mut crate::inspect::dnp3::ReassemblyPool::new(1),
+                segments: &mut crate::inspect::reassembly::SegmentPool::new(0),
+                ts_ns,
+                direction,
+                flow: &self.flow,
+                state: &mut self.state,
+                stats: &mut self.stats,
+                out: Outputs {
+                    observations: &mut self.sink,
+                    recent: &mut self.recent,
+                    events: None,
+                },
+            };
+            inspect(pdu, &mut ctx);
+            self.observations
+                .try_iter()
+                .map(|s| s.observation)
+                .collect()
+        }
+    }
+
+    /// The modes reported, with the device each is attributed to.
+    fn modes(observations: &[Observation]) -> Vec<(IpAddr, String)> {
+        observations
+            .iter()
+            .filter_map(|o| match o {
+                Observation::Identity {
+                    device,
+                    field: IdentityField::Mode,
+                    value,
+                    ..
+                } => Some((*device, value.as_str().to_owned())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn a_read_of_the_server_state_reports_the_mode_of_the_server() {
+        // Every message of the capture, both of its sessions: the one Read of
+        // i=2259 (#193, handle 6; stream 0 used handle 6 for a Browse before) is
+        // answered Running (#195), and nothing else reports a mode.
+        let (pdus, _) = framed_pdus("opcua-open62541-browse-results.pcap", PORT, frame);
+        let mut h = Harness::new();
+        let mut observations = Vec::new();
+        for (index, (direction, pdu)) in pdus.iter().enumerate() {
+            observations.extend(h.run(pdu, *direction, index as u64 * 1_000));
+        }
+        assert_eq!(modes(&observations), [(SERVER, "Running".to_owned())]);
+    }
+
+    #[test]
+    fn the_state_needs_its_request_and_names_every_value() {
+        // The response alone: nothing matches it.
+        let mut h = Harness::new();
+        let response = hex(READ_SERVER_STATE_RESPONSE);
+        assert!(modes(&h.run(&response, Direction::Response, 1)).is_empty());
+        // Request then response, with the state value changed in the captured
+        // response: each value by its Part 5 name, an undefined one by number.
+        for (value, name) in [
+            (0i32, "Running"),
+            (3, "Suspended"),
+            (6, "CommunicationFault"),
+            (9, "ServerState 9"),
+            (-1, "ServerState -1"),
+        ] {
+            let mut h = Harness::new();
+            let mut response = response.clone();
+            response[STATE_VALUE_AT..STATE_VALUE_AT + 4].copy_from_slice(&value.to_le_bytes());
+            assert!(modes(&h.run(&hex(READ_SERVER_STATE), Direction::Request, 1)).is_empty());
+            let observations = h.run(&response, Direction::Response, 2);
+            assert_eq!(modes(&observations), [(SERVER, name.to_owned())], "{value}");
+            // Answered once: a repeated response matches nothing.
+            assert!(modes(&h.run(&response, Direction::Response, 3)).is_empty());
+        }
+        // A Bad service result carries no state.
+        let mut h = Harness::new();
+        let mut response = response.clone();
+        response[40..44].copy_from_slice(&0x8034_0000u32.to_le_bytes());
+        h.run(&hex(READ_SERVER_STATE), Direction::Request, 1);
+        let observations = h.run(&response, Direction::Response, 2);
+        assert!(modes(&observations).is_empty());
+        assert!(identities(&observations).is_empty());
+    }
+
+    #[test]
+    fn state_read_codes_round_trip() {
+        for read in [
+            ServerStateRead {
+                index: 0,
+                node: ServerStatusNode::State,
+            },
+            ServerStateRead {
+                index: 63,
+                node: ServerStatusNode::ServerStatus,
+            },
+        ] {
+            let code = state_read_code(631, read);
+            assert_eq!(code & 0xFFFF, 631);
+            assert_eq!(state_read_of(code), Some(read));
+        }
+        assert_eq!(state_read_of(631), None);
+        assert!(IdentityField::mode_is_run("Running"));
+        assert!(!IdentityField::mode_is_run("Suspended"));
+    }
 
     #[test]
     fn policy_names() {

@@ -41,7 +41,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 38] = [
+pub const SCENARIOS: [&str; 39] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -75,6 +75,7 @@ pub const SCENARIOS: [&str; 38] = [
     "bacnet_object_sweep",
     "silent_polled_rtu",
     "profinet_io_write",
+    "profinet_dcp_set",
     "iec104_control",
     "opcua_downgrade",
     "mqtt_new_publisher",
@@ -709,6 +710,27 @@ impl Capture {
                 },
                 net: Net::EtherType {
                     ether_type: goose::ETHER_TYPE,
+                    payload,
+                },
+            },
+        )
+    }
+
+    /// A frame of an EtherType of its own (no IP) from `src` to `dst`.
+    fn ether_type(
+        &mut self,
+        ts_ns: u64,
+        src: wire::Mac,
+        dst: wire::Mac,
+        ether_type: u16,
+        payload: Vec<u8>,
+    ) -> Result<()> {
+        self.push(
+            ts_ns,
+            &FrameSpec {
+                l2: L2 { src, dst, vlan: 0 },
+                net: Net::EtherType {
+                    ether_type,
                     payload,
                 },
             },
@@ -1397,6 +1419,23 @@ fn attack(
                 vec!["profinet"],
             )
         }
+        // A PROFINET DCP Set (EtherType 0x8892, no IP) from the engineering
+        // workstation's MAC to the S7 PLC's: a new NameOfStation and IP parameters, a
+        // configuration change the workstation never made while learning. The
+        // analyzer finds both ends by their MACs.
+        "profinet_dcp_set" => {
+            cap.ether_type(
+                t,
+                EWS.mac,
+                PLC_S7.mac,
+                otsensor_wire::profinet::ETHER_TYPE,
+                dcp_set_request(),
+            )?;
+            (
+                vec![expect("unauthorized_write", Some(EWS), Some(PLC_S7.addr()))],
+                vec!["profinet"],
+            )
+        }
         "ip_conflict" => {
             // Gratuitous ARP replies claiming the S7 PLC's address (ARP spoofing).
             for i in 0..3 {
@@ -1782,6 +1821,30 @@ fn attack(
             SCENARIOS.join(", ")
         ),
     })
+}
+
+/// A PROFINET DCP Set request (IEC 61158-6-10, DCP: FrameID 0xFEFD, ServiceID 4,
+/// ServiceType 0) with two blocks, each with BlockQualifier 1 (permanent): Device /
+/// NameOfStation (2/2) "rogue-station" and IP / IP parameter (1/2) 10.10.0.99/24
+/// gateway 10.10.0.1.
+fn dcp_set_request() -> Vec<u8> {
+    let mut blocks = Vec::new();
+    let name = b"rogue-station";
+    blocks.extend_from_slice(&[0x02, 0x02]);
+    blocks.extend_from_slice(&(2 + name.len() as u16).to_be_bytes());
+    blocks.extend_from_slice(&[0x00, 0x01]);
+    blocks.extend_from_slice(name);
+    if blocks.len() % 2 != 0 {
+        blocks.push(0); // blocks are padded to an even length
+    }
+    blocks.extend_from_slice(&[0x01, 0x02, 0x00, 0x0E, 0x00, 0x01]);
+    blocks.extend_from_slice(&[10, 10, 0, 99, 255, 255, 255, 0, 10, 10, 0, 1]);
+    let mut pdu = vec![0xFE, 0xFD, 0x04, 0x00];
+    pdu.extend_from_slice(&0x0000_1234u32.to_be_bytes()); // Xid
+    pdu.extend_from_slice(&[0x00, 0x00]); // reserved (ResponseDelay in Identify)
+    pdu.extend_from_slice(&(blocks.len() as u16).to_be_bytes());
+    pdu.extend(blocks);
+    pdu
 }
 
 /// A PROFINET IO-CM Write request: the connectionless DCE/RPC header (big-endian

@@ -239,6 +239,7 @@ mod tests {
             kind,
             code,
             unit: None,
+            macs: None,
         });
     }
 
