@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{Config, HumanDuration};
+use crate::observe::GooseChange;
 use crate::output::eve::{EveRecord, EventSink};
 
 const S: u64 = 1_000_000_000;
@@ -649,4 +650,140 @@ fn a_command_without_ip_is_attributed_to_the_devices_known_by_their_macs() {
             ("unauthorized_write".to_owned(), Some(ews), Some(plc)),
         ]
     );
+}
+
+fn goose(a: &mut Analyzer, ts_ns: u64, publisher: u8, gocb: &str, change: GooseChange) {
+    a.observe(Observation::Goose {
+        ts_ns,
+        publisher: [0, 1, 2, 3, 4, publisher],
+        vlan: 0,
+        gocb_ref: ShortText::from_bytes(gocb.as_bytes()),
+        change,
+    });
+}
+
+/// The `goose_anomaly` alerts raised, as (publisher MAC, times raised): alerts are
+/// distinct per publisher, so each publisher's anomalies count on one alert.
+fn goose_anomalies(a: &mut Analyzer) -> Vec<(String, u64)> {
+    a.finish()
+        .raised
+        .iter()
+        .filter(|r| r.signature == "goose_anomaly")
+        .map(|r| (r.src_mac.clone().unwrap_or_default(), r.count))
+        .collect()
+}
+
+#[test]
+fn a_second_publisher_of_a_known_goose_control_block_alerts_after_learning() {
+    const TRIP: &str = "IED1CTRL/LLN0$GO$gcbTrip";
+    let mut a = analyzer(100);
+    // While learning two IEDs publish the trip block (a redundant pair): both learned.
+    goose(&mut a, S, 0x31, TRIP, GooseChange::Published);
+    goose(&mut a, 2 * S, 0x32, TRIP, GooseChange::Published);
+    // After learning: the learned publishers again, and the first publisher of a
+    // control block never seen (its owner): no alert.
+    goose(&mut a, 200 * S, 0x31, TRIP, GooseChange::Published);
+    goose(
+        &mut a,
+        201 * S,
+        0x33,
+        "IED3CTRL/LLN0$GO$gcbNew",
+        GooseChange::Published,
+    );
+    // A third MAC publishing the trip block: a new publisher, once however often.
+    goose(&mut a, 300 * S, 0x66, TRIP, GooseChange::Published);
+    goose(&mut a, 301 * S, 0x66, TRIP, GooseChange::Published);
+    assert_eq!(
+        goose_anomalies(&mut a),
+        vec![("00:01:02:03:04:66".to_owned(), 1)]
+    );
+}
+
+#[test]
+fn goose_state_jumps_replays_simulation_and_conf_rev_changes_alert_even_while_learning() {
+    const TRIP: &str = "IED1CTRL/LLN0$GO$gcbTrip";
+    let (mut a, rx) = analyzer_with_eve(10_000);
+    goose(&mut a, S, 0x31, TRIP, GooseChange::Published);
+    // Two minutes apart, past the once-a-minute re-send throttle of event alerts.
+    let changes = [
+        GooseChange::StNumJump { from: 4, to: 9 },
+        GooseChange::Replay {
+            last_st_num: 9,
+            st_num: 5,
+        },
+        GooseChange::Simulation,
+        GooseChange::ConfRevChange { from: 1, to: 2 },
+    ];
+    for (i, change) in (1u64..).zip(changes) {
+        goose(&mut a, 120 * i * S, 0x31, TRIP, change);
+    }
+    // Each deviation is sent with its own kind and publisher.
+    let sent: Vec<(String, Option<String>)> = eve_alerts(&rx)
+        .into_iter()
+        .filter(|alert| alert.signature == "goose_anomaly")
+        .map(|alert| {
+            let kind = alert.context["anomaly"].as_str().unwrap_or("").to_owned();
+            (kind, alert.context["gocb_ref"].as_str().map(str::to_owned))
+        })
+        .collect();
+    let trip = Some(TRIP.to_owned());
+    assert_eq!(
+        sent,
+        vec![
+            ("st_num_jump".to_owned(), trip.clone()),
+            ("replay".to_owned(), trip.clone()),
+            ("simulation".to_owned(), trip.clone()),
+            ("conf_rev_change".to_owned(), trip),
+        ]
+    );
+    // One alert for the publisher, raised four times.
+    assert_eq!(
+        goose_anomalies(&mut a),
+        vec![("00:01:02:03:04:31".to_owned(), 4)]
+    );
+}
+
+fn opcua_channel(a: &mut Analyzer, ts_ns: u64, client: u8, secured: bool) {
+    a.observe(Observation::ChannelSecurity {
+        ts_ns,
+        flow_id: u64::from(client),
+        client: (IpAddr::from([10, 0, 0, client]), 50_000),
+        server: (IpAddr::from([10, 0, 0, 60]), 4840),
+        protocol: Protocol::OpcUa,
+        secured,
+    });
+}
+
+fn downgrades(a: &mut Analyzer) -> Vec<Option<IpAddr>> {
+    a.finish()
+        .raised
+        .iter()
+        .filter(|r| r.signature == "security_downgrade")
+        .map(|r| r.src)
+        .collect()
+}
+
+#[test]
+fn an_unsecured_session_on_a_server_reached_over_signed_channels_alerts() {
+    let mut a = analyzer(100);
+    // Learning: the HMI (.10) signs; a legacy client (.11) uses None, which is learned.
+    opcua_channel(&mut a, S, 10, true);
+    opcua_channel(&mut a, 2 * S, 11, false);
+    // After learning: the HMI signs again and the legacy client stays on None.
+    opcua_channel(&mut a, 200 * S, 10, true);
+    opcua_channel(&mut a, 201 * S, 11, false);
+    // The HMI itself, then a newcomer, open sessions without security: both alert.
+    opcua_channel(&mut a, 300 * S, 10, false);
+    opcua_channel(&mut a, 301 * S, 99, false);
+    assert_eq!(
+        downgrades(&mut a),
+        vec![
+            Some(IpAddr::from([10, 0, 0, 10])),
+            Some(IpAddr::from([10, 0, 0, 99]))
+        ]
+    );
+    // A server nobody reached over a secured channel never alerts.
+    let mut a = analyzer(0);
+    opcua_channel(&mut a, S, 12, false);
+    assert_eq!(downgrades(&mut a), Vec::new());
 }

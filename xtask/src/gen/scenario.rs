@@ -18,7 +18,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::pcap::{PcapWriter, Resolution};
-use super::proto::{bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, s7comm};
+use super::proto::{
+    bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, s7comm, s7commplus,
+};
 use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
 use super::{truth_path, MS, SECOND};
@@ -41,7 +43,7 @@ const QUIET_BACK_S: u64 = 780;
 const START_NS: u64 = 1_709_532_000 * SECOND;
 
 /// Every scenario, in documentation order.
-pub const SCENARIOS: [&str; 39] = [
+pub const SCENARIOS: [&str; 40] = [
     "clean",
     "new_device",
     "internet_connection",
@@ -57,6 +59,7 @@ pub const SCENARIOS: [&str; 39] = [
     "plc_stop_dnp3",
     "plc_stop_bacnet",
     "plc_stop_mms",
+    "plc_stop_s7commplus",
     "device_silent",
     "device_quiet",
     "cip_failure",
@@ -1280,6 +1283,23 @@ fn attack(
             (
                 vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
                 vec!["mms"],
+            )
+        }
+        "plc_stop_s7commplus" => {
+            // An S7-1200/1500 client sets the CPU's requested operating state to STOP
+            // (S7comm-plus SetVariable on object 52, attribute 2167) in a session
+            // without TLS, as TIA Portal's "Stop CPU" does on older firmware.
+            let (mut cr, mut cc, mut stop, mut stopped) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            s7comm::connect_request(&mut cr, 1);
+            s7comm::connect_confirm(&mut cc, 1, 2);
+            s7commplus::cpu_state_request(&mut stop, 0x3be, 9, s7commplus::STATE_STOP);
+            s7commplus::set_variable_response(&mut stopped, 9);
+            let exchanges = vec![(cr, Some(cc)), (stop, Some(stopped))];
+            cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
+            (
+                vec![expect("plc_stop", Some(HMI), Some(PLC_S7.addr()))],
+                vec!["s7commplus"],
             )
         }
         "plc_stop_cip" => {

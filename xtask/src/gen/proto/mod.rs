@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod opcua;
 pub mod profinet;
 pub mod s7comm;
+pub mod s7commplus;
 
 /// The protocols whose PDUs the ground truth counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

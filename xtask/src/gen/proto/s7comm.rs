@@ -16,7 +16,7 @@ const COTP_PARAMETERS: [u8; 11] = [
     0xc1, 0x02, 0x01, 0x00, 0xc2, 0x02, 0x01, 0x02, 0xc0, 0x01, 0x0a,
 ];
 
-fn tpkt(out: &mut Vec<u8>, body: &[u8]) {
+pub(super) fn tpkt(out: &mut Vec<u8>, body: &[u8]) {
     out.extend_from_slice(&[0x03, 0x00]);
     out.extend_from_slice(&((4 + body.len()) as u16).to_be_bytes());
     out.extend_from_slice(body);
