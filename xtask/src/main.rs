@@ -169,9 +169,9 @@ enum Task {
 
 #[derive(Subcommand)]
 enum Gen {
-    /// An OT plant mix (Modbus/TCP, S7comm, EtherNet/IP, DNP3, IEC 104, OPC UA, MQTT,
-    /// BACnet/IP, GOOSE, PROFINET IO, ARP, LLDP, DHCP, mDNS, DNS, TLS-like bulk) and its
-    /// ground truth in FILE.truth.json.
+    /// An OT plant mix (Modbus/TCP, S7comm, S7comm-plus, EtherNet/IP, DNP3, IEC 104, OPC
+    /// UA, MQTT, BACnet/IP, GOOSE, PROFINET IO, ARP, LLDP, DHCP, mDNS, DNS, TLS-like
+    /// bulk) and its ground truth in FILE.truth.json.
     Mix {
         /// Frames to write.
         #[arg(long, default_value_t = 1_000_000)]

@@ -58,7 +58,16 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     assert_eq!(capture.len() as u64, truth.packets);
     // The claim covers every industrial protocol the mix carries.
     for protocol in [
-        "modbus", "dnp3", "bacnet", "enip", "s7comm", "iec104", "opcua", "mqtt", "goose",
+        "modbus",
+        "dnp3",
+        "bacnet",
+        "enip",
+        "s7comm",
+        "s7commplus",
+        "iec104",
+        "opcua",
+        "mqtt",
+        "goose",
         "profinet",
     ] {
         assert!(

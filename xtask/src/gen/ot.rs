@@ -1,5 +1,5 @@
 //! The plant's own traffic: polling sessions (Modbus/TCP, DNP3, EtherNet/IP, S7comm,
-//! IEC 60870-5-104, OPC UA, MQTT), BACnet/IP building automation, EtherNet/IP
+//! S7comm-plus, IEC 60870-5-104, OPC UA, MQTT), BACnet/IP building automation, EtherNet/IP
 //! discovery, ARP and LLDP.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use rand::Rng;
 
 use super::plant::{Association, OtService, Peer, Plant};
-use super::proto::{bacnet, dnp3, enip, iec104, modbus, mqtt, opcua, s7comm, Pdu};
+use super::proto::{bacnet, dnp3, enip, iec104, modbus, mqtt, opcua, s7comm, s7commplus, Pdu};
 use super::script::{address, l2_between, Planned, Script, TcpConn};
 use super::wire::{FrameSpec, Net, BROADCAST_MAC, L2};
 use super::{between, Actor, Cx, MS, SECOND, US};
@@ -103,6 +103,11 @@ enum Session {
     },
     S7 {
         pdu_ref: u16,
+    },
+    /// An S7comm-plus session: its id and the client's sequence number.
+    S7Plus {
+        session: u32,
+        sequence: u16,
     },
     Iec104(Iec104Session),
     OpcUa(OpcUaSession),
@@ -200,6 +205,10 @@ impl PollActor {
                 context: 0,
             },
             OtService::S7 => Session::S7 { pdu_ref: 0 },
+            OtService::S7Plus => Session::S7Plus {
+                session: 0,
+                sequence: 0,
+            },
             OtService::Iec104 => Session::Iec104(Iec104Session {
                 common_address: outstation_address,
                 ..Iec104Session::default()
@@ -229,7 +238,7 @@ impl PollActor {
         self.started = true;
         let server_port = match a.service {
             OtService::Modbus => 502,
-            OtService::S7 => 102,
+            OtService::S7 | OtService::S7Plus => 102,
             OtService::Enip => enip::ENIP_PORT,
             OtService::Dnp3 => 20_000,
             OtService::Iec104 => IEC104_PORT,
@@ -296,6 +305,19 @@ impl PollActor {
                 let mut out = Vec::with_capacity(27);
                 let ack = s7comm::setup_ack(&mut out, *pdu_ref);
                 conn.data(script, between(rng, MS, 5 * MS), false, out, vec![ack]);
+            }
+            Session::S7Plus { session, sequence } => {
+                let client_ref = rng.random_range(1..0x4000);
+                let mut out = Vec::with_capacity(22);
+                s7comm::connect_request(&mut out, client_ref);
+                conn.data(script, between(rng, 100 * US, MS), true, out, Vec::new());
+                let mut out = Vec::with_capacity(22);
+                s7comm::connect_confirm(&mut out, client_ref, rng.random_range(0x4000..0x8000));
+                conn.data(script, between(rng, MS, 3 * MS), false, out, Vec::new());
+                // The session id the PLC assigned in its CreateObject response (the
+                // session set-up itself is not generated).
+                *session = rng.random_range(0x100..0x4000);
+                *sequence = rng.random_range(1..1000);
             }
             Session::Iec104(session) => {
                 *session = Iec104Session {
@@ -462,6 +484,26 @@ impl PollActor {
                 let mut out = Vec::with_capacity(200);
                 let ack = s7comm::read_ack(&mut out, *pdu_ref, &items, rng);
                 conn.data(script, between(rng, 2 * MS, 10 * MS), false, out, vec![ack]);
+                if rng.random_bool(0.4) {
+                    conn.ack(script, between(rng, MS, 40 * MS), true);
+                }
+            }
+            Session::S7Plus { session, sequence } => {
+                *sequence = sequence.wrapping_add(1).max(1);
+                let items = rng.random_range(1..=4u8);
+                let mut out = Vec::with_capacity(64);
+                let request = s7commplus::get_multi_variables(&mut out, *session, *sequence, items);
+                conn.data(script, delay, true, out, vec![request]);
+                let values: Vec<f32> = (0..items).map(|_| rng.random_range(0.0..100.0)).collect();
+                let mut out = Vec::with_capacity(64);
+                let reply = s7commplus::get_multi_variables_response(&mut out, *sequence, &values);
+                conn.data(
+                    script,
+                    between(rng, 2 * MS, 10 * MS),
+                    false,
+                    out,
+                    vec![reply],
+                );
                 if rng.random_bool(0.4) {
                     conn.ack(script, between(rng, MS, 40 * MS), true);
                 }

@@ -32,6 +32,8 @@ pub mod oui {
 pub enum OtService {
     Modbus,
     S7,
+    /// S7comm-plus (TCP 102): an HMI reads an S7-1200/1500's variables.
+    S7Plus,
     Enip,
     Dnp3,
     /// IEC 60870-5-104 (TCP 2404): the RTU reports, the SCADA master interrogates.
@@ -225,6 +227,12 @@ impl Plant {
                 }
                 let poller = hmi.unwrap_or(masters[cell % masters.len()]);
                 plant.associate(poller, plc, service, rng);
+                // A cell's own HMI reads its S7-1500s over S7comm-plus too.
+                if service == OtService::S7 && slot % 2 == 1 {
+                    if let Some(hmi) = hmi {
+                        plant.associate(hmi, plc, OtService::S7Plus, rng);
+                    }
+                }
                 // The historian also reads a share of the Modbus PLCs.
                 if service == OtService::Modbus && rng.random_bool(0.15) {
                     plant.associate(historian, plc, service, rng);
@@ -471,7 +479,7 @@ impl Plant {
     ) {
         let choices: &[u64] = match service {
             OtService::Modbus => &[250, 500, 1000, 1000, 2000],
-            OtService::S7 => &[500, 1000, 1000],
+            OtService::S7 | OtService::S7Plus => &[500, 1000, 1000],
             OtService::Enip => &[500, 1000, 2000],
             OtService::Dnp3 => &[1000, 2000, 2000, 5000],
             OtService::Iec104 => &[1000, 2000, 5000],

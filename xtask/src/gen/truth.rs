@@ -20,7 +20,9 @@
 //! `confirmed`, `unconfirmed`, `complex_ack`, `error` and the decimal service choice
 //! (`"confirmed/12"` = ReadProperty); enip: `"command/0x%04x"` per encapsulation message
 //! and `"cip/0x%02x"` per CIP message (reply bit included: `"cip/0x8e"`); s7comm:
-//! `"<rosctr>/<function>"` in decimal (`"1/240"` setup job, `"3/4"` read ack); iec104:
+//! `"<rosctr>/<function>"` in decimal (`"1/240"` setup job, `"3/4"` read ack);
+//! s7commplus: `"<opcode>/<function>"` in decimal (`"49/1356"` GetMultiVariables
+//! request, `"50/1356"` its response); iec104:
 //! `"I/<type id>"`, `"S"`, `"U"`; opcua: the message type (`"HEL"`, `"OPN"`, `"CLO"`)
 //! or `"MSG/<service encoding id>"`; mqtt: the decimal control packet type; goose:
 //! `"goose"`; profinet: `"dcp/<service id>/<service type>"` for DCP and
@@ -37,7 +39,7 @@ use super::proto::Pdu;
 use super::wire::{tcp_flags, Mac};
 
 /// Bumped whenever the same seed and size would produce different bytes.
-pub const GENERATOR_VERSION: u32 = 3;
+pub const GENERATOR_VERSION: u32 = 4;
 
 /// The sidecar `FILE.truth.json`. Top-level names match `otsensor replay --summary-json`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
