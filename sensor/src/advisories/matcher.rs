@@ -463,9 +463,38 @@ enum Kind {
     Family,
 }
 
+/// What [`product_match`] compares of a device, computed once per identity rather than
+/// once per advisory entry of its vendor (thousands for some vendors).
+struct Prepared<'a> {
+    /// Product and model, each with its [`words`].
+    names: Vec<(&'a str, String)>,
+    /// Every text of [`Identity::texts`], each with its [`words`].
+    texts: Vec<(&'a str, String)>,
+    /// Per catalogue number (same order): its base without hyphens, and without spaces.
+    catalog_keys: Vec<(String, String)>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(identity: &'a Identity, catalogs: &[Catalog]) -> Prepared<'a> {
+        let with_words = |text: &'a str| (text, words(text));
+        Prepared {
+            names: [&identity.product, &identity.model]
+                .into_iter()
+                .flatten()
+                .map(|text| with_words(text))
+                .collect(),
+            texts: identity.texts().map(with_words).collect(),
+            catalog_keys: catalogs
+                .iter()
+                .map(|c| (c.base.replace('-', ""), c.base.replace(' ', "")))
+                .collect(),
+        }
+    }
+}
+
 fn product_match(
     entry: &Entry,
-    identity: &Identity,
+    device: &Prepared,
     catalogs: &[Catalog],
     vendor: &str,
 ) -> Option<(Kind, String)> {
@@ -482,9 +511,8 @@ fn product_match(
             ));
         }
     }
-    for text in [&identity.product, &identity.model].into_iter().flatten() {
-        let device = words(text);
-        if device.len() > 3 && entry.words.trim() == device.trim() {
+    for (text, words) in &device.names {
+        if words.len() > 3 && entry.words.trim() == words.trim() {
             return Some((Kind::Exact, format!("product name {text:?}")));
         }
     }
@@ -492,11 +520,11 @@ fn product_match(
         return None;
     }
     let names_other_order = !entry.orders.is_empty();
-    for catalog in catalogs {
+    for (catalog, (unhyphenated, unspaced)) in catalogs.iter().zip(&device.catalog_keys) {
         if let Some(wildcard) = entry
             .wildcards
             .iter()
-            .find(|w| catalog.base.replace('-', "").starts_with(w.as_str()))
+            .find(|w| unhyphenated.starts_with(w.as_str()))
         {
             return Some((
                 Kind::Family,
@@ -506,11 +534,13 @@ fn product_match(
         if names_other_order {
             continue;
         }
-        let key = catalog.base.replace(' ', "");
-        for family in families(vendor, &key) {
+        for family in families(vendor, unspaced) {
             // A communication processor or module of the family is another product.
             let module = entry.words.contains(" CP ") || entry.words.contains(" CM ");
-            if !module && entry.words.contains(&format!(" {family} ")) {
+            if !module
+                && entry.words.contains(family)
+                && entry.words.contains(&format!(" {family} "))
+            {
                 return Some((
                     Kind::Family,
                     format!("{} is a {}", catalog.full, family.to_lowercase()),
@@ -521,14 +551,13 @@ fn product_match(
     if names_other_order {
         return None;
     }
-    for text in identity.texts() {
-        let device = words(text);
+    for (text, words) in &device.texts {
         // At least two words, or one with letters and digits: not a bare number.
-        let significant = device.split_whitespace().count() >= 2
-            || device.trim().len() >= 4
-                && device.bytes().any(|b| b.is_ascii_digit())
-                && device.bytes().any(|b| b.is_ascii_alphabetic());
-        if significant && entry.words.contains(&device) {
+        let significant = words.split_whitespace().count() >= 2
+            || words.trim().len() >= 4
+                && words.bytes().any(|b| b.is_ascii_digit())
+                && words.bytes().any(|b| b.is_ascii_alphabetic());
+        if significant && entry.words.contains(words.as_str()) {
             return Some((
                 Kind::Family,
                 format!("product {text:?} in the entry's name"),
@@ -562,6 +591,7 @@ impl Catalogue {
         let catalogs = device_catalogs(identity);
         let vendors = Self::device_vendors(identity, &catalogs);
         let firmware = identity.firmware.as_deref().and_then(Version::parse);
+        let prepared = Prepared::new(identity, &catalogs);
         // Advisory index → best match so far.
         let mut best: HashMap<u32, DeviceMatch> = HashMap::new();
         // Several entries of one advisory: the best confidence wins; entries of equal
@@ -605,7 +635,7 @@ impl Catalogue {
             }
             for &i in entries {
                 let entry = &self.entries[i as usize];
-                let Some((kind, why)) = product_match(entry, identity, &catalogs, vendor) else {
+                let Some((kind, why)) = product_match(entry, &prepared, &catalogs, vendor) else {
                     continue;
                 };
                 let in_range = firmware.as_ref().map(|f| (f, entry.range.contains(f)));

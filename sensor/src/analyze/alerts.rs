@@ -81,11 +81,44 @@ impl Subject {
     }
 }
 
+/// An alert's stable key, `signature|src|dst` (as [`detect::alert_key`] writes it),
+/// built in one allocation: alerts are raised per protocol error.
 pub(in crate::analyze) fn alert_key(signature: &str, subject: &Subject) -> String {
+    use std::fmt::Write;
+    let mut key = String::with_capacity(signature.len() + 2 * 40);
+    key.push_str(signature);
+    key.push('|');
     match (&subject.src, &subject.src_mac) {
-        (None, Some(mac)) => format!("{signature}|mac:{mac}|-"),
-        _ => detect::alert_key(signature, subject.src, subject.dst),
+        (None, Some(mac)) => {
+            key.push_str("mac:");
+            key.push_str(mac);
+            key.push_str("|-");
+            return key;
+        }
+        (Some(ip), _) => {
+            let _ = write!(key, "{ip}");
+        }
+        (None, None) => key.push('-'),
     }
+    key.push('|');
+    match subject.dst {
+        Some(ip) => {
+            let _ = write!(key, "{ip}");
+        }
+        None => key.push('-'),
+    }
+    key
+}
+
+/// An alert occurrence counted in the table whose record is still to be built.
+pub(in crate::analyze) struct Occurrence {
+    detection: &'static Detection,
+    key: String,
+    id: u64,
+    count: u64,
+    status: AlertStatus,
+    first_ns: u64,
+    write: bool,
 }
 
 pub(in crate::analyze) type ParsedKey =
@@ -126,10 +159,37 @@ impl Analyzer {
         context: serde_json::Value,
         learn: Vec<BaselineItem>,
     ) {
-        let Some(detection) = detect::by_name(signature) else {
+        self.raise_with(signature, ts_ns, subject, move || (message, context), learn);
+    }
+
+    /// [`Analyzer::raise`] for frequent alerts: `describe` builds the message and the
+    /// context only when a record is built, not for a repeat that only counts.
+    pub(in crate::analyze) fn raise_with(
+        &mut self,
+        signature: &'static str,
+        ts_ns: u64,
+        subject: Subject,
+        describe: impl FnOnce() -> (String, serde_json::Value),
+        learn: Vec<BaselineItem>,
+    ) {
+        let Some(occurrence) = self.occurrence(signature, ts_ns, &subject) else {
             return;
         };
-        let key = alert_key(signature, &subject);
+        let (message, context) = describe();
+        self.write_alert(occurrence, ts_ns, subject, message, context, learn);
+    }
+
+    /// Counts an occurrence of an alert in its table; what remains to be done with it,
+    /// or None when counting was all (a throttled, learned or muted repeat whose row is
+    /// already pending).
+    fn occurrence(
+        &mut self,
+        signature: &'static str,
+        ts_ns: u64,
+        subject: &Subject,
+    ) -> Option<Occurrence> {
+        let detection = detect::by_name(signature)?;
+        let key = alert_key(signature, subject);
         let mut new_id = None;
         if !self.alerts.contains_key(&key) && !self.restore_alert(&key) {
             // Room is made before the alert is inserted: a new alert is never dropped.
@@ -162,9 +222,7 @@ impl Analyzer {
                 None => None,
             },
         };
-        let Some(((id, count, status, first_ns), write)) = emit else {
-            return;
-        };
+        let ((id, count, status, first_ns), write) = emit?;
         if !write {
             // A repeat that is not written (throttled, learned or muted): when its row
             // is already pending, updating the row is all there is to do, and no
@@ -172,9 +230,41 @@ impl Analyzer {
             if let Some(row) = self.pending_alerts.get_mut(&key) {
                 row.alert.last_ns = row.alert.last_ns.max(ts_ns);
                 row.alert.count = count;
-                return;
+                return None;
             }
         }
+        Some(Occurrence {
+            detection,
+            key,
+            id,
+            count,
+            status,
+            first_ns,
+            write,
+        })
+    }
+
+    /// Builds the record of an occurrence: into the pending store row, and to the
+    /// sinks when it is written.
+    fn write_alert(
+        &mut self,
+        occurrence: Occurrence,
+        ts_ns: u64,
+        subject: Subject,
+        message: String,
+        context: serde_json::Value,
+        learn: Vec<BaselineItem>,
+    ) {
+        let Occurrence {
+            detection,
+            key,
+            id,
+            count,
+            status,
+            first_ns,
+            write,
+        } = occurrence;
+        let signature = detection.name;
         let mut alert = Alert::of(detection);
         alert.id = id;
         alert.src_ip = subject.src;

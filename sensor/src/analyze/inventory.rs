@@ -71,6 +71,16 @@ pub struct DeviceRecord {
     pub(in crate::analyze) engineering_contact_ns: Option<u64>,
 }
 
+/// What `Analyzer::record_identity` did with a reported value.
+enum Recorded {
+    /// Kept the value an industrial protocol reported.
+    Refused,
+    /// The value was already stored.
+    Same,
+    /// Stored it; the value it replaced.
+    Changed(Option<String>),
+}
+
 /// How long after an engineering workstation's last command to a controller a change
 /// of the controller's mode counts as part of that engineering session.
 pub(in crate::analyze) const ENGINEERING_SESSION_NS: u64 = 10 * 60 * 1_000_000_000;
@@ -431,12 +441,16 @@ impl Analyzer {
         if learning {
             self.learn(item, ts_ns);
         } else if !self.baseline.contains(&item) {
-            self.raise(
+            self.raise_with(
                 "new_device",
                 ts_ns,
                 Subject::device(key),
-                format!("device {key} is not in the baseline"),
-                serde_json::json!({ "vlan": vlan, "mac": mac.as_ref().map(store::format_mac) }),
+                || {
+                    (
+                        format!("device {key} is not in the baseline"),
+                        serde_json::json!({ "vlan": vlan, "mac": mac.as_ref().map(store::format_mac) }),
+                    )
+                },
                 vec![item],
             );
         }
@@ -541,26 +555,30 @@ impl Analyzer {
         }
     }
 
-    /// Records an identity value and where it came from; the previous value when it
-    /// changed. An identification protocol (DHCP, LLDP, ...) never overwrites a value
-    /// an industrial protocol reported.
+    /// Records an identity value and where it came from. An identification protocol
+    /// (DHCP, LLDP, ...) never overwrites a value an industrial protocol reported. A
+    /// value repeated as it is stored allocates nothing (the common case: devices
+    /// re-report their identity).
     fn record_identity(
         record: &mut DeviceRecord,
         ts_ns: u64,
         protocol: Protocol,
         field: IdentityField,
         new: &str,
-    ) -> Option<Option<String>> {
+    ) -> Recorded {
         let kept_source = record.identity_sources.get(&field).copied();
         if protocol.is_identification()
             && kept_source.is_some_and(|source| !source.is_identification())
             && record.identity.contains_key(&field)
         {
-            return None;
+            return Recorded::Refused;
+        }
+        record.identity_sources.insert(field, protocol);
+        if record.identity.get(&field).is_some_and(|kept| kept == new) {
+            return Recorded::Same;
         }
         let old = record.identity.insert(field, new.to_owned());
-        record.identity_sources.insert(field, protocol);
-        if let Some(old) = old.as_ref().filter(|old| *old != new) {
+        if let Some(old) = old.as_ref() {
             if record.identity_history.len() >= MAX_IDENTITY_HISTORY {
                 record.identity_history.pop_front();
             }
@@ -572,7 +590,7 @@ impl Analyzer {
                 protocol,
             });
         }
-        Some(old)
+        Recorded::Changed(old)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -585,12 +603,12 @@ impl Analyzer {
         field: IdentityField,
         value: ShortText,
     ) {
-        let new = value.as_str().to_owned();
+        let new = value.as_str();
         let device = match self.identity_target(device, mac) {
             Some(DeviceKey::Ip(ip)) => ip,
             Some(DeviceKey::Mac(mac)) => {
                 if let Some(record) = self.by_mac.get_mut(&mac) {
-                    Self::record_identity(record, ts_ns, protocol, field, &new);
+                    Self::record_identity(record, ts_ns, protocol, field, new);
                     self.dirty.insert(DeviceKey::Mac(mac));
                 }
                 return;
@@ -600,14 +618,19 @@ impl Analyzer {
         let Some(record) = self.by_ip.get_mut(&device) else {
             return;
         };
-        let Some(old) = Self::record_identity(record, ts_ns, protocol, field, &new) else {
-            return;
+        let old = match Self::record_identity(record, ts_ns, protocol, field, new) {
+            Recorded::Refused => return,
+            Recorded::Same => {
+                self.dirty.insert(DeviceKey::Ip(device));
+                return;
+            }
+            Recorded::Changed(old) => old,
         };
         self.dirty.insert(DeviceKey::Ip(device));
-        if vulnerabilities::matters(field) && old.as_ref() != Some(&new) {
+        if vulnerabilities::matters(field) {
             self.rematch_device(device, ts_ns);
         }
-        let Some(old) = old.filter(|old| *old != new) else {
+        let Some(old) = old else {
             return;
         };
         let Some(record) = self.by_ip.get(&device) else {
@@ -615,7 +638,7 @@ impl Analyzer {
         };
         if field == IdentityField::Mode
             && IdentityField::mode_is_run(&old)
-            && !IdentityField::mode_is_run(&new)
+            && !IdentityField::mode_is_run(new)
         {
             let engineer = record
                 .engineering_contact_ns

@@ -108,8 +108,10 @@ const QUIET_CHECK_NS: u64 = 1_000_000_000;
 const LIVE_CLOCK_SLACK_NS: u64 = 10_000_000_000;
 /// (server, unit id) pairs remembered per source for Modbus unit-id sweeps.
 const MAX_UNIT_SWEEP_TARGETS: usize = 4096;
-/// Observations between store commits, and the longest wall time between them.
-const COMMIT_EVERY: u64 = 4_096;
+/// Observations between store commits, and the longest wall time between them. The
+/// count only bounds a batch: every commit rewrites each device seen since the last
+/// (hundreds of rows of JSON), so at high rates the wall time should decide.
+const COMMIT_EVERY: u64 = 65_536;
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Analyzer counters.

@@ -11,6 +11,8 @@
 //! affected is not raised again; one whose firmware leaves the range loses the match.
 
 use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -36,6 +38,46 @@ pub(super) struct Vulnerabilities {
     imports: bool,
     /// Catalogue changes so far (imports picked up).
     changes: u64,
+    /// The catalogue's answer per identity already matched: a plant's devices of one
+    /// model report the same identity, and matching one costs hundreds of
+    /// microseconds (every advisory entry of the vendor). Cleared when the catalogue
+    /// changes, and when it holds `MAX_MATCH_MEMO` identities (bounded memory).
+    memo: HashMap<MatchKey, Vec<DeviceMatch>>,
+}
+
+/// Distinct identities whose matches are remembered (see `Vulnerabilities::memo`).
+const MAX_MATCH_MEMO: usize = 4096;
+
+/// Everything [`Catalogue::matches`] reads of an [`Identity`].
+type MatchKey = [Option<String>; 7];
+
+fn match_key(identity: &Identity) -> MatchKey {
+    [
+        identity.vendor.clone(),
+        identity.mac_vendor.clone(),
+        identity.product.clone(),
+        identity.model.clone(),
+        identity.order_number.clone(),
+        identity.name.clone(),
+        identity.firmware.clone(),
+    ]
+}
+
+impl Vulnerabilities {
+    /// The catalogue's matches of `identity`, from the memo when it was matched before.
+    fn matches(&mut self, identity: &Identity) -> Vec<DeviceMatch> {
+        let key = match_key(identity);
+        if let Some(matches) = self.memo.get(&key) {
+            return matches.clone();
+        }
+        let catalogue = self.catalogue.get_or_insert_with(advisories::embedded);
+        let matches = catalogue.matches(identity);
+        if self.memo.len() >= MAX_MATCH_MEMO {
+            self.memo.clear();
+        }
+        self.memo.insert(key, matches.clone());
+        matches
+    }
 }
 
 impl std::fmt::Debug for Vulnerabilities {
@@ -95,6 +137,7 @@ impl Analyzer {
         };
         self.vulnerabilities.imports = !imported.is_empty();
         self.vulnerabilities.changes += 1;
+        self.vulnerabilities.memo.clear();
         self.vulnerabilities.catalogue = if imported.is_empty() {
             None
         } else {
@@ -124,12 +167,8 @@ impl Analyzer {
         let Some(record) = self.by_ip.get_mut(&ip) else {
             return;
         };
-        let catalogue = self
-            .vulnerabilities
-            .catalogue
-            .get_or_insert_with(advisories::embedded);
         let identity = Identity::from_fields(&record.identity, record.vendor);
-        let matches = catalogue.matches(&identity);
+        let matches = self.vulnerabilities.matches(&identity);
         if matches == record.vulnerabilities {
             return;
         }

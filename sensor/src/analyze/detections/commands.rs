@@ -69,16 +69,20 @@ impl Analyzer {
             | CommandKind::Start
             | CommandKind::Restart
             | CommandKind::DisableCommunication => {
-                self.raise(
+                self.raise_with(
                     "plc_stop",
                     ts_ns,
                     subject,
-                    format!(
-                        "{} command from {c} to {s}: {}",
-                        describe::command_kind(kind),
-                        operation()
-                    ),
-                    context(),
+                    || {
+                        (
+                            format!(
+                                "{} command from {c} to {s}: {}",
+                                describe::command_kind(kind),
+                                operation()
+                            ),
+                            context(),
+                        )
+                    },
                     Vec::new(),
                 );
             }
@@ -89,15 +93,19 @@ impl Analyzer {
                 } else if !self.baseline.contains(&item)
                     && !self.policy.is_engineering_workstation(c)
                 {
-                    self.raise(
+                    self.raise_with(
                         "plc_programming",
                         ts_ns,
                         subject,
-                        format!(
-                            "{} from {c} to {s}: {c} is not an engineering workstation",
-                            operation()
-                        ),
-                        context(),
+                        || {
+                            (
+                                format!(
+                                    "{} from {c} to {s}: {c} is not an engineering workstation",
+                                    operation()
+                                ),
+                                context(),
+                            )
+                        },
                         vec![item],
                     );
                 }
@@ -117,25 +125,36 @@ impl Analyzer {
                         && self.is_baseline_device(c)
                         && self.is_baseline_device(s)
                     {
-                        self.raise(
+                        self.raise_with(
                             "new_conversation",
                             ts_ns,
                             subject,
-                            format!("{} from {c} to {s} is not in the baseline", operation()),
-                            context(),
+                            || {
+                                (
+                                    format!(
+                                        "{} from {c} to {s} is not in the baseline",
+                                        operation()
+                                    ),
+                                    context(),
+                                )
+                            },
                             vec![command_item],
                         );
                     }
                 } else {
-                    self.raise(
+                    self.raise_with(
                         "unauthorized_write",
                         ts_ns,
                         subject,
-                        format!(
-                            "{c} wrote to {s} ({}), which it never did during learning",
-                            operation()
-                        ),
-                        context(),
+                        || {
+                            (
+                                format!(
+                                    "{c} wrote to {s} ({}), which it never did during learning",
+                                    operation()
+                                ),
+                                context(),
+                            )
+                        },
                         vec![item, command_item],
                     );
                 }
@@ -147,12 +166,16 @@ impl Analyzer {
                     && self.is_baseline_device(c)
                     && self.is_baseline_device(s)
                 {
-                    self.raise(
+                    self.raise_with(
                         "new_conversation",
                         ts_ns,
                         subject,
-                        format!("{} from {c} to {s} is not in the baseline", operation()),
-                        context(),
+                        || {
+                            (
+                                format!("{} from {c} to {s} is not in the baseline", operation()),
+                                context(),
+                            )
+                        },
                         vec![command_item],
                     );
                 }
@@ -186,7 +209,6 @@ impl Analyzer {
             }
             _ => "illegal_operation",
         };
-        let error = describe::error(protocol, kind, code);
         let subject = Subject {
             src: Some(src.0),
             src_port: Some(src.1),
@@ -196,14 +218,15 @@ impl Analyzer {
             app_proto: Some(protocol),
             ..Subject::default()
         };
-        self.raise(
-            signature,
-            ts_ns,
-            subject,
-            format!("{error} from {} to {}", src.0, dst.0),
-            serde_json::json!({ "error": kind, "code": code, "operation": error }),
-            Vec::new(),
-        );
+        // Built only for a record: a repeated error is counted, not described.
+        let text = || {
+            let error = describe::error(protocol, kind, code);
+            (
+                format!("{error} from {} to {}", src.0, dst.0),
+                serde_json::json!({ "error": kind, "code": code, "operation": error }),
+            )
+        };
+        self.raise_with(signature, ts_ns, subject, text, Vec::new());
     }
 }
 
