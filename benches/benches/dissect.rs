@@ -38,7 +38,7 @@ fn main() {
         (Protocol::Goose, "goose"),
     ];
     println!(
-        "{:<8} {:>8} {:>12} {:>14} {:>8}",
+        "{:<10} {:>8} {:>12} {:>14} {:>8}",
         "protocol", "PDUs", "ns/PDU", "baseline ns", "ratio"
     );
     for (protocol, prefix) in cases {
@@ -49,16 +49,28 @@ fn main() {
         } else {
             pdus(protocol, prefix)
         };
-        bench(protocol, prefix, &pdus, l2);
+        // The port-102 cases run through the S7comm dispatcher: name them by capture.
+        let label = if protocol == Protocol::S7comm {
+            prefix
+        } else {
+            protocol.name()
+        };
+        bench(protocol, label, prefix, &pdus, l2);
         if protocol == Protocol::Profinet {
-            bench(protocol, "pn-rt", &l2_pdus(protocol, prefix), true);
+            bench(protocol, "pn-rt", prefix, &l2_pdus(protocol, prefix), true);
         }
     }
 }
 
 /// Times `inspect` on `pdus` against the byte-sum baseline; `l2`: the PDUs are
 /// Ethernet payloads without IP (the worker's EtherType path, IP protocol 0).
-fn bench(protocol: Protocol, prefix: &str, pdus: &[(Vec<u8>, otsensor_wire::Direction)], l2: bool) {
+fn bench(
+    protocol: Protocol,
+    label: &str,
+    prefix: &str,
+    pdus: &[(Vec<u8>, otsensor_wire::Direction)],
+    l2: bool,
+) {
     {
         if pdus.is_empty() {
             println!("{prefix:<8} no PDUs (is ../shared beside the repository?)");
@@ -117,8 +129,7 @@ fn bench(protocol: Protocol, prefix: &str, pdus: &[(Vec<u8>, otsensor_wire::Dire
         let per_pdu = started.elapsed().as_nanos() as f64 / total;
         black_box(&stats);
         println!(
-            "{:<8} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
-            protocol.name(),
+            "{label:<10} {:>8} {per_pdu:>12.1} {baseline:>14.1} {:>8.1}",
             pdus.len(),
             per_pdu / baseline.max(0.01)
         );
