@@ -117,7 +117,7 @@ mod tests {
         let mut out = Vec::new();
         cpu_state_request(&mut out, 0x3be, 9, STATE_STOP);
         // TPKT (4) and COTP DT (3) precede the S7comm-plus frame.
-        let pdu = Pdu::new_checked(&out[7..]).unwrap();
+        let pdu = Pdu::new_checked(&out[7..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(pdu.function(), Some(Function::SET_VARIABLE));
         assert_eq!(pdu.session_id(), Some(0x3be));
         assert_eq!(pdu.sequence_number(), Some(9));
@@ -127,7 +127,7 @@ mod tests {
 
         let mut out = Vec::new();
         set_variable_response(&mut out, 9);
-        let pdu = Pdu::new_checked(&out[7..]).unwrap();
+        let pdu = Pdu::new_checked(&out[7..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(pdu.function(), Some(Function::SET_VARIABLE));
         assert_eq!(pdu.sequence_number(), Some(9));
         assert_eq!(pdu.cpu_state_request(), None);
@@ -140,7 +140,7 @@ mod tests {
     fn get_multi_variables_polls_parse() {
         let mut out = Vec::new();
         let key = get_multi_variables(&mut out, 0x3be, 17, 3);
-        let pdu = Pdu::new_checked(&out[7..]).unwrap();
+        let pdu = Pdu::new_checked(&out[7..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(pdu.function(), Some(Function::GET_MULTI_VARIABLES));
         assert_eq!(pdu.sequence_number(), Some(17));
         assert_eq!(pdu.session_id(), Some(0x3be));
@@ -149,7 +149,7 @@ mod tests {
 
         let mut out = Vec::new();
         let key = get_multi_variables_response(&mut out, 17, &[1.5, 2.0, -3.25]);
-        let pdu = Pdu::new_checked(&out[7..]).unwrap();
+        let pdu = Pdu::new_checked(&out[7..]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(pdu.function(), Some(Function::GET_MULTI_VARIABLES));
         assert_eq!(pdu.sequence_number(), Some(17));
         assert!(pdu.anomalies().is_empty(), "{:?}", pdu.anomalies());
