@@ -291,13 +291,7 @@ impl PollActor {
                 conn.data(script, between(rng, MS, 5 * MS), false, out, vec![reply]);
             }
             Session::S7 { pdu_ref } => {
-                let client_ref = rng.random_range(1..0x4000);
-                let mut out = Vec::with_capacity(22);
-                s7comm::connect_request(&mut out, client_ref);
-                conn.data(script, between(rng, 100 * US, MS), true, out, Vec::new());
-                let mut out = Vec::with_capacity(22);
-                s7comm::connect_confirm(&mut out, client_ref, rng.random_range(0x4000..0x8000));
-                conn.data(script, between(rng, MS, 3 * MS), false, out, Vec::new());
+                cotp_connect(rng, &mut conn, script);
                 *pdu_ref = rng.random_range(1..1000);
                 let mut out = Vec::with_capacity(25);
                 let job = s7comm::setup_job(&mut out, *pdu_ref);
@@ -307,13 +301,7 @@ impl PollActor {
                 conn.data(script, between(rng, MS, 5 * MS), false, out, vec![ack]);
             }
             Session::S7Plus { session, sequence } => {
-                let client_ref = rng.random_range(1..0x4000);
-                let mut out = Vec::with_capacity(22);
-                s7comm::connect_request(&mut out, client_ref);
-                conn.data(script, between(rng, 100 * US, MS), true, out, Vec::new());
-                let mut out = Vec::with_capacity(22);
-                s7comm::connect_confirm(&mut out, client_ref, rng.random_range(0x4000..0x8000));
-                conn.data(script, between(rng, MS, 3 * MS), false, out, Vec::new());
+                cotp_connect(rng, &mut conn, script);
                 // The session id the PLC assigned in its CreateObject response (the
                 // session set-up itself is not generated).
                 *session = rng.random_range(0x100..0x4000);
@@ -576,6 +564,18 @@ impl Actor for PollActor {
             Some(conn) => self.close(cx, conn, script),
         }
     }
+}
+
+/// The ISO-on-TCP connection (COTP CR and CC) that opens S7comm and S7comm-plus
+/// sessions; not PDUs of either.
+fn cotp_connect<R: Rng>(rng: &mut R, conn: &mut TcpConn, script: &mut Script) {
+    let client_ref = rng.random_range(1..0x4000);
+    let mut out = Vec::with_capacity(22);
+    s7comm::connect_request(&mut out, client_ref);
+    conn.data(script, between(rng, 100 * US, MS), true, out, Vec::new());
+    let mut out = Vec::with_capacity(22);
+    s7comm::connect_confirm(&mut out, client_ref, rng.random_range(0x4000..0x8000));
+    conn.data(script, between(rng, MS, 3 * MS), false, out, Vec::new());
 }
 
 const IEC104_PORT: u16 = 2404;
