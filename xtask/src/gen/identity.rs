@@ -66,7 +66,7 @@ fn dhcp_option(out: &mut Vec<u8>, code: u8, value: &[u8]) {
 /// A DHCP message (RFC 2131 §2): `op` 1 request / 2 reply, message type (option 53),
 /// the client's address in ciaddr (renewing: RFC 2131 §4.3.2) and yiaddr (the ACK),
 /// and the client's options.
-fn dhcp_message(
+pub fn dhcp_message(
     op: u8,
     message_type: u8,
     xid: u32,

@@ -5,11 +5,15 @@
 //! learning duration to configure. `clean` is the same plant with no attack.
 //!
 //! The plant: an HMI polls a Modbus PLC every 10 s (short sessions, FC 3; FC 43 device
-//! identification once), touches the S7, CIP and DNP3 controllers' ports (handshakes
-//! without payload) and the BACnet controller (Who-Is / I-Am), fetches updates from one
-//! external server; an engineering workstation programs the Modbus PLC once (UMAS);
-//! every device ARPs for the HMI every 10 s. PDUs come from the mix generator's
-//! builders (`proto`), so they are valid for the real dissectors.
+//! identification once), reads the S7 PLC over S7comm-plus, touches the CIP and DNP3
+//! controllers' ports (handshakes without payload) and the BACnet controller (Who-Is /
+//! I-Am), fetches updates from one external server; an engineering workstation
+//! programs the Modbus PLC once (UMAS); every device ARPs for the HMI every 10 s. The
+//! substation and edge: an IEC 104 RTU, an OPC UA server, an MQTT broker, two GOOSE
+//! IEDs. The cell: the S7 PLC drives a PROFINET IO device (DCP, RT cyclic data), a
+//! switch announces itself in LLDP, hosts renew DHCP leases, mDNS chatter. PDUs come
+//! from the mix generator's builders (`proto`), so they are valid for the real
+//! dissectors.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -17,9 +21,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::identity;
 use super::pcap::{PcapWriter, Resolution};
 use super::proto::{
-    bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, s7comm, s7commplus,
+    bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, profinet, s7comm, s7commplus,
 };
 use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
@@ -150,6 +155,28 @@ const OPCUA_SERVER: Node = Node::new([0x00, 0x0e, 0x8c, 0x00, 0x00, 0x60], [10, 
 /// An MQTT broker, the edge gateway that publishes to it, the HMI subscribes.
 const BROKER: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x70], [10, 10, 0, 70]);
 const EDGE_GATEWAY: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x71], [10, 10, 0, 71]);
+/// The S7 PLC's PROFINET IO device (an ET 200SP head station): RT cyclic frames both
+/// ways, answers the PLC's DCP Identify. Layer 2 only: a MAC-only device.
+const IO_DEVICE: wire::Mac = [0x00, 0x1b, 0x1b, 0x00, 0x00, 0x81];
+/// The IO device's name and address as its DCP Identify response states them.
+const IO_DEVICE_STATION: profinet::Station<'static> = profinet::Station {
+    name_of_station: "et200sp-line1",
+    type_of_station: "ET 200SP",
+    vendor_id: 0x002a,
+    device_id: 0x0313,
+    ip: [10, 10, 0, 81],
+    mask: [255, 255, 255, 0],
+};
+/// RT class 1 frame ids of the PLC's output and the device's input data.
+const IO_OUTPUT_FRAME: u16 = 0x8000;
+const IO_INPUT_FRAME: u16 = 0x8001;
+/// The cell's managed switch: LLDP only, a MAC-only device.
+const SWITCH: wire::Mac = [0x00, 0x80, 0x63, 0x00, 0x00, 0x02];
+const SWITCH_NAME: &str = "sw-line1";
+const SWITCH_DESCRIPTION: &str = "Hirschmann RSP35 Industrial Ethernet Switch, HiOS-3S 09.0.02";
+/// Host names the HMI and the engineering workstation send in DHCP option 12.
+const HMI_HOST_NAME: &str = "hmi-line1";
+const EWS_HOST_NAME: &str = "ews-line1";
 /// Two IEDs publishing GOOSE (layer 2 only: MAC-only devices).
 const IED_1: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x01];
 const IED_2: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x02];
@@ -853,14 +880,6 @@ fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
     for tick in (0..LEARNING_S).step_by(30) {
         let t = at(tick) + 4 * SECOND;
         cap.session(
-            t,
-            HMI.into(),
-            PLC_S7.into(),
-            102,
-            Answer::Accept,
-            Vec::new(),
-        )?;
-        cap.session(
             t + SECOND,
             HMI.into(),
             PLC_CIP.into(),
@@ -968,6 +987,7 @@ fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
         exchanges,
     )?;
     plant_substation_and_edge(cap, options.end_s)?;
+    plant_cell_and_it(cap, options.end_s)?;
     Ok(())
 }
 
@@ -1058,6 +1078,90 @@ fn plant_substation_and_edge(cap: &mut Capture, end_s: u64) -> Result<()> {
         ] {
             let publication = ied_publication(publisher, second);
             cap.goose(at(second) + offset, publisher, group, &publication)?;
+        }
+    }
+    Ok(())
+}
+
+/// The cell's Siemens and IT traffic from the first frame to `end_s`: the HMI reads
+/// the S7 PLC over S7comm-plus every 10 s (GetMultiVariables in a short session); the
+/// PLC, as PROFINET IO controller, identifies its IO device by DCP at start-up and
+/// exchanges RT cyclic data with it every 500 ms; the cell's switch announces itself
+/// in LLDP every 30 s; the HMI and the engineering workstation renew their DHCP
+/// leases with the gateway every minute, naming themselves.
+fn plant_cell_and_it(cap: &mut Capture, end_s: u64) -> Result<()> {
+    let hmi: Peer = HMI.into();
+    let mut sequence = 1u16;
+    for tick in (0..end_s).step_by(10) {
+        let (mut cr, mut cc) = (Vec::new(), Vec::new());
+        s7comm::connect_request(&mut cr, 1);
+        s7comm::connect_confirm(&mut cc, 1, 2);
+        let mut exchanges = vec![(cr, Some(cc))];
+        for values in [[21.5f32, 3.2], [21.6, 3.1]] {
+            let (mut read, mut reply) = (Vec::new(), Vec::new());
+            s7commplus::get_multi_variables(&mut read, 0x3be, sequence, 2);
+            s7commplus::get_multi_variables_response(&mut reply, sequence, &values);
+            sequence = sequence.wrapping_add(1).max(1);
+            exchanges.push((read, Some(reply)));
+        }
+        let t = at(tick) + 4 * SECOND;
+        cap.session(t, hmi, PLC_S7.into(), 102, Answer::Accept, exchanges)?;
+    }
+    // DCP Identify All from the controller and the device's answer.
+    let (mut identify, mut identity) = (Vec::new(), Vec::new());
+    profinet::dcp_identify_all(&mut identify, 0x0100);
+    profinet::dcp_identify_response(&mut identity, 0x0100, &IO_DEVICE_STATION);
+    let t = at(0) + 150 * MS;
+    let dcp_mac = profinet::DCP_IDENTIFY_MAC;
+    cap.ether_type(t, PLC_S7.mac, dcp_mac, profinet::ETHER_TYPE, identify)?;
+    cap.ether_type(
+        t + 2 * MS,
+        IO_DEVICE,
+        PLC_S7.mac,
+        profinet::ETHER_TYPE,
+        identity,
+    )?;
+    // RT class 1: a 500 ms send clock counts 16,000 cycles of 31.25 us.
+    let data = [0x11u8; 40];
+    for half_second in 0..2 * end_s {
+        let t = at(0) + SECOND / 4 + half_second * 500 * MS;
+        let counter = (half_second * 16_000 % 65_536) as u16;
+        for (src, dst, frame_id) in [
+            (PLC_S7.mac, IO_DEVICE, IO_OUTPUT_FRAME),
+            (IO_DEVICE, PLC_S7.mac, IO_INPUT_FRAME),
+        ] {
+            let mut frame = Vec::with_capacity(48);
+            profinet::cyclic(&mut frame, frame_id, counter, &data);
+            cap.ether_type(t, src, dst, profinet::ETHER_TYPE, frame)?;
+        }
+    }
+    for tick in (0..end_s).step_by(30) {
+        let spec = FrameSpec {
+            l2: L2 {
+                src: SWITCH,
+                dst: [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e],
+                vlan: 0,
+            },
+            net: Net::Lldp {
+                port: 1,
+                system: Some((SWITCH_NAME.to_owned(), SWITCH_DESCRIPTION.to_owned())),
+            },
+        };
+        cap.push(at(tick) + 8 * SECOND, &spec)?;
+    }
+    let server = GATEWAY.into();
+    for tick in (0..end_s).step_by(60) {
+        for (i, (client, name)) in [(HMI, HMI_HOST_NAME), (EWS, EWS_HOST_NAME)]
+            .into_iter()
+            .enumerate()
+        {
+            let xid = 0x5ca1_0000 + (tick as u32) + i as u32;
+            let lease = (client.ip, client.mac);
+            let request = identity::dhcp_message(1, 3, xid, lease, GATEWAY.ip, Some(name));
+            let ack = identity::dhcp_message(2, 5, xid, lease, GATEWAY.ip, None);
+            let t = at(tick) + 9 * SECOND + i as u64 * SECOND;
+            cap.udp(t, client.into(), server, (68, 67), request)?;
+            cap.udp(t + 3 * MS, server, client.into(), (67, 68), ack)?;
         }
     }
     Ok(())
