@@ -11,7 +11,8 @@
 //! programs the Modbus PLC once (UMAS); every device ARPs for the HMI every 10 s. The
 //! substation and edge: an IEC 104 RTU, an OPC UA server, an MQTT broker, two GOOSE
 //! IEDs. The cell: the S7 PLC drives a PROFINET IO device (DCP, RT cyclic data), a
-//! switch announces itself in LLDP, hosts renew DHCP leases, mDNS chatter. PDUs come
+//! switch announces itself in LLDP, hosts renew DHCP leases, mDNS chatter; a bay
+//! controller answers MMS. PDUs come
 //! from the mix generator's builders (`proto`), so they are valid for the real
 //! dissectors.
 
@@ -170,6 +171,10 @@ const IO_DEVICE_STATION: profinet::Station<'static> = profinet::Station {
 /// RT class 1 frame ids of the PLC's output and the device's input data.
 const IO_OUTPUT_FRAME: u16 = 0x8000;
 const IO_INPUT_FRAME: u16 = 0x8001;
+/// An IEC 61850 bay controller the HMI reads over MMS (port 102).
+const BAY_CONTROLLER: Node = Node::new([0x00, 0x0a, 0xdc, 0x00, 0x01, 0x03], [10, 10, 0, 91]);
+/// What the bay controller answers to MMS Identify: vendor, model, revision.
+const BAY_CONTROLLER_IDENTITY: (&str, &str, &str) = ("SIEMENS", "SIPROTEC 5 7SJ82", "V9.30");
 /// The cell's managed switch: LLDP only, a MAC-only device.
 const SWITCH: wire::Mac = [0x00, 0x80, 0x63, 0x00, 0x00, 0x02];
 const SWITCH_NAME: &str = "sw-line1";
@@ -1084,7 +1089,8 @@ fn plant_substation_and_edge(cap: &mut Capture, end_s: u64) -> Result<()> {
 }
 
 /// The cell's Siemens and IT traffic from the first frame to `end_s`: the HMI reads
-/// the S7 PLC over S7comm-plus every 10 s (GetMultiVariables in a short session); the
+/// the S7 PLC over S7comm-plus every 10 s (GetMultiVariables in a short session) and
+/// the bay controller over MMS (an association per read); the
 /// PLC, as PROFINET IO controller, identifies its IO device by DCP at start-up and
 /// exchanges RT cyclic data with it every 500 ms; the cell's switch announces itself
 /// in LLDP every 30 s; the HMI and the engineering workstation renew their DHCP
@@ -1148,6 +1154,59 @@ fn plant_cell_and_it(cap: &mut Capture, end_s: u64) -> Result<()> {
             },
         };
         cap.push(at(tick) + 8 * SECOND, &spec)?;
+    }
+    // MMS: an association every 10 s (Identify in the first, a GetNameList every
+    // minute, a report riding on the last answer now and then), one Read, released.
+    let (vendor, model, revision) = BAY_CONTROLLER_IDENTITY;
+    for tick in (0..end_s).step_by(10) {
+        let (mut cr, mut cc) = (Vec::new(), Vec::new());
+        s7comm::connect_request(&mut cr, 1);
+        s7comm::connect_confirm(&mut cc, 1, 2);
+        let (mut initiate, mut initiated) = (Vec::new(), Vec::new());
+        mms::initiate_request(&mut initiate);
+        mms::initiate_response(&mut initiated);
+        let mut exchanges = vec![(cr, Some(cc)), (initiate, Some(initiated))];
+        let mut invoke_id = 1;
+        if tick == 0 {
+            let (mut identify, mut identity) = (Vec::new(), Vec::new());
+            mms::identify_request(&mut identify, invoke_id);
+            let (vendor, model, revision) = (vendor.as_bytes(), model.as_bytes(), revision);
+            mms::identify_response(&mut identity, invoke_id, vendor, model, revision.as_bytes());
+            exchanges.push((identify, Some(identity)));
+            invoke_id += 1;
+        }
+        if tick % 60 == 0 {
+            let (mut list, mut names) = (Vec::new(), Vec::new());
+            mms::get_name_list_request(&mut list, invoke_id, b"BAY1LD0");
+            let items: [&[u8]; 2] = [b"MMXU1$MX$TotW", b"XCBR1$ST$Pos"];
+            mms::get_name_list_response(&mut names, invoke_id, &items);
+            exchanges.push((list, Some(names)));
+            invoke_id += 1;
+        }
+        let (mut read, mut value) = (Vec::new(), Vec::new());
+        mms::read_request(&mut read, invoke_id, b"BAY1LD0", b"MMXU1$MX$TotW$mag$f");
+        mms::read_response(&mut value, invoke_id, 412.5);
+        if tick % 30 == 20 {
+            mms::information_report(&mut value, b"BAY1LD0/LLN0$BR$brcbMX01", 413.0);
+        }
+        exchanges.push((read, Some(value)));
+        let (mut conclude, mut concluded) = (Vec::new(), Vec::new());
+        mms::conclude_request(&mut conclude);
+        mms::conclude_response(&mut concluded);
+        let (mut release, mut released) = (Vec::new(), Vec::new());
+        mms::release_request(&mut release);
+        mms::release_response(&mut released);
+        exchanges.push((conclude, Some(concluded)));
+        exchanges.push((release, Some(released)));
+        let t = at(tick) + 7 * SECOND + 500 * MS;
+        cap.session(
+            t,
+            hmi,
+            BAY_CONTROLLER.into(),
+            102,
+            Answer::Accept,
+            exchanges,
+        )?;
     }
     let server = GATEWAY.into();
     for tick in (0..end_s).step_by(60) {
