@@ -166,7 +166,7 @@ impl DeviceRecord {
         }
     }
 
-    /// The class guess from roles and behaviour (PLC, RTU, HMI, engineering
+    /// The class guess from roles and behaviour (PLC, RTU, IED, HMI, engineering
     /// workstation, BACnet controller, IT host).
     pub fn class(&self) -> ClassGuess {
         let mut evidence = Vec::new();
@@ -177,12 +177,25 @@ impl DeviceRecord {
         } else if serves(Protocol::Dnp3) {
             evidence.push("DNP3 outstation".to_owned());
             "rtu"
+        } else if serves(Protocol::Iec104) {
+            evidence.push("IEC 104 controlled station".to_owned());
+            "rtu"
         } else if serves(Protocol::Bacnet) {
             evidence.push("answers BACnet".to_owned());
             "bacnet_controller"
-        } else if let Some(p) = [Protocol::S7comm, Protocol::Modbus, Protocol::Enip]
-            .into_iter()
-            .find(|p| serves(*p))
+        } else if serves(Protocol::Mms) {
+            // Port 102 carries S7comm too: a device that answers MMS is an IEC 61850
+            // server (protection relay, bay controller), not a Siemens PLC.
+            evidence.push("MMS server (IEC 61850)".to_owned());
+            "ied"
+        } else if let Some(p) = [
+            Protocol::S7comm,
+            Protocol::S7commPlus,
+            Protocol::Modbus,
+            Protocol::Enip,
+        ]
+        .into_iter()
+        .find(|p| serves(*p))
         {
             evidence.push(format!("{} server", p.name()));
             "plc"
@@ -677,5 +690,38 @@ impl Analyzer {
     /// The inventory as stored (JSON records), for tests and tools.
     pub fn devices(&self) -> impl Iterator<Item = &DeviceRecord> {
         self.by_ip.values().chain(self.by_mac.values())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serving(protocols: &[Protocol]) -> DeviceRecord {
+        let mut record = DeviceRecord::new(None, Some(IpAddr::from([10, 0, 0, 1])), 0, 1);
+        for &protocol in protocols {
+            record.role(protocol, true);
+        }
+        record
+    }
+
+    #[test]
+    fn the_class_follows_the_industrial_protocol_a_device_answers() {
+        for (protocols, class) in [
+            (&[Protocol::S7commPlus][..], "plc"),
+            (&[Protocol::S7comm], "plc"),
+            (&[Protocol::Iec104], "rtu"),
+            (&[Protocol::Dnp3], "rtu"),
+            // MMS beside S7comm on port 102: the MMS answer tells an IEC 61850 server.
+            (&[Protocol::Mms, Protocol::S7comm], "ied"),
+            (&[Protocol::Mms], "ied"),
+            (&[], "it_host"),
+        ] {
+            let guess = serving(protocols).class();
+            assert_eq!(guess.class, class, "{protocols:?}: {:?}", guess.evidence);
+        }
+        let mut client = serving(&[]);
+        client.role(Protocol::OpcUa, false);
+        assert_eq!(client.class().class, "hmi");
     }
 }

@@ -7,7 +7,7 @@ const PROTOCOL_COLORS = {
   s7comm_plus: "#bf3989", s7commplus: "#bf3989", iec104: "#0598bc", opcua: "#6639ba", mqtt: "#9a6700",
 };
 const CLASS_COLORS = {
-  plc: "#d1242f", hmi: "#1f6feb", engineering_workstation: "#8250df", host: "#6e7781", l2_device: "#9a6700",
+  plc: "#d1242f", ied: "#bc4c00", hmi: "#1f6feb", engineering_workstation: "#8250df", host: "#6e7781", l2_device: "#9a6700",
 };
 const SEVERITY = { 1: "high", 2: "medium", 3: "low" };
 const SEVERITY_COLORS = { 1: "#d1242f", 2: "#e0802b", 3: "#c9a227", 4: "#6e7781" };
