@@ -124,11 +124,13 @@ pub fn snmp_system(plant: &Plant, host: usize) -> snmp::System {
     }
     let (vendor, product, revision) = h.identity;
     let (descr, object_id) = if vendor == "Siemens" {
+        // Siemens automation (enterprise 4329).
         (
             format!("Siemens, SIMATIC S7, {product}, FW: {revision}"),
             vec![1, 3, 6, 1, 4, 1, 4329, 6, 3, 2],
         )
     } else {
+        // The Moxa gateways (enterprise 8691).
         (
             format!("{vendor} {product} Firmware V{revision}"),
             vec![1, 3, 6, 1, 4, 1, 8691, 2, 7],
