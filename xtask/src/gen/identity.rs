@@ -32,8 +32,8 @@ pub fn is_windows(plant: &Plant, host: usize) -> bool {
 
 /// The host name a plant host gives itself: its product's first word and its index,
 /// in upper case on Windows, which names itself so in DHCP, mDNS and NetBIOS alike
-/// ("DESKTOP-042", "ENGINEERING-007", "simatic-003"); at most 15 characters on Windows
-/// (every Windows host's index is below 1000, or its name is short).
+/// ("DESKTOP-042", "ENGINEERING-007", "simatic-003"); on Windows cut to NetBIOS's 15
+/// characters, so that every protocol states the same name.
 pub fn host_name(plant: &Plant, host: usize) -> String {
     let product = plant.hosts[host].identity.1;
     let word = product.split_whitespace().next().unwrap_or("host");
