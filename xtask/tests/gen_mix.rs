@@ -1,7 +1,9 @@
 //! The generated mix, replayed through the real otsensor pipeline, must give exactly the
 //! packets, bytes, flows and devices of its ground truth with any worker count; and an
 //! independent PDU counter over the written capture (TCP streams reassembled by sequence
-//! number) must agree with the truth's per-protocol and per-function counts.
+//! number) must agree with the truth's per-protocol and per-function counts, and so
+//! must tshark, for the industrial protocols and for the identification protocols
+//! the truth counts (CDP, NBNS, SNMP).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -329,6 +331,68 @@ fn count_profinet(counts: &mut Counts, rt: &[u8]) {
     counts.add("profinet", key);
 }
 
+/// An 802.3 frame's LLC PDU: CDP when it is SNAP with Cisco's OUI and PID 0x2000
+/// (any other LLC in the mix is a generator bug).
+fn count_llc(counts: &mut Counts, llc: &[u8]) {
+    assert_eq!(
+        llc.get(..8),
+        Some(&[0xaa, 0xaa, 0x03, 0x00, 0x00, 0x0c, 0x20, 0x00][..]),
+        "802.3 frame that is not CDP"
+    );
+    let version = llc.get(8).copied().unwrap_or(0);
+    counts.pdu("cdp");
+    counts.add("cdp", version.to_string());
+}
+
+/// NBNS by its header's flags: opcode (bits 11-14) and the response bit.
+fn count_nbns(counts: &mut Counts, message: &[u8]) {
+    let flags = u16_be(message, 2).unwrap_or(0);
+    let opcode = (flags >> 11) & 0x0f;
+    let kind = if flags & 0x8000 != 0 {
+        "response"
+    } else {
+        "request"
+    };
+    counts.pdu("nbns");
+    counts.add("nbns", format!("{opcode}/{kind}"));
+}
+
+/// A BER header at `at`: (tag, content length, content offset); short and long
+/// length forms.
+fn ber(bytes: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+    let tag = *bytes.get(at)?;
+    let first = *bytes.get(at + 1)?;
+    if first & 0x80 == 0 {
+        return Some((tag, usize::from(first), at + 2));
+    }
+    let octets = usize::from(first & 0x7f);
+    let mut len = 0;
+    for i in 0..octets {
+        len = (len << 8) | usize::from(*bytes.get(at + 2 + i)?);
+    }
+    Some((tag, len, at + 2 + octets))
+}
+
+/// An SNMP message from an agent (UDP source port 161): version and PDU type.
+fn count_snmp(counts: &mut Counts, message: &[u8]) {
+    let (outer, _, version_at) = ber(message, 0).expect("SNMP message");
+    assert_eq!(outer, 0x30, "SNMP message is not a SEQUENCE");
+    let (_, version_len, version_value) = ber(message, version_at).expect("version");
+    assert_eq!(version_len, 1);
+    let version = match message.get(version_value) {
+        Some(0) => "v1",
+        Some(1) => "v2c",
+        other => panic!("SNMP version {other:?}"),
+    };
+    let (_, community_len, community_at) = ber(message, version_value + 1).expect("community");
+    let pdu = match message.get(community_at + community_len) {
+        Some(0xa2) => "get-response".to_owned(),
+        other => format!("pdu {other:?}"),
+    };
+    counts.pdu("snmp");
+    counts.add("snmp", format!("{version}/{pdu}"));
+}
+
 /// Counts PDUs in the capture without the generator's bookkeeping.
 fn count_pdus(capture: &Path) -> Counts {
     let mut counts = Counts::default();
@@ -351,6 +415,9 @@ fn count_pdus(capture: &Path) -> Counts {
             }
             if ether_type == 0x8892 {
                 count_profinet(&mut counts, payload);
+            }
+            if ether_type <= 1500 {
+                count_llc(&mut counts, payload);
             }
             if ether_type != 0x0800 && ether_type != 0x86dd {
                 continue;
@@ -407,6 +474,11 @@ fn count_pdus(capture: &Path) -> Counts {
                     count_bacnet(&mut counts, udp.payload());
                 } else if ports.0 == 44_818 || ports.1 == 44_818 {
                     enip_message(&mut counts, udp.payload());
+                } else if ports == (137, 137) {
+                    count_nbns(&mut counts, udp.payload());
+                } else if ports.0 == 161 {
+                    // The agent's answers (the truth counts what the sensor reads).
+                    count_snmp(&mut counts, udp.payload());
                 }
             }
             _ => {}
@@ -459,11 +531,25 @@ fn independent_pdu_count_matches_truth() {
         "iec104",
         "opcua",
         "mqtt",
+        "nbns",
     ] {
         assert!(
             truth.protocols.get(proto).is_some_and(|n| *n > 10),
             "{proto} barely present: {:?}",
             truth.protocols
+        );
+    }
+    // The identification protocols, each in every key the mix has.
+    for (proto, key) in [
+        ("cdp", "2"),
+        ("nbns", "5/request"),
+        ("snmp", "v1/get-response"),
+        ("snmp", "v2c/get-response"),
+    ] {
+        assert!(
+            truth.functions[proto].get(key).is_some_and(|n| *n > 0),
+            "no {proto} {key}: {:?}",
+            truth.functions
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -557,6 +643,10 @@ fn truth_histograms(truth: &Truth) -> BTreeMap<(String, String), BTreeMap<String
                 // tshark 4.0 has no S7comm-plus dissector (the stream counter above
                 // checks these).
                 "s7commplus" => {}
+                // The sensor keeps no histograms of the identification protocols
+                // (the inventory is their output); tshark's fields check their keys
+                // (`tshark_identification_functions`).
+                "cdp" | "nbns" | "snmp" => {}
                 "profinet" => match key.strip_prefix("dcp/") {
                     Some(service) => {
                         add("profinet", "layers", "pn_rt+pn_dcp".to_owned(), n);
@@ -628,6 +718,10 @@ fn tshark_sees_the_truth() {
             // No S7comm-plus dissector in tshark 4.0: its COTP records hold them.
             continue;
         }
+        if ["cdp", "nbns", "snmp"].contains(&proto.as_str()) {
+            // oracle.py leaves the identification protocols out; counted below.
+            continue;
+        }
         if proto == "modbus" {
             assert!(
                 seen <= pdus && seen > pdus / 2,
@@ -654,7 +748,69 @@ fn tshark_sees_the_truth() {
             "{proto}.{name}: tshark (left), truth (right)"
         );
     }
+    let identification: BTreeMap<String, BTreeMap<String, u64>> = truth
+        .functions
+        .iter()
+        .filter(|(proto, _)| ["cdp", "nbns", "snmp"].contains(&proto.as_str()))
+        .map(|(proto, keys)| (proto.clone(), keys.clone()))
+        .collect();
+    assert_eq!(
+        tshark_identification_functions(&capture),
+        identification,
+        "identification functions: tshark (left), truth (right)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CDP, NBNS and SNMP (the agents' messages) keyed as the truth keys them, from
+/// tshark's own fields: `cdp.version`; `nbns.flags.opcode` and `nbns.flags.response`;
+/// `snmp.version` and `snmp.data` (the PDU's choice: 2 is get-response).
+fn tshark_identification_functions(capture: &Path) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let output = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(capture)
+        .args(["-Y", "cdp || nbns || (snmp && udp.srcport == 161)"])
+        .args(["-T", "fields", "-E", "separator=;"])
+        .args(["-e", "cdp.version", "-e", "nbns.flags.opcode"])
+        .args(["-e", "nbns.flags.response", "-e", "snmp.version"])
+        .args(["-e", "snmp.data"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split(';').collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or("");
+        let (proto, key) = if !field(0).is_empty() {
+            ("cdp", field(0).to_owned())
+        } else if !field(1).is_empty() {
+            let kind = match field(2) {
+                "1" | "True" => "response",
+                _ => "request",
+            };
+            ("nbns", format!("{}/{kind}", field(1)))
+        } else {
+            let version = match field(3) {
+                "0" => "v1",
+                "1" => "v2c",
+                other => panic!("snmp.version {other}"),
+            };
+            let pdu = match field(4) {
+                "2" => "get-response".to_owned(),
+                other => format!("pdu {other}"),
+            };
+            ("snmp", format!("{version}/{pdu}"))
+        };
+        *out.entry(proto.to_owned())
+            .or_default()
+            .entry(key)
+            .or_default() += 1;
+    }
+    out
 }
 
 /// The sensor's per-protocol statistics hold each function of the truth, not only the

@@ -1,6 +1,7 @@
 //! DESIGN's hot-path rule, asserted rather than printed: after a warm-up, one worker
 //! processes the rest of a generated plant mix (new flows, TCP framing, every
-//! dissector, observations to a live analyzer) without a single allocation on its
+//! dissector, the identification protocols' identity observations, observations to a
+//! live analyzer) without a single allocation on its
 //! thread. The test binary's global allocator counts the worker thread's allocations
 //! (`xtask::bench::CountingAllocator`); the analyzer's thread is not counted. The
 //! worker keeps every packet in its evidence ring, as a sensor with a database does.
@@ -46,7 +47,7 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
         otsensor::pipeline::ReplayOptions::default(),
     )
     .expect("replay");
-    for protocol in ["lldp", "dhcp", "mdns"] {
+    for protocol in ["lldp", "dhcp", "mdns", "cdp", "nbns", "snmp"] {
         assert!(
             summary.protocols.get(protocol).is_some_and(|n| *n > 0),
             "the mix carries no {protocol}: {:?}",
@@ -56,7 +57,17 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
     let capture = MemoryCapture::load(&mut PcapFiles::open(&[path]).expect("open")).expect("load");
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(capture.len() as u64, truth.packets);
-    // The claim covers every industrial protocol the mix carries.
+    // The claim covers every protocol the mix's truth counts: the industrial ones and
+    // the identification protocols CDP, NBNS and SNMP.
+    assert!(
+        truth
+            .protocols
+            .keys()
+            .all(|p| summary.protocols.contains_key(p.as_str())),
+        "{:?} against {:?}",
+        truth.protocols,
+        summary.protocols
+    );
     for protocol in [
         "modbus",
         "dnp3",
@@ -69,6 +80,9 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
         "mqtt",
         "goose",
         "profinet",
+        "cdp",
+        "nbns",
+        "snmp",
     ] {
         assert!(
             truth.protocols.get(protocol).is_some_and(|n| *n > 0),

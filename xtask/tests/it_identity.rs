@@ -1,8 +1,10 @@
-//! A generated plant whose desktops renew DHCP leases, whose HMIs and engineering
-//! workstations announce themselves over mDNS and whose switches name themselves in
-//! LLDP, replayed through the real pipeline into a store: every such device carries
-//! the name (and model) the generator gave it, with the protocol it came from; and
-//! these protocols add no alert of their own.
+//! A generated plant whose desktops renew DHCP leases and register their NetBIOS
+//! names, whose HMIs and engineering workstations announce themselves over mDNS,
+//! whose switches name themselves in LLDP (and the Cisco ones in CDP), and whose NMS
+//! reads the SNMP system group of switches and controllers, replayed through the real
+//! pipeline into a store: every such device carries the name (and model, description,
+//! object id) the generator gave it, with the protocol it came from; and these
+//! protocols add no alert of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,13 +16,14 @@ use otsensor::store::Store;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
+use xtask::gen::proto::snmp;
 use xtask::gen::{self, identity, plant::Plant, MixOptions, Resolution};
 
 const PACKETS: u64 = 40_000;
 const SEED: u64 = 11;
 
 #[test]
-fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
+fn generated_plant_devices_get_their_dhcp_mdns_lldp_cdp_nbns_and_snmp_names() {
     let dir = std::env::temp_dir().join(format!("xtask-it-identity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -50,7 +53,13 @@ fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
     .expect("replay");
     assert!(summary.protocols.get("dhcp").is_some_and(|&n| n > 0));
     assert!(summary.protocols.get("mdns").is_some_and(|&n| n > 0));
-    assert!(summary.protocols.get("lldp").is_some_and(|&n| n > 0));
+    for protocol in ["dhcp", "mdns", "lldp", "cdp", "nbns", "snmp"] {
+        assert!(
+            summary.protocols.get(protocol).is_some_and(|&n| n > 0),
+            "no {protocol}: {:?}",
+            summary.protocols
+        );
+    }
     let stored: Vec<Value> = Store::open(&db)
         .expect("reopen")
         .devices()
@@ -62,12 +71,6 @@ fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
         .iter()
         .filter_map(|d| Some((d["ip"].as_str()?.to_owned(), d)))
         .collect();
-    let by_mac: BTreeMap<String, &Value> = stored
-        .iter()
-        .filter(|d| d["ip"].is_null())
-        .filter_map(|d| Some((d["mac"].as_str()?.to_owned(), d)))
-        .collect();
-
     // DHCP: every IT client names itself (option 12) with its vendor class.
     let mut dhcp_checked = 0;
     for &client in &plant.it_clients {
@@ -103,21 +106,72 @@ fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
     }
     assert!(mdns_checked >= 2, "{mdns_checked}");
 
-    // LLDP: switches (MAC-only devices) carry their system name and description.
+    // NBNS: Windows hosts register their names (the same as their DHCP host names):
+    // some hold the name last from NetBIOS.
+    let nbns_named = plant
+        .it_clients
+        .iter()
+        .filter(|&&client| {
+            by_ip[&plant.hosts[client].ipv4.to_string()]["identity_sources"]["host_name"] == "nbns"
+        })
+        .count();
+    assert!(nbns_named > 0, "no host name from NBNS");
+
+    // LLDP: switches (at their management addresses) carry their system name and
+    // description, which CDP and SNMP repeat.
+    let mut cdp_checked = 0;
     for (i, mac) in plant.switches.iter().enumerate() {
-        let text = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        let device = by_mac
-            .get(&text)
-            .unwrap_or_else(|| panic!("{text} not in inventory"));
+        let ip = plant.hosts[plant.switch_hosts[i]].ipv4.to_string();
+        let device = by_ip
+            .get(&ip)
+            .unwrap_or_else(|| panic!("switch {ip} not in inventory"));
         let (name, description) = identity::switch_system(*mac, 1 + i as u16);
-        assert_eq!(device["identity"]["system_name"], name.as_str());
+        assert_eq!(device["identity"]["system_name"], name.as_str(), "{ip}");
         assert_eq!(device["identity"]["description"], description.as_str());
-        assert_eq!(device["identity_sources"]["system_name"], "lldp");
+        let source = device["identity_sources"]["system_name"].as_str();
+        assert!(
+            matches!(source, Some("lldp" | "cdp" | "snmp")),
+            "{ip}: {source:?}"
+        );
+        // CDP: the Cisco ones' platform and software (its first line).
+        match identity::switch_platform(*mac) {
+            Some(platform) => {
+                assert_eq!(device["identity"]["model"], platform, "{ip}");
+                assert_eq!(device["identity_sources"]["model"], "cdp");
+                assert_eq!(device["identity"]["os"], description.as_str());
+                cdp_checked += 1;
+            }
+            None => assert!(device["identity"]["model"].is_null(), "{ip}"),
+        }
     }
+    assert!(cdp_checked >= 1, "{cdp_checked}");
+
+    // SNMP: every polled agent's sysName, sysDescr (its first line) and sysObjectID.
+    let mut snmp_checked = [0; 2];
+    for (agent, version) in identity::snmp_agents(&plant) {
+        let ip = plant.hosts[agent].ipv4.to_string();
+        let device = by_ip
+            .get(&ip)
+            .unwrap_or_else(|| panic!("agent {ip} not in inventory"));
+        let system = identity::snmp_system(&plant, agent);
+        let first_line = system.descr.lines().next().unwrap_or_default();
+        let object_id = system
+            .object_id
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(".");
+        assert_eq!(
+            device["identity"]["system_name"],
+            system.name.as_str(),
+            "{ip}"
+        );
+        assert_eq!(device["identity"]["description"], first_line, "{ip}");
+        assert_eq!(device["identity"]["object_id"], object_id.as_str(), "{ip}");
+        assert_eq!(device["identity_sources"]["object_id"], "snmp");
+        snmp_checked[usize::from(version == snmp::Version::V2c)] += 1;
+    }
+    assert!(snmp_checked.iter().all(|&n| n >= 1), "{snmp_checked:?}");
 
     // All within learning: the only alerts are the protocol failures the mix's
     // industrial error replies raise by design (they alert while learning too); the

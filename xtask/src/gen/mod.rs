@@ -179,6 +179,15 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
     for host in identity::mdns_announcers(&plant) {
         initial.push(Box::new(identity::MdnsActor::new(host)));
     }
+    for switch in identity::cdp_announcers(&plant) {
+        initial.push(Box::new(identity::CdpActor::new(switch)));
+    }
+    for &client in &plant.it_clients {
+        initial.push(Box::new(identity::NbnsActor::new(client)));
+    }
+    for agent in identity::snmp_agents(&plant) {
+        initial.push(Box::new(identity::SnmpPollActor::new(agent)));
+    }
     initial.push(Box::new(background::Spawner::default()));
     for actor in initial {
         let background = actor.is_background();

@@ -34,7 +34,7 @@ pub fn udp(
 }
 
 /// A UDP broadcast from a host to `destination` on its own segment.
-fn broadcast(
+pub fn broadcast(
     plant: &Plant,
     from: usize,
     destination: Ipv4Addr,

@@ -83,6 +83,11 @@ pub struct Plant {
     pub segments: Vec<Vec<usize>>,
     pub gateway_mac: Mac,
     pub switches: Vec<Mac>,
+    /// The switches' management interfaces (hosts with the switch's MAC), in the
+    /// order of `switches`.
+    pub switch_hosts: Vec<usize>,
+    /// The network management server that polls SNMP agents.
+    pub nms: usize,
     pub external_v4: Vec<Ipv4Addr>,
     pub external_v6: Vec<Ipv6Addr>,
     pub associations: Vec<Association>,
@@ -114,6 +119,8 @@ impl Plant {
             segments: Vec::new(),
             gateway_mac: [0; 6],
             switches: Vec::new(),
+            switch_hosts: Vec::new(),
+            nms: 0,
             external_v4: Vec::new(),
             external_v6: Vec::new(),
             associations: Vec::new(),
@@ -407,15 +414,29 @@ impl Plant {
         }
         plant.it_clients.extend(plant.engineering.iter().copied());
         plant.gateway_mac = plant.next_mac(oui::CISCO);
-        for i in 0..count(6.0, 2) {
-            let vendor = if i % 2 == 0 {
-                oui::HIRSCHMANN
+        // Managed switches, each with a management address on the control centre's
+        // management subnet.
+        for i in 0..count(6.0, 2).min(200) {
+            let (vendor, identity) = if i % 2 == 0 {
+                (oui::HIRSCHMANN, ("Hirschmann", "RSP35", "09.0.02"))
             } else {
-                oui::CISCO
+                (oui::CISCO, ("Cisco", "IE-3400-8P2S", "17.9.4"))
             };
-            let mac = plant.next_mac(vendor);
-            plant.switches.push(mac);
+            let ip = Ipv4Addr::new(10, 10, 3, 10 + i as u8);
+            let switch = plant.add(vendor, ip, None, 0, identity, &mut segment_ids, rng);
+            plant.switches.push(plant.hosts[switch].mac);
+            plant.switch_hosts.push(switch);
         }
+        // The NMS polling the switches' and controllers' SNMP agents.
+        plant.nms = plant.add(
+            oui::VMWARE,
+            Ipv4Addr::new(10, 10, 0, 7),
+            None,
+            0,
+            ("VMware", "Network monitoring server", "1.0"),
+            &mut segment_ids,
+            rng,
+        );
         plant.external_v4 = (0..12)
             .map(|i| {
                 if i < 8 {

@@ -26,7 +26,11 @@
 //! `"I/<type id>"`, `"S"`, `"U"`; opcua: the message type (`"HEL"`, `"OPN"`, `"CLO"`)
 //! or `"MSG/<service encoding id>"`; mqtt: the decimal control packet type; goose:
 //! `"goose"`; profinet: `"dcp/<service id>/<service type>"` for DCP and
-//! `"pn_rt+pn_io"` for cyclic data.
+//! `"pn_rt+pn_io"` for cyclic data; cdp: the version (`"2"`); nbns:
+//! `"<opcode>/<request|response>"` with the decimal opcode (`"5/request"` a name
+//! registration, `"0/response"` a query's answer); snmp: `"<v1|v2c>/<pdu type>"` of the
+//! agent's messages only (`"v2c/get-response"`), as the sensor reads no requests.
+//! DHCP, LLDP and mDNS are not counted here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,7 +43,7 @@ use super::proto::Pdu;
 use super::wire::{tcp_flags, Mac};
 
 /// Bumped whenever the same seed and size would produce different bytes.
-pub const GENERATOR_VERSION: u32 = 4;
+pub const GENERATOR_VERSION: u32 = 5;
 
 /// The sidecar `FILE.truth.json`. Top-level names match `otsensor replay --summary-json`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -70,6 +70,9 @@ pub enum Net {
         port: u16,
         system: Option<(String, String)>,
     },
+    /// An IEEE 802.3 frame (untagged): the length field counts `payload`, the LLC
+    /// header and its data (CDP over SNAP).
+    Llc { payload: Vec<u8> },
     /// A frame of an industrial protocol carried directly in an EtherType (GOOSE):
     /// `payload` follows the EtherType (and the VLAN tag, if any).
     EtherType { ether_type: u16, payload: Vec<u8> },
@@ -170,6 +173,12 @@ pub fn encode(spec: &FrameSpec, ip_id: u16, out: &mut Vec<u8>) -> Result<(), Err
             }
         }
         Net::Lldp { port, system } => lldp(l2.src, *port, system.as_ref(), out),
+        Net::Llc { payload } => {
+            out.extend_from_slice(&l2.dst);
+            out.extend_from_slice(&l2.src);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            out.extend_from_slice(payload);
+        }
         Net::EtherType {
             ether_type,
             payload,

@@ -1,8 +1,10 @@
-//! Builders of valid industrial PDUs, one file per protocol. Each builder appends the
+//! Builders of valid industrial PDUs (and of the IT identification protocols the
+//! sensor reads: CDP, NBNS, SNMP), one file per protocol. Each builder appends the
 //! PDU's bytes to a buffer and returns the function key the ground truth counts it under
 //! (see `crate::gen::truth` for the key formats).
 
 pub mod bacnet;
+pub mod cdp;
 pub mod dnp3;
 pub mod enip;
 pub mod goose;
@@ -10,10 +12,12 @@ pub mod iec104;
 pub mod mms;
 pub mod modbus;
 pub mod mqtt;
+pub mod nbns;
 pub mod opcua;
 pub mod profinet;
 pub mod s7comm;
 pub mod s7commplus;
+pub mod snmp;
 
 /// The protocols whose PDUs the ground truth counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,6 +33,9 @@ pub enum Proto {
     Mqtt,
     Goose,
     Profinet,
+    Cdp,
+    Nbns,
+    Snmp,
 }
 
 impl Proto {
@@ -46,6 +53,9 @@ impl Proto {
             Proto::Mqtt => "mqtt",
             Proto::Goose => "goose",
             Proto::Profinet => "profinet",
+            Proto::Cdp => "cdp",
+            Proto::Nbns => "nbns",
+            Proto::Snmp => "snmp",
         }
     }
 }
