@@ -110,10 +110,46 @@ fn every_scenario_raises_exactly_its_ground_truth() {
             );
             assert_eq!(summary.alerts, expected.len() as u64, "{name}");
             assert_eq!(summary.devices, truth.devices, "{name}: devices");
+            if name == "clean" {
+                assert_clean_plant_speaks_every_protocol(&summary);
+            }
         }
         checked += 1;
     }
     assert!(checked >= 13, "only {checked} scenarios checked");
+}
+
+/// The protocols the clean plant's normal traffic must carry, so that "the clean plant
+/// raises nothing" covers each of them (issue 14): the sensor must have dissected PDUs
+/// of every one.
+const CLEAN_PLANT_PROTOCOLS: [&str; 15] = [
+    "modbus",
+    "bacnet",
+    "s7commplus",
+    "iec104",
+    "opcua",
+    "mqtt",
+    "goose",
+    "profinet",
+    "dhcp",
+    "lldp",
+    "mdns",
+    "mms",
+    "cdp",
+    "nbns",
+    "snmp",
+];
+
+fn assert_clean_plant_speaks_every_protocol(summary: &Summary) {
+    let missing: Vec<&str> = CLEAN_PLANT_PROTOCOLS
+        .into_iter()
+        .filter(|proto| summary.protocols.get(*proto).copied().unwrap_or(0) == 0)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the clean plant carries no {missing:?} (sensor's counts: {:?})",
+        summary.protocols
+    );
 }
 
 /// Multicast, broadcast, link-local, unspecified and documentation addresses never

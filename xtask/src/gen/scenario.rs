@@ -12,7 +12,8 @@
 //! substation and edge: an IEC 104 RTU, an OPC UA server, an MQTT broker, two GOOSE
 //! IEDs. The cell: the S7 PLC drives a PROFINET IO device (DCP, RT cyclic data), a
 //! switch announces itself in LLDP, hosts renew DHCP leases, mDNS chatter; a bay
-//! controller answers MMS. PDUs come
+//! controller answers MMS. The network: a Cisco switch in CDP, NetBIOS names, an NMS
+//! reading SNMP system groups. PDUs come
 //! from the mix generator's builders (`proto`), so they are valid for the real
 //! dissectors.
 
@@ -25,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::identity;
 use super::pcap::{PcapWriter, Resolution};
 use super::proto::{
-    bacnet, dnp3, enip, goose, iec104, mms, modbus, mqtt, opcua, profinet, s7comm, s7commplus,
+    bacnet, cdp, dnp3, enip, goose, iec104, mms, modbus, mqtt, nbns, opcua, profinet, s7comm,
+    s7commplus, snmp,
 };
 use super::truth::Tracker;
 use super::wire::{self, tcp_flags, FrameSpec, Net, L2};
@@ -179,9 +181,16 @@ const BAY_CONTROLLER_IDENTITY: (&str, &str, &str) = ("SIEMENS", "SIPROTEC 5 7SJ8
 const SWITCH: wire::Mac = [0x00, 0x80, 0x63, 0x00, 0x00, 0x02];
 const SWITCH_NAME: &str = "sw-line1";
 const SWITCH_DESCRIPTION: &str = "Hirschmann RSP35 Industrial Ethernet Switch, HiOS-3S 09.0.02";
+/// The site's Cisco distribution switch: CDP every minute, an SNMP agent at its
+/// management address.
+const CORE_SWITCH: Node = Node::new([0x00, 0x00, 0x0c, 0x00, 0x00, 0x02], [10, 10, 0, 2]);
+/// The network management station that reads the switch's and the S7 PLC's system
+/// group over SNMP.
+const NMS: Node = Node::new([0x00, 0x1b, 0x21, 0x00, 0x00, 0x07], [10, 10, 0, 7]);
 /// Host names the HMI and the engineering workstation send in DHCP option 12.
-const HMI_HOST_NAME: &str = "hmi-line1";
-const EWS_HOST_NAME: &str = "ews-line1";
+/// (Windows hosts: upper case, as their NetBIOS names.)
+const HMI_HOST_NAME: &str = "HMI-LINE1";
+const EWS_HOST_NAME: &str = "EWS-LINE1";
 /// Two IEDs publishing GOOSE (layer 2 only: MAC-only devices).
 const IED_1: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x01];
 const IED_2: wire::Mac = [0x00, 0x0a, 0xdc, 0x00, 0x01, 0x02];
@@ -1208,6 +1217,7 @@ fn plant_cell_and_it(cap: &mut Capture, end_s: u64) -> Result<()> {
             exchanges,
         )?;
     }
+    plant_network_identity(cap, end_s)?;
     let server = GATEWAY.into();
     for tick in (0..end_s).step_by(60) {
         for (i, (client, name)) in [(HMI, HMI_HOST_NAME), (EWS, EWS_HOST_NAME)]
@@ -1221,6 +1231,93 @@ fn plant_cell_and_it(cap: &mut Capture, end_s: u64) -> Result<()> {
             let t = at(tick) + 9 * SECOND + i as u64 * SECOND;
             cap.udp(t, client.into(), server, (68, 67), request)?;
             cap.udp(t + 3 * MS, server, client.into(), (67, 68), ack)?;
+        }
+    }
+    Ok(())
+}
+
+/// How the plant's hosts and switch name themselves beyond DHCP and LLDP: the core
+/// switch announces itself in CDP every minute; the workstation and the HMI register
+/// their NetBIOS names by broadcast at start-up, and the workstation looks the HMI up
+/// every minute (the HMI answers); the NMS reads the system group of the switch
+/// (SNMPv2c) and of the S7 PLC (SNMPv1) every minute.
+fn plant_network_identity(cap: &mut Capture, end_s: u64) -> Result<()> {
+    let broadcast = Peer {
+        ip: Ipv4Addr::new(10, 10, 0, 255),
+        mac: wire::BROADCAST_MAC,
+    };
+    let nbns_ports = (nbns::PORT, nbns::PORT);
+    for (i, (host, name)) in [(EWS, EWS_HOST_NAME), (HMI, HMI_HOST_NAME)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut registration = Vec::new();
+        let id = 0x7000 + i as u16;
+        nbns::registration(&mut registration, id, name, 0x00, false, host.ip);
+        let t = at(0) + 600 * MS + i as u64 * 50 * MS;
+        cap.udp(t, host.into(), broadcast, nbns_ports, registration)?;
+    }
+    let switch_system = snmp::System {
+        descr: "Cisco IOS Software, IE-3400 Software, Version 17.9.4".to_owned(),
+        object_id: vec![1, 3, 6, 1, 4, 1, 9, 1, 2685],
+        name: "core-sw-01".to_owned(),
+    };
+    let plc_system = snmp::System {
+        descr: "Siemens, SIMATIC S7, CPU 1516-3 PN/DP, FW: V2.9.4".to_owned(),
+        object_id: vec![1, 3, 6, 1, 4, 1, 4329, 6, 3, 2],
+        name: "plc-line1".to_owned(),
+    };
+    for (n, tick) in (0..end_s).step_by(60).enumerate() {
+        let mut announcement = Vec::new();
+        cdp::announcement(
+            &mut announcement,
+            &cdp::Announcement {
+                device_id: &switch_system.name,
+                software_version: &switch_system.descr,
+                platform: "cisco IE-3400-8P2S",
+                port_id: "GigabitEthernet1/1",
+                address: Some(CORE_SWITCH.ip),
+            },
+        );
+        let spec = FrameSpec {
+            l2: L2 {
+                src: CORE_SWITCH.mac,
+                dst: cdp::MULTICAST_MAC,
+                vlan: 0,
+            },
+            net: Net::Llc {
+                payload: announcement,
+            },
+        };
+        cap.push(at(tick) + 11 * SECOND, &spec)?;
+        let (mut query, mut answer) = (Vec::new(), Vec::new());
+        let id = 0x7100 + n as u16;
+        nbns::query(&mut query, id, HMI_HOST_NAME, 0x00);
+        nbns::positive_response(&mut answer, id, HMI_HOST_NAME, 0x00, HMI.ip);
+        let t = at(tick) + 12 * SECOND;
+        cap.udp(t, EWS.into(), broadcast, nbns_ports, query)?;
+        cap.udp(t + MS, HMI.into(), EWS.into(), nbns_ports, answer)?;
+        for (j, (agent, version, system)) in [
+            (CORE_SWITCH, snmp::Version::V2c, &switch_system),
+            (PLC_S7, snmp::Version::V1, &plc_system),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let request_id = 1000 + 2 * n as i32 + j as i32;
+            let (mut get, mut response) = (Vec::new(), Vec::new());
+            snmp::get_system(&mut get, version, request_id);
+            snmp::system_response(&mut response, version, request_id, system);
+            let ports = (50_000 + j as u16, snmp::AGENT_PORT);
+            let t = at(tick) + 13 * SECOND + j as u64 * 100 * MS;
+            cap.udp(t, NMS.into(), agent.into(), ports, get)?;
+            cap.udp(
+                t + 2 * MS,
+                agent.into(),
+                NMS.into(),
+                (ports.1, ports.0),
+                response,
+            )?;
         }
     }
     Ok(())
