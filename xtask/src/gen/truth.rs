@@ -26,7 +26,10 @@
 //! `"I/<type id>"`, `"S"`, `"U"`; opcua: the message type (`"HEL"`, `"OPN"`, `"CLO"`)
 //! or `"MSG/<service encoding id>"`; mqtt: the decimal control packet type; goose:
 //! `"goose"`; profinet: `"dcp/<service id>/<service type>"` for DCP and
-//! `"pn_rt+pn_io"` for cyclic data.
+//! `"pn_rt+pn_io"` for cyclic data; mms: tshark's PDU name, with `"/<service>"` (the
+//! decimal CHOICE tag) for confirmed and unconfirmed PDUs (`"confirmed-RequestPDU/4"`
+//! = Read request, `"unconfirmed-PDU/0"` = informationReport, `"initiate-RequestPDU"`;
+//! the initiate pair rides the session CONNECT/ACCEPT, counted as tshark counts it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,7 +42,7 @@ use super::proto::Pdu;
 use super::wire::{tcp_flags, Mac};
 
 /// Bumped whenever the same seed and size would produce different bytes.
-pub const GENERATOR_VERSION: u32 = 4;
+pub const GENERATOR_VERSION: u32 = 5;
 
 /// The sidecar `FILE.truth.json`. Top-level names match `otsensor replay --summary-json`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -29,6 +29,7 @@ pub enum Proto {
     Mqtt,
     Goose,
     Profinet,
+    Mms,
 }
 
 impl Proto {
@@ -46,6 +47,7 @@ impl Proto {
             Proto::Mqtt => "mqtt",
             Proto::Goose => "goose",
             Proto::Profinet => "profinet",
+            Proto::Mms => "mms",
         }
     }
 }
