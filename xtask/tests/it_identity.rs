@@ -1,8 +1,9 @@
 //! A generated plant whose desktops renew DHCP leases, whose HMIs and engineering
-//! workstations announce themselves over mDNS and whose switches name themselves in
-//! LLDP, replayed through the real pipeline into a store: every such device carries
-//! the name (and model) the generator gave it, with the protocol it came from; and
-//! these protocols add no alert of their own.
+//! workstations announce themselves over mDNS, whose switches name themselves in
+//! LLDP and whose IEDs answer the SCADA masters' MMS Identify, replayed through the
+//! real pipeline into a store: every such device carries the name (and model) the
+//! generator gave it, with the protocol it came from; and these protocols add no alert
+//! of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,6 +103,21 @@ fn generated_plant_devices_get_their_dhcp_mdns_and_lldp_names() {
         mdns_checked += 1;
     }
     assert!(mdns_checked >= 2, "{mdns_checked}");
+
+    // MMS: the SCADA masters' Identify names each IED's vendor, model and revision.
+    for &ied in &plant.ieds {
+        let host = &plant.hosts[ied];
+        let ip = host.ipv4.to_string();
+        let device = by_ip
+            .get(&ip)
+            .unwrap_or_else(|| panic!("{ip} not in inventory"));
+        let (vendor, model, revision) = host.identity;
+        for (field, value) in [("vendor", vendor), ("model", model), ("firmware", revision)] {
+            assert_eq!(device["identity"][field], value, "{ip} {field}");
+            assert_eq!(device["identity_sources"][field], "mms", "{ip} {field}");
+        }
+    }
+    assert!(!plant.ieds.is_empty());
 
     // LLDP: switches (MAC-only devices) carry their system name and description.
     for (i, mac) in plant.switches.iter().enumerate() {
