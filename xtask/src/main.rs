@@ -170,7 +170,7 @@ enum Task {
 #[derive(Subcommand)]
 enum Gen {
     /// An OT plant mix (Modbus/TCP, S7comm, S7comm-plus, EtherNet/IP, DNP3, IEC 104, OPC
-    /// UA, MQTT, BACnet/IP, GOOSE, PROFINET IO, ARP, LLDP, DHCP, mDNS, DNS, TLS-like
+    /// UA, MQTT, BACnet/IP, GOOSE, MMS, PROFINET IO, ARP, LLDP, DHCP, mDNS, DNS, TLS-like
     /// bulk) and its ground truth in FILE.truth.json.
     Mix {
         /// Frames to write.

@@ -259,6 +259,7 @@ fn count_tcp_pdu(counts: &mut Counts, port: u16, pdu: &[u8]) {
             let function = u16::from_be_bytes([byte(14), byte(15)]);
             counts.add("s7commplus", format!("{}/{function}", byte(11)));
         }
+        102 if byte(5) == 0xf0 => count_mms(counts, pdu.get(7..).unwrap_or_default()),
         2404 => {
             counts.pdu("iec104");
             let key = match byte(2) & 0x03 {
@@ -287,6 +288,138 @@ fn count_tcp_pdu(counts: &mut Counts, port: u16, pdu: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// One BER element at the front of `bytes`: (tag octet, contents, rest). Short and
+/// long definite lengths; `None` past the buffer.
+fn ber(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first & 0x80 == 0 {
+        usize::from(first)
+    } else {
+        let octets = usize::from(first & 0x7f);
+        let len = rest
+            .get(..octets)?
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        rest = rest.get(octets..)?;
+        len
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
+
+/// The contents of the first element tagged `tag` in `contents`.
+fn ber_find(mut contents: &[u8], tag: u8) -> Option<&[u8]> {
+    while let Some((t, value, rest)) = ber(contents) {
+        if t == tag {
+            return Some(value);
+        }
+        contents = rest;
+    }
+    None
+}
+
+/// A session SPDU or parameter: (identifier, value, rest); the length is one octet or
+/// 0xFF and two octets.
+fn spdu(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&si, rest) = bytes.split_first()?;
+    let (&li, rest) = rest.split_first()?;
+    let (len, rest) = if li == 0xff {
+        (u16_be(rest, 0)?, rest.get(2..)?)
+    } else {
+        (usize::from(li), rest)
+    };
+    Some((si, rest.get(..len)?, rest.get(len..)?))
+}
+
+/// The context and value of the first presentation data value of fully-encoded data's
+/// contents.
+fn value(pdvs: &[u8]) -> Option<(u8, &[u8])> {
+    let pdv = ber_find(pdvs, 0x30)?;
+    let (_, context, _) = ber(pdv)?;
+    Some((*context.first()?, ber_find(pdv, 0xa0)?))
+}
+
+/// The MMS PDU in a COTP DT's session TSDU, as an IEC 61850 stack sends it: CONNECT
+/// (13) / ACCEPT (14) carrying a presentation CP/CPA `SET` whose normal-mode
+/// parameters hold fully-encoded data with the ACSE AARQ/AARE, whose user-information
+/// EXTERNAL holds the initiate PDU; Give-Tokens + Data-Transfer (`01 00 01 00`)
+/// carrying fully-encoded data with the MMS PDU directly. Release SPDUs (FINISH,
+/// DISCONNECT) carry ACSE only.
+fn mms_pdu(tsdu: &[u8]) -> Option<&[u8]> {
+    let (si, params, rest) = spdu(tsdu)?;
+    match si {
+        0x01 => {
+            let (si, _, user) = spdu(rest)?;
+            assert_eq!(si, 0x01, "Give-Tokens without Data-Transfer");
+            let (tag, pdvs, _) = ber(user)?;
+            assert_eq!(tag, 0x61, "not fully-encoded presentation data");
+            let (context, pdu) = value(pdvs)?;
+            assert_eq!(context, 3, "data transfer outside the MMS context");
+            Some(pdu)
+        }
+        0x0d | 0x0e => {
+            let mut params = params;
+            let ppdu = loop {
+                let (code, value, rest) = spdu(params)?;
+                if code == 193 {
+                    break value;
+                }
+                params = rest;
+            };
+            let (tag, cp, _) = ber(ppdu)?;
+            assert_eq!(tag, 0x31, "not a CP/CPA");
+            let normal = ber_find(cp, 0xa2)?;
+            let (context, acse) = value(ber_find(normal, 0x61)?)?;
+            assert_eq!(context, 1, "association outside the ACSE context");
+            let (_, apdu, _) = ber(acse)?;
+            let external = ber_find(ber_find(apdu, 0xbe)?, 0x28)?;
+            ber_find(external, 0xa0)
+        }
+        _ => None,
+    }
+}
+
+/// An MMS PDU in a COTP DT: counted under tshark's PDU name, and confirmed and
+/// unconfirmed PDUs under `/<service>` (the service element's tag number).
+fn count_mms(counts: &mut Counts, tsdu: &[u8]) {
+    let Some(pdu) = mms_pdu(tsdu) else {
+        return;
+    };
+    let (tag, contents, _) = ber(pdu).expect("MMS PDU element");
+    const NAMES: [&str; 14] = [
+        "confirmed-RequestPDU",
+        "confirmed-ResponsePDU",
+        "confirmed-ErrorPDU",
+        "unconfirmed-PDU",
+        "rejectPDU",
+        "cancel-RequestPDU",
+        "cancel-ResponsePDU",
+        "cancel-ErrorPDU",
+        "initiate-RequestPDU",
+        "initiate-ResponsePDU",
+        "initiate-ErrorPDU",
+        "conclude-RequestPDU",
+        "conclude-ResponsePDU",
+        "conclude-ErrorPDU",
+    ];
+    assert_eq!(tag >> 6, 2, "MMS PDU not context class");
+    let name = NAMES[usize::from(tag & 0x1f)];
+    // The service: after the invokeID of a confirmed PDU, first in an unconfirmed one;
+    // a tag number above 30 takes a second octet (`bf 29` = 41).
+    let service = match tag & 0x1f {
+        0 | 1 => ber(contents).map(|(_, _, rest)| rest),
+        3 => Some(contents),
+        _ => None,
+    };
+    counts.pdu("mms");
+    let key = match service.and_then(|s| s.first().map(|&t| (t, s.get(1).copied()))) {
+        Some((0xbf, Some(number))) => format!("{name}/{number}"),
+        Some((tag, _)) => format!("{name}/{}", tag & 0x1f),
+        None => name.to_owned(),
+    };
+    counts.add("mms", key);
 }
 
 fn count_bacnet(counts: &mut Counts, message: &[u8]) {
@@ -532,6 +665,7 @@ fn independent_pdu_count_matches_truth() {
         "opcua",
         "mqtt",
         "nbns",
+        "mms",
     ] {
         assert!(
             truth.protocols.get(proto).is_some_and(|n| *n > 10),
@@ -647,6 +781,21 @@ fn truth_histograms(truth: &Truth) -> BTreeMap<(String, String), BTreeMap<String
                 // (the inventory is their output); tshark's fields check their keys
                 // (`tshark_identification_functions`).
                 "cdp" | "nbns" | "snmp" => {}
+                "mms" => {
+                    let (pdu, service) = match key.split_once('/') {
+                        Some((pdu, service)) => (pdu, Some(service)),
+                        None => (key.as_str(), None),
+                    };
+                    add("mms", "pdu", pdu.to_owned(), n);
+                    let histogram = match pdu {
+                        "confirmed-RequestPDU" => "confirmed_service_request",
+                        "confirmed-ResponsePDU" => "confirmed_service_response",
+                        _ => "unconfirmed_service",
+                    };
+                    if let Some(service) = service {
+                        add("mms", histogram, service.to_owned(), n);
+                    }
+                }
                 "profinet" => match key.strip_prefix("dcp/") {
                     Some(service) => {
                         add("profinet", "layers", "pn_rt+pn_dcp".to_owned(), n);

@@ -79,6 +79,7 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
         "opcua",
         "mqtt",
         "goose",
+        "mms",
         "profinet",
         "cdp",
         "nbns",

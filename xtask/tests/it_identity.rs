@@ -1,10 +1,10 @@
 //! A generated plant whose desktops renew DHCP leases and register their NetBIOS
 //! names, whose HMIs and engineering workstations announce themselves over mDNS,
-//! whose switches name themselves in LLDP (and the Cisco ones in CDP), and whose NMS
-//! reads the SNMP system group of switches and controllers, replayed through the real
-//! pipeline into a store: every such device carries the name (and model, description,
-//! object id) the generator gave it, with the protocol it came from; and these
-//! protocols add no alert of their own.
+//! whose switches name themselves in LLDP (and the Cisco ones in CDP), whose NMS reads
+//! the SNMP system group of switches and controllers, and whose IEDs answer the SCADA
+//! masters' MMS Identify, replayed through the real pipeline into a store: every such
+//! device carries the name (and model, description, object id) the generator gave it,
+//! with the protocol it came from; and these protocols add no alert of their own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,6 +116,21 @@ fn generated_plant_devices_get_their_dhcp_mdns_lldp_cdp_nbns_and_snmp_names() {
         })
         .count();
     assert!(nbns_named > 0, "no host name from NBNS");
+
+    // MMS: the SCADA masters' Identify names each IED's vendor, model and revision.
+    for &ied in &plant.ieds {
+        let host = &plant.hosts[ied];
+        let ip = host.ipv4.to_string();
+        let device = by_ip
+            .get(&ip)
+            .unwrap_or_else(|| panic!("{ip} not in inventory"));
+        let (vendor, model, revision) = host.identity;
+        for (field, value) in [("vendor", vendor), ("model", model), ("firmware", revision)] {
+            assert_eq!(device["identity"][field], value, "{ip} {field}");
+            assert_eq!(device["identity_sources"][field], "mms", "{ip} {field}");
+        }
+    }
+    assert!(!plant.ieds.is_empty());
 
     // LLDP: switches (at their management addresses) carry their system name and
     // description, which CDP and SNMP repeat.

@@ -150,8 +150,18 @@ pub fn mix(options: &MixOptions, out: &Path) -> Result<Truth> {
             )));
         }
     }
+    // The SCADA masters (the DNP3 pollers) read the IEDs over MMS, in turn.
+    let mut scada: Vec<usize> = (plant.associations.iter())
+        .filter(|a| a.service == OtService::Dnp3)
+        .map(|a| a.client)
+        .collect();
+    scada.sort_unstable();
+    scada.dedup();
     for (index, &ied) in plant.ieds.iter().enumerate() {
         initial.push(Box::new(substation::GooseActor::new(ied, index)));
+        if let Some(&client) = scada.get(index % scada.len().max(1)) {
+            initial.push(Box::new(substation::MmsActor::new(client, ied, index)));
+        }
     }
     for (index, &(controller, device)) in plant.profinet.iter().enumerate() {
         let frame_id = 0x8000 + 2 * index as u16;

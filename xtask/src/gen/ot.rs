@@ -566,9 +566,9 @@ impl Actor for PollActor {
     }
 }
 
-/// The ISO-on-TCP connection (COTP CR and CC) that opens S7comm and S7comm-plus
-/// sessions; not PDUs of either.
-fn cotp_connect<R: Rng>(rng: &mut R, conn: &mut TcpConn, script: &mut Script) {
+/// The ISO-on-TCP connection (COTP CR and CC) that opens S7comm, S7comm-plus and MMS
+/// sessions; not PDUs of any.
+pub(super) fn cotp_connect<R: Rng>(rng: &mut R, conn: &mut TcpConn, script: &mut Script) {
     let client_ref = rng.random_range(1..0x4000);
     let mut out = Vec::with_capacity(22);
     s7comm::connect_request(&mut out, client_ref);

@@ -26,11 +26,14 @@
 //! `"I/<type id>"`, `"S"`, `"U"`; opcua: the message type (`"HEL"`, `"OPN"`, `"CLO"`)
 //! or `"MSG/<service encoding id>"`; mqtt: the decimal control packet type; goose:
 //! `"goose"`; profinet: `"dcp/<service id>/<service type>"` for DCP and
-//! `"pn_rt+pn_io"` for cyclic data; cdp: the version (`"2"`); nbns:
-//! `"<opcode>/<request|response>"` with the decimal opcode (`"5/request"` a name
-//! registration, `"0/response"` a query's answer); snmp: `"<v1|v2c>/<pdu type>"` of the
-//! agent's messages only (`"v2c/get-response"`), as the sensor reads no requests.
-//! DHCP, LLDP and mDNS are not counted here.
+//! `"pn_rt+pn_io"` for cyclic data; mms: tshark's PDU name, with `"/<service>"` (the
+//! decimal CHOICE tag) for confirmed and unconfirmed PDUs (`"confirmed-RequestPDU/4"`
+//! = Read request, `"unconfirmed-PDU/0"` = informationReport, `"initiate-RequestPDU"`;
+//! the initiate pair rides the session CONNECT/ACCEPT, counted as tshark counts it);
+//! cdp: the version (`"2"`); nbns: `"<opcode>/<request|response>"` with the decimal
+//! opcode (`"5/request"` a name registration, `"0/response"` a query's answer); snmp:
+//! `"<v1|v2c>/<pdu type>"` of the agent's messages only (`"v2c/get-response"`), as the
+//! sensor reads no requests. DHCP, LLDP and mDNS are not counted here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

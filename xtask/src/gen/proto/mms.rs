@@ -10,6 +10,19 @@
 //! defines presentation context 3 as the MMS abstract syntax, so a connection must start
 //! with [`initiate_request`]. The layout follows mms-piccolo.pcap and
 //! mms-iec61850-reports.pcap (`../shared/pcaps`).
+//!
+//! Each builder of an MMS PDU returns its truth key: tshark's PDU name, and for
+//! confirmed and unconfirmed PDUs `/<service>` (`"confirmed-RequestPDU/4"` is a Read).
+
+use super::{Pdu, Proto};
+
+fn key(function: &'static str) -> Pdu {
+    Pdu {
+        proto: Proto::Mms,
+        function,
+        counts_as_pdu: true,
+    }
+}
 
 /// BER length octets: short form under 128, else long form (one or two octets).
 fn push_len(out: &mut Vec<u8>, len: usize) {
@@ -165,7 +178,7 @@ fn fully_encoded(context: u8, value: &[u8]) -> Vec<u8> {
 /// mode; ACSE as context 1 and MMS as context 3, both in BER) whose user data is the
 /// ACSE AARQ (MMS application context, called and calling AP titles and AE
 /// qualifiers) carrying the MMS initiate-RequestPDU.
-pub fn initiate_request(out: &mut Vec<u8>) {
+pub fn initiate_request(out: &mut Vec<u8>) -> Pdu {
     let aarq = constructed(
         &[0x60],
         &[
@@ -208,12 +221,13 @@ pub fn initiate_request(out: &mut Vec<u8>) {
     params.extend_from_slice(&SESSION_SELECTORS);
     params.extend_from_slice(&spdu(PI_USER_DATA, &cp));
     cotp_dt(out, &spdu(SI_CONNECT, &params));
+    key("initiate-RequestPDU")
 }
 
 /// The association response: session ACCEPT with the presentation CPA-PPDU (both
 /// contexts accepted in BER) whose user data is the ACSE AARE (result accepted,
 /// responding AP title) carrying the MMS initiate-ResponsePDU.
-pub fn initiate_response(out: &mut Vec<u8>) {
+pub fn initiate_response(out: &mut Vec<u8>) -> Pdu {
     let aare = constructed(
         &[0x61],
         &[
@@ -240,6 +254,7 @@ pub fn initiate_response(out: &mut Vec<u8>) {
     params.extend_from_slice(&SESSION_ITEMS);
     params.extend_from_slice(&spdu(PI_USER_DATA, &cpa));
     cotp_dt(out, &spdu(SI_ACCEPT, &params));
+    key("initiate-ResponsePDU")
 }
 
 /// A COTP DT in a TPKT carrying session GT+DT and one presentation data value holding
@@ -264,17 +279,19 @@ fn confirmed_response(out: &mut Vec<u8>, invoke_id: u32, service: &[u8]) {
 
 /// Stop (confirmed service 41, `[41]` with a two-octet tag `bf 29`) of the program
 /// invocation `name` (programInvocationName `[0] IMPLICIT Identifier`).
-pub fn program_stop(out: &mut Vec<u8>, invoke_id: u8, name: &[u8]) {
+pub fn program_stop(out: &mut Vec<u8>, invoke_id: u8, name: &[u8]) -> Pdu {
     confirmed_request(
         out,
         u32::from(invoke_id),
         &tlv(&[0xbf, 0x29], &tlv(&[0x80], name)),
     );
+    key("confirmed-RequestPDU/41")
 }
 
 /// The Stop response (`[41]` NULL contents) to `invoke_id`.
-pub fn program_stop_response(out: &mut Vec<u8>, invoke_id: u8) {
+pub fn program_stop_response(out: &mut Vec<u8>, invoke_id: u8) -> Pdu {
     confirmed_response(out, u32::from(invoke_id), &[0xbf, 0x29, 0x00]);
+    key("confirmed-ResponsePDU/41")
 }
 
 /// Confirmed service numbers (the ConfirmedServiceRequest CHOICE tags).
@@ -285,8 +302,9 @@ pub const SERVICE_READ: u32 = 4;
 pub const SERVICE_INFORMATION_REPORT: u32 = 0;
 
 /// Identify request (`[2] IMPLICIT NULL`).
-pub fn identify_request(out: &mut Vec<u8>, invoke_id: u32) {
+pub fn identify_request(out: &mut Vec<u8>, invoke_id: u32) -> Pdu {
     confirmed_request(out, invoke_id, &[0x82, 0x00]);
+    key("confirmed-RequestPDU/2")
 }
 
 /// Identify response: vendorName `[0]`, modelName `[1]`, revision `[2]` (IMPLICIT
@@ -297,7 +315,7 @@ pub fn identify_response(
     vendor: &[u8],
     model: &[u8],
     revision: &[u8],
-) {
+) -> Pdu {
     let service = constructed(
         &[0xa2],
         &[
@@ -307,6 +325,7 @@ pub fn identify_response(
         ],
     );
     confirmed_response(out, invoke_id, &service);
+    key("confirmed-ResponsePDU/2")
 }
 
 /// ObjectName domain-specific (`[1] IMPLICIT SEQUENCE { domainId, itemId }`).
@@ -317,10 +336,11 @@ fn domain_specific(domain: &[u8], item: &[u8]) -> Vec<u8> {
 /// Read (`[4]`) of one named variable: variableAccessSpecification `[1]` listOfVariable
 /// `[0]` with one item whose variableSpecification is name `[0]` domain-specific
 /// (`domain`, `item`), e.g. ("IED1LD0", "MMXU1$MX$TotW$mag$f").
-pub fn read_request(out: &mut Vec<u8>, invoke_id: u32, domain: &[u8], item: &[u8]) {
+pub fn read_request(out: &mut Vec<u8>, invoke_id: u32, domain: &[u8], item: &[u8]) -> Pdu {
     let variable = tlv(&[0x30], &tlv(&[0xa0], &domain_specific(domain, item)));
     let service = tlv(&[0xa4], &tlv(&[0xa1], &tlv(&[0xa0], &variable)));
     confirmed_request(out, invoke_id, &service);
+    key("confirmed-RequestPDU/4")
 }
 
 /// Data floating-point (`[7] IMPLICIT FloatingPoint`): exponent width 8, then the
@@ -332,14 +352,15 @@ fn floating_point(value: f32) -> Vec<u8> {
 }
 
 /// The Read response: listOfAccessResult `[1]` with one success, a floating-point.
-pub fn read_response(out: &mut Vec<u8>, invoke_id: u32, value: f32) {
+pub fn read_response(out: &mut Vec<u8>, invoke_id: u32, value: f32) -> Pdu {
     let service = tlv(&[0xa4], &tlv(&[0xa1], &floating_point(value)));
     confirmed_response(out, invoke_id, &service);
+    key("confirmed-ResponsePDU/4")
 }
 
 /// GetNameList (`[1]`) of the named variables (objectClass basicObjectClass 0) of
 /// domain `domain` (objectScope domainSpecific `[1]`).
-pub fn get_name_list_request(out: &mut Vec<u8>, invoke_id: u32, domain: &[u8]) {
+pub fn get_name_list_request(out: &mut Vec<u8>, invoke_id: u32, domain: &[u8]) -> Pdu {
     let service = constructed(
         &[0xa1],
         &[
@@ -348,33 +369,38 @@ pub fn get_name_list_request(out: &mut Vec<u8>, invoke_id: u32, domain: &[u8]) {
         ],
     );
     confirmed_request(out, invoke_id, &service);
+    key("confirmed-RequestPDU/1")
 }
 
 /// The GetNameList response: listOfIdentifier `[0]` and moreFollows `[1]` FALSE.
-pub fn get_name_list_response(out: &mut Vec<u8>, invoke_id: u32, names: &[&[u8]]) {
+pub fn get_name_list_response(out: &mut Vec<u8>, invoke_id: u32, names: &[&[u8]]) -> Pdu {
     let identifiers: Vec<u8> = names.iter().flat_map(|n| tlv(&[0x1a], n)).collect();
     let service = constructed(&[0xa1], &[&tlv(&[0xa0], &identifiers), &[0x81, 0x01, 0x00]]);
     confirmed_response(out, invoke_id, &service);
+    key("confirmed-ResponsePDU/1")
 }
 
 /// An informationReport (unconfirmed-PDU `[3]`, service `[0]`) as an IEC 61850 server
 /// sends a report: variableListName `[1]` vmd-specific "RPT", listOfAccessResult
 /// `[0]`: the report id (visible-string), then the reported value (floating-point).
-pub fn information_report(out: &mut Vec<u8>, report_id: &[u8], value: f32) {
+pub fn information_report(out: &mut Vec<u8>, report_id: &[u8], value: f32) -> Pdu {
     let name = tlv(&[0xa1], &tlv(&[0x80], b"RPT"));
     let results = constructed(&[0xa0], &[&tlv(&[0x8a], report_id), &floating_point(value)]);
     let report = constructed(&[0xa0], &[&name, &results]);
     session_data(out, &tlv(&[0xa3], &report));
+    key("unconfirmed-PDU/0")
 }
 
 /// conclude-RequestPDU (`[11] IMPLICIT NULL`) in session data.
-pub fn conclude_request(out: &mut Vec<u8>) {
+pub fn conclude_request(out: &mut Vec<u8>) -> Pdu {
     session_data(out, &[0x8b, 0x00]);
+    key("conclude-RequestPDU")
 }
 
 /// conclude-ResponsePDU (`[12] IMPLICIT NULL`) in session data.
-pub fn conclude_response(out: &mut Vec<u8>) {
+pub fn conclude_response(out: &mut Vec<u8>) -> Pdu {
     session_data(out, &[0x8c, 0x00]);
+    key("conclude-ResponsePDU")
 }
 
 /// The release request: session FINISH whose user data is the ACSE RLRQ (reason
@@ -396,7 +422,9 @@ pub fn release_response(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use otsensor_wire::mms::{mms_in_dt, Carrier, ConfirmedService, Dt, Pdu, PduType, SpduType};
+    use otsensor_wire::mms::{mms_in_dt, Carrier, ConfirmedService, Dt, PduType, SpduType};
+
+    type View<'a> = otsensor_wire::mms::Pdu<'a>;
 
     fn hex(text: &str) -> Vec<u8> {
         let clean = text.replace(' ', "");
@@ -416,11 +444,11 @@ mod tests {
     }
 
     /// The MMS PDU the sensor's view finds in a frame, with its carrier and SPDU.
-    fn mms(frame: &[u8]) -> (Pdu<'_>, Carrier, Option<SpduType>) {
+    fn mms(frame: &[u8]) -> (View<'_>, Carrier, Option<SpduType>) {
         let Some(Dt::Mms(bytes, carrier, spdu)) = mms_in_dt(tsdu(frame)) else {
             panic!("no MMS PDU in {frame:02x?}");
         };
-        let pdu = Pdu::new_checked(bytes).unwrap_or_else(|e| panic!("{e}"));
+        let pdu = View::new_checked(bytes).unwrap_or_else(|e| panic!("{e}"));
         assert!(pdu.anomalies().is_empty(), "{:?}", pdu.anomalies());
         (pdu, carrier, spdu)
     }
@@ -469,7 +497,7 @@ mod tests {
 
     #[test]
     fn confirmed_services_parse_with_their_invoke_ids() {
-        type Case = (fn(&mut Vec<u8>), PduType, u32, ConfirmedService);
+        type Case = (fn(&mut Vec<u8>) -> Pdu, PduType, u32, ConfirmedService);
         let cases: [Case; 6] = [
             (
                 |out| identify_request(out, 1),
@@ -510,8 +538,11 @@ mod tests {
         ];
         for (build, pdu_type, invoke_id, service) in cases {
             let mut out = Vec::new();
-            build(&mut out);
+            let truth = build(&mut out);
             let (pdu, carrier, spdu) = mms(&out);
+            let name = pdu_type.name().unwrap_or_default();
+            assert_eq!(truth.function, format!("{name}/{}", service.0));
+            assert_eq!(truth.proto, Proto::Mms);
             assert_eq!(pdu.pdu_type(), pdu_type);
             assert_eq!(pdu.invoke_id(), Some(invoke_id));
             assert_eq!(pdu.confirmed_service(), Some(service));
@@ -637,19 +668,43 @@ mod tests {
             build(&mut out);
             frames.push(out);
         };
-        add(&initiate_request);
-        add(&initiate_response);
-        add(&|out| identify_request(out, 1));
-        add(&|out| identify_response(out, 1, b"ACME", b"IED-670", b"2.1"));
-        add(&|out| read_request(out, 2, b"IED1LD0", b"MMXU1$MX$TotW$mag$f"));
-        add(&|out| read_response(out, 2, 1234.5));
-        add(&|out| get_name_list_request(out, 300, b"IED1LD0"));
-        add(&|out| get_name_list_response(out, 300, &[b"LLN0", b"MMXU1"]));
+        add(&|out| {
+            initiate_request(out);
+        });
+        add(&|out| {
+            initiate_response(out);
+        });
+        add(&|out| {
+            identify_request(out, 1);
+        });
+        add(&|out| {
+            identify_response(out, 1, b"ACME", b"IED-670", b"2.1");
+        });
+        add(&|out| {
+            read_request(out, 2, b"IED1LD0", b"MMXU1$MX$TotW$mag$f");
+        });
+        add(&|out| {
+            read_response(out, 2, 1234.5);
+        });
+        add(&|out| {
+            get_name_list_request(out, 300, b"IED1LD0");
+        });
+        add(&|out| {
+            get_name_list_response(out, 300, &[b"LLN0", b"MMXU1"]);
+        });
         // The server's report, then the client's conclude and release.
-        add(&|out| read_request(out, 3, b"IED1LD0", b"MMXU1$MX$TotW$mag$f"));
-        add(&|out| information_report(out, b"IED1LD0/LLN0$RP$urcbA01", 50.0));
-        add(&conclude_request);
-        add(&conclude_response);
+        add(&|out| {
+            read_request(out, 3, b"IED1LD0", b"MMXU1$MX$TotW$mag$f");
+        });
+        add(&|out| {
+            information_report(out, b"IED1LD0/LLN0$RP$urcbA01", 50.0);
+        });
+        add(&|out| {
+            conclude_request(out);
+        });
+        add(&|out| {
+            conclude_response(out);
+        });
         add(&release_request);
         add(&release_response);
         let dir = std::env::temp_dir().join(format!("xtask-mms-unit-{}", std::process::id()));

@@ -36,6 +36,7 @@ pub enum Proto {
     Cdp,
     Nbns,
     Snmp,
+    Mms,
 }
 
 impl Proto {
@@ -56,6 +57,7 @@ impl Proto {
             Proto::Cdp => "cdp",
             Proto::Nbns => "nbns",
             Proto::Snmp => "snmp",
+            Proto::Mms => "mms",
         }
     }
 }
