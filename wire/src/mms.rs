@@ -303,6 +303,17 @@ pub fn looks_like_pdu(buf: &[u8]) -> bool {
         && element(buf).is_some()
 }
 
+/// Whether bytes start with an MMS PDU where the upper layers say one is: context
+/// class, a PDU tag 0..13 (single octet), a definite length whose contents fit. Unlike
+/// [`looks_like_pdu`] (tshark's heuristic on bare COTP) an empty PDU counts: the
+/// conclude request and response are `[11]`/`[12]` NULL, and tshark dissects them in
+/// presentation data.
+fn is_pdu(buf: &[u8]) -> bool {
+    buf.first()
+        .is_some_and(|&first| first >> 6 == CLASS_CONTEXT && first & 0x1F <= 13)
+        && element(buf).is_some()
+}
+
 /// Classifies a COTP DT payload (a whole TSDU): an MMS PDU directly on COTP (checked
 /// first, as tshark's heuristic order does for these first octets), else a session
 /// TSDU walked down to its MMS PDU. `None` for anything else (S7comm 0x32, S7comm-plus
@@ -321,9 +332,9 @@ pub fn mms_in_dt(payload: &[u8]) -> Option<Dt<'_>> {
         let (inner, _) = element(value)?;
         if inner.class == CLASS_APPLICATION && inner.constructed {
             let mms = acse_user_information(&inner)?;
-            looks_like_pdu(mms).then_some((mms, Carrier::Acse))
+            is_pdu(mms).then_some((mms, Carrier::Acse))
         } else {
-            looks_like_pdu(value).then_some((value, Carrier::Presentation))
+            is_pdu(value).then_some((value, Carrier::Presentation))
         }
     });
     Some(match found {
@@ -859,6 +870,19 @@ mod tests {
         let bare = Pdu::new_checked(bytes).unwrap();
         assert_eq!(bare.confirmed_service(), None);
         assert!(bare.anomalies().contains(Anomalies::NO_SERVICE));
+    }
+
+    #[test]
+    fn empty_conclude_counts_in_presentation_data() {
+        // GT+DT, fully-encoded data (context 3) holding conclude-RequestPDU `8b 00`:
+        // tshark dissects it (no heuristic behind the presentation layer).
+        let frame = hex("0300001602f0800100010061093007020103a0028b00");
+        let Some(Dt::Mms(bytes, Carrier::Presentation, _)) = mms_in_dt(dt_payload(&frame)) else {
+            panic!("no MMS PDU");
+        };
+        let pdu = Pdu::new_checked(bytes).unwrap();
+        assert_eq!(pdu.pdu_type(), PduType::ConcludeRequest);
+        assert!(pdu.anomalies().is_empty());
     }
 
     #[test]

@@ -224,7 +224,12 @@ impl MmsActor {
             revision.as_bytes(),
         );
         conn.data(script, between(rng, MS, 5 * MS), false, out, vec![response]);
-        self.polls_left = rng.random_range(20..400);
+        // Some associations are short-lived (a gateway reconnecting), most last minutes.
+        self.polls_left = if rng.random_bool(0.3) {
+            rng.random_range(5..20)
+        } else {
+            rng.random_range(20..400)
+        };
         conn
     }
 
@@ -266,18 +271,20 @@ impl MmsActor {
         }
     }
 
-    /// The release (FINISH/DISCONNECT with ACSE RLRQ/RLRE) and the TCP close.
+    /// The conclude, the release (FINISH/DISCONNECT with ACSE RLRQ/RLRE) and the TCP
+    /// close.
     fn close(&mut self, cx: &mut Cx<'_>, mut conn: TcpConn, script: &mut Script) {
         let rng = &mut *cx.rng;
         let mut out = Vec::with_capacity(24);
+        let request = mms::conclude_request(&mut out);
+        let delay = between(rng, MMS_POLL_NS / 2, MMS_POLL_NS);
+        conn.data(script, delay, true, out, vec![request]);
+        let mut out = Vec::with_capacity(24);
+        let response = mms::conclude_response(&mut out);
+        conn.data(script, between(rng, MS, 3 * MS), false, out, vec![response]);
+        let mut out = Vec::with_capacity(24);
         mms::release_request(&mut out);
-        conn.data(
-            script,
-            between(rng, MMS_POLL_NS / 2, MMS_POLL_NS),
-            true,
-            out,
-            Vec::new(),
-        );
+        conn.data(script, between(rng, 100 * US, MS), true, out, Vec::new());
         let mut out = Vec::with_capacity(24);
         mms::release_response(&mut out);
         conn.data(script, between(rng, MS, 3 * MS), false, out, Vec::new());

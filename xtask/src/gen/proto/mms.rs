@@ -580,6 +580,26 @@ mod tests {
         assert_eq!(carrier, Carrier::Presentation);
     }
 
+    /// The conclude pair is MMS in data transfer (empty PDUs, which tshark dissects
+    /// behind the presentation layer and so does the sensor's view).
+    #[test]
+    fn conclude_is_an_empty_pdu_in_data_transfer() {
+        for (build, pdu_type) in [
+            (
+                conclude_request as fn(&mut Vec<u8>) -> Pdu,
+                PduType::ConcludeRequest,
+            ),
+            (conclude_response, PduType::ConcludeResponse),
+        ] {
+            let mut out = Vec::new();
+            let truth = build(&mut out);
+            let (pdu, carrier, _) = mms(&out);
+            assert_eq!(pdu.pdu_type(), pdu_type);
+            assert_eq!(carrier, Carrier::Presentation);
+            assert_eq!(Some(truth.function), pdu_type.name());
+        }
+    }
+
     /// The release carries no MMS PDU: session TSDUs only, for the sensor and tshark.
     #[test]
     fn release_is_session_only() {
