@@ -490,35 +490,18 @@ fn count_nbns(counts: &mut Counts, message: &[u8]) {
     counts.add("nbns", format!("{opcode}/{kind}"));
 }
 
-/// A BER header at `at`: (tag, content length, content offset); short and long
-/// length forms.
-fn ber(bytes: &[u8], at: usize) -> Option<(u8, usize, usize)> {
-    let tag = *bytes.get(at)?;
-    let first = *bytes.get(at + 1)?;
-    if first & 0x80 == 0 {
-        return Some((tag, usize::from(first), at + 2));
-    }
-    let octets = usize::from(first & 0x7f);
-    let mut len = 0;
-    for i in 0..octets {
-        len = (len << 8) | usize::from(*bytes.get(at + 2 + i)?);
-    }
-    Some((tag, len, at + 2 + octets))
-}
-
 /// An SNMP message from an agent (UDP source port 161): version and PDU type.
 fn count_snmp(counts: &mut Counts, message: &[u8]) {
-    let (outer, _, version_at) = ber(message, 0).expect("SNMP message");
+    let (outer, body, _) = ber(message).expect("SNMP message");
     assert_eq!(outer, 0x30, "SNMP message is not a SEQUENCE");
-    let (_, version_len, version_value) = ber(message, version_at).expect("version");
-    assert_eq!(version_len, 1);
-    let version = match message.get(version_value) {
-        Some(0) => "v1",
-        Some(1) => "v2c",
+    let (_, version, rest) = ber(body).expect("version");
+    let version = match version {
+        [0] => "v1",
+        [1] => "v2c",
         other => panic!("SNMP version {other:?}"),
     };
-    let (_, community_len, community_at) = ber(message, version_value + 1).expect("community");
-    let pdu = match message.get(community_at + community_len) {
+    let (_, _community, rest) = ber(rest).expect("community");
+    let pdu = match rest.first() {
         Some(0xa2) => "get-response".to_owned(),
         other => format!("pdu {other:?}"),
     };
