@@ -3,6 +3,7 @@
 //! pipeline folds together at the end (and, live, once per batch).
 
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -188,10 +189,53 @@ impl Inspect {
     }
 }
 
+/// `networks.internal` as masks, so that the per-packet test is a few integer
+/// compares (`IpNet::contains` recomputes each network's bounds on every call).
+/// Rebuilt whenever the worker takes a new policy.
+#[derive(Debug, Default)]
+struct InternalNetworks {
+    /// (network, mask)
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl InternalNetworks {
+    fn of(policy: &Policy) -> InternalNetworks {
+        let mut networks = InternalNetworks::default();
+        for net in &policy.internal_networks {
+            match net {
+                ipnet::IpNet::V4(net) => networks
+                    .v4
+                    .push((net.network().to_bits(), net.netmask().to_bits())),
+                ipnet::IpNet::V6(net) => networks
+                    .v6
+                    .push((net.network().to_bits(), net.netmask().to_bits())),
+            }
+        }
+        networks
+    }
+
+    /// As [`Policy::is_internal`].
+    fn contains(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => {
+                let ip = ip.to_bits();
+                self.v4.iter().any(|&(net, mask)| ip & mask == net)
+            }
+            IpAddr::V6(ip) => {
+                let ip = ip.to_bits();
+                self.v6.iter().any(|&(net, mask)| ip & mask == net)
+            }
+        }
+    }
+}
+
 /// One worker's state.
 pub struct Worker {
     pub id: usize,
     policy: Arc<Policy>,
+    /// The policy's internal networks, for the per-packet device test.
+    internal: InternalNetworks,
     flows: FlowTable,
     engine: Engine,
     devices: DeviceDedup,
@@ -216,6 +260,7 @@ impl Worker {
     /// Puts a reloaded policy in force from the next frame on (see `reload`). Flow
     /// table sizes and timeouts were fixed at construction and stay as they are.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.internal = InternalNetworks::of(&policy);
         self.policy = policy;
     }
 
@@ -228,7 +273,7 @@ impl Worker {
     /// packet (one atomic load when nothing changed).
     pub fn refresh_policy(&mut self) {
         if let Some(policy) = self.policy_watch.as_mut().and_then(PolicyWatch::changed) {
-            self.policy = policy;
+            self.set_policy(policy);
         }
     }
 
@@ -247,6 +292,7 @@ impl Worker {
         Worker {
             id,
             flows: FlowTable::new(per_worker, timeouts),
+            internal: InternalNetworks::of(&policy),
             policy,
             engine: Engine {
                 inspect: Inspect {
@@ -452,11 +498,11 @@ impl Worker {
 
     fn observe_device(&mut self, frame: &Frame<'_>) {
         let (ip, mac) = match (frame.src_ip, frame.arp) {
-            (Some(ip), _) if layers::is_unicast(ip) && self.policy.is_internal(ip) => {
+            (Some(ip), _) if layers::is_unicast(ip) && self.internal.contains(ip) => {
                 (Some(ip), frame.src_mac)
             }
             (None, Some(arp)) => match arp.sender_ip {
-                Some(ip) if !ip.is_unspecified() && self.policy.is_internal(ip.into()) => {
+                Some(ip) if !ip.is_unspecified() && self.internal.contains(ip.into()) => {
                     (Some(ip.into()), arp.sender_mac.or(frame.src_mac))
                 }
                 _ => (None, frame.src_mac),
@@ -887,4 +933,52 @@ fn flow_ended(flow: &Flow, reason: EndReason) -> Observation {
         tcp_flags_to_server: flow.tcp_flags[client],
         tcp_flags_to_client: flow.tcp_flags[1 - client],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_networks_agree_with_the_policy() {
+        let mut config = crate::config::Config::default();
+        config.networks.internal.extend(
+            ["10.9.8.0/23", "2001:db8:1::/48", "203.0.113.7/32"]
+                .iter()
+                .map(|s| s.parse::<ipnet::IpNet>().unwrap_or_else(|e| panic!("{e}"))),
+        );
+        let policy = config.validate().unwrap_or_else(|e| panic!("{e}"));
+        let internal = InternalNetworks::of(&policy);
+        let addresses = [
+            "10.0.0.1",
+            "9.255.255.255",
+            "11.0.0.0",
+            "172.15.255.255",
+            "172.16.0.0",
+            "172.31.255.255",
+            "172.32.0.0",
+            "192.168.7.7",
+            "192.169.0.1",
+            "169.254.1.1",
+            "203.0.113.7",
+            "203.0.113.8",
+            "8.8.8.8",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fc00::1",
+            "fdff:ffff::1",
+            "fe00::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "2001:db8:1:ffff::1",
+            "2001:db8:2::1",
+            "::ffff:10.0.0.1",
+            "::1",
+        ];
+        for address in addresses {
+            let ip: IpAddr = address.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(internal.contains(ip), policy.is_internal(ip), "{address}");
+        }
+    }
 }
