@@ -853,8 +853,10 @@ fn plant(cap: &mut Capture, options: PlantOptions) -> Result<()> {
         let rtu_quiet = options
             .rtu_quiet
             .is_some_and(|(from, until)| (from..until).contains(&tick));
-        // Every device ARPs for the HMI; the HMI answers nobody (it polls).
-        for (i, node) in [GATEWAY, EWS, PLC_S7, PLC_CIP, RTU, BACNET]
+        // Every device ARPs for the HMI; the HMI answers nobody (it polls). (The core
+        // switch too: known before the NMS's first SNMP poll, whose UDP flow then
+        // lives to the end of the capture.)
+        for (i, node) in [GATEWAY, EWS, PLC_S7, PLC_CIP, RTU, BACNET, CORE_SWITCH]
             .iter()
             .enumerate()
         {
