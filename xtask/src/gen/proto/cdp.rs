@@ -5,22 +5,14 @@
 
 use std::net::Ipv4Addr;
 
+use otsensor_wire::cdp::tlv;
+
 use super::{Pdu, Proto};
 
 /// The CDP multicast address.
 pub const MULTICAST_MAC: [u8; 6] = [0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc];
 /// What a switch announces; its hold time is three announcement intervals.
 pub const TTL_SECONDS: u8 = 180;
-
-/// TLV types (Wireshark `cdp.tlv.type`).
-mod tlv {
-    pub const DEVICE_ID: u16 = 0x0001;
-    pub const ADDRESSES: u16 = 0x0002;
-    pub const PORT_ID: u16 = 0x0003;
-    pub const CAPABILITIES: u16 = 0x0004;
-    pub const SOFTWARE_VERSION: u16 = 0x0005;
-    pub const PLATFORM: u16 = 0x0006;
-}
 
 /// Capability bits: a switch that snoops IGMP (`cdp.capabilities.switch`, `.igmp_capable`).
 const CAPABILITIES_SWITCH_IGMP: u32 = 0x08 | 0x20;

@@ -2,6 +2,7 @@
 //! Reserved 1 (bit 15: simulation, edition 2), Reserved 2, then the BER-encoded
 //! `goosePdu` [APPLICATION 1] with its context-tagged fields in order.
 
+use super::ber::{push_tlv, unsigned};
 use super::{Pdu, Proto};
 
 /// The EtherType of GOOSE.
@@ -25,55 +26,30 @@ pub struct Publication<'a> {
     pub values: &'a [bool],
 }
 
-fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    out.push(tag);
-    if value.len() < 0x80 {
-        out.push(value.len() as u8);
-    } else if value.len() <= 0xff {
-        out.extend_from_slice(&[0x81, value.len() as u8]);
-    } else {
-        out.push(0x82);
-        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(value);
-}
-
-/// An unsigned INTEGER in the fewest octets (a leading zero keeps it positive).
-fn unsigned(value: u32) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(3);
-    let mut out = Vec::with_capacity(5);
-    if bytes[first] & 0x80 != 0 {
-        out.push(0);
-    }
-    out.extend_from_slice(&bytes[first..]);
-    out
-}
-
 /// Appends the GOOSE APDU (the Ethernet payload after the EtherType).
 pub fn publication(out: &mut Vec<u8>, p: &Publication<'_>) -> Pdu {
     let mut data = Vec::with_capacity(3 * p.values.len());
     for &value in p.values {
-        tlv(&mut data, 0x83, &[u8::from(value)]);
+        push_tlv(&mut data, 0x83, &[u8::from(value)]);
     }
     let mut fields = Vec::with_capacity(160);
-    tlv(&mut fields, 0x80, p.gocb_ref.as_bytes());
-    tlv(&mut fields, 0x81, &unsigned(2_000)); // timeAllowedtoLive, ms
-    tlv(&mut fields, 0x82, p.dat_set.as_bytes());
-    tlv(&mut fields, 0x83, p.go_id.as_bytes());
+    push_tlv(&mut fields, 0x80, p.gocb_ref.as_bytes());
+    push_tlv(&mut fields, 0x81, &unsigned(2_000)); // timeAllowedtoLive, ms
+    push_tlv(&mut fields, 0x82, p.dat_set.as_bytes());
+    push_tlv(&mut fields, 0x83, p.go_id.as_bytes());
     let mut t = [0u8; 8];
     t[..4].copy_from_slice(&p.t_seconds.to_be_bytes());
     t[7] = 0x0a; // quality: 10 bits of fraction accuracy
-    tlv(&mut fields, 0x84, &t);
-    tlv(&mut fields, 0x85, &unsigned(p.st_num));
-    tlv(&mut fields, 0x86, &unsigned(p.sq_num));
-    tlv(&mut fields, 0x87, &[u8::from(p.simulation)]);
-    tlv(&mut fields, 0x88, &unsigned(p.conf_rev));
-    tlv(&mut fields, 0x89, &[0]); // ndsCom
-    tlv(&mut fields, 0x8a, &unsigned(p.values.len() as u32));
-    tlv(&mut fields, 0xab, &data);
+    push_tlv(&mut fields, 0x84, &t);
+    push_tlv(&mut fields, 0x85, &unsigned(p.st_num));
+    push_tlv(&mut fields, 0x86, &unsigned(p.sq_num));
+    push_tlv(&mut fields, 0x87, &[u8::from(p.simulation)]);
+    push_tlv(&mut fields, 0x88, &unsigned(p.conf_rev));
+    push_tlv(&mut fields, 0x89, &[0]); // ndsCom
+    push_tlv(&mut fields, 0x8a, &unsigned(p.values.len() as u32));
+    push_tlv(&mut fields, 0xab, &data);
     let mut apdu = Vec::with_capacity(fields.len() + 4);
-    tlv(&mut apdu, 0x61, &fields);
+    push_tlv(&mut apdu, 0x61, &fields);
     out.extend_from_slice(&p.appid.to_be_bytes());
     out.extend_from_slice(&((8 + apdu.len()) as u16).to_be_bytes());
     let reserved1: u16 = if p.simulation { 0x8000 } else { 0 };

@@ -14,6 +14,7 @@
 //! Each builder of an MMS PDU returns its truth key: tshark's PDU name, and for
 //! confirmed and unconfirmed PDUs `/<service>` (`"confirmed-RequestPDU/4"` is a Read).
 
+use super::ber::{push_len, unsigned};
 use super::{Pdu, Proto};
 
 fn key(function: &'static str) -> Pdu {
@@ -21,18 +22,6 @@ fn key(function: &'static str) -> Pdu {
         proto: Proto::Mms,
         function,
         counts_as_pdu: true,
-    }
-}
-
-/// BER length octets: short form under 128, else long form (one or two octets).
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len <= 0xff {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.push(0x82);
-        out.extend_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
     }
 }
 
@@ -48,18 +37,6 @@ fn tlv(tag: &[u8], contents: &[u8]) -> Vec<u8> {
 /// One BER element whose contents are `parts` one after the other.
 fn constructed(tag: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     tlv(tag, &parts.concat())
-}
-
-/// The contents of a BER INTEGER holding `value` (minimal, non-negative).
-fn unsigned(value: u32) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(3);
-    let mut out = Vec::with_capacity(5);
-    if bytes[first] & 0x80 != 0 {
-        out.push(0);
-    }
-    out.extend_from_slice(&bytes[first..]);
-    out
 }
 
 /// A TPKT + COTP DT (last data unit) carrying the session TSDU `tsdu`.

@@ -4,6 +4,7 @@
 //! (see `crate::gen::truth` for the key formats).
 
 pub mod bacnet;
+pub mod ber;
 pub mod cdp;
 pub mod dnp3;
 pub mod enip;

@@ -2,6 +2,7 @@
 //! GetRequest for the MIB-II system group (RFC 1213 §6.3) and the agent's
 //! GetResponse.
 
+use super::ber::push_tlv;
 use super::{Pdu, Proto};
 
 /// The agent port (RFC 3417 §3).
@@ -41,23 +42,6 @@ pub struct System {
     pub name: String,
 }
 
-fn length(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len <= 0xff {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.push(0x82);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-}
-
-fn tlv(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    out.push(tag);
-    length(out, value.len());
-    out.extend_from_slice(value);
-}
-
 /// A BER INTEGER in its fewest octets (two's complement).
 fn integer(out: &mut Vec<u8>, value: i32) {
     let bytes = value.to_be_bytes();
@@ -70,7 +54,7 @@ fn integer(out: &mut Vec<u8>, value: i32) {
             break;
         }
     }
-    tlv(out, 0x02, &bytes[start..]);
+    push_tlv(out, 0x02, &bytes[start..]);
 }
 
 /// An OBJECT IDENTIFIER's content octets: the first two arcs in one, then base 128.
@@ -111,20 +95,20 @@ fn message(
     let mut list = Vec::with_capacity(256);
     for (name, value) in bindings {
         let mut binding = Vec::with_capacity(value.len() + 16);
-        tlv(&mut binding, 0x06, &oid(name));
+        push_tlv(&mut binding, 0x06, &oid(name));
         binding.extend_from_slice(value);
-        tlv(&mut list, 0x30, &binding);
+        push_tlv(&mut list, 0x30, &binding);
     }
     let mut pdu = Vec::with_capacity(list.len() + 16);
     integer(&mut pdu, request_id);
     integer(&mut pdu, 0);
     integer(&mut pdu, 0);
-    tlv(&mut pdu, 0x30, &list);
+    push_tlv(&mut pdu, 0x30, &list);
     let mut body = Vec::with_capacity(pdu.len() + 16);
     integer(&mut body, i32::from(version.number()));
-    tlv(&mut body, 0x04, COMMUNITY.as_bytes());
-    tlv(&mut body, pdu_tag, &pdu);
-    tlv(out, 0x30, &body);
+    push_tlv(&mut body, 0x04, COMMUNITY.as_bytes());
+    push_tlv(&mut body, pdu_tag, &pdu);
+    push_tlv(out, 0x30, &body);
 }
 
 /// A GetRequest for the system group (values NULL). The sensor reads no requests, so
@@ -145,11 +129,11 @@ pub fn system_response(
     system: &System,
 ) -> Pdu {
     let mut descr = Vec::new();
-    tlv(&mut descr, 0x04, system.descr.as_bytes());
+    push_tlv(&mut descr, 0x04, system.descr.as_bytes());
     let mut object_id = Vec::new();
-    tlv(&mut object_id, 0x06, &oid(&system.object_id));
+    push_tlv(&mut object_id, 0x06, &oid(&system.object_id));
     let mut name = Vec::new();
-    tlv(&mut name, 0x04, system.name.as_bytes());
+    push_tlv(&mut name, 0x04, system.name.as_bytes());
     let bindings = [
         (SYSTEM_OIDS[0], descr),
         (SYSTEM_OIDS[1], object_id),
