@@ -53,61 +53,146 @@ pub struct LiveBench {
     pub cpu_pps: u64,
     /// Seconds over which otsensor's idle CPU is measured (0: skip).
     pub idle_seconds: u64,
+    /// Times the mix is sent in each trial of the CPU comparison.
+    pub cpu_repeat: u64,
+    /// Leave the receiving veth as the kernel sets it up: its receive work (XDP and the
+    /// AF_XDP copy; the stack and AF_PACKET's copy) runs in the sender's own system
+    /// calls, so the sender's rate falls with the capturer's kernel-side cost.
+    pub rx_in_sender: bool,
 }
 
 /// One trial: a capturer, a requested rate, what the sender achieved, what was lost.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Trial {
     pub requested_pps: u64,
     pub achieved_pps: f64,
     pub sent: u64,
     pub lost: u64,
-    /// The capturer process's user+system CPU seconds from start of send to stop.
+    /// The capturer process's CPU seconds (all threads) over the send and 100 ms after.
     pub process_cpu_s: f64,
-    /// The machine's softirq CPU seconds over the send (and 100 ms after it).
+    /// The same, per thread name, largest first.
+    pub threads: Vec<(String, f64)>,
+    /// The machine's softirq CPU seconds over the same interval.
     pub softirq_cpu_s: f64,
+    /// The receiving veth's NAPI kernel threads' CPU seconds over the same interval
+    /// (threaded NAPI: where XDP and the AF_XDP copy run).
+    pub napi_cpu_s: f64,
+    /// The whole machine's busy CPU seconds over the same interval: the capturer, the
+    /// kernel's receive work wherever it ran (softirq in the sender's own context on a
+    /// veth), and the sender itself.
+    pub busy_cpu_s: f64,
     /// otsensor only: packet → alert latency p99 of the run, if it raised alerts.
     pub alert_p99_ns: Option<u64>,
 }
 
 impl Trial {
-    /// CPU seconds per million packets sent, process and softirq together.
+    /// CPU seconds per million packets sent: the process, softirq and the NAPI threads.
     pub fn cpu_per_mpkt(&self) -> f64 {
-        (self.process_cpu_s + self.softirq_cpu_s) * 1e6 / self.sent.max(1) as f64
+        (self.process_cpu_s + self.softirq_cpu_s + self.napi_cpu_s) * 1e6 / self.sent.max(1) as f64
+    }
+
+    /// Busy CPU seconds of the whole machine per million packets beyond what sending
+    /// the same packets at the same rate costs with nothing capturing (`baseline`: busy
+    /// CPU seconds per million packets of that send).
+    pub fn attributable_per_mpkt(&self, baseline: f64) -> f64 {
+        self.busy_cpu_s * 1e6 / self.sent.max(1) as f64 - baseline
     }
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ; 100 on Linux).
 const USER_HZ: f64 = 100.0;
 
-/// User+system CPU seconds of process `pid` (all its threads), from /proc/PID/stat.
-fn process_cpu_s(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
+/// CPU seconds each thread of process `pid` has run so far, by thread name, from
+/// `/proc/PID/task/TID/schedstat` (nanoseconds, unlike the ticks of `stat`).
+fn thread_cpu_s(pid: u32) -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
     };
-    // The command name may hold spaces: fields are counted after its closing ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state is field 3, utime 14, stime 15 (proc(5)), so indices 11 and 12.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / USER_HZ
+    let mut threads = Vec::new();
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        threads.push((name.trim().to_owned(), ns as f64 / 1e9));
+    }
+    threads
 }
 
-/// Softirq CPU seconds of the whole machine so far (the `cpu` line of /proc/stat).
-fn softirq_cpu_s() -> f64 {
+/// CPU seconds the NAPI kernel threads of interface `ifname` have run so far.
+fn napi_cpu_s(ifname: &str) -> f64 {
+    let prefix = format!("napi/{ifname}-");
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    processes
+        .flatten()
+        .filter(|p| {
+            p.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.starts_with(&prefix))
+        })
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(p.path().join("schedstat")).ok()?;
+            stat.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
+}
+
+/// User+system CPU seconds of process `pid`, all its threads.
+fn process_cpu_s(pid: u32) -> f64 {
+    thread_cpu_s(pid).iter().map(|(_, s)| s).sum()
+}
+
+/// Per thread name (threads sharing a name summed): CPU seconds used between two
+/// samples, threads that started in between counted from zero; largest first.
+fn thread_deltas(before: &[(String, f64)], after: &[(String, f64)]) -> Vec<(String, f64)> {
+    let total = |sample: &[(String, f64)], name: &str| -> f64 {
+        sample
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .sum()
+    };
+    let mut names: Vec<&String> = after.iter().map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    let mut deltas: Vec<(String, f64)> = names
+        .into_iter()
+        .map(|name| {
+            (
+                name.clone(),
+                (total(after, name) - total(before, name)).max(0.0),
+            )
+        })
+        .collect();
+    deltas.sort_by(|a, b| b.1.total_cmp(&a.1));
+    deltas
+}
+
+/// (softirq, busy) CPU seconds of the whole machine so far, from the `cpu` line of
+/// /proc/stat: busy is every column but idle and iowait.
+fn machine_cpu_s() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .find(|l| l.starts_with("cpu "))
-        .and_then(|l| l.split_whitespace().nth(7))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |ticks| ticks / USER_HZ)
+    let Some(columns) = stat.lines().find(|l| l.starts_with("cpu ")).map(|l| {
+        l.split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse::<f64>().ok())
+            .collect::<Vec<_>>()
+    }) else {
+        return (0.0, 0.0);
+    };
+    let column = |i: usize| columns.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy = column(0) + column(1) + column(2) + column(5) + column(6) + column(7);
+    (column(6) / USER_HZ, busy / USER_HZ)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,10 +220,13 @@ struct Lab {
 }
 
 impl Lab {
-    fn create(queues: u32) -> Result<Lab> {
+    fn create(queues: u32, rx_in_sender: bool) -> Result<Lab> {
         // The guard exists before the first namespace, so a failing step still cleans up.
         let mut lab = testlab::Lab::new("lb")?;
         let pair = lab.pair(queues)?;
+        if !rx_in_sender {
+            receive_like_a_nic(&lab, &pair)?;
+        }
         Ok(Lab {
             lab,
             pair,
@@ -248,20 +336,36 @@ impl Lab {
         Ok(rest)
     }
 
-    /// Sends the mix once at `pps` (0: top speed); returns (packets sent, achieved pps).
-    fn send(&self, pps: u64) -> Result<(u64, f64)> {
+    /// Sends `count` frames of the mix (cycling) at `pps` (0: top speed); returns
+    /// (packets sent, achieved pps).
+    fn send(&self, count: u64, pps: u64) -> Result<(u64, f64)> {
         let sender = self.sender.as_ref().context("the sender is not open")?;
-        let sent = sender.send(sender_count(sender), pps)?;
+        let sent = sender.send(count, pps)?;
         Ok((sent.packets, sent.pps()))
     }
 
-    fn trial(&mut self, capturer: Capturer, bench: &LiveBench, pps: u64) -> Result<Trial> {
+    /// Starts `capturer`, sends `count` frames at `pps`, stops it and counts the loss.
+    fn trial(
+        &mut self,
+        capturer: Capturer,
+        bench: &LiveBench,
+        pps: u64,
+        count: u64,
+    ) -> Result<Trial> {
         let lines = self.start(capturer, bench)?;
+        if capturer == Capturer::Otsensor && !bench.rx_in_sender {
+            threaded_napi(&self.lab, &self.pair)?;
+        }
         let pid = self.capturer.as_ref().map_or(0, Child::id);
-        let (cpu_before, softirq_before) = (process_cpu_s(pid), softirq_cpu_s());
-        let sent = self.send(pps);
+        let threads_before = thread_cpu_s(pid);
+        let napi_before = napi_cpu_s(&self.pair.rx_if);
+        let (softirq_before, busy_before) = machine_cpu_s();
+        let sent = self.send(count, pps);
+        // A capturer that keeps up has finished the last frames by then.
         std::thread::sleep(Duration::from_millis(100));
-        let softirq = softirq_cpu_s() - softirq_before;
+        let (softirq_after, busy_after) = machine_cpu_s();
+        let napi = napi_cpu_s(&self.pair.rx_if) - napi_before;
+        let threads = thread_deltas(&threads_before, &thread_cpu_s(pid));
         // Let the capturer read what is queued before it is told to stop: otsensor
         // drains its rings on SIGINT anyway; tcpdump leaves unread whatever sits in a
         // TPACKET_V3 block that its 1 s block timeout has not yet handed over.
@@ -269,7 +373,6 @@ impl Lab {
             Capturer::Otsensor => Duration::from_millis(400),
             Capturer::Tcpdump => Duration::from_millis(1900),
         });
-        let process = process_cpu_s(pid) - cpu_before;
         let stderr = self.stop(lines)?;
         let (sent, achieved_pps) = sent?;
         let (lost, alert_p99_ns) = match capturer {
@@ -281,10 +384,23 @@ impl Lab {
             achieved_pps,
             sent,
             lost,
-            process_cpu_s: process,
-            softirq_cpu_s: softirq,
+            process_cpu_s: threads.iter().map(|(_, s)| s).sum(),
+            threads,
+            softirq_cpu_s: softirq_after - softirq_before,
+            napi_cpu_s: napi.max(0.0),
+            busy_cpu_s: busy_after - busy_before,
             alert_p99_ns,
         })
+    }
+
+    /// The machine's busy CPU seconds per million packets for sending `count` frames at
+    /// `pps` with nothing capturing (XDP detached, no AF_PACKET socket).
+    fn sender_alone_per_mpkt(&self, pps: u64, count: u64) -> Result<f64> {
+        let (_, busy_before) = machine_cpu_s();
+        let (sent, _) = self.send(count, pps)?;
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, busy_after) = machine_cpu_s();
+        Ok((busy_after - busy_before) * 1e6 / sent.max(1) as f64)
     }
 
     /// otsensor's CPU with no traffic: user+system seconds over `seconds`, after it
@@ -301,11 +417,6 @@ impl Lab {
     }
 }
 
-/// Packets per trial: the whole mix once.
-fn sender_count(sender: &crate::sender::Sender) -> u64 {
-    sender.frame_count() as u64
-}
-
 impl Drop for Lab {
     fn drop(&mut self) {
         self.sender = None;
@@ -316,6 +427,38 @@ impl Drop for Lab {
             let _ = child.wait();
         }
     }
+}
+
+/// Moves the receiving veth's work out of the sender's system calls, as a NIC's own
+/// interrupts and NAPI polls would. The non-XDP path: RPS over every CPU (the backlog
+/// is processed on the CPU the flow hash picks, not in the sender's call).
+fn receive_like_a_nic(lab: &testlab::Lab, pair: &testlab::Pair) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(32));
+    let mask = format!("{:x}", (1u64 << cpus) - 1);
+    let script = format!(
+        "for q in /sys/class/net/{rx}/queues/rx-*; do echo {mask} > $q/rps_cpus || exit 1; done",
+        rx = pair.rx_if
+    );
+    run_in(lab, &pair.rx_ns, &script).with_context(|| format!("RPS on {}", pair.rx_if))
+}
+
+/// The XDP path: veth has NAPI instances only while a program is attached; threaded,
+/// they run in kernel threads the scheduler places instead of the sender's call.
+fn threaded_napi(lab: &testlab::Lab, pair: &testlab::Pair) -> Result<()> {
+    let script = format!("echo 1 > /sys/class/net/{}/threaded", pair.rx_if);
+    run_in(lab, &pair.rx_ns, &script).with_context(|| format!("threaded NAPI on {}", pair.rx_if))
+}
+
+fn run_in(lab: &testlab::Lab, ns: &str, script: &str) -> Result<()> {
+    let status = lab
+        .exec(ns, "sh")
+        .args(["-c", script])
+        .status()
+        .context("ip netns exec sh")?;
+    if !status.success() {
+        bail!("`{script}` failed");
+    }
+    Ok(())
 }
 
 /// otsensor's loss from its summary: frames the program never judged, frames with no
@@ -378,16 +521,16 @@ struct Found {
 }
 
 /// The highest clean rate of one capturer, and every trial.
-fn search(lab: &mut Lab, capturer: Capturer, bench: &LiveBench) -> Result<Found> {
-    let mut trials = Vec::new();
+fn search(lab: &mut Lab, capturer: Capturer, bench: &LiveBench, count: u64) -> Result<Found> {
+    let mut trials: Vec<Trial> = Vec::new();
     let mut sender_bound = false;
     let mut best: Option<Trial> = None;
     let mut first_lossy: Option<u64> = None;
     let mut pps = bench.start_pps.max(1);
     while pps <= bench.max_pps {
-        let trial = lab.trial(capturer, bench, pps)?;
+        let trial = lab.trial(capturer, bench, pps, count)?;
         report_trial(capturer, &trial);
-        trials.push(trial);
+        trials.push(trial.clone());
         if trial.lost > 0 {
             first_lossy = Some(pps);
             break;
@@ -402,15 +545,15 @@ fn search(lab: &mut Lab, capturer: Capturer, bench: &LiveBench) -> Result<Found>
         pps *= 2;
     }
     if let Some(mut high) = first_lossy {
-        let mut low = best.map_or(0, |t| t.requested_pps);
+        let mut low = best.as_ref().map_or(0, |t| t.requested_pps);
         for _ in 0..bench.refine {
             let mid = (low + high) / 2;
             if mid <= low || mid >= high {
                 break;
             }
-            let trial = lab.trial(capturer, bench, mid)?;
+            let trial = lab.trial(capturer, bench, mid, count)?;
             report_trial(capturer, &trial);
-            trials.push(trial);
+            trials.push(trial.clone());
             if trial.lost == 0 {
                 low = mid;
                 best = Some(trial);
@@ -451,7 +594,7 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let mut lab = Lab::create(bench.queues)?;
+    let mut lab = Lab::create(bench.queues, bench.rx_in_sender)?;
     let truth = crate::gen::mix(
         &crate::gen::MixOptions {
             packets: bench.packets,
@@ -471,16 +614,17 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
         truth.packets, truth.flows, truth.devices, bench.queues
     );
     // The sender's own ceiling, with nothing capturing (XDP not attached).
-    let (ceiling_sent, ceiling_pps) = lab.send(0)?;
+    let count = truth.packets;
+    let (ceiling_sent, ceiling_pps) = lab.send(count, 0)?;
     eprintln!("  sender alone: {ceiling_sent} frames at {ceiling_pps:.0} pps");
     let mut results = Vec::new();
     for capturer in [Capturer::Otsensor, Capturer::Tcpdump] {
-        results.push((capturer, search(&mut lab, capturer, bench)?));
+        results.push((capturer, search(&mut lab, capturer, bench, count)?));
     }
     let rate = |i: usize| {
         results
             .get(i)
-            .and_then(|r: &(Capturer, Found)| r.1.best)
+            .and_then(|r: &(Capturer, Found)| r.1.best.as_ref())
             .map_or(0.0, |t| t.achieved_pps)
     };
     let common = if bench.cpu_pps > 0 {
@@ -488,9 +632,12 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
     } else {
         (rate(0).min(rate(1)) as u64 / 1000 * 1000).max(1000)
     };
+    // The CPU comparison sends the mix several times: /proc/stat counts in 10 ms ticks.
+    let cpu_count = count.saturating_mul(bench.cpu_repeat.max(1));
+    let baseline = lab.sender_alone_per_mpkt(common, cpu_count)?;
     let mut at_common = Vec::new();
     for capturer in [Capturer::Otsensor, Capturer::Tcpdump] {
-        let trial = lab.trial(capturer, bench, common)?;
+        let trial = lab.trial(capturer, bench, common, cpu_count)?;
         report_trial(capturer, &trial);
         at_common.push((capturer, trial));
     }
@@ -505,7 +652,7 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
     println!("| capturer | highest zero-loss rate (sent) | trials |");
     println!("|---|---|---|");
     for (capturer, found) in &results {
-        let best = found.best.map_or("none".to_owned(), |t| {
+        let best = found.best.as_ref().map_or("none".to_owned(), |t| {
             let bound = if found.sender_bound {
                 " (lower bound: sender-bound)"
             } else {
@@ -525,24 +672,48 @@ pub fn live_bench(bench: &LiveBench) -> Result<()> {
         );
     }
     println!(
-        "\nat {common} pps: | capturer | lost | process CPU s | softirq CPU s | CPU s per Mpkt |"
+        "\nat {common} pps, {cpu_count} packets (sending them with nothing capturing: \
+         {baseline:.3} busy CPU s per Mpkt):\n"
     );
-    println!("|---|---|---|---|---|");
+    println!(
+        "| capturer | lost | process CPU s | softirq CPU s | NAPI threads CPU s \
+         | (process + softirq + NAPI) s per Mpkt \
+         | machine busy beyond the sender alone, s per Mpkt |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (capturer, trial) in &at_common {
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
             capturer.name(),
             trial.lost,
             trial.process_cpu_s,
             trial.softirq_cpu_s,
-            trial.cpu_per_mpkt()
+            trial.napi_cpu_s,
+            trial.cpu_per_mpkt(),
+            trial.attributable_per_mpkt(baseline)
+        );
+    }
+    for (capturer, trial) in &at_common {
+        let threads: Vec<String> = trial
+            .threads
+            .iter()
+            .filter(|(_, s)| *s >= 0.001)
+            .map(|(name, s)| format!("{name} {:.3}", s * 1e6 / trial.sent.max(1) as f64))
+            .collect();
+        println!(
+            "{} threads, CPU s per Mpkt: {}",
+            capturer.name(),
+            threads.join(", ")
         );
     }
     if let [(_, ours), (_, theirs)] = at_common.as_slice() {
         if theirs.cpu_per_mpkt() > 0.0 {
             println!(
-                "CPU per packet otsensor / tcpdump: {:.2}",
-                ours.cpu_per_mpkt() / theirs.cpu_per_mpkt()
+                "CPU per packet otsensor / tcpdump: {:.2} (process + softirq + NAPI), {:.2} (machine \
+                 busy beyond the sender alone)",
+                ours.cpu_per_mpkt() / theirs.cpu_per_mpkt(),
+                ours.attributable_per_mpkt(baseline)
+                    / theirs.attributable_per_mpkt(baseline).max(1e-9)
             );
         }
         if let Some(p99) = ours.alert_p99_ns {

@@ -150,6 +150,14 @@ enum Task {
         /// Seconds over which otsensor's CPU with no traffic is measured (0: skip).
         #[arg(long, default_value_t = 10)]
         idle_seconds: u64,
+        /// Times the mix is sent in each trial of the CPU comparison (CPU time is
+        /// counted in 10 ms ticks: more packets, finer figures).
+        #[arg(long, default_value_t = 5)]
+        cpu_repeat: u64,
+        /// Leave the veth's receive work in the sender's system calls (the kernel's
+        /// default) instead of threaded NAPI and RPS, as a NIC would spread it.
+        #[arg(long)]
+        rx_in_sender: bool,
     },
     /// The XDP pre-filter's cost per frame against the empty XDP program
     /// (BPF_PROG_TEST_RUN, same run; needs root). Exits non-zero when a frame costs
@@ -373,6 +381,8 @@ fn main() -> Result<()> {
             workers,
             cpu_pps,
             idle_seconds,
+            cpu_repeat,
+            rx_in_sender,
         } => {
             let otsensor = otsensor.unwrap_or_else(|| {
                 let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -390,6 +400,8 @@ fn main() -> Result<()> {
                 workers,
                 cpu_pps,
                 idle_seconds,
+                cpu_repeat,
+                rx_in_sender,
             })?;
         }
         Task::XdpBench {

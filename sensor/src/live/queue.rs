@@ -29,10 +29,19 @@ use crate::worker::{Worker, WorkerReport};
 
 /// Empty looks at the rings before a worker parks: a hand-off or the next frame of a
 /// burst usually arrives within a few microseconds, and parking costs two system calls.
-const SPIN_ROUNDS: u32 = 200;
+const SPIN_ROUNDS: u32 = 16;
 /// Longest sleep of a parked worker: then it moves its clock to the wall clock (flows
 /// expire, the watermark advances) and folds its metrics, and parks again.
 pub const IDLE_TICK: Duration = Duration::from_millis(250);
+/// A busy worker publishes its watermark (its observations go to the analyzer, waking
+/// it) and folds its metrics once this many frames were processed since it last did,
+/// or [`PUBLISH_INTERVAL_NS`] passed, or before it parks: not after every ring batch,
+/// which at moderate rates holds one or two frames and made the hand-off cost more
+/// than the frames.
+const PUBLISH_FRAMES: usize = 256;
+/// At most this long (wall clock) between a busy worker's publications: the longest an
+/// observation waits in the worker before the analyzer may take it.
+const PUBLISH_INTERVAL_NS: u64 = 100_000;
 
 /// What the queue workers of one capture share: a waker each, the hand-off rings, and
 /// the shutdown handshake.
@@ -116,6 +125,9 @@ impl QueueWorker {
         // The watermark last published: frames taken later are stamped after it, but a
         // frame a peer handed over may be older, and is ordered just after it.
         let mut published = 0u64;
+        // Frames processed since then, and the timestamp of the last ring batch taken.
+        let mut unpublished = 0usize;
+        let mut batch_ts = 0u64;
         let mut empty_rounds = 0u32;
         let mut done_with_queue = false;
         loop {
@@ -126,6 +138,7 @@ impl QueueWorker {
             let handed = drain_inbox(&mut worker, &crew.rings, published);
             let started = metrics.is_some().then(Instant::now);
             let got = socket.recv_batch(&mut |packet: Packet<'_>| {
+                batch_ts = packet.ts_ns;
                 let frame = packet.slice();
                 let owner = if check_owner {
                     flow::frame_owner(&frame, workers)
@@ -144,15 +157,25 @@ impl QueueWorker {
                 }
             }
             if got + handed > 0 {
-                // Every frame taken from now on is stamped after this.
-                published = realtime_ns();
-                worker.publish_watermark(published);
-                if let Some(metrics) = metrics.as_mut() {
-                    let (protocols, stream) = worker.stats();
-                    metrics.fold(&worker.counters(), protocols, stream);
-                }
+                unpublished += got + handed;
                 empty_rounds = 0;
+                // A batch of handed frames only carries no new ring timestamp: those
+                // wait for the count, the next ring batch or the end of the burst.
+                if unpublished >= PUBLISH_FRAMES
+                    || batch_ts.saturating_sub(published) >= PUBLISH_INTERVAL_NS
+                {
+                    published = publish(&mut worker, &mut metrics);
+                    unpublished = 0;
+                }
                 continue;
+            }
+            if unpublished > 0
+                && (empty_rounds == SPIN_ROUNDS / 4 || crew.drain.load(Ordering::SeqCst))
+            {
+                // The burst has ended: what it caused goes to the analyzer now, not
+                // after the spin.
+                published = publish(&mut worker, &mut metrics);
+                unpublished = 0;
             }
             if crew.drain.load(Ordering::SeqCst) {
                 // Detached and this ring is empty: nothing more will come on it. Peers
@@ -194,6 +217,18 @@ impl QueueWorker {
         }
         (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
     }
+}
+
+/// Publishes the worker's watermark, the realtime clock now: every frame taken from now
+/// on is stamped after it. Folds its metrics too. Returns the watermark.
+fn publish(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) -> u64 {
+    let now = realtime_ns();
+    worker.publish_watermark(now);
+    if let Some(metrics) = metrics.as_mut() {
+        let (protocols, stream) = worker.stats();
+        metrics.fold(&worker.counters(), protocols, stream);
+    }
+    now
 }
 
 /// A worker with nothing to do, about to park: time still passes. Its clock follows
