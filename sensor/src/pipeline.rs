@@ -475,10 +475,12 @@ pub(crate) fn start_backend(
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
     // The embedded advisory catalogue is built once per process (a one-off cost); built
     // here, off the analyzer, the first device identity does not wait for it behind
-    // its packets. A failed spawn only means the analyzer builds it when it needs it.
+    // its packets. Only its index is built before it is usable; the product entries
+    // are prepared here afterwards (the analyzer prepares those it matches against
+    // first itself). A failed spawn only means the analyzer builds it when it needs it.
     let _ = thread::Builder::new()
         .name("otsensor-advisories".into())
-        .spawn(|| drop(crate::advisories::embedded()));
+        .spawn(|| crate::advisories::embedded().prepare());
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {
@@ -486,6 +488,9 @@ pub(crate) fn start_backend(
                 Some(store) => Analyzer::with_store(analyzer_policy, analyzer_eve, store),
                 None => Analyzer::new(analyzer_policy, analyzer_eve),
             };
+            // Store commits on a thread of their own: a commit takes milliseconds,
+            // and observations queued behind it would make their alerts late.
+            analyzer.store_on_own_thread();
             let changes = sinks.take_state_changes();
             analyzer.set_outputs(Box::new(sinks), changes);
             analyzer.set_wall_clock(live);

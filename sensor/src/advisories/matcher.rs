@@ -620,7 +620,7 @@ impl Catalogue {
             if !identity.has_product() {
                 if identity.vendor.is_some() {
                     for &i in entries {
-                        let entry = &self.entries[i as usize];
+                        let entry = self.entry(i);
                         consider(
                             entry.advisory,
                             self.describe(
@@ -634,7 +634,7 @@ impl Catalogue {
                 continue;
             }
             for &i in entries {
-                let entry = &self.entries[i as usize];
+                let entry = self.entry(i);
                 let Some((kind, why)) = product_match(entry, &prepared, &catalogs, vendor) else {
                     continue;
                 };

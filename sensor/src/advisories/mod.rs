@@ -67,7 +67,12 @@ pub struct Product {
 #[derive(Debug)]
 pub struct Catalogue {
     advisories: Vec<Advisory>,
-    entries: Vec<Entry>,
+    /// (advisory, product) of each product entry.
+    entries: Vec<(u32, u32)>,
+    /// Each entry's matching form, prepared on first use (see [`Catalogue::prepare`]):
+    /// preparing all of them is most of building the catalogue, and the analyzer
+    /// would wait for all of them at its first device identity.
+    prepared: Vec<OnceLock<Entry>>,
     by_vendor: HashMap<String, Vec<u32>>,
     /// Where the advisories came from (the embedded table's header, plus imports).
     source: String,
@@ -101,7 +106,7 @@ impl Catalogue {
                 ) else {
                     continue;
                 };
-                entries.push(Entry::new(a, p, &product.name, &product.range));
+                entries.push((a, p));
                 for key in matcher::vendor_keys(&product.vendor) {
                     by_vendor.entry(key).or_default().push(index);
                 }
@@ -109,6 +114,7 @@ impl Catalogue {
         }
         Catalogue {
             advisories: kept,
+            prepared: entries.iter().map(|_| OnceLock::new()).collect(),
             entries,
             by_vendor,
             source,
@@ -145,6 +151,26 @@ impl Catalogue {
     /// Product entries indexed.
     pub fn entries(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Entry `index` (from `by_vendor`) ready for matching.
+    fn entry(&self, index: u32) -> &Entry {
+        let i = index as usize;
+        self.prepared[i].get_or_init(|| {
+            let (a, p) = self.entries[i];
+            let product = &self.advisories[a as usize].products[p as usize];
+            Entry::new(a, p, &product.name, &product.range)
+        })
+    }
+
+    /// Prepares every entry not yet prepared (off the analyzer, after the embedded
+    /// catalogue is built; matching prepares what it needs itself meanwhile).
+    pub fn prepare(&self) {
+        for index in 0..self.entries.len() {
+            if let Ok(index) = u32::try_from(index) {
+                self.entry(index);
+            }
+        }
     }
 
     pub fn source(&self) -> &str {

@@ -421,13 +421,16 @@ impl Analyzer {
                 first_ns: row.alert.first_ns,
                 last_ns: row.alert.last_ns,
             }),
-            None => match self.store.alert_state(key) {
-                Ok(history) => history,
-                Err(_) => {
-                    self.counters.store_errors += 1;
-                    None
+            None => {
+                let stored = self.store().alert_state(key);
+                match stored {
+                    Ok(history) => history,
+                    Err(_) => {
+                        self.counters.store_errors += 1;
+                        None
+                    }
                 }
-            },
+            }
         };
         let Some(state) = history.and_then(|history| AlertState::restored(key, history)) else {
             return false;

@@ -480,7 +480,7 @@ mod tests {
         );
         // The store (what the API serves) keeps the same context.
         a.commit();
-        let stored = a.store.alerts(None, 10).unwrap_or_else(|e| panic!("{e}"));
+        let stored = a.store().alerts(None, 10).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stored.len(), 1);
         assert_eq!(&stored[0].alert.context, context);
     }

@@ -267,9 +267,9 @@ impl Analyzer {
     }
 
     /// Pending changes reach the store first, so what it answers is current.
-    fn committed_store(&mut self) -> &store::Store {
+    fn committed_store(&mut self) -> std::sync::MutexGuard<'_, store::Store> {
         self.commit();
-        &self.store
+        self.store()
     }
 }
 
@@ -295,10 +295,10 @@ impl ControlHandler for Analyzer {
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Vec<Alert> {
-        match self
+        let stored = self
             .committed_store()
-            .alerts_where(&filter.query(), MAX_LIST)
-        {
+            .alerts_where(&filter.query(), MAX_LIST);
+        match stored {
             Ok(stored) => stored.into_iter().map(|s| s.alert).collect(),
             Err(_) => {
                 self.counters.store_errors += 1;
@@ -308,7 +308,8 @@ impl ControlHandler for Analyzer {
     }
 
     fn alert(&mut self, id: u64) -> Option<Alert> {
-        match self.committed_store().alert(id) {
+        let stored = self.committed_store().alert(id);
+        match stored {
             Ok(stored) => stored.map(|s| s.alert),
             Err(_) => {
                 self.counters.store_errors += 1;
@@ -320,8 +321,8 @@ impl ControlHandler for Analyzer {
     fn set_alert_status(&mut self, id: u64, status: AlertStatus) -> Result<Alert, ControlError> {
         self.commit();
         let changed = match status {
-            AlertStatus::Learned => self.store.learn_alert(id),
-            other => self.store.set_alert_status(id, other),
+            AlertStatus::Learned => self.store().learn_alert(id),
+            other => self.store().set_alert_status(id, other),
         };
         match changed {
             Ok(()) => {}
@@ -359,8 +360,8 @@ impl ControlHandler for Analyzer {
     fn change_baseline(&mut self, action: BaselineAction) -> Result<BaselineView, ControlError> {
         self.commit();
         let changed = match action {
-            BaselineAction::EndLearning => self.store.end_learning(),
-            BaselineAction::RestartLearning => self.store.restart_learning(),
+            BaselineAction::EndLearning => self.store().end_learning(),
+            BaselineAction::RestartLearning => self.store().restart_learning(),
         };
         if let Err(error) = changed {
             return Err(ControlError::Store {

@@ -249,7 +249,8 @@ impl Analyzer {
 
     /// Reads the stored inventory back (a restart continues with it).
     pub(in crate::analyze) fn load_devices(&mut self) -> store::Result<()> {
-        for (key, record) in self.store.devices()? {
+        let devices = self.store().devices()?;
+        for (key, record) in devices {
             let (Ok(key), Ok(mut record)) = (
                 key.parse::<DeviceKey>(),
                 serde_json::from_value::<DeviceRecord>(record),

@@ -39,7 +39,7 @@ use crate::observe::{
     Stamped,
 };
 use crate::oui;
-use crate::store::{self, AlertHistory, AlertRow, BaselineItem, DeviceKey, DeviceRow, Store};
+use crate::store::{self, AlertHistory, AlertRow, BaselineItem, DeviceKey, Store};
 
 /// Alert keys, de-duplication, throttling, the sinks and the store.
 mod alerts;
@@ -61,6 +61,8 @@ mod outlets;
 mod tests;
 /// Known vulnerabilities: advisory matches of the inventory.
 mod vulnerabilities;
+/// The store writer thread: commits off the analyzer thread.
+mod writer;
 
 use alerts::{AlertState, Subject};
 use control::FlowBook;
@@ -247,7 +249,7 @@ pub struct Analyzer {
     /// for time-driven detections when no traffic comes. Off in a replay, whose only
     /// clock is its packets (deterministic).
     wall_clock: bool,
-    store: Store,
+    store: writer::SharedStore,
     store_version: i64,
     pending: store::Batch,
     dirty: HashSet<DeviceKey>,
@@ -339,7 +341,7 @@ impl Analyzer {
             goose_publishers: bounded::BoundedMap::default(),
             next_quiet_check_ns: 0,
             wall_clock: false,
-            store,
+            store: writer::SharedStore::new(store),
             store_version: 0,
             pending: store::Batch::default(),
             dirty: HashSet::default(),
@@ -396,17 +398,19 @@ impl Analyzer {
 
     /// Reads learning progress, baseline and alert states from the store.
     fn reload(&mut self) -> store::Result<()> {
-        let learning = self.store.learning()?;
+        let learning = self.store().learning()?;
         self.learning_started_ns = learning.started_ns.or(self.learning_started_ns);
         if learning.started_ns.is_none() && self.pending.learning_started_ns.is_none() {
             // Learning restarted by an operator: start again at the next observation.
             self.learning_started_ns = None;
         }
         self.learning_ended = learning.ended;
-        self.baseline = self.store.baseline()?.into_iter().collect();
+        let baseline = self.store().baseline()?;
+        self.baseline = baseline.into_iter().collect();
         // Most important first (`Store::alert_states`): what does not fit stays in the
         // store only, and is looked up there when it is raised again.
-        for (key, history) in self.store.alert_states()? {
+        let states = self.store().alert_states()?;
+        for (key, history) in states {
             self.next_alert_id = self.next_alert_id.max(history.id + 1);
             match self.alerts.get(&key) {
                 Some(state) => {
@@ -429,7 +433,8 @@ impl Analyzer {
                 }
             }
         }
-        self.store_version = self.store.data_version()?;
+        let version = self.store().data_version()?;
+        self.store_version = version;
         // New advisories imported by `otsensor advisories import`.
         self.refresh_advisories();
         Ok(())
@@ -635,6 +640,7 @@ impl Analyzer {
         self.since_commit = 0;
         self.last_commit = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
+        let mut devices = Vec::with_capacity(self.dirty.len());
         for key in std::mem::take(&mut self.dirty) {
             if let DeviceKey::Mac(mac) = key {
                 if self.macs_with_ip.contains(&mac) {
@@ -650,26 +656,21 @@ impl Analyzer {
             };
             if let Some(record) = record {
                 self.changes.device(record);
-                batch.devices.push(DeviceRow {
+                // Serialised by the writer: a clone costs a fraction of the JSON.
+                devices.push(writer::PendingDevice {
                     key,
-                    first_seen_ns: record.first_seen_ns,
-                    last_seen_ns: record.last_seen_ns,
-                    record: record.to_json_text(),
+                    record: record.clone(),
                 });
             }
         }
         batch.alerts = std::mem::take(&mut self.pending_alerts)
             .into_values()
             .collect();
-        if !batch.is_empty() {
-            match self.store.write(&batch) {
-                Ok(()) => self.counters.store_commits += 1,
-                Err(_) => self.counters.store_errors += 1,
-            }
-        }
+        let written_version = self.write_batch(batch, devices);
         if self.alert_rows_since_prune >= MAX_STORED_ALERTS / 16 {
             self.alert_rows_since_prune = 0;
-            match self.store.prune_alerts(MAX_STORED_ALERTS) {
+            let pruned = self.store().prune_alerts(MAX_STORED_ALERTS);
+            match pruned {
                 Ok(0) => {}
                 Ok(pruned) => {
                     self.counters.stored_alerts_pruned += pruned;
@@ -679,7 +680,13 @@ impl Analyzer {
             }
         }
         // Another connection (CLI, API) committed: reload what operators may change.
-        match self.store.data_version() {
+        // With a writer thread, the version it read after its latest write (an
+        // operator's change is picked up one commit later, not waited for here).
+        let version = match written_version {
+            Some(version) => Ok(version),
+            None => self.store().data_version(),
+        };
+        match version {
             Ok(version) if version != self.store_version => {
                 if self.reload().is_err() {
                     self.counters.store_errors += 1;
@@ -693,6 +700,7 @@ impl Analyzer {
     /// Commits and returns the run's report (end of capture or shutdown).
     pub fn finish(&mut self) -> AnalyzerReport {
         self.commit();
+        self.settle_writer();
         let mut raised: Vec<RaisedAlert> = self
             .alerts
             .values()

@@ -20,7 +20,7 @@ fn analyzer(learning_s: u64) -> Analyzer {
 /// The stored alerts of `signature` (up to 10), after a commit.
 fn stored_alerts(a: &mut Analyzer, signature: &str) -> Vec<crate::store::StoredAlert> {
     a.commit();
-    match a.store.alerts(None, 10) {
+    match a.store().alerts(None, 10) {
         Ok(stored) => stored
             .into_iter()
             .filter(|s| s.alert.signature == signature)
@@ -275,7 +275,7 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
     let after = eve_alerts(&rx);
     let stop = after.iter().find(|alert| alert.signature == "plc_stop");
     assert!(stop.is_some(), "no plc_stop in EVE: {after:?}");
-    let stored = match a.store.alerts(None, 10) {
+    let stored = match a.store().alerts(None, 10) {
         Ok(stored) => stored,
         Err(error) => panic!("{error}"),
     };
@@ -293,7 +293,7 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
         .count();
     assert_eq!(table_full, 1);
     assert!(a.counters.alerts_over_capacity >= 5_000);
-    let scans = match a.store.alerts_where(
+    let scans = match a.store().alerts_where(
         &store::AlertQuery {
             signature: Some("scan".to_owned()),
             ..store::AlertQuery::default()
@@ -327,10 +327,11 @@ fn an_evicted_alert_raised_again_keeps_its_id_count_and_status() {
     let first = IpAddr::from([11, 0, 0, 1]);
     who_is(&mut a, 20 * S, first);
     a.commit();
-    let Ok(Some(AlertHistory { id, .. })) = a.store.alert_state(&format!("scan|{first}|-")) else {
+    let Ok(Some(AlertHistory { id, .. })) = a.store().alert_state(&format!("scan|{first}|-"))
+    else {
         panic!("not stored");
     };
-    if let Err(error) = a.store.set_alert_status(id, AlertStatus::Muted) {
+    if let Err(error) = a.store().set_alert_status(id, AlertStatus::Muted) {
         panic!("{error}");
     }
     // (The analyzer reloads operator changes made through another connection.)
@@ -411,7 +412,12 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
         unit: None,
         macs: None,
     });
-    let stored = |a: &Analyzer| a.store.alerts(None, 10).map(|rows| rows.len()).unwrap_or(0);
+    let stored = |a: &Analyzer| {
+        a.store()
+            .alerts(None, 10)
+            .map(|rows| rows.len())
+            .unwrap_or(0)
+    };
     // Nothing else arrives; the analyzer loop calls tick at least every TICK.
     let started = Instant::now();
     while stored(&a) == 0 && started.elapsed() < Duration::from_secs(2) {

@@ -116,7 +116,8 @@ impl Analyzer {
     /// Loads the store's imported advisories when they changed since the catalogue was
     /// built, and then matches every device again.
     pub(super) fn refresh_advisories(&mut self) {
-        let Ok(revision) = self.store.advisories_revision() else {
+        let revision = self.store().advisories_revision();
+        let Ok(revision) = revision else {
             self.counters.store_errors += 1;
             return;
         };
@@ -124,7 +125,8 @@ impl Analyzer {
             return;
         }
         self.vulnerabilities.revision = Some(revision);
-        let imported = match self.store.imported_advisories() {
+        let blocks = self.store().imported_advisories();
+        let imported = match blocks {
             Ok(blocks) => blocks
                 .iter()
                 .filter_map(|block| table::read(block).ok())
