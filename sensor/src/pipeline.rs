@@ -38,17 +38,26 @@ struct Entry {
     ts_ns: u64,
     /// The packet's index in the source: its order key.
     seq: u64,
+    /// Index in the batch's `blocks`, or `OWN_BYTES` for bytes copied into the batch.
+    block: u32,
     start: u32,
     len: u32,
     wire_len: u32,
     link: LinkType,
 }
 
-/// Packets copied out of the source, handed to a worker as one message. Batches are
-/// allocated once and recycled, so the steady state allocates nothing.
+/// An entry whose bytes were copied into the batch's own buffer.
+const OWN_BYTES: u32 = u32::MAX;
+
+/// Packets read from the source, handed to a worker as one message: either copied into
+/// the batch, or (a source reading into shared blocks) a reference to each block the
+/// packets lie in, taken once per block rather than per packet. Batches are allocated
+/// once and recycled, so the steady state allocates nothing.
 #[derive(Debug)]
 pub struct Batch {
     bytes: Vec<u8>,
+    /// The source's blocks this batch's packets lie in; released when the worker clears it.
+    blocks: Vec<capture::SharedBlock>,
     entries: Vec<Entry>,
     max_packets: usize,
     /// Index of the last packet the reader had read when it handed this batch over:
@@ -77,6 +86,8 @@ impl Batch {
     fn new(max_packets: usize) -> Batch {
         Batch {
             bytes: Vec::with_capacity(BATCH_BYTES),
+            // At most one new block per packet: pushing never reallocates.
+            blocks: Vec::with_capacity(max_packets),
             entries: Vec::with_capacity(max_packets),
             max_packets,
             upto: 0,
@@ -93,7 +104,28 @@ impl Batch {
         self.entries.push(Entry {
             ts_ns: packet.ts_ns,
             seq,
+            block: OWN_BYTES,
             start: start as u32,
+            len: packet.data.len() as u32,
+            wire_len: packet.wire_len,
+            link: packet.link,
+        });
+    }
+
+    /// Adds a packet whose bytes stay in the source's shared block.
+    fn push_shared(&mut self, packet: &Packet<'_>, seq: u64, shared: capture::SharedBytes<'_>) {
+        if !self
+            .blocks
+            .last()
+            .is_some_and(|last| Arc::ptr_eq(last, shared.block))
+        {
+            self.blocks.push(Arc::clone(shared.block));
+        }
+        self.entries.push(Entry {
+            ts_ns: packet.ts_ns,
+            seq,
+            block: (self.blocks.len() - 1) as u32,
+            start: shared.start as u32,
             len: packet.data.len() as u32,
             wire_len: packet.wire_len,
             link: packet.link,
@@ -102,17 +134,23 @@ impl Batch {
 
     fn clear(&mut self) {
         self.bytes.clear();
+        self.blocks.clear();
         self.entries.clear();
     }
 
     /// The packets of this batch, in order, with their order keys.
     pub fn packets(&self) -> impl Iterator<Item = (Packet<'_>, u64)> {
         self.entries.iter().map(|e| {
+            let bytes = match e.block {
+                OWN_BYTES => &self.bytes[..],
+                block => self.blocks.get(block as usize).map_or(&[][..], |b| &b[..]),
+            };
+            let range = e.start as usize..e.start as usize + e.len as usize;
             (
                 Packet {
                     ts_ns: e.ts_ns,
                     link: e.link,
-                    data: &self.bytes[e.start as usize..(e.start + e.len) as usize],
+                    data: bytes.get(range).unwrap_or(&[]),
                     wire_len: e.wire_len,
                 },
                 e.seq,
@@ -821,7 +859,7 @@ pub fn replay(
                         seq - 1,
                     )?;
                 }
-                let Some(packet) = source.next_packet()? else {
+                let Some((packet, shared)) = source.next_packet_shared()? else {
                     break;
                 };
                 if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
@@ -835,11 +873,16 @@ pub fn replay(
                 }
                 let owner = match options.spread {
                     _ if workers == 1 => 0,
-                    Spread::FlowHash => flow::frame_owner(&packet.slice(), workers),
+                    Spread::FlowHash => flow::packet_owner(&packet, workers),
                     Spread::Asymmetric => flow::asymmetric_queue(&packet.slice(), workers),
                 };
                 let batch = &mut filling[owner];
-                if batch.is_full_for(packet.data.len()) {
+                let copied_len = if shared.is_some() {
+                    0
+                } else {
+                    packet.data.len()
+                };
+                if batch.is_full_for(copied_len) {
                     let next = free_batches[owner]
                         .recv()
                         .map_err(|_| Error::Thread("worker stopped"))?;
@@ -851,7 +894,10 @@ pub fn replay(
                         .send(full)
                         .map_err(|_| Error::Thread("worker stopped"))?;
                 }
-                filling[owner].push(&packet, seq);
+                match shared {
+                    Some(shared) => filling[owner].push_shared(&packet, seq, shared),
+                    None => filling[owner].push(&packet, seq),
+                }
                 // Keep every worker's watermark moving: by packet count in a replay; live
                 // (and paced), also by time, so a quiet queue delays no alert for long.
                 let due = if options.live {

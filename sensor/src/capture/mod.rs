@@ -16,6 +16,7 @@ pub mod memory;
 pub mod pcap;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use otsensor_wire::layers::{self, Frame};
 
@@ -40,6 +41,19 @@ impl<'a> Packet<'a> {
     pub fn slice(&self) -> Frame<'a> {
         layers::slice(self.link, self.data, self.ts_ns, self.wire_len)
     }
+}
+
+/// A block of a capture file as read from disk. Packets read from it borrow from it, and
+/// the pipeline's batches may hold it (a reference count per batch, not a copy per
+/// packet); the source reuses a block only once nothing else holds it.
+pub type SharedBlock = Arc<Vec<u8>>;
+
+/// Where a packet's bytes lie in a [`SharedBlock`].
+#[derive(Clone, Copy, Debug)]
+pub struct SharedBytes<'a> {
+    pub block: &'a SharedBlock,
+    /// Offset of the packet's first byte in the block.
+    pub start: usize,
 }
 
 /// Why a source could not deliver packets.
@@ -85,5 +99,14 @@ pub trait PacketSource {
     /// reader then hands partial batches to the workers instead of holding them.
     fn idle(&mut self) -> bool {
         false
+    }
+
+    /// As [`PacketSource::next_packet`], and where the packet's bytes lie when the source
+    /// reads into blocks it can share: the reader then hands workers the block instead
+    /// of a copy of the bytes.
+    fn next_packet_shared(
+        &mut self,
+    ) -> Result<Option<(Packet<'_>, Option<SharedBytes<'_>>)>, Error> {
+        Ok(self.next_packet()?.map(|packet| (packet, None)))
     }
 }
