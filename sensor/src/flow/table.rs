@@ -1,11 +1,9 @@
 //! The bounded flow table one worker owns.
 //!
-//! Slots live in a preallocated slab indexed by a `hashbrown::HashTable` and threaded on
-//! an intrusive LRU list, so lookup, insert, touch, expiry and eviction are O(1) and no
+//! Slots live in a preallocated slab indexed by an open-addressing [`FlowIndex`] and
+//! threaded on an intrusive LRU list, so lookup, insert, touch, expiry and eviction are O(1) and no
 //! packet allocates once the table is warm. When the table is full the least recently
 //! seen flow is evicted and counted.
-
-use hashbrown::HashTable;
 
 use super::{FlowHasher, FlowKey, Side};
 
@@ -120,7 +118,7 @@ pub struct Timeouts {
 
 /// A bounded flow table.
 pub struct FlowTable {
-    index: HashTable<u32>,
+    index: FlowIndex,
     slots: Vec<Flow>,
     /// The LRU list, indexed like `slots`.
     links: Vec<Link>,
@@ -146,15 +144,15 @@ impl std::fmt::Debug for FlowTable {
 
 impl FlowTable {
     /// A table for at most `capacity` flows. Slab memory is reserved up front and slots
-    /// are committed as flows first fill them, then reused. The index starts at
-    /// [`INITIAL_INDEX`] entries and doubles when the table reaches a new high: an index
+    /// are committed as flows first fill them, then reused. The index starts sized for
+    /// [`INITIAL_INDEX`] flows and doubles when the table reaches a new high: an index
     /// sized for a million flows spreads a few thousand over 10 MB, so every lookup
     /// missed the cache (a third of the worker's time in the profile); growth happens a
     /// handful of times in a worker's life, never in the steady state.
     pub fn new(capacity: usize, timeouts: Timeouts) -> FlowTable {
         let capacity = capacity.clamp(1, NIL as usize - 1);
         FlowTable {
-            index: HashTable::with_capacity(capacity.min(INITIAL_INDEX)),
+            index: FlowIndex::with_capacity(capacity.min(INITIAL_INDEX)),
             // Reserved, not touched: the OS commits pages as flows first fill them, and
             // no packet ever reallocates the slab.
             slots: Vec::with_capacity(capacity),
@@ -170,23 +168,21 @@ impl FlowTable {
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len
     }
 
     /// The most memory a full table of `capacity` flows uses: the slab, the free list
-    /// and the index (hashbrown keeps a load factor of 7/8 and one control byte per
-    /// bucket, rounded up to a power of two of buckets).
+    /// and the index (see [`FlowIndex`]).
     pub fn memory_budget(capacity: usize) -> usize {
-        let buckets = (capacity.max(1) * 8 / 7).next_power_of_two();
         capacity
             * (std::mem::size_of::<Flow>()
                 + std::mem::size_of::<Link>()
                 + std::mem::size_of::<u32>())
-            + buckets * (std::mem::size_of::<u32>() + 1)
+            + FlowIndex::entries_for(capacity) * std::mem::size_of::<u64>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -226,7 +222,7 @@ impl FlowTable {
     ) -> (u32, bool) {
         let hash = self.hasher.hash_key(key);
         let slots = &self.slots;
-        if let Some(&slot) = self.index.find(hash, |&s| slots[s as usize].key == *key) {
+        if let Some(slot) = self.index.find(hash, |s| slots[s as usize].key == *key) {
             let flow = &self.slots[slot as usize];
             if !self.expired(flow, now_ns) {
                 self.touch(slot, now_ns);
@@ -236,7 +232,7 @@ impl FlowTable {
             on_end(&mut self.slots[slot as usize], EndReason::Timeout);
             self.remove(slot);
         }
-        if self.index.len() >= self.capacity {
+        if self.index.len >= self.capacity {
             let victim = self.tail;
             if victim != NIL {
                 let reason = if self.expired(&self.slots[victim as usize], now_ns) {
@@ -276,9 +272,7 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
-        self.index
-            .insert_unique(hash, slot, |&s| slots[s as usize].hash);
+        self.index.insert(hash, slot);
         self.link_front(slot);
         self.counters.created += 1;
         (slot, true)
@@ -319,9 +313,7 @@ impl FlowTable {
 
     fn remove(&mut self, slot: u32) {
         let hash = self.slots[slot as usize].hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        self.index.remove(hash, slot);
         self.unlink(slot);
         self.free.push(slot);
     }
@@ -353,6 +345,119 @@ impl FlowTable {
             self.tail = prev;
         }
         self.links[slot as usize] = UNLINKED;
+    }
+}
+
+/// The index from a flow's hash to its slab slot: open addressing with linear probing,
+/// one `u64` per entry holding the hash's high half beside the slot. A lookup reads one
+/// entry line, then the flow; hashbrown's control bytes and buckets lay apart, two cache
+/// misses per packet in the profile (issue 11). At most 3/4 full, so a probe always
+/// ends at an empty entry; removal shifts the entries behind back (no tombstones), and
+/// growth rehashes from the entries alone, without touching the flows.
+struct FlowIndex {
+    entries: Vec<u64>,
+    len: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+impl FlowIndex {
+    fn with_capacity(flows: usize) -> FlowIndex {
+        FlowIndex {
+            entries: vec![EMPTY; FlowIndex::entries_for(flows)],
+            len: 0,
+        }
+    }
+
+    /// Entries for `flows` flows at a load of at most 3/4.
+    fn entries_for(flows: usize) -> usize {
+        (flows.max(1) * 4 / 3 + 1).next_power_of_two()
+    }
+
+    fn mask(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    /// An entry's tag (its hash's high half) also picks its home position.
+    fn home(tag: u64, mask: usize) -> usize {
+        tag as usize & mask
+    }
+
+    /// The slot of the entry with this hash for which `eq` holds.
+    fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = hash >> 32;
+        let mask = self.mask();
+        let mut pos = FlowIndex::home(tag, mask);
+        loop {
+            let entry = self.entries[pos];
+            if entry == EMPTY {
+                return None;
+            }
+            if entry >> 32 == tag && eq(entry as u32) {
+                return Some(entry as u32);
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// Adds `slot` (not in the index) under `hash`; doubles the index first when it
+    /// would pass 3/4 full (a new high of flows: never in the steady state).
+    fn insert(&mut self, hash: u64, slot: u32) {
+        if (self.len + 1) * 4 > self.entries.len() * 3 {
+            self.grow();
+        }
+        self.place((hash >> 32) << 32 | u64::from(slot));
+        self.len += 1;
+    }
+
+    fn place(&mut self, entry: u64) {
+        let mask = self.mask();
+        let mut pos = FlowIndex::home(entry >> 32, mask);
+        while self.entries[pos] != EMPTY {
+            pos = (pos + 1) & mask;
+        }
+        self.entries[pos] = entry;
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![EMPTY; self.entries.len() * 2];
+        let old = std::mem::replace(&mut self.entries, doubled);
+        for entry in old.into_iter().filter(|&entry| entry != EMPTY) {
+            self.place(entry);
+        }
+    }
+
+    /// Removes `slot`, stored under `hash`.
+    fn remove(&mut self, hash: u64, slot: u32) {
+        let mask = self.mask();
+        let mut hole = FlowIndex::home(hash >> 32, mask);
+        loop {
+            let entry = self.entries[hole];
+            if entry == EMPTY {
+                return;
+            }
+            if entry as u32 == slot {
+                break;
+            }
+            hole = (hole + 1) & mask;
+        }
+        // Backward shift: an entry further on moves into the hole when the hole lies
+        // between its home and where it sits, so every probe still reaches it.
+        let mut next = (hole + 1) & mask;
+        loop {
+            let entry = self.entries[next];
+            if entry == EMPTY {
+                break;
+            }
+            let home = FlowIndex::home(entry >> 32, mask);
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.entries[hole] = entry;
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.entries[hole] = EMPTY;
+        self.len -= 1;
     }
 }
 
@@ -430,6 +535,37 @@ mod tests {
         });
         assert_eq!(swept, vec![1, 102]);
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn index_agrees_with_a_map_through_collisions_removals_and_growth() {
+        // Few distinct tags and homes, so probes run long and wrap around.
+        let mut index = FlowIndex::with_capacity(4);
+        let mut model = std::collections::HashMap::new();
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for step in 0..20_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let slot = (state % 512) as u32;
+            let hash = ((state >> 20) % 24) << 32;
+            match model.get(&slot) {
+                Some(&stored) if step % 3 != 0 => {
+                    index.remove(stored, slot);
+                    model.remove(&slot);
+                }
+                Some(_) => {}
+                None => {
+                    index.insert(hash, slot);
+                    model.insert(slot, hash);
+                }
+            }
+            assert_eq!(index.len, model.len());
+            for (&slot, &hash) in &model {
+                assert_eq!(index.find(hash, |s| s == slot), Some(slot));
+            }
+            assert_eq!(index.find(hash, |s| s == 9_999), None);
+        }
     }
 
     #[test]

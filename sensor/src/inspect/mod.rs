@@ -247,13 +247,19 @@ impl ProtocolEventSink for Vec<ProtocolEvent> {
 #[derive(Debug)]
 pub struct RecentCache {
     slots: Box<[(u64, u64)]>,
+    /// `slots.len() - 1`: the length is a power of two, so a slot is a mask of the key,
+    /// not a 64-bit division per lookup.
+    slot_mask: usize,
     refresh_ns: u64,
 }
 
 impl RecentCache {
+    /// A cache of `slots` slots, rounded up to a power of two.
     pub fn new(slots: usize, refresh_ns: u64) -> RecentCache {
+        let slots = slots.max(1).next_power_of_two();
         RecentCache {
-            slots: vec![(u64::MAX, 0); slots.max(1)].into_boxed_slice(),
+            slots: vec![(u64::MAX, 0); slots].into_boxed_slice(),
+            slot_mask: slots - 1,
             refresh_ns,
         }
     }
@@ -266,8 +272,7 @@ impl RecentCache {
     /// As [`Self::should_report`], with the slot chosen by `slot_key`: keys that share
     /// it replace each other, so a new key is always reported.
     pub fn should_report_in(&mut self, slot_key: u64, key: u64, now_ns: u64) -> bool {
-        let len = self.slots.len();
-        let slot = &mut self.slots[(slot_key as usize) % len];
+        let slot = &mut self.slots[slot_key as usize & self.slot_mask];
         if slot.0 == key && now_ns.saturating_sub(slot.1) < self.refresh_ns {
             return false;
         }
