@@ -873,7 +873,9 @@ pub fn replay(
                 }
                 let owner = match options.spread {
                     _ if workers == 1 => 0,
-                    Spread::FlowHash => flow::packet_owner(&packet, workers),
+                    Spread::FlowHash => {
+                        flow::packet_owner(packet.link, packet.data, packet.wire_len, workers)
+                    }
                     Spread::Asymmetric => flow::asymmetric_queue(&packet.slice(), workers),
                 };
                 let batch = &mut filling[owner];
