@@ -41,13 +41,26 @@ impl Sent {
 
 /// Reads every frame of a pcap file.
 pub fn load_frames(pcap: &Path) -> Result<Vec<Vec<u8>>> {
+    Ok(load_timed_frames(pcap)?.0)
+}
+
+/// Reads every frame of a pcap file and when it was captured, as an offset from the
+/// first frame (never negative: a frame stamped before its predecessor goes with it).
+pub fn load_timed_frames(pcap: &Path) -> Result<(Vec<Vec<u8>>, Vec<Duration>)> {
     let file = std::fs::File::open(pcap).with_context(|| format!("{}", pcap.display()))?;
     let mut reader = pcap_file::pcap::PcapReader::new(file).context("pcap header")?;
     let mut frames = Vec::new();
+    let mut offsets = Vec::new();
+    let mut first = None;
+    let mut latest = Duration::ZERO;
     while let Some(packet) = reader.next_packet() {
-        frames.push(packet.context("pcap packet")?.data.into_owned());
+        let packet = packet.context("pcap packet")?;
+        let first = *first.get_or_insert(packet.timestamp);
+        latest = latest.max(packet.timestamp.saturating_sub(first));
+        offsets.push(latest);
+        frames.push(packet.data.into_owned());
     }
-    Ok(frames)
+    Ok((frames, offsets))
 }
 
 impl Sender {
@@ -90,8 +103,7 @@ impl Sender {
     /// Sends `count` frames (cycling through the loaded ones) at `pps` packets per
     /// second, or as fast as possible with `pps` = 0.
     pub fn send(&self, count: u64, pps: u64) -> Result<Sent> {
-        let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
-        let mut headers: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
+        let mut batch_frames: Vec<&[u8]> = Vec::with_capacity(BATCH);
         let started = Instant::now();
         let mut sent = 0u64;
         let mut next = 0usize;
@@ -99,61 +111,12 @@ impl Sender {
             let batch = (count - sent).min(BATCH as u64) as usize;
             if pps > 0 {
                 // The batch leaves when the schedule says its first frame is due.
-                let due = started + Duration::from_secs_f64(sent as f64 / pps as f64);
-                loop {
-                    let now = Instant::now();
-                    if now >= due {
-                        break;
-                    }
-                    let left = due - now;
-                    if left > Duration::from_micros(200) {
-                        std::thread::sleep(left - Duration::from_micros(100));
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
+                wait_until(started + Duration::from_secs_f64(sent as f64 / pps as f64));
             }
-            iovecs.clear();
-            for k in 0..batch {
-                let frame = &self.frames[(next + k) % self.frames.len()];
-                iovecs.push(libc::iovec {
-                    iov_base: frame.as_ptr() as *mut libc::c_void,
-                    iov_len: frame.len(),
-                });
-            }
-            headers.clear();
-            for iov in iovecs.iter_mut() {
-                // SAFETY: msghdr is plain data; all-zero is "no address, no control".
-                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_iov = iov;
-                header.msg_hdr.msg_iovlen = 1;
-                headers.push(header);
-            }
-            let mut done = 0usize;
-            while done < batch {
-                // SAFETY: `headers[done..]` are initialised mmsghdrs whose iovecs point
-                // into `self.frames`, all alive for the call; the count matches.
-                let rc = unsafe {
-                    libc::sendmmsg(
-                        self.fd.as_raw_fd(),
-                        headers.as_mut_ptr().add(done),
-                        (batch - done) as libc::c_uint,
-                        0,
-                    )
-                };
-                if rc < 0 {
-                    let error = io::Error::last_os_error();
-                    match error.raw_os_error() {
-                        // The device queue is full (qdisc bypassed): try again.
-                        Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
-                            std::thread::yield_now();
-                            continue;
-                        }
-                        _ => return Err(error).context("sendmmsg"),
-                    }
-                }
-                done += rc as usize;
-            }
+            batch_frames.clear();
+            batch_frames
+                .extend((0..batch).map(|k| self.frames[(next + k) % self.frames.len()].as_slice()));
+            self.transmit(&batch_frames)?;
             next = (next + batch) % self.frames.len();
             sent += batch as u64;
         }
@@ -161,6 +124,96 @@ impl Sender {
             packets: sent,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Sends each loaded frame once, frame `i` at `offsets[i]` after the start: the
+    /// capture's own pace (see [`load_timed_frames`]), for tests whose detections are
+    /// judged in packet time, which live capture takes from the wall clock.
+    pub fn send_as_captured(&self, offsets: &[Duration]) -> Result<Sent> {
+        if offsets.len() != self.frames.len() {
+            bail!("{} offsets for {} frames", offsets.len(), self.frames.len());
+        }
+        let started = Instant::now();
+        let mut batch_frames: Vec<&[u8]> = Vec::with_capacity(BATCH);
+        let mut next = 0usize;
+        while next < self.frames.len() {
+            wait_until(started + offsets[next]);
+            // Every frame already due leaves in this call.
+            let now = started.elapsed();
+            batch_frames.clear();
+            while next < self.frames.len() && batch_frames.len() < BATCH && offsets[next] <= now {
+                batch_frames.push(&self.frames[next]);
+                next += 1;
+            }
+            self.transmit(&batch_frames)?;
+        }
+        Ok(Sent {
+            packets: self.frames.len() as u64,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Sends `frames` with sendmmsg(2), retrying while the device queue is full.
+    fn transmit(&self, frames: &[&[u8]]) -> Result<()> {
+        let mut iovecs: Vec<libc::iovec> = frames
+            .iter()
+            .map(|frame| libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: msghdr is plain data; all-zero is "no address, no control".
+                let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                header.msg_hdr.msg_iov = iov;
+                header.msg_hdr.msg_iovlen = 1;
+                header
+            })
+            .collect();
+        let mut done = 0usize;
+        while done < headers.len() {
+            // SAFETY: `headers[done..]` are initialised mmsghdrs whose iovecs point into
+            // `frames`, all alive for the call; the count matches.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    headers.as_mut_ptr().add(done),
+                    (headers.len() - done) as libc::c_uint,
+                    0,
+                )
+            };
+            if rc < 0 {
+                let error = io::Error::last_os_error();
+                match error.raw_os_error() {
+                    // The device queue is full (qdisc bypassed): try again.
+                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::EINTR) => {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    _ => return Err(error).context("sendmmsg"),
+                }
+            }
+            done += rc as usize;
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until shortly before `due`, then spins to it.
+fn wait_until(due: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        let left = due - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
     }
 }
 
