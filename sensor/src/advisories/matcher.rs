@@ -26,10 +26,9 @@
 //! undecidable; low = vendor only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher as _;
 
 use serde::{Deserialize, Serialize};
-
-use std::hash::BuildHasher as _;
 
 use super::version::{Range, Version};
 use super::{Advisory, Catalogue, VendorEntries};
