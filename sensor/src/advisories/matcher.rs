@@ -26,11 +26,12 @@
 //! undecidable; low = vendor only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher as _;
 
 use serde::{Deserialize, Serialize};
 
 use super::version::{Range, Version};
-use super::{Advisory, Catalogue};
+use super::{Advisory, Catalogue, VendorEntries};
 use crate::observe::IdentityField;
 
 /// Vendor-only matches kept per device (the highest CVSS first).
@@ -567,6 +568,93 @@ fn product_match(
     None
 }
 
+/// The key of a token or word in an [`EntryIndex`] (a collision only adds a candidate).
+fn index_key(text: &str) -> u64 {
+    foldhash::fast::FixedState::with_seed(0).hash_one(text)
+}
+
+/// Which of one vendor's entries a device can match. Every way [`product_match`]
+/// matches needs one of: a token of the entry equal to a catalogue number of the device
+/// (exact); the entry's words containing every word of the device's product or model
+/// name (exact), of a product family (family) or of a device text (family), each a
+/// whole word since words are space-delimited; or a part-number wildcard. So the
+/// entries holding such a token, the rarest word of such a text, or a wildcard are the
+/// only candidates, and [`product_match`] decides on them as on the full list.
+#[derive(Debug, Default)]
+pub(super) struct EntryIndex {
+    by_token: HashMap<u64, Vec<u32>>,
+    by_word: HashMap<u64, Vec<u32>>,
+    with_wildcards: Vec<u32>,
+}
+
+impl EntryIndex {
+    /// From (entry index, entry) in ascending entry index.
+    pub(super) fn new<'a>(entries: impl Iterator<Item = (u32, &'a Entry)>) -> EntryIndex {
+        let mut index = EntryIndex::default();
+        let add = |map: &mut HashMap<u64, Vec<u32>>, text: &str, i: u32| {
+            let list = map.entry(index_key(text)).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        };
+        for (i, entry) in entries {
+            for token in &entry.tokens {
+                add(&mut index.by_token, token, i);
+            }
+            for word in entry.words.split(' ').filter(|w| !w.is_empty()) {
+                add(&mut index.by_word, word, i);
+            }
+            if !entry.wildcards.is_empty() {
+                index.with_wildcards.push(i);
+            }
+        }
+        index
+    }
+
+    fn with_token(&self, token: &str) -> &[u32] {
+        self.by_token
+            .get(&index_key(token))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries that may contain all of `words` (space-separated): those with the
+    /// rarest of them. None when `words` has no word.
+    fn with_words(&self, words: &str) -> &[u32] {
+        words
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                self.by_word
+                    .get(&index_key(w))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|entries| entries.len())
+            .unwrap_or(&[])
+    }
+
+    /// Entries [`product_match`] may match for `device`, ascending (the order of the
+    /// vendor's full list, which the merging of matches depends on).
+    fn candidates(&self, device: &Prepared, catalogs: &[Catalog], vendor: &str) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for (catalog, (_, unspaced)) in catalogs.iter().zip(&device.catalog_keys) {
+            out.extend_from_slice(self.with_token(&catalog.full));
+            out.extend_from_slice(self.with_token(&catalog.base));
+            for family in families(vendor, unspaced) {
+                out.extend_from_slice(self.with_words(family));
+            }
+        }
+        if !catalogs.is_empty() {
+            out.extend_from_slice(&self.with_wildcards);
+        }
+        for (_, words) in device.names.iter().chain(&device.texts) {
+            out.extend_from_slice(self.with_words(words));
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 impl Catalogue {
     /// The vendor keys a device is matched under.
     fn device_vendors(identity: &Identity, catalogs: &[Catalog]) -> Vec<String> {
@@ -588,6 +676,24 @@ impl Catalogue {
 
     /// Every advisory that applies to `identity`, best first (confidence, then CVSS).
     pub fn matches(&self, identity: &Identity) -> Vec<DeviceMatch> {
+        self.matches_with(identity, true)
+    }
+
+    /// The vendor-only matches of a device reporting `vendor` (its key) and no product.
+    fn vendor_only<'a>(&'a self, key: &str, vendor: &'a VendorEntries) -> &'a [DeviceMatch] {
+        vendor.vendor_only.get_or_init(|| {
+            let identity = Identity {
+                vendor: Some(key.to_owned()),
+                ..Identity::default()
+            };
+            self.matches_with(&identity, false)
+        })
+    }
+
+    /// [`Catalogue::matches`], checking only the entries `EntryIndex` names when
+    /// `indexed`, every entry of the device's vendors otherwise (the reference the
+    /// index is tested against).
+    fn matches_with(&self, identity: &Identity, indexed: bool) -> Vec<DeviceMatch> {
         let catalogs = device_catalogs(identity);
         let vendors = Self::device_vendors(identity, &catalogs);
         let firmware = identity.firmware.as_deref().and_then(Version::parse);
@@ -613,10 +719,20 @@ impl Catalogue {
                 best.insert(advisory, found);
             }
         };
+        if indexed && !identity.has_product() && identity.vendor.is_some() {
+            // One vendor (the usual case): the same answer for every such device.
+            if let [vendor] = vendors.as_slice() {
+                return match self.by_vendor.get(vendor) {
+                    Some(entries) => self.vendor_only(vendor, entries).to_vec(),
+                    None => Vec::new(),
+                };
+            }
+        }
         for vendor in &vendors {
-            let Some(entries) = self.by_vendor.get(vendor) else {
+            let Some(vendor_entries) = self.by_vendor.get(vendor) else {
                 continue;
             };
+            let entries = &vendor_entries.entries;
             if !identity.has_product() {
                 if identity.vendor.is_some() {
                     for &i in entries {
@@ -633,6 +749,15 @@ impl Catalogue {
                 }
                 continue;
             }
+            let candidates;
+            let entries = if indexed {
+                candidates = self
+                    .vendor_index(vendor_entries)
+                    .candidates(&prepared, &catalogs, vendor);
+                &candidates
+            } else {
+                entries
+            };
             for &i in entries {
                 let entry = self.entry(i);
                 let Some((kind, why)) = product_match(entry, &prepared, &catalogs, vendor) else {
@@ -781,5 +906,281 @@ mod tests {
             base: "1756-EN2T".into(),
             series: Some('D')
         }));
+    }
+
+    /// Identities seen in the shared captures (`../shared/pcaps`, all replayed into one
+    /// inventory) and in the generated OT mix, one a line: vendor, MAC vendor, product,
+    /// model, order number, name, firmware (`-`: not reported).
+    const SEEN: &str = "\
+Siemens Schweiz AG (Formerly: Cerberus AG) (22)|Hon Hai Precision Ind.|3.7.6|RCG-525|-|-|1.4.7\n\
+-|Siemens|-|-|-|-|-\n\
+OpenGeneral Pty., Ltd. (221)|Hon Hai Precision Ind.|5.8.2|TEI-757|-|-|4.8.2\n\
+Automated Logic Corporation (24)|BELKIN COMPONENTS|-|-|-|-|-\n\
+Onicon Incorporated (206)|Hon Hai Precision Ind.|0.7.1|VFH-314|-|-|0.1.2\n\
+Phoenix Controls Corporation (26)|Hon Hai Precision Ind.|0.5.2|PXZ-142|-|-|5.1.5\n\
+Acuity Brands Lighting, Inc. (42)|Siemens|-|-|-|-|-\n\
+Aricent Ltd. (240)|Hon Hai Precision Ind.|3.3.1|BOW-967|-|-|3.7.2\n\
+ESS Engineering (46)|Hon Hai Precision Ind.|0.9.1|MVB-613|-|-|5.7.2\n\
+D-Tek Controls (103)|Hon Hai Precision Ind.|5.5.7|NKF-693|-|-|2.5.5\n\
+-|PCS Systemtechnik|-|-|-|-|-\n\
+-|-|http://open62541.org|-|-|open62541-based OPC UA Application|-\n\
+Mitsubishi Electric Building Techno-Service Co., Ltd. (173)|Hon Hai Precision Ind.|4.0.7|EWP-367|-|-|0.4.2\n\
+-|Siemens Numerical Control Ltd.|-|-|6ES7 214-1HE30-0XB0|-|V2.2\n\
+Micro Control Systems, Inc. (181)|Hon Hai Precision Ind.|5.7.6|LWY-398|-|-|0.0.7\n\
+JCI Systems Integration Services (107)|Hon Hai Precision Ind.|4.3.3|EIB-728|-|-|0.7.2\n\
+Acuity Brands Lighting, Inc. (42)|Dell|-|-|-|-|-\n\
+ASI Controls (162)|Hon Hai Precision Ind.|5.9.7|SQJ-782|-|-|1.1.9\n\
+WILO SE (251)|Hon Hai Precision Ind.|0.5.8|ZAC-176|-|-|2.6.4\n\
+Veris Industries (133)|Hon Hai Precision Ind.|4.2.9|BEC-985|-|-|5.4.9\n\
+-|PHOENIX CONTACT Electronics|-|-|-|-|-\n\
+Duksan Mecasys Co., Ltd. (167)|Hon Hai Precision Ind.|1.8.5|HVY-869|-|-|0.0.7\n\
+I Controls (139)|Hon Hai Precision Ind.|2.8.0|HZU-655|-|-|1.3.2\n\
+Shenzhen Junzhi Hi-Tech Co., Ltd. (130)|Hon Hai Precision Ind.|5.2.2|UXB-926|-|-|4.2.9\n\
+Custom Mechanical Equipment, LLC (100)|Hon Hai Precision Ind.|3.7.7|RMS-578|-|-|5.5.5\n\
+-|Siemens Numerical Control Ltd.|-|-|6ES7 211-1BE31-0XB0|-|V3.0\n\
+M&M Systems, Inc. (116)|Hon Hai Precision Ind.|2.8.4|WLK-428|-|-|2.0.0\n\
+INFO TECH|ASUSTek COMPUTER INC.|-|S61850 for PC|-|-|0.0.1\n\
+SAMSON AG (51)|Hon Hai Precision Ind.|0.6.1|DPA-307|-|-|5.5.8\n\
+-|XEROX CORPORATION|-|CPU 315-2 PN/DP|6ES7 315-2EH14-0AB0|CPU 315-2 PN/DP|V3.2.6\n\
+Lighting Control & Design, Inc. (215)|Hon Hai Precision Ind.|2.4.4|CIJ-439|-|-|5.1.9\n\
+-|Intelligent Platforms, LLC.|-|IC200PNS001|-|versamax-pns11|-\n\
+Reliance Electric (65)|Hon Hai Precision Ind.|1.8.2|NFA-027|-|-|5.0.1\n\
+AREVA T&D Corporation|Hewlett Packard|-|e-terracomm|-|-|2.3.1\n\
+Automated Logic Corporation (24)|AutomatedLogic|-|-|-|-|-\n\
+AREVA T&D Corporation|Broadcom|-|e-terracomm|-|-|2.3.1\n\
+PowerCold Comfort Air Solutions, Inc. (138)|Hon Hai Precision Ind.|1.8.5|GHU-026|-|-|5.6.1\n\
+Cornell University (15)|Hon Hai Precision Ind.|1.3.3|ETA-633|-|-|3.8.4\n\
+-|RTDS Technologies|-|-|-|-|-\n\
+-|Siemens AG|-|-|6ES7 151-8AB01-0AB0|IM151-8 PN/DP CPU|-\n\
+Yamatake Building Systems Co., Ltd. (85)|Hon Hai Precision Ind.|0.5.7|HIY-054|-|-|4.2.1\n\
+-|-|-|-|-|-|-\n\
+Scada Engine (123)|Hon Hai Precision Ind.|1.7.7|RMC-419|-|-|3.8.9\n\
+TSC21 Association of Japan (212)|Hon Hai Precision Ind.|1.8.7|KAJ-796|-|-|2.1.3\n\
+-|VMware|-|-|-|-|-\n\
+Centaurus Prime (134)|Hon Hai Precision Ind.|3.3.7|TNX-397|-|-|3.3.6\n\
+Smart Temp Australia Pty. Ltd. (165)|Hon Hai Precision Ind.|2.5.5|EAC-257|-|-|2.7.8\n\
+Integrated Control Technology Limited (230)|Hon Hai Precision Ind.|5.2.6|VDS-393|-|-|0.4.2\n\
+Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1756-L61/B LOGIX5561|-|-|-|16.20\n\
+-|Intel|-|-|-|-|-\n\
+-|Cisco Systems|-|cisco WS-CE500-24TT|-|-|-\n\
+-|Hewlett Packard|-|-|-|-|-\n\
+DAIKIN Industries Ltd. (53)|Hon Hai Precision Ind.|4.2.7|EFV-321|-|-|0.7.5\n\
+Rockwell Automation/Allen-Bradley (1)|Cisco Systems|1756-ENBT/A|-|-|-|4.3\n\
+SEL|SCHWEITZER ENGINEERING|-|-|-|-|-\n\
+SEL|SCHWEITZER ENGINEERING|-|SEL-487E relay|-|-|-\n\
+SEL|SCHWEITZER ENGINEERING|-|SEL-487E relay|-|-|R320\n\
+Schneider Electric|TELEMECANIQUE ELECTRIQUE|-|-|-|-|-\n\
+Schneider Electric|TELEMECANIQUE ELECTRIQUE|-|-|-|-|V3.10\n\
+-|Siemens|-|SIMATIC HMI TP1200|-|-|-\n\
+Moxa|MOXA TECHNOLOGIES CORP., LTD.|-|-|-|-|-\n\
+Moxa|MOXA TECHNOLOGIES CORP., LTD.|-|-|-|-|4.2\n\
+-|Dell|-|Engineering workstation|-|-|-\n\
+-|Cisco Systems|-|cisco IE-3400-8P2S|-|-|-\n\
+Honeywell Inc. (17)|Honeywell|-|-|-|-|-\n\
+-|Siemens AG|-|-|-|et200sp-177|-\n\
+-|Siemens AG|-|ET 200SP|-|et200sp-177|-\n\
+-|Siemens AG|-|-|-|et200sp-178|-\n\
+-|Siemens AG|-|ET 200SP|-|et200sp-178|-\n\
+-|Siemens AG|-|-|-|et200sp-179|-\n\
+-|Siemens AG|-|ET 200SP|-|et200sp-179|-\n\
+-|Siemens AG|-|-|-|et200sp-180|-\n\
+-|Siemens AG|-|ET 200SP|-|et200sp-180|-\n\
+Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|-|-|-|-|-\n\
+Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|-|-|-|-|33.11\n\
+Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1756-L83E/B|-|-|-|33.11\n\
+Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1769-L33ER/A|-|-|-|33.11";
+
+    fn identity_of(fields: [Option<&str>; 7]) -> Identity {
+        let [vendor, mac_vendor, product, model, order_number, name, firmware] =
+            fields.map(|field| field.map(str::to_owned));
+        Identity {
+            vendor,
+            mac_vendor,
+            product,
+            model,
+            order_number,
+            name,
+            firmware,
+        }
+    }
+
+    fn seen() -> impl Iterator<Item = Identity> {
+        SEEN.lines().map(|line| {
+            let mut fields = line.split('|').map(|f| Some(f).filter(|f| *f != "-"));
+            identity_of(std::array::from_fn(|_| fields.next().flatten()))
+        })
+    }
+
+    /// The index changes which entries are checked, never the answer: the indexed
+    /// matcher against the walk over every entry of the device's vendors, for the
+    /// identities seen, the hand-checked ones, and identities made of the catalogue's
+    /// own product names, order numbers and wildcards under every vendor.
+    #[test]
+    fn indexed_matching_equals_the_full_walk() {
+        let catalogue = super::super::embedded();
+        let mut identities: Vec<Identity> = seen().collect();
+        for fields in [
+            [
+                None,
+                None,
+                None,
+                None,
+                Some("6ES7 214-1AG40-0XB0"),
+                None,
+                Some("V4.5.0"),
+            ],
+            [
+                None,
+                None,
+                None,
+                Some("CPU 1214C DC/DC/DC"),
+                Some("6ES7 214-1AG40-0XB0"),
+                None,
+                Some("V4.5.2"),
+            ],
+            [
+                Some("Schneider Electric"),
+                None,
+                Some("BMX P34 2020"),
+                None,
+                None,
+                None,
+                Some("v3.40"),
+            ],
+            [
+                Some("Rockwell Automation/Allen-Bradley (1)"),
+                None,
+                Some("1756-EN2T/D"),
+                None,
+                None,
+                None,
+                Some("11.4"),
+            ],
+            [
+                Some("Rockwell Automation/Allen-Bradley (1)"),
+                None,
+                Some("1756-EN2T/B"),
+                None,
+                None,
+                None,
+                None,
+            ],
+            [
+                Some("Rockwell Automation/Allen-Bradley (1)"),
+                None,
+                Some("1756-L71"),
+                None,
+                None,
+                None,
+                Some("20.11"),
+            ],
+            [
+                Some("Rockwell Automation"),
+                None,
+                Some("1769-L33ER"),
+                None,
+                None,
+                None,
+                Some("30.1"),
+            ],
+            [
+                Some("Schneider Electric"),
+                None,
+                Some("TM221CE16R"),
+                None,
+                None,
+                None,
+                None,
+            ],
+            [Some("Siemens AG"), None, None, None, None, None, None],
+            [
+                Some("ABB, Phoenix Contact, Schneider Electric, Siemens, and WAGO"),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+            [
+                Some("ABB, Phoenix Contact, Siemens"),
+                None,
+                Some("ET 200SP"),
+                None,
+                None,
+                None,
+                Some("V2.0"),
+            ],
+        ] {
+            identities.push(identity_of(fields));
+        }
+        // Every 10th product entry of the catalogue, as a device would report it.
+        let mut vendors: BTreeMap<&str, ()> = BTreeMap::new();
+        for (n, product) in catalogue
+            .advisories()
+            .iter()
+            .flat_map(|a| a.products.iter())
+            .enumerate()
+        {
+            vendors.insert(product.vendor.as_str(), ());
+            if n % 10 != 0 {
+                continue;
+            }
+            let vendor = Some(product.vendor.clone());
+            let firmware = ["1.0", "V2.1.3", "10.4"][n % 3].to_owned();
+            identities.push(Identity {
+                vendor: vendor.clone(),
+                product: Some(product.name.clone()),
+                firmware: Some(firmware.clone()),
+                ..Identity::default()
+            });
+            let words: Vec<&str> = product.name.split_whitespace().collect();
+            identities.push(Identity {
+                mac_vendor: vendor.clone(),
+                model: Some(words.iter().take(3).copied().collect::<Vec<_>>().join(" ")),
+                name: words.last().map(|w| (*w).to_owned()),
+                ..Identity::default()
+            });
+            for token in &words {
+                let token = token.trim_matches(|c: char| "(),;:".contains(c));
+                if !token.bytes().any(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                // Wildcards (`BMXP34*`) as a part number of the family.
+                let part = match token.strip_suffix('*') {
+                    Some(prefix) => format!("{}2020", prefix.trim_end_matches('*')),
+                    None => token.to_owned(),
+                };
+                identities.push(Identity {
+                    vendor: vendor.clone(),
+                    order_number: Some(part),
+                    firmware: (n % 2 == 0).then(|| firmware.clone()),
+                    ..Identity::default()
+                });
+            }
+        }
+        // A vendor and nothing else, for every vendor named.
+        for vendor in vendors.keys() {
+            identities.push(Identity {
+                vendor: Some((*vendor).to_owned()),
+                ..Identity::default()
+            });
+        }
+        let mut matched = 0;
+        for identity in &identities {
+            let indexed = catalogue.matches_with(identity, true);
+            assert_eq!(
+                indexed,
+                catalogue.matches_with(identity, false),
+                "{identity:?}"
+            );
+            matched += usize::from(!indexed.is_empty());
+        }
+        // The set exercises matching, not only misses.
+        assert!(
+            matched > identities.len() / 2,
+            "{matched} of {}",
+            identities.len()
+        );
     }
 }

@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use matcher::{Confidence, DeviceMatch, Identity};
 
-use matcher::Entry;
+use matcher::{Entry, EntryIndex};
 
 /// The embedded table (gzip of the text form, see [`table`]).
 const EMBEDDED: &[u8] = include_bytes!("../../data/advisories.tsv.gz");
@@ -63,6 +63,18 @@ pub struct Product {
     pub vulns: Vec<u16>,
 }
 
+/// One vendor key's product entries (indices into `Catalogue::entries`, ascending) and
+/// what matching reads of them, built on first use: a device checks only the entries
+/// the index names (see [`EntryIndex`]), not every entry of its vendor (thousands for
+/// some).
+#[derive(Debug, Default)]
+struct VendorEntries {
+    entries: Vec<u32>,
+    index: OnceLock<EntryIndex>,
+    /// A device reporting this vendor and no product: its vendor-only matches.
+    vendor_only: OnceLock<Vec<DeviceMatch>>,
+}
+
 /// Advisories ready for matching: product entries indexed by vendor key.
 #[derive(Debug)]
 pub struct Catalogue {
@@ -73,7 +85,7 @@ pub struct Catalogue {
     /// preparing all of them is most of building the catalogue, and the analyzer
     /// would wait for all of them at its first device identity.
     prepared: Vec<OnceLock<Entry>>,
-    by_vendor: HashMap<String, Vec<u32>>,
+    by_vendor: HashMap<String, VendorEntries>,
     /// Where the advisories came from (the embedded table's header, plus imports).
     source: String,
 }
@@ -96,7 +108,7 @@ impl Catalogue {
         }
         kept.sort_by(|a, b| a.id.cmp(&b.id));
         let mut entries = Vec::new();
-        let mut by_vendor: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut by_vendor: HashMap<String, VendorEntries> = HashMap::new();
         for (a, advisory) in kept.iter().enumerate() {
             for (p, product) in advisory.products.iter().enumerate() {
                 let (Ok(a), Ok(p), Ok(index)) = (
@@ -108,7 +120,7 @@ impl Catalogue {
                 };
                 entries.push((a, p));
                 for key in matcher::vendor_keys(&product.vendor) {
-                    by_vendor.entry(key).or_default().push(index);
+                    by_vendor.entry(key).or_default().entries.push(index);
                 }
             }
         }
@@ -163,13 +175,21 @@ impl Catalogue {
         })
     }
 
-    /// Prepares every entry not yet prepared (off the analyzer, after the embedded
-    /// catalogue is built; matching prepares what it needs itself meanwhile).
+    /// `vendor`'s entry index, built (and its entries prepared) on first use.
+    fn vendor_index<'a>(&'a self, vendor: &'a VendorEntries) -> &'a EntryIndex {
+        vendor
+            .index
+            .get_or_init(|| EntryIndex::new(vendor.entries.iter().map(|&i| (i, self.entry(i)))))
+    }
+
+    /// Prepares every vendor's entries and index not yet built (off the analyzer,
+    /// after the embedded catalogue is built; matching builds what it needs itself
+    /// meanwhile). The vendors with most entries first: they cost most to prepare.
     pub fn prepare(&self) {
-        for index in 0..self.entries.len() {
-            if let Ok(index) = u32::try_from(index) {
-                self.entry(index);
-            }
+        let mut vendors: Vec<&VendorEntries> = self.by_vendor.values().collect();
+        vendors.sort_by_key(|vendor| std::cmp::Reverse(vendor.entries.len()));
+        for vendor in vendors {
+            self.vendor_index(vendor);
         }
     }
 

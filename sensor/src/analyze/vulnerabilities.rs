@@ -39,8 +39,8 @@ pub(super) struct Vulnerabilities {
     /// Catalogue changes so far (imports picked up).
     changes: u64,
     /// The catalogue's answer per identity already matched: a plant's devices of one
-    /// model report the same identity, and matching one costs hundreds of
-    /// microseconds (every advisory entry of the vendor). Cleared when the catalogue
+    /// model report the same identity, and a match still allocates its answer and
+    /// checks the candidate entries of the vendor's index. Cleared when the catalogue
     /// changes, and when it holds `MAX_MATCH_MEMO` identities (bounded memory).
     memo: HashMap<MatchKey, Vec<DeviceMatch>>,
 }
