@@ -123,6 +123,14 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Benchmark the analyzer alone on the observations one worker makes of a capture:
+    /// CPU per observation, and its allocations by observation kind (first run).
+    AnalyzeBench {
+        file: PathBuf,
+        /// Runs: the first counts allocations, the best of the others is timed.
+        #[arg(long, default_value_t = 4)]
+        repeat: usize,
+    },
     /// Live capture on a veth pair between two namespaces (needs root): the highest
     /// send rate with zero loss for `otsensor run` and for `tcpdump -w /dev/null`.
     LiveBench {
@@ -337,6 +345,7 @@ fn main() -> Result<()> {
                 repeat: repeat.max(1),
             })?;
         }
+        Task::AnalyzeBench { file, repeat } => bench::analyzer(&file, repeat)?,
         Task::FleetLab {
             otsensor,
             port,

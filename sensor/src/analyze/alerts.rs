@@ -82,10 +82,18 @@ impl Subject {
 }
 
 /// An alert's stable key, `signature|src|dst` (as [`detect::alert_key`] writes it),
-/// built in one allocation: alerts are raised per protocol error.
+/// built in one allocation.
 pub(in crate::analyze) fn alert_key(signature: &str, subject: &Subject) -> String {
-    use std::fmt::Write;
     let mut key = String::with_capacity(signature.len() + 2 * 40);
+    write_alert_key(&mut key, signature, subject);
+    key
+}
+
+/// [`alert_key`] into `key` (cleared first): the analyzer reuses one buffer, so that a
+/// repeated alert is looked up without an allocation.
+pub(in crate::analyze) fn write_alert_key(key: &mut String, signature: &str, subject: &Subject) {
+    use std::fmt::Write;
+    key.clear();
     key.push_str(signature);
     key.push('|');
     match (&subject.src, &subject.src_mac) {
@@ -93,7 +101,7 @@ pub(in crate::analyze) fn alert_key(signature: &str, subject: &Subject) -> Strin
             key.push_str("mac:");
             key.push_str(mac);
             key.push_str("|-");
-            return key;
+            return;
         }
         (Some(ip), _) => {
             let _ = write!(key, "{ip}");
@@ -107,7 +115,6 @@ pub(in crate::analyze) fn alert_key(signature: &str, subject: &Subject) -> Strin
         }
         None => key.push('-'),
     }
-    key
 }
 
 /// An alert occurrence counted in the table whose record is still to be built.
@@ -189,16 +196,31 @@ impl Analyzer {
         subject: &Subject,
     ) -> Option<Occurrence> {
         let detection = detect::by_name(signature)?;
-        let key = alert_key(signature, subject);
+        let mut key = std::mem::take(&mut self.alert_key_buffer);
+        write_alert_key(&mut key, signature, subject);
+        let occurrence = self.count_occurrence(detection, signature, &key, ts_ns, subject);
+        self.alert_key_buffer = key;
+        occurrence
+    }
+
+    /// [`Analyzer::occurrence`] of the alert keyed `key`.
+    fn count_occurrence(
+        &mut self,
+        detection: &'static Detection,
+        signature: &'static str,
+        key: &str,
+        ts_ns: u64,
+        subject: &Subject,
+    ) -> Option<Occurrence> {
         let mut new_id = None;
-        if !self.alerts.contains_key(&key) && !self.restore_alert(&key) {
+        if !self.alerts.contains_key(key) && !self.restore_alert(key) {
             // Room is made before the alert is inserted: a new alert is never dropped.
             self.make_room(ts_ns);
             new_id = Some(self.insert_alert(detection, signature, ts_ns, subject.clone()));
         }
         let emit = match new_id {
             Some(id) => Some(((id, 1, AlertStatus::New, ts_ns), true)),
-            None => match self.alerts.get_mut(&key) {
+            None => match self.alerts.get_mut(key) {
                 Some(state) => {
                     self.counters.alert_repeats += 1;
                     state.raised_this_run = true;
@@ -227,7 +249,7 @@ impl Analyzer {
             // A repeat that is not written (throttled, learned or muted): when its row
             // is already pending, updating the row is all there is to do, and no
             // record is built.
-            if let Some(row) = self.pending_alerts.get_mut(&key) {
+            if let Some(row) = self.pending_alerts.get_mut(key) {
                 row.alert.last_ns = row.alert.last_ns.max(ts_ns);
                 row.alert.count = count;
                 return None;
@@ -235,7 +257,7 @@ impl Analyzer {
         }
         Some(Occurrence {
             detection,
-            key,
+            key: key.to_owned(),
             id,
             count,
             status,

@@ -49,39 +49,58 @@ pub(in crate::analyze) fn device_context(record: &DeviceRecord) -> serde_json::V
             map.insert(key.to_owned(), value.into());
         }
     }
-    let class = record.class().class;
+    let class = record.class_name();
     map.insert("class".to_owned(), class.into());
-    // At most one entry per protocol (`Protocol::ALL`).
-    let roles: Vec<String> = record
-        .protocols
-        .iter()
-        .flat_map(|(protocol, roles)| {
-            [(roles.client, "client"), (roles.server, "server")]
-                .into_iter()
-                .filter(|(has, _)| *has)
-                .map(move |(_, role)| format!("{} {role}", protocol.name()))
-        })
-        .collect();
+    // At most one entry per protocol (`Protocol::ALL`). Built with pushes, not
+    // `format!`: a context is built for every alert record written.
+    let mut roles: Vec<serde_json::Value> = Vec::new();
     // "plc "PLC-01" (Schneider Electric BMX P34 2020, firmware V2.1): modbus server"
-    let mut summary = class.to_owned();
+    let mut summary = String::with_capacity(64);
+    summary.push_str(class);
     if let Some(name) = name {
-        summary.push_str(&format!(" \"{name}\""));
+        summary.push_str(" \"");
+        summary.push_str(name);
+        summary.push('"');
     }
-    let mut about: Vec<String> = Vec::new();
-    let what: Vec<&str> = [vendor, product.or(model)].into_iter().flatten().collect();
-    if !what.is_empty() {
-        about.push(what.join(" "));
+    let what = [vendor, product.or(model)];
+    if what.iter().any(Option::is_some) || firmware.is_some() {
+        summary.push_str(" (");
+        let mut first = true;
+        for part in what.into_iter().flatten() {
+            if !first {
+                summary.push(' ');
+            }
+            summary.push_str(part);
+            first = false;
+        }
+        if let Some(firmware) = firmware {
+            if !first {
+                summary.push_str(", ");
+            }
+            summary.push_str("firmware ");
+            summary.push_str(firmware);
+        }
+        summary.push(')');
     }
-    if let Some(firmware) = firmware {
-        about.push(format!("firmware {firmware}"));
+    for (protocol, protocol_roles) in &record.protocols {
+        for (has, role) in [
+            (protocol_roles.client, "client"),
+            (protocol_roles.server, "server"),
+        ] {
+            if !has {
+                continue;
+            }
+            summary.push_str(if roles.is_empty() { ": " } else { ", " });
+            let name = protocol.name();
+            let mut text = String::with_capacity(name.len() + 1 + role.len());
+            text.push_str(name);
+            text.push(' ');
+            text.push_str(role);
+            summary.push_str(&text);
+            roles.push(serde_json::Value::String(text));
+        }
     }
-    if !about.is_empty() {
-        summary.push_str(&format!(" ({})", about.join(", ")));
-    }
-    if !roles.is_empty() {
-        summary.push_str(&format!(": {}", roles.join(", ")));
-    }
-    map.insert("roles".to_owned(), roles.into());
+    map.insert("roles".to_owned(), serde_json::Value::Array(roles));
     map.insert("summary".to_owned(), summary.into());
     serde_json::Value::Object(map)
 }

@@ -106,6 +106,14 @@ fn serialize_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok,
     }
 }
 
+/// Why a device got its class (the first item of [`ClassGuess::evidence`]).
+enum Why {
+    Programmed,
+    Said(&'static str),
+    Server(Protocol),
+    Client(Protocol),
+}
+
 /// A device class guess and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClassGuess {
@@ -169,25 +177,39 @@ impl DeviceRecord {
     /// The class guess from roles and behaviour (PLC, RTU, IED, HMI, engineering
     /// workstation, BACnet controller, IT host).
     pub fn class(&self) -> ClassGuess {
-        let mut evidence = Vec::new();
+        let (class, why) = self.classify();
+        let mut evidence = vec![match why {
+            Why::Programmed => "sent programming commands".to_owned(),
+            Why::Said(text) => text.to_owned(),
+            Why::Server(p) => format!("{} server", p.name()),
+            Why::Client(p) => format!("{} client", p.name()),
+        }];
+        if let Some(vendor) = self.vendor {
+            evidence.push(format!("MAC vendor {vendor}"));
+        }
+        ClassGuess { class, evidence }
+    }
+
+    /// The class alone (alert contexts): [`DeviceRecord::class`] without its evidence
+    /// text.
+    pub(in crate::analyze) fn class_name(&self) -> &'static str {
+        self.classify().0
+    }
+
+    fn classify(&self) -> (&'static str, Why) {
         let serves = |p: Protocol| self.protocols.get(&p).is_some_and(|r| r.server);
-        let class = if self.programmed_others {
-            evidence.push("sent programming commands".to_owned());
-            "engineering_workstation"
+        if self.programmed_others {
+            ("engineering_workstation", Why::Programmed)
         } else if serves(Protocol::Dnp3) {
-            evidence.push("DNP3 outstation".to_owned());
-            "rtu"
+            ("rtu", Why::Said("DNP3 outstation"))
         } else if serves(Protocol::Iec104) {
-            evidence.push("IEC 104 controlled station".to_owned());
-            "rtu"
+            ("rtu", Why::Said("IEC 104 controlled station"))
         } else if serves(Protocol::Bacnet) {
-            evidence.push("answers BACnet".to_owned());
-            "bacnet_controller"
+            ("bacnet_controller", Why::Said("answers BACnet"))
         } else if serves(Protocol::Mms) {
             // Port 102 carries S7comm too: a device that answers MMS is an IEC 61850
             // server (protection relay, bay controller), not a Siemens PLC.
-            evidence.push("MMS server (IEC 61850)".to_owned());
-            "ied"
+            ("ied", Why::Said("MMS server (IEC 61850)"))
         } else if let Some(p) = [
             Protocol::S7comm,
             Protocol::S7commPlus,
@@ -197,19 +219,12 @@ impl DeviceRecord {
         .into_iter()
         .find(|p| serves(*p))
         {
-            evidence.push(format!("{} server", p.name()));
-            "plc"
+            ("plc", Why::Server(p))
         } else if let Some((p, _)) = self.protocols.iter().find(|(_, r)| r.client) {
-            evidence.push(format!("{} client", p.name()));
-            "hmi"
+            ("hmi", Why::Client(*p))
         } else {
-            evidence.push("no industrial protocol role".to_owned());
-            "it_host"
-        };
-        if let Some(vendor) = self.vendor {
-            evidence.push(format!("MAC vendor {vendor}"));
+            ("it_host", Why::Said("no industrial protocol role"))
         }
-        ClassGuess { class, evidence }
     }
 
     /// The stored row: the record and its class guess, serialised once, straight from

@@ -215,6 +215,8 @@ pub struct Analyzer {
     learning_started_ns: Option<u64>,
     learning_ended: bool,
     alerts: HashMap<String, AlertState>,
+    /// Where an occurrence's alert key is written for the table lookups (reused).
+    alert_key_buffer: String,
     next_alert_id: u64,
     inventory_full_raised: bool,
     alert_table_full_raised: bool,
@@ -324,6 +326,7 @@ impl Analyzer {
             learning_started_ns: None,
             learning_ended: false,
             alerts: HashMap::default(),
+            alert_key_buffer: String::new(),
             next_alert_id: 1,
             inventory_full_raised: false,
             alert_table_full_raised: false,
