@@ -255,11 +255,14 @@ fn capture_until_stopped(
     // The analyzer merges one stream per queue worker.
     let mut backend = pipeline::start_backend(policy, Some(sockets.len()), &mut options)?;
     let crew = Arc::new(
-        queue::Crew::new(sockets.len(), backend.policy.handoff_queue).map_err(|source| {
-            Error::Start {
-                interface: interface.clone(),
-                reason: format!("eventfd: {source}"),
-            }
+        queue::Crew::new(
+            sockets.len(),
+            backend.policy.handoff_queue,
+            Arc::clone(&backend.parks),
+        )
+        .map_err(|source| Error::Start {
+            interface: interface.clone(),
+            reason: format!("eventfd: {source}"),
         })?,
     );
     let mut handles = Vec::with_capacity(sockets.len());

@@ -3,6 +3,9 @@
 
 use std::net::IpAddr;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use serde::Serialize;
@@ -363,9 +366,10 @@ pub struct Stamped {
 pub struct ObservationBatch {
     pub producer: usize,
     pub watermark: u64,
-    /// The producer is parked (live, no traffic): until its next batch its watermark
-    /// follows the wall clock (see [`Merge::idle_grace_ns`]).
-    pub idle: bool,
+    /// The producer parks (live, no traffic) and has stored this stamp in its
+    /// [`ParkState`]: while that state still shows it, the merge takes the wall clock
+    /// as the producer's watermark (see [`Merge`]).
+    pub parked: Option<u64>,
     /// The producer has ended: nothing more will come from it.
     pub last: bool,
     pub items: Vec<Stamped>,
@@ -374,32 +378,88 @@ pub struct ObservationBatch {
 /// Watermark of a producer that has ended.
 pub const WATERMARK_END: u64 = u64::MAX;
 
+/// Whether a live worker is parked, shared by the worker and the analyzer's [`Merge`]:
+/// the handshake that lets a parked worker's watermark follow the wall clock exactly.
+///
+/// The worker, before it parks, stores a stamp (the wall clock it publishes as its idle
+/// watermark) and then sends its idle batch carrying the same stamp; on waking it
+/// stores [`ParkState::wake`] *before* it reads the clock for any frame. The analyzer
+/// reads the wall clock `T`, then loads the state. If it still holds the stamp of the
+/// worker's last batch taken in, the load came before the wake in the single order of
+/// SeqCst operations, so every clock reading the worker makes for a frame comes after
+/// `T`; and everything the worker observed before parking was in that batch. Its
+/// watermark may then be taken as `T - 1`. A peer's frame handed to a parked worker is
+/// stamped by the peer, possibly before `T`: the woken worker orders it after the clock
+/// it reads on waking (`live::queue`). Stamps of two parks differ (the clock moved on
+/// in between), so a state left by a later park never matches an earlier idle batch.
+#[derive(Debug, Default)]
+pub struct ParkState {
+    /// The stamp of the park in progress; [`AWAKE`] while the worker runs.
+    stamp: AtomicU64,
+}
+
+const AWAKE: u64 = 0;
+
+impl ParkState {
+    /// The worker is about to park with this stamp: call after everything it observed
+    /// is in its pending batch and before that batch (carrying the stamp) is sent.
+    pub fn park(&self, stamp: u64) {
+        self.stamp.store(stamp.max(1), Ordering::SeqCst);
+    }
+
+    /// The worker runs again: call before reading the clock for anything it stamps.
+    pub fn wake(&self) {
+        self.stamp.store(AWAKE, Ordering::SeqCst);
+    }
+
+    /// Whether the worker is still in the park its idle batch announced.
+    fn still_parked(&self, stamp: u64) -> bool {
+        self.stamp.load(Ordering::SeqCst) == stamp.max(1)
+    }
+}
+
+/// Park states for `producers` workers, all awake.
+pub fn park_states(producers: usize) -> Arc<[ParkState]> {
+    (0..producers).map(|_| ParkState::default()).collect()
+}
+
 /// The analyzer's k-way merge of the workers' observation streams. Each worker's stream
 /// is in its own order; an observation is released once every worker's watermark has
 /// reached its order key, so the analyzer sees all workers' observations in one order
 /// (the source's packet order in a replay) whatever the number of workers and however
-/// the packets fell into batches. Ties go to the lower producer id.
+/// the packets fell into batches. Ties go to the lower producer id. A parked live
+/// worker's watermark is the wall clock, checked against its [`ParkState`].
 #[derive(Debug)]
 pub struct Merge {
     producers: Vec<Producer>,
+    parks: Arc<[ParkState]>,
     held: usize,
-    /// How far behind the wall clock an idle live producer's watermark is put.
-    pub idle_grace_ns: u64,
+    /// The last [`Merge::pop`] that released nothing was held back by a parked
+    /// producer's clock watermark, not by a producer that will send again.
+    blocked_by_clock: bool,
 }
 
 #[derive(Debug, Default)]
 struct Producer {
     queue: std::collections::VecDeque<Stamped>,
     watermark: u64,
-    idle: bool,
+    /// The park stamp of its last batch taken in, if that batch said it parks.
+    parked: Option<u64>,
 }
 
 impl Merge {
+    /// A merge whose producers never park (replay, tests).
     pub fn new(producers: usize) -> Merge {
+        Merge::with_park_states(park_states(producers))
+    }
+
+    /// A merge of one producer per park state (live: one per queue worker).
+    pub fn with_park_states(parks: Arc<[ParkState]>) -> Merge {
         Merge {
-            producers: (0..producers).map(|_| Producer::default()).collect(),
+            producers: (0..parks.len()).map(|_| Producer::default()).collect(),
+            parks,
             held: 0,
-            idle_grace_ns: 1_000_000,
+            blocked_by_clock: false,
         }
     }
 
@@ -408,10 +468,12 @@ impl Merge {
         self.held
     }
 
-    /// True when some producer is parked with a wall-clock watermark: the caller should
-    /// come back after a while even if no batch arrives.
+    /// True when observations are held only until the wall clock moves on (a parked
+    /// producer's clock watermark equals their key): no batch will come to release
+    /// them, so the caller should come back shortly. Otherwise a producer that holds
+    /// them back is awake and will send a batch.
     pub fn waits_on_clock(&self) -> bool {
-        self.held > 0 && self.producers.iter().any(|p| p.idle)
+        self.held > 0 && self.blocked_by_clock
     }
 
     /// Takes a batch in; its emptied vector is returned for reuse by its producer.
@@ -426,34 +488,44 @@ impl Merge {
         } else {
             producer.watermark.max(batch.watermark)
         };
-        producer.idle = batch.idle && !batch.last;
+        producer.parked = batch.parked.filter(|_| !batch.last);
     }
 
     /// Ends every producer (the channel closed): everything held is released.
     pub fn end_all(&mut self) {
         for producer in &mut self.producers {
             producer.watermark = WATERMARK_END;
-            producer.idle = false;
+            producer.parked = None;
         }
     }
 
     /// The next observation every producer's watermark has passed, if any. `wall_ns`
-    /// is the current wall-clock time, read before the batches were taken in (used only
-    /// for idle live producers).
+    /// is the wall clock, read after the batches were taken in and kept before the
+    /// park-state loads here (`capture::afxdp::clock_before_loads`); used only for
+    /// parked producers, see [`ParkState`].
     pub fn pop(&mut self, wall_ns: u64) -> Option<Stamped> {
         if self.held == 0 {
             return None;
         }
-        let clock = wall_ns.saturating_sub(self.idle_grace_ns);
         let mut bound = u64::MAX;
+        let mut bound_from_clock = false;
         let mut best: Option<(u64, usize)> = None;
         for (index, producer) in self.producers.iter().enumerate() {
-            let watermark = if producer.idle {
-                producer.watermark.max(clock)
+            let parked = producer.parked.is_some_and(|stamp| {
+                self.parks
+                    .get(index)
+                    .is_some_and(|park| park.still_parked(stamp))
+            });
+            // Every key it sends later is above a clock reading made after `wall_ns`.
+            let watermark = if parked {
+                producer.watermark.max(wall_ns.saturating_sub(1))
             } else {
                 producer.watermark
             };
-            bound = bound.min(watermark);
+            if watermark < bound {
+                bound = watermark;
+                bound_from_clock = parked;
+            }
             if let Some(head) = producer.queue.front() {
                 if best.is_none_or(|(order, _)| head.order < order) {
                     best = Some((head.order, index));
@@ -462,6 +534,7 @@ impl Merge {
         }
         let (order, index) = best?;
         if order > bound {
+            self.blocked_by_clock = bound_from_clock;
             return None;
         }
         self.held -= 1;
@@ -609,7 +682,8 @@ impl ObservationSink {
     }
 
     /// Sends what is held with `watermark` (the worker has processed every packet up to
-    /// it). `idle`: the worker parks; `last`: it ends. A live sink that finds the channel
+    /// it). `idle`: the worker parks, and `watermark` is the stamp it stored in its
+    /// [`ParkState`]; `last`: it ends. A live sink that finds the channel
     /// full keeps the observations for the next flush (and drops new ones while full).
     pub fn flush(&mut self, watermark: u64, idle: bool, last: bool) {
         let Channel::Batched {
@@ -630,7 +704,7 @@ impl ObservationSink {
         let batch = ObservationBatch {
             producer: *producer,
             watermark: self.watermark,
-            idle,
+            parked: idle.then_some(watermark),
             last,
             items,
         };
@@ -704,22 +778,119 @@ mod tests {
         assert_eq!(merge.held(), 0);
     }
 
+    fn parked(producer: usize, stamp: u64) -> ObservationBatch {
+        ObservationBatch {
+            parked: Some(stamp),
+            ..batch(producer, stamp, &[])
+        }
+    }
+
     #[test]
-    fn an_idle_producer_follows_the_wall_clock() {
-        let mut merge = Merge::new(2);
-        merge.idle_grace_ns = 100;
+    fn a_parked_producer_follows_the_wall_clock_until_it_wakes() {
+        let parks = park_states(2);
+        let mut merge = Merge::with_park_states(Arc::clone(&parks));
         merge.push(&mut batch(0, 5_000, &[1_000, 4_000]));
-        merge.push(&mut ObservationBatch {
-            idle: true,
-            ..batch(1, 500, &[])
-        });
+        parks[1].park(500);
+        merge.push(&mut parked(1, 500));
+        // Its later keys come from clock readings after this one: above 999, not 1_000.
+        assert_eq!(drain(&mut merge, 1_000), Vec::<u64>::new());
         assert!(merge.waits_on_clock());
-        assert_eq!(drain(&mut merge, 1_050), Vec::<u64>::new());
-        assert_eq!(drain(&mut merge, 2_000), vec![1_000]);
+        assert_eq!(drain(&mut merge, 1_001), vec![1_000]);
+        // Awake but not yet published: its own watermark holds, however late the
+        // clock, and its next batch (not the clock) will release the rest.
+        parks[1].wake();
+        assert_eq!(drain(&mut merge, 9_000), Vec::<u64>::new());
+        assert!(!merge.waits_on_clock());
+        merge.push(&mut batch(1, 6_000, &[5_500]));
         assert_eq!(drain(&mut merge, 9_000), vec![4_000]);
-        // Busy again: its own watermark holds the others back.
-        merge.push(&mut batch(0, 20_000, &[15_000]));
-        merge.push(&mut batch(1, 10_000, &[9_500]));
-        assert_eq!(drain(&mut merge, 99_000), vec![9_500]);
+        merge.push(&mut batch(0, 7_000, &[]));
+        assert_eq!(drain(&mut merge, 9_000), vec![5_500]);
+    }
+
+    #[test]
+    fn a_later_park_does_not_stand_for_an_earlier_one() {
+        let parks = park_states(2);
+        let mut merge = Merge::with_park_states(Arc::clone(&parks));
+        parks[1].park(500);
+        merge.push(&mut parked(1, 500));
+        // It woke, worked and parked again; those batches are not taken in yet.
+        parks[1].wake();
+        parks[1].park(2_000);
+        merge.push(&mut batch(0, 5_000, &[1_000]));
+        assert_eq!(drain(&mut merge, 3_000), Vec::<u64>::new());
+        assert!(!merge.waits_on_clock());
+        merge.push(&mut batch(1, 1_500, &[1_200]));
+        merge.push(&mut parked(1, 2_000));
+        assert_eq!(drain(&mut merge, 3_000), vec![1_000, 1_200]);
+    }
+
+    /// The handshake against real threads and the real clock: a busy producer, one that
+    /// parks and wakes all the time, and the analyzer's loop; what is released never
+    /// goes back in order.
+    #[test]
+    fn the_park_handshake_keeps_the_order_under_races() {
+        const PARKS: usize = 3_000;
+        let parks = park_states(2);
+        let (tx, rx) = crossbeam_channel::bounded::<ObservationBatch>(64);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = {
+            let (tx, stop) = (tx.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = realtime_ns();
+                    let _ = tx.send(batch(0, now, &[now]));
+                }
+                let _ = tx.send(ObservationBatch {
+                    last: true,
+                    ..batch(0, 0, &[])
+                });
+            })
+        };
+        let napper = {
+            let (parks, stop) = (Arc::clone(&parks), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                for round in 0..PARKS {
+                    let now = realtime_ns();
+                    parks[1].park(now);
+                    let _ = tx.send(parked(1, now));
+                    for _ in 0..round % 64 {
+                        std::hint::spin_loop();
+                    }
+                    parks[1].wake();
+                    let now = realtime_ns();
+                    let _ = tx.send(batch(1, now, &[now]));
+                }
+                stop.store(true, Ordering::Relaxed);
+                let _ = tx.send(ObservationBatch {
+                    last: true,
+                    ..batch(1, 0, &[])
+                });
+            })
+        };
+        let mut merge = Merge::with_park_states(parks);
+        let (mut released, mut last_order, mut ended) = (0usize, 0u64, 0usize);
+        while ended < 2 {
+            let Ok(mut first) = rx.recv() else { break };
+            ended += usize::from(first.last);
+            merge.push(&mut first);
+            while let Ok(mut more) = rx.try_recv() {
+                ended += usize::from(more.last);
+                merge.push(&mut more);
+            }
+            let wall_ns = realtime_ns();
+            while let Some(stamped) = merge.pop(wall_ns) {
+                assert!(stamped.order >= last_order, "released out of order");
+                last_order = stamped.order;
+                released += 1;
+            }
+        }
+        assert!(released > PARKS);
+        assert!(napper.join().is_ok());
+        assert!(busy.join().is_ok());
+        merge.end_all();
+        while let Some(stamped) = merge.pop(u64::MAX) {
+            assert!(stamped.order >= last_order, "released out of order");
+            last_order = stamped.order;
+        }
     }
 }

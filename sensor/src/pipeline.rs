@@ -23,7 +23,8 @@ use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::flow::stream::StreamCounters;
 use crate::metrics::{AnalyzerFolded, Metrics, WorkerMetrics};
 use crate::observe::{
-    Delivery, Merge, ObservationBatch, ObservationSink, Stamped, OBSERVATION_BATCH,
+    park_states, Delivery, Merge, ObservationBatch, ObservationSink, ParkState, Stamped,
+    OBSERVATION_BATCH,
 };
 use crate::output::eve::EventSink;
 use crate::output::eve::{EveRecord, EveWriter};
@@ -306,6 +307,8 @@ pub(crate) struct Backend {
     pub policy: Arc<Policy>,
     /// Workers whose streams the analyzer merges (producers `0..workers`).
     pub workers: usize,
+    /// Per worker, whether it is parked: shared with the analyzer's merge (live).
+    pub parks: Arc<[ParkState]>,
     /// Observation batches to the analyzer. A producer id of `workers` or above is not
     /// ordered against packets (live: the kernel's conversation reports).
     pub obs_tx: Sender<ObservationBatch>,
@@ -417,6 +420,7 @@ pub(crate) fn start_backend(
     };
     let policy_updates = options.reloadable_policy.as_ref().map(|s| s.subscribe());
     let workers = workers.unwrap_or(policy.workers).max(1);
+    let parks = park_states(workers);
     // One channel of observation batches from every worker (and the source) to the
     // analyzer, and per worker a channel that returns the emptied vectors.
     let (obs_tx, obs_rx) = bounded::<ObservationBatch>(
@@ -474,6 +478,7 @@ pub(crate) fn start_backend(
 
     let live = options.live;
     let analyzer_policy = Arc::clone(&policy);
+    let analyzer_parks = Arc::clone(&parks);
     let analyzer_eve =
         event_sink(&eve_tx, Delivery::Block).map(|sink| Box::new(sink) as Box<dyn EventOutlet>);
     let store = options.store.take();
@@ -546,7 +551,7 @@ pub(crate) fn start_backend(
                 publisher.publish(&mut analyzer);
             }
             let mut next_snapshot = std::time::Instant::now() + crate::control::SNAPSHOT_INTERVAL;
-            let mut merge = Merge::new(workers);
+            let mut merge = Merge::with_park_states(analyzer_parks);
             let mut next_metrics = ANALYZER_METRICS_EVERY;
             let mut next_tick = std::time::Instant::now() + Analyzer::TICK;
             let fold_now = std::cell::Cell::new(false);
@@ -596,8 +601,11 @@ pub(crate) fn start_backend(
                 let first = match first {
                     Some(batch) => Ok(batch),
                     None => {
+                        // A parked worker wakes the analyzer with its next batch;
+                        // only an observation stamped at the very nanosecond of the
+                        // clock reading waits for the clock itself (see `Merge`).
                         let wait = if merge.waits_on_clock() {
-                            Duration::from_millis(1)
+                            Duration::from_micros(100)
                         } else if publisher.is_some() {
                             crate::control::SNAPSHOT_INTERVAL.min(Analyzer::TICK)
                         } else {
@@ -628,8 +636,6 @@ pub(crate) fn start_backend(
                         }
                     }
                 };
-                // The wall clock is read before the batches are taken in (see `Merge::pop`).
-                let wall_ns = crate::observe::realtime_ns();
                 match first {
                     Ok(batch) => {
                         // A reload published before these observations were sent applies to them.
@@ -655,6 +661,11 @@ pub(crate) fn start_backend(
                         fold_now.set(true);
                     }
                 }
+                // Read after the batches are taken in: every key in them is below it,
+                // and before the merge looks at the park states (see `ParkState`).
+                let wall_ns = crate::observe::realtime_ns();
+                #[cfg(target_os = "linux")]
+                capture::afxdp::clock_before_loads();
                 release(&mut analyzer, &mut merge, wall_ns);
                 let now = std::time::Instant::now();
                 if now >= next_tick {
@@ -708,6 +719,7 @@ pub(crate) fn start_backend(
     Ok(Backend {
         policy,
         workers,
+        parks,
         obs_tx,
         recycled: recycle_rx.into_iter().map(Some).collect(),
         eve_tx,

@@ -722,6 +722,21 @@ fn frame_bytes(
     Some(unsafe { umem.get(descriptor) })
 }
 
+/// Keeps a clock reading before the memory loads that follow it. The vDSO clock reads
+/// the TSC after an LFENCE (so the reading comes after earlier instructions), but a
+/// later load may still execute before that TSC read; an LFENCE after it prevents that
+/// (Intel SDM, RDTSC). The analyzer reads the wall clock and then the queue workers'
+/// park states (`observe::ParkState`); a worker marks itself awake (SeqCst) before its
+/// clock read, which the vDSO's LFENCE keeps after the store.
+#[inline]
+pub fn clock_before_loads() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: LFENCE takes no operands and accesses no memory; SSE2 is part of x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_lfence()
+    };
+}
+
 fn realtime_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

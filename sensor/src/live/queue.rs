@@ -23,7 +23,7 @@ use crate::capture::Packet;
 use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::metrics::WorkerMetrics;
-use crate::observe::realtime_ns;
+use crate::observe::{realtime_ns, ParkState};
 use crate::pipeline::thread_cpu_ns;
 use crate::worker::{Worker, WorkerReport};
 
@@ -45,11 +45,14 @@ const PUBLISH_FRAMES: usize = 256;
 /// observation waits in the worker before the analyzer may take it.
 const PUBLISH_INTERVAL_NS: u64 = 100_000;
 
-/// What the queue workers of one capture share: a waker each, the hand-off rings, and
-/// the shutdown handshake.
+/// What the queue workers of one capture share: a waker and a park state each, the
+/// hand-off rings, and the shutdown handshake.
 #[derive(Debug)]
 pub struct Crew {
     wakers: Vec<Waker>,
+    /// Shared with the analyzer's merge: while a worker is parked its watermark is the
+    /// wall clock ([`ParkState`]).
+    parks: Arc<[ParkState]>,
     rings: HandoffRings,
     /// Set once the XDP program is detached: no frame can arrive any more, so a worker
     /// whose ring is empty is done with its queue.
@@ -59,8 +62,13 @@ pub struct Crew {
 }
 
 impl Crew {
-    /// `workers` wakers and, with more than one worker, hand-off rings of `capacity`.
-    pub fn new(workers: usize, handoff_capacity: usize) -> std::io::Result<Crew> {
+    /// `workers` wakers and, with more than one worker, hand-off rings of `capacity`;
+    /// `parks`: one per worker, the analyzer's merge holds the same.
+    pub fn new(
+        workers: usize,
+        handoff_capacity: usize,
+        parks: Arc<[ParkState]>,
+    ) -> std::io::Result<Crew> {
         let wakers = (0..workers)
             .map(|_| Waker::new())
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -71,6 +79,7 @@ impl Crew {
         };
         Ok(Crew {
             wakers,
+            parks,
             rings,
             drain: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
@@ -121,12 +130,15 @@ impl QueueWorker {
         // With one queue every frame is this worker's; with several, the NIC's RSS may
         // not be symmetric, so the owner is checked per frame (one hash).
         let check_owner = workers > 1;
-        let Some(waker) = crew.wakers.get(me) else {
+        let (Some(waker), Some(park)) = (crew.wakers.get(me), crew.parks.get(me)) else {
             return (worker.finish(), None);
         };
         // The watermark last published: frames taken later are stamped after it, but a
-        // frame a peer handed over may be older, and is ordered just after it.
+        // frame a peer handed over may be older, and is ordered just after `floor`: the
+        // last watermark published, or after a park the clock read on waking (until
+        // then the analyzer may have taken the wall clock as this worker's watermark).
         let mut published = 0u64;
+        let mut floor = 0u64;
         // Frames processed since then, and the timestamp of the last ring batch taken.
         let mut unpublished = 0usize;
         let mut batch_ts = 0u64;
@@ -137,7 +149,7 @@ impl QueueWorker {
             // What peers handed over first: they took it off their rings before this
             // worker takes its next batch, and a flow whose frames reach two queues (no
             // stable RSS) keeps its order best that way.
-            let handed = drain_inbox(&mut worker, &crew.rings, published);
+            let handed = drain_inbox(&mut worker, &crew.rings, floor);
             let started = metrics.is_some().then(Instant::now);
             let got = socket.recv_batch(&mut |packet: Packet<'_>| {
                 batch_ts = packet.ts_ns;
@@ -167,6 +179,7 @@ impl QueueWorker {
                     || batch_ts.saturating_sub(published) >= PUBLISH_INTERVAL_NS
                 {
                     published = publish(&mut worker, &mut metrics);
+                    floor = published;
                     unpublished = 0;
                 }
                 continue;
@@ -177,6 +190,7 @@ impl QueueWorker {
                 // The burst has ended: what it caused goes to the analyzer now, not
                 // after the spin.
                 published = publish(&mut worker, &mut metrics);
+                floor = published;
                 unpublished = 0;
             }
             if crew.drain.load(Ordering::SeqCst) {
@@ -187,7 +201,7 @@ impl QueueWorker {
                     crew.finished.fetch_add(1, Ordering::AcqRel);
                 }
                 if crew.finished.load(Ordering::Acquire) == workers {
-                    drain_inbox(&mut worker, &crew.rings, published);
+                    drain_inbox(&mut worker, &crew.rings, floor);
                     break;
                 }
                 thread::yield_now();
@@ -199,17 +213,19 @@ impl QueueWorker {
                 continue;
             }
             empty_rounds = 0;
-            published = idle(&mut worker, &mut metrics);
+            published = idle(&mut worker, park, &mut metrics);
             waker.park();
             // A peer that pushed before it saw `parked` did not wake us: look once more.
-            if inbox_waiting(me, &crew.rings) || crew.drain.load(Ordering::SeqCst) {
-                waker.unpark();
-                continue;
+            let work_waiting = inbox_waiting(me, &crew.rings) || crew.drain.load(Ordering::SeqCst);
+            if !work_waiting {
+                if let Err(error) = socket.wait_or_woken(waker, IDLE_TICK) {
+                    eprintln!("otsensor: queue {}: poll failed: {error}", socket.queue());
+                    thread::sleep(IDLE_TICK);
+                }
             }
-            if let Err(error) = socket.wait_or_woken(waker, IDLE_TICK) {
-                eprintln!("otsensor: queue {}: poll failed: {error}", socket.queue());
-                thread::sleep(IDLE_TICK);
-            }
+            // Awake before any clock reading that stamps a frame (see `ParkState`).
+            park.wake();
+            floor = realtime_ns().max(published);
             waker.unpark();
         }
         let report = worker.finish();
@@ -235,12 +251,15 @@ fn publish(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) -> u64 {
 
 /// A worker with nothing to do, about to park: time still passes. Its clock follows
 /// the wall clock (live packet time is the wall clock at reception), so idle flows
-/// expire and are reported without waiting for the next frame; then it publishes the
-/// wall clock as its watermark and declares itself idle, so that until its next batch
-/// the analyzer's merge does not wait for it. Returns the watermark published.
-fn idle(worker: &mut Worker, metrics: &mut Option<WorkerMetrics>) -> u64 {
+/// expire and are reported without waiting for the next frame; then it stores the
+/// park in `park` and publishes the wall clock as its idle watermark, so that until it
+/// wakes the analyzer's merge takes the wall clock for it and does not wait. Stored
+/// before the batch is sent: the analyzer that takes the batch in finds the park.
+/// Returns the watermark published.
+fn idle(worker: &mut Worker, park: &ParkState, metrics: &mut Option<WorkerMetrics>) -> u64 {
     let now = realtime_ns();
     worker.idle_until(now);
+    park.park(now);
     worker.publish_idle(now);
     if let Some(metrics) = metrics.as_mut() {
         let (protocols, stream) = worker.stats();
@@ -270,8 +289,9 @@ fn hand_off(worker: &mut Worker, crew: &Crew, owner: usize, packet: &Packet<'_>)
 }
 
 /// Processes every frame other workers handed to this one; returns how many. A frame
-/// stamped before this worker's last watermark `published` is ordered just after it.
-fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, published: u64) -> usize {
+/// stamped before `floor` (this worker's last watermark, or the clock it read on
+/// waking) is ordered just after it.
+fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, floor: u64) -> usize {
     let mut received = 0;
     for from in 0..rings.workers() {
         let Some(ring) = rings.ring(from, worker.id) else {
@@ -279,7 +299,7 @@ fn drain_inbox(worker: &mut Worker, rings: &HandoffRings, published: u64) -> usi
         };
         while let Some(handed) = ring.pop() {
             let frame = handed.frame();
-            let order = frame.ts_ns.max(published.saturating_add(1));
+            let order = frame.ts_ns.max(floor.saturating_add(1));
             let (link, data) = handed.captured();
             worker.process_captured_at(&frame, link, data, order);
             received += 1;
