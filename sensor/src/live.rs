@@ -168,6 +168,9 @@ pub fn run_after_attach(
 ) -> Result<LiveSummary, Error> {
     let xdp = xdp_settings(&policy);
     let sockets = socket_settings(&policy);
+    // Before the program attaches, so that no frame waits in a ring while the catalogue
+    // is built (see `pipeline::start_backend`).
+    crate::advisories::embedded().prepare();
     let mut capture =
         LiveCapture::start(interface, &xdp, &sockets).map_err(|e| explain(interface, e))?;
     let mut options = after_attach().map_err(|reason| Error::AfterAttach {

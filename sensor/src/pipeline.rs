@@ -516,14 +516,12 @@ pub(crate) fn start_backend(
         .alert_sinks
         .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
-    // The embedded advisory catalogue is built once per process (a one-off cost); built
-    // here, off the analyzer, the first device identity does not wait for it behind
-    // its packets. Only its index is built before it is usable; the product entries
-    // are prepared here afterwards (the analyzer prepares those it matches against
-    // first itself). A failed spawn only means the analyzer builds it when it needs it.
-    let _ = thread::Builder::new()
-        .name("otsensor-advisories".into())
-        .spawn(|| crate::advisories::embedded().prepare());
+    // The embedded advisory catalogue and its vendor indexes are built once per process
+    // (~0.3 s), before the first packet: built on demand, the first device identities
+    // waited for them behind their packets, and every alert queued behind those was
+    // late by as much (the replay's alert latency p99 was this start-up). Live capture
+    // has built it before attaching (`live::run_after_attach`): this is then a no-op.
+    crate::advisories::embedded().prepare();
     let analyzer = thread::Builder::new()
         .name("otsensor-analyzer".into())
         .spawn(move || {

@@ -182,9 +182,9 @@ impl Catalogue {
             .get_or_init(|| EntryIndex::new(vendor.entries.iter().map(|&i| (i, self.entry(i)))))
     }
 
-    /// Prepares every vendor's entries and index not yet built (off the analyzer,
-    /// after the embedded catalogue is built; matching builds what it needs itself
-    /// meanwhile). The vendors with most entries first: they cost most to prepare.
+    /// Prepares every vendor's entries and index not yet built. The pipeline does it
+    /// before the first packet; a catalogue with imported advisories builds what a
+    /// match needs on first use.
     pub fn prepare(&self) {
         let mut vendors: Vec<&VendorEntries> = self.by_vendor.values().collect();
         vendors.sort_by_key(|vendor| std::cmp::Reverse(vendor.entries.len()));
