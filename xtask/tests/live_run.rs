@@ -336,6 +336,9 @@ fn stop_after_frames(lab: &mut Lab, frames: u64, pid: u32, summary_path: &Path) 
     summary
 }
 
+/// An alert as the truth names it: signature, source, destination, source MAC.
+type AlertKey = (String, Option<String>, Option<String>, Option<String>);
+
 /// The scenario that exercises most detections at once (illegal operation, internet
 /// connection, IP conflict, new device, PLC programming and stop, remote access, scans,
 /// unauthorized write).
@@ -360,7 +363,7 @@ fn otsensor_run_raises_a_scenarios_alerts_over_two_queues() {
     let names = (lab.tx_ns.clone(), lab.rx_ns.clone(), lab.rx_if.clone());
     let capture = lab.dir.join(format!("{LIVE_SCENARIO}.pcap"));
     let truth = xtask::gen::scenario::generate(LIVE_SCENARIO, &capture).expect("generate");
-    let expected: BTreeSet<(String, Option<String>, Option<String>, Option<String>)> = truth
+    let expected: BTreeSet<AlertKey> = truth
         .alerts
         .iter()
         .map(|alert| {
@@ -401,8 +404,7 @@ fn otsensor_run_raises_a_scenarios_alerts_over_two_queues() {
     }
     assert_eq!(kernel(&summary, "no_socket"), 0);
     let text = |value: &Value| value.as_str().map(str::to_owned);
-    let raised: BTreeSet<(String, Option<String>, Option<String>, Option<String>)> = summary
-        ["analyzer"]["raised"]
+    let raised: BTreeSet<AlertKey> = summary["analyzer"]["raised"]
         .as_array()
         .expect("raised alerts")
         .iter()
