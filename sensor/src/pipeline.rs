@@ -517,7 +517,7 @@ pub(crate) fn start_backend(
         .take()
         .unwrap_or_else(|| AlertSinks::new(metrics.clone()));
     // The embedded advisory catalogue and its vendor indexes are built once per process
-    // (~0.3 s), before the first packet: built on demand, the first device identities
+    // (~0.15 s of CPU), before the first packet: built on demand, the first device identities
     // waited for them behind their packets, and every alert queued behind those was
     // late by as much (the replay's alert latency p99 was this start-up). Live capture
     // has built it before attaching (`live::run_after_attach`): this is then a no-op.

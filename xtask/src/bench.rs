@@ -372,7 +372,7 @@ pub fn analyzer(file: &Path, repeat: usize) -> anyhow::Result<()> {
     }
     drop(worker.finish());
     let observations: Vec<otsensor::observe::Stamped> = rx.try_iter().collect();
-    // The pipeline builds the advisory catalogue on a thread of its own at start.
+    // As the pipeline does before its first packet: the catalogue and its indexes.
     otsensor::advisories::embedded().prepare();
     let count = observations.len() as u64;
     println!(
