@@ -470,7 +470,7 @@ pub(crate) mod tests_support {
             flow_id: Some(7),
             app_proto: Some(Protocol::S7comm),
             message: "PLC STOP".into(),
-            context: serde_json::Value::Null,
+            context: Default::default(),
             first_ns: 1_700_000_000_000_000_000,
             last_ns: 1_700_000_000_000_000_000,
             count: 1,

@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use otsensor_wire::Protocol;
 
+mod context;
+pub use context::{
+    AlertContext, Detail, DeviceContext, DeviceRole, GooseDetail, LearnedFact, ScanDetail,
+    MAX_ROLES,
+};
+
 /// Suricata's severity scale: 1 is the highest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Severity(pub u8);
@@ -56,7 +62,7 @@ pub struct Detection {
 }
 
 /// An alert as raised by the analyzer and written to every sink.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Store id (0 until stored).
     pub id: u64,
@@ -82,8 +88,11 @@ pub struct Alert {
     pub message: String,
     /// Context: the signature's own fields (protocol operation, thresholds, ...) and,
     /// when known, `src_device` / `dest_device` (the inventory's view of each end) and
-    /// `baseline` (the learned fact the alert deviates from); see `ALERT_CONTEXT_KEYS`.
-    pub context: serde_json::Value,
+    /// `baseline` (the learned fact the alert deviates from); see [`AlertContext`]. EVE writes
+    /// the devices and the fact under `otsensor`, CEF the devices' summaries as `cs5`/`cs6`.
+    /// Typed: serialised by each sink, never built as JSON by the analyzer.
+    #[serde(default)]
+    pub context: AlertContext,
     /// Evidence: first and last packet time (ns since the epoch) and occurrences.
     pub first_ns: u64,
     pub last_ns: u64,
@@ -94,13 +103,6 @@ pub struct Alert {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceRef>,
 }
-
-/// Keys the analyzer adds to every alert's `context` when it knows them: each end as
-/// the inventory knows it (address, MAC, name, vendor, product, model, firmware, class,
-/// roles, and all of it in one line as `summary`) and the learned fact the alert
-/// deviates from (`fact` in words, `learned` peers, at most four, and `more`). EVE
-/// writes them under `otsensor`, CEF the devices' summaries as `cs5`/`cs6`.
-pub const ALERT_CONTEXT_KEYS: [&str; 3] = ["src_device", "dest_device", "baseline"];
 
 /// Where an alert's packets are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,7 +382,7 @@ impl Alert {
             flow_id: None,
             app_proto: None,
             message: String::new(),
-            context: serde_json::Value::Null,
+            context: AlertContext::default(),
             first_ns: 0,
             last_ns: 0,
             count: 0,

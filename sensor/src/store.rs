@@ -80,7 +80,7 @@ pub fn format_mac(mac: &Mac) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
 }
 
-fn parse_mac(text: &str) -> Option<Mac> {
+pub fn parse_mac(text: &str) -> Option<Mac> {
     let mut mac = [0u8; 6];
     let mut parts = text.split(':');
     for byte in &mut mac {

@@ -47,7 +47,7 @@ fn alert(id: u64) -> Alert {
         flow_id: Some(id),
         app_proto: None,
         message: "PLC STOP".into(),
-        context: serde_json::Value::Null,
+        context: Default::default(),
         first_ns: 1_700_000_000_000_000_000,
         last_ns: 1_700_000_000_000_000_000,
         count: 1,

@@ -180,7 +180,7 @@ fn alert(id: u64) -> Alert {
         flow_id: Some(id),
         app_proto: None,
         message: format!("PLC STOP #{id}"),
-        context: serde_json::Value::Null,
+        context: Default::default(),
         first_ns: 1_700_000_000_000_000_000,
         last_ns: 1_700_000_000_000_000_000 + id,
         count: 1,

@@ -163,10 +163,10 @@ impl Analyzer {
         ts_ns: u64,
         subject: Subject,
         message: String,
-        context: serde_json::Value,
+        detail: Detail,
         learn: Vec<BaselineItem>,
     ) {
-        self.raise_with(signature, ts_ns, subject, move || (message, context), learn);
+        self.raise_with(signature, ts_ns, subject, move || (message, detail), learn);
     }
 
     /// [`Analyzer::raise`] for frequent alerts: `describe` builds the message and the
@@ -176,14 +176,14 @@ impl Analyzer {
         signature: &'static str,
         ts_ns: u64,
         subject: Subject,
-        describe: impl FnOnce() -> (String, serde_json::Value),
+        describe: impl FnOnce() -> (String, Detail),
         learn: Vec<BaselineItem>,
     ) {
         let Some(occurrence) = self.occurrence(signature, ts_ns, &subject) else {
             return;
         };
-        let (message, context) = describe();
-        self.write_alert(occurrence, ts_ns, subject, message, context, learn);
+        let (message, detail) = describe();
+        self.write_alert(occurrence, ts_ns, subject, message, detail, learn);
     }
 
     /// Counts an occurrence of an alert in its table; what remains to be done with it,
@@ -274,7 +274,7 @@ impl Analyzer {
         ts_ns: u64,
         subject: Subject,
         message: String,
-        context: serde_json::Value,
+        detail: Detail,
         learn: Vec<BaselineItem>,
     ) {
         let Occurrence {
@@ -300,7 +300,7 @@ impl Analyzer {
         alert.src_mac = subject.src_mac.clone();
         alert.message = message;
         // Devices and learned facts: only here, where a record is built.
-        alert.context = self.alert_context(signature, &subject, context);
+        alert.context = self.alert_context(signature, &subject, detail);
         alert.first_ns = first_ns;
         alert.last_ns = ts_ns;
         alert.count = count;
@@ -422,7 +422,10 @@ impl Analyzer {
                     ts_ns,
                     Subject::default(),
                     format!("the analyzer holds {max} distinct alerts; the least important are evicted from memory (their rows stay in the store) to make room for new ones"),
-                    serde_json::json!({ "max_alerts": max, "max_stored_alerts": MAX_STORED_ALERTS }),
+                    Detail::AlertTableFull {
+                        max_alerts: max,
+                        max_stored_alerts: MAX_STORED_ALERTS,
+                    },
                     Vec::new(),
                 );
             }
@@ -492,14 +495,14 @@ impl Analyzer {
                 "output {output} dropped {} records it could not deliver ({} alerts, {} device/baseline changes, {} heartbeats, {} changes refused); its bound of {} bytes was reached",
                 loss.total(), loss.alerts, loss.state, loss.heartbeats, loss.changes, loss.bound_bytes
             ),
-            serde_json::json!({
-                "output": output,
-                "dropped_alerts": loss.alerts,
-                "dropped_state": loss.state,
-                "dropped_heartbeats": loss.heartbeats,
-                "dropped_changes": loss.changes,
-                "bound_bytes": loss.bound_bytes,
-            }),
+            Detail::OutputLoss {
+                output,
+                dropped_alerts: loss.alerts,
+                dropped_state: loss.state,
+                dropped_heartbeats: loss.heartbeats,
+                dropped_changes: loss.changes,
+                bound_bytes: loss.bound_bytes,
+            },
             Vec::new(),
         );
     }
@@ -526,7 +529,11 @@ impl Analyzer {
             ts_ns,
             Subject::default(),
             format!("analyzer state {map} reached its cap of {cap} entries; the least important are shed (otsensor_analyzer_state_shed_total{{map=\"{map}\"}})"),
-            serde_json::json!({ "map": map, "cap": cap, "capped": caps }),
+            Detail::StateCapped {
+                map,
+                cap,
+                capped: caps,
+            },
             Vec::new(),
         );
     }

@@ -2,15 +2,16 @@
 //! its `context` when the alert record is built: both devices as the inventory knows
 //! them (`src_device`, `dest_device`) and the learned fact the alert deviates from
 //! (`baseline`). Built only for an alert record (a new alert, a write to the sinks, a
-//! stored row), never per packet, and bounded: a device is a handful of short fields,
-//! and learned facts are found by probing the baseline with the device's remembered
-//! peers (at most `MAX_PEERS`), of which at most `LISTED` are listed.
+//! stored row), never per packet, as typed data the sinks serialise
+//! ([`detect::AlertContext`]), and bounded: a device is a handful of short fields, and
+//! learned facts are found by probing the baseline with the device's remembered peers
+//! (at most `MAX_PEERS`), of which at most [`LearnedFact::LISTED`] are listed.
+
+use std::borrow::Cow;
 
 use super::*;
+use crate::detect::{AlertContext, Detail, DeviceContext, DeviceRole, LearnedFact};
 use crate::inspect::describe;
-
-/// Learned peers listed in `context.baseline.learned`; more are counted in `more`.
-pub(in crate::analyze) const LISTED: usize = 4;
 
 /// An IP protocol's name in a service (`tcp/502`).
 fn transport(ip_protocol: u8) -> String {
@@ -22,145 +23,73 @@ fn transport(ip_protocol: u8) -> String {
 }
 
 /// The device as the inventory knows it: addresses, identity (name, vendor, product,
-/// model, firmware), class guess and protocol roles, and the same in one line
-/// (`summary`, used by CEF).
-pub(in crate::analyze) fn device_context(record: &DeviceRecord) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    if let Some(ip) = record.ip {
-        map.insert("ip".to_owned(), ip.to_string().into());
-    }
-    if let Some(mac) = &record.mac {
-        map.insert("mac".to_owned(), store::format_mac(mac).into());
-    }
-    let identity = |field: IdentityField| record.identity.get(&field).map(String::as_str);
-    let name = identity(IdentityField::Name);
-    let vendor = identity(IdentityField::Vendor).or(record.vendor);
-    let product = identity(IdentityField::Product);
-    let model = identity(IdentityField::Model);
-    let firmware = identity(IdentityField::Firmware);
-    for (key, value) in [
-        ("name", name),
-        ("vendor", vendor),
-        ("product", product),
-        ("model", model),
-        ("firmware", firmware),
-    ] {
-        if let Some(value) = value {
-            map.insert(key.to_owned(), value.into());
-        }
-    }
-    let class = record.class_name();
-    map.insert("class".to_owned(), class.into());
-    // At most one entry per protocol (`Protocol::ALL`). Built with pushes, not
-    // `format!`: a context is built for every alert record written.
-    let mut roles: Vec<serde_json::Value> = Vec::new();
-    // "plc "PLC-01" (Schneider Electric BMX P34 2020, firmware V2.1): modbus server"
-    let mut summary = String::with_capacity(64);
-    summary.push_str(class);
-    if let Some(name) = name {
-        summary.push_str(" \"");
-        summary.push_str(name);
-        summary.push('"');
-    }
-    let what = [vendor, product.or(model)];
-    if what.iter().any(Option::is_some) || firmware.is_some() {
-        summary.push_str(" (");
-        let mut first = true;
-        for part in what.into_iter().flatten() {
-            if !first {
-                summary.push(' ');
-            }
-            summary.push_str(part);
-            first = false;
-        }
-        if let Some(firmware) = firmware {
-            if !first {
-                summary.push_str(", ");
-            }
-            summary.push_str("firmware ");
-            summary.push_str(firmware);
-        }
-        summary.push(')');
-    }
-    for (protocol, protocol_roles) in &record.protocols {
-        for (has, role) in [
-            (protocol_roles.client, "client"),
-            (protocol_roles.server, "server"),
-        ] {
-            if !has {
-                continue;
-            }
-            summary.push_str(if roles.is_empty() { ": " } else { ", " });
-            let name = protocol.name();
-            let mut text = String::with_capacity(name.len() + 1 + role.len());
-            text.push_str(name);
-            text.push(' ');
-            text.push_str(role);
-            summary.push_str(&text);
-            roles.push(serde_json::Value::String(text));
-        }
-    }
-    map.insert("roles".to_owned(), serde_json::Value::Array(roles));
-    map.insert("summary".to_owned(), summary.into());
-    serde_json::Value::Object(map)
-}
-
-/// `{"fact": "...: a, b", "learned": [a, b], "more": n}`: a learned fact and the peers
-/// it names (sorted, at most `LISTED`; `more` counts the rest).
-fn fact(what: String, none: String, learned: Vec<IpAddr>) -> serde_json::Value {
-    let more = learned.len().saturating_sub(LISTED);
-    let listed: Vec<String> = learned
-        .iter()
-        .take(LISTED)
-        .map(ToString::to_string)
-        .collect();
-    let text = if listed.is_empty() {
-        none
-    } else if more > 0 {
-        format!("{what}: {} and {more} more", listed.join(", "))
-    } else {
-        format!("{what}: {}", listed.join(", "))
+/// model, firmware), class guess and protocol roles.
+pub(in crate::analyze) fn device_context(record: &DeviceRecord) -> DeviceContext {
+    let identity = |field: IdentityField| record.identity.get(&field).cloned();
+    let vendor = match record.identity.get(&IdentityField::Vendor) {
+        Some(vendor) => Some(Cow::Owned(vendor.clone())),
+        None => record.vendor.map(Cow::Borrowed),
     };
-    serde_json::json!({ "fact": text, "learned": listed, "more": more })
+    let mut roles = arrayvec::ArrayVec::new();
+    for (protocol, protocol_roles) in &record.protocols {
+        for (has, server) in [
+            (protocol_roles.client, false),
+            (protocol_roles.server, true),
+        ] {
+            if has {
+                // At most one client and one server entry per protocol: never full.
+                let _ = roles.try_push(DeviceRole {
+                    protocol: *protocol,
+                    server,
+                });
+            }
+        }
+    }
+    DeviceContext {
+        ip: record.ip,
+        mac: record.mac.as_ref().map(store::format_mac),
+        name: identity(IdentityField::Name),
+        vendor,
+        product: identity(IdentityField::Product),
+        model: identity(IdentityField::Model),
+        firmware: identity(IdentityField::Firmware),
+        class: Cow::Borrowed(record.class_name()),
+        roles,
+    }
 }
 
 impl Analyzer {
-    /// The alert's context with the devices and the learned fact added (see the module
-    /// documentation). A context that is not an object is kept under `value`.
+    /// The alert's context: its own fields with the devices and the learned fact added
+    /// (see the module documentation).
     pub(in crate::analyze) fn alert_context(
         &self,
         signature: &str,
         subject: &Subject,
-        context: serde_json::Value,
-    ) -> serde_json::Value {
-        let mut map = match context {
-            serde_json::Value::Object(map) => map,
-            serde_json::Value::Null => serde_json::Map::new(),
-            other => {
-                let mut map = serde_json::Map::new();
-                map.insert("value".to_owned(), other);
-                map
-            }
-        };
+        detail: Detail,
+    ) -> AlertContext {
         let src = match (subject.src, &subject.src_mac) {
             (Some(ip), _) => self.by_ip.get(&ip),
-            (None, Some(mac)) => match format!("mac:{mac}").parse::<DeviceKey>() {
-                Ok(DeviceKey::Mac(mac)) => self.by_mac.get(&mac),
-                _ => None,
+            (None, Some(mac)) => match store::parse_mac(mac) {
+                Some(mac) => self.by_mac.get(&mac),
+                None => None,
             },
             (None, None) => None,
         };
-        if let Some(record) = src {
-            map.insert("src_device".to_owned(), device_context(record));
+        let inbound = matches!(
+            detail,
+            Detail::Direction {
+                direction: "inbound"
+            }
+        );
+        AlertContext {
+            src_device: src.map(device_context),
+            dest_device: subject
+                .dst
+                .and_then(|ip| self.by_ip.get(&ip))
+                .map(device_context),
+            baseline: self.learned_fact(signature, subject, inbound),
+            detail,
         }
-        if let Some(record) = subject.dst.and_then(|ip| self.by_ip.get(&ip)) {
-            map.insert("dest_device".to_owned(), device_context(record));
-        }
-        let inbound = map.get("direction").and_then(|d| d.as_str()) == Some("inbound");
-        if let Some(baseline) = self.learned_fact(signature, subject, inbound) {
-            map.insert("baseline".to_owned(), baseline);
-        }
-        serde_json::Value::Object(map)
     }
 
     /// The peers of `device` (as far as the inventory remembers them) for which
@@ -187,7 +116,7 @@ impl Analyzer {
         signature: &str,
         subject: &Subject,
         inbound: bool,
-    ) -> Option<serde_json::Value> {
+    ) -> Option<LearnedFact> {
         let (src, dst) = (subject.src, subject.dst);
         match signature {
             "unauthorized_write" => {
@@ -198,8 +127,8 @@ impl Analyzer {
                     server,
                     protocol,
                 });
-                Some(fact(
-                    format!("seen {name} writers of {server} during learning"),
+                Some(LearnedFact::peers(
+                    &format!("seen {name} writers of {server} during learning"),
                     format!("no client wrote to {server} over {name} during learning"),
                     writers,
                 ))
@@ -208,13 +137,13 @@ impl Analyzer {
                 let server = dst?;
                 let programmers = self.learned_peers(server, BaselineItem::Workstation);
                 let configured = self.policy.engineering_workstations.len();
-                let mut value = fact(
-                    format!("engineering workstations (programmed during learning) among the peers of {server}"),
+                let mut fact = LearnedFact::peers(
+                    &format!("engineering workstations (programmed during learning) among the peers of {server}"),
                     format!("none of the peers of {server} programmed a device during learning"),
                     programmers,
                 );
-                value["configured_workstation_networks"] = configured.into();
-                Some(value)
+                fact.configured_workstation_networks = Some(configured);
+                Some(fact)
             }
             "new_conversation" => {
                 let (client, server, port) = (src?, dst?, subject.dst_port?);
@@ -247,21 +176,21 @@ impl Analyzer {
                     Some(ip_protocol) => format!("{}/{port}", transport(ip_protocol)),
                     None => format!("port {port}"),
                 };
-                let mut value = fact(
-                    format!("learned clients of {server} on {service}"),
+                let mut fact = LearnedFact::peers(
+                    &format!("learned clients of {server} on {service}"),
                     format!("no client talked to {server} on {service} during learning"),
                     clients,
                 );
-                value["servers_of_client"] = fact(
-                    format!("learned servers of {client} on {service}"),
+                fact.servers_of_client = Some(Box::new(LearnedFact::peers(
+                    &format!("learned servers of {client} on {service}"),
                     format!("{client} talked to no server on {service} during learning"),
                     servers,
-                );
+                )));
                 if subject.proto.is_none() {
                     // A new command key: the conversation itself may be known.
-                    value["conversation_learned"] = pair_learned.into();
+                    fact.conversation_learned = Some(pair_learned);
                 }
-                Some(value)
+                Some(fact)
             }
             "remote_access" => {
                 let (client, server, port) = (src?, dst?, subject.dst_port?);
@@ -270,8 +199,8 @@ impl Analyzer {
                     server,
                     port,
                 });
-                let mut value = fact(
-                    format!("learned remote-access clients of {server} on port {port}"),
+                let mut fact = LearnedFact::peers(
+                    &format!("learned remote-access clients of {server} on port {port}"),
                     format!("no remote-access session to {server} on port {port} during learning"),
                     clients,
                 );
@@ -280,14 +209,14 @@ impl Analyzer {
                     server: peer,
                     port,
                 });
-                value["servers_of_client"] = fact(
-                    format!("learned remote-access servers of {client} on port {port}"),
+                fact.servers_of_client = Some(Box::new(LearnedFact::peers(
+                    &format!("learned remote-access servers of {client} on port {port}"),
                     format!(
                         "{client} opened no remote-access session on port {port} during learning"
                     ),
                     servers,
-                );
-                Some(value)
+                )));
+                Some(fact)
             }
             "internet_connection" => {
                 let internal = if inbound { dst? } else { src? };
@@ -296,13 +225,13 @@ impl Analyzer {
                     external: peer,
                 });
                 let allowlisted = self.policy.external_allowlist.len();
-                let mut value = fact(
-                    format!("learned external peers of {internal}"),
+                let mut fact = LearnedFact::peers(
+                    &format!("learned external peers of {internal}"),
                     format!("{internal} talked to no external address during learning"),
                     external,
                 );
-                value["allowlist_networks"] = allowlisted.into();
-                Some(value)
+                fact.allowlist_networks = Some(allowlisted);
+                Some(fact)
             }
             "scan" => {
                 let source = src?;
@@ -312,12 +241,16 @@ impl Analyzer {
                 } else {
                     format!("{source} sent no discovery requests and swept nothing during learning")
                 };
-                Some(serde_json::json!({ "fact": text, "discoverer": known }))
+                Some(LearnedFact {
+                    fact: text,
+                    discoverer: Some(known),
+                    ..LearnedFact::default()
+                })
             }
             "device_silent" | "device_back" => {
                 let key = match (src, &subject.src_mac) {
                     (Some(ip), _) => DeviceKey::Ip(ip),
-                    (None, Some(mac)) => format!("mac:{mac}").parse().ok()?,
+                    (None, Some(mac)) => DeviceKey::Mac(store::parse_mac(mac)?),
                     (None, None) => return None,
                 };
                 let record = match key {
@@ -328,7 +261,7 @@ impl Analyzer {
                 let served: Vec<String> = record
                     .served
                     .iter()
-                    .take(LISTED)
+                    .take(LearnedFact::LISTED)
                     .map(|(ip_protocol, port)| format!("{}/{port}", transport(*ip_protocol)))
                     .collect();
                 let sightings = record.learning_sightings;
@@ -340,12 +273,13 @@ impl Analyzer {
                 if !served.is_empty() {
                     text.push_str(&format!("; answered {}", served.join(", ")));
                 }
-                Some(serde_json::json!({
-                    "fact": text,
-                    "learning_sightings": record.learning_sightings,
-                    "learned_interval_s": interval_s,
-                    "served": served,
-                }))
+                Some(LearnedFact {
+                    fact: text,
+                    learning_sightings: Some(u64::from(record.learning_sightings)),
+                    learned_interval_s: Some(interval_s),
+                    served: Some(served),
+                    ..LearnedFact::default()
+                })
             }
             _ => None,
         }
@@ -468,7 +402,7 @@ mod tests {
         let alert = &alerts[0];
         assert_eq!(alert.signature, "unauthorized_write");
         assert_eq!(alert.flow_id, Some(9));
-        let context = &alert.context;
+        let context = &alert.context.to_json();
         assert_eq!(
             context["operation"], "Modbus Write Multiple Registers (function 16)",
             "{context}"
@@ -501,7 +435,7 @@ mod tests {
         a.commit();
         let stored = a.store().alerts(None, 10).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(stored.len(), 1);
-        assert_eq!(&stored[0].alert.context, context);
+        assert_eq!(&stored[0].alert.context.to_json(), context);
     }
 
     #[test]
@@ -512,7 +446,7 @@ mod tests {
         let alerts = eve_alerts(&rx);
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].signature, "new_conversation");
-        let baseline = &alerts[0].context["baseline"];
+        let baseline = &alerts[0].context.to_json()["baseline"];
         assert_eq!(
             baseline["fact"], "learned clients of 10.0.0.20 on port 502: 10.0.0.5",
             "{baseline}"
@@ -530,14 +464,10 @@ mod tests {
         let alert = &alerts[0];
         assert_eq!(alert.signature, "internet_connection");
         assert_eq!(alert.flow_id, Some(5));
-        assert_eq!(alert.context["src_device"]["ip"], "10.0.0.5");
-        assert!(
-            alert.context.get("dest_device").is_none(),
-            "{}",
-            alert.context
-        );
+        assert_eq!(alert.context.to_json()["src_device"]["ip"], "10.0.0.5");
+        assert!(alert.context.dest_device.is_none(), "{:?}", alert.context);
         assert_eq!(
-            alert.context["baseline"]["fact"],
+            alert.context.to_json()["baseline"]["fact"],
             "learned external peers of 10.0.0.5: 93.184.216.34"
         );
     }
@@ -554,12 +484,15 @@ mod tests {
         let alerts = eve_alerts(&rx);
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].flow_id, None, "flow id 0 is no flow");
-        let baseline = &alerts[0].context["baseline"];
+        let baseline = &alerts[0].context.to_json()["baseline"];
         assert_eq!(
             baseline["fact"],
             "seen Modbus writers of 10.0.0.20 during learning: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4 and 2 more"
         );
-        assert_eq!(baseline["learned"].as_array().map(Vec::len), Some(LISTED));
+        assert_eq!(
+            baseline["learned"].as_array().map(Vec::len),
+            Some(LearnedFact::LISTED)
+        );
         assert_eq!(baseline["more"], 2);
     }
 }

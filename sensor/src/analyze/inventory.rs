@@ -391,7 +391,7 @@ impl Analyzer {
                     ts_ns,
                     Subject::default(),
                     format!("inventory reached inventory.max_devices = {max}; new devices are counted, not stored"),
-                    serde_json::json!({ "max_devices": max }),
+                    Detail::InventoryFull { max_devices: max },
                     Vec::new(),
                 );
             }
@@ -456,7 +456,7 @@ impl Analyzer {
                 ts_ns,
                 Subject::device(key),
                 "a device reported silent is sending again".to_owned(),
-                serde_json::Value::Null,
+                Detail::None,
                 Vec::new(),
             );
         }
@@ -477,7 +477,10 @@ impl Analyzer {
                 || {
                     (
                         format!("device {key} is not in the baseline"),
-                        serde_json::json!({ "vlan": vlan, "mac": mac.as_ref().map(store::format_mac) }),
+                        Detail::NewDevice {
+                            vlan,
+                            mac: mac.as_ref().map(store::format_mac),
+                        },
                     )
                 },
                 vec![item],
@@ -541,7 +544,10 @@ impl Analyzer {
                 store::format_mac(&a),
                 store::format_mac(&b)
             ),
-            serde_json::json!({ "macs": [store::format_mac(&a), store::format_mac(&b)], "vlan": vlan }),
+            Detail::IpConflict {
+                macs: [store::format_mac(&a), store::format_mac(&b)],
+                vlan,
+            },
             Vec::new(),
         );
     }
@@ -682,7 +688,10 @@ impl Analyzer {
                         ..Subject::default()
                     },
                     format!("{device} left RUN: it reports mode {new:?} (was {old:?}), with no engineering workstation session"),
-                    serde_json::json!({ "old": old, "new": new }),
+                    Detail::ModeChange {
+                        old: old.clone(),
+                        new: new.to_owned(),
+                    },
                     Vec::new(),
                 );
             }
@@ -697,7 +706,11 @@ impl Analyzer {
                     ..Subject::default()
                 },
                 format!("{device} reports {field:?} {new:?}, inventory had {old:?}"),
-                serde_json::json!({ "field": field, "old": old, "new": new }),
+                Detail::IdentityChange {
+                    field,
+                    old,
+                    new: new.to_owned(),
+                },
                 Vec::new(),
             );
         }

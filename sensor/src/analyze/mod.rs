@@ -33,7 +33,7 @@ use otsensor_wire::layers::{self, Mac};
 use otsensor_wire::Protocol;
 
 use crate::config::Policy;
-use crate::detect::{self, Alert, AlertStatus, Detection};
+use crate::detect::{self, Alert, AlertStatus, Detail, Detection, ScanDetail};
 use crate::observe::{
     mono_ns, CommandKind, FlowRecord, IdentityField, Observation, ProtocolErrorKind, ShortText,
     Stamped,

@@ -390,7 +390,7 @@ fn the_baseline_and_the_arp_maps_stop_at_their_caps_and_say_so() {
     assert_eq!(capped.len(), 1);
     let context = capped
         .first()
-        .map(|s| s.alert.context.to_string())
+        .map(|s| s.alert.context.to_json().to_string())
         .unwrap_or_default();
     assert!(
         context.contains("arp_macs") && context.contains("baseline"),
@@ -515,8 +515,12 @@ fn an_output_loss_is_one_alert_rewritten_with_each_new_total() {
         .filter(|alert| alert.signature == "output_loss")
         .map(|alert| {
             (
-                alert.context["dropped_heartbeats"].as_u64().unwrap_or(0),
-                alert.context["dropped_alerts"].as_u64().unwrap_or(0),
+                alert.context.to_json()["dropped_heartbeats"]
+                    .as_u64()
+                    .unwrap_or(0),
+                alert.context.to_json()["dropped_alerts"]
+                    .as_u64()
+                    .unwrap_or(0),
             )
         })
         .collect();
@@ -526,7 +530,7 @@ fn an_output_loss_is_one_alert_rewritten_with_each_new_total() {
     assert_eq!(losses.len(), 1, "one alert per output");
     // The stored row holds the latest totals.
     assert_eq!(
-        losses[0].alert.context["dropped_heartbeats"].as_u64(),
+        losses[0].alert.context.to_json()["dropped_heartbeats"].as_u64(),
         Some(90)
     );
 }
@@ -728,8 +732,16 @@ fn goose_state_jumps_replays_simulation_and_conf_rev_changes_alert_even_while_le
         .into_iter()
         .filter(|alert| alert.signature == "goose_anomaly")
         .map(|alert| {
-            let kind = alert.context["anomaly"].as_str().unwrap_or("").to_owned();
-            (kind, alert.context["gocb_ref"].as_str().map(str::to_owned))
+            let kind = alert.context.to_json()["anomaly"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            (
+                kind,
+                alert.context.to_json()["gocb_ref"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
         })
         .collect();
     let trip = Some(TRIP.to_owned());

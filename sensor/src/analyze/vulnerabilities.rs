@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::{Analyzer, DeviceRecord, Subject};
 use crate::advisories::view::{VulnerabilitiesView, VulnerabilityView, VulnerableDevice};
 use crate::advisories::{self, table, Catalogue, Confidence, DeviceMatch, Identity};
+use crate::detect::Detail;
 use crate::observe::IdentityField;
 use crate::store::DeviceKey;
 
@@ -206,13 +207,10 @@ impl Analyzer {
                 .map(|f| format!(" with firmware {f}"))
                 .unwrap_or_default()
         );
-        let context = serde_json::json!({
-            "firmware": firmware,
-            "advisories": gained
-                .iter()
-                .map(|m| VulnerabilityView::from(*m))
-                .collect::<Vec<_>>(),
-        });
+        let context = Detail::Vulnerable {
+            firmware,
+            advisories: gained.iter().map(|m| VulnerabilityView::from(*m)).collect(),
+        };
         self.raise(
             "vulnerable_device",
             ts_ns,

@@ -113,9 +113,9 @@ pub fn format_alert(alert: &Alert) -> String {
             .and_then(|v| v.as_str())
             .unwrap_or("unknown"),
     );
-    if !alert.context.is_null() {
+    if !alert.context.is_empty() {
         extension(&mut out, "cs3Label", "context");
-        extension(&mut out, "cs3", &alert.context.to_string());
+        extension(&mut out, "cs3", &alert.context.to_json().to_string());
     }
     if let Some(evidence) = &alert.evidence {
         // Where the alert's packets are written (pcapng; `GET /api/alerts/{id}/pcap`).
@@ -123,28 +123,34 @@ pub fn format_alert(alert: &Alert) -> String {
         extension(&mut out, "cs4", &evidence.path);
     }
     // Both devices as the inventory knows them, in one line each, and their MACs.
-    let field = |device: &str, key: &str| {
-        alert
-            .context
-            .get(device)
-            .and_then(|d| d.get(key))
-            .and_then(|v| v.as_str())
-    };
     for (device, mac_key, label_key, key, label) in [
-        ("src_device", "smac", "cs5Label", "cs5", "srcDevice"),
-        ("dest_device", "dmac", "cs6Label", "cs6", "destDevice"),
+        (
+            &alert.context.src_device,
+            "smac",
+            "cs5Label",
+            "cs5",
+            "srcDevice",
+        ),
+        (
+            &alert.context.dest_device,
+            "dmac",
+            "cs6Label",
+            "cs6",
+            "destDevice",
+        ),
     ] {
-        if let Some(summary) = field(device, "summary") {
-            extension(&mut out, label_key, label);
-            extension(&mut out, key, summary);
-        }
-        if let Some(mac) = field(device, "mac") {
+        let Some(device) = device else {
+            continue;
+        };
+        extension(&mut out, label_key, label);
+        extension(&mut out, key, &device.summary());
+        if let Some(mac) = &device.mac {
             extension(&mut out, mac_key, mac);
         }
     }
     // The learned fact the alert deviates from.
-    if let Some(fact) = field("baseline", "fact") {
-        extension(&mut out, "reason", fact);
+    if let Some(baseline) = &alert.context.baseline {
+        extension(&mut out, "reason", &baseline.fact);
     }
     out
 }
@@ -224,11 +230,12 @@ mod tests {
             !plain.contains("cs5") && !plain.contains("reason="),
             "{plain}"
         );
-        with.context = serde_json::json!({
-            "src_device": {"ip": "10.0.0.5", "mac": "00:1b:21:00:00:05", "summary": "hmi: modbus client"},
-            "dest_device": {"summary": "plc \"PLC-01\" (Siemens, firmware V4.2): s7comm server"},
+        with.context = serde_json::from_value(serde_json::json!({
+            "src_device": {"ip": "10.0.0.5", "mac": "00:1b:21:00:00:05", "class": "hmi", "roles": ["modbus client"]},
+            "dest_device": {"class": "plc", "name": "PLC-01", "vendor": "Siemens", "firmware": "V4.2", "roles": ["s7comm server"]},
             "baseline": {"fact": "seen S7comm writers of 10.0.0.10 during learning: 10.0.0.7"},
-        });
+        }))
+        .expect("a context");
         let line = format_alert(&with);
         for part in [
             " cs5Label=srcDevice cs5=hmi: modbus client smac=00:1b:21:00:00:05",

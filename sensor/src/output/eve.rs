@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::analyze::EventOutlet;
 use crate::clock::rfc3339_micros;
-use crate::detect::{Alert, ALERT_CONTEXT_KEYS};
+use crate::detect::Alert;
 use crate::flow::proto_name;
 use crate::inspect::{EventBody, ProtocolEvent, ProtocolEventSink};
 use crate::observe::{Delivery, FlowRecord};
@@ -21,7 +21,7 @@ use crate::observe::{Delivery, FlowRecord};
 // Protocol events are the variant workers send per PDU: boxing them would allocate on
 // the hot path, so the size difference is accepted.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum EveRecord {
     Flow(FlowRecord),
     Protocol(ProtocolEvent),
@@ -371,35 +371,40 @@ impl EveWriter {
         // The protocol context under the protocol's name (Suricata's layout); the
         // devices and the learned fact under `otsensor`, as is the context of an alert
         // without an application protocol.
-        let mut context = match &alert.context {
-            serde_json::Value::Object(map) => map.clone(),
-            serde_json::Value::Null => serde_json::Map::new(),
-            other => {
-                let mut map = serde_json::Map::new();
-                map.insert("value".to_owned(), other.clone());
-                map
-            }
-        };
+        let context = &alert.context;
+        let mut detail = (!context.detail.is_empty())
+            .then(|| serde_json::to_value(&context.detail).ok())
+            .flatten();
         if let Some(otsensor) = event.get_mut("otsensor").and_then(|o| o.as_object_mut()) {
-            for key in ALERT_CONTEXT_KEYS {
-                if let Some(value) = context.remove(key) {
+            let devices = [
+                (
+                    "src_device",
+                    context.src_device.as_ref().map(serde_json::to_value),
+                ),
+                (
+                    "dest_device",
+                    context.dest_device.as_ref().map(serde_json::to_value),
+                ),
+                (
+                    "baseline",
+                    context.baseline.as_ref().map(serde_json::to_value),
+                ),
+            ];
+            for (key, value) in devices {
+                if let Some(Ok(value)) = value {
                     otsensor.insert(key.to_owned(), value);
                 }
             }
-            if alert.app_proto.is_none() && !context.is_empty() {
-                otsensor.insert(
-                    "context".to_owned(),
-                    serde_json::Value::Object(std::mem::take(&mut context)),
-                );
+            if alert.app_proto.is_none() {
+                if let Some(detail) = detail.take() {
+                    otsensor.insert("context".to_owned(), detail);
+                }
             }
         }
-        if let (Some(protocol), Some(map)) = (alert.app_proto, event.as_object_mut()) {
-            if !context.is_empty() {
-                map.insert(
-                    protocol.name().to_owned(),
-                    serde_json::Value::Object(context),
-                );
-            }
+        if let (Some(protocol), Some(map), Some(detail)) =
+            (alert.app_proto, event.as_object_mut(), detail)
+        {
+            map.insert(protocol.name().to_owned(), detail);
         }
         if let (Some(evidence), Some(otsensor)) = (
             &alert.evidence,
@@ -498,18 +503,20 @@ mod tests {
         let dir = temp_dir("alert-context");
         let path = dir.join("eve.json");
         let mut writer = EveWriter::open(&path).expect("open");
-        let device =
-            serde_json::json!({"ip": "10.0.0.10", "class": "plc", "summary": "plc: s7comm server"});
+        let device = serde_json::json!({
+            "ip": "10.0.0.10", "class": "plc", "roles": ["s7comm server"], "summary": "plc: s7comm server"
+        });
+        let context = |json: serde_json::Value| serde_json::from_value(json).expect("a context");
         let mut alert = crate::control::tests_support::sample_alert();
-        alert.context = serde_json::json!({
+        alert.context = context(serde_json::json!({
             "operation": "S7comm PLC Stop (function 0x29)",
             "dest_device": device,
             "baseline": {"fact": "seen writers: 10.0.0.5"},
-        });
+        }));
         writer.alert(&alert).expect("write");
         // Without an application protocol the rest of the context is under otsensor.
         alert.app_proto = None;
-        alert.context = serde_json::json!({"kind": "quiet", "src_device": device});
+        alert.context = context(serde_json::json!({"kind": "quiet", "src_device": device}));
         writer.alert(&alert).expect("write");
         writer.flush().expect("flush");
         let text = std::fs::read_to_string(&path).expect("read");

@@ -50,8 +50,11 @@ impl Analyzer {
         // Built only when an alert is raised: commands are the analyzer's most frequent
         // observation after sightings.
         let operation = || describe::command(protocol, code);
-        let context =
-            || serde_json::json!({ "command": code, "kind": kind, "operation": operation() });
+        let context = || Detail::Command {
+            command: code,
+            kind,
+            operation: operation(),
+        };
         let command_item = BaselineItem::Command {
             client: c,
             server: s,
@@ -223,7 +226,11 @@ impl Analyzer {
             let error = describe::error(protocol, kind, code);
             (
                 format!("{error} from {} to {}", src.0, dst.0),
-                serde_json::json!({ "error": kind, "code": code, "operation": error }),
+                Detail::ProtocolError {
+                    error: kind,
+                    code,
+                    operation: error,
+                },
             )
         };
         self.raise_with(signature, ts_ns, subject, text, Vec::new());
@@ -286,7 +293,7 @@ mod tests {
                 EveRecord::Alert(alert) => Some((
                     alert.signature.clone(),
                     alert.message.clone(),
-                    alert.context["operation"]
+                    alert.context.to_json()["operation"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),

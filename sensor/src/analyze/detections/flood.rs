@@ -67,13 +67,14 @@ impl Analyzer {
         let (ip, port) = target;
         let elapsed_s = (flow.ts_ns - state.window_start_ns) as f64 / 1e9;
         let rate = f64::from(state.attempts) / elapsed_s.max(0.001);
-        let mut sample: Vec<String> = state
+        let mut sample: Vec<IpAddr> = state
             .sources
             .iter()
-            .filter(|source| !is_bogon_source(**source))
-            .map(ToString::to_string)
+            .copied()
+            .filter(|source| !is_bogon_source(*source))
             .collect();
-        sample.sort();
+        // In text order, as the context lists them.
+        sample.sort_by_cached_key(ToString::to_string);
         sample.truncate(FLOOD_SAMPLE);
         let sources = state.sources.len();
         let at_least = if state.sources_saturated {
@@ -86,15 +87,15 @@ impl Analyzer {
             "flood: {} connection attempts to {ip}:{port} in {elapsed_s:.1} s ({rate:.0}/s) from {at_least}{sources} sources ({bogons} with impossible source addresses)",
             state.attempts
         );
-        let context = serde_json::json!({
-            "attempts": state.attempts,
-            "window_s": window as f64 / 1e9,
-            "rate_per_s": rate.round(),
-            "sources": sources,
-            "sources_saturated": state.sources_saturated,
-            "sample_sources": sample,
-            "bogon_attempts": bogons,
-        });
+        let context = Detail::Flood {
+            attempts: state.attempts,
+            window_s: window as f64 / 1e9,
+            rate_per_s: rate.round(),
+            sources,
+            sources_saturated: state.sources_saturated,
+            sample_sources: sample,
+            bogon_attempts: bogons,
+        };
         self.raise(
             "flood",
             flow.ts_ns,

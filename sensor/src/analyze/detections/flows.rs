@@ -240,7 +240,7 @@ impl Analyzer {
                     "{server} left {threshold} or more requests on port {} unanswered",
                     record.dest_port
                 ),
-                serde_json::Value::Null,
+                Detail::None,
                 Vec::new(),
             );
         }
@@ -278,7 +278,7 @@ impl Analyzer {
                     "{client} -> {server}:{} (IP protocol {}) is not in the baseline",
                     record.dest_port, record.protocol
                 ),
-                serde_json::Value::Null,
+                Detail::None,
                 vec![item],
             );
         }
@@ -328,7 +328,9 @@ impl Analyzer {
                 "inbound: {client} -> {server}:{} from outside the internal networks{how}",
                 record.dest_port
             ),
-            serde_json::json!({ "direction": "inbound" }),
+            Detail::Direction {
+                direction: "inbound",
+            },
             vec![item],
         );
     }
@@ -345,7 +347,7 @@ impl Analyzer {
             flow.ts_ns,
             Subject::flow(flow),
             message,
-            serde_json::Value::Null,
+            Detail::None,
             learn,
         );
     }

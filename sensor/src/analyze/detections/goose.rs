@@ -4,6 +4,7 @@
 
 use crate::analyze::bounded::Admitted;
 use crate::analyze::*;
+use crate::detect::GooseDetail;
 use crate::observe::{GooseChange, ShortText};
 
 /// Publishers remembered per control block.
@@ -48,7 +49,7 @@ impl Analyzer {
                         before.join(", ")
                     ),
                     "new_publisher",
-                    serde_json::json!({ "publishers": before }),
+                    GooseDetail::NewPublisher { publishers: before },
                 )
             }
             GooseChange::StNumJump { from, to } => (
@@ -57,7 +58,7 @@ impl Analyzer {
                      skipped or injected)"
                 ),
                 "st_num_jump",
-                serde_json::json!({ "from": from, "to": to }),
+                GooseDetail::Change { from, to },
             ),
             GooseChange::Replay {
                 last_st_num,
@@ -68,7 +69,10 @@ impl Analyzer {
                      publication sent again)"
                 ),
                 "replay",
-                serde_json::json!({ "last_st_num": last_st_num, "st_num": st_num }),
+                GooseDetail::Replay {
+                    last_st_num,
+                    st_num,
+                },
             ),
             GooseChange::Simulation => (
                 format!(
@@ -76,22 +80,20 @@ impl Analyzer {
                      simulation mode act on it)"
                 ),
                 "simulation",
-                serde_json::json!({}),
+                GooseDetail::None,
             ),
             GooseChange::ConfRevChange { from, to } => (
                 format!("GOOSE {gocb} from {mac}: confRev changed from {from} to {to}"),
                 "conf_rev_change",
-                serde_json::json!({ "from": from, "to": to }),
+                GooseDetail::Change { from, to },
             ),
         };
-        let mut context = serde_json::json!({
-            "gocb_ref": gocb,
-            "anomaly": anomaly,
-            "vlan": vlan,
-        });
-        if let (Some(context), Some(details)) = (context.as_object_mut(), details.as_object()) {
-            context.extend(details.clone());
-        }
+        let context = Detail::Goose {
+            gocb_ref: gocb.to_owned(),
+            anomaly,
+            vlan,
+            change: details,
+        };
         let subject = Subject {
             app_proto: Some(Protocol::Goose),
             ..Subject::device(DeviceKey::Mac(publisher))

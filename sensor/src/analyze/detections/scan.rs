@@ -93,7 +93,7 @@ impl Analyzer {
                 flow.ts_ns,
                 subject,
                 format!("{source} probed {count} hosts within the scan window"),
-                serde_json::json!({ "kind": "address_scan", "hosts": count }),
+                Detail::Scan(ScanDetail::AddressScan { hosts: count }),
                 Vec::new(),
             );
         }
@@ -140,7 +140,7 @@ impl Analyzer {
                 ts_ns,
                 subject,
                 format!("{source} sent {protocol} discovery requests (ICS discovery sweep)"),
-                serde_json::json!({ "kind": "discovery_sweep", "hosts": hosts, "broadcast": broadcast }),
+                Detail::Scan(ScanDetail::DiscoverySweep { hosts, broadcast }),
                 vec![item],
             );
         }
@@ -199,7 +199,7 @@ impl Analyzer {
             ts_ns,
             subject,
             format!("{source} addressed {units} Modbus unit ids of {server} (ICS discovery sweep)"),
-            serde_json::json!({ "kind": "modbus_unit_sweep", "units": units }),
+            Detail::Scan(ScanDetail::ModbusUnitSweep { units }),
             vec![item],
         );
     }
@@ -278,7 +278,10 @@ impl Analyzer {
                 "{source} addressed {threshold} distinct {what} of {} within the scan window (ICS object sweep)",
                 server.0
             ),
-            serde_json::json!({ "kind": "object_sweep", "objects": threshold, "protocol": protocol.name() }),
+            Detail::Scan(ScanDetail::ObjectSweep {
+                objects: threshold,
+                protocol: protocol.name(),
+            }),
             vec![item],
         );
     }

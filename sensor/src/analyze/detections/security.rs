@@ -60,7 +60,10 @@ impl Analyzer {
                 "{c} opened a session without security (SecurityPolicy None) on {s}, which \
                  clients reached over signed channels before"
             ),
-            serde_json::json!({ "security_policy": "None", "previously": "signed" }),
+            Detail::Security {
+                security_policy: "None",
+                previously: "signed",
+            },
             vec![item],
         );
     }

@@ -73,7 +73,10 @@ impl Analyzer {
                 due,
                 Subject::device(key),
                 format!("{key} has been quiet for longer than its learned interval allows"),
-                serde_json::json!({ "kind": "quiet", "last_seen_ns": last_seen_ns }),
+                Detail::Silence {
+                    kind: "quiet",
+                    last_seen_ns,
+                },
                 Vec::new(),
             );
         }
