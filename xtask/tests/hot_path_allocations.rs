@@ -110,3 +110,93 @@ fn the_worker_allocates_nothing_per_packet_after_warm_up() {
         "the worker allocated {allocations} times in {measured} packets after warm-up"
     );
 }
+
+/// The analyzer's side: an observation about what the inventory already knows (a
+/// device seen again, an identity value re-reported as it is stored) allocates
+/// nothing, and a second device of a model already matched against the advisories
+/// allocates only the values it stores (the matches are shared from the memo).
+#[test]
+fn the_analyzer_allocates_nothing_for_what_it_already_knows() {
+    use otsensor::analyze::Analyzer;
+    use otsensor::observe::{IdentityField, Observation, ShortText};
+    use otsensor_wire::Protocol;
+    use std::net::IpAddr;
+
+    let policy = Arc::new(Config::default().validate().expect("default config"));
+    let mut analyzer = Analyzer::new(policy, None);
+    let devices: [(IpAddr, [u8; 6]); 2] = [
+        ("10.0.0.9".parse().expect("ip"), [0x00, 0x1b, 0x1b, 0, 0, 9]),
+        (
+            "10.0.0.10".parse().expect("ip"),
+            [0x00, 0x1b, 0x1b, 0, 0, 10],
+        ),
+    ];
+    // A vendor and no product: the vendor's advisories match at low confidence (many
+    // of them, and no `vulnerable_device` alert, whose record is not counted here).
+    let identity = [
+        (IdentityField::Vendor, "Siemens"),
+        (IdentityField::Firmware, "V3.2.6"),
+        (IdentityField::Mode, "RUN"),
+        (IdentityField::SystemName, "plc"),
+    ];
+    let observations = |(ip, mac): (IpAddr, [u8; 6]), ts_ns: u64| {
+        let seen = Observation::DeviceSeen {
+            ts_ns,
+            mac: Some(mac),
+            ip: Some(ip),
+            vlan: 0,
+        };
+        let reports = identity.map(|(field, value)| Observation::Identity {
+            ts_ns,
+            device: ip,
+            mac: Some(mac),
+            protocol: Protocol::S7comm,
+            field,
+            value: ShortText::from_bytes(value.as_bytes()),
+        });
+        std::iter::once(seen).chain(reports)
+    };
+    // The first device of the model: its record, its identity, the catalogue's answer.
+    for observation in observations(devices[0], 1_000) {
+        analyzer.observe(observation);
+    }
+    // A second device of the same model: its record and the values it stores, and no
+    // copy of the (memoised) advisory matches, which are several per field.
+    let (_, second) = count_allocations(|| {
+        for observation in observations(devices[1], 2_000) {
+            analyzer.observe(observation);
+        }
+    });
+    let vulnerable = analyzer
+        .devices()
+        .filter(|d| !d.vulnerabilities.is_empty())
+        .count();
+    assert_eq!(
+        vulnerable, 2,
+        "the vendor matches advisories on both devices"
+    );
+    let bound = 4 * identity.len() + 8;
+    assert!(
+        second <= bound as u64,
+        "a second device of a matched model allocated {second} times (at most {bound})"
+    );
+    // Both re-report what they said: nothing new, nothing allocated.
+    let (_, steady) = count_allocations(|| {
+        for ts_ns in [3_000, 4_000, 5_000] {
+            for device in devices {
+                for observation in observations(device, ts_ns) {
+                    analyzer.observe(observation);
+                }
+            }
+        }
+    });
+    assert_eq!(
+        steady, 0,
+        "known devices re-reporting their identity allocated {steady} times"
+    );
+    assert_eq!(
+        analyzer.finish().alerts,
+        0,
+        "no alert among what was counted"
+    );
+}

@@ -58,9 +58,14 @@ pub struct DeviceRecord {
     /// interval for the quiet-device rule.
     #[serde(default)]
     pub learned_gap_ns: u64,
-    /// CISA advisories its identity matches (see `analyze/vulnerabilities.rs`).
-    #[serde(default)]
-    pub vulnerabilities: Vec<DeviceMatch>,
+    /// CISA advisories its identity matches (see `analyze/vulnerabilities.rs`),
+    /// shared with the devices of the same identity.
+    #[serde(
+        default = "vulnerabilities::no_matches",
+        serialize_with = "serialize_matches",
+        deserialize_with = "deserialize_matches"
+    )]
+    pub vulnerabilities: vulnerabilities::Matches,
     #[serde(skip)]
     pub(in crate::analyze) silent: Option<u64>,
     #[serde(skip)]
@@ -97,6 +102,19 @@ fn deserialize_mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>
                 DeviceKey::Ip(_) => None,
             }),
     }))
+}
+
+fn serialize_matches<S: serde::Serializer>(
+    matches: &vulnerabilities::Matches,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(matches.iter())
+}
+
+fn deserialize_matches<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<vulnerabilities::Matches, D::Error> {
+    Vec::<DeviceMatch>::deserialize(d).map(vulnerabilities::Matches::from)
 }
 
 fn serialize_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
@@ -150,7 +168,7 @@ impl DeviceRecord {
             programmed_others: false,
             learning_sightings: 0,
             learned_gap_ns: 0,
-            vulnerabilities: Vec::new(),
+            vulnerabilities: vulnerabilities::no_matches(),
             silent: None,
             unanswered: (0, 0),
             engineering_contact_ns: None,

@@ -456,6 +456,12 @@ impl Analyzer {
         }
     }
 
+    /// Observations handled since the last store commit (zero right after one), so a
+    /// benchmark can tell a commit's work from the observation that triggered it.
+    pub fn observations_since_commit(&self) -> u64 {
+        self.since_commit
+    }
+
     /// Consumes one observation (no latency accounting).
     pub fn observe(&mut self, observation: Observation) {
         self.counters.observations += 1;
@@ -644,7 +650,10 @@ impl Analyzer {
         self.last_commit = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
         let mut devices = Vec::with_capacity(self.dirty.len());
-        for key in std::mem::take(&mut self.dirty) {
+        // Drained, not replaced: the set keeps its table, so marking devices dirty
+        // after a commit does not grow a new one.
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain() {
             if let DeviceKey::Mac(mac) = key {
                 if self.macs_with_ip.contains(&mac) {
                     // Represented by its IPs: not a device row of its own.
@@ -666,6 +675,7 @@ impl Analyzer {
                 });
             }
         }
+        self.dirty = dirty;
         batch.alerts = std::mem::take(&mut self.pending_alerts)
             .into_values()
             .collect();

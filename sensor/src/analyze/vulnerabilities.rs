@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -40,43 +41,79 @@ pub(super) struct Vulnerabilities {
     /// Catalogue changes so far (imports picked up).
     changes: u64,
     /// The catalogue's answer per identity already matched: a plant's devices of one
-    /// model report the same identity, and a match still allocates its answer and
-    /// checks the candidate entries of the vendor's index. Cleared when the catalogue
+    /// model report the same identity, and a match allocates its answer and checks the
+    /// candidate entries of the vendor's index. Keyed by the hash of the fields the
+    /// matcher reads (see [`match_fields`]), so a lookup borrows the device's identity;
+    /// the entry keeps the fields to rule out a collision. Cleared when the catalogue
     /// changes, and when it holds `MAX_MATCH_MEMO` identities (bounded memory).
-    memo: HashMap<MatchKey, Vec<DeviceMatch>>,
+    memo: HashMap<u64, (MatchKey, Matches)>,
 }
 
 /// Distinct identities whose matches are remembered (see `Vulnerabilities::memo`).
 const MAX_MATCH_MEMO: usize = 4096;
 
-/// Everything [`Catalogue::matches`] reads of an [`Identity`].
-type MatchKey = [Option<String>; 7];
+/// A device's advisory matches, shared by the memo and every device with the same
+/// identity: handing them to a device (or cloning its record for the store) counts a
+/// reference instead of copying the advisories' texts.
+pub type Matches = Arc<[DeviceMatch]>;
 
-fn match_key(identity: &Identity) -> MatchKey {
+/// No matches, shared: a new device record allocates none.
+pub fn no_matches() -> Matches {
+    static NONE: std::sync::OnceLock<Matches> = std::sync::OnceLock::new();
+    Arc::clone(NONE.get_or_init(|| Arc::from(Vec::new())))
+}
+
+/// Everything [`Catalogue::matches`] reads of an [`Identity`], in [`match_fields`]'
+/// order.
+type MatchKey = [Option<Box<str>>; 7];
+
+/// The fields [`Identity::from_fields`] takes from a record, borrowed (blank values
+/// are absent, as there): what the memo is keyed by.
+fn match_fields<'a>(
+    fields: &'a BTreeMap<IdentityField, String>,
+    mac_vendor: Option<&'a str>,
+) -> [Option<&'a str>; 7] {
+    let get = |field| {
+        fields
+            .get(&field)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    };
     [
-        identity.vendor.clone(),
-        identity.mac_vendor.clone(),
-        identity.product.clone(),
-        identity.model.clone(),
-        identity.order_number.clone(),
-        identity.name.clone(),
-        identity.firmware.clone(),
+        get(IdentityField::Vendor),
+        mac_vendor,
+        get(IdentityField::Product),
+        get(IdentityField::Model),
+        get(IdentityField::OrderNumber),
+        get(IdentityField::Name),
+        get(IdentityField::Firmware),
     ]
 }
 
 impl Vulnerabilities {
-    /// The catalogue's matches of `identity`, from the memo when it was matched before.
-    fn matches(&mut self, identity: &Identity) -> Vec<DeviceMatch> {
-        let key = match_key(identity);
-        if let Some(matches) = self.memo.get(&key) {
-            return matches.clone();
+    /// The catalogue's matches of a record's identity, from the memo when it was
+    /// matched before (then nothing is allocated).
+    fn matches(
+        &mut self,
+        fields: &BTreeMap<IdentityField, String>,
+        mac_vendor: Option<&str>,
+    ) -> Matches {
+        let key = match_fields(fields, mac_vendor);
+        let hash = self.memo.hasher().hash_one(key);
+        if let Some((kept, matches)) = self.memo.get(&hash) {
+            if kept.iter().map(Option::as_deref).eq(key) {
+                return Arc::clone(matches);
+            }
         }
         let catalogue = self.catalogue.get_or_insert_with(advisories::embedded);
-        let matches = catalogue.matches(identity);
+        let matches: Matches = catalogue
+            .matches(&Identity::from_fields(fields, mac_vendor))
+            .into();
         if self.memo.len() >= MAX_MATCH_MEMO {
             self.memo.clear();
         }
-        self.memo.insert(key, matches.clone());
+        let kept = key.map(|field| field.map(Box::from));
+        self.memo.insert(hash, (kept, Arc::clone(&matches)));
         matches
     }
 }
@@ -170,9 +207,10 @@ impl Analyzer {
         let Some(record) = self.by_ip.get_mut(&ip) else {
             return;
         };
-        let identity = Identity::from_fields(&record.identity, record.vendor);
-        let matches = self.vulnerabilities.matches(&identity);
-        if matches == record.vulnerabilities {
+        let matches = self
+            .vulnerabilities
+            .matches(&record.identity, record.vendor);
+        if Arc::ptr_eq(&matches, &record.vulnerabilities) || matches == record.vulnerabilities {
             return;
         }
         let old = std::mem::replace(&mut record.vulnerabilities, matches);
