@@ -210,14 +210,14 @@ fn rsyslog_restart_mid_run_loses_no_alert() {
         )
         .expect("spawn sink");
     for id in 1..=5 {
-        sinks.send(&alert(id));
+        sinks.send(&std::sync::Arc::new(alert(id)));
     }
     wait_for("the first 5 alerts", Duration::from_secs(20), || {
         (rsyslog.lines().len() >= 5).then_some(())
     });
     server.kill();
     for id in 6..=10 {
-        sinks.send(&alert(id));
+        sinks.send(&std::sync::Arc::new(alert(id)));
     }
     // The sink fails and backs off while nobody listens.
     wait_for("a failed delivery", Duration::from_secs(20), || {

@@ -305,23 +305,31 @@ impl Analyzer {
         alert.last_ns = ts_ns;
         alert.count = count;
         alert.status = status;
-        self.pending_alerts
-            .entry(key)
-            .and_modify(|row| {
+        // The row keeps its own copy only when the record also goes to the sinks.
+        let (row_alert, sent) = match write {
+            true => (alert.clone(), Some(alert)),
+            false => (alert, None),
+        };
+        match self.pending_alerts.get_mut(&key) {
+            Some(row) => {
                 if write {
                     // The stored record is the last occurrence written to the sinks.
                     let first_ns = row.alert.first_ns.min(ts_ns);
-                    row.alert = alert.clone();
+                    row.alert = row_alert;
                     row.alert.first_ns = first_ns;
                 }
                 row.alert.last_ns = row.alert.last_ns.max(ts_ns);
                 row.alert.count = count;
-            })
-            .or_insert_with(|| AlertRow {
-                alert: alert.clone(),
-                learn: learn.clone(),
-            });
-        if write {
+            }
+            None => {
+                let row = AlertRow {
+                    alert: row_alert,
+                    learn,
+                };
+                self.pending_alerts.insert(key, row);
+            }
+        }
+        if let Some(alert) = sent {
             if self.current_mono_ns > 0 {
                 let latency = mono_ns().saturating_sub(self.current_mono_ns).max(1);
                 if let Some(histogram) = self.latency.as_mut() {
@@ -335,10 +343,12 @@ impl Analyzer {
                 && self.evidence.as_ref().is_some_and(|evidence| {
                     evidence.request(&mut alert, ts_ns, self.eve.is_some())
                 });
+            // Built once, shared by every outlet; each serialises it.
+            let alert = Arc::new(alert);
             self.sinks.send(&alert);
             self.changes.alert(&alert);
             if let (false, Some(eve)) = (eve_by_evidence, self.eve.as_mut()) {
-                eve.alert(Box::new(alert));
+                eve.alert(alert);
             }
         }
     }

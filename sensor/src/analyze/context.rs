@@ -370,7 +370,7 @@ mod tests {
     fn eve_alerts(rx: &Receiver<EveRecord>) -> Vec<Alert> {
         rx.try_iter()
             .filter_map(|record| match record {
-                EveRecord::Alert(alert) => Some(*alert),
+                EveRecord::Alert(alert) => Some(Arc::unwrap_or_clone(alert)),
                 _ => None,
             })
             .collect()

@@ -4,6 +4,7 @@
 //! round: they read [`AnalyzerStats`](super::AnalyzerStats), the analyzer names none.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use crate::detect::Alert;
 use crate::observe::FlowRecord;
@@ -13,15 +14,16 @@ use crate::observe::FlowRecord;
 pub trait EventOutlet: Send {
     /// A finished flow.
     fn flow(&mut self, record: FlowRecord);
-    /// An alert written to the sinks.
-    fn alert(&mut self, alert: Box<Alert>);
+    /// An alert written to the sinks (shared with them: built once, serialised by
+    /// each).
+    fn alert(&mut self, alert: Arc<Alert>);
 }
 
 /// The alert sinks (syslog/CEF, webhook, the alert metrics): each alert written is
 /// handed over once, without waiting. `Any`, so whoever set it up can take it back
 /// whole to close it ([`super::Analyzer::take_alert_outlet`]).
 pub trait AlertOutlet: Any + Send {
-    fn send(&mut self, alert: &Alert);
+    fn send(&mut self, alert: &Arc<Alert>);
 }
 
 /// No alert sinks.
@@ -29,5 +31,5 @@ pub trait AlertOutlet: Any + Send {
 pub struct NoAlertOutlet;
 
 impl AlertOutlet for NoAlertOutlet {
-    fn send(&mut self, _alert: &Alert) {}
+    fn send(&mut self, _alert: &Arc<Alert>) {}
 }

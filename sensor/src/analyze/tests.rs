@@ -225,7 +225,7 @@ fn who_is(a: &mut Analyzer, ts_ns: u64, source: IpAddr) {
 pub(super) fn eve_alerts(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<Alert> {
     rx.try_iter()
         .filter_map(|record| match record {
-            EveRecord::Alert(alert) => Some(*alert),
+            EveRecord::Alert(alert) => Some(Arc::unwrap_or_clone(alert)),
             _ => None,
         })
         .collect()

@@ -758,7 +758,7 @@ impl Writer {
         }
         if request.eve {
             if let Some(eve) = self.eve.as_mut() {
-                eve.send(EveRecord::Alert(alert));
+                eve.send(EveRecord::Alert(Arc::from(alert)));
             }
         }
     }

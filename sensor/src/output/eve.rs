@@ -25,7 +25,7 @@ use crate::observe::{Delivery, FlowRecord};
 pub enum EveRecord {
     Flow(FlowRecord),
     Protocol(ProtocolEvent),
-    Alert(Box<Alert>),
+    Alert(Arc<Alert>),
 }
 
 /// Bounded channel of EVE records from workers and the analyzer, counted like
@@ -72,7 +72,7 @@ impl EventOutlet for EventSink {
         self.send(EveRecord::Flow(record));
     }
 
-    fn alert(&mut self, alert: Box<Alert>) {
+    fn alert(&mut self, alert: Arc<Alert>) {
         self.send(EveRecord::Alert(alert));
     }
 }

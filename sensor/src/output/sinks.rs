@@ -62,7 +62,7 @@ pub struct SinkReport {
 
 struct SinkHandle {
     name: &'static str,
-    tx: Sender<Alert>,
+    tx: Sender<Arc<Alert>>,
     /// Raised by `close`: from then on retries are bounded by the grace period.
     closing: Arc<AtomicBool>,
     thread: JoinHandle<SinkReport>,
@@ -141,15 +141,12 @@ impl AlertSinks {
     }
 
     /// Queues an alert on every sink without waiting.
-    pub fn send(&mut self, alert: &Alert) {
+    pub fn send(&mut self, alert: &Arc<Alert>) {
         if let Some(metrics) = &self.metrics {
             metrics.alert_raised(&alert.signature, alert.severity.0);
         }
         if let Some(eve) = &self.eve {
-            if eve
-                .try_send(EveRecord::Alert(Box::new(alert.clone())))
-                .is_err()
-            {
+            if eve.try_send(EveRecord::Alert(Arc::clone(alert))).is_err() {
                 self.eve_dropped += 1;
                 if let Some(metrics) = &self.metrics {
                     metrics.sink_dropped.with_label_values(&["eve"]).inc();
@@ -157,7 +154,7 @@ impl AlertSinks {
             }
         }
         for sink in &self.sinks {
-            match sink.tx.try_send(alert.clone()) {
+            match sink.tx.try_send(Arc::clone(alert)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                     if let Some(metrics) = &self.metrics {
@@ -190,7 +187,7 @@ impl AlertSinks {
 }
 
 impl AlertOutlet for AlertSinks {
-    fn send(&mut self, alert: &Alert) {
+    fn send(&mut self, alert: &Arc<Alert>) {
         AlertSinks::send(self, alert);
     }
 }
@@ -206,7 +203,7 @@ impl AlertSinks {
 
 fn run_sink(
     mut sink: impl Deliver,
-    rx: Receiver<Alert>,
+    rx: Receiver<Arc<Alert>>,
     metrics: Option<Arc<Metrics>>,
     closing: Arc<AtomicBool>,
 ) -> SinkReport {
@@ -310,7 +307,7 @@ mod tests {
         let mut alert = crate::control::tests_support::sample_alert();
         for id in 1..=3 {
             alert.id = id;
-            sinks.send(&alert);
+            sinks.send(&Arc::new(alert.clone()));
         }
         let reports = sinks.close();
         assert_eq!(

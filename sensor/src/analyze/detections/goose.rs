@@ -19,7 +19,8 @@ impl Analyzer {
         gocb_ref: ShortText,
         change: GooseChange,
     ) {
-        let mac = store::format_mac(&publisher);
+        // Formatted only for an alert: most publications are not.
+        let mac = || store::format_mac(&publisher);
         let gocb = gocb_ref.as_str();
         let (message, anomaly, details) = match change {
             GooseChange::Published => {
@@ -46,7 +47,8 @@ impl Analyzer {
                 (
                     format!(
                         "{mac} publishes GOOSE {gocb}, which only {} published before",
-                        before.join(", ")
+                        before.join(", "),
+                        mac = mac()
                     ),
                     "new_publisher",
                     GooseDetail::NewPublisher { publishers: before },
@@ -55,7 +57,8 @@ impl Analyzer {
             GooseChange::StNumJump { from, to } => (
                 format!(
                     "GOOSE {gocb} from {mac}: stNum jumped from {from} to {to} (state changes \
-                     skipped or injected)"
+                     skipped or injected)",
+                    mac = mac()
                 ),
                 "st_num_jump",
                 GooseDetail::Change { from, to },
@@ -66,7 +69,8 @@ impl Analyzer {
             } => (
                 format!(
                     "GOOSE {gocb} from {mac}: stNum {st_num} after {last_st_num} (an earlier \
-                     publication sent again)"
+                     publication sent again)",
+                    mac = mac()
                 ),
                 "replay",
                 GooseDetail::Replay {
@@ -77,13 +81,17 @@ impl Analyzer {
             GooseChange::Simulation => (
                 format!(
                     "GOOSE {gocb} from {mac} has the simulation flag set (subscribers in \
-                     simulation mode act on it)"
+                     simulation mode act on it)",
+                    mac = mac()
                 ),
                 "simulation",
                 GooseDetail::None,
             ),
             GooseChange::ConfRevChange { from, to } => (
-                format!("GOOSE {gocb} from {mac}: confRev changed from {from} to {to}"),
+                format!(
+                    "GOOSE {gocb} from {mac}: confRev changed from {from} to {to}",
+                    mac = mac()
+                ),
                 "conf_rev_change",
                 GooseDetail::Change { from, to },
             ),
