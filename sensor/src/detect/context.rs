@@ -53,27 +53,33 @@ impl AlertContext {
 }
 
 impl<'de> Deserialize<'de> for AlertContext {
-    /// Any JSON object (or null): the known keys typed, the rest kept as the
-    /// signature's fields.
+    /// Any JSON value: the known keys of an object typed, the rest kept as the
+    /// signature's fields; null is an empty context.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let Some(mut map) =
-            Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
-        else {
-            return Ok(AlertContext::default());
+        let mut map = match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Null => return Ok(AlertContext::default()),
+            // Not an object (never written so, but read leniently): kept under `value`.
+            other => serde_json::Map::from_iter([("value".to_owned(), other)]),
         };
+        // A key that no longer reads as its type (a row written by another version)
+        // stays among the fields as written: the alert is never lost for it.
         fn typed<T: serde::de::DeserializeOwned>(
             map: &mut serde_json::Map<String, serde_json::Value>,
             key: &str,
-        ) -> Result<Option<T>, serde_json::Error> {
-            match map.remove(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(value) => serde_json::from_value(value).map(Some),
+        ) -> Option<T> {
+            let value = map.remove(key).filter(|value| !value.is_null())?;
+            match serde_json::from_value(value.clone()) {
+                Ok(typed) => Some(typed),
+                Err(_) => {
+                    map.insert(key.to_owned(), value);
+                    None
+                }
             }
         }
-        let src_device = typed(&mut map, "src_device").map_err(D::Error::custom)?;
-        let dest_device = typed(&mut map, "dest_device").map_err(D::Error::custom)?;
-        let baseline = typed(&mut map, "baseline").map_err(D::Error::custom)?;
+        let src_device = typed(&mut map, "src_device");
+        let dest_device = typed(&mut map, "dest_device");
+        let baseline = typed(&mut map, "baseline");
         let detail = if map.is_empty() {
             Detail::None
         } else {
@@ -514,10 +520,26 @@ mod tests {
     }
 
     #[test]
+    fn a_device_that_does_not_read_back_is_kept_as_written() {
+        let json = serde_json::json!({
+            "operation": "write",
+            "src_device": {"ip": "not an address", "class": "plc"},
+            "baseline": {"fact": "seen", "learned": ["10.0.0.5"]},
+        });
+        let back: AlertContext = serde_json::from_value(json.clone()).expect("reads back");
+        assert!(back.src_device.is_none());
+        assert!(back.baseline.is_some());
+        assert_eq!(back.to_json()["src_device"], json["src_device"]);
+        assert_eq!(back.to_json()["operation"], "write");
+    }
+
+    #[test]
     fn an_empty_context_is_an_empty_object_and_null_reads_as_empty() {
         assert_eq!(AlertContext::default().to_json(), serde_json::json!({}));
         let back: AlertContext = serde_json::from_str("null").expect("null reads");
         assert!(back.is_empty());
+        let back: AlertContext = serde_json::from_str("7").expect("a number reads");
+        assert_eq!(back.to_json(), serde_json::json!({"value": 7}));
     }
 
     #[test]
