@@ -330,7 +330,7 @@ fn capture_until_stopped(
         match handle.join() {
             Ok((report, cpu)) => {
                 merged.merge(&report);
-                threads.extend(cpu.map(|cpu_seconds| pipeline::ThreadCpu { name, cpu_seconds }));
+                threads.extend(cpu.map(|cpu| pipeline::ThreadCpu { name, ..cpu }));
             }
             Err(_) => panicked = true,
         }

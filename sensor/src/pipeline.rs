@@ -206,10 +206,45 @@ const EVE_IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200
 const ANALYZER_METRICS_EVERY: u64 = 1024;
 /// Emptied observation vectors a worker keeps in reserve.
 const RECYCLED_VECTORS: usize = 16;
-/// How often a thread looks for work again before it parks (some microseconds: a busy
-/// pipeline hands over a batch every ~100 µs per worker, and on a small machine a long
-/// spin would take the core from the thread it waits for).
+/// How often a thread looks for work again before it parks, at most (some
+/// microseconds) and at least; see [`Spin`].
 const SPIN_TRIES: u32 = 256;
+const SPIN_TRIES_MIN: u32 = 8;
+
+/// A receiver's spin before it parks, adapted to how its messages come: a spin that
+/// catches a message doubles the next one (up to [`SPIN_TRIES`]), one that ends in a
+/// park halves it (down to [`SPIN_TRIES_MIN`]). A dense stream (busy workers, a batch
+/// every few microseconds) is taken without futex wake-ups; a sparse one (one replay
+/// worker's batch every ~70 µs) parks almost at once instead of burning several
+/// microseconds first, which on a small machine also took the core from the thread
+/// it waited for (the analyzer used 0.8x the CPU per packet with a short spin).
+#[derive(Debug)]
+struct Spin {
+    tries: u32,
+}
+
+impl Spin {
+    fn new() -> Spin {
+        Spin { tries: SPIN_TRIES }
+    }
+
+    /// Takes a message if one comes within the spin; `None` means park (or the
+    /// channel is closed: the blocking receive that follows says which).
+    fn recv<T>(&mut self, rx: &Receiver<T>) -> Option<T> {
+        for _ in 0..self.tries {
+            match rx.try_recv() {
+                Ok(item) => {
+                    self.tries = (self.tries * 2).min(SPIN_TRIES);
+                    return Some(item);
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        self.tries = (self.tries / 2).max(SPIN_TRIES_MIN);
+        None
+    }
+}
 
 /// How the reader spreads packets over workers (as a NIC spreads them over queues).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -274,15 +309,34 @@ pub struct Summary {
 pub struct ThreadCpu {
     pub name: String,
     pub cpu_seconds: f64,
+    /// Times the scheduler put the thread on a CPU (`/proc/thread-self/schedstat`): its
+    /// wake-ups plus preemptions, the cost a hand-off adds beyond the work itself.
+    /// 0 where the kernel does not report it.
+    pub scheduled: u64,
+}
+
+impl ThreadCpu {
+    /// The calling thread's usage so far, under `name`.
+    pub fn now(name: impl Into<String>) -> Option<ThreadCpu> {
+        thread_cpu(name, 0)
+    }
+}
+
+/// The calling thread's `/proc/thread-self/schedstat`: nanoseconds on a CPU and the
+/// number of times it was put on one.
+fn thread_schedstat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let on_cpu_ns = fields.next()??;
+    let _waiting_ns = fields.next();
+    Some((on_cpu_ns, fields.next().flatten().unwrap_or(0)))
 }
 
 /// CPU time the calling thread has used, in nanoseconds: `/proc/thread-self/schedstat`
 /// (nanoseconds on CPU), else `stat` (utime + stime in clock ticks, assumed 100 Hz).
 pub fn thread_cpu_ns() -> Option<u64> {
-    if let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat") {
-        if let Some(ns) = text.split_whitespace().next().and_then(|f| f.parse().ok()) {
-            return Some(ns);
-        }
+    if let Some((ns, _)) = thread_schedstat() {
+        return Some(ns);
     }
     let text = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
@@ -296,6 +350,7 @@ fn thread_cpu(name: impl Into<String>, since_ns: u64) -> Option<ThreadCpu> {
     Some(ThreadCpu {
         name: name.into(),
         cpu_seconds: thread_cpu_ns()?.saturating_sub(since_ns) as f64 / 1e9,
+        scheduled: thread_schedstat().map_or(0, |(_, scheduled)| scheduled),
     })
 }
 
@@ -550,6 +605,7 @@ pub(crate) fn start_backend(
             }
             let mut next_snapshot = std::time::Instant::now() + crate::control::SNAPSHOT_INTERVAL;
             let mut merge = Merge::with_park_states(analyzer_parks);
+            let mut spin = Spin::new();
             let mut next_metrics = ANALYZER_METRICS_EVERY;
             let mut next_tick = std::time::Instant::now() + Analyzer::TICK;
             let fold_now = std::cell::Cell::new(false);
@@ -585,18 +641,7 @@ pub(crate) fn start_backend(
             loop {
                 // Spin briefly before parking: a busy pipeline sends a batch every few
                 // microseconds, and a futex wake-up costs more than that.
-                let mut spun = 0;
-                let first = loop {
-                    match obs_rx.try_recv() {
-                        Ok(batch) => break Some(batch),
-                        Err(_) if spun < SPIN_TRIES => {
-                            spun += 1;
-                            std::hint::spin_loop();
-                        }
-                        Err(_) => break None,
-                    }
-                };
-                let first = match first {
+                let first = match spin.recv(&obs_rx) {
                     Some(batch) => Ok(batch),
                     None => {
                         // A parked worker wakes the analyzer with its next batch;
@@ -960,14 +1005,34 @@ pub fn replay(
             .join()
             .map_err(|_| Error::Thread("worker panicked"))?;
         merged.merge(&report);
-        threads.extend(cpu.map(|cpu_seconds| ThreadCpu {
+        threads.extend(cpu.map(|cpu| ThreadCpu {
             name: format!("otsensor-worker-{id}"),
-            cpu_seconds,
+            ..cpu
         }));
     }
     let summary = backend.finish(merged, stopped, threads);
     read_result?;
     summary
+}
+
+/// The analyzer thread, started as a run starts it for `producers` workers, fed
+/// observation batches already made (`cargo xtask analyzer-capacity`): this thread
+/// sends them through the analyzer's channel as fast as it takes them, so the analyzer
+/// runs as it does behind busy workers. The summary's `threads` holds the analyzer's
+/// CPU; `elapsed_seconds` is the wall time until it handled the last one.
+pub fn analyze_batches(
+    policy: Arc<Policy>,
+    producers: usize,
+    batches: Vec<ObservationBatch>,
+) -> Result<Summary, Error> {
+    let backend = start_backend(policy, Some(producers), &mut ReplayOptions::default())?;
+    for batch in batches {
+        backend
+            .obs_tx
+            .send(batch)
+            .map_err(|_| Error::Thread("analyzer stopped"))?;
+    }
+    backend.finish(WorkerReport::default(), false, Vec::new())
 }
 
 /// What is left to wait for and report once every worker has ended.
@@ -1103,16 +1168,17 @@ fn run_worker(
     finished: Arc<AtomicUsize>,
     check_owner: bool,
     mut metrics: Option<WorkerMetrics>,
-) -> (WorkerReport, Option<f64>) {
+) -> (WorkerReport, Option<ThreadCpu>) {
     let me = worker.id;
     let workers = rings.workers();
     let handoffs = rings.enabled();
     let mut input_open = true;
+    let mut spin = Spin::new();
     loop {
         if input_open {
             // Spin briefly, then park. With hand-offs the worker must also come back to
             // its inbox, so it parks for at most a millisecond.
-            let received = match recv_spinning(&batches) {
+            let received = match spin.recv(&batches) {
                 Some(batch) => Ok(batch),
                 None if handoffs => batches.recv_timeout(Duration::from_millis(1)),
                 None => batches
@@ -1175,19 +1241,7 @@ fn run_worker(
         metrics.fold(&report.counters, &report.protocols, &report.stream);
         metrics.flush();
     }
-    (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
-}
-
-/// Takes a message if one comes within a short spin; `None` means park.
-fn recv_spinning<T>(rx: &Receiver<T>) -> Option<T> {
-    for _ in 0..SPIN_TRIES {
-        match rx.try_recv() {
-            Ok(item) => return Some(item),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-            Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
-        }
-    }
-    None
+    (report, ThreadCpu::now(""))
 }
 
 /// Processes every frame other workers handed to this one; returns how many.

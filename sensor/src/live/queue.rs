@@ -24,7 +24,7 @@ use crate::flow;
 use crate::flow::handoff::{HandoffFrame, HandoffRings};
 use crate::metrics::WorkerMetrics;
 use crate::observe::{realtime_ns, ParkState};
-use crate::pipeline::thread_cpu_ns;
+use crate::pipeline::ThreadCpu;
 use crate::worker::{Worker, WorkerReport};
 
 /// Empty looks at the rings before a worker parks: the next frame of a burst often
@@ -109,7 +109,7 @@ pub struct QueueWorker {
 impl QueueWorker {
     /// Runs until [`Crew::drain`] and every ring is empty; returns the worker's report
     /// and the thread's CPU seconds.
-    pub fn run(self) -> (WorkerReport, Option<f64>) {
+    pub fn run(self) -> (WorkerReport, Option<ThreadCpu>) {
         let QueueWorker {
             mut worker,
             mut socket,
@@ -233,7 +233,7 @@ impl QueueWorker {
             metrics.fold(&report.counters, &report.protocols, &report.stream);
             metrics.flush();
         }
-        (report, thread_cpu_ns().map(|ns| ns as f64 / 1e9))
+        (report, ThreadCpu::now(""))
     }
 }
 
