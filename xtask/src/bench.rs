@@ -258,9 +258,11 @@ pub fn replay(bench: &ReplayBench<'_>) -> anyhow::Result<()> {
             );
             for thread in threads {
                 println!(
-                    "    {:<18} {:>8.1} ns/packet",
+                    "    {:<18} {:>8.1} ns/packet  {:>7} times on a CPU ({:.1} per 1000 packets)",
                     thread.name,
-                    thread.cpu_seconds * 1e9 / packets as f64
+                    thread.cpu_seconds * 1e9 / packets as f64,
+                    thread.scheduled,
+                    thread.scheduled as f64 * 1e3 / packets as f64
                 );
             }
         }

@@ -3,6 +3,8 @@
 
 /// `gen-advisories`: the embedded CISA ICS advisory table from CSAF documents.
 pub mod advisories;
+/// `analyzer-capacity`: how many busy workers one analyzer thread keeps up with.
+pub mod analyzer_capacity;
 /// `replay`: the in-memory pipeline benchmark and the counting allocator.
 pub mod bench;
 /// `fuzz-corpus`: seed corpora for the fuzz targets, cut from the shared captures.

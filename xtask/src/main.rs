@@ -131,6 +131,17 @@ enum Task {
         #[arg(long, default_value_t = 4)]
         repeat: usize,
     },
+    /// Whether one analyzer keeps up with N busy workers: the workers' CPU per packet
+    /// against the analyzer's, merging their N observation streams, on one core each.
+    AnalyzerCapacity {
+        file: PathBuf,
+        /// Workers whose streams the analyzer merges.
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+        /// Runs of each measurement; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Live capture on a veth pair between two namespaces (needs root): the highest
     /// send rate with zero loss for `otsensor run` and for `tcpdump -w /dev/null`.
     LiveBench {
@@ -346,6 +357,11 @@ fn main() -> Result<()> {
             })?;
         }
         Task::AnalyzeBench { file, repeat } => bench::analyzer(&file, repeat)?,
+        Task::AnalyzerCapacity {
+            file,
+            producers,
+            repeat,
+        } => xtask::analyzer_capacity::run(&file, producers, repeat)?,
         Task::FleetLab {
             otsensor,
             port,
