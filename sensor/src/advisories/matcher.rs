@@ -1136,10 +1136,8 @@ Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1769-L33ER/A|-|-|-|33.
         })
     }
 
-    /// The index changes which entries are checked, never the answer: the indexed
-    /// matcher against the walk over every entry of the device's vendors, for the
-    /// identities seen, the hand-checked ones, and identities made of the catalogue's
-    /// own product names, order numbers and wildcards under every vendor.
+    /// A vendor's answer describes only the advisories it keeps: the same answer as
+    /// the walk over every entry of the vendor.
     #[test]
     fn every_vendor_only_answer_equals_the_full_walk() {
         // A fresh catalogue: the answers are built here, not taken from another test.
@@ -1158,6 +1156,10 @@ Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1769-L33ER/A|-|-|-|33.
         assert!(low > catalogue.by_vendor.len(), "{low}");
     }
 
+    /// The index changes which entries are checked, never the answer: the indexed
+    /// matcher against the walk over every entry of the device's vendors, for the
+    /// identities seen, the hand-checked ones, and identities made of the catalogue's
+    /// own product names, order numbers and wildcards under every vendor.
     #[test]
     fn indexed_matching_equals_the_full_walk() {
         let catalogue = super::super::embedded();
