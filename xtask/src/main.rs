@@ -124,7 +124,8 @@ enum Task {
         repeat: usize,
     },
     /// Benchmark the analyzer alone on the observations one worker makes of a capture:
-    /// CPU per observation, and its allocations by observation kind (first run).
+    /// CPU per observation, and its allocations by observation kind (first run, then
+    /// a warm pass of the same observations).
     AnalyzeBench {
         file: PathBuf,
         /// Runs: the first counts allocations, the best of the others is timed.

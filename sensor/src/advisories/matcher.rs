@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher as _;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -679,21 +680,94 @@ impl Catalogue {
         self.matches_with(identity, true)
     }
 
-    /// The vendor-only matches of a device reporting `vendor` (its key) and no product.
-    fn vendor_only<'a>(&'a self, key: &str, vendor: &'a VendorEntries) -> &'a [DeviceMatch] {
+    /// [`Catalogue::matches`] as one shared slice: a device reporting a vendor and no
+    /// product gets its vendor's answer without a copy.
+    pub fn shared_matches(&self, identity: &Identity) -> Arc<[DeviceMatch]> {
+        match self.vendor_only_answer(identity) {
+            Some(answer) => Arc::clone(answer),
+            None => self.matches_with(identity, true).into(),
+        }
+    }
+
+    /// The vendor-only matches of a device reporting `vendor` (its key) and no product,
+    /// built once (by [`Catalogue::prepare`], or here on first use).
+    pub(super) fn vendor_only<'a>(
+        &'a self,
+        key: &str,
+        vendor: &'a VendorEntries,
+    ) -> &'a Arc<[DeviceMatch]> {
         vendor.vendor_only.get_or_init(|| {
             let identity = Identity {
                 vendor: Some(key.to_owned()),
                 ..Identity::default()
             };
-            self.matches_with(&identity, false)
+            // Only the advisories the answer keeps are described (building a match
+            // copies its texts; some vendors have thousands of entries): those with
+            // the highest CVSS of their entries first, then the lowest id, as
+            // `matches_with` orders them (advisories are sorted by id).
+            let mut highest: HashMap<u32, u8> = HashMap::new();
+            for vendor in Self::device_vendors(&identity, &[]) {
+                let Some(vendor_entries) = self.by_vendor.get(&vendor) else {
+                    continue;
+                };
+                for &i in &vendor_entries.entries {
+                    let entry = self.entry(i);
+                    let cvss = self.entry_max_cvss(entry);
+                    let best = highest.entry(entry.advisory).or_insert(cvss);
+                    *best = (*best).max(cvss);
+                }
+            }
+            let mut ranked: Vec<(std::cmp::Reverse<u8>, u32)> = highest
+                .into_iter()
+                .map(|(advisory, cvss)| (std::cmp::Reverse(cvss), advisory))
+                .collect();
+            ranked.sort_unstable();
+            let mut kept: Vec<u32> = ranked
+                .into_iter()
+                .take(MAX_VENDOR_ONLY)
+                .map(|(_, advisory)| advisory)
+                .collect();
+            kept.sort_unstable();
+            self.matches_among(&identity, false, Some(&kept)).into()
         })
+    }
+
+    /// The answer shared by every device of one vendor key reporting a vendor and no
+    /// product (the usual case); None for any other identity, or a vendor without
+    /// advisories.
+    fn vendor_only_answer(&self, identity: &Identity) -> Option<&Arc<[DeviceMatch]>> {
+        if identity.has_product() || identity.vendor.is_none() {
+            return None;
+        }
+        // No product, so no catalogue numbers.
+        let vendors = Self::device_vendors(identity, &[]);
+        let [vendor] = vendors.as_slice() else {
+            return None;
+        };
+        let (key, entries) = self.by_vendor.get_key_value(vendor)?;
+        Some(self.vendor_only(key, entries))
     }
 
     /// [`Catalogue::matches`], checking only the entries `EntryIndex` names when
     /// `indexed`, every entry of the device's vendors otherwise (the reference the
     /// index is tested against).
     fn matches_with(&self, identity: &Identity, indexed: bool) -> Vec<DeviceMatch> {
+        self.matches_among(identity, indexed, None)
+    }
+
+    /// [`Catalogue::matches_with`], considering only the advisories in `among` (sorted)
+    /// for a device without a product when given.
+    fn matches_among(
+        &self,
+        identity: &Identity,
+        indexed: bool,
+        among: Option<&[u32]>,
+    ) -> Vec<DeviceMatch> {
+        if indexed {
+            if let Some(answer) = self.vendor_only_answer(identity) {
+                return answer.to_vec();
+            }
+        }
         let catalogs = device_catalogs(identity);
         let vendors = Self::device_vendors(identity, &catalogs);
         let firmware = identity.firmware.as_deref().and_then(Version::parse);
@@ -702,30 +776,23 @@ impl Catalogue {
         let mut best: HashMap<u32, DeviceMatch> = HashMap::new();
         // Several entries of one advisory: the best confidence wins; entries of equal
         // confidence add their CVEs.
-        let mut consider = |advisory: u32, found: DeviceMatch| match best.get_mut(&advisory) {
-            Some(old) if old.confidence == found.confidence => {
-                for cve in found.cves {
-                    if !old.cves.contains(&cve) {
-                        old.cves.push(cve);
+        fn consider(best: &mut HashMap<u32, DeviceMatch>, advisory: u32, found: DeviceMatch) {
+            match best.get_mut(&advisory) {
+                Some(old) if old.confidence == found.confidence => {
+                    for cve in found.cves {
+                        if !old.cves.contains(&cve) {
+                            old.cves.push(cve);
+                        }
+                    }
+                    if found.max_cvss_tenths > old.max_cvss_tenths {
+                        old.max_cvss_tenths = found.max_cvss_tenths;
+                        old.severity = found.severity;
                     }
                 }
-                if found.max_cvss_tenths > old.max_cvss_tenths {
-                    old.max_cvss_tenths = found.max_cvss_tenths;
-                    old.severity = found.severity;
+                Some(old) if old.confidence < found.confidence => {}
+                _ => {
+                    best.insert(advisory, found);
                 }
-            }
-            Some(old) if old.confidence < found.confidence => {}
-            _ => {
-                best.insert(advisory, found);
-            }
-        };
-        if indexed && !identity.has_product() && identity.vendor.is_some() {
-            // One vendor (the usual case): the same answer for every such device.
-            if let [vendor] = vendors.as_slice() {
-                return match self.by_vendor.get(vendor) {
-                    Some(entries) => self.vendor_only(vendor, entries).to_vec(),
-                    None => Vec::new(),
-                };
             }
         }
         for vendor in &vendors {
@@ -737,14 +804,37 @@ impl Catalogue {
                 if identity.vendor.is_some() {
                     for &i in entries {
                         let entry = self.entry(i);
-                        consider(
-                            entry.advisory,
-                            self.describe(
-                                entry,
-                                Confidence::Low,
-                                format!("vendor {vendor} only; the device reported no product"),
+                        if among.is_some_and(|among| among.binary_search(&entry.advisory).is_err())
+                        {
+                            continue;
+                        }
+                        match best.get_mut(&entry.advisory) {
+                            // Another entry of an advisory matched (every match here is
+                            // low): what `consider` takes of a described match, without
+                            // describing it (a Siemens advisory has hundreds of entries).
+                            Some(old) if old.confidence == Confidence::Low => {
+                                let vulns = self.entry_vulns(entry);
+                                for vuln in &vulns {
+                                    if !old.cves.contains(&vuln.cve) {
+                                        old.cves.push(vuln.cve.clone());
+                                    }
+                                }
+                                let cvss = vulns.iter().map(|v| v.cvss_tenths).max().unwrap_or(0);
+                                if cvss > old.max_cvss_tenths {
+                                    old.max_cvss_tenths = cvss;
+                                    old.severity = severity(cvss).to_owned();
+                                }
+                            }
+                            _ => consider(
+                                &mut best,
+                                entry.advisory,
+                                self.describe(
+                                    entry,
+                                    Confidence::Low,
+                                    format!("vendor {vendor} only; the device reported no product"),
+                                ),
                             ),
-                        );
+                        }
                     }
                 }
                 continue;
@@ -795,7 +885,11 @@ impl Catalogue {
                         format!("product family ({why}); firmware not reported"),
                     ),
                 };
-                consider(entry.advisory, self.describe(entry, confidence, reason));
+                consider(
+                    &mut best,
+                    entry.advisory,
+                    self.describe(entry, confidence, reason),
+                );
             }
         }
         let mut out: Vec<DeviceMatch> = best.into_values().collect();
@@ -822,7 +916,8 @@ impl Catalogue {
         out
     }
 
-    fn describe(&self, entry: &Entry, confidence: Confidence, reason: String) -> DeviceMatch {
+    /// The vulnerabilities of an entry's advisory that affect it.
+    fn entry_vulns(&self, entry: &Entry) -> Vec<&super::Vuln> {
         let advisory: &Advisory = &self.advisories[entry.advisory as usize];
         let product = &advisory.products[entry.product as usize];
         let vulns: Vec<&super::Vuln> = if product.vulns.is_empty() {
@@ -842,14 +937,44 @@ impl Catalogue {
             .flat_map(|text| text.split(|c: char| c.is_whitespace() || ",;()".contains(c)))
             .filter(|word| word.starts_with("CVE-"))
             .collect();
-        let vulns = if vulns.iter().any(|v| only.contains(&v.cve.as_str())) {
+        if vulns.iter().any(|v| only.contains(&v.cve.as_str())) {
             vulns
                 .into_iter()
                 .filter(|v| only.contains(&v.cve.as_str()))
                 .collect()
         } else {
             vulns
+        }
+    }
+
+    /// The highest CVSS of the vulnerabilities affecting an entry (what its match
+    /// reports), in tenths.
+    fn entry_max_cvss(&self, entry: &Entry) -> u8 {
+        let advisory: &Advisory = &self.advisories[entry.advisory as usize];
+        let product = &advisory.products[entry.product as usize];
+        let narrowed = [&product.range, &product.name]
+            .iter()
+            .any(|text| text.contains("only affected by"));
+        let highest = if narrowed {
+            self.entry_vulns(entry).iter().map(|v| v.cvss_tenths).max()
+        } else if product.vulns.is_empty() {
+            advisory.vulns.iter().map(|v| v.cvss_tenths).max()
+        } else {
+            // Without a narrowing text, `entry_vulns` without collecting them.
+            product
+                .vulns
+                .iter()
+                .filter_map(|&i| advisory.vulns.get(usize::from(i)))
+                .map(|v| v.cvss_tenths)
+                .max()
         };
+        highest.unwrap_or(0)
+    }
+
+    fn describe(&self, entry: &Entry, confidence: Confidence, reason: String) -> DeviceMatch {
+        let advisory: &Advisory = &self.advisories[entry.advisory as usize];
+        let product = &advisory.products[entry.product as usize];
+        let vulns = self.entry_vulns(entry);
         let max_cvss_tenths = vulns.iter().map(|v| v.cvss_tenths).max().unwrap_or(0);
         DeviceMatch {
             advisory: advisory.id.clone(),
@@ -1009,6 +1134,26 @@ Rockwell Automation/Allen-Bradley (1)|Rockwell Automation|1769-L33ER/A|-|-|-|33.
             let mut fields = line.split('|').map(|f| Some(f).filter(|f| *f != "-"));
             identity_of(std::array::from_fn(|_| fields.next().flatten()))
         })
+    }
+
+    /// A vendor's answer describes only the advisories it keeps: the same answer as
+    /// the walk over every entry of the vendor.
+    #[test]
+    fn every_vendor_only_answer_equals_the_full_walk() {
+        // A fresh catalogue: the answers are built here, not taken from another test.
+        let embedded = super::super::embedded();
+        let catalogue = Catalogue::new(embedded.advisories().to_vec(), String::new());
+        let mut low = 0;
+        for (key, vendor) in &catalogue.by_vendor {
+            let identity = Identity {
+                vendor: Some(key.clone()),
+                ..Identity::default()
+            };
+            let walked = catalogue.matches_with(&identity, false);
+            assert_eq!(catalogue.vendor_only(key, vendor)[..], walked[..], "{key}");
+            low += walked.len();
+        }
+        assert!(low > catalogue.by_vendor.len(), "{low}");
     }
 
     /// The index changes which entries are checked, never the answer: the indexed

@@ -71,8 +71,9 @@ pub struct Product {
 struct VendorEntries {
     entries: Vec<u32>,
     index: OnceLock<EntryIndex>,
-    /// A device reporting this vendor and no product: its vendor-only matches.
-    vendor_only: OnceLock<Vec<DeviceMatch>>,
+    /// A device reporting this vendor and no product: its vendor-only matches, shared
+    /// by every such device.
+    vendor_only: OnceLock<Arc<[DeviceMatch]>>,
 }
 
 /// Advisories ready for matching: product entries indexed by vendor key.
@@ -182,14 +183,16 @@ impl Catalogue {
             .get_or_init(|| EntryIndex::new(vendor.entries.iter().map(|&i| (i, self.entry(i)))))
     }
 
-    /// Prepares every vendor's entries and index not yet built. The pipeline does it
-    /// before the first packet; a catalogue with imported advisories builds what a
-    /// match needs on first use.
+    /// Prepares every vendor's entries, index and vendor-only answer not yet built.
+    /// The pipeline does it before the first packet, so that the analyzer's first
+    /// device of a vendor builds nothing; a catalogue with imported advisories builds
+    /// what a match needs on first use.
     pub fn prepare(&self) {
-        let mut vendors: Vec<&VendorEntries> = self.by_vendor.values().collect();
-        vendors.sort_by_key(|vendor| std::cmp::Reverse(vendor.entries.len()));
-        for vendor in vendors {
+        let mut vendors: Vec<(&String, &VendorEntries)> = self.by_vendor.iter().collect();
+        vendors.sort_by_key(|(_, vendor)| std::cmp::Reverse(vendor.entries.len()));
+        for (key, vendor) in vendors {
             self.vendor_index(vendor);
+            self.vendor_only(key, vendor);
         }
     }
 
@@ -353,6 +356,35 @@ pub fn import_into_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepare_builds_the_answer_every_device_of_a_vendor_shares() {
+        let catalogue = embedded();
+        let siemens = Identity {
+            vendor: Some("Siemens AG".into()),
+            firmware: Some("V3.2.6".into()),
+            ..Identity::default()
+        };
+        catalogue.prepare();
+        assert!(catalogue
+            .by_vendor
+            .values()
+            .all(|vendor| vendor.vendor_only.get().is_some()));
+        let shared = catalogue.shared_matches(&siemens);
+        assert!(!shared.is_empty());
+        // The prepared answer itself, not a copy, and the one matching builds.
+        assert!(Arc::ptr_eq(&shared, &catalogue.shared_matches(&siemens)));
+        assert_eq!(*shared, *catalogue.matches(&siemens));
+        // Unprepared, the first such device builds the same answer.
+        let fresh = Catalogue::new(catalogue.advisories().to_vec(), String::new());
+        assert_eq!(*fresh.shared_matches(&siemens), *shared);
+        // A device with a product is matched, not handed its vendor's answer.
+        let product = Identity {
+            product: Some("SIMATIC S7-1200".into()),
+            ..siemens
+        };
+        assert!(!Arc::ptr_eq(&catalogue.shared_matches(&product), &shared));
+    }
 
     #[test]
     fn embedded_table_loads() {

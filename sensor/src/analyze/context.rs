@@ -13,12 +13,22 @@ use super::*;
 use crate::detect::{AlertContext, Detail, DeviceContext, DeviceRole, LearnedFact};
 use crate::inspect::describe;
 
-/// An IP protocol's name in a service (`tcp/502`).
-fn transport(ip_protocol: u8) -> String {
-    match ip_protocol {
-        6 => "tcp".to_owned(),
-        17 => "udp".to_owned(),
-        other => format!("ip-proto-{other}"),
+/// A service as alerts name it: `tcp/502`, or `port 502` when its transport is not
+/// known. Written where it is used, so that a text not used is not formatted.
+struct Service {
+    ip_protocol: Option<u8>,
+    port: u16,
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let port = self.port;
+        match self.ip_protocol {
+            Some(6) => write!(f, "tcp/{port}"),
+            Some(17) => write!(f, "udp/{port}"),
+            Some(other) => write!(f, "ip-proto-{other}/{port}"),
+            None => write!(f, "port {port}"),
+        }
     }
 }
 
@@ -128,8 +138,8 @@ impl Analyzer {
                     protocol,
                 });
                 Some(LearnedFact::peers(
-                    &format!("seen {name} writers of {server} during learning"),
-                    format!("no client wrote to {server} over {name} during learning"),
+                    format_args!("seen {name} writers of {server} during learning"),
+                    format_args!("no client wrote to {server} over {name} during learning"),
                     writers,
                 ))
             }
@@ -138,8 +148,8 @@ impl Analyzer {
                 let programmers = self.learned_peers(server, BaselineItem::Workstation);
                 let configured = self.policy.engineering_workstations.len();
                 let mut fact = LearnedFact::peers(
-                    &format!("engineering workstations (programmed during learning) among the peers of {server}"),
-                    format!("none of the peers of {server} programmed a device during learning"),
+                    format_args!("engineering workstations (programmed during learning) among the peers of {server}"),
+                    format_args!("none of the peers of {server} programmed a device during learning"),
                     programmers,
                 );
                 fact.configured_workstation_networks = Some(configured);
@@ -172,18 +182,18 @@ impl Analyzer {
                 clients.dedup();
                 servers.sort_unstable();
                 servers.dedup();
-                let service = match subject.proto {
-                    Some(ip_protocol) => format!("{}/{port}", transport(ip_protocol)),
-                    None => format!("port {port}"),
+                let service = Service {
+                    ip_protocol: subject.proto,
+                    port,
                 };
                 let mut fact = LearnedFact::peers(
-                    &format!("learned clients of {server} on {service}"),
-                    format!("no client talked to {server} on {service} during learning"),
+                    format_args!("learned clients of {server} on {service}"),
+                    format_args!("no client talked to {server} on {service} during learning"),
                     clients,
                 );
                 fact.servers_of_client = Some(Box::new(LearnedFact::peers(
-                    &format!("learned servers of {client} on {service}"),
-                    format!("{client} talked to no server on {service} during learning"),
+                    format_args!("learned servers of {client} on {service}"),
+                    format_args!("{client} talked to no server on {service} during learning"),
                     servers,
                 )));
                 if subject.proto.is_none() {
@@ -200,8 +210,10 @@ impl Analyzer {
                     port,
                 });
                 let mut fact = LearnedFact::peers(
-                    &format!("learned remote-access clients of {server} on port {port}"),
-                    format!("no remote-access session to {server} on port {port} during learning"),
+                    format_args!("learned remote-access clients of {server} on port {port}"),
+                    format_args!(
+                        "no remote-access session to {server} on port {port} during learning"
+                    ),
                     clients,
                 );
                 let servers = self.learned_peers(client, |peer| BaselineItem::RemoteAccess {
@@ -210,8 +222,8 @@ impl Analyzer {
                     port,
                 });
                 fact.servers_of_client = Some(Box::new(LearnedFact::peers(
-                    &format!("learned remote-access servers of {client} on port {port}"),
-                    format!(
+                    format_args!("learned remote-access servers of {client} on port {port}"),
+                    format_args!(
                         "{client} opened no remote-access session on port {port} during learning"
                     ),
                     servers,
@@ -226,8 +238,8 @@ impl Analyzer {
                 });
                 let allowlisted = self.policy.external_allowlist.len();
                 let mut fact = LearnedFact::peers(
-                    &format!("learned external peers of {internal}"),
-                    format!("{internal} talked to no external address during learning"),
+                    format_args!("learned external peers of {internal}"),
+                    format_args!("{internal} talked to no external address during learning"),
                     external,
                 );
                 fact.allowlist_networks = Some(allowlisted);
@@ -262,7 +274,13 @@ impl Analyzer {
                     .served
                     .iter()
                     .take(LearnedFact::LISTED)
-                    .map(|(ip_protocol, port)| format!("{}/{port}", transport(*ip_protocol)))
+                    .map(|&(ip_protocol, port)| {
+                        Service {
+                            ip_protocol: Some(ip_protocol),
+                            port,
+                        }
+                        .to_string()
+                    })
                     .collect();
                 let sightings = record.learning_sightings;
                 let mut text = if sightings >= QUIET_MIN_SIGHTINGS && record.learned_gap_ns > 0 {

@@ -106,9 +106,7 @@ impl Vulnerabilities {
             }
         }
         let catalogue = self.catalogue.get_or_insert_with(advisories::embedded);
-        let matches: Matches = catalogue
-            .matches(&Identity::from_fields(fields, mac_vendor))
-            .into();
+        let matches = catalogue.shared_matches(&Identity::from_fields(fields, mac_vendor));
         if self.memo.len() >= MAX_MATCH_MEMO {
             self.memo.clear();
         }

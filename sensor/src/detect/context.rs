@@ -419,16 +419,21 @@ impl LearnedFact {
     pub const LISTED: usize = 4;
 
     /// `what: a, b` (or `none` when no peer was learned) with the peers listed (sorted
-    /// by the caller; at most [`LearnedFact::LISTED`]).
-    pub fn peers(what: &str, none: String, mut learned: Vec<IpAddr>) -> LearnedFact {
+    /// by the caller; at most [`LearnedFact::LISTED`]). Only the text used is formatted.
+    pub fn peers(
+        what: impl std::fmt::Display,
+        none: impl std::fmt::Display,
+        mut learned: Vec<IpAddr>,
+    ) -> LearnedFact {
         use std::fmt::Write;
         let more = learned.len().saturating_sub(Self::LISTED);
         learned.truncate(Self::LISTED);
         let fact = if learned.is_empty() {
-            none
+            none.to_string()
         } else {
-            let mut text = String::with_capacity(what.len() + 2 + 16 * learned.len());
-            text.push_str(what);
+            // Room for the usual `what` (a sentence naming an address) and the list.
+            let mut text = String::with_capacity(96 + 24 * learned.len());
+            let _ = write!(text, "{what}");
             for (index, peer) in learned.iter().enumerate() {
                 text.push_str(if index == 0 { ": " } else { ", " });
                 let _ = write!(text, "{peer}");

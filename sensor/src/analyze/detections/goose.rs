@@ -2,6 +2,8 @@
 //! deviate from their publisher's history (stNum jumps and replays, simulation,
 //! confRev changes), all as `goose_anomaly`.
 
+use arrayvec::ArrayVec;
+
 use crate::analyze::bounded::Admitted;
 use crate::analyze::*;
 use crate::detect::GooseDetail;
@@ -19,10 +21,7 @@ impl Analyzer {
         gocb_ref: ShortText,
         change: GooseChange,
     ) {
-        // Formatted only for an alert: most publications are not.
-        let mac = || store::format_mac(&publisher);
-        let gocb = gocb_ref.as_str();
-        let (message, anomaly, details) = match change {
+        let before: ArrayVec<Mac, MAX_PUBLISHERS_PER_BLOCK> = match change {
             GooseChange::Published => {
                 let learning = self.is_learning(ts_ns);
                 let (known, admitted) =
@@ -32,7 +31,11 @@ impl Analyzer {
                 if known.contains(&publisher) {
                     return;
                 }
-                let before: Vec<String> = known.iter().map(store::format_mac).collect();
+                let before = known
+                    .iter()
+                    .copied()
+                    .take(MAX_PUBLISHERS_PER_BLOCK)
+                    .collect();
                 if known.len() < MAX_PUBLISHERS_PER_BLOCK {
                     known.push(publisher);
                 }
@@ -44,75 +47,89 @@ impl Analyzer {
                 if learning || fresh {
                     return;
                 }
-                (
-                    format!(
-                        "{mac} publishes GOOSE {gocb}, which only {} published before",
-                        before.join(", "),
-                        mac = mac()
-                    ),
-                    "new_publisher",
-                    GooseDetail::NewPublisher { publishers: before },
-                )
+                before
             }
-            GooseChange::StNumJump { from, to } => (
-                format!(
-                    "GOOSE {gocb} from {mac}: stNum jumped from {from} to {to} (state changes \
-                     skipped or injected)",
-                    mac = mac()
-                ),
-                "st_num_jump",
-                GooseDetail::Change { from, to },
-            ),
-            GooseChange::Replay {
-                last_st_num,
-                st_num,
-            } => (
-                format!(
-                    "GOOSE {gocb} from {mac}: stNum {st_num} after {last_st_num} (an earlier \
-                     publication sent again)",
-                    mac = mac()
-                ),
-                "replay",
-                GooseDetail::Replay {
-                    last_st_num,
-                    st_num,
-                },
-            ),
-            GooseChange::Simulation => (
-                format!(
-                    "GOOSE {gocb} from {mac} has the simulation flag set (subscribers in \
-                     simulation mode act on it)",
-                    mac = mac()
-                ),
-                "simulation",
-                GooseDetail::None,
-            ),
-            GooseChange::ConfRevChange { from, to } => (
-                format!(
-                    "GOOSE {gocb} from {mac}: confRev changed from {from} to {to}",
-                    mac = mac()
-                ),
-                "conf_rev_change",
-                GooseDetail::Change { from, to },
-            ),
-        };
-        let context = Detail::Goose {
-            gocb_ref: gocb.to_owned(),
-            anomaly,
-            vlan,
-            change: details,
+            _ => ArrayVec::new(),
         };
         let subject = Subject {
             app_proto: Some(Protocol::Goose),
             ..Subject::device(DeviceKey::Mac(publisher))
         };
-        self.raise(
+        // Formatted only for an alert record, not for a repeat that only counts.
+        self.raise_with(
             "goose_anomaly",
             ts_ns,
             subject,
-            message,
-            context,
+            move || describe(publisher, vlan, &gocb_ref, change, &before),
             Vec::new(),
         );
     }
+}
+
+/// The message and context of a `goose_anomaly` alert; `before` lists the control
+/// block's earlier publishers (for a new publisher).
+fn describe(
+    publisher: Mac,
+    vlan: u16,
+    gocb_ref: &ShortText,
+    change: GooseChange,
+    before: &[Mac],
+) -> (String, Detail) {
+    let mac = store::format_mac(&publisher);
+    let gocb = gocb_ref.as_str();
+    let (message, anomaly, details) = match change {
+        GooseChange::Published => {
+            let before: Vec<String> = before.iter().map(store::format_mac).collect();
+            (
+                format!(
+                    "{mac} publishes GOOSE {gocb}, which only {} published before",
+                    before.join(", "),
+                ),
+                "new_publisher",
+                GooseDetail::NewPublisher { publishers: before },
+            )
+        }
+        GooseChange::StNumJump { from, to } => (
+            format!(
+                "GOOSE {gocb} from {mac}: stNum jumped from {from} to {to} (state changes \
+                 skipped or injected)",
+            ),
+            "st_num_jump",
+            GooseDetail::Change { from, to },
+        ),
+        GooseChange::Replay {
+            last_st_num,
+            st_num,
+        } => (
+            format!(
+                "GOOSE {gocb} from {mac}: stNum {st_num} after {last_st_num} (an earlier \
+                 publication sent again)",
+            ),
+            "replay",
+            GooseDetail::Replay {
+                last_st_num,
+                st_num,
+            },
+        ),
+        GooseChange::Simulation => (
+            format!(
+                "GOOSE {gocb} from {mac} has the simulation flag set (subscribers in \
+                 simulation mode act on it)",
+            ),
+            "simulation",
+            GooseDetail::None,
+        ),
+        GooseChange::ConfRevChange { from, to } => (
+            format!("GOOSE {gocb} from {mac}: confRev changed from {from} to {to}"),
+            "conf_rev_change",
+            GooseDetail::Change { from, to },
+        ),
+    };
+    let context = Detail::Goose {
+        gocb_ref: gocb.to_owned(),
+        anomaly,
+        vlan,
+        change: details,
+    };
+    (message, context)
 }
