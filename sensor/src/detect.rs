@@ -2,6 +2,7 @@
 //! MITRE ATT&CK for ICS techniques, descriptions and responses) and the `Alert` record
 //! the analyzer raises. Documented for operators in `docs/DETECTIONS.md`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -66,12 +67,12 @@ pub struct Detection {
 pub struct Alert {
     /// Store id (0 until stored).
     pub id: u64,
-    pub signature: String,
+    pub signature: Cow<'static, str>,
     pub signature_id: u32,
-    pub category: String,
+    pub category: Cow<'static, str>,
     pub severity: Severity,
     pub engine: Engine,
-    pub mitre: String,
+    pub mitre: Cow<'static, str>,
     /// The packet that triggered it: for alerts about one device, that device is `src`.
     pub src_ip: Option<IpAddr>,
     pub src_port: Option<u16>,
@@ -367,12 +368,12 @@ impl Alert {
     pub fn of(detection: &Detection) -> Alert {
         Alert {
             id: 0,
-            signature: detection.name.to_owned(),
+            signature: Cow::Borrowed(detection.name),
             signature_id: detection.id,
-            category: detection.category.to_owned(),
+            category: Cow::Borrowed(detection.category),
             severity: detection.severity,
             engine: detection.engine,
-            mitre: detection.mitre.to_owned(),
+            mitre: Cow::Borrowed(detection.mitre),
             src_ip: None,
             src_port: None,
             dest_ip: None,

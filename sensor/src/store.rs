@@ -248,10 +248,12 @@ pub struct DeviceRow {
     pub record: String,
 }
 
-/// One alert row to upsert, with the baseline items "learn this" adds.
+/// One alert row to upsert, with the baseline items "learn this" adds. The record is
+/// the one the sinks got when it was written (shared, not copied); a later repeat that
+/// only counts updates the row's own copy (`Arc::make_mut`).
 #[derive(Clone, Debug)]
 pub struct AlertRow {
-    pub alert: Alert,
+    pub alert: std::sync::Arc<Alert>,
     pub learn: Vec<BaselineItem>,
 }
 
@@ -591,7 +593,7 @@ impl Store {
                      record = excluded.record",
             )?;
             for row in &batch.alerts {
-                let a = &row.alert;
+                let a: &Alert = &row.alert;
                 let learn: Vec<(&str, String)> =
                     row.learn.iter().map(|i| (i.kind(), i.key())).collect();
                 alert.execute(params![
@@ -915,7 +917,7 @@ mod tests {
         ])))];
         store.write(&Batch {
             alerts: vec![AlertRow {
-                alert,
+                alert: std::sync::Arc::new(alert),
                 learn: learn.clone(),
             }],
             ..Batch::default()

@@ -250,8 +250,9 @@ impl Analyzer {
             // is already pending, updating the row is all there is to do, and no
             // record is built.
             if let Some(row) = self.pending_alerts.get_mut(key) {
-                row.alert.last_ns = row.alert.last_ns.max(ts_ns);
-                row.alert.count = count;
+                let alert = Arc::make_mut(&mut row.alert);
+                alert.last_ns = alert.last_ns.max(ts_ns);
+                alert.count = count;
                 return None;
             }
         }
@@ -305,21 +306,33 @@ impl Analyzer {
         alert.last_ns = ts_ns;
         alert.count = count;
         alert.status = status;
-        // The row keeps its own copy only when the record also goes to the sinks.
-        let (row_alert, sent) = match write {
-            true => (alert.clone(), Some(alert)),
-            false => (alert, None),
-        };
+        // A new alert's packets: the evidence thread writes them and then the EVE record
+        // (with the file's hash); the sinks get the path now, the store row does not.
+        let mut unreferenced = None;
+        let mut eve_by_evidence = false;
+        if let (true, 1, Some(evidence)) = (write, count, self.evidence.as_ref()) {
+            let plain = alert.clone();
+            eve_by_evidence = evidence.request(&mut alert, ts_ns, self.eve.is_some());
+            unreferenced = eve_by_evidence.then(|| Arc::new(plain));
+        }
+        // Built once, shared by the pending store row and every outlet.
+        let alert = Arc::new(alert);
+        let row_alert = unreferenced.unwrap_or_else(|| Arc::clone(&alert));
         match self.pending_alerts.get_mut(&key) {
             Some(row) => {
                 if write {
                     // The stored record is the last occurrence written to the sinks.
                     let first_ns = row.alert.first_ns.min(ts_ns);
                     row.alert = row_alert;
-                    row.alert.first_ns = first_ns;
+                    if row.alert.first_ns != first_ns {
+                        Arc::make_mut(&mut row.alert).first_ns = first_ns;
+                    }
                 }
-                row.alert.last_ns = row.alert.last_ns.max(ts_ns);
-                row.alert.count = count;
+                if row.alert.last_ns < ts_ns || row.alert.count != count {
+                    let stored = Arc::make_mut(&mut row.alert);
+                    stored.last_ns = stored.last_ns.max(ts_ns);
+                    stored.count = count;
+                }
             }
             None => {
                 let row = AlertRow {
@@ -329,22 +342,13 @@ impl Analyzer {
                 self.pending_alerts.insert(key, row);
             }
         }
-        if let Some(alert) = sent {
+        if write {
             if self.current_mono_ns > 0 {
                 let latency = mono_ns().saturating_sub(self.current_mono_ns).max(1);
                 if let Some(histogram) = self.latency.as_mut() {
                     let _ = histogram.record(latency);
                 }
             }
-            let mut alert = alert;
-            // A new alert's packets: the evidence thread writes them and then the
-            // EVE record (with the file's hash); the sinks get the path now.
-            let eve_by_evidence = count == 1
-                && self.evidence.as_ref().is_some_and(|evidence| {
-                    evidence.request(&mut alert, ts_ns, self.eve.is_some())
-                });
-            // Built once, shared by every outlet; each serialises it.
-            let alert = Arc::new(alert);
             self.sinks.send(&alert);
             self.changes.alert(&alert);
             if let (false, Some(eve)) = (eve_by_evidence, self.eve.as_mut()) {

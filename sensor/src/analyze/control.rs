@@ -612,7 +612,7 @@ mod tests {
         high.id = 1;
         high.count = 1;
         batch.alerts.push(store::AlertRow {
-            alert: high,
+            alert: Arc::new(high),
             learn: Vec::new(),
         });
         for i in 0..10_000u32 {
@@ -625,7 +625,7 @@ mod tests {
             low.last_ns = T0 + u64::from(i + 1) * S;
             low.count = 1;
             batch.alerts.push(store::AlertRow {
-                alert: low,
+                alert: Arc::new(low),
                 learn: Vec::new(),
             });
         }

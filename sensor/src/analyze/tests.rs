@@ -280,7 +280,7 @@ fn a_real_plc_stop_raises_everywhere_after_a_flood_of_spoofed_alerts() {
         Err(error) => panic!("{error}"),
     };
     assert_eq!(
-        stored.first().map(|s| s.alert.signature.as_str()),
+        stored.first().map(|s| s.alert.signature.as_ref()),
         Some("plc_stop"),
         "the newest stored alert"
     );
@@ -436,7 +436,14 @@ fn an_alert_on_a_quiet_network_is_committed_by_the_timer() {
 fn eve_alert_times(rx: &crossbeam_channel::Receiver<EveRecord>) -> Vec<(String, u64, u64, u64)> {
     eve_alerts(rx)
         .into_iter()
-        .map(|alert| (alert.signature, alert.first_ns, alert.last_ns, alert.count))
+        .map(|alert| {
+            (
+                alert.signature.to_string(),
+                alert.first_ns,
+                alert.last_ns,
+                alert.count,
+            )
+        })
         .collect()
 }
 

@@ -187,7 +187,7 @@ fn add(counter: &AtomicU64, n: u64) {
 /// Alerts about many flows name one of them; their evidence is every packet of the
 /// host they are about: the scanner (`scan`), the target (`flood`).
 pub fn selector_of(alert: &Alert) -> Option<Selector> {
-    match alert.signature.as_str() {
+    match alert.signature.as_ref() {
         "scan" => return alert.src_ip.map(|ip| Selector::Host(host_hash(ip))),
         "flood" => {
             return alert

@@ -731,7 +731,7 @@ mod tests {
         alert.id = 1;
         alert.count = 1;
         batch.alerts.push(store::AlertRow {
-            alert,
+            alert: Arc::new(alert),
             learn: Vec::new(),
         });
         db.write(&batch).expect("write");
@@ -790,7 +790,7 @@ mod tests {
             alert.id = id;
             alert.dest_ip = Some(std::net::IpAddr::from([10, 0, 0, 10 + id as u8]));
             batch.alerts.push(store::AlertRow {
-                alert,
+                alert: Arc::new(alert),
                 learn: Vec::new(),
             });
         }

@@ -291,7 +291,7 @@ mod tests {
         rx.try_iter()
             .filter_map(|record| match record {
                 EveRecord::Alert(alert) => Some((
-                    alert.signature.clone(),
+                    alert.signature.to_string(),
                     alert.message.clone(),
                     alert.context.to_json()["operation"]
                         .as_str()
