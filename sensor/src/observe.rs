@@ -362,7 +362,7 @@ pub struct Stamped {
 
 /// One producer's (worker's) observations since its last batch, in its order, and its
 /// watermark: every observation it will send later has an order key above `watermark`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ObservationBatch {
     pub producer: usize,
     pub watermark: u64,

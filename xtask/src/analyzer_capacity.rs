@@ -155,23 +155,10 @@ pub fn measure(file: &Path, producers: usize, repeat: usize) -> anyhow::Result<C
     }
     drop(tx);
     let observations: usize = batches.iter().map(|b| b.items.len()).sum();
-    let copy = |batches: &[ObservationBatch]| -> Vec<ObservationBatch> {
-        batches
-            .iter()
-            .map(|b| ObservationBatch {
-                producer: b.producer,
-                watermark: b.watermark,
-                parked: b.parked,
-                last: b.last,
-                items: b.items.clone(),
-            })
-            .collect()
-    };
-
     // The merged order, once: checked complete and in packet order.
     let mut merge = Merge::new(producers);
     let mut order: Vec<Stamped> = Vec::with_capacity(observations);
-    for mut batch in copy(&batches) {
+    for mut batch in batches.clone() {
         merge.push(&mut batch);
         order.extend(std::iter::from_fn(|| merge.pop(0)));
     }
@@ -204,7 +191,7 @@ pub fn measure(file: &Path, producers: usize, repeat: usize) -> anyhow::Result<C
         alerts.0 = analyzer.finish().alerts;
         handled_ns = handled_ns.min(cpu_since(started) / packets as f64);
 
-        let input = copy(&batches);
+        let input = batches.clone();
         let mut analyzer = Analyzer::new(Arc::clone(&policy), None);
         analyzer.store_on_own_thread();
         let mut merge = Merge::new(producers);
@@ -233,7 +220,7 @@ pub fn measure(file: &Path, producers: usize, repeat: usize) -> anyhow::Result<C
     // as fast as it takes them: the merge, channel takes and parking included.
     let mut threaded: Option<(f64, u64, f64)> = None;
     for _ in 0..repeat.max(1) {
-        let summary = pipeline::analyze_batches(Arc::clone(&policy), producers, copy(&batches))?;
+        let summary = pipeline::analyze_batches(Arc::clone(&policy), producers, batches.clone())?;
         anyhow::ensure!(
             summary.alerts == alerts.0,
             "the analyzer thread raised {} alerts, the merged run {}",
